@@ -1,0 +1,28 @@
+// The subcommands of firelink-host. Each returns the process exit code: 0 success, 1 a check failed (a plugin was
+// refused, an expectation did not hold), 2 bad usage.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace firelink::cli {
+
+// `firelink-host plugins PATH...`: lists each plugin's id, version, ABI version and drivers, and one clear reason for
+// each refused file.
+int list_plugins(const std::vector<std::string> &paths);
+
+struct try_options {
+    std::vector<std::string> paths;
+    std::vector<std::string> drivers;      // empty: every driver of every plugin
+    std::vector<std::string> settings;     // key=value pairs, the driver config of every device
+    double seconds = 0;                    // 0: until SIGINT/SIGTERM
+    unsigned expect_events = 0;            // minimum events per device for success
+    bool quiet = false;                    // do not print events
+};
+
+// `firelink-host try PATH...`: loads plugins, creates one device per driver, starts them, prints their events, and
+// prints a summary when stopped.
+int try_plugins(const try_options &options);
+
+}  // namespace firelink::cli

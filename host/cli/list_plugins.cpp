@@ -1,0 +1,108 @@
+#include <cstdio>
+#include <string>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include <firelink/core/device_runtime.hpp>
+#include <firelink/core/plugin_loader.hpp>
+
+#include "commands.hpp"
+
+namespace firelink::cli {
+
+namespace {
+
+std::string version_text(std::uint32_t v) {
+    return fmt::format("{}.{}.{}", FL_VERSION_MAJOR(v), FL_VERSION_MINOR(v), FL_VERSION_PATCH(v));
+}
+
+std::string wires_text(std::uint32_t wires) {
+    static constexpr std::pair<std::uint32_t, const char *> names[] = {
+        {FL_WIRE_SERIAL, "serial"},           {FL_WIRE_RS485_BUS, "rs485_bus"}, {FL_WIRE_TCP_CLIENT, "tcp_client"},
+        {FL_WIRE_TCP_ACCEPTED, "tcp_accepted"}, {FL_WIRE_UDP, "udp"}};
+    std::string out;
+    for (auto [bit, name] : names)
+        if (wires & bit) out += (out.empty() ? "" : ",") + std::string(name);
+    return out.empty() ? "none" : out;
+}
+
+std::string join(const std::vector<std::string> &v) {
+    std::string out;
+    for (const auto &s : v) out += (out.empty() ? "" : ", ") + s;
+    return out.empty() ? "nothing" : out;
+}
+
+void print_plugin(const core::plugin_info &info) {
+    std::printf("%s %s  (ABI %s, agreed %s)  %s\n", info.id.c_str(), info.version.c_str(),
+                version_text(info.built_abi_version).c_str(), version_text(info.agreed_abi_version).c_str(),
+                info.file.c_str());
+    std::printf("  name: %s | vendor: %s | licence: %s\n", info.name.c_str(), info.vendor.c_str(),
+                info.license.c_str());
+    for (const auto &d : info.drivers) {
+        std::vector<std::string> needs;
+        for (const auto &e : d.required_extensions)
+            needs.push_back(e + (core::device_runtime::provides(e) ? "" : " (not provided by this host)"));
+        std::printf("  driver %s | class %s | wires %s | needs %s%s\n", d.id.c_str(), d.device_class.c_str(),
+                    wires_text(d.wires).c_str(), join(needs).c_str(),
+                    (d.flags & FL_DRIVER_OWN_IO) ? " | does its own I/O" : "");
+    }
+    if (!info.extra_exports.empty())
+        std::printf("  warning: exports %zu symbol(s) besides %s (build it with firelink_add_plugin): %s\n",
+                    info.extra_exports.size(), FL_ENTRY_SYMBOL, join(info.extra_exports).c_str());
+}
+
+// The plugin-level fl_host for the init/deinit probe of a listing: logs go to stderr through spdlog's default.
+void probe_log(const fl_host *, std::int32_t level, const char *message) {
+    std::fprintf(stderr, "  plugin log (%d): %s\n", level, message ? message : "");
+}
+fl_status probe_emit(const fl_host *, const std::uint8_t *, std::size_t) { return FL_MISUSE; }
+const void *probe_extension(const fl_host *, const char *) { return nullptr; }
+
+}  // namespace
+
+int list_plugins(const std::vector<std::string> &paths) {
+    core::plugin_loader loader;
+    std::size_t loaded = 0, refused = 0;
+    // Loaded plugins stay loaded until the end, so that a duplicate id in a later file is recognised.
+    std::vector<std::unique_ptr<core::plugin>> keep;
+    for (const auto &path : paths) {
+        const auto files = core::plugin_loader::candidates(path);
+        if (files.empty()) {
+            std::printf("refused %s: not_found: no .so files in this directory\n", path.c_str());
+            ++refused;
+        }
+        for (const auto &file : files) {
+            auto result = loader.load(file);
+            if (auto *err = std::get_if<core::load_error>(&result)) {
+                std::printf("refused %s: %s\n", file.c_str(), err->what().c_str());
+                ++refused;
+                continue;
+            }
+            auto &p = std::get<std::unique_ptr<core::plugin>>(result);
+            fl_host host{};
+            host.struct_size = sizeof host;
+            host.abi_version = p->info().agreed_abi_version;
+            host.host_name = "firelink-host";
+            host.host_version = "1.0.0";
+            host.emit = probe_emit;
+            host.log = probe_log;
+            host.get_extension = probe_extension;
+            const fl_status st = p->init(&host);
+            if (st != FL_OK) {
+                std::printf("refused %s: init_failed: init returned %d\n", file.c_str(), st);
+                loader.forget(p->info().id);
+                ++refused;
+                continue;
+            }
+            p->deinit();
+            print_plugin(p->info());
+            ++loaded;
+            keep.push_back(std::move(p));
+        }
+    }
+    std::printf("%zu plugin(s) loaded, %zu refused\n", loaded, refused);
+    return refused == 0 ? 0 : 1;
+}
+
+}  // namespace firelink::cli

@@ -1,0 +1,49 @@
+// firelink-host: the host runtime's command line.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <firelink/firelink.h>
+
+#include "commands.hpp"
+
+int main(int argc, char **argv) {
+    CLI::App app{"firelink-host: loads firelink driver plugins and runs their devices"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "firelink-host 1.0.0 (ABI 1.0.0)");
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->check(
+        CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+    std::vector<std::string> list_paths;
+    auto *plugins = app.add_subcommand("plugins", "List plugins (files or directories); exit 1 if any is refused");
+    plugins->add_option("PATH", list_paths, "plugin files or directories of them")->required();
+
+    firelink::cli::try_options try_opt;
+    auto *try_cmd = app.add_subcommand(
+        "try", "Load plugins, run one device per driver, print their events and a summary");
+    try_cmd->add_option("PATH", try_opt.paths, "plugin files or directories of them")->required();
+    try_cmd->add_option("--driver", try_opt.drivers, "run only these driver ids");
+    try_cmd->add_option("--set", try_opt.settings, "driver config key=value, given to every device");
+    try_cmd->add_option("--for", try_opt.seconds, "stop after SECONDS (default: run until SIGINT/SIGTERM)")
+        ->check(CLI::PositiveNumber);
+    try_cmd->add_option("--expect-events", try_opt.expect_events,
+                        "fail unless every device emitted at least N events");
+    try_cmd->add_flag("--quiet", try_opt.quiet, "do not print events");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+
+    auto logger = spdlog::stderr_color_mt("firelink");
+    spdlog::set_default_logger(logger);
+    spdlog::set_level(spdlog::level::from_str(log_level));
+
+    if (*plugins) return firelink::cli::list_plugins(list_paths);
+    if (*try_cmd) return firelink::cli::try_plugins(try_opt);
+    return 2;
+}

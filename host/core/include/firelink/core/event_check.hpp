@@ -1,0 +1,27 @@
+// The boundary check of an emitted event against the v1 event schema (docs/events.md), and a JSON rendering of
+// msgpack payloads for logs and command-line tools. Shared by the host and the conformance suite.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace firelink::core {
+
+// The largest event the host accepts, in bytes.
+inline constexpr std::size_t max_event_bytes = 64 * 1024;
+
+// What the check learnt about a valid event.
+struct event_summary {
+    std::string kind;
+    std::string code;
+};
+
+// Returns the summary of a valid event, or sets `why` to the first reason it is invalid and returns nullopt.
+std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t size, std::string &why);
+
+// Renders any msgpack bytes as one line of JSON (binary as base16 strings; invalid input as {"invalid_msgpack":…}).
+std::string msgpack_to_json(const std::uint8_t *data, std::size_t size);
+
+}  // namespace firelink::core

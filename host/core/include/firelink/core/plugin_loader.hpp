@@ -1,0 +1,129 @@
+// Loading a driver plugin: Boost.DLL with RTLD_NOW | RTLD_LOCAL, one symbol imported, version negotiation, and
+// every check of the descriptor that can be made at load time (docs/abi.md, "Refusal reasons").
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <firelink/firelink.h>
+
+namespace firelink::core {
+
+// Why a file was refused. The names are the reason keys printed by `firelink-host plugins` and documented in
+// docs/abi.md; never rename one.
+enum class refusal {
+    not_found,
+    not_a_shared_library,
+    load_failed,
+    no_entry_symbol,
+    entry_too_small,
+    incompatible_major,
+    negotiation_refused,
+    negotiation_invalid,
+    invalid_descriptor,
+    duplicate_plugin_id,
+    init_failed,
+};
+
+std::string_view to_string(refusal r) noexcept;
+
+struct load_error {
+    std::filesystem::path file;
+    refusal reason;
+    std::string detail;
+
+    std::string what() const;  // "<reason>: <detail>"
+};
+
+// A copy of one driver's descriptor, owned by the host.
+struct driver_info {
+    std::string id;
+    std::string name;
+    std::string device_class;
+    std::string description;
+    std::uint32_t wires = 0;
+    std::vector<std::string> required_extensions;
+    std::uint64_t flags = 0;
+};
+
+// A copy of the plugin's descriptor and what the loader learnt about it.
+struct plugin_info {
+    std::filesystem::path file;
+    std::string id;
+    std::string name;
+    std::string vendor;
+    std::string version;
+    std::string license;
+    std::string url;
+    std::string description;
+    std::uint32_t built_abi_version = 0;   // entry.abi_version: the headers the plugin was compiled against
+    std::uint32_t agreed_abi_version = 0;  // the outcome of negotiation
+    std::vector<driver_info> drivers;
+    std::vector<std::string> extra_exports;  // exported symbols besides the entry (warning, not refusal)
+
+    const driver_info *find_driver(std::string_view id) const;
+};
+
+// A loaded, negotiated plugin. Unloads the library when destroyed (after deinit, when initialised). Not copyable;
+// move it by unique_ptr.
+class plugin {
+public:
+    ~plugin();
+    plugin(const plugin &) = delete;
+    plugin &operator=(const plugin &) = delete;
+
+    const plugin_info &info() const noexcept { return info_; }
+    const fl_plugin_entry &entry() const noexcept { return *entry_; }
+    bool initialized() const noexcept { return initialized_; }
+
+    // Calls entry.init with the plugin's own fl_host (which must outlive the plugin or the next deinit).
+    // FL_OK or the plugin's error.
+    fl_status init(const fl_host *plugin_host);
+    void deinit();
+
+private:
+    friend class plugin_loader;
+    plugin() = default;
+
+    struct library;  // Boost.DLL, kept out of this header
+    std::unique_ptr<library> lib_;
+    const fl_plugin_entry *entry_ = nullptr;
+    plugin_info info_;
+    bool initialized_ = false;
+};
+
+using load_result = std::variant<std::unique_ptr<plugin>, load_error>;
+
+// Loads plugins and remembers their ids, so a second file with an id already loaded is refused.
+class plugin_loader {
+public:
+    // The ABI version this host offers. Tests offer other versions to exercise negotiation.
+    explicit plugin_loader(std::uint32_t host_abi_version = FL_ABI_VERSION) : host_version_(host_abi_version) {}
+
+    // Loads and negotiates one file and validates its descriptor. Does not call init.
+    load_result load(const std::filesystem::path &file);
+
+    // Every candidate file under `path`: the file itself, or the regular files of a directory (not recursive) whose
+    // names end in ".so", sorted by name.
+    static std::vector<std::filesystem::path> candidates(const std::filesystem::path &path);
+
+    // Forget a plugin id (when its plugin is unloaded), so the file can be loaded again.
+    void forget(const std::string &plugin_id);
+
+private:
+    std::uint32_t host_version_;
+    std::vector<std::string> loaded_ids_;
+};
+
+// Descriptor rules shared with the conformance suite.
+bool is_reverse_dns(std::string_view id);
+bool is_driver_id(std::string_view id);
+bool is_device_class(std::string_view device_class);
+
+}  // namespace firelink::core

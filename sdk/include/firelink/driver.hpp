@@ -1,0 +1,417 @@
+// firelink vendor kit: write a driver plugin in C++ by subclassing firelink::device and writing one macro.
+//
+//     class my_device : public firelink::device {
+//     public:
+//         my_device(firelink::host_handle host, const firelink::config &cfg) : device(host) { ... }
+//         void start() override { timer_ = host().start_timer(std::chrono::seconds(1)); }
+//         void on_timer(std::uint64_t) override { host().emit(firelink::event{firelink::event_kind::telemetry, "tick"}); }
+//     };
+//
+//     FIRELINK_PLUGIN(
+//         (firelink::plugin_info{.id = "com.acme.demo", .name = "Demo", .vendor = "ACME", .version = "1.0.0",
+//                                .license = "Apache-2.0"}),
+//         (firelink::driver<my_device>{.id = "demo", .name = "Demo device", .device_class = "vendor:com.acme.demo",
+//                                      .needs = {FL_EXT_TIMER}}))
+//
+// The wrapper implements the lifecycle rules of docs/abi.md for you: calls in the wrong state return FL_MISUSE,
+// exceptions never cross the boundary (config_error becomes FL_INVALID_ARGUMENT, anything else FL_ERROR, each with a
+// log line), and the device's callbacks run only while it is started.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "firelink.h"
+#include "payload.hpp"
+
+namespace firelink {
+
+// The device's view of the host: events, logs, timers and its wire. Cheap to copy; valid while the device lives.
+class host_handle {
+public:
+    explicit host_handle(const fl_host *host) noexcept : host_(host) {
+        if (FL_HAS_FIELD(host_, fl_host, get_extension)) {
+            timer_ = static_cast<const fl_host_timer *>(host_->get_extension(host_, FL_EXT_TIMER));
+            transport_ = static_cast<const fl_host_transport *>(host_->get_extension(host_, FL_EXT_TRANSPORT));
+        }
+    }
+
+    const fl_host *raw() const noexcept { return host_; }
+    std::string_view device_id() const noexcept {
+        return FL_HAS_FIELD(host_, fl_host, device_id) && host_->device_id ? host_->device_id : "";
+    }
+
+    // FL_OK when the host took the event; see fl_host.emit for the other answers.
+    fl_status emit(const event &ev) const {
+        auto bytes = ev.pack();
+        return emit_raw(bytes.data(), bytes.size());
+    }
+    fl_status emit_raw(const std::uint8_t *data, std::size_t size) const {
+        return FL_HAS_FIELD(host_, fl_host, emit) ? host_->emit(host_, data, size) : FL_UNSUPPORTED;
+    }
+
+    void log(int level, const std::string &message) const noexcept {
+        if (FL_HAS_FIELD(host_, fl_host, log)) host_->log(host_, level, message.c_str());
+    }
+    void debug(const std::string &m) const noexcept { log(FL_LOG_DEBUG, m); }
+    void info(const std::string &m) const noexcept { log(FL_LOG_INFO, m); }
+    void warn(const std::string &m) const noexcept { log(FL_LOG_WARN, m); }
+    void error(const std::string &m) const noexcept { log(FL_LOG_ERROR, m); }
+
+    // Timers (firelink.timer/1). start_timer returns the id, or nullopt when the host has no timers or refused.
+    bool has_timers() const noexcept { return timer_ != nullptr; }
+    std::optional<std::uint64_t> start_timer(std::chrono::milliseconds period, bool oneshot = false) const {
+        std::uint64_t id = FL_INVALID_TIMER_ID;
+        if (!timer_ || period.count() < 1 || period.count() > UINT32_MAX) return std::nullopt;
+        if (timer_->start(host_, static_cast<std::uint32_t>(period.count()), oneshot ? FL_TIMER_ONESHOT : 0u, &id) !=
+            FL_OK)
+            return std::nullopt;
+        return id;
+    }
+    fl_status cancel_timer(std::uint64_t id) const { return timer_ ? timer_->cancel(host_, id) : FL_UNSUPPORTED; }
+
+    // The wire (firelink.transport/1).
+    bool has_transport() const noexcept { return transport_ != nullptr; }
+    int transport_kind() const { return transport_ ? transport_->kind(host_) : 0; }
+    fl_status open_wire() const { return transport_ ? transport_->open(host_) : FL_UNSUPPORTED; }
+    fl_status write(std::span<const std::uint8_t> bytes) const {
+        return transport_ ? transport_->write(host_, bytes.data(), bytes.size()) : FL_UNSUPPORTED;
+    }
+    fl_status request(std::span<const std::uint8_t> bytes, std::chrono::milliseconds reply_timeout) const {
+        return transport_ ? transport_->request(host_, bytes.data(), bytes.size(),
+                                                static_cast<std::uint32_t>(reply_timeout.count()))
+                          : FL_UNSUPPORTED;
+    }
+    fl_status end_request() const { return transport_ ? transport_->end_request(host_) : FL_UNSUPPORTED; }
+    fl_status close_wire() const { return transport_ ? transport_->close(host_) : FL_UNSUPPORTED; }
+
+    // Any other host extension, by id.
+    template <class T>
+    const T *extension(const char *id) const {
+        return FL_HAS_FIELD(host_, fl_host, get_extension) ? static_cast<const T *>(host_->get_extension(host_, id)) : nullptr;
+    }
+
+private:
+
+    const fl_host *host_;
+    const fl_host_timer *timer_ = nullptr;
+    const fl_host_transport *transport_ = nullptr;
+};
+
+// Base class of a vendor's device. Subclasses take (host_handle, const config &) in their constructor and throw
+// config_error for a config they refuse. Every callback runs on the device's strand, only while started, and must
+// not block. Throwing from start() fails the start; throwing elsewhere is logged and the call is dropped.
+class device {
+public:
+    explicit device(host_handle host) noexcept : host_(host) {}
+    virtual ~device() = default;
+    device(const device &) = delete;
+    device &operator=(const device &) = delete;
+
+    virtual void start() {}
+    virtual void stop() {}
+    virtual void on_data(std::span<const std::uint8_t> /*bytes*/) {}
+    virtual void on_link(int /*fl_link_state*/, fl_status /*reason*/) {}
+    virtual void on_timer(std::uint64_t /*timer_id*/) {}
+    // Accept (FL_OK) and report the outcome later with event::command_result, or refuse with FL_UNSUPPORTED /
+    // FL_INVALID_ARGUMENT (throwing config_error also gives FL_INVALID_ARGUMENT).
+    virtual fl_status on_command(const command & /*cmd*/) { return FL_UNSUPPORTED; }
+
+protected:
+    const host_handle &host() const noexcept { return host_; }
+
+private:
+    host_handle host_;
+};
+
+struct plugin_info {
+    const char *id = nullptr;       // reverse-DNS, lower case: "com.acme.breakers"
+    const char *name = nullptr;
+    const char *vendor = nullptr;
+    const char *version = nullptr;  // "1.2.0"
+    const char *license = nullptr;  // SPDX, or "proprietary"
+    const char *url = nullptr;
+    const char *description = nullptr;
+};
+
+template <class Device>
+struct driver {
+    const char *id = nullptr;
+    const char *name = nullptr;
+    const char *device_class = nullptr;  // FL_CLASS_* or "vendor:<reverse-dns>"
+    const char *description = nullptr;
+    std::uint32_t wires = 0;             // FL_WIRE_* bits
+    std::vector<const char *> needs{};   // host extension ids it cannot work without
+    std::uint64_t flags = 0;             // FL_DRIVER_* bits
+};
+
+namespace detail {
+
+using factory = std::function<std::unique_ptr<device>(host_handle, const config &)>;
+
+struct driver_record {
+    fl_driver_descriptor descriptor{};
+    std::vector<const char *> needs;
+    factory make;
+};
+
+// The plugin's one registry. Hidden by the version script, so each plugin library has its own.
+struct registry {
+    fl_plugin_descriptor descriptor{};
+    std::deque<driver_record> drivers;
+    std::vector<const fl_driver_descriptor *> driver_pointers;
+    const fl_host *plugin_host = nullptr;
+    bool negotiated = false;
+    bool initialized = false;
+
+    static registry &get() {
+        static registry r;
+        return r;
+    }
+
+    void log(const fl_host *host, int level, const std::string &message) const noexcept {
+        if (host && host->log) host->log(host, level, message.c_str());
+    }
+};
+
+enum class device_state { created, started, stopped };
+
+struct device_box {
+    fl_device abi{};
+    device_state state = device_state::created;
+    host_handle host;
+    std::unique_ptr<device> impl;
+
+    explicit device_box(const fl_host *h) : host(h) {}
+
+    static device_box *from(const fl_device *d) noexcept {
+        return d ? static_cast<device_box *>(d->driver_data) : nullptr;
+    }
+
+    // Runs f, turning exceptions into a status and a log line. Never lets one escape.
+    template <class F>
+    fl_status guarded(const char *what, F &&f) noexcept {
+        try {
+            return f();
+        } catch (const config_error &e) {
+            host.error(std::string(what) + ": " + e.what());
+            return FL_INVALID_ARGUMENT;
+        } catch (const std::bad_alloc &) {
+            host.error(std::string(what) + ": out of memory");
+            return FL_NO_MEMORY;
+        } catch (const std::exception &e) {
+            host.error(std::string(what) + " threw: " + e.what());
+            return FL_ERROR;
+        } catch (...) {
+            host.error(std::string(what) + " threw a non-standard exception");
+            return FL_ERROR;
+        }
+    }
+};
+
+inline fl_status device_start(const fl_device *d) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state == device_state::started) return FL_MISUSE;
+    return box->guarded("start", [&] {
+        box->impl->start();
+        box->state = device_state::started;
+        return FL_OK;
+    });
+}
+
+inline fl_status device_stop(const fl_device *d) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started) return FL_MISUSE;
+    // The device is stopped whatever stop() does: the host reclaims its timers and wire next.
+    box->state = device_state::stopped;
+    return box->guarded("stop", [&] {
+        box->impl->stop();
+        return FL_OK;
+    });
+}
+
+inline void device_destroy(const fl_device *d) noexcept {
+    auto *box = device_box::from(d);
+    if (!box) return;
+    if (box->state == device_state::started) device_stop(d);
+    box->guarded("destroy", [&] {
+        box->impl.reset();
+        return FL_OK;
+    });
+    delete box;
+}
+
+inline fl_status device_command(const fl_device *d, const std::uint8_t *data, std::size_t size) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started || (!data && size)) return FL_MISUSE;
+    return box->guarded("command", [&] { return box->impl->on_command(command(data, size)); });
+}
+
+inline void device_on_data(const fl_device *d, const std::uint8_t *data, std::size_t size) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started || (!data && size)) return;
+    box->guarded("on_data", [&] {
+        box->impl->on_data(std::span<const std::uint8_t>(data, size));
+        return FL_OK;
+    });
+}
+
+inline void device_on_state(const fl_device *d, std::int32_t state, fl_status reason) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started) return;
+    box->guarded("on_link", [&] {
+        box->impl->on_link(state, reason);
+        return FL_OK;
+    });
+}
+
+inline void device_on_timer(const fl_device *d, std::uint64_t id) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started) return;
+    box->guarded("on_timer", [&] {
+        box->impl->on_timer(id);
+        return FL_OK;
+    });
+}
+
+inline constexpr fl_device_transport device_transport_ext = {sizeof(fl_device_transport), device_on_data,
+                                                             device_on_state};
+inline constexpr fl_device_timer device_timer_ext = {sizeof(fl_device_timer), device_on_timer};
+
+inline const void *device_get_extension(const fl_device *d, const char *id) noexcept {
+    if (!device_box::from(d) || !id) return nullptr;
+    if (std::strcmp(id, FL_EXT_TRANSPORT) == 0) return &device_transport_ext;
+    if (std::strcmp(id, FL_EXT_TIMER) == 0) return &device_timer_ext;
+    return nullptr;
+}
+
+inline fl_status entry_negotiate(std::uint32_t host_version, std::uint32_t *agreed) noexcept {
+    if (!agreed) return FL_MISUSE;
+    if (FL_VERSION_MAJOR(host_version) != FL_ABI_VERSION_MAJOR) return FL_INCOMPATIBLE;
+    *agreed = host_version < FL_ABI_VERSION ? host_version : FL_ABI_VERSION;
+    registry::get().negotiated = true;
+    return FL_OK;
+}
+
+inline fl_status entry_init(const fl_host *host, const char * /*plugin_path*/) noexcept {
+    auto &r = registry::get();
+    if (!r.negotiated || r.initialized) return FL_MISUSE;
+    r.plugin_host = host;
+    r.initialized = true;
+    return FL_OK;
+}
+
+inline void entry_deinit() noexcept {
+    auto &r = registry::get();
+    r.initialized = false;
+    r.plugin_host = nullptr;
+}
+
+inline const fl_plugin_descriptor *entry_get_descriptor() noexcept {
+    auto &r = registry::get();
+    return r.negotiated ? &r.descriptor : nullptr;
+}
+
+inline fl_status entry_create_device(const char *driver_id, const fl_host *host, const std::uint8_t *cfg,
+                                     std::size_t cfg_size, const fl_device **out) noexcept {
+    auto &r = registry::get();
+    if (out) *out = nullptr;
+    if (!r.initialized || !driver_id || !host || !out || (!cfg && cfg_size)) return FL_MISUSE;
+    const driver_record *rec = nullptr;
+    for (const auto &d : r.drivers)
+        if (std::strcmp(d.descriptor.id, driver_id) == 0) rec = &d;
+    if (!rec) {
+        r.log(host, FL_LOG_ERROR, std::string("no driver with id '") + driver_id + "' in this plugin");
+        return FL_NOT_FOUND;
+    }
+    std::unique_ptr<device_box> box;
+    try {
+        box = std::make_unique<device_box>(host);
+    } catch (...) {
+        return FL_NO_MEMORY;
+    }
+    fl_status st = box->guarded("create", [&] {
+        config parsed(cfg, cfg_size);
+        box->impl = rec->make(box->host, parsed);
+        return FL_OK;
+    });
+    if (st != FL_OK) return st;
+    box->abi.struct_size = sizeof(fl_device);
+    box->abi.driver_data = box.get();
+    box->abi.start = device_start;
+    box->abi.stop = device_stop;
+    box->abi.destroy = device_destroy;
+    box->abi.command = device_command;
+    box->abi.get_extension = device_get_extension;
+    *out = &box.release()->abi;
+    return FL_OK;
+}
+
+inline const void *entry_get_extension(const char *) noexcept { return nullptr; }
+
+inline constexpr fl_plugin_entry entry_v1 = {
+    sizeof(fl_plugin_entry), FL_ABI_VERSION,      entry_negotiate,       entry_init,
+    entry_deinit,            entry_get_descriptor, entry_create_device, entry_get_extension,
+};
+
+// Fills the registry when the library is loaded (static initialisation), before the host calls anything.
+struct registrar {
+    template <class... Devices>
+    explicit registrar(const plugin_info &info, driver<Devices>... drivers) {
+        auto &r = registry::get();
+        (add(r, std::move(drivers)), ...);
+        for (const auto &d : r.drivers) r.driver_pointers.push_back(&d.descriptor);
+        r.descriptor.struct_size = sizeof(fl_plugin_descriptor);
+        r.descriptor.driver_count = static_cast<std::uint32_t>(r.driver_pointers.size());
+        r.descriptor.id = info.id;
+        r.descriptor.name = info.name;
+        r.descriptor.vendor = info.vendor;
+        r.descriptor.version = info.version;
+        r.descriptor.license = info.license;
+        r.descriptor.url = info.url;
+        r.descriptor.description = info.description;
+        r.descriptor.drivers = r.driver_pointers.data();
+    }
+
+private:
+    template <class Device>
+    static void add(registry &r, driver<Device> d) {
+        static_assert(std::is_base_of_v<device, Device>, "a driver's device type must derive from firelink::device");
+        static_assert(std::is_constructible_v<Device, host_handle, const config &>,
+                      "a device needs a constructor Device(firelink::host_handle, const firelink::config &)");
+        auto &rec = r.drivers.emplace_back();
+        rec.needs = std::move(d.needs);
+        rec.needs.push_back(nullptr);
+        rec.descriptor.struct_size = sizeof(fl_driver_descriptor);
+        rec.descriptor.wires = d.wires;
+        rec.descriptor.id = d.id;
+        rec.descriptor.name = d.name;
+        rec.descriptor.device_class = d.device_class;
+        rec.descriptor.description = d.description;
+        rec.descriptor.required_extensions = rec.needs.data();
+        rec.descriptor.flags = d.flags;
+        rec.make = [](host_handle h, const config &c) -> std::unique_ptr<device> {
+            return std::make_unique<Device>(h, c);
+        };
+    }
+};
+
+}  // namespace detail
+}  // namespace firelink
+
+// Defines the plugin: its info and its drivers. Write it once, at namespace scope, in one source file of the plugin.
+// Wrap each argument in parentheses when it contains commas (designated initialisers do).
+#define FIRELINK_PLUGIN(info, ...)                                                                      \
+    extern "C" FL_EXPORT const fl_plugin_entry firelink_plugin_entry = ::firelink::detail::entry_v1;   \
+    namespace {                                                                                        \
+    const ::firelink::detail::registrar firelink_plugin_registrar_{info, __VA_ARGS__};                 \
+    }
