@@ -21,7 +21,8 @@ typedef struct hello_device {
     uint32_t period_ms;
     int64_t alarm_every;
     int64_t ticks;
-    int alarm_active;
+    int alarm_due;    /* an alarm is to be raised (kept until the host takes it) */
+    int alarm_active; /* raised, not yet restored */
     char alarm_id[32];
 } hello_device;
 
@@ -35,10 +36,12 @@ static void hello_log(const fl_host *host, int32_t level, const char *message) {
     if (host && host->log) host->log(host, level, message);
 }
 
-/* Emits {"schema":1, "kind":kind, "code":code, "event_id"/"ends": ref, "values":[{"name":"ticks","value":n}]}. */
-static void hello_emit(hello_device *dev, const char *kind, const char *code, const char *ref_key, const char *ref) {
+/* Emits {"schema":1, "kind":kind, "code":code, "event_id"/"ends": ref, "values":[{"name":"ticks","value":n}]}.
+ * Returns the host's answer: on FL_BUSY the caller keeps its state and tries again on the next tick. */
+static fl_status hello_emit(hello_device *dev, const char *kind, const char *code, const char *ref_key, const char *ref) {
     uint8_t buf[256];
     fl_mp_writer w;
+    fl_status st;
     fl_mp_writer_init(&w, buf, sizeof buf);
     fl_mp_map(&w, ref_key ? 5 : 4);
     fl_mp_kv_int(&w, "schema", 1);
@@ -52,9 +55,11 @@ static void hello_emit(hello_device *dev, const char *kind, const char *code, co
     fl_mp_kv_int(&w, "value", dev->ticks);
     if (!fl_mp_ok(&w)) {
         hello_log(dev->host, FL_LOG_ERROR, "event did not fit the buffer");
-        return;
+        return FL_ERROR;
     }
-    if (dev->host->emit(dev->host, buf, w.len) != FL_OK) hello_log(dev->host, FL_LOG_WARN, "host refused an event");
+    st = dev->host->emit(dev->host, buf, w.len);
+    if (st == FL_INVALID_ARGUMENT) hello_log(dev->host, FL_LOG_ERROR, "the host refused an event as malformed");
+    return st;
 }
 
 static void hello_on_timer(const fl_device *d, uint64_t timer_id) {
@@ -62,14 +67,19 @@ static void hello_on_timer(const fl_device *d, uint64_t timer_id) {
     (void)timer_id;
     if (!dev || dev->state != HELLO_STARTED) return;
     dev->ticks++;
-    hello_emit(dev, "telemetry", "tick", NULL, NULL);
+    hello_emit(dev, "telemetry", "tick", NULL, NULL); /* telemetry is expendable: not retried */
+    /* An alarm or restore changes state only once the host took it (FL_BUSY: retried on the next tick). */
     if (dev->alarm_active) {
-        hello_emit(dev, "restore", "hello_alarm", "ends", dev->alarm_id);
-        dev->alarm_active = 0;
-    } else if (dev->alarm_every > 0 && dev->ticks % dev->alarm_every == 0) {
-        snprintf(dev->alarm_id, sizeof dev->alarm_id, "alarm-%lld", (long long)dev->ticks);
-        hello_emit(dev, "alarm", "hello_alarm", "event_id", dev->alarm_id);
-        dev->alarm_active = 1;
+        if (hello_emit(dev, "restore", "hello_alarm", "ends", dev->alarm_id) != FL_BUSY) dev->alarm_active = 0;
+    } else {
+        if (dev->alarm_every > 0 && dev->ticks % dev->alarm_every == 0) dev->alarm_due = 1;
+        if (dev->alarm_due) {
+            snprintf(dev->alarm_id, sizeof dev->alarm_id, "alarm-%lld", (long long)dev->ticks);
+            if (hello_emit(dev, "alarm", "hello_alarm", "event_id", dev->alarm_id) != FL_BUSY) {
+                dev->alarm_active = 1;
+                dev->alarm_due = 0;
+            }
+        }
     }
 }
 
@@ -186,7 +196,10 @@ static fl_status hello_create_device(const char *driver_id, const fl_host *host,
     int64_t period = 1000, alarm_every = 5;
     if (out) *out = NULL;
     if (!g_initialized || !driver_id || !host || !out || (!cfg && size)) return FL_MISUSE;
-    if (strcmp(driver_id, "hello") != 0) return FL_NOT_FOUND;
+    if (strcmp(driver_id, "hello") != 0) {
+        hello_log(host, FL_LOG_ERROR, "this plugin has one driver, \"hello\"");
+        return FL_NOT_FOUND;
+    }
     if (!fl_mp_is_map(cfg, size)) {
         hello_log(host, FL_LOG_ERROR, "config: expected one msgpack map");
         return FL_INVALID_ARGUMENT;

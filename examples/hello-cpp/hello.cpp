@@ -28,15 +28,20 @@ public:
     void on_timer(std::uint64_t) override {
         ++ticks_;
         host().emit(firelink::event{firelink::event_kind::telemetry, "tick"}.value("ticks", ticks_));
+        // An alarm or restore changes state only once the host took it; on FL_BUSY it is retried next tick.
         if (!alarm_id_.empty()) {
-            host().emit(firelink::event{firelink::event_kind::restore, "hello_alarm"}.ends(alarm_id_));
-            alarm_id_.clear();
-        } else if (alarm_every_ > 0 && ticks_ % alarm_every_ == 0) {
-            alarm_id_ = "alarm-" + std::to_string(ticks_);
-            host().emit(firelink::event{firelink::event_kind::alarm, "hello_alarm"}
-                            .id(alarm_id_)
-                            .value("ticks", ticks_)
-                            .message("hello raised its periodic alarm"));
+            if (host().emit(firelink::event{firelink::event_kind::restore, "hello_alarm"}.ends(alarm_id_)) != FL_BUSY)
+                alarm_id_.clear();
+        } else {
+            alarm_due_ = alarm_due_ || (alarm_every_ > 0 && ticks_ % alarm_every_ == 0);
+            const auto id = "alarm-" + std::to_string(ticks_);
+            if (alarm_due_ && host().emit(firelink::event{firelink::event_kind::alarm, "hello_alarm"}
+                                              .id(id)
+                                              .value("ticks", ticks_)
+                                              .message("hello raised its periodic alarm")) != FL_BUSY) {
+                alarm_id_ = id;
+                alarm_due_ = false;
+            }
         }
     }
 
@@ -50,7 +55,8 @@ private:
     std::chrono::milliseconds period_;
     std::int64_t alarm_every_;
     std::int64_t ticks_ = 0;
-    std::string alarm_id_;
+    bool alarm_due_ = false;  // an alarm is to be raised (kept until the host takes it)
+    std::string alarm_id_;    // raised, not yet restored
 };
 
 }  // namespace

@@ -63,7 +63,7 @@ int try_plugins(const try_options &opt) {
     if (!settings_to_config(opt.settings, config)) return 2;
 
     core::plugin_loader loader;
-    std::vector<std::unique_ptr<core::plugin>> plugins;
+    std::vector<std::shared_ptr<core::plugin>> plugins;
     std::size_t refused = 0;
     std::vector<std::string> failures;
     for (const auto &path : opt.paths)
@@ -107,7 +107,7 @@ int try_plugins(const try_options &opt) {
                     continue;
                 const auto device_id = stem + "." + d.id;
                 std::string why;
-                if (runtime.create(*p, d.id, device_id, config, why) != FL_OK) {
+                if (runtime.create(p, d.id, device_id, config, why) != FL_OK) {
                     std::fprintf(stderr, "device %s not created: %s\n", device_id.c_str(), why.c_str());
                     failures.push_back("device " + device_id + " not created");
                     continue;

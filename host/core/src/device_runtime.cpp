@@ -32,7 +32,7 @@ spdlog::level::level_enum to_spdlog(std::int32_t level) {
 
 // The plugin-level context: its fl_host (device_id NULL, emit refused).
 struct device_runtime::plugin_slot {
-    plugin *p = nullptr;
+    std::shared_ptr<plugin> p;  // the library stays loaded while the runtime may call into it
     fl_host host{};
     bool we_initialised = false;
 };
@@ -226,12 +226,13 @@ device_runtime::~device_runtime() {
 
 bool device_runtime::provides(const std::string &extension_id) { return extension_id == FL_EXT_TIMER; }
 
-fl_status device_runtime::attach(plugin &p, std::string &why) {
+fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::string &why) {
     std::lock_guard lock(mutex_);
     for (auto &ps : plugins_)
-        if (ps->p == &p) return FL_OK;
+        if (ps->p == shared) return FL_OK;
     auto ps = std::make_unique<plugin_slot>();
-    ps->p = &p;
+    ps->p = shared;
+    auto &p = *shared;
     ps->host.struct_size = sizeof(fl_host);
     ps->host.abi_version = p.info().agreed_abi_version;
     ps->host.host_data = ps.get();
@@ -253,8 +254,10 @@ fl_status device_runtime::attach(plugin &p, std::string &why) {
     return FL_OK;
 }
 
-fl_status device_runtime::create(plugin &p, const std::string &driver_id, const std::string &device_id,
-                                 const std::vector<std::uint8_t> &config, std::string &why) {
+fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const std::string &driver_id,
+                                 const std::string &device_id, const std::vector<std::uint8_t> &config,
+                                 std::string &why) {
+    auto &p = *shared;
     const auto *driver = p.info().find_driver(driver_id);
     if (!driver) {
         why = "plugin " + p.info().id + " has no driver '" + driver_id + "'";
@@ -269,7 +272,7 @@ fl_status device_runtime::create(plugin &p, const std::string &driver_id, const 
         why = "a device with id '" + device_id + "' already exists";
         return FL_MISUSE;
     }
-    if (fl_status st = attach(p, why); st != FL_OK) return st;
+    if (fl_status st = attach(shared, why); st != FL_OK) return st;
 
     auto slot = std::make_shared<device_slot>(io_, device_id);
     slot->sink = &sink_;

@@ -12,9 +12,11 @@
  *   thread: any     any thread, concurrently with anything, including from threads the plugin created itself.
  *   state: loaded | negotiated | initialized      the plugin's states (see plugin.h, fl_plugin_entry)
  *   state: created | started | stopped            a device instance's states (see plugin.h, fl_device)
+ *                   A host function tagged "state: started" may also be called from inside the device's start
+ *                   (to open its wire, arm its timers, emit its current state), but not after stop has begun.
  *   state: any                                     every state in which the object exists
- * A call made in a state its tag does not list is MISUSE: the callee returns FL_MISUSE (or, for a void function,
- * does nothing) and must not crash.
+ * A call made in a state its tag does not list is MISUSE: the callee returns FL_MISUSE (a function that returns a
+ * pointer returns NULL; a void function does nothing) and must not crash.
  *
  * Ownership, once for every function: everything passed into a call is borrowed for the duration of that call and
  * the receiver copies what it keeps. Nothing is ever freed on the other side of the boundary. Pointers that are

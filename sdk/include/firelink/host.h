@@ -26,7 +26,8 @@ struct fl_host {
     /* The host's own; the plugin never reads or writes through it. */
     void *host_data;
 
-    /* The host product and its version, for logs, e.g. "firelink-host", "1.0.0". Never NULL. */
+    /* The host product and its version, for logs, e.g. "firelink-host", "1.0.0". Never NULL; valid for as long as
+     * this fl_host is. */
     const char *host_name;
     const char *host_version;
 

@@ -36,7 +36,9 @@ extern "C" {
 typedef struct fl_driver_descriptor {
     uint32_t struct_size;   /* sizeof(fl_driver_descriptor) as the plugin compiled it */
 
-    uint32_t wires;         /* FL_WIRE_* bits; may be 0 only with FL_DRIVER_OWN_IO */
+    /* FL_WIRE_* bits: the wires the driver can speak over. 0 means it uses no host wire: a driver with
+     * FL_DRIVER_OWN_IO, or one that only computes from timers (a virtual or aggregate device). */
+    uint32_t wires;
 
     /* Unique within the plugin, [a-z0-9][a-z0-9_.-]*, never changes once published: site configs name it. */
     const char *id;
@@ -150,7 +152,8 @@ typedef struct fl_plugin_entry {
     fl_status (*create_device)(const char *driver_id, const fl_host *host, const uint8_t *config, size_t config_size,
                                const fl_device **out_device);
 
-    /* Returns a plugin-level extension struct by id, or NULL. [thread: main | state: negotiated, initialized] */
+    /* Returns a plugin-level extension struct by id, or NULL. The struct stays valid until the library is unloaded.
+     * [thread: main | state: negotiated, initialized] */
     const void *(*get_extension)(const char *extension_id);
 } fl_plugin_entry;
 

@@ -58,13 +58,13 @@ public:
     device_runtime(const device_runtime &) = delete;
     device_runtime &operator=(const device_runtime &) = delete;
 
-    // Initialises a loaded plugin with its plugin-level fl_host, unless already initialised. FL_OK or the plugin's
-    // status; `why` says what failed.
-    fl_status attach(plugin &p, std::string &why);
+    // Initialises a loaded plugin with its plugin-level fl_host, unless already initialised, and keeps it loaded
+    // for as long as the runtime lives. FL_OK or the plugin's status; `why` says what failed.
+    fl_status attach(const std::shared_ptr<plugin> &p, std::string &why);
 
     // Creates a device instance of `driver_id` (attaching its plugin first). On failure returns the status and sets
     // `why` to one clear reason; nothing is left behind.
-    fl_status create(plugin &p, const std::string &driver_id, const std::string &device_id,
+    fl_status create(const std::shared_ptr<plugin> &p, const std::string &driver_id, const std::string &device_id,
                      const std::vector<std::uint8_t> &config, std::string &why);
 
     fl_status start(const std::string &device_id);

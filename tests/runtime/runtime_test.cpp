@@ -1,0 +1,315 @@
+// The device runtime with real plugins: the example plugins run on host timers and emit through the boundary check;
+// fixtures prove refusals, the watchdog and the lifecycle rules of docs/abi.md.
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <variant>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+#include <msgpack.hpp>
+
+#include <firelink/core/device_runtime.hpp>
+#include <firelink/core/event_check.hpp>
+#include <firelink/core/plugin_loader.hpp>
+
+#include "fixture_paths.h"
+
+namespace core = firelink::core;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::variant> &kv) {
+    msgpack::sbuffer buf;
+    msgpack::pack(buf, kv);
+    return {reinterpret_cast<const std::uint8_t *>(buf.data()),
+            reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size()};
+}
+
+// Collects accepted events; lets a test wait for a count without depending on speed (generous deadline).
+struct collector {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<core::accepted_event> events;
+
+    void operator()(core::accepted_event &&ev) {
+        std::lock_guard lock(m);
+        events.push_back(std::move(ev));
+        cv.notify_all();
+    }
+
+    std::size_t count(const std::string &device) {
+        std::lock_guard lock(m);
+        return std::count_if(events.begin(), events.end(), [&](const auto &e) { return e.device_id == device; });
+    }
+
+    bool wait_for(const std::string &device, std::size_t n) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, 20s, [&] {
+            return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const auto &e) {
+                       return e.device_id == device;
+                   })) >= n;
+        });
+    }
+
+    std::vector<core::accepted_event> of(const std::string &device) {
+        std::lock_guard lock(m);
+        std::vector<core::accepted_event> out;
+        for (const auto &e : events)
+            if (e.device_id == device) out.push_back(e);
+        return out;
+    }
+};
+
+class Runtime : public ::testing::Test {
+protected:
+    void SetUp() override {
+        for (int i = 0; i < 2; ++i) threads.emplace_back([this] { io.run(); });
+    }
+    void TearDown() override {
+        runtime.reset();
+        work.reset();
+        io.stop();
+        for (auto &t : threads) t.join();
+    }
+
+    std::shared_ptr<core::plugin> load(const char *file) {
+        auto r = loader.load(file);
+        if (auto *e = std::get_if<core::load_error>(&r)) {
+            ADD_FAILURE() << e->what();
+            return nullptr;
+        }
+        return std::move(std::get<std::unique_ptr<core::plugin>>(r));
+    }
+
+    boost::asio::io_context io;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
+    std::vector<std::thread> threads;
+    core::plugin_loader loader;
+    collector events;
+    std::unique_ptr<core::device_runtime> runtime = std::make_unique<core::device_runtime>(
+        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{20ms});
+};
+
+}  // namespace
+
+class ExamplePlugins : public Runtime, public ::testing::WithParamInterface<const char *> {};
+
+TEST_P(ExamplePlugins, EmitValidGapFreeEventsOnHostTimersUntilStopped) {
+    auto p = load(GetParam());
+    ASSERT_TRUE(p);
+    std::string why;
+    const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{2})},
+                                 {"alarm_every", msgpack::type::variant(std::uint64_t{3})}});
+    ASSERT_EQ(runtime->create(p, "hello", "dev-1", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-1"), FL_OK);
+    ASSERT_TRUE(events.wait_for("dev-1", 12)) << "only " << events.count("dev-1") << " events";
+    ASSERT_EQ(runtime->stop("dev-1"), FL_OK);
+
+    const auto evs = events.of("dev-1");
+    std::map<std::string, int> kinds;
+    std::string last_alarm;
+    for (std::size_t i = 0; i < evs.size(); ++i) {
+        EXPECT_EQ(evs[i].sequence, i + 1) << "per-device sequence must be gap-free";
+        EXPECT_EQ(evs[i].plugin_id, p->info().id);
+        std::string reason;
+        auto summary = core::check_event(evs[i].payload.data(), evs[i].payload.size(), reason);
+        ASSERT_TRUE(summary) << reason;
+        kinds[summary->kind]++;
+        const auto json = core::msgpack_to_json(evs[i].payload.data(), evs[i].payload.size());
+        if (summary->kind == "alarm") {
+            EXPECT_NE(json.find("\"event_id\":\"alarm-"), std::string::npos) << json;
+            last_alarm = json;
+        }
+        if (summary->kind == "restore") {
+            EXPECT_NE(json.find("\"ends\":\"alarm-"), std::string::npos) << json;
+        }
+    }
+    EXPECT_GE(kinds["telemetry"], 6);
+    EXPECT_GE(kinds["alarm"], 1);
+    EXPECT_GE(kinds["restore"], 1);
+
+    // After stop returns, the host has cancelled the device's timers: nothing more arrives.
+    const auto after_stop = events.count("dev-1");
+    std::this_thread::sleep_for(30ms);
+    EXPECT_EQ(events.count("dev-1"), after_stop);
+    EXPECT_EQ(runtime->counters("dev-1").refused, 0u);
+
+    // Restart after stop is allowed (created|stopped -> started).
+    ASSERT_EQ(runtime->start("dev-1"), FL_OK);
+    ASSERT_TRUE(events.wait_for("dev-1", after_stop + 1));
+    runtime->destroy("dev-1");
+    EXPECT_TRUE(runtime->device_ids().empty());
+}
+
+TEST_P(ExamplePlugins, RefuseAConfigOfTheWrongType) {
+    auto p = load(GetParam());
+    ASSERT_TRUE(p);
+    std::string why;
+    const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::string("fast"))}});
+    EXPECT_EQ(runtime->create(p, "hello", "dev-bad", cfg, why), FL_INVALID_ARGUMENT);
+    EXPECT_NE(why.find("create_device(hello) returned -4"), std::string::npos) << why;
+    EXPECT_TRUE(runtime->device_ids().empty());
+}
+
+TEST_P(ExamplePlugins, RefuseAConfigThatIsNotAMap) {
+    auto p = load(GetParam());
+    ASSERT_TRUE(p);
+    std::string why;
+    const std::vector<std::uint8_t> not_a_map = {0x93, 0x01, 0x02, 0x03};
+    EXPECT_EQ(runtime->create(p, "hello", "dev-bad", not_a_map, why), FL_INVALID_ARGUMENT) << why;
+}
+
+TEST_P(ExamplePlugins, LifecycleCallsInTheWrongStateAreMisuse) {
+    auto p = load(GetParam());
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_OK) << why;
+    EXPECT_EQ(runtime->stop("dev-2"), FL_MISUSE);
+    EXPECT_EQ(runtime->command("dev-2", {0x80}), FL_MISUSE);
+    ASSERT_EQ(runtime->start("dev-2"), FL_OK);
+    EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE);
+    EXPECT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_MISUSE) << "device ids are unique";
+    EXPECT_EQ(runtime->create(p, "no-such-driver", "dev-3", {}, why), FL_NOT_FOUND);
+    runtime->destroy("dev-2");  // destroy while started: stops first
+    EXPECT_EQ(runtime->start("dev-2"), FL_NOT_FOUND);
+}
+
+INSTANTIATE_TEST_SUITE_P(HelloCAndCpp, ExamplePlugins, ::testing::Values(EXAMPLE_HELLO_C, EXAMPLE_HELLO_CPP));
+
+TEST_F(Runtime, HelloCppAnswersACommandWithACommandResult) {
+    auto p = load(EXAMPLE_HELLO_CPP);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-cmd", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{60000})}}), why), FL_OK);
+    ASSERT_EQ(runtime->start("dev-cmd"), FL_OK);
+
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(3);
+    pk.pack("id"); pk.pack("cmd-42");
+    pk.pack("name"); pk.pack("ping");
+    pk.pack("args"); pk.pack_map(0);
+    std::vector<std::uint8_t> ping(reinterpret_cast<const std::uint8_t *>(buf.data()),
+                                   reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size());
+    ASSERT_EQ(runtime->command("dev-cmd", ping), FL_OK);
+    ASSERT_TRUE(events.wait_for("dev-cmd", 1));
+    const auto ev = events.of("dev-cmd").front();
+    EXPECT_EQ(ev.kind, "command_result");
+    const auto json = core::msgpack_to_json(ev.payload.data(), ev.payload.size());
+    EXPECT_NE(json.find("\"command_id\":\"cmd-42\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"ok\":true"), std::string::npos) << json;
+
+    // An unknown command and a malformed one are refused with distinct statuses.
+    buf.clear();
+    pk.pack_map(2);
+    pk.pack("id"); pk.pack("cmd-43");
+    pk.pack("name"); pk.pack("self_destruct");
+    std::vector<std::uint8_t> unknown(reinterpret_cast<const std::uint8_t *>(buf.data()),
+                                      reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size());
+    EXPECT_EQ(runtime->command("dev-cmd", unknown), FL_UNSUPPORTED);
+    EXPECT_EQ(runtime->command("dev-cmd", {0xc1}), FL_INVALID_ARGUMENT);
+}
+
+TEST_F(Runtime, RefusesADriverThatNeedsAnExtensionTheHostLacks) {
+    auto p = load(FIXTURE_NEEDS_TRANSPORT);
+    ASSERT_TRUE(p);
+    std::string why;
+    EXPECT_EQ(runtime->create(p, "panel", "dev-t", {}, why), FL_UNSUPPORTED);
+    EXPECT_NE(why.find("needs extension firelink.transport/1"), std::string::npos) << why;
+}
+
+TEST_F(Runtime, RefusesInvalidEventsAtTheBoundaryCountsThemAndKeepsGoing) {
+    auto p = load(FIXTURE_BAD_EVENTS);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "dev-bad-events", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-bad-events"), FL_OK);
+    const auto c = runtime->counters("dev-bad-events");
+    EXPECT_EQ(c.refused, 5u);
+    EXPECT_EQ(c.accepted, 1u);
+    ASSERT_EQ(events.of("dev-bad-events").size(), 1u);
+    EXPECT_EQ(events.of("dev-bad-events")[0].sequence, 1u) << "refused events take no sequence number";
+}
+
+TEST_F(Runtime, WatchdogReportsACallbackThatBlocks) {
+    auto p = load(FIXTURE_SLOW_START);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "dev-slow", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-slow"), FL_OK);
+    EXPECT_EQ(runtime->counters("dev-slow").slow_callbacks, 1u);
+
+    auto good = load(FIXTURE_GOOD);
+    ASSERT_TRUE(good);
+    ASSERT_EQ(runtime->create(good, "panel", "dev-fast", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-fast"), FL_OK);
+    EXPECT_EQ(runtime->counters("dev-fast").slow_callbacks, 0u);
+}
+
+// ---- the event check at the boundary ---------------------------------------------------------------------------
+
+namespace {
+std::vector<std::uint8_t> pack_map(const std::map<std::string, msgpack::type::variant> &kv) { return config_map(kv); }
+std::string check(const std::vector<std::uint8_t> &bytes) {
+    std::string why;
+    return core::check_event(bytes.data(), bytes.size(), why) ? "valid" : why;
+}
+using V = msgpack::type::variant;
+}  // namespace
+
+TEST(EventCheck, AcceptsTheSchemaAndNamesTheFirstProblem) {
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string("arc_fault"))}})), "valid");
+    EXPECT_EQ(check(pack_map({{"code", V(std::string("arc_fault"))}})), "missing 'kind'");
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("alarm"))}})), "missing 'code'");
+    EXPECT_NE(check(pack_map({{"kind", V(std::string("explosion"))}, {"code", V(std::string("x"))}})).find("'kind' must be one of"),
+              std::string::npos);
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("restore"))}, {"code", V(std::string("x"))}})),
+              "a restore must name the event it ends in 'ends'");
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("command_result"))}, {"code", V(std::string("x"))}})),
+              "a command_result must carry 'command_id' and 'ok'");
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string("x"))},
+                              {"severity", V(std::string("apocalyptic"))}})),
+              "'severity' must be one of critical, major, minor, warning, info");
+    EXPECT_EQ(check(pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string(""))}})),
+              "'code' must be a string of 1-64 bytes");
+    EXPECT_EQ(check({}), "empty event");
+    EXPECT_EQ(check({0x93, 1, 2, 3}), "an event must be a msgpack map");
+    EXPECT_EQ(check(std::vector<std::uint8_t>(70 * 1024, 0x80)).find("exceeds the 64 KiB limit") != std::string::npos,
+              true);
+    auto trailing = pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string("x"))}});
+    trailing.push_back(0xc0);
+    EXPECT_EQ(check(trailing), "trailing bytes after the event map");
+}
+
+TEST(EventCheck, ChecksValuesPointByPoint) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(3);
+    pk.pack("kind"); pk.pack("telemetry");
+    pk.pack("code"); pk.pack("levels");
+    pk.pack("values");
+    pk.pack_array(2);
+    pk.pack_map(3); pk.pack("name"); pk.pack("gas"); pk.pack("value"); pk.pack(12.5); pk.pack("unit"); pk.pack("%LEL");
+    pk.pack_map(1); pk.pack("name"); pk.pack("valve");
+    std::vector<std::uint8_t> bytes(reinterpret_cast<const std::uint8_t *>(buf.data()),
+                                    reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size());
+    EXPECT_EQ(check(bytes), "values[1] has no value");
+}
+
+TEST(EventCheck, RandomBytesNeverCrash) {
+    std::mt19937 rng(2026);
+    for (int i = 0; i < 20000; ++i) {
+        std::vector<std::uint8_t> bytes(rng() % 64);
+        for (auto &b : bytes) b = static_cast<std::uint8_t>(rng());
+        if (!bytes.empty() && i % 2) bytes[0] = 0x80 | (bytes[0] & 0x0f);  // often a map header
+        std::string why;
+        (void)core::check_event(bytes.data(), bytes.size(), why);
+        (void)core::msgpack_to_json(bytes.data(), bytes.size());
+    }
+}
