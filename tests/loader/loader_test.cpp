@@ -248,3 +248,40 @@ TEST(HostPluginsCommand, UsageErrorsExitTwo) {
     EXPECT_EQ(run("plugins").exit_code, 2);
     EXPECT_EQ(run("no-such-command").exit_code, 2);
 }
+
+// ---- `firelink-host try`: the command ./scripts/demo runs --------------------------------------------------------
+
+TEST(HostTryCommand, RunsTheExamplesAndMeetsItsExpectations) {
+    auto r = run(std::string("try ") + EXAMPLE_HELLO_C + " " + EXAMPLE_HELLO_CPP +
+                 " --set period_ms=5 --set alarm_every=2 --for 1 --expect-events 3");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("{\"device\":\"hello-c.hello\",\"seq\":1,\"event\":{\"schema\":1,\"kind\":\"telemetry\""),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("\"kind\":\"alarm\""), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("summary: 2 plugin(s) loaded, 0 refused, 2 device(s)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("expectations: met"), std::string::npos) << r.output;
+}
+
+TEST(HostTryCommand, FailsWhenADeviceCannotBeCreated) {
+    auto r = run(std::string("try ") + FIXTURE_NEEDS_TRANSPORT + " --for 0.1");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("needs extension firelink.transport/1"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("expectations: NOT met"), std::string::npos) << r.output;
+}
+
+TEST(HostTryCommand, FailsWhenADeviceEmitsTooFewOrInvalidEvents) {
+    auto few = run(std::string("try ") + FIXTURE_GOOD + " --for 0.1 --expect-events 1000 --quiet");
+    EXPECT_EQ(few.exit_code, 1) << few.output;
+    EXPECT_NE(few.output.find("expected at least 1000"), std::string::npos) << few.output;
+
+    auto bad = run(std::string("try ") + FIXTURE_BAD_EVENTS + " --for 0.1 --quiet");
+    EXPECT_EQ(bad.exit_code, 1) << bad.output;
+    EXPECT_NE(bad.output.find("emitted 5 invalid event(s)"), std::string::npos) << bad.output;
+}
+
+TEST(HostTryCommand, RefusesAMalformedSetting) {
+    auto r = run(std::string("try ") + EXAMPLE_HELLO_C + " --set period_ms --for 0.1");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("expected key=value"), std::string::npos) << r.output;
+}

@@ -18,6 +18,7 @@
 // log line), and the device's callbacks run only while it is started.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -88,7 +89,8 @@ public:
     }
     fl_status request(std::span<const std::uint8_t> bytes, std::chrono::milliseconds reply_timeout) const {
         return transport_ ? transport_->request(host_, bytes.data(), bytes.size(),
-                                                static_cast<std::uint32_t>(reply_timeout.count()))
+                                                static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                                                    reply_timeout.count(), 0, UINT32_MAX)))
                           : FL_UNSUPPORTED;
     }
     fl_status end_request() const { return transport_ ? transport_->end_request(host_) : FL_UNSUPPORTED; }
@@ -179,7 +181,7 @@ struct registry {
     }
 
     void log(const fl_host *host, int level, const std::string &message) const noexcept {
-        if (host && host->log) host->log(host, level, message.c_str());
+        if (FL_HAS_FIELD(host, fl_host, log) && host->log) host->log(host, level, message.c_str());
     }
 };
 
@@ -203,17 +205,26 @@ struct device_box {
         try {
             return f();
         } catch (const config_error &e) {
-            host.error(std::string(what) + ": " + e.what());
+            report(what, ": ", e.what());
             return FL_INVALID_ARGUMENT;
         } catch (const std::bad_alloc &) {
-            host.error(std::string(what) + ": out of memory");
+            report(what, ": ", "out of memory");
             return FL_NO_MEMORY;
         } catch (const std::exception &e) {
-            host.error(std::string(what) + " threw: " + e.what());
+            report(what, " threw: ", e.what());
             return FL_ERROR;
         } catch (...) {
-            host.error(std::string(what) + " threw a non-standard exception");
+            report(what, " threw: ", "a non-standard exception");
             return FL_ERROR;
+        }
+    }
+
+    // Logs "<what><sep><why>"; if even that cannot be built (no memory), logs `what` alone.
+    void report(const char *what, const char *sep, const char *why) const noexcept {
+        try {
+            host.error(std::string(what) + sep + why);
+        } catch (...) {
+            host.error(what);
         }
     }
 };
@@ -304,7 +315,7 @@ inline fl_status entry_negotiate(std::uint32_t host_version, std::uint32_t *agre
 
 inline fl_status entry_init(const fl_host *host, const char * /*plugin_path*/) noexcept {
     auto &r = registry::get();
-    if (!r.negotiated || r.initialized) return FL_MISUSE;
+    if (!r.negotiated || r.initialized || !host || host->struct_size < FL_V1_0_SIZEOF_HOST) return FL_MISUSE;
     r.plugin_host = host;
     r.initialized = true;
     return FL_OK;
@@ -325,10 +336,11 @@ inline fl_status entry_create_device(const char *driver_id, const fl_host *host,
                                      std::size_t cfg_size, const fl_device **out) noexcept {
     auto &r = registry::get();
     if (out) *out = nullptr;
-    if (!r.initialized || !driver_id || !host || !out || (!cfg && cfg_size)) return FL_MISUSE;
+    if (!r.initialized || !driver_id || !host || host->struct_size < FL_V1_0_SIZEOF_HOST || !out || (!cfg && cfg_size))
+        return FL_MISUSE;
     const driver_record *rec = nullptr;
     for (const auto &d : r.drivers)
-        if (std::strcmp(d.descriptor.id, driver_id) == 0) rec = &d;
+        if (d.descriptor.id && std::strcmp(d.descriptor.id, driver_id) == 0) rec = &d;
     if (!rec) {
         r.log(host, FL_LOG_ERROR, std::string("no driver with id '") + driver_id + "' in this plugin");
         return FL_NOT_FOUND;

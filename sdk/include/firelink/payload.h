@@ -85,6 +85,10 @@ static inline void fl_mp_double(fl_mp_writer *w, double v) {
 }
 
 static inline void fl_mp_str_n(fl_mp_writer *w, const char *s, size_t n) {
+    if ((uint64_t)n > 0xFFFFFFFFu) { /* msgpack strings hold at most 2^32-1 bytes */
+        w->overflow = 1;
+        return;
+    }
     if (n < 32) fl_mp__put_be(w, (uint8_t)(0xa0 | n), 0, 0);
     else if (n <= 0xFFu) fl_mp__put_be(w, 0xd9, n, 1);
     else if (n <= 0xFFFFu) fl_mp__put_be(w, 0xda, n, 2);
@@ -222,8 +226,9 @@ static inline int fl_mp__read(fl_mp__cursor *c, fl_mp_value *v) {
     return 1;
 }
 
-/* Finds `key` in the top-level map. Returns 1 and fills *out when found; 0 when absent or the input is malformed
- * (out->type is FL_MP_NONE then). An empty input (size 0) is an empty map. */
+/* Finds `key` in the top-level map. Returns 1 and fills *out when found; 0 when absent or when the bytes up to the
+ * key are malformed (out->type is FL_MP_NONE then). An empty input (size 0) is an empty map.
+ * It reads only as far as the key it finds: call fl_mp_is_map once first to refuse malformed input as a whole. */
 static inline int fl_mp_find(const uint8_t *data, size_t size, const char *key, fl_mp_value *out) {
     fl_mp__cursor c;
     const uint8_t *t;

@@ -64,7 +64,7 @@ constexpr const char *to_string(severity s) noexcept {
 // One measured point of an event: a name, a value and its unit ("mA", "%LEL", "degC", "V", "A").
 struct point {
     std::string name;
-    std::variant<double, std::int64_t, bool, std::string> value;
+    std::variant<double, std::int64_t, std::uint64_t, bool, std::string> value;
     std::string unit;
 };
 
@@ -91,12 +91,14 @@ public:
         values_.push_back({std::move(name), v, std::move(unit)});
         return *this;
     }
-    event &value(std::string name, std::int64_t v, std::string unit = {}) {
-        values_.push_back({std::move(name), v, std::move(unit)});
+    // Any integer type: signed ones are written as int64, unsigned ones as uint64.
+    template <class I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>, int> = 0>
+    event &value(std::string name, I v, std::string unit = {}) {
+        if constexpr (std::is_signed_v<I>)
+            values_.push_back({std::move(name), static_cast<std::int64_t>(v), std::move(unit)});
+        else
+            values_.push_back({std::move(name), static_cast<std::uint64_t>(v), std::move(unit)});
         return *this;
-    }
-    event &value(std::string name, int v, std::string unit = {}) {
-        return value(std::move(name), static_cast<std::int64_t>(v), std::move(unit));
     }
     event &value(std::string name, bool v) {
         values_.push_back({std::move(name), v, {}});
@@ -106,6 +108,8 @@ public:
         values_.push_back({std::move(name), std::move(v), {}});
         return *this;
     }
+    // Without this overload a string literal would convert to bool and be packed as true.
+    event &value(std::string name, const char *v) { return value(std::move(name), std::string(v ? v : "")); }
 
     event_kind kind() const noexcept { return kind_; }
     const std::string &code() const noexcept { return code_; }
@@ -169,8 +173,11 @@ public:
         if (data == nullptr || size == 0) return;
         try {
             std::size_t offset = 0;
+            // No container, string, bin or ext in `size` bytes can claim more than `size` items or bytes: the limit
+            // refuses such claims before msgpack-c allocates for them (5 hostile bytes would otherwise ask for >100 GiB).
+            const msgpack::unpack_limit limit(size, size, size, size, size);
             handle_ = std::make_shared<msgpack::object_handle>(
-                msgpack::unpack(reinterpret_cast<const char *>(data), size, offset));
+                msgpack::unpack(reinterpret_cast<const char *>(data), size, offset, nullptr, nullptr, limit));
             if (offset != size) throw config_error("config: trailing bytes after the map");
         } catch (const config_error &) {
             throw;
