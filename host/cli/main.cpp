@@ -8,6 +8,7 @@
 #include <firelink/firelink.h>
 
 #include "commands.hpp"
+#include "site_host.hpp"
 
 int main(int argc, char **argv) {
     CLI::App app{"firelink-host: loads firelink driver plugins and runs their devices"};
@@ -33,6 +34,20 @@ int main(int argc, char **argv) {
                         "fail unless every device emitted at least N events");
     try_cmd->add_flag("--quiet", try_opt.quiet, "do not print events");
 
+    firelink::cli::run_options run_opt;
+    std::string admin_listen;
+    auto *run = app.add_subcommand("run", "Run a site: its devices, their wires, the sinks and the admin endpoint");
+    run->add_option("--config", run_opt.config, "the site configuration (TOML)")->required();
+    run->add_option("--admin-listen", admin_listen, "admin endpoint HOST:PORT (overrides [admin] listen)");
+    run->add_option("--for", run_opt.seconds, "stop after SECONDS (default: until SIGINT/SIGTERM)")
+        ->check(CLI::PositiveNumber);
+    run->add_option("--expect-events", run_opt.expect_events,
+                    "with --for: fail unless every device emitted at least N events");
+
+    std::string check_path;
+    auto *check = app.add_subcommand("check-config", "Validate a site configuration and the drivers it names");
+    check->add_option("CONFIG", check_path, "the site configuration (TOML)")->required();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -44,6 +59,11 @@ int main(int argc, char **argv) {
     spdlog::set_level(spdlog::level::from_str(log_level));
 
     if (*plugins) return firelink::cli::list_plugins(list_paths);
+    if (*run) {
+        if (!admin_listen.empty()) run_opt.admin_listen = admin_listen;
+        return firelink::cli::run_site(run_opt);
+    }
+    if (*check) return firelink::cli::check_config(check_path);
     if (*try_cmd) return firelink::cli::try_plugins(try_opt);
     return 2;
 }

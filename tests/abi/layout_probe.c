@@ -41,7 +41,7 @@ const size_t fl_probe_c_layout[] = {
     FL_PROBE_FIELD(fl_host_transport, struct_size), FL_PROBE_FIELD(fl_host_transport, kind),
     FL_PROBE_FIELD(fl_host_transport, open), FL_PROBE_FIELD(fl_host_transport, write),
     FL_PROBE_FIELD(fl_host_transport, request), FL_PROBE_FIELD(fl_host_transport, end_request),
-    FL_PROBE_FIELD(fl_host_transport, close),
+    FL_PROBE_FIELD(fl_host_transport, close), FL_PROBE_FIELD(fl_host_transport, unit),
     sizeof(fl_host_transport),
 
     FL_PROBE_FIELD(fl_device_transport, struct_size), FL_PROBE_FIELD(fl_device_transport, on_data),

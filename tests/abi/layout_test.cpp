@@ -56,7 +56,7 @@ const std::vector<std::size_t> cxx_layout = {
     FL_FIELD(fl_host_transport, struct_size), FL_FIELD(fl_host_transport, kind),
     FL_FIELD(fl_host_transport, open), FL_FIELD(fl_host_transport, write),
     FL_FIELD(fl_host_transport, request), FL_FIELD(fl_host_transport, end_request),
-    FL_FIELD(fl_host_transport, close),
+    FL_FIELD(fl_host_transport, close), FL_FIELD(fl_host_transport, unit),
     sizeof(fl_host_transport),
 
     FL_FIELD(fl_device_transport, struct_size), FL_FIELD(fl_device_transport, on_data),
@@ -154,7 +154,8 @@ TEST(Layout, ExtensionsArePinned) {
     EXPECT_EQ(offsetof(fl_host_transport, request), 32u);
     EXPECT_EQ(offsetof(fl_host_transport, end_request), 40u);
     EXPECT_EQ(offsetof(fl_host_transport, close), 48u);
-    EXPECT_EQ(sizeof(fl_host_transport), 56u);
+    EXPECT_EQ(offsetof(fl_host_transport, unit), 56u);
+    EXPECT_EQ(sizeof(fl_host_transport), 64u);
 
     EXPECT_EQ(offsetof(fl_device_transport, on_data), 8u);
     EXPECT_EQ(offsetof(fl_device_transport, on_state), 16u);

@@ -9,6 +9,7 @@
 #include <variant>
 
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
@@ -93,7 +94,7 @@ protected:
     core::plugin_loader loader;
     collector events;
     std::unique_ptr<core::device_runtime> runtime = std::make_unique<core::device_runtime>(
-        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{20ms});
+        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 2000ms, .observer = {}});
 };
 
 }  // namespace
@@ -171,7 +172,7 @@ TEST_P(ExamplePlugins, LifecycleCallsInTheWrongStateAreMisuse) {
     std::string why;
     ASSERT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_OK) << why;
     EXPECT_EQ(runtime->stop("dev-2"), FL_MISUSE);
-    EXPECT_EQ(runtime->command("dev-2", {0x80}), FL_MISUSE);
+    EXPECT_EQ(runtime->command("dev-2", {0x80}), FL_INVALID_ARGUMENT) << "a command without id and name";
     ASSERT_EQ(runtime->start("dev-2"), FL_OK);
     EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE);
     EXPECT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_MISUSE) << "device ids are unique";
@@ -231,7 +232,7 @@ TEST_F(Runtime, RefusesInvalidEventsAtTheBoundaryCountsThemAndKeepsGoing) {
     ASSERT_EQ(runtime->create(p, "panel", "dev-bad-events", {}, why), FL_OK) << why;
     ASSERT_EQ(runtime->start("dev-bad-events"), FL_OK);
     const auto c = runtime->counters("dev-bad-events");
-    EXPECT_EQ(c.refused, 5u);
+    EXPECT_EQ(c.refused, 6u);
     EXPECT_EQ(c.accepted, 1u);
     ASSERT_EQ(events.of("dev-bad-events").size(), 1u);
     EXPECT_EQ(events.of("dev-bad-events")[0].sequence, 1u) << "refused events take no sequence number";
@@ -312,4 +313,204 @@ TEST(EventCheck, RandomBytesNeverCrash) {
         (void)core::check_event(bytes.data(), bytes.size(), why);
         (void)core::msgpack_to_json(bytes.data(), bytes.size());
     }
+}
+
+// ---- wires, liveness, the hard watchdog, commands, enrichment --------------------------------------------------
+
+namespace {
+
+// A wire the test controls: what the driver writes is recorded; inject() hands bytes to the driver.
+struct fake_wire_peer {
+    std::mutex m;
+    std::string written;
+    std::function<void(std::string)> inject;
+};
+
+class fake_link : public firelink::transport::link {
+public:
+    fake_link(firelink::transport::executor ex, firelink::transport::link_events ev, std::shared_ptr<fake_wire_peer> peer)
+        : ex_(std::move(ex)), ev_(std::move(ev)), peer_(std::move(peer)) {
+        auto alive = alive_;
+        peer_->inject = [ex = ex_, on_data = ev_.on_data, alive](std::string bytes) {
+            boost::asio::post(ex, [on_data, alive, bytes] {
+                if (*alive) on_data(reinterpret_cast<const std::uint8_t *>(bytes.data()), bytes.size());
+            });
+        };
+    }
+    ~fake_link() override { *alive_ = false; }
+    int kind() const override { return FL_TRANSPORT_TCP_CLIENT; }
+    fl_status open() override {
+        boost::asio::post(ex_, [on_state = ev_.on_state, alive = alive_] {
+            if (*alive) on_state(FL_LINK_OPEN, FL_OK);
+        });
+        return FL_OK;
+    }
+    fl_status write(const std::uint8_t *data, std::size_t size) override {
+        std::lock_guard lock(peer_->m);
+        peer_->written.append(reinterpret_cast<const char *>(data), size);
+        return FL_OK;
+    }
+    fl_status request(const std::uint8_t *data, std::size_t size, std::chrono::milliseconds) override {
+        return write(data, size);
+    }
+    fl_status end_request() override { return FL_OK; }
+    fl_status close() override {
+        *alive_ = false;
+        return FL_OK;
+    }
+    firelink::transport::link_counters counters() const override { return {}; }
+
+private:
+    firelink::transport::executor ex_;
+    firelink::transport::link_events ev_;
+    std::shared_ptr<fake_wire_peer> peer_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(3);
+    pk.pack("id"); pk.pack(id);
+    pk.pack("name"); pk.pack(name);
+    pk.pack("args"); pk.pack_map(0);
+    return {reinterpret_cast<const std::uint8_t *>(buf.data()),
+            reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size()};
+}
+
+}  // namespace
+
+class RuntimeWithWire : public Runtime {
+protected:
+    core::device_spec wired(const std::string &id, std::chrono::milliseconds heartbeat = 0ms) {
+        core::device_spec spec;
+        spec.device_id = id;
+        spec.driver_id = "panel";
+        spec.heartbeat = heartbeat;
+        spec.site = {{"site", "Jing'an Temple"}, {"sector", "religious_site"}, {"floor", "1F"}};
+        spec.make_link = [peer = peer](firelink::transport::executor ex, firelink::transport::link_events ev) {
+            return std::make_unique<fake_link>(std::move(ex), std::move(ev), peer);
+        };
+        return spec;
+    }
+    bool wait_code(const std::string &device, const std::string &code, std::size_t *index = nullptr) {
+        std::unique_lock lock(events.m);
+        return events.cv.wait_for(lock, 20s, [&] {
+            for (std::size_t i = 0; i < events.events.size(); ++i)
+                if (events.events[i].device_id == device && events.events[i].code == code) {
+                    if (index) *index = i;
+                    return true;
+                }
+            return false;
+        });
+    }
+    std::shared_ptr<fake_wire_peer> peer = std::make_shared<fake_wire_peer>();
+};
+
+TEST_F(RuntimeWithWire, BytesReachTheDriverAndItsWritesReachTheWire) {
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, wired("panel-1"), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-1"), FL_OK);
+    ASSERT_TRUE(wait_code("panel-1", "x.test.link_open")) << "the driver opened its wire and saw FL_LINK_OPEN";
+    peer->inject("hello");
+    ASSERT_TRUE(wait_code("panel-1", "bytes"));
+    {
+        std::lock_guard lock(peer->m);
+        EXPECT_EQ(peer->written, "hello") << "the driver's echo went out on the wire";
+    }
+    const auto evs = events.of("panel-1");
+    for (const auto &e : evs) {
+        EXPECT_EQ(e.gateway_id, "gw-test");
+        EXPECT_EQ(e.device_class, "fire_panel");
+        ASSERT_TRUE(e.site);
+        EXPECT_EQ(e.site->at("sector"), "religious_site");
+    }
+    const auto st = runtime->status("panel-1");
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->state, "started");
+    EXPECT_TRUE(st->has_link);
+    EXPECT_TRUE(st->last_seen.has_value());
+}
+
+TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, wired("panel-2", 60ms), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-2"), FL_OK);
+    std::size_t offline_at = 0;
+    ASSERT_TRUE(wait_code("panel-2", "offline", &offline_at));
+    EXPECT_EQ(runtime->status("panel-2")->state, "offline");
+    {
+        std::lock_guard lock(events.m);
+        const auto &off = events.events[offline_at];
+        EXPECT_EQ(off.kind, "offline");
+        EXPECT_TRUE(off.from_host);
+        const auto json = core::msgpack_to_json(off.payload.data(), off.payload.size());
+        EXPECT_NE(json.find("\"event_id\":\"offline-1\""), std::string::npos) << json;
+        EXPECT_NE(json.find("\"severity\":\"major\""), std::string::npos) << json;
+    }
+    // A command to an offline device fails fast, with a result the platform sees.
+    std::string reason;
+    EXPECT_EQ(runtime->command("panel-2", command_bytes("c-off", "ping"), reason), FL_CLOSED);
+    EXPECT_EQ(reason, "the device is offline");
+
+    peer->inject("x");
+    ASSERT_TRUE(wait_code("panel-2", "bytes"));
+    const auto evs = events.of("panel-2");
+    auto restore = std::find_if(evs.begin(), evs.end(), [](const auto &e) { return e.kind == "restore"; });
+    ASSERT_NE(restore, evs.end());
+    const auto json = core::msgpack_to_json(restore->payload.data(), restore->payload.size());
+    EXPECT_NE(json.find("\"code\":\"offline\""), std::string::npos) << json;
+    EXPECT_NE(json.find("\"ends\":\"offline-1\""), std::string::npos) << json;
+    auto bytes_ev = std::find_if(evs.begin(), evs.end(), [](const auto &e) { return e.code == "bytes"; });
+    EXPECT_LT(restore - evs.begin(), bytes_ev - evs.begin()) << "the restore precedes the traffic that caused it";
+    for (std::size_t i = 0; i < evs.size(); ++i) EXPECT_EQ(evs[i].sequence, i + 1) << "host events share the sequence";
+}
+
+TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
+    runtime = std::make_unique<core::device_runtime>(
+        io, [this](core::accepted_event &&e) { events(std::move(e)); },
+        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}});
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, wired("panel-3"), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-3"), FL_OK);
+    std::string reason;
+    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-1", "hang"), reason), FL_OK);  // returns after 400 ms
+    ASSERT_TRUE(wait_code("panel-3", "driver_hung"));
+    EXPECT_EQ(runtime->status("panel-3")->state, "faulted");
+    EXPECT_GE(runtime->status("panel-3")->slow_callbacks, 1u);
+    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-2", "ping"), reason), FL_CLOSED);
+    EXPECT_EQ(reason, "the device is faulted");
+    ASSERT_TRUE(wait_code("panel-3", "command_failed"));
+}
+
+TEST_F(RuntimeWithWire, CommandsGetAResultFromTheHostWhenTheDriverCannotTakeThem) {
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why, reason;
+    ASSERT_EQ(runtime->create(p, wired("panel-4"), why), FL_OK) << why;
+    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-3", "ping"), reason), FL_CLOSED);
+    EXPECT_EQ(reason, "the device is not started");
+    ASSERT_EQ(runtime->start("panel-4"), FL_OK);
+    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-4", "ping"), reason), FL_UNSUPPORTED);
+    EXPECT_EQ(reason, "the driver does not know this command");
+    EXPECT_EQ(runtime->command("panel-4", {0x93, 1, 2, 3}, reason), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(runtime->command("no-such-device", command_bytes("c-5", "ping"), reason), FL_NOT_FOUND);
+
+    const auto evs = events.of("panel-4");
+    std::vector<std::string> results;
+    for (const auto &e : evs)
+        if (e.kind == "command_result") {
+            EXPECT_TRUE(e.from_host);
+            results.push_back(core::msgpack_to_json(e.payload.data(), e.payload.size()));
+        }
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_NE(results[0].find("\"command_id\":\"c-3\""), std::string::npos) << results[0];
+    EXPECT_NE(results[0].find("\"ok\":false"), std::string::npos) << results[0];
+    EXPECT_NE(results[1].find("\"command_id\":\"c-4\""), std::string::npos) << results[1];
 }

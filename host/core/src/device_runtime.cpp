@@ -8,12 +8,15 @@
 #include <boost/asio/strand.hpp>
 #include <spdlog/spdlog.h>
 
+#include <firelink/payload.hpp>
+
 #include "firelink/core/event_check.hpp"
 
 namespace firelink::core {
 
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
 namespace {
 constexpr const char *host_name = "firelink-host";
@@ -28,6 +31,13 @@ spdlog::level::level_enum to_spdlog(std::int32_t level) {
     default: return spdlog::level::err;
     }
 }
+
+std::int64_t now_ns() { return clock::now().time_since_epoch().count(); }
+
+template <class F>
+void notify(const F &f, auto &&...args) {
+    if (f) f(std::forward<decltype(args)>(args)...);
+}
 }  // namespace
 
 // The plugin-level context: its fl_host (device_id NULL, emit refused).
@@ -37,26 +47,41 @@ struct device_runtime::plugin_slot {
     bool we_initialised = false;
 };
 
+enum class life { created, started, stopped };
+
 struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
-    device_slot(asio::io_context &io, std::string id) : strand(asio::make_strand(io)), device_id(std::move(id)) {}
+    device_slot(asio::io_context &io, const runtime_options &opt) : strand(asio::make_strand(io)), options(opt) {}
 
     asio::strand<asio::io_context::executor_type> strand;
-    std::string device_id;
-    std::string plugin_id;
-    std::string label;  // "plugin-id/device-id" for logs
+    const runtime_options &options;
+    const event_sink *sink = nullptr;
+
+    std::string device_id, plugin_id, driver_id, device_class, label;
+    std::shared_ptr<const std::map<std::string, std::string>> site;
+    std::shared_ptr<plugin> owner;
     fl_host host{};
     const fl_device *device = nullptr;
     const fl_device_timer *timer_ext = nullptr;
-    const event_sink *sink = nullptr;
-    std::chrono::milliseconds watchdog_warn{100};
+    const fl_device_transport *transport_ext = nullptr;
+    std::unique_ptr<transport::link> link;  // strand-only
+    std::chrono::milliseconds heartbeat{0};
 
-    std::atomic<bool> started{false};
-    std::atomic<std::uint64_t> sequence{0};
-    std::atomic<std::uint64_t> accepted{0};
-    std::atomic<std::uint64_t> refused{0};
-    std::atomic<std::uint64_t> slow_callbacks{0};
+    std::atomic<life> state{life::created};
+    std::atomic<bool> faulted{false};
+    std::atomic<bool> offline{false};
+    std::atomic<std::uint64_t> sequence{0}, accepted{0}, refused{0}, slow_callbacks{0}, commands{0};
     std::atomic<std::int64_t> last_refusal_log_ns{0};
-    std::mutex emit_mutex;  // keeps sequence numbers in the order events reach the sink
+    std::atomic<std::int64_t> last_traffic_ns{0};
+    std::atomic<std::int64_t> last_seen_wall_ms{0};
+    std::mutex emit_mutex;  // sequence numbers in the order events reach the sink
+    std::mutex offline_mutex;
+    std::string offline_event_id;
+    std::uint64_t offline_count = 0;
+
+    // The call into the plugin in progress, for the watchdog thread.
+    std::atomic<std::int64_t> call_since_ns{0};
+    std::atomic<const char *> call_name{nullptr};
+    std::atomic<bool> call_reported{false};
 
     // Strand-only state.
     struct timer_state {
@@ -66,56 +91,155 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     };
     std::unordered_map<std::uint64_t, timer_state> timers;
     std::uint64_t next_timer_id = 1;
+    std::unique_ptr<asio::steady_timer> liveness_timer;
 
-    // Runs one call into the plugin on this thread and reports it when it overstays the watchdog bound.
+    bool started() const { return state == life::started; }
+    bool callable() const { return started() && !faulted; }
+
+    // Runs one call into the plugin on this thread, visible to the watchdog while it runs.
     template <class F>
     auto timed(const char *what, F &&f) {
-        const auto t0 = clock::now();
-        struct report {
+        call_name = what;
+        call_reported = false;
+        const auto t0 = now_ns();
+        call_since_ns = t0;
+        struct done {
             device_slot *self;
-            const char *what;
-            clock::time_point t0;
-            ~report() {
-                const auto took = clock::now() - t0;
-                if (took > self->watchdog_warn) {
-                    self->slow_callbacks++;
-                    spdlog::warn("[{}] {} took {} ms (bound {} ms): callbacks must not block", self->label, what,
-                                 std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
-                                 self->watchdog_warn.count());
-                }
+            std::int64_t t0;
+            ~done() {
+                self->call_since_ns = 0;
+                const auto took = std::chrono::nanoseconds(now_ns() - t0);
+                if (took > self->options.watchdog_warn && !self->call_reported.exchange(true))
+                    self->report_slow(self->call_name, std::chrono::duration_cast<std::chrono::milliseconds>(took));
             }
-        } r{this, what, t0};
+        } d{this, t0};
         return f();
     }
 
-    // Runs f on the strand and waits for its result. Never call from the strand itself.
-    template <class F>
-    auto on_strand(F &&f) {
-        std::packaged_task<decltype(f())()> task(std::forward<F>(f));
-        auto result = task.get_future();
-        asio::post(strand, [&task] { task(); });
+    void report_slow(const char *what, std::chrono::milliseconds took) {
+        slow_callbacks++;
+        spdlog::warn("[{}] device {}: {} ran {} ms (bound {} ms): callbacks must not block", label, device_id,
+                     what ? what : "call", took.count(), options.watchdog_warn.count());
+        notify(options.observer.overrun, device_id);
+    }
+
+    // Runs f on the strand and waits for it, at most `limit`; f must own what it uses (it may outlive the wait).
+    template <class R, class F>
+    R on_strand(F f, R on_timeout, std::chrono::milliseconds limit) {
+        auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
+        auto result = task->get_future();
+        asio::post(strand, [task] { (*task)(); });
+        if (result.wait_for(limit) != std::future_status::ready) {
+            spdlog::error("[{}] device {}: the device's strand did not answer within {} ms", label, device_id,
+                          limit.count());
+            return on_timeout;
+        }
         return result.get();
     }
+
+    std::chrono::milliseconds strand_limit() const { return options.watchdog_fault * 2 + 1s; }
+
+    // ---- events -------------------------------------------------------------------------------------------------
+
+    void deliver(std::vector<std::uint8_t> payload, std::string kind, std::string code, bool from_host) {
+        accepted_event ev;
+        ev.gateway_id = options.gateway_id;
+        ev.plugin_id = plugin_id;
+        ev.device_id = device_id;
+        ev.device_class = device_class;
+        ev.site = site;
+        ev.from_host = from_host;
+        ev.kind = std::move(kind);
+        ev.code = std::move(code);
+        ev.payload = std::move(payload);
+        {
+            std::lock_guard lock(emit_mutex);
+            ev.received_wall = std::chrono::system_clock::now();
+            ev.received_monotonic = clock::now();
+            ev.sequence = ++sequence;
+            accepted++;
+            notify(options.observer.accepted, device_id, device_class, ev.kind);
+            (*sink)(std::move(ev));
+        }
+    }
+
+    void host_event(const event &ev) {
+        deliver(ev.pack(), to_string(ev.kind()), ev.code(), true);
+    }
+
+    // Traffic from the device (bytes in, or an event from its driver): liveness restores an offline device.
+    void note_traffic() {
+        last_traffic_ns = now_ns();
+        last_seen_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        if (offline.load() && offline.exchange(false)) {
+            std::string ends;
+            {
+                std::lock_guard lock(offline_mutex);
+                ends = offline_event_id;
+            }
+            spdlog::info("[{}] device {}: traffic again, back online", label, device_id);
+            host_event(event{event_kind::restore, "offline"}.ends(ends).message("the device is answering again"));
+            notify(options.observer.state, device_id, std::string(faulted ? "faulted" : "started"));
+        }
+    }
+
+    // ---- liveness (strand) -------------------------------------------------------------------------------------
+
+    void arm_liveness() {
+        if (heartbeat.count() <= 0) return;
+        const auto period = std::clamp<std::chrono::milliseconds>(heartbeat / 4, 20ms, 5s);
+        if (!liveness_timer) liveness_timer = std::make_unique<asio::steady_timer>(strand);
+        liveness_timer->expires_after(period);
+        liveness_timer->async_wait([self = shared_from_this()](const boost::system::error_code &ec) {
+            if (ec || !self->started()) return;
+            self->check_liveness();
+            self->arm_liveness();
+        });
+    }
+
+    void check_liveness() {
+        const auto silence = std::chrono::nanoseconds(now_ns() - last_traffic_ns.load());
+        if (silence <= heartbeat || offline.load()) return;
+        std::string id;
+        {
+            std::lock_guard lock(offline_mutex);
+            offline_event_id = "offline-" + std::to_string(++offline_count);
+            id = offline_event_id;
+        }
+        offline = true;
+        const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(silence).count() / 1000.0;
+        spdlog::warn("[{}] device {}: silent for {:.1f} s (budget {} ms): offline", label, device_id, secs,
+                     heartbeat.count());
+        host_event(event{event_kind::offline, "offline"}
+                       .id(id)
+                       .level(severity::major)
+                       .message("no traffic from the device for " + std::to_string(static_cast<long>(secs)) +
+                                " s (budget " + std::to_string(heartbeat.count() / 1000) + " s)"));
+        notify(options.observer.state, device_id, std::string("offline"));
+    }
+
+    // ---- timers (strand) ---------------------------------------------------------------------------------------
 
     void cancel_timers() {
         for (auto &[id, t] : timers) t.timer->cancel();
         timers.clear();
+        if (liveness_timer) liveness_timer->cancel();
     }
 
     void arm(std::uint64_t id) {
         auto it = timers.find(id);
         if (it == timers.end()) return;
-        auto self = shared_from_this();
         // The timer was made on the strand, so its handler runs there.
-        it->second.timer->async_wait([self, id](const boost::system::error_code &ec) {
-            if (ec) return;
-            self->fire(id);
+        it->second.timer->async_wait([self = shared_from_this(), id](const boost::system::error_code &ec) {
+            if (!ec) self->fire(id);
         });
     }
 
     void fire(std::uint64_t id) {
         auto it = timers.find(id);
-        if (it == timers.end() || !started) return;
+        if (it == timers.end() || !callable()) return;
         if (it->second.oneshot) {
             timers.erase(it);
         } else {
@@ -128,19 +252,45 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         }
         if (timer_ext) timed("on_timer", [&] { timer_ext->on_timer(device, id); });
     }
+
+    // ---- wire (strand) -----------------------------------------------------------------------------------------
+
+    transport::link_events link_events() {
+        std::weak_ptr<device_slot> weak = shared_from_this();
+        transport::link_events ev;
+        ev.on_data = [weak](const std::uint8_t *data, std::size_t size) {
+            auto self = weak.lock();
+            if (!self) return;
+            self->note_traffic();
+            if (self->callable() && self->transport_ext)
+                self->timed("on_data", [&] { self->transport_ext->on_data(self->device, data, size); });
+        };
+        ev.on_state = [weak](int state, fl_status reason) {
+            auto self = weak.lock();
+            if (!self) return;
+            if (state == FL_LINK_LOST || state == FL_LINK_FAILED) notify(self->options.observer.transport_errors, self->device_id, std::uint64_t{1});
+            if (self->callable() && self->transport_ext)
+                self->timed("on_state", [&] { self->transport_ext->on_state(self->device, state, reason); });
+        };
+        return ev;
+    }
 };
 
 namespace {
 
 using device_slot = device_runtime::device_slot;
 
-device_slot *slot_of(const fl_host *h) {
-    return h ? static_cast<device_slot *>(h->host_data) : nullptr;
+device_slot *slot_of(const fl_host *h) { return h ? static_cast<device_slot *>(h->host_data) : nullptr; }
+
+// Host functions tagged [thread: device | state: started]: only from the device's own callbacks while started.
+device_slot *on_device_thread(const fl_host *h) {
+    auto *s = slot_of(h);
+    return s && s->started() && s->strand.running_in_this_thread() ? s : nullptr;
 }
 
 fl_status timer_start(const fl_host *h, std::uint32_t period_ms, std::uint32_t flags, std::uint64_t *out) {
-    auto *s = slot_of(h);
-    if (!s || !out || period_ms == 0 || !s->started || !s->strand.running_in_this_thread()) return FL_MISUSE;
+    auto *s = on_device_thread(h);
+    if (!s || !out || period_ms == 0) return FL_MISUSE;
     const auto id = s->next_timer_id++;
     auto &t = s->timers[id];
     t.timer = std::make_unique<asio::steady_timer>(s->strand, std::chrono::milliseconds(period_ms));
@@ -152,8 +302,8 @@ fl_status timer_start(const fl_host *h, std::uint32_t period_ms, std::uint32_t f
 }
 
 fl_status timer_cancel(const fl_host *h, std::uint64_t id) {
-    auto *s = slot_of(h);
-    if (!s || !s->started || !s->strand.running_in_this_thread()) return FL_MISUSE;
+    auto *s = on_device_thread(h);
+    if (!s) return FL_MISUSE;
     auto it = s->timers.find(id);
     if (it == s->timers.end()) return FL_NOT_FOUND;
     it->second.timer->cancel();
@@ -163,44 +313,83 @@ fl_status timer_cancel(const fl_host *h, std::uint64_t id) {
 
 constexpr fl_host_timer host_timer_ext = {sizeof(fl_host_timer), timer_start, timer_cancel};
 
+std::int32_t wire_kind(const fl_host *h) {
+    auto *s = slot_of(h);
+    return s && s->link ? s->link->kind() : 0;
+}
+std::int32_t wire_unit(const fl_host *h) {
+    auto *s = slot_of(h);
+    return s && s->link ? s->link->unit() : -1;
+}
+fl_status wire_open(const fl_host *h) {
+    auto *s = on_device_thread(h);
+    return s && s->link ? s->link->open() : FL_MISUSE;
+}
+fl_status wire_write(const fl_host *h, const std::uint8_t *data, std::size_t size) {
+    auto *s = on_device_thread(h);
+    if (!s || !s->link || (!data && size)) return FL_MISUSE;
+    return s->link->write(data, size);
+}
+fl_status wire_request(const fl_host *h, const std::uint8_t *data, std::size_t size, std::uint32_t timeout_ms) {
+    auto *s = on_device_thread(h);
+    if (!s || !s->link || (!data && size)) return FL_MISUSE;
+    return s->link->request(data, size, std::chrono::milliseconds(timeout_ms));
+}
+fl_status wire_end_request(const fl_host *h) {
+    auto *s = on_device_thread(h);
+    return s && s->link ? s->link->end_request() : FL_MISUSE;
+}
+fl_status wire_close(const fl_host *h) {
+    auto *s = on_device_thread(h);
+    if (!s || !s->link) return FL_MISUSE;
+    const fl_status st = s->link->close();
+    // The link says nothing after close; the driver is told FL_LINK_CLOSED, never from inside its own call.
+    asio::post(s->strand, [self = s->shared_from_this()] {
+        if (self->callable() && self->transport_ext)
+            self->timed("on_state", [&] { self->transport_ext->on_state(self->device, FL_LINK_CLOSED, FL_OK); });
+    });
+    return st;
+}
+
+constexpr fl_host_transport host_transport_ext = {sizeof(fl_host_transport), wire_kind,       wire_open,
+                                                  wire_write,                wire_request,    wire_end_request,
+                                                  wire_close,                wire_unit};
+
 fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     auto *s = slot_of(h);
-    if (!s || !s->started) return FL_MISUSE;
+    if (!s || !s->started()) return FL_MISUSE;
     std::string why;
     auto summary = check_event(data, size, why);
+    if (summary && !check_code_for_class(*summary, s->device_class, why)) summary.reset();
     if (!summary) {
         s->refused++;
+        notify(s->options.observer.refused, s->device_id);
         // Rate-limited: one line per device per second, with the running count.
-        const auto now = clock::now().time_since_epoch().count();
+        const auto now = now_ns();
         auto last = s->last_refusal_log_ns.load();
         if (now - last > 1'000'000'000 && s->last_refusal_log_ns.compare_exchange_strong(last, now))
-            spdlog::warn("[{}] refused an event ({} refused so far): {}", s->label, s->refused.load(), why);
+            spdlog::warn("[{}] device {}: refused an event ({} refused so far): {}", s->label, s->device_id,
+                         s->refused.load(), why);
         return FL_INVALID_ARGUMENT;
     }
-    accepted_event ev;
-    ev.plugin_id = s->plugin_id;
-    ev.device_id = s->device_id;
-    ev.kind = std::move(summary->kind);
-    ev.code = std::move(summary->code);
-    ev.payload.assign(data, data + size);
-    std::lock_guard lock(s->emit_mutex);
-    ev.received_wall = std::chrono::system_clock::now();
-    ev.received_monotonic = clock::now();
-    ev.sequence = ++s->sequence;
-    s->accepted++;
-    (*s->sink)(std::move(ev));
+    s->note_traffic();
+    s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
+               false);
     return FL_OK;
 }
 
 void device_log(const fl_host *h, std::int32_t level, const char *message) {
     auto *s = slot_of(h);
     if (!s) return;
-    spdlog::log(to_spdlog(level), "[{}] {}", s->label, message ? message : "");
+    spdlog::log(to_spdlog(level), "[{}] device {}: {}", s->label, s->device_id, message ? message : "");
 }
 
 const void *device_get_extension(const fl_host *h, const char *id) {
-    if (!slot_of(h) || !id) return nullptr;
-    if (std::string_view(id) == FL_EXT_TIMER) return &host_timer_ext;
+    auto *s = slot_of(h);
+    if (!s || !id) return nullptr;
+    const std::string_view ext(id);
+    if (ext == FL_EXT_TIMER) return &host_timer_ext;
+    if (ext == FL_EXT_TRANSPORT) return s->link ? &host_transport_ext : nullptr;
     return nullptr;
 }
 
@@ -213,18 +402,72 @@ void plugin_log(const fl_host *h, std::int32_t level, const char *message) {
 
 const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
 
+std::string state_name(const device_slot &s) {
+    if (s.faulted) return "faulted";
+    switch (s.state.load()) {
+    case life::created: return "created";
+    case life::started: return s.offline ? "offline" : "started";
+    case life::stopped: return "stopped";
+    }
+    return "created";
+}
+
 }  // namespace
 
 device_runtime::device_runtime(asio::io_context &io, event_sink sink, runtime_options options)
-    : io_(io), sink_(std::move(sink)), options_(options) {}
+    : io_(io), sink_(std::move(sink)), options_(std::move(options)) {
+    watchdog_ = std::thread([this] { watchdog_loop(); });
+}
 
 device_runtime::~device_runtime() {
     destroy_all();
+    {
+        std::lock_guard lock(watchdog_mutex_);
+        watchdog_stop_ = true;
+    }
+    watchdog_cv_.notify_all();
+    watchdog_.join();
     for (auto &ps : plugins_)
         if (ps->we_initialised) ps->p->deinit();
 }
 
-bool device_runtime::provides(const std::string &extension_id) { return extension_id == FL_EXT_TIMER; }
+// The watchdog sees calls that have not returned yet: it warns once past the warning bound, and past the fault
+// bound marks the device faulted (a `driver_hung` fault event; no further calls into it).
+void device_runtime::watchdog_loop() {
+    const auto period = std::clamp<std::chrono::milliseconds>(options_.watchdog_warn / 2, 5ms, 100ms);
+    std::unique_lock lock(watchdog_mutex_);
+    while (!watchdog_cv_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
+        std::vector<std::shared_ptr<device_slot>> slots;
+        {
+            std::lock_guard devices_lock(mutex_);
+            for (auto &[id, s] : devices_) slots.push_back(s);
+        }
+        for (auto &s : slots) {
+            const auto since = s->call_since_ns.load();
+            if (since == 0) continue;
+            const auto running = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::nanoseconds(now_ns() - since));
+            if (running > options_.watchdog_warn && !s->call_reported.exchange(true))
+                s->report_slow(s->call_name.load(), running);
+            if (running > options_.watchdog_fault && !s->faulted.exchange(true)) {
+                const char *what = s->call_name.load();
+                spdlog::error("[{}] device {}: {} has not returned for {} ms (hard bound {} ms): device faulted",
+                              s->label, s->device_id, what ? what : "a call", running.count(),
+                              options_.watchdog_fault.count());
+                s->host_event(event{event_kind::fault, "driver_hung"}
+                                  .id("driver-hung")
+                                  .level(severity::major)
+                                  .message(std::string("the driver's ") + (what ? what : "call") +
+                                           " has not returned for " + std::to_string(running.count()) + " ms"));
+                notify(options_.observer.state, s->device_id, std::string("faulted"));
+            }
+        }
+    }
+}
+
+bool device_runtime::provides(const std::string &extension_id) {
+    return extension_id == FL_EXT_TIMER || extension_id == FL_EXT_TRANSPORT;
+}
 
 fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::string &why) {
     std::lock_guard lock(mutex_);
@@ -254,31 +497,50 @@ fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::str
     return FL_OK;
 }
 
-fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const std::string &driver_id,
+fl_status device_runtime::create(const std::shared_ptr<plugin> &p, const std::string &driver_id,
                                  const std::string &device_id, const std::vector<std::uint8_t> &config,
                                  std::string &why) {
+    device_spec spec;
+    spec.device_id = device_id;
+    spec.driver_id = driver_id;
+    spec.config = config;
+    return create(p, spec, why);
+}
+
+fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const device_spec &spec, std::string &why) {
     auto &p = *shared;
-    const auto *driver = p.info().find_driver(driver_id);
+    const auto *driver = p.info().find_driver(spec.driver_id);
     if (!driver) {
-        why = "plugin " + p.info().id + " has no driver '" + driver_id + "'";
+        why = "plugin " + p.info().id + " has no driver '" + spec.driver_id + "'";
         return FL_NOT_FOUND;
     }
-    for (const auto &ext : driver->required_extensions)
-        if (!provides(ext)) {
-            why = "driver '" + driver_id + "' needs extension " + ext + ", which this host does not provide";
+    for (const auto &ext : driver->required_extensions) {
+        if (ext == FL_EXT_TRANSPORT && !spec.make_link) {
+            why = "driver '" + spec.driver_id + "' needs extension " + ext + ", but device '" + spec.device_id +
+                  "' has no wire configured";
             return FL_UNSUPPORTED;
         }
-    if (find(device_id)) {
-        why = "a device with id '" + device_id + "' already exists";
+        if (!provides(ext)) {
+            why = "driver '" + spec.driver_id + "' needs extension " + ext + ", which this host does not provide";
+            return FL_UNSUPPORTED;
+        }
+    }
+    if (has_device(spec.device_id)) {
+        why = "a device with id '" + spec.device_id + "' already exists";
         return FL_MISUSE;
     }
     if (fl_status st = attach(shared, why); st != FL_OK) return st;
 
-    auto slot = std::make_shared<device_slot>(io_, device_id);
+    auto slot = std::make_shared<device_slot>(io_, options_);
     slot->sink = &sink_;
-    slot->watchdog_warn = options_.watchdog_warn;
+    slot->owner = shared;
+    slot->device_id = spec.device_id;
     slot->plugin_id = p.info().id;
-    slot->label = p.info().id + "/" + device_id;
+    slot->driver_id = spec.driver_id;
+    slot->device_class = driver->device_class;
+    slot->label = p.info().id;
+    slot->site = std::make_shared<const std::map<std::string, std::string>>(spec.site);
+    slot->heartbeat = spec.heartbeat;
     slot->host.struct_size = sizeof(fl_host);
     slot->host.abi_version = p.info().agreed_abi_version;
     slot->host.host_data = slot.get();
@@ -288,28 +550,47 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const st
     slot->host.emit = device_emit;
     slot->host.log = device_log;
     slot->host.get_extension = device_get_extension;
+    if (spec.make_link) {
+        try {
+            slot->link = spec.make_link(slot->strand, slot->link_events());
+        } catch (const std::exception &e) {
+            why = "device '" + spec.device_id + "': its wire cannot be made: " + e.what();
+            return FL_IO;
+        }
+        if (!slot->link) {
+            why = "device '" + spec.device_id + "': its wire cannot be made";
+            return FL_IO;
+        }
+    }
 
     const fl_device *dev = nullptr;
     const fl_status st = slot->timed("create_device", [&] {
-        return p.entry().create_device(driver_id.c_str(), &slot->host, config.empty() ? nullptr : config.data(),
-                                       config.size(), &dev);
+        return p.entry().create_device(spec.driver_id.c_str(), &slot->host,
+                                       spec.config.empty() ? nullptr : spec.config.data(), spec.config.size(), &dev);
     });
     if (st != FL_OK || !dev) {
-        why = "create_device(" + driver_id + ") returned " + std::to_string(st) + " (the plugin logged why)";
+        why = "create_device(" + spec.driver_id + ") returned " + std::to_string(st) + " (the plugin logged why)";
         return st != FL_OK ? st : FL_ERROR;
     }
     if (dev->struct_size < FL_V1_0_SIZEOF_DEVICE || !dev->start || !dev->stop || !dev->destroy || !dev->command ||
         !dev->get_extension) {
         why = "create_device returned an instance smaller than a v1.0 fl_device or with NULL functions";
-        // It may be unusable; leak it rather than call through a bad pointer.
-        return FL_ERROR;
+        return FL_ERROR;  // it may be unusable: leak it rather than call through a bad pointer
     }
     slot->device = dev;
     const auto *timer_ext = static_cast<const fl_device_timer *>(dev->get_extension(dev, FL_EXT_TIMER));
     if (FL_HAS_FIELD(timer_ext, fl_device_timer, on_timer) && timer_ext->on_timer) slot->timer_ext = timer_ext;
+    const auto *tx = static_cast<const fl_device_transport *>(dev->get_extension(dev, FL_EXT_TRANSPORT));
+    if (FL_HAS_FIELD(tx, fl_device_transport, on_state) && tx->on_data && tx->on_state) slot->transport_ext = tx;
+    if (slot->link && !slot->transport_ext)
+        spdlog::warn("[{}] device {}: has a wire but its driver implements no {}", slot->label, slot->device_id,
+                     FL_EXT_TRANSPORT);
 
-    std::lock_guard lock(mutex_);
-    devices_[device_id] = slot;
+    {
+        std::lock_guard lock(mutex_);
+        devices_[spec.device_id] = slot;
+    }
+    notify(options_.observer.state, spec.device_id, std::string("created"));
     return FL_OK;
 }
 
@@ -319,58 +600,117 @@ std::shared_ptr<device_runtime::device_slot> device_runtime::find(const std::str
     return it == devices_.end() ? nullptr : it->second;
 }
 
+bool device_runtime::has_device(const std::string &device_id) const { return find(device_id) != nullptr; }
+
 fl_status device_runtime::start(const std::string &device_id) {
     auto s = find(device_id);
     if (!s) return FL_NOT_FOUND;
-    return s->on_strand([&] {
-        if (s->started) return FL_MISUSE;
-        s->started = true;  // before the call: start may arm timers and emit
-        const fl_status st = s->timed("start", [&] { return s->device->start(s->device); });
-        if (st != FL_OK) {
-            s->started = false;
-            s->cancel_timers();
-        }
-        return st;
-    });
+    if (s->faulted) return FL_MISUSE;
+    const fl_status st = s->on_strand<fl_status>(
+        [s] {
+            if (s->started()) return FL_MISUSE;
+            s->state = life::started;  // before the call: start may open the wire, arm timers and emit
+            s->last_traffic_ns = now_ns();
+            const fl_status r = s->timed("start", [&] { return s->device->start(s->device); });
+            if (r != FL_OK) {
+                s->state = life::created;
+                s->cancel_timers();
+                if (s->link) s->link->close();
+                return r;
+            }
+            s->arm_liveness();
+            return r;
+        },
+        FL_TIMEOUT, s->strand_limit());
+    if (st == FL_OK) notify(options_.observer.state, device_id, std::string("started"));
+    return st;
 }
 
 fl_status device_runtime::stop(const std::string &device_id) {
     auto s = find(device_id);
     if (!s) return FL_NOT_FOUND;
-    return s->on_strand([&] {
-        if (!s->started) return FL_MISUSE;
-        const fl_status st = s->timed("stop", [&] { return s->device->stop(s->device); });
-        s->started = false;
-        s->cancel_timers();  // FL-HOST: the host reclaims timers after stop
-        return st;
-    });
+    const fl_status st = s->on_strand<fl_status>(
+        [s] {
+            if (!s->started()) return FL_MISUSE;
+            const fl_status r = s->faulted ? FL_OK : s->timed("stop", [&] { return s->device->stop(s->device); });
+            s->state = life::stopped;
+            s->offline = false;
+            s->cancel_timers();  // FL-HOST-12: the host reclaims timers and the wire after stop
+            if (s->link) s->link->close();
+            return r;
+        },
+        FL_TIMEOUT, s->strand_limit());
+    notify(options_.observer.state, device_id, state_name(*s));
+    return st;
 }
 
 fl_status device_runtime::command(const std::string &device_id, const std::vector<std::uint8_t> &cmd) {
+    std::string why;
+    return command(device_id, cmd, why);
+}
+
+fl_status device_runtime::command(const std::string &device_id, const std::vector<std::uint8_t> &cmd,
+                                  std::string &why) {
     auto s = find(device_id);
-    if (!s) return FL_NOT_FOUND;
-    return s->on_strand([&] {
-        if (!s->started) return FL_MISUSE;
-        return s->timed("command", [&] { return s->device->command(s->device, cmd.data(), cmd.size()); });
-    });
+    if (!s) {
+        why = "no device '" + device_id + "'";
+        return FL_NOT_FOUND;
+    }
+    std::string id, name;
+    try {
+        firelink::command parsed(cmd.data(), cmd.size());
+        id = parsed.id();
+        name = parsed.name();
+    } catch (const std::exception &e) {
+        why = std::string("malformed command: ") + e.what();
+        return FL_INVALID_ARGUMENT;
+    }
+    // Every command gets a result: the driver's, or this one from the host.
+    auto refuse = [&](fl_status st, std::string reason) {
+        why = reason;
+        s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
+        return st;
+    };
+    if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");
+    if (!s->started()) return refuse(FL_CLOSED, "the device is not started");
+    if (s->offline) return refuse(FL_CLOSED, "the device is offline");
+    s->commands++;
+    const fl_status st = s->on_strand<fl_status>(
+        [s, cmd] {
+            if (!s->callable()) return FL_CLOSED;
+            return s->timed("command", [&] { return s->device->command(s->device, cmd.data(), cmd.size()); });
+        },
+        FL_TIMEOUT, s->strand_limit());
+    switch (st) {
+    case FL_OK: why = "accepted"; return FL_OK;
+    case FL_UNSUPPORTED: return refuse(st, "the driver does not know this command");
+    case FL_INVALID_ARGUMENT: return refuse(st, "the driver refused its arguments");
+    case FL_BUSY: return refuse(st, "the driver is busy; try again");
+    case FL_CLOSED: return refuse(st, "the device is not started");
+    default: return refuse(st, "the driver returned " + std::to_string(st));
+    }
 }
 
 void device_runtime::destroy(const std::string &device_id) {
     auto s = find(device_id);
     if (!s) return;
-    s->on_strand([&] {
-        if (s->started) {
-            s->timed("stop", [&] { return s->device->stop(s->device); });
-            s->started = false;
-        }
-        s->cancel_timers();
-        s->timed("destroy", [&] {
-            s->device->destroy(s->device);
+    s->on_strand<int>(
+        [s] {
+            if (s->started()) {
+                if (!s->faulted) s->timed("stop", [&] { return s->device->stop(s->device); });
+                s->state = life::stopped;
+            }
+            s->cancel_timers();
+            if (s->link) s->link->close();
+            s->link.reset();
+            if (!s->faulted && s->device) s->timed("destroy", [&] {
+                s->device->destroy(s->device);
+                return 0;
+            });
+            s->device = nullptr;
             return 0;
-        });
-        s->device = nullptr;
-        return 0;
-    });
+        },
+        0, s->strand_limit());
     std::lock_guard lock(mutex_);
     devices_.erase(device_id);
 }
@@ -382,7 +722,7 @@ void device_runtime::start_all() {
 void device_runtime::stop_all() {
     for (const auto &id : device_ids()) {
         auto s = find(id);
-        if (s && s->started) stop(id);
+        if (s && s->started()) stop(id);
     }
 }
 
@@ -397,7 +737,30 @@ std::vector<std::string> device_runtime::device_ids() const {
     return ids;
 }
 
-device_counters device_runtime::counters(const std::string &device_id) const {
+std::optional<device_status> device_runtime::status(const std::string &device_id) const {
+    auto s = find(device_id);
+    if (!s) return std::nullopt;
+    device_status st;
+    st.device_id = s->device_id;
+    st.plugin_id = s->plugin_id;
+    st.driver_id = s->driver_id;
+    st.device_class = s->device_class;
+    st.state = state_name(*s);
+    st.accepted = s->accepted;
+    st.refused = s->refused;
+    st.slow_callbacks = s->slow_callbacks;
+    st.commands = s->commands;
+    if (auto ms = s->last_seen_wall_ms.load())
+        st.last_seen = std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+    if (s->link) {
+        // link counters are atomics, safe to read from here
+        st.link = s->link->counters();
+        st.has_link = true;
+    }
+    return st;
+}
+
+device_runtime::device_counters device_runtime::counters(const std::string &device_id) const {
     auto s = find(device_id);
     if (!s) return {};
     return {s->accepted.load(), s->refused.load(), s->slow_callbacks.load()};

@@ -2,10 +2,13 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <string_view>
 
 #include <msgpack.hpp>
+
+#include <firelink/abi.h>
 
 namespace firelink::core {
 
@@ -218,6 +221,44 @@ std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t s
     if (s.kind == "command_result" && !(has_command_id && has_ok))
         return fail("a command_result must carry 'command_id' and 'ok'");
     return s;
+}
+
+namespace {
+
+// docs/events.md, "Codes". Append only: a code, once published, keeps its meaning.
+const std::map<std::string, std::set<std::string>, std::less<>> &class_codes() {
+    static const std::map<std::string, std::set<std::string>, std::less<>> table = {
+        {"", {"offline", "driver_crashed", "driver_hung", "communication_fault", "power_fault", "tamper",
+              "self_test", "self_test_fault", "low_battery", "sensor_fault", "reset", "maintenance"}},
+        {"arc_fault_breaker",
+         {"arc_fault", "residual_current_high", "over_temperature", "over_voltage", "under_voltage", "over_current",
+          "short_circuit", "phase_loss", "breaker_tripped", "breaker_closed", "breaker_fault"}},
+        {"gas_shutoff_valve",
+         {"gas_level_1", "gas_level_2", "valve_closed", "valve_opened", "valve_fault", "sensor_expired"}},
+        {"pyrolysis_detector",
+         {"pyrolysis_pre_alarm", "pyrolysis_alarm", "sensor_wire_break", "sensor_wire_short"}},
+        {"fire_panel",
+         {"fire_alarm", "supervisory", "fault", "disabled", "started", "feedback", "delay", "manual_alarm",
+          "main_power_fault", "backup_power_fault", "bus_fault", "uitd_fault", "link_fault", "wiring_fault",
+          "on_duty", "off_duty"}},
+    };
+    return table;
+}
+
+}  // namespace
+
+bool check_code_for_class(const event_summary &event, const std::string &device_class, std::string &why) {
+    if (device_class.rfind(FL_CLASS_VENDOR_PREFIX, 0) == 0) return true;
+    if (event.kind == "telemetry" || event.kind == "command_result" || event.kind == "offline" || event.kind == "gap")
+        return true;
+    if (event.code.rfind("x.", 0) == 0 && event.code.size() > 2) return true;  // vendor namespace
+    const auto &table = class_codes();
+    if (table.at("").count(event.code)) return true;
+    auto it = table.find(device_class);
+    if (it != table.end() && it->second.count(event.code)) return true;
+    why = "code '" + event.code + "' is not a " + device_class + " code (see docs/events.md; vendor codes are "
+          "written x.<vendor>.<name>)";
+    return false;
 }
 
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {

@@ -77,7 +77,8 @@ FL_LAYOUT_ASSERT(offsetof(fl_host_transport, write) == 24);
 FL_LAYOUT_ASSERT(offsetof(fl_host_transport, request) == 32);
 FL_LAYOUT_ASSERT(offsetof(fl_host_transport, end_request) == 40);
 FL_LAYOUT_ASSERT(offsetof(fl_host_transport, close) == 48);
-FL_LAYOUT_ASSERT(sizeof(fl_host_transport) == 56);
+FL_LAYOUT_ASSERT(offsetof(fl_host_transport, unit) == 56);
+FL_LAYOUT_ASSERT(sizeof(fl_host_transport) == 64);
 FL_LAYOUT_ASSERT(offsetof(fl_device_transport, on_data) == 8);
 FL_LAYOUT_ASSERT(offsetof(fl_device_transport, on_state) == 16);
 FL_LAYOUT_ASSERT(sizeof(fl_device_transport) == 24);
@@ -96,7 +97,7 @@ FL_LAYOUT_ASSERT(sizeof(fl_device_timer) == 16);
 #define FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR ((uint32_t)(offsetof(fl_plugin_descriptor, drivers) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE            ((uint32_t)(offsetof(fl_device, get_extension) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_PLUGIN_ENTRY      ((uint32_t)(offsetof(fl_plugin_entry, get_extension) + sizeof(void *)))
-#define FL_V1_0_SIZEOF_HOST_TRANSPORT    ((uint32_t)(offsetof(fl_host_transport, close) + sizeof(void *)))
+#define FL_V1_0_SIZEOF_HOST_TRANSPORT    ((uint32_t)(offsetof(fl_host_transport, unit) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_TRANSPORT  ((uint32_t)(offsetof(fl_device_transport, on_state) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_HOST_TIMER        ((uint32_t)(offsetof(fl_host_timer, cancel) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_TIMER      ((uint32_t)(offsetof(fl_device_timer, on_timer) + sizeof(void *)))

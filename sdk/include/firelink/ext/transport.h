@@ -63,6 +63,11 @@ typedef struct fl_host_transport {
 
     /* Closes the wire; on_state(FL_LINK_CLOSED) follows. [thread: device | state: started] */
     fl_status (*close)(const fl_host *host);
+
+    /* Returns the device's unit address on its wire as the site configured it (the Modbus slave id on a serial
+     * bus, the unit id behind a Modbus TCP gateway), or -1 when the wire has none. The driver puts it in its frames;
+     * the host does not interpret it. [thread: device | state: any] */
+    int32_t (*unit)(const fl_host *host);
 } fl_host_transport;
 
 typedef struct fl_device_transport {

@@ -1,9 +1,10 @@
 // Runs device instances of loaded plugins: gives each its fl_host (emit, log, extensions), its strand, its timers
-// (firelink.timer/1), and measures every call into the plugin against the watchdog bound.
+// (firelink.timer/1) and its wire (firelink.transport/1, through a transport::link), turns silence into `offline`
+// and back (liveness), and watches every call into the plugin (watchdog).
 //
-// Threads: create/start/stop/destroy are called from one control thread (the plugin's "main" thread in the ABI's
-// words); the runtime posts every call into a device onto that device's strand and waits for it, so the host never
-// calls one instance concurrently. Events are handed to the sink on the emitting thread.
+// Threads: create/start/stop/command/destroy are called from one control thread (the ABI's "main" thread); the
+// runtime posts every call into a device onto that device's strand and waits for it, so the host never calls one
+// instance concurrently. Accepted events are handed to the sink on the emitting thread.
 #pragma once
 
 #include <atomic>
@@ -12,43 +13,86 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 
 #include <firelink/firelink.h>
+#include <firelink/transport/link.hpp>
 
 #include "firelink/core/plugin_loader.hpp"
 
 namespace firelink::core {
 
-// One event the host accepted at the boundary, stamped by the host.
+// One event the host accepted at the boundary, stamped and enriched by the host.
 struct accepted_event {
+    std::string gateway_id;
     std::string plugin_id;
     std::string device_id;
+    std::string device_class;
+    std::shared_ptr<const std::map<std::string, std::string>> site;  // site metadata of the device
     std::uint64_t sequence = 0;  // per device, from 1, gap-free
+    bool from_host = false;      // made by the host (offline, restore of offline, driver faults, command refusals)
     std::string kind;
     std::string code;
     std::chrono::system_clock::time_point received_wall;
     std::chrono::steady_clock::time_point received_monotonic;
-    std::vector<std::uint8_t> payload;  // the event's msgpack bytes, as emitted
+    std::vector<std::uint8_t> payload;  // the event's msgpack bytes
 };
 
 // Receives accepted events; called on the emitting thread (any thread), so it must be thread-safe and must not
 // block for long.
 using event_sink = std::function<void(accepted_event &&)>;
 
-struct runtime_options {
-    // A call into the plugin that takes longer than this is reported (docs/abi.md, callbacks must not block).
-    std::chrono::milliseconds watchdog_warn{100};
+// What the runtime reports as it happens, for metrics. Every function may be empty; all are called from any thread.
+struct runtime_observer {
+    std::function<void(const std::string &device, const std::string &device_class, const std::string &kind)> accepted;
+    std::function<void(const std::string &device)> refused;
+    std::function<void(const std::string &device)> overrun;
+    std::function<void(const std::string &device, const std::string &state)> state;
+    std::function<void(const std::string &device, std::uint64_t errors)> transport_errors;
 };
 
-struct device_counters {
+struct runtime_options {
+    std::string gateway_id;
+    // A call into the plugin longer than this is reported (docs/abi.md FL-PLUGIN-24)...
+    std::chrono::milliseconds watchdog_warn{100};
+    // ...and longer than this marks the device faulted: a `fault` event `driver_hung`, no more calls into it.
+    std::chrono::milliseconds watchdog_fault{2000};
+    runtime_observer observer;
+};
+
+// Makes a device's wire on its strand; empty when the device has no wire.
+using link_factory =
+    std::function<std::unique_ptr<transport::link>(transport::executor, transport::link_events)>;
+
+struct device_spec {
+    std::string device_id;
+    std::string driver_id;
+    std::vector<std::uint8_t> config;                 // msgpack map; empty = {}
+    std::map<std::string, std::string> site;          // site metadata, copied into every event
+    std::chrono::milliseconds heartbeat{0};           // liveness budget; 0 = off
+    link_factory make_link;                           // empty: no wire
+};
+
+struct device_status {
+    std::string device_id;
+    std::string plugin_id;
+    std::string driver_id;
+    std::string device_class;
+    std::string state;  // created, started, stopped, offline, faulted
     std::uint64_t accepted = 0;
     std::uint64_t refused = 0;         // events refused at the boundary
-    std::uint64_t slow_callbacks = 0;  // calls over the watchdog bound
+    std::uint64_t slow_callbacks = 0;  // calls over the watchdog's warning bound
+    std::uint64_t commands = 0;
+    std::optional<std::chrono::system_clock::time_point> last_seen;  // last traffic: bytes in or an event
+    transport::link_counters link;
+    bool has_link = false;
 };
 
 class device_runtime {
@@ -62,13 +106,18 @@ public:
     // for as long as the runtime lives. FL_OK or the plugin's status; `why` says what failed.
     fl_status attach(const std::shared_ptr<plugin> &p, std::string &why);
 
-    // Creates a device instance of `driver_id` (attaching its plugin first). On failure returns the status and sets
-    // `why` to one clear reason; nothing is left behind.
+    // Creates a device instance (attaching its plugin first). On failure returns the status and sets `why` to one
+    // clear reason; nothing is left behind.
+    fl_status create(const std::shared_ptr<plugin> &p, const device_spec &spec, std::string &why);
     fl_status create(const std::shared_ptr<plugin> &p, const std::string &driver_id, const std::string &device_id,
                      const std::vector<std::uint8_t> &config, std::string &why);
 
     fl_status start(const std::string &device_id);
     fl_status stop(const std::string &device_id);
+    // Routes a command (msgpack {"id","name","args"}) to a started device. When the device cannot take it (not
+    // started, offline, faulted) or the driver refuses it, the host emits the command_result itself (ok false, the
+    // reason) and returns the status; on FL_OK the driver reports the outcome. `why` says what happened.
+    fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command, std::string &why);
     fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command);
     void destroy(const std::string &device_id);
 
@@ -77,6 +126,14 @@ public:
     void destroy_all();
 
     std::vector<std::string> device_ids() const;
+    bool has_device(const std::string &device_id) const;
+    std::optional<device_status> status(const std::string &device_id) const;
+
+    struct device_counters {
+        std::uint64_t accepted = 0;
+        std::uint64_t refused = 0;
+        std::uint64_t slow_callbacks = 0;
+    };
     device_counters counters(const std::string &device_id) const;
 
     // The host extensions this runtime provides to devices.
@@ -87,6 +144,7 @@ public:
 
 private:
     std::shared_ptr<device_slot> find(const std::string &device_id) const;
+    void watchdog_loop();
 
     boost::asio::io_context &io_;
     event_sink sink_;
@@ -94,6 +152,11 @@ private:
     mutable std::mutex mutex_;
     std::map<std::string, std::shared_ptr<device_slot>> devices_;
     std::vector<std::unique_ptr<plugin_slot>> plugins_;
+
+    std::mutex watchdog_mutex_;
+    std::condition_variable watchdog_cv_;
+    bool watchdog_stop_ = false;
+    std::thread watchdog_;
 };
 
 }  // namespace firelink::core

@@ -21,6 +21,12 @@ struct event_summary {
 // Returns the summary of a valid event, or sets `why` to the first reason it is invalid and returns nullopt.
 std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t size, std::string &why);
 
+// Checks a valid event's code against its device class (docs/events.md, "Codes"): for a standard class, the codes
+// of alarm, pre_alarm, fault, restore and status events must be the class's own, a code every class shares, or a
+// vendor-namespaced code ("x.<vendor>.<name>"); telemetry, command_result, offline and gap codes are free. A vendor
+// class ("vendor:...") may use any code. Returns false and sets `why` when the code is not allowed.
+bool check_code_for_class(const event_summary &event, const std::string &device_class, std::string &why);
+
 // Renders any msgpack bytes as one line of JSON (binary as base16 strings; invalid input as {"invalid_msgpack":…}).
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size);
 

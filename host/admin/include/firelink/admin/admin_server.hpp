@@ -1,0 +1,93 @@
+// The host's admin endpoint: a small HTTP/1.1 server (Boost.Beast) for operators and for Prometheus, bound to
+// loopback by default. It knows nothing of the runtime: what each endpoint answers comes from admin_handlers.
+//
+//   GET  /metrics                    200 text/plain; version=0.0.4    metrics_text()
+//   GET  /healthz                    200 application/json             health_json()
+//   GET  /api/devices                200 application/json             devices_json()
+//   POST /api/devices/{id}/commands  status and JSON from command(id, body); {id} is percent-decoded
+//   POST /api/reload                 status and JSON from reload()
+//
+// Errors are JSON {"error": "..."}: 404 unknown path, 405 wrong method (with Allow), 400 a malformed request or a
+// device id that is empty or holds '/' or a control character once decoded, 413 a body over body_limit, 431 a header
+// over 8 KiB, 500 a handler that threw (the server goes on serving), 501 a handler left empty.
+// A request must arrive whole within request_timeout, and each response be written within it, or the connection is
+// closed. Connections are kept alive when the client asks.
+//
+//     boost::asio::io_context ioc;
+//     firelink::admin::admin_server server{ioc, {.host = "127.0.0.1", .port = 9100}, std::move(handlers)};
+//     server.start();
+//     ioc.run();          // until server.stop() and the rest of the host's work is done
+//
+// Threads: the handlers are called on the io_context's threads, one request at a time per connection but several
+// connections at once when several threads run the context, so they must be thread-safe; they should not block.
+// Each connection runs on its own strand.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace firelink::admin {
+
+struct admin_handlers {
+    std::function<std::string()> metrics_text;  // GET /metrics: Prometheus text
+    std::function<std::string()> health_json;   // GET /healthz
+    std::function<std::string()> devices_json;  // GET /api/devices
+    // POST /api/devices/{id}/commands: (HTTP status, JSON body), e.g. {202, {"id": "cmd-7"}}. See command_json.hpp.
+    std::function<std::pair<unsigned, std::string>(const std::string &device_id, const std::string &json_body)>
+        command;
+    std::function<std::pair<unsigned, std::string>()> reload;  // POST /api/reload: (HTTP status, JSON body)
+};
+
+struct admin_options {
+    std::string host = "127.0.0.1";  // an address or a name that resolves; loopback unless told otherwise
+    std::uint16_t port = 0;          // 0: an ephemeral port, which port() then tells
+    std::chrono::milliseconds request_timeout{10'000};  // a whole request, and each response write
+    std::size_t body_limit = 64 * 1024;
+};
+
+// "127.0.0.1:9100", "localhost:9100", "[::1]:9100" (the form of --admin-listen). Throws std::invalid_argument saying
+// what is wrong.
+struct listen_address {
+    std::string host;
+    std::uint16_t port = 0;
+};
+listen_address parse_listen_address(std::string_view host_port);
+
+class admin_server {
+public:
+    // Resolves, binds and listens. Throws std::system_error whose what() names the address and the reason
+    // ("admin endpoint 127.0.0.1:80: cannot bind: Permission denied"). Accepts nothing before start().
+    admin_server(boost::asio::io_context &ioc, admin_options options, admin_handlers handlers);
+    // Calls stop(). Destroy the server before its io_context.
+    ~admin_server();
+    admin_server(const admin_server &) = delete;
+    admin_server &operator=(const admin_server &) = delete;
+
+    // Starts accepting connections on the io_context. A second call does nothing.
+    void start();
+
+    // Stops accepting and closes every connection, idle or not, without waiting for their deadlines. Returns at once
+    // (from any thread, also from a handler); the closing happens on the io_context. No handler is called for a
+    // request read after stop() returned; a handler already running finishes. Idempotent.
+    void stop();
+
+    // The bound port (the ephemeral one when options.port was 0), and the whole bound address.
+    std::uint16_t port() const noexcept { return endpoint_.port(); }
+    const boost::asio::ip::tcp::endpoint &local_endpoint() const noexcept { return endpoint_; }
+
+private:
+    class listener;
+    std::shared_ptr<listener> listener_;
+    boost::asio::ip::tcp::endpoint endpoint_;
+};
+
+}  // namespace firelink::admin

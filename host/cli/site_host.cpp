@@ -1,0 +1,664 @@
+#include "site_host.hpp"
+
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <msgpack.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <firelink/admin/admin_server.hpp>
+#include <firelink/admin/command_json.hpp>
+#include <firelink/admin/host_metrics.hpp>
+#include <firelink/core/device_runtime.hpp>
+#include <firelink/core/plugin_loader.hpp>
+#include <firelink/payload.hpp>
+#include <firelink/pipeline/sinks.hpp>
+#include <firelink/transport/link.hpp>
+
+namespace firelink::cli {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string at(const site::source_position &p) {
+    return p.file + ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
+}
+
+// ---- plugins ---------------------------------------------------------------------------------------------------
+
+struct catalog {
+    core::plugin_loader loader;
+    std::vector<std::shared_ptr<core::plugin>> plugins;
+    std::set<std::filesystem::path> seen;
+    std::vector<std::string> refusals;
+
+    // Loads every plugin file under dirs that was not loaded before.
+    void scan(const std::vector<std::filesystem::path> &dirs) {
+        for (const auto &dir : dirs) {
+            std::error_code ec;
+            if (!std::filesystem::is_directory(dir, ec)) {
+                refusals.push_back(dir.string() + ": not a directory");
+                spdlog::error("plugin directory {} does not exist", dir.string());
+                continue;
+            }
+            for (const auto &file : core::plugin_loader::candidates(dir)) {
+                if (!seen.insert(file).second) continue;
+                auto result = loader.load(file);
+                if (auto *err = std::get_if<core::load_error>(&result)) {
+                    refusals.push_back(file.string() + ": " + err->what());
+                    spdlog::error("plugin {} refused: {}", file.string(), err->what());
+                    continue;
+                }
+                auto p = std::shared_ptr<core::plugin>(std::move(std::get<std::unique_ptr<core::plugin>>(result)));
+                spdlog::info("plugin {} {} loaded from {}", p->info().id, p->info().version, file.string());
+                plugins.push_back(std::move(p));
+            }
+        }
+    }
+
+    // The plugin and driver a device names, or why there is none.
+    std::shared_ptr<core::plugin> resolve(const site::device_config &d, std::string &why) const {
+        std::vector<std::shared_ptr<core::plugin>> found;
+        for (const auto &p : plugins)
+            if ((d.plugin.empty() || p->info().id == d.plugin) && p->info().find_driver(d.driver)) found.push_back(p);
+        if (found.empty()) {
+            why = d.plugin.empty() ? "no loaded plugin has driver '" + d.driver + "'"
+                                   : "plugin '" + d.plugin + "' is not loaded or has no driver '" + d.driver + "'";
+            return nullptr;
+        }
+        if (found.size() > 1) {
+            why = "driver '" + d.driver + "' is in several plugins (" + found[0]->info().id + ", " +
+                  found[1]->info().id + "): name the plugin";
+            return nullptr;
+        }
+        const auto *driver = found[0]->info().find_driver(d.driver);
+        if (driver->device_class != d.device_class) {
+            why = "class '" + d.device_class + "' does not match driver '" + d.driver + "', which drives '" +
+                  driver->device_class + "'";
+            return nullptr;
+        }
+        return found[0];
+    }
+};
+
+// ---- wires -----------------------------------------------------------------------------------------------------
+
+transport::serial_settings serial_of(const site::serial_config &s) {
+    return {s.path, s.baud, s.data_bits, s.parity, s.stop_bits};
+}
+
+bool same_serial(const site::serial_config &a, const site::serial_config &b) {
+    return a.path == b.path && a.baud == b.baud && a.data_bits == b.data_bits && a.parity == b.parity &&
+           a.stop_bits == b.stop_bits;
+}
+
+bool same_bus(const site::bus_config &a, const site::bus_config &b) {
+    return a.shared == b.shared && same_serial(a.serial, b.serial) && a.request_timeout == b.request_timeout &&
+           a.inter_frame_gap == b.inter_frame_gap;
+}
+
+// Everything a device depends on, to tell whether a reload changed it.
+std::string device_fingerprint(const site::site_config &cfg, const site::device_config &d) {
+    std::string f = d.plugin + "|" + d.driver + "|" + d.device_class + "|" + (d.enabled ? "1" : "0") + "|" +
+                    std::to_string(static_cast<int>(d.wire.type)) + "|" + d.wire.bus + "|" + d.wire.host + "|" +
+                    std::to_string(d.wire.port) + "|" + d.wire.listener + "|" + d.wire.peer + "|" +
+                    d.wire.identity + "|" + std::to_string(d.wire.unit) + "|" +
+                    std::to_string(cfg.heartbeat_of(d).count()) + "|" + d.meta.site + "|" + d.meta.building + "|" +
+                    d.meta.floor + "|" + d.meta.location + "|" + d.meta.sector + "|";
+    f.append(d.driver_config.begin(), d.driver_config.end());
+    if (const auto *b = d.wire.type == site::wire_config::kind::bus ? cfg.find_bus(d.wire.bus) : nullptr)
+        f += "|bus:" + b->serial.path + ":" + std::to_string(b->serial.baud) + b->serial.parity +
+             std::to_string(b->serial.data_bits) + std::to_string(b->serial.stop_bits) + ":" +
+             std::to_string(b->request_timeout.count()) + ":" + std::to_string(b->inter_frame_gap.count()) +
+             (b->shared ? "s" : "p");
+    if (const auto *l = d.wire.type == site::wire_config::kind::listener ? cfg.find_listener(d.wire.listener) : nullptr)
+        f += "|listener:" + l->address + ":" + std::to_string(l->port);
+    return f;
+}
+
+std::map<std::string, std::string> site_map(const site::site_metadata &m) {
+    std::map<std::string, std::string> out;
+    if (!m.site.empty()) out["site"] = m.site;
+    if (!m.building.empty()) out["building"] = m.building;
+    if (!m.floor.empty()) out["floor"] = m.floor;
+    if (!m.location.empty()) out["location"] = m.location;
+    if (!m.sector.empty()) out["sector"] = m.sector;
+    return out;
+}
+
+// The shared wires of a site: RS-485 buses and TCP listeners, made on first use.
+class wiring {
+public:
+    explicit wiring(asio::io_context &io) : io_(io) {}
+
+    core::link_factory factory(const site::site_config &cfg, const site::device_config &d, std::string &why) {
+        using kind = site::wire_config::kind;
+        const auto &w = d.wire;
+        const transport::backoff retry{};
+        switch (w.type) {
+        case kind::none: return {};
+        case kind::bus: {
+            const auto *b = cfg.find_bus(w.bus);
+            if (!b) {
+                why = "bus '" + w.bus + "' is not defined";
+                return {};
+            }
+            const int unit = w.unit;
+            if (!b->shared) {
+                auto settings = serial_of(b->serial);
+                return [settings, retry, unit](transport::executor ex, transport::link_events ev) {
+                    auto l = transport::make_serial_link(std::move(ex), settings, retry, std::move(ev));
+                    l->set_unit(unit);
+                    return l;
+                };
+            }
+            auto &bus = buses_[b->id];
+            if (!bus.bus || !same_bus(bus.config, *b)) {
+                bus.config = *b;
+                bus.bus = transport::make_rs485_bus(io_, serial_of(b->serial),
+                                                    {b->inter_frame_gap, b->request_timeout}, retry);
+            }
+            auto shared = bus.bus;
+            return [shared, unit](transport::executor ex, transport::link_events ev) {
+                auto l = shared->attach(std::move(ex), std::move(ev));
+                l->set_unit(unit);
+                return l;
+            };
+        }
+        case kind::tcp_client: {
+            auto host = w.host;
+            auto port = w.port;
+            const int unit = w.unit;
+            return [host, port, retry, unit](transport::executor ex, transport::link_events ev) {
+                auto l = transport::make_tcp_client_link(std::move(ex), host, port, retry, std::move(ev));
+                l->set_unit(unit);
+                return l;
+            };
+        }
+        case kind::udp: {
+            auto host = w.host;
+            auto port = w.port;
+            return [host, port](transport::executor ex, transport::link_events ev) {
+                return transport::make_udp_link(std::move(ex), host, port, std::move(ev));
+            };
+        }
+        case kind::listener: {
+            const auto *l = cfg.find_listener(w.listener);
+            if (!l) {
+                why = "listener '" + w.listener + "' is not defined";
+                return {};
+            }
+            auto &entry = listeners_[l->id];
+            if (!entry.listener || entry.address != l->address || entry.port != l->port) {
+                try {
+                    entry.listener = transport::make_tcp_listener(io_, l->address, l->port);
+                } catch (const std::exception &e) {
+                    why = "listener '" + l->id + "' cannot listen on " + l->address + ":" +
+                          std::to_string(l->port) + ": " + e.what();
+                    return {};
+                }
+                entry.address = l->address;
+                entry.port = l->port;
+                spdlog::info("listener {} on {}:{}", l->id, l->address, entry.listener->port());
+            }
+            auto listener = entry.listener;
+            auto peer = w.peer;
+            auto identity = w.identity;
+            return [listener, peer, identity](transport::executor ex, transport::link_events ev) {
+                return peer.empty() ? listener->attach_identity(std::move(ex), identity, std::move(ev))
+                                    : listener->attach_peer(std::move(ex), peer, std::move(ev));
+            };
+        }
+        }
+        return {};
+    }
+
+    std::uint16_t listener_port(const std::string &id) const {
+        auto it = listeners_.find(id);
+        return it == listeners_.end() || !it->second.listener ? 0 : it->second.listener->port();
+    }
+
+private:
+    struct bus_entry {
+        site::bus_config config;
+        std::shared_ptr<transport::rs485_bus> bus;
+    };
+    struct listener_entry {
+        std::string address;
+        std::uint16_t port = 0;
+        std::shared_ptr<transport::tcp_listener> listener;
+    };
+    asio::io_context &io_;
+    std::map<std::string, bus_entry> buses_;
+    std::map<std::string, listener_entry> listeners_;
+};
+
+// ---- the daemon ------------------------------------------------------------------------------------------------
+
+class site_host {
+public:
+    site_host(site::site_config cfg, const run_options &opt)
+        : cfg_(std::move(cfg)), opt_(opt), metrics_("1.0.0"), wires_(io_) {}
+
+    int run();
+
+private:
+    void apply(const site::site_config &next, std::vector<std::string> &problems);
+    bool start_device(const site::site_config &cfg, const site::device_config &d, std::string &why);
+    std::pair<unsigned, std::string> reload();
+    std::pair<unsigned, std::string> command(const std::string &device, const std::string &body);
+    std::string devices_json() const;
+    std::string health_json() const;
+    std::string metrics_text();
+
+    // The control thread runs every reconfiguration, one at a time.
+    void post_control(std::function<void()> f) {
+        {
+            std::lock_guard lock(control_mutex_);
+            control_.push_back(std::move(f));
+        }
+        control_cv_.notify_all();
+    }
+
+    site::site_config cfg_;
+    run_options opt_;
+    asio::io_context io_;        // devices and their wires
+    asio::io_context admin_io_;  // the admin endpoint, apart, so a slow handler never delays a device
+    admin::host_metrics metrics_;
+    pipeline::event_pipeline pipeline_;
+    std::unique_ptr<core::device_runtime> runtime_;
+    catalog catalog_;
+    wiring wires_;
+    std::map<std::string, std::string> fingerprints_;  // running device -> what it was made from
+    std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
+    std::atomic<std::uint64_t> next_command_{1};
+
+    std::mutex control_mutex_;
+    std::condition_variable control_cv_;
+    std::deque<std::function<void()>> control_;
+    bool stopping_ = false;
+};
+
+bool site_host::start_device(const site::site_config &cfg, const site::device_config &d, std::string &why) {
+    auto plugin = catalog_.resolve(d, why);
+    if (!plugin) return false;
+    core::device_spec spec;
+    spec.device_id = d.id;
+    spec.driver_id = d.driver;
+    spec.config = d.driver_config;
+    spec.site = site_map(d.meta);
+    spec.heartbeat = cfg.heartbeat_of(d);
+    spec.make_link = wires_.factory(cfg, d, why);
+    if (!why.empty()) return false;
+    if (runtime_->create(plugin, spec, why) != FL_OK) return false;
+    if (fl_status st = runtime_->start(d.id); st != FL_OK) {
+        why = "start returned " + std::to_string(st) + " (the driver logged why)";
+        runtime_->destroy(d.id);
+        return false;
+    }
+    return true;
+}
+
+// Brings the running devices to `next`: removed and changed devices are destroyed, new and changed ones created;
+// the others are not touched.
+void site_host::apply(const site::site_config &next, std::vector<std::string> &problems) {
+    catalog_.scan(next.plugin_dirs);
+    std::map<std::string, std::string> wanted;
+    for (const auto &d : next.devices)
+        if (d.enabled) wanted[d.id] = device_fingerprint(next, d);
+    for (auto it = fingerprints_.begin(); it != fingerprints_.end();) {
+        auto w = wanted.find(it->first);
+        if (w == wanted.end() || w->second != it->second) {
+            spdlog::info("device {}: {}", it->first, w == wanted.end() ? "removed" : "changed, recreating");
+            runtime_->destroy(it->first);
+            metrics_.remove_device(it->first);
+            it = fingerprints_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (const auto &d : next.devices) {
+        if (!d.enabled || fingerprints_.count(d.id)) continue;
+        std::string why;
+        if (start_device(next, d, why)) {
+            fingerprints_[d.id] = wanted[d.id];
+            spdlog::info("device {} ({} / {}) started", d.id, d.driver, d.device_class);
+        } else {
+            problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
+            spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
+        }
+    }
+}
+
+std::pair<unsigned, std::string> site_host::reload() {
+    auto loaded = site::load_site_config(cfg_.file);
+    nlohmann::json body;
+    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
+        std::vector<std::string> lines;
+        for (const auto &e : *errors) {
+            lines.push_back(e.str());
+            spdlog::error("reload refused: {}", e.str());
+        }
+        body = {{"reloaded", false}, {"errors", lines}};
+        return {400, body.dump()};
+    }
+    auto next = std::get<site::site_config>(std::move(loaded));
+    std::vector<std::string> notes;
+    if (next.gateway_id != cfg_.gateway_id || next.admin_listen != cfg_.admin_listen ||
+        next.sink_kind != cfg_.sink_kind || next.sink_path != cfg_.sink_path ||
+        next.watchdog_warn != cfg_.watchdog_warn || next.watchdog_fault != cfg_.watchdog_fault)
+        notes.push_back("gateway, admin, sink and watchdog settings take effect at the next restart");
+    std::vector<std::string> problems;
+    apply(next, problems);
+    cfg_ = std::move(next);
+    spdlog::info("reloaded {}: {} device(s) running, {} problem(s)", cfg_.file.string(), fingerprints_.size(),
+                 problems.size());
+    body = {{"reloaded", true}, {"devices", fingerprints_.size()}, {"problems", problems}, {"notes", notes}};
+    return {problems.empty() ? 200u : 207u, body.dump()};
+}
+
+std::pair<unsigned, std::string> site_host::command(const std::string &device, const std::string &body) {
+    const auto id = "cmd-" + std::to_string(::getpid()) + "-" + std::to_string(next_command_++);
+    auto parsed = admin::command_from_json(body, id);
+    if (auto *err = std::get_if<std::string>(&parsed)) return {400, nlohmann::json{{"error", *err}}.dump()};
+    const auto &bytes = std::get<std::vector<std::uint8_t>>(parsed);
+    std::string command_id = id;
+    try {
+        command_id = firelink::command(bytes.data(), bytes.size()).id();
+    } catch (...) {
+    }
+    std::string why;
+    const fl_status st = runtime_->command(device, bytes, why);
+    nlohmann::json out{{"command_id", command_id}, {"device", device}, {"status", st == FL_OK ? "accepted" : "refused"},
+                       {"detail", why}};
+    metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
+    switch (st) {
+    case FL_OK: return {202, out.dump()};
+    case FL_NOT_FOUND: return {404, out.dump()};
+    case FL_INVALID_ARGUMENT:
+    case FL_UNSUPPORTED: return {422, out.dump()};
+    case FL_CLOSED:
+    case FL_BUSY: return {409, out.dump()};
+    default: return {500, out.dump()};
+    }
+}
+
+std::string site_host::devices_json() const {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto &id : runtime_->device_ids()) {
+        auto st = runtime_->status(id);
+        if (!st) continue;
+        nlohmann::json d{{"id", st->device_id},          {"plugin", st->plugin_id},
+                         {"driver", st->driver_id},      {"class", st->device_class},
+                         {"state", st->state},           {"events_accepted", st->accepted},
+                         {"events_refused", st->refused}, {"slow_callbacks", st->slow_callbacks},
+                         {"commands", st->commands}};
+        d["last_seen_ms"] = st->last_seen ? nlohmann::json(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                               st->last_seen->time_since_epoch())
+                                                               .count())
+                                          : nlohmann::json(nullptr);
+        if (st->has_link)
+            d["wire"] = {{"bytes_in", st->link.bytes_in},     {"bytes_out", st->link.bytes_out},
+                         {"errors", st->link.errors},         {"reconnects", st->link.reconnects},
+                         {"reply_timeouts", st->link.reply_timeouts}};
+        if (const auto *cfg = cfg_.find_device(id)) d["site"] = site_map(cfg->meta);
+        list.push_back(std::move(d));
+    }
+    return list.dump();
+}
+
+std::string site_host::health_json() const {
+    std::size_t started = 0, offline = 0, faulted = 0, other = 0;
+    for (const auto &id : runtime_->device_ids()) {
+        auto st = runtime_->status(id);
+        if (!st) continue;
+        if (st->state == "started") ++started;
+        else if (st->state == "offline") ++offline;
+        else if (st->state == "faulted") ++faulted;
+        else ++other;
+    }
+    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
+    return nlohmann::json{{"status", offline + faulted + other == 0 ? "ok" : "degraded"},
+                          {"gateway", cfg_.gateway_id},
+                          {"uptime_s", uptime.count()},
+                          {"devices", {{"started", started}, {"offline", offline}, {"faulted", faulted}, {"other", other}}}}
+        .dump();
+}
+
+std::string site_host::metrics_text() {
+    for (const auto &id : runtime_->device_ids())
+        if (auto st = runtime_->status(id); st && st->last_seen)
+            metrics_.device_seen(id, std::chrono::duration<double>(st->last_seen->time_since_epoch()).count());
+    return metrics_.serialize();
+}
+
+int site_host::run() {
+    // Sinks first: nothing is accepted before there is somewhere to put it.
+    try {
+        if (cfg_.sink_kind == "jsonl") pipeline_.add(pipeline::make_jsonl_file_sink(cfg_.sink_path));
+        else pipeline_.add(pipeline::make_stdout_sink());
+    } catch (const std::exception &e) {
+        spdlog::critical("{}: sink: {}", cfg_.file.string(), e.what());
+        return 1;
+    }
+
+    core::runtime_options options;
+    options.gateway_id = cfg_.gateway_id;
+    options.watchdog_warn = cfg_.watchdog_warn;
+    options.watchdog_fault = cfg_.watchdog_fault;
+    options.observer.accepted = [this](const std::string &, const std::string &cls, const std::string &kind) {
+        metrics_.event_accepted(cls, kind);
+    };
+    options.observer.refused = [this](const std::string &device) { metrics_.event_refused(device); };
+    options.observer.overrun = [this](const std::string &device) { metrics_.callback_overrun(device); };
+    options.observer.state = [this](const std::string &device, const std::string &state) {
+        metrics_.device_state(device, state);
+    };
+    options.observer.transport_errors = [this](const std::string &device, std::uint64_t n) {
+        metrics_.transport_error(device, n);
+    };
+    std::mutex counts_mutex;
+    std::map<std::string, std::uint64_t> counts;
+    runtime_ = std::make_unique<core::device_runtime>(
+        io_,
+        [this, &counts_mutex, &counts](core::accepted_event &&ev) {
+            {
+                std::lock_guard lock(counts_mutex);
+                counts[ev.device_id]++;
+            }
+            pipeline_.accept(ev);
+        },
+        options);
+
+    auto work = asio::make_work_guard(io_);
+    std::vector<std::thread> threads;
+    const unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n_threads; ++i) threads.emplace_back([this] { io_.run(); });
+
+    // The admin endpoint.
+    std::unique_ptr<admin::admin_server> admin;
+    auto admin_work = asio::make_work_guard(admin_io_);
+    std::thread admin_thread;
+    try {
+        const auto addr = admin::parse_listen_address(opt_.admin_listen.value_or(cfg_.admin_listen));
+        admin::admin_handlers h;
+        h.metrics_text = [this] { return metrics_text(); };
+        h.health_json = [this] { return health_json(); };
+        h.devices_json = [this] { return devices_json(); };
+        h.command = [this](const std::string &device, const std::string &body) { return command(device, body); };
+        h.reload = [this] {
+            auto done = std::make_shared<std::promise<std::pair<unsigned, std::string>>>();
+            auto result = done->get_future();
+            post_control([this, done] { done->set_value(reload()); });
+            if (result.wait_for(60s) != std::future_status::ready)
+                return std::pair<unsigned, std::string>{503, R"({"error":"reload did not finish within 60 s"})"};
+            return result.get();
+        };
+        admin = std::make_unique<admin::admin_server>(admin_io_, admin::admin_options{addr.host, addr.port}, h);
+        admin->start();
+        spdlog::info("admin endpoint on http://{}:{}/ (/healthz /metrics /api/devices)", addr.host, admin->port());
+        admin_thread = std::thread([this] { admin_io_.run(); });
+    } catch (const std::exception &e) {
+        spdlog::critical("admin endpoint: {}", e.what());
+        work.reset();
+        io_.stop();
+        for (auto &t : threads) t.join();
+        return 1;
+    }
+
+    std::vector<std::string> problems;
+    apply(cfg_, problems);
+    spdlog::info("site {} (gateway {}): {} device(s) running, {} not started", cfg_.file.string(), cfg_.gateway_id,
+                 fingerprints_.size(), problems.size());
+
+    // Signals: TERM/INT stop, HUP reloads; each becomes work for this (the control) thread.
+    asio::signal_set signals(io_, SIGINT, SIGTERM, SIGHUP);
+    std::function<void(const boost::system::error_code &, int)> on_signal =
+        [&](const boost::system::error_code &ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                spdlog::info("SIGHUP: reloading {}", cfg_.file.string());
+                post_control([this] { reload(); });
+                signals.async_wait(on_signal);
+                return;
+            }
+            spdlog::info("signal {}: stopping", sig);
+            std::lock_guard lock(control_mutex_);
+            stopping_ = true;
+            control_cv_.notify_all();
+        };
+    signals.async_wait(on_signal);
+
+    const auto deadline = opt_.seconds > 0 ? std::chrono::steady_clock::now() +
+                                                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                     std::chrono::duration<double>(opt_.seconds))
+                                           : std::chrono::steady_clock::time_point::max();
+    for (;;) {
+        std::function<void()> job;
+        {
+            std::unique_lock lock(control_mutex_);
+            control_cv_.wait_until(lock, deadline, [&] { return stopping_ || !control_.empty(); });
+            if (stopping_ || std::chrono::steady_clock::now() >= deadline) break;
+            job = std::move(control_.front());
+            control_.pop_front();
+        }
+        job();
+    }
+
+    // Stop: devices first, then flush what they emitted, then the rest. Bounded: a hung driver cannot hold it.
+    std::thread([] {
+        std::this_thread::sleep_for(30s);
+        spdlog::critical("shutdown did not finish within 30 s: exiting");
+        std::_Exit(1);
+    }).detach();
+    signals.cancel();
+    const auto ids = runtime_->device_ids();
+    runtime_->stop_all();
+    pipeline_.flush();
+
+    std::vector<std::string> failures = problems;
+    if (opt_.seconds > 0 && opt_.expect_events > 0) {
+        std::lock_guard lock(counts_mutex);
+        for (const auto &id : ids)
+            if (counts[id] < opt_.expect_events)
+                failures.push_back("device " + id + " emitted " + std::to_string(counts[id]) +
+                                   " event(s), expected at least " + std::to_string(opt_.expect_events));
+    }
+    std::fprintf(stderr, "summary: gateway %s, %zu device(s) ran\n", cfg_.gateway_id.c_str(), ids.size());
+    for (const auto &id : ids) {
+        auto st = runtime_->status(id);
+        if (!st) continue;
+        std::fprintf(stderr, "  %s (%s): %llu event(s) accepted, %llu refused, %llu slow callback(s), state %s\n",
+                     id.c_str(), st->device_class.c_str(), static_cast<unsigned long long>(st->accepted),
+                     static_cast<unsigned long long>(st->refused),
+                     static_cast<unsigned long long>(st->slow_callbacks), st->state.c_str());
+    }
+    runtime_->destroy_all();
+    pipeline_.flush();
+    if (admin) admin->stop();
+    admin_work.reset();
+    admin_io_.stop();
+    if (admin_thread.joinable()) admin_thread.join();
+    work.reset();
+    io_.stop();
+    for (auto &t : threads) t.join();
+    runtime_.reset();
+    if (!failures.empty()) {
+        std::fprintf(stderr, "expectations: NOT met\n");
+        for (const auto &f : failures) std::fprintf(stderr, "  - %s\n", f.c_str());
+        return 1;
+    }
+    if (opt_.seconds > 0) std::fprintf(stderr, "expectations: met\n");
+    return 0;
+}
+
+void print_errors(const std::vector<site::config_error> &errors) {
+    for (const auto &e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
+    std::fprintf(stderr, "%zu error(s)\n", errors.size());
+}
+
+}  // namespace
+
+int run_site(const run_options &options) {
+    auto loaded = site::load_site_config(options.config);
+    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
+        print_errors(*errors);
+        return 1;
+    }
+    site_host host(std::get<site::site_config>(std::move(loaded)), options);
+    return host.run();
+}
+
+int check_config(const std::filesystem::path &config) {
+    auto loaded = site::load_site_config(config);
+    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
+        print_errors(*errors);
+        return 1;
+    }
+    const auto &cfg = std::get<site::site_config>(loaded);
+    catalog plugins;
+    plugins.scan(cfg.plugin_dirs);
+    std::vector<std::string> problems;
+    std::map<std::string, int> by_class;
+    for (const auto &d : cfg.devices) {
+        std::string why;
+        auto p = plugins.resolve(d, why);
+        if (!p) {
+            problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
+            continue;
+        }
+        const auto *driver = p->info().find_driver(d.driver);
+        for (const auto &ext : driver->required_extensions)
+            if (ext == FL_EXT_TRANSPORT && d.wire.type == site::wire_config::kind::none)
+                problems.push_back(at(d.where) + ": device '" + d.id + "': driver '" + d.driver +
+                                   "' needs a wire; give the device a wire");
+        by_class[d.device_class]++;
+    }
+    for (const auto &p : problems) std::fprintf(stderr, "%s\n", p.c_str());
+    if (!problems.empty()) {
+        std::fprintf(stderr, "%zu error(s)\n", problems.size());
+        return 1;
+    }
+    std::printf("%s: OK: gateway %s, %zu plugin(s), %zu bus(es), %zu listener(s), %zu device(s)", config.c_str(),
+                cfg.gateway_id.c_str(), plugins.plugins.size(), cfg.buses.size(), cfg.listeners.size(),
+                cfg.devices.size());
+    for (const auto &[cls, n] : by_class) std::printf(", %d %s", n, cls.c_str());
+    std::printf("\n");
+    return 0;
+}
+
+}  // namespace firelink::cli

@@ -1,0 +1,158 @@
+#include "firelink/pipeline/sinks.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <firelink/core/event_check.hpp>
+
+namespace firelink::pipeline {
+
+namespace {
+
+void json_string(std::string &out, std::string_view s) {
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    out += '"';
+}
+
+// The boot id tells monotonic times of different boots apart.
+const std::string &boot_id() {
+    static const std::string id = [] {
+        std::string s;
+        if (FILE *f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+            char buf[64] = {};
+            if (std::fgets(buf, sizeof buf, f)) s = buf;
+            std::fclose(f);
+        }
+        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        return s;
+    }();
+    return id;
+}
+
+class file_sink : public sink {
+public:
+    file_sink(FILE *f, std::string name, bool own) : f_(f), name_(std::move(name)), own_(own) {}
+    ~file_sink() override {
+        flush();
+        if (own_) std::fclose(f_);
+    }
+    void accept(const core::accepted_event &ev) override {
+        auto line = record_json(ev);
+        line += '\n';
+        std::lock_guard lock(m_);
+        if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
+            spdlog::error("sink {}: write failed: {}", name_, std::strerror(errno));
+        std::fflush(f_);  // a reader (tail -f, a log shipper) sees each event as it happens
+    }
+    void flush() override {
+        std::lock_guard lock(m_);
+        std::fflush(f_);
+        if (own_) ::fsync(fileno(f_));
+    }
+    std::string describe() const override { return name_; }
+
+private:
+    std::mutex m_;
+    FILE *f_;
+    std::string name_;
+    bool own_;
+};
+
+}  // namespace
+
+std::string record_json(const core::accepted_event &ev) {
+    std::string out;
+    out.reserve(256 + ev.payload.size() * 2);
+    out += "{\"gateway\":";
+    json_string(out, ev.gateway_id);
+    out += ",\"device\":";
+    json_string(out, ev.device_id);
+    out += ",\"class\":";
+    json_string(out, ev.device_class);
+    out += ",\"plugin\":";
+    json_string(out, ev.plugin_id);
+    out += ",\"seq\":" + std::to_string(ev.sequence);
+    out += ",\"origin\":";
+    out += ev.from_host ? "\"host\"" : "\"driver\"";
+    out += ",\"received\":{\"wall_ms\":" +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ev.received_wall.time_since_epoch())
+                              .count()) +
+           ",\"monotonic_ns\":" + std::to_string(ev.received_monotonic.time_since_epoch().count()) +
+           ",\"boot_id\":";
+    json_string(out, boot_id());
+    out += "}";
+    if (ev.site && !ev.site->empty()) {
+        out += ",\"site\":{";
+        bool first = true;
+        for (const auto &[k, v] : *ev.site) {
+            if (v.empty()) continue;
+            if (!first) out += ',';
+            first = false;
+            json_string(out, k);
+            out += ':';
+            json_string(out, v);
+        }
+        out += '}';
+    }
+    out += ",\"event\":";
+    out += core::msgpack_to_json(ev.payload.data(), ev.payload.size());
+    out += '}';
+    return out;
+}
+
+std::unique_ptr<sink> make_stdout_sink() { return std::make_unique<file_sink>(stdout, "stdout", false); }
+
+std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path) {
+    FILE *f = std::fopen(path.c_str(), "a");
+    if (!f) throw std::system_error(errno, std::generic_category(), "cannot open " + path.string());
+    return std::make_unique<file_sink>(f, "jsonl:" + path.string(), true);
+}
+
+void event_pipeline::accept(const core::accepted_event &ev) {
+    for (auto &s : sinks_) {
+        try {
+            s->accept(ev);
+        } catch (const std::exception &e) {
+            spdlog::error("sink {} failed on an event of device {}: {}", s->describe(), ev.device_id, e.what());
+        }
+    }
+}
+
+void event_pipeline::flush() {
+    for (auto &s : sinks_) {
+        try {
+            s->flush();
+        } catch (const std::exception &e) {
+            spdlog::error("sink {} failed to flush: {}", s->describe(), e.what());
+        }
+    }
+}
+
+std::vector<std::string> event_pipeline::describe() const {
+    std::vector<std::string> out;
+    for (const auto &s : sinks_) out.push_back(s->describe());
+    return out;
+}
+
+}  // namespace firelink::pipeline

@@ -1,0 +1,139 @@
+// The site configuration an integrator writes: one TOML file (toml++) describing the gateway, its plugins, buses,
+// listeners, devices with their site metadata, and the uplink. docs/deployment.md is its reference.
+//
+// Loading never stops at the first problem: it returns every error, each naming the file, line, column and key
+// ("site.toml:12:5: device[2].wire.unit: expected an integer from 0 to 247, got a string"). Unknown keys are errors.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace firelink::site {
+
+// Where a value came from, for error messages.
+struct source_position {
+    std::string file;
+    int line = 0;
+    int column = 0;
+};
+
+struct config_error {
+    source_position where;
+    std::string key;      // dotted path: "device[2].wire.unit", "bus[0].baud", "gateway.id"
+    std::string message;  // what was expected / what is wrong
+    // "file:line:column: key: message". A TOML syntax error has no key ("file:line:column: message"); a file that
+    // cannot be read has neither position nor key ("file: message").
+    std::string str() const;
+};
+
+struct serial_config {
+    std::string path;
+    unsigned baud = 9600;
+    unsigned data_bits = 8;   // 5..8
+    char parity = 'N';        // "none" -> 'N', "even" -> 'E', "odd" -> 'O'
+    unsigned stop_bits = 1;   // 1 or 2
+};
+
+struct bus_config {
+    std::string id;
+    bool shared = true;  // kind = "rs485" (shared, arbitrated) or "serial" (one device, point to point)
+    serial_config serial;
+    std::chrono::milliseconds request_timeout{500};
+    std::chrono::milliseconds inter_frame_gap{5};
+    source_position where;
+};
+
+struct listener_config {
+    std::string id;
+    std::string address;  // "0.0.0.0", "::" (an IPv6 address without its brackets)
+    std::uint16_t port = 0;
+    source_position where;
+};
+
+struct wire_config {
+    enum class kind { none, bus, tcp_client, listener, udp } type = kind::none;
+    std::string bus;        // kind::bus: a bus id
+    std::string host;       // kind::tcp_client, kind::udp
+    std::uint16_t port = 0; // kind::tcp_client, kind::udp
+    std::string listener;   // kind::listener: a listener id
+    std::string peer;       // kind::listener: bind by the peer's IP address (canonical form: "::1"), or
+    std::string identity;   //                 bind by the identity the driver reads from the first frame
+    int unit = -1;          // Modbus unit id (bus: 0..247, required on rs485; tcp: 0..255), -1 when not given
+};
+
+// Where a device is, for the people who respond to it.
+struct site_metadata {
+    std::string site;
+    std::string building;
+    std::string floor;
+    std::string location;
+    std::string sector;  // one of sectors()
+};
+
+// The sectors the district's plan names.
+const std::vector<std::string> &sectors();
+
+struct device_config {
+    std::string id;            // unique in the site, [A-Za-z0-9_.:-]{1,64}
+    std::string plugin;        // plugin id; empty when the driver id is unique among loaded plugins
+    std::string driver;        // driver id
+    std::string device_class;  // must equal the driver's declared class (checked once plugins are loaded)
+    bool enabled = true;
+    wire_config wire;
+    std::vector<std::uint8_t> driver_config;  // the [device.config] table as a msgpack map (empty table: {})
+    // Liveness budget: silence longer than this is `offline`. Unset: the class default; zero: liveness off.
+    std::optional<std::chrono::milliseconds> heartbeat;
+    site_metadata meta;
+    source_position where;
+};
+
+// The file paths here are made absolute, relative to the config file's folder.
+struct uplink_config {
+    bool configured = false;
+    std::string url;
+    std::string token_file;
+    std::string ca_file;
+    std::string client_cert;
+    std::string client_key;
+    std::string queue_path;
+};
+
+struct site_config {
+    std::filesystem::path file;  // absolute
+    std::string gateway_id;
+    std::string gateway_name;
+    std::vector<std::filesystem::path> plugin_dirs;  // made absolute, relative to the config file's folder
+    std::string admin_listen = "127.0.0.1:9180";
+    std::string sink_kind = "stdout";                // "stdout" or "jsonl"
+    std::filesystem::path sink_path;                 // for "jsonl", made absolute
+    std::chrono::milliseconds watchdog_warn{100};
+    std::chrono::milliseconds watchdog_fault{2000};
+    // Liveness budget per device class ("arc_fault_breaker", ..., and "vendor" for every vendor class).
+    std::map<std::string, std::chrono::milliseconds> liveness;
+    uplink_config uplink;
+    std::vector<bus_config> buses;
+    std::vector<listener_config> listeners;
+    std::vector<device_config> devices;
+
+    const bus_config *find_bus(const std::string &id) const;
+    const listener_config *find_listener(const std::string &id) const;
+    const device_config *find_device(const std::string &id) const;
+    // The liveness budget of a device: its own, else its class default, else the vendor default.
+    std::chrono::milliseconds heartbeat_of(const device_config &d) const;
+};
+
+using load_result = std::variant<site_config, std::vector<config_error>>;
+
+// Reads and validates a site file. Every problem found is returned; a site_config only when there is none.
+load_result load_site_config(const std::filesystem::path &file);
+
+// Same, from text (tests); `file` is used in messages and to resolve relative paths.
+load_result parse_site_config(const std::string &toml_text, const std::filesystem::path &file);
+
+}  // namespace firelink::site

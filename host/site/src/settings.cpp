@@ -1,0 +1,171 @@
+// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink].
+#include "address.hpp"
+#include "names.hpp"
+#include "sections.hpp"
+
+namespace firelink::site::detail {
+
+namespace {
+
+using namespace std::chrono;
+
+// A top-level table; nullptr when absent or not a table (reported).
+const toml::table *section(const toml::table &root, std::string_view key, diagnostics &diag) {
+    const toml::node *n = root.get(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+        diag.error(n->source(), std::string(key),
+                   "expected a table ([" + std::string(key) + "]), got " + type_phrase(*n));
+        return nullptr;
+    }
+    return n->as_table();
+}
+
+void read_gateway(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "gateway", cx.diag);
+    if (!t) {
+        if (!root.contains("gateway")) cx.diag.error(root.source(), "gateway.id", "missing (expected a string)");
+        return;
+    }
+    table_reader r(*t, "gateway", cx.diag, {"id", "name"});
+    if (auto id = r.string("id", need::required)) {
+        if (is_site_id(*id))
+            out.gateway_id = *id;
+        else
+            r.error("id", "expected " + std::string(site_id_rule) + ", got " + in_quotes(*id));
+    }
+    if (auto name = r.string("name", need::optional)) out.gateway_name = *name;
+}
+
+void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
+    constexpr std::string_view expected = "an array of directory paths";
+    const toml::table *t = section(root, "plugins", cx.diag);
+    if (!t) {
+        if (!root.contains("plugins"))
+            cx.diag.error(root.source(), "plugins.dirs", "missing (expected " + std::string(expected) + ")");
+        return;
+    }
+    table_reader r(*t, "plugins", cx.diag, {"dirs"});
+    const toml::node *dirs = r.find("dirs");
+    if (!dirs) return r.missing("dirs", expected);
+    if (!dirs->is_array()) return r.wrong_type("dirs", expected);
+    const toml::array &a = *dirs->as_array();
+    if (a.empty()) return r.error("dirs", "expected at least one directory, got an empty array");
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const toml::node &e = a[i];
+        const std::string key = "plugins.dirs[" + std::to_string(i) + "]";
+        if (!e.is_string())
+            cx.diag.error(e.source(), key, "expected a directory path (a non-empty string), got " + type_phrase(e));
+        else if (e.as_string()->get().empty())
+            cx.diag.error(e.source(), key, "expected a directory path (a non-empty string), got \"\"");
+        else
+            out.plugin_dirs.push_back(cx.resolve(e.as_string()->get()));
+    }
+}
+
+void read_admin(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "admin", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "admin", cx.diag, {"listen"});
+    if (auto listen = r.string("listen", need::optional)) {
+        std::string expected;
+        if (parse_host_port(*listen, 0, expected))
+            out.admin_listen = *listen;
+        else
+            r.error("listen", "expected " + expected + ", got " + in_quotes(*listen));
+    }
+}
+
+void read_sink(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "sink", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "sink", cx.diag, {"kind", "path"});
+    const auto kind = r.choice("kind", {"stdout", "jsonl"}, need::optional);
+    if (kind) out.sink_kind = *kind;
+    const auto path = r.nonempty_string("path", need::optional);
+    if (r.has("kind") && !kind) return;  // a bad kind: whether a path belongs is unknown
+    if (out.sink_kind == "jsonl") {
+        if (path)
+            out.sink_path = cx.resolve(*path);
+        else if (!r.has("path"))
+            r.missing("path", "a file path for kind = \"jsonl\"");
+    } else if (r.has("path")) {
+        r.error("path", "not used with kind = \"" + out.sink_kind + "\" (only with kind = \"jsonl\")");
+    }
+}
+
+void read_watchdog(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "watchdog", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "watchdog", cx.diag, {"warn_ms", "fault_ms"});
+    const auto warn = r.integer("warn_ms", 1, 60000, need::optional);
+    if (warn) out.watchdog_warn = milliseconds(*warn);
+    const bool warn_ok = warn || !r.has("warn_ms");
+    if (const auto fault = r.integer("fault_ms", 1, 600000, need::optional)) {
+        if (warn_ok && milliseconds(*fault) <= out.watchdog_warn)
+            r.error("fault_ms", "expected more than watchdog.warn_ms (" + std::to_string(out.watchdog_warn.count()) +
+                                    "), got " + std::to_string(*fault));
+        else
+            out.watchdog_fault = milliseconds(*fault);
+    } else if (!r.has("fault_ms") && warn_ok && out.watchdog_fault <= out.watchdog_warn) {
+        r.error("warn_ms", "expected less than watchdog.fault_ms (" + std::to_string(out.watchdog_fault.count()) +
+                               ", the default), got " + std::to_string(out.watchdog_warn.count()));
+    }
+}
+
+void read_liveness(const toml::table &root, load_context &cx, site_config &out) {
+    out.liveness = {{"arc_fault_breaker", seconds(60)},
+                    {"gas_shutoff_valve", seconds(60)},
+                    {"pyrolysis_detector", seconds(60)},
+                    {"fire_panel", seconds(180)},
+                    {"vendor", seconds(120)}};
+    const toml::table *t = section(root, "liveness", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "liveness", cx.diag,
+                   {"arc_fault_breaker", "gas_shutoff_valve", "pyrolysis_detector", "fire_panel", "vendor"});
+    for (auto &[name, budget] : out.liveness)
+        if (const auto s = r.integer(name, 1, 86400, need::optional)) budget = seconds(*s);
+}
+
+void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "uplink", cx.diag);
+    if (!t) return;
+    out.uplink.configured = true;
+    table_reader r(*t, "uplink", cx.diag, {"url", "token_file", "ca_file", "client_cert", "client_key", "queue_path"});
+    if (const auto url = r.nonempty_string("url", need::optional)) {
+        const bool http = url->rfind("http://", 0) == 0 && url->size() > 7;
+        const bool https = url->rfind("https://", 0) == 0 && url->size() > 8;
+        if (http || https)
+            out.uplink.url = *url;
+        else
+            r.error("url", "expected an http:// or https:// URL, got " + in_quotes(*url));
+    }
+    const auto path = [&](std::string_view key, std::string &into) {
+        if (const auto p = r.nonempty_string(key, need::optional)) into = cx.resolve(*p).string();
+    };
+    path("token_file", out.uplink.token_file);
+    path("ca_file", out.uplink.ca_file);
+    path("client_cert", out.uplink.client_cert);
+    path("client_key", out.uplink.client_key);
+    path("queue_path", out.uplink.queue_path);
+    if (r.has("client_cert") != r.has("client_key")) {
+        const bool cert = r.has("client_cert");
+        r.error(cert ? "client_cert" : "client_key", std::string("given without uplink.") +
+                                                         (cert ? "client_key" : "client_cert") +
+                                                         " (expected both or neither)");
+    }
+}
+
+}  // namespace
+
+void read_settings(const toml::table &root, load_context &cx, site_config &out) {
+    read_gateway(root, cx, out);
+    read_plugins(root, cx, out);
+    read_admin(root, cx, out);
+    read_sink(root, cx, out);
+    read_watchdog(root, cx, out);
+    read_liveness(root, cx, out);
+    read_uplink(root, cx, out);
+}
+
+}  // namespace firelink::site::detail

@@ -1,0 +1,108 @@
+#include <firelink/site/site_config.hpp>
+
+#include "sections.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+namespace firelink::site {
+
+namespace fs = std::filesystem;
+
+std::string config_error::str() const {
+    std::string out = where.file;
+    if (where.line > 0) out += ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
+    out += ": ";
+    if (!key.empty()) out += key + ": ";
+    return out + message;
+}
+
+const std::vector<std::string> &sectors() {
+    static const std::vector<std::string> all = {"religious_site", "elderly_care", "hospital",   "school",
+                                                 "rental_housing", "high_rise",    "enterprise", "residential",
+                                                 "commercial",     "public_venue", "other"};
+    return all;
+}
+
+const bus_config *site_config::find_bus(const std::string &id) const {
+    for (const auto &b : buses)
+        if (b.id == id) return &b;
+    return nullptr;
+}
+
+const listener_config *site_config::find_listener(const std::string &id) const {
+    for (const auto &l : listeners)
+        if (l.id == id) return &l;
+    return nullptr;
+}
+
+const device_config *site_config::find_device(const std::string &id) const {
+    for (const auto &d : devices)
+        if (d.id == id) return &d;
+    return nullptr;
+}
+
+std::chrono::milliseconds site_config::heartbeat_of(const device_config &d) const {
+    using std::chrono::seconds;
+    if (d.heartbeat) return *d.heartbeat;
+    if (const auto it = liveness.find(d.device_class); it != liveness.end()) return it->second;
+    if (const auto it = liveness.find("vendor"); it != liveness.end()) return it->second;
+    // A site_config not made by the loader: the loader's defaults.
+    if (d.device_class == "fire_panel") return seconds(180);
+    if (d.device_class.rfind("vendor:", 0) == 0 || d.device_class.empty()) return seconds(120);
+    return seconds(60);
+}
+
+namespace detail {
+
+fs::path load_context::resolve(const std::string &path) const {
+    const fs::path p(path);
+    return (p.is_absolute() ? p : folder / p).lexically_normal();
+}
+
+}  // namespace detail
+
+load_result parse_site_config(const std::string &toml_text, const fs::path &file) {
+    detail::load_context cx{detail::diagnostics(file.string()), {}};
+    std::error_code ec;
+    fs::path absolute = fs::absolute(file, ec);
+    if (ec) absolute = file;
+    absolute = absolute.lexically_normal();
+    cx.folder = absolute.parent_path();
+
+    toml::table root;
+    try {
+        root = toml::parse(std::string_view(toml_text), std::string_view(cx.diag.file()));
+    } catch (const toml::parse_error &e) {
+        cx.diag.error(e.source(), "", std::string(e.description()));
+        return cx.diag.take();
+    }
+
+    site_config out;
+    out.file = absolute;
+    // Only reports unknown top-level keys; each section reads its own table.
+    detail::table_reader top(
+        root, "", cx.diag,
+        {"gateway", "plugins", "admin", "sink", "watchdog", "liveness", "uplink", "bus", "listener", "device"});
+    detail::read_settings(root, cx, out);
+    detail::read_wiring(root, cx, out);
+    if (!cx.diag.empty()) return cx.diag.take();
+    return out;
+}
+
+load_result load_site_config(const fs::path &file) {
+    const auto fail = [&](const std::string &why) -> load_result {
+        return std::vector<config_error>{config_error{source_position{file.string(), 0, 0}, "", why}};
+    };
+    std::error_code ec;
+    if (fs::is_directory(file, ec)) return fail("cannot read the site file: it is a directory");
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return fail("cannot read the site file: " + std::error_code(errno, std::generic_category()).message());
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) return fail("cannot read the site file: read error");
+    return parse_site_config(text.str(), file);
+}
+
+}  // namespace firelink::site

@@ -1,0 +1,195 @@
+// UDP to one fixed peer. The socket is not connect()ed, so that datagrams from other senders reach us and can be
+// counted as errors instead of vanishing in the kernel. A failed resolve or a broken socket is retried with backoff.
+#include <boost/asio/ip/udp.hpp>
+#include <spdlog/spdlog.h>
+
+#include "link_core.hpp"
+#include "retry_backoff.hpp"
+
+namespace firelink::transport {
+namespace detail {
+namespace {
+
+using udp = asio::ip::udp;
+
+// The largest UDP payload over IPv4.
+constexpr std::size_t max_datagram = 65507;
+
+class udp_link final : public link_core {
+public:
+    udp_link(executor ex, std::string host, std::uint16_t port, backoff retry, link_events events)
+        : link_core(ex, std::move(events), "udp " + host + ":" + std::to_string(port)), host_(std::move(host)),
+          port_(port), backoff_(retry), socket_(ex), resolver_(ex), resolve_timer_(ex), retry_timer_(ex),
+          read_buffer_(max_datagram) {}
+
+    int kind() const override { return FL_TRANSPORT_UDP; }
+
+private:
+    std::size_t max_write() const override { return max_datagram; }
+
+    void start() override {
+        troubled_ = false;
+        quiet_ = false;
+        backoff_.reset();
+        do_resolve();
+    }
+
+    void do_resolve() {
+        ++attempt_;
+        resolve_timer_.expires_after(connect_deadline);
+        resolve_timer_.async_wait([self = self<udp_link>(), epoch = epoch_, attempt = attempt_](const error_code &ec) {
+            if (!ec && self->alive(epoch) && attempt == self->attempt_) self->resolver_.cancel();
+        });
+        // An address literal needs no resolver (whose getaddrinfo thread a slow DNS server can hold up).
+        error_code literal_ec;
+        const auto address = asio::ip::make_address(host_, literal_ec);
+        if (!literal_ec) {
+            const udp::endpoint endpoint(address, port_);
+            asio::post(ex_, [self = self<udp_link>(), epoch = epoch_, attempt = attempt_, endpoint] {
+                self->on_resolve(epoch, attempt, {}, {endpoint});
+            });
+            return;
+        }
+        resolver_.async_resolve(host_, std::to_string(port_),
+                                [self = self<udp_link>(), epoch = epoch_, attempt = attempt_](
+                                    const error_code &ec, const udp::resolver::results_type &results) {
+                                    std::vector<udp::endpoint> endpoints;
+                                    for (const auto &entry : results) endpoints.push_back(entry.endpoint());
+                                    self->on_resolve(epoch, attempt, ec, std::move(endpoints));
+                                });
+    }
+
+    void on_resolve(std::uint64_t epoch, std::uint64_t attempt, error_code ec, std::vector<udp::endpoint> results) {
+        if (!alive(epoch) || attempt != attempt_) return;
+        resolve_timer_.cancel();
+        if (!ec && results.empty()) ec = asio::error::host_not_found;
+        if (!ec) {
+            peer_ = results.front();
+            socket_.open(peer_.protocol(), ec);
+            if (!ec) socket_.bind(udp::endpoint(peer_.protocol(), 0), ec);
+        }
+        if (ec) {
+            close_socket();
+            ++counters_.errors;
+            if (!quiet_) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
+            quiet_ = true;
+            troubled_ = true;
+            set_state(FL_LINK_FAILED, FL_IO);
+            if (alive(epoch)) schedule_open();
+            return;
+        }
+        if (troubled_) ++counters_.reconnects;
+        troubled_ = false;
+        quiet_ = false;
+        backoff_.reset();
+        ++session_;
+        open_ = true;
+        spdlog::info("[{}] open (local port {})", name_, socket_.local_endpoint(ec).port());
+        set_state(FL_LINK_OPEN, FL_OK);
+        if (!alive(epoch) || !open_) return;
+        do_receive();
+        send_next();
+    }
+
+    void do_receive() {
+        socket_.async_receive_from(asio::buffer(read_buffer_), sender_,
+                                   [self = self<udp_link>(), epoch = epoch_, session = session_](
+                                       const error_code &ec, std::size_t n) { self->on_receive(epoch, session, ec, n); });
+    }
+
+    void on_receive(std::uint64_t epoch, std::uint64_t session, const error_code &ec, std::size_t n) {
+        if (!alive(epoch) || session != session_) return;
+        if (ec) {
+            close_socket();
+            ++counters_.errors;
+            troubled_ = true;
+            spdlog::warn("[{}] socket lost ({}); reopening with backoff", name_, ec.message());
+            set_state(FL_LINK_LOST, FL_IO);
+            if (alive(epoch)) schedule_open();
+            return;
+        }
+        if (sender_ != peer_) {
+            // Not our device: count it, never deliver it.
+            if (counters_.errors++ == 0) spdlog::warn("[{}] dropping datagrams from {}", name_, sender_.address().to_string());
+        } else {
+            deliver(read_buffer_.data(), n);
+            if (!alive(epoch) || session != session_) return;
+        }
+        do_receive();
+    }
+
+    void send_next() override {
+        if (!open_ || sending_ || queue_.empty()) return;
+        sending_ = true;
+        // A datagram send does not wait for the peer, so it needs no deadline.
+        socket_.async_send_to(asio::buffer(queue_.front()), peer_,
+                              [self = self<udp_link>(), epoch = epoch_, session = session_](const error_code &ec,
+                                                                                            std::size_t n) {
+                                  self->on_send(epoch, session, ec, n);
+                              });
+    }
+
+    void on_send(std::uint64_t epoch, std::uint64_t session, const error_code &ec, std::size_t n) {
+        if (!alive(epoch) || session != session_) return;
+        sending_ = false;
+        // A datagram the network refused is lost like any other datagram; the driver's protocol retries.
+        if (ec) ++counters_.errors;
+        else counters_.bytes_out += n;
+        queued_bytes_ -= queue_.front().size();
+        queue_.pop_front();
+        send_next();
+    }
+
+    void schedule_open() {
+        retry_timer_.expires_after(backoff_.next());
+        retry_timer_.async_wait([self = self<udp_link>(), epoch = epoch_](const error_code &ec) {
+            if (!ec && self->alive(epoch)) self->do_resolve();
+        });
+    }
+
+    void close_socket() {
+        ++session_;
+        open_ = false;
+        sending_ = false;
+        reset_session();
+        error_code ignored;
+        socket_.close(ignored);
+    }
+
+    void stop() override {
+        ++attempt_;
+        resolver_.cancel();
+        resolve_timer_.cancel();
+        retry_timer_.cancel();
+        close_socket();
+        spdlog::info("[{}] closed", name_);
+    }
+
+    std::string host_;
+    std::uint16_t port_;
+    retry_backoff backoff_;
+    udp::socket socket_;
+    udp::resolver resolver_;
+    asio::steady_timer resolve_timer_;
+    asio::steady_timer retry_timer_;
+    std::vector<std::uint8_t> read_buffer_;
+    udp::endpoint peer_;
+    udp::endpoint sender_;
+    std::uint64_t attempt_ = 0;
+    std::uint64_t session_ = 0;
+    bool open_ = false;
+    bool sending_ = false;
+    bool troubled_ = false;
+    bool quiet_ = false;
+};
+
+}  // namespace
+}  // namespace detail
+
+std::unique_ptr<link> make_udp_link(executor ex, std::string host, std::uint16_t port, link_events events,
+                                    backoff retry) {
+    auto impl = std::make_shared<detail::udp_link>(std::move(ex), std::move(host), port, retry, std::move(events));
+    return std::make_unique<detail::link_handle<detail::udp_link>>(std::move(impl));
+}
+
+}  // namespace firelink::transport

@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""firelink-host run / check-config, end to end on real parts: a child process, its admin endpoint over HTTP,
+real signals, a JSON-lines sink file, a serial port (a pty pair), a TCP device server and a TCP listener on
+loopback. Each test writes its own site file into a temporary folder.
+
+Usage (ctest passes these): site_run_test.py FIRELINK_HOST EXAMPLES_PLUGIN_DIR FIXTURE_PLUGIN_DIR [unittest args]
+"""
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import tty
+import unittest
+import urllib.error
+import urllib.request
+
+HOST, EXAMPLES, FIXTURES = sys.argv[1], sys.argv[2], sys.argv[3]
+DEADLINE = 20.0  # generous: these wait for things that take milliseconds
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Site:
+    """A firelink-host run child process with its own folder, config and sink file."""
+
+    def __init__(self, body, plugin_dirs):
+        self.dir = tempfile.TemporaryDirectory(prefix="firelink-site-")
+        self.config = os.path.join(self.dir.name, "site.toml")
+        self.sink = os.path.join(self.dir.name, "events.jsonl")
+        self.port = free_port()
+        self.plugin_dirs = plugin_dirs
+        self.write(body)
+        self.proc = None
+
+    def write(self, body):
+        dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
+        text = (f'[gateway]\nid = "gw-test"\n\n[plugins]\ndirs = [{dirs}]\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n'
+                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n'
+                + body)
+        with open(self.config + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(self.config + ".tmp", self.config)
+
+    def start(self, *extra):
+        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
+        self.proc = subprocess.Popen([HOST, "run", "--config", self.config, *extra], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_for(lambda: self.get("/healthz") is not None or self.proc.poll() is not None, "the admin endpoint")
+        if self.proc.poll() is not None:
+            raise AssertionError("firelink-host exited early:\n" + self.output())
+        return self
+
+    def output(self):
+        self.log.flush()
+        with open(os.path.join(self.dir.name, "host.log")) as f:
+            return f.read()
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    def post(self, path, body=b""):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read().decode() or "null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
+    def devices(self):
+        status, body = self.get("/api/devices")
+        assert status == 200
+        return {d["id"]: d for d in json.loads(body)}
+
+    def events(self):
+        if not os.path.exists(self.sink):
+            return []
+        with open(self.sink) as f:
+            # Only whole lines: the host may be in the middle of appending the last one.
+            return [json.loads(line) for line in f if line.endswith("\n")]
+
+    def wait_event(self, what, predicate):
+        return wait_for(lambda: next((e for e in self.events() if predicate(e)), None), what)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                return self.proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("firelink-host did not stop within the deadline:\n" + self.output())
+        return self.proc.returncode if self.proc else None
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close() if self.proc else None
+        self.dir.cleanup()
+
+
+HELLO = '''
+[[device]]
+id = "hello-c-1"
+driver = "hello"
+plugin = "org.firelink.examples.hello-c"
+class = "vendor:org.firelink.examples.hello"
+config = {{ period_ms = {period}, alarm_every = 3 }}
+site = {{ site = "Longhua Temple", building = "Main hall", floor = "1F", location = "east wing", sector = "religious_site" }}
+
+[[device]]
+id = "hello-cpp-1"
+driver = "hello"
+plugin = "org.firelink.examples.hello-cpp"
+class = "vendor:org.firelink.examples.hello"
+config = {{ period_ms = {period} }}
+site = {{ site = "Sunshine Home", sector = "elderly_care" }}
+'''
+
+
+class RunSite(unittest.TestCase):
+    def site(self, body, dirs=None):
+        s = Site(body, dirs or [EXAMPLES])
+        self.addCleanup(s.close)
+        return s
+
+    def test_runs_for_a_while_and_every_event_is_enriched(self):
+        s = self.site(HELLO.format(period=20))
+        proc = subprocess.run([HOST, "run", "--config", s.config, "--for", "1.5", "--expect-events", "3"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("expectations: met", proc.stderr)
+        events = s.events()
+        by_device = {}
+        for e in events:
+            by_device.setdefault(e["device"], []).append(e)
+            self.assertEqual(e["gateway"], "gw-test")
+            self.assertEqual(e["class"], "vendor:org.firelink.examples.hello")
+            self.assertIn(e["origin"], ("driver", "host"))
+            self.assertGreater(e["received"]["wall_ms"], 1_600_000_000_000)
+        self.assertEqual(set(by_device), {"hello-c-1", "hello-cpp-1"})
+        for device, evs in by_device.items():
+            self.assertEqual([e["seq"] for e in evs], list(range(1, len(evs) + 1)), device + ": gap-free sequence")
+        first = by_device["hello-c-1"][0]
+        self.assertEqual(first["site"], {"site": "Longhua Temple", "building": "Main hall", "floor": "1F",
+                                         "location": "east wing", "sector": "religious_site"})
+        self.assertTrue(any(e["event"]["kind"] == "alarm" for e in by_device["hello-c-1"]))
+
+    def test_expectations_that_do_not_hold_fail_the_run(self):
+        s = self.site(HELLO.format(period=60000))
+        proc = subprocess.run([HOST, "run", "--config", s.config, "--for", "0.5", "--expect-events", "1"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("expectations: NOT met", proc.stderr)
+
+    def test_admin_endpoint_devices_metrics_and_commands(self):
+        s = self.site(HELLO.format(period=20)).start()
+        wait_for(lambda: all(d["events_accepted"] > 2 for d in s.devices().values()), "events from both devices")
+        status, health = s.get("/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(health)["status"], "ok")
+        devices = s.devices()
+        self.assertEqual(devices["hello-c-1"]["state"], "started")
+        self.assertEqual(devices["hello-cpp-1"]["site"]["sector"], "elderly_care")
+        status, metrics = s.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn('firelink_events_total{device_class="vendor:org.firelink.examples.hello",kind="telemetry"}',
+                      metrics)
+        self.assertIn('firelink_device_state{device="hello-c-1",state="started"} 1', metrics)
+
+        status, answer = s.post("/api/devices/hello-cpp-1/commands", json.dumps({"name": "ping"}).encode())
+        self.assertEqual(status, 202, answer)
+        cid = answer["command_id"]
+        result = s.wait_event("the ping's result", lambda e: e["event"].get("command_id") == cid)
+        self.assertEqual(result["event"]["kind"], "command_result")
+        self.assertTrue(result["event"]["ok"])
+
+        status, answer = s.post("/api/devices/hello-c-1/commands", json.dumps({"name": "self_destruct"}).encode())
+        self.assertEqual(status, 422, answer)
+        refused = s.wait_event("the host's result", lambda e: e["event"].get("command_id") == answer["command_id"])
+        self.assertFalse(refused["event"]["ok"])
+        self.assertEqual(refused["origin"], "host")
+
+        status, answer = s.post("/api/devices/no-such/commands", json.dumps({"name": "ping"}).encode())
+        self.assertEqual(status, 404, answer)
+        status, answer = s.post("/api/devices/hello-c-1/commands", b"not json")
+        self.assertEqual(status, 400, answer)
+        self.assertEqual(s.stop(), 0, s.output())
+
+    def test_sighup_reloads_only_what_changed(self):
+        s = self.site(HELLO.format(period=20)).start()
+        wait_for(lambda: all(d["events_accepted"] > 3 for d in s.devices().values()), "events before the reload")
+        # hello-c-1 changes (new period), hello-cpp-1 stays, hello-c-2 is new.
+        s.write(HELLO.format(period=20).replace("period_ms = 20, alarm_every = 3", "period_ms = 25, alarm_every = 3")
+                + '''
+[[device]]
+id = "hello-c-2"
+driver = "hello"
+plugin = "org.firelink.examples.hello-c"
+class = "vendor:org.firelink.examples.hello"
+''')
+        before = {d: v["events_accepted"] for d, v in s.devices().items()}
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "hello-c-2" in s.devices(), "the new device")
+        after = s.devices()
+        self.assertGreaterEqual(after["hello-cpp-1"]["events_accepted"], before["hello-cpp-1"],
+                                "the unchanged device kept its instance (its count did not restart)")
+        self.assertLess(after["hello-c-1"]["events_accepted"], before["hello-c-1"] + 1000)
+        # The changed device is a new instance: its events start again at sequence 1 after the reload.
+        wait_for(lambda: 1 in [e["seq"] for e in s.events() if e["device"] == "hello-c-1"][1:],
+                 "hello-c-1 recreated (its sequence starts again at 1)")
+        cpp = [e["seq"] for e in s.events() if e["device"] == "hello-cpp-1"]
+        self.assertEqual(cpp, list(range(1, len(cpp) + 1)), "hello-cpp-1 was not restarted")
+
+        # A reload with a broken file changes nothing and says why.
+        with open(s.config, "a") as f:
+            f.write("\n[[device]]\nid = 5\n")
+        status, answer = s.post("/api/reload")
+        self.assertEqual(status, 400, answer)
+        self.assertFalse(answer["reloaded"])
+        self.assertTrue(any("device[3].id" in e for e in answer["errors"]), answer)
+        self.assertEqual(set(s.devices()), {"hello-c-1", "hello-cpp-1", "hello-c-2"})
+        self.assertEqual(s.stop(signal.SIGINT), 0, s.output())
+
+    def test_serial_device_on_a_pty(self):
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        path = os.ttyname(slave)
+        s = self.site(f'''
+[[bus]]
+id = "com1"
+kind = "serial"
+path = "{path}"
+baud = 9600
+
+[[device]]
+id = "panel-serial"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ bus = "com1" }}
+''', [FIXTURES]).start()
+        s.wait_event("the link opening", lambda e: e["event"]["code"] == "x.test.link_open")
+        os.write(master, b"ping")
+        s.wait_event("the bytes", lambda e: e["event"]["code"] == "bytes")
+        echoed = b""
+        end = time.monotonic() + DEADLINE
+        while len(echoed) < 4 and time.monotonic() < end:
+            echoed += os.read(master, 16)
+        self.assertEqual(echoed, b"ping")
+        self.assertEqual(s.devices()["panel-serial"]["wire"]["bytes_in"], 4)
+        self.assertEqual(s.stop(), 0, s.output())
+
+    def test_tcp_client_device_and_listener_device(self):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        self.addCleanup(server.close)
+        listen_port = free_port()
+        s = self.site(f'''
+[[listener]]
+id = "uitd"
+listen = "127.0.0.1:{listen_port}"
+
+[[device]]
+id = "panel-tcp"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ tcp = "127.0.0.1:{server.getsockname()[1]}" }}
+
+[[device]]
+id = "panel-in"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ listener = "uitd", peer = "127.0.0.1" }}
+''', [FIXTURES]).start()
+        server.settimeout(DEADLINE)
+        conn, _ = server.accept()
+        self.addCleanup(conn.close)
+        conn.sendall(b"hello")
+        conn.settimeout(DEADLINE)
+        self.assertEqual(conn.recv(16), b"hello")
+        s.wait_event("bytes from the TCP device", lambda e: e["device"] == "panel-tcp" and e["event"]["code"] == "bytes")
+
+        client = socket.create_connection(("127.0.0.1", listen_port), timeout=DEADLINE)
+        self.addCleanup(client.close)
+        client.sendall(b"uitd!")
+        self.assertEqual(client.recv(16), b"uitd!")
+        s.wait_event("bytes from the listener device",
+                     lambda e: e["device"] == "panel-in" and e["event"]["code"] == "bytes")
+        self.assertEqual(s.stop(), 0, s.output())
+
+
+class CheckConfig(unittest.TestCase):
+    def test_a_good_site_passes(self):
+        s = Site(HELLO.format(period=100), [EXAMPLES])
+        self.addCleanup(s.close)
+        proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("OK: gateway gw-test, 2 plugin(s), 0 bus(es), 0 listener(s), 2 device(s)", proc.stdout)
+
+    def test_errors_name_file_line_column_and_key(self):
+        s = Site(HELLO.format(period=100) + '\n[[device]]\nid = "x"\ndriver = "hello"\nclass = "fire_panel"\n'
+                 'colour = "red"\n', [EXAMPLES])
+        self.addCleanup(s.close)
+        proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"site\.toml:\d+:\d+: device\[2\]\.colour: unknown key")
+
+    def test_a_device_whose_class_does_not_match_its_driver_is_refused(self):
+        s = Site(HELLO.format(period=100).replace('class = "vendor:org.firelink.examples.hello"\nconfig = { period_ms = 100 }',
+                                                  'class = "fire_panel"\nconfig = { period_ms = 100 }'), [EXAMPLES])
+        self.addCleanup(s.close)
+        proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertRegex(proc.stderr, r"site\.toml:\d+:\d+: device 'hello-cpp-1': class 'fire_panel' does not "
+                                      r"match driver 'hello'")
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)

@@ -1,0 +1,342 @@
+// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink], top-level keys, syntax and file errors.
+#include "site_test_support.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+using namespace site_test;
+using namespace std::chrono_literals;
+using firelink::site::config_error;
+using firelink::site::load_site_config;
+using ::testing::ElementsAre;
+
+namespace {
+
+const std::string plugins = "[plugins]\ndirs = [\"plugins\"]\n";
+const std::string gateway = "[gateway]\nid = \"gw-1\"\n";
+
+}  // namespace
+
+// ---- error text ----------------------------------------------------------------------------------------------
+
+TEST(ErrorText, FileLineColumnKeyMessage) {
+    EXPECT_EQ((config_error{{"a.toml", 3, 7}, "bus[0].baud", "expected x, got y"}.str()),
+              "a.toml:3:7: bus[0].baud: expected x, got y");
+    EXPECT_EQ((config_error{{"a.toml", 2, 5}, "", "syntax"}.str()), "a.toml:2:5: syntax");
+    EXPECT_EQ((config_error{{"a.toml", 0, 0}, "", "cannot read"}.str()), "a.toml: cannot read");
+}
+
+// ---- whole file ----------------------------------------------------------------------------------------------
+
+TEST(File, SyntaxErrorIsOneErrorWithTomlPosition) {
+    EXPECT_THAT(errors_of("[gateway]\nid = = 1\n" + plugins),
+                ElementsAre("site.toml:2:6: Error while parsing value: could not determine value type"));
+}
+
+TEST(File, MissingFileIsOneErrorNamingIt) {
+    const auto r = load_site_config("/nonexistent/firelink/site.toml");
+    const auto *errors = std::get_if<std::vector<config_error>>(&r);
+    ASSERT_TRUE(errors);
+    ASSERT_EQ(errors->size(), 1u);
+    EXPECT_EQ(errors->front().str(),
+              "/nonexistent/firelink/site.toml: cannot read the site file: No such file or directory");
+}
+
+TEST(File, DirectoryIsOneErrorNamingIt) {
+    const std::string dir = ::testing::TempDir();
+    const auto r = load_site_config(dir);
+    const auto *errors = std::get_if<std::vector<config_error>>(&r);
+    ASSERT_TRUE(errors);
+    ASSERT_EQ(errors->size(), 1u);
+    EXPECT_EQ(errors->front().str(), dir + ": cannot read the site file: it is a directory");
+}
+
+TEST(File, UnknownTopLevelKey) {
+    EXPECT_EQ(snippet_error("[mqtt]\nhost = \"x\"\n"),
+              "site.toml:1:2: mqtt: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
+              "uplink, bus, listener, device)");
+    EXPECT_EQ(snippet_error("title = \"x\"\n"),
+              "site.toml:1:1: title: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
+              "uplink, bus, listener, device)");
+}
+
+TEST(File, SectionOfTheWrongType) {
+    EXPECT_EQ(snippet_error("admin = \"127.0.0.1:1\"\n"),
+              "site.toml:1:9: admin: expected a table ([admin]), got a string");
+    EXPECT_EQ(snippet_error("[device]\nid = \"x\"\n"),
+              "site.toml:1:1: device: expected an array of tables ([[device]]), got a table");
+    EXPECT_EQ(snippet_error("bus = [1]\n"), "site.toml:1:8: bus[0]: expected a table, got an integer");
+}
+
+TEST(File, AllErrorsInOnePassInFileOrder) {
+    const std::string text = R"([gateway]
+id = "gw 1"
+colour = "red"
+
+[plugins]
+dirs = []
+
+[watchdog]
+warn_ms = 0
+
+[[bus]]
+id = "b"
+kind = "rs485"
+path = "/dev/ttyS0"
+baud = 9601
+
+[[device]]
+id = "d"
+driver = "hello"
+class = "smoke"
+wire = { bus = "b", unit = 248 }
+)";
+    EXPECT_THAT(
+        errors_of(text),
+        ElementsAre("site.toml:2:6: gateway.id: expected 1 to 64 characters from A-Z a-z 0-9 _ . : -, got \"gw 1\"",
+                    "site.toml:3:1: gateway.colour: unknown key (expected one of: id, name)",
+                    "site.toml:6:8: plugins.dirs: expected at least one directory, got an empty array",
+                    "site.toml:9:11: watchdog.warn_ms: expected an integer from 1 to 60000, got 0",
+                    "site.toml:15:8: bus[0].baud: expected one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, "
+                    "115200, got 9601",
+                    "site.toml:20:9: device[0].class: expected one of arc_fault_breaker, gas_shutoff_valve, "
+                    "pyrolysis_detector, fire_panel, vendor:<reverse-dns>, got \"smoke\"",
+                    "site.toml:21:28: device[0].wire.unit: expected an integer from 0 to 247, got 248"));
+}
+
+TEST(File, FileNameInMessagesIsAsGiven) {
+    EXPECT_THAT(errors_of(plugins, "conf/north.toml"),
+                ElementsAre("conf/north.toml:1:1: gateway.id: missing (expected a string)"));
+}
+
+// ---- [gateway] -----------------------------------------------------------------------------------------------
+
+TEST(Gateway, IdAndName) {
+    const auto c = loads("[gateway]\nid = \"gw.north:1\"\nname = \"North gate\"\n" + plugins);
+    EXPECT_EQ(c.gateway_id, "gw.north:1");
+    EXPECT_EQ(c.gateway_name, "North gate");
+}
+
+TEST(Gateway, MissingTableOrId) {
+    EXPECT_THAT(errors_of(plugins), ElementsAre("site.toml:1:1: gateway.id: missing (expected a string)"));
+    EXPECT_THAT(errors_of("[gateway]\nname = \"x\"\n" + plugins),
+                ElementsAre("site.toml:1:1: gateway.id: missing (expected a string)"));
+}
+
+TEST(Gateway, IdRule) {
+    EXPECT_THAT(errors_of("[gateway]\nid = 7\n" + plugins),
+                ElementsAre("site.toml:2:6: gateway.id: expected a string, got an integer"));
+    EXPECT_THAT(
+        errors_of("[gateway]\nid = \"\"\n" + plugins),
+        ElementsAre("site.toml:2:6: gateway.id: expected 1 to 64 characters from A-Z a-z 0-9 _ . : -, got \"\""));
+    const std::string long_id(65, 'g');
+    EXPECT_THAT(errors_of("[gateway]\nid = \"" + long_id + "\"\n" + plugins),
+                ElementsAre("site.toml:2:6: gateway.id: expected 1 to 64 characters from A-Z a-z 0-9 _ . : -, got \"" +
+                            long_id + "\""));
+    loads("[gateway]\nid = \"" + std::string(64, 'g') + "\"\n" + plugins);
+}
+
+TEST(Gateway, UnknownKey) {
+    EXPECT_THAT(errors_of("[gateway]\nid = \"g\"\nsite = \"x\"\n" + plugins),
+                ElementsAre("site.toml:3:1: gateway.site: unknown key (expected one of: id, name)"));
+}
+
+// ---- [plugins] -----------------------------------------------------------------------------------------------
+
+TEST(Plugins, MissingTableOrDirs) {
+    EXPECT_THAT(errors_of(gateway),
+                ElementsAre("site.toml:1:1: plugins.dirs: missing (expected an array of directory paths)"));
+    EXPECT_THAT(errors_of("[plugins]\n" + gateway),
+                ElementsAre("site.toml:1:1: plugins.dirs: missing (expected an array of directory paths)"));
+}
+
+TEST(Plugins, DirsMustBeNonEmptyArrayOfPaths) {
+    EXPECT_THAT(errors_of("[plugins]\ndirs = \"p\"\n" + gateway),
+                ElementsAre("site.toml:2:8: plugins.dirs: expected an array of directory paths, got a string"));
+    EXPECT_THAT(errors_of("[plugins]\ndirs = []\n" + gateway),
+                ElementsAre("site.toml:2:8: plugins.dirs: expected at least one directory, got an empty array"));
+    EXPECT_THAT(
+        errors_of("[plugins]\ndirs = [\"a\", 3, \"\"]\n" + gateway),
+        ElementsAre("site.toml:2:14: plugins.dirs[1]: expected a directory path (a non-empty string), got an integer",
+                    "site.toml:2:17: plugins.dirs[2]: expected a directory path (a non-empty string), got \"\""));
+}
+
+TEST(Plugins, RelativeDirsResolveAgainstTheConfigFolder) {
+    const auto c = loads(gateway + "[plugins]\ndirs = [\"plugins\", \"/opt/firelink/plugins\", \"../lib/./p\"]\n",
+                         "/etc/firelink/site.toml");
+    EXPECT_THAT(c.plugin_dirs, ElementsAre("/etc/firelink/plugins", "/opt/firelink/plugins", "/etc/lib/p"));
+    EXPECT_EQ(c.file, "/etc/firelink/site.toml");
+}
+
+TEST(Plugins, RelativeConfigFileResolvesAgainstTheWorkingDirectory) {
+    const auto c = loads(gateway + plugins, "conf/site.toml");
+    EXPECT_THAT(c.plugin_dirs, ElementsAre((std::filesystem::current_path() / "conf/plugins").lexically_normal()));
+    EXPECT_EQ(c.file, (std::filesystem::current_path() / "conf/site.toml").lexically_normal());
+}
+
+TEST(Plugins, LoadSiteConfigResolvesAgainstTheFilesFolder) {
+    const auto dir = std::filesystem::path(::testing::TempDir()) / "firelink-site-test";
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "site.toml";
+    std::ofstream(file) << gateway << plugins << "[sink]\nkind = \"jsonl\"\npath = \"out/events.jsonl\"\n";
+    const auto r = load_site_config(file);
+    ASSERT_TRUE(std::holds_alternative<firelink::site::site_config>(r));
+    const auto &c = std::get<firelink::site::site_config>(r);
+    EXPECT_THAT(c.plugin_dirs, ElementsAre((dir / "plugins").lexically_normal()));
+    EXPECT_EQ(c.sink_path, (dir / "out/events.jsonl").lexically_normal());
+    std::filesystem::remove_all(dir);
+}
+
+// ---- [admin] -------------------------------------------------------------------------------------------------
+
+TEST(Admin, DefaultAndGiven) {
+    EXPECT_EQ(snippet_loads("").admin_listen, "127.0.0.1:9180");
+    EXPECT_EQ(snippet_loads("[admin]\nlisten = \"0.0.0.0:80\"\n").admin_listen, "0.0.0.0:80");
+    EXPECT_EQ(snippet_loads("[admin]\nlisten = \"[::1]:0\"\n").admin_listen, "[::1]:0");
+    EXPECT_EQ(snippet_loads("[admin]\nlisten = \"gw.local:65535\"\n").admin_listen, "gw.local:65535");
+}
+
+TEST(Admin, ListenForm) {
+    const std::string form = "expected \"HOST:PORT\" (an IPv6 address in brackets: \"[::1]:9180\"), got ";
+    EXPECT_EQ(snippet_error("[admin]\nlisten = \"localhost\"\n"),
+              "site.toml:2:10: admin.listen: " + form + "\"localhost\"");
+    EXPECT_EQ(snippet_error("[admin]\nlisten = \"::1:9180\"\n"),
+              "site.toml:2:10: admin.listen: " + form + "\"::1:9180\"");
+    EXPECT_EQ(snippet_error("[admin]\nlisten = \":9180\"\n"), "site.toml:2:10: admin.listen: " + form + "\":9180\"");
+    EXPECT_EQ(
+        snippet_error("[admin]\nlisten = \"127.0.0.1:70000\"\n"),
+        "site.toml:2:10: admin.listen: expected \"HOST:PORT\" with a port from 0 to 65535, got \"127.0.0.1:70000\"");
+    EXPECT_EQ(
+        snippet_error("[admin]\nlisten = \"127.0.0.1:http\"\n"),
+        "site.toml:2:10: admin.listen: expected \"HOST:PORT\" with a port from 0 to 65535, got \"127.0.0.1:http\"");
+    EXPECT_EQ(snippet_error("[admin]\nlisten = 9180\n"),
+              "site.toml:2:10: admin.listen: expected a string, got an integer");
+    EXPECT_EQ(snippet_error("[admin]\nport = 9180\n"),
+              "site.toml:2:1: admin.port: unknown key (expected one of: listen)");
+}
+
+// ---- [sink] --------------------------------------------------------------------------------------------------
+
+TEST(Sink, DefaultIsStdout) {
+    const auto c = snippet_loads("");
+    EXPECT_EQ(c.sink_kind, "stdout");
+    EXPECT_TRUE(c.sink_path.empty());
+}
+
+TEST(Sink, JsonlPathResolvesAgainstTheConfigFolder) {
+    const auto c = loads("[sink]\nkind = \"jsonl\"\npath = \"events.jsonl\"\n" + base, "/srv/gw/site.toml");
+    EXPECT_EQ(c.sink_kind, "jsonl");
+    EXPECT_EQ(c.sink_path, "/srv/gw/events.jsonl");
+}
+
+TEST(Sink, Rules) {
+    EXPECT_EQ(snippet_error("[sink]\nkind = \"file\"\n"),
+              "site.toml:2:8: sink.kind: expected one of \"stdout\", \"jsonl\", got \"file\"");
+    EXPECT_EQ(snippet_error("[sink]\nkind = \"jsonl\"\n"),
+              "site.toml:1:1: sink.path: missing (expected a file path for kind = \"jsonl\")");
+    EXPECT_EQ(snippet_error("[sink]\nkind = \"jsonl\"\npath = \"\"\n"),
+              "site.toml:3:8: sink.path: expected a non-empty string, got \"\"");
+    EXPECT_EQ(snippet_error("[sink]\npath = \"x.jsonl\"\n"),
+              "site.toml:2:8: sink.path: not used with kind = \"stdout\" (only with kind = \"jsonl\")");
+    EXPECT_EQ(snippet_error("[sink]\nformat = \"json\"\n"),
+              "site.toml:2:1: sink.format: unknown key (expected one of: kind, path)");
+}
+
+// ---- [watchdog] ----------------------------------------------------------------------------------------------
+
+TEST(Watchdog, DefaultsAndGiven) {
+    auto c = snippet_loads("");
+    EXPECT_EQ(c.watchdog_warn, 100ms);
+    EXPECT_EQ(c.watchdog_fault, 2000ms);
+    c = snippet_loads("[watchdog]\nwarn_ms = 50\nfault_ms = 600000\n");
+    EXPECT_EQ(c.watchdog_warn, 50ms);
+    EXPECT_EQ(c.watchdog_fault, 600000ms);
+}
+
+TEST(Watchdog, Rules) {
+    EXPECT_EQ(snippet_error("[watchdog]\nwarn_ms = 0\n"),
+              "site.toml:2:11: watchdog.warn_ms: expected an integer from 1 to 60000, got 0");
+    EXPECT_EQ(snippet_error("[watchdog]\nwarn_ms = \"100\"\n"),
+              "site.toml:2:11: watchdog.warn_ms: expected an integer from 1 to 60000, got a string");
+    EXPECT_EQ(snippet_error("[watchdog]\nfault_ms = 700000\n"),
+              "site.toml:2:12: watchdog.fault_ms: expected an integer from 1 to 600000, got 700000");
+    EXPECT_EQ(snippet_error("[watchdog]\nfault_ms = 50\n"),
+              "site.toml:2:12: watchdog.fault_ms: expected more than watchdog.warn_ms (100), got 50");
+    EXPECT_EQ(snippet_error("[watchdog]\nwarn_ms = 500\nfault_ms = 500\n"),
+              "site.toml:3:12: watchdog.fault_ms: expected more than watchdog.warn_ms (500), got 500");
+    EXPECT_EQ(snippet_error("[watchdog]\nwarn_ms = 3000\n"),
+              "site.toml:2:11: watchdog.warn_ms: expected less than watchdog.fault_ms (2000, the default), got 3000");
+    EXPECT_EQ(snippet_error("[watchdog]\nwarn = 1\n"),
+              "site.toml:2:1: watchdog.warn: unknown key (expected one of: warn_ms, fault_ms)");
+}
+
+// ---- [liveness] ----------------------------------------------------------------------------------------------
+
+TEST(Liveness, DefaultsAndGiven) {
+    auto c = snippet_loads("");
+    EXPECT_EQ(c.liveness.at("arc_fault_breaker"), 60s);
+    EXPECT_EQ(c.liveness.at("gas_shutoff_valve"), 60s);
+    EXPECT_EQ(c.liveness.at("pyrolysis_detector"), 60s);
+    EXPECT_EQ(c.liveness.at("fire_panel"), 180s);
+    EXPECT_EQ(c.liveness.at("vendor"), 120s);
+    EXPECT_EQ(c.liveness.size(), 5u);
+    c = snippet_loads("[liveness]\nfire_panel = 300\nvendor = 1\narc_fault_breaker = 86400\n");
+    EXPECT_EQ(c.liveness.at("fire_panel"), 300s);
+    EXPECT_EQ(c.liveness.at("vendor"), 1s);
+    EXPECT_EQ(c.liveness.at("arc_fault_breaker"), 86400s);
+    EXPECT_EQ(c.liveness.at("gas_shutoff_valve"), 60s);
+}
+
+TEST(Liveness, Rules) {
+    EXPECT_EQ(snippet_error("[liveness]\nfire_panel = 0\n"),
+              "site.toml:2:14: liveness.fire_panel: expected an integer from 1 to 86400, got 0");
+    EXPECT_EQ(snippet_error("[liveness]\nvendor = 86401\n"),
+              "site.toml:2:10: liveness.vendor: expected an integer from 1 to 86400, got 86401");
+    EXPECT_EQ(snippet_error("[liveness]\nsmoke_detector = 30\n"),
+              "site.toml:2:1: liveness.smoke_detector: unknown key (expected one of: arc_fault_breaker, "
+              "gas_shutoff_valve, pyrolysis_detector, fire_panel, vendor)");
+}
+
+// ---- [uplink] ------------------------------------------------------------------------------------------------
+
+TEST(Uplink, ConfiguredOnlyWhenTheTableExists) {
+    EXPECT_FALSE(snippet_loads("").uplink.configured);
+    EXPECT_TRUE(snippet_loads("[uplink]\n").uplink.configured);
+}
+
+TEST(Uplink, ValuesAndRelativePaths) {
+    const auto c = loads(R"([uplink]
+url = "https://fire.example.cn/api/v1/events"
+token_file = "secrets/token"
+ca_file = "/etc/ssl/ca.pem"
+client_cert = "tls/gw.crt"
+client_key = "tls/gw.key"
+queue_path = "/var/lib/firelink/queue.db"
+)" + base,
+                         "/etc/firelink/site.toml");
+    EXPECT_EQ(c.uplink.url, "https://fire.example.cn/api/v1/events");
+    EXPECT_EQ(c.uplink.token_file, "/etc/firelink/secrets/token");
+    EXPECT_EQ(c.uplink.ca_file, "/etc/ssl/ca.pem");
+    EXPECT_EQ(c.uplink.client_cert, "/etc/firelink/tls/gw.crt");
+    EXPECT_EQ(c.uplink.client_key, "/etc/firelink/tls/gw.key");
+    EXPECT_EQ(c.uplink.queue_path, "/var/lib/firelink/queue.db");
+    EXPECT_EQ(snippet_loads("[uplink]\nurl = \"http://10.0.0.1:8080/\"\n").uplink.url, "http://10.0.0.1:8080/");
+}
+
+TEST(Uplink, Rules) {
+    EXPECT_EQ(snippet_error("[uplink]\nurl = \"ftp://x\"\n"),
+              "site.toml:2:7: uplink.url: expected an http:// or https:// URL, got \"ftp://x\"");
+    EXPECT_EQ(snippet_error("[uplink]\nurl = \"https://\"\n"),
+              "site.toml:2:7: uplink.url: expected an http:// or https:// URL, got \"https://\"");
+    EXPECT_EQ(snippet_error("[uplink]\nclient_cert = \"c.pem\"\n"),
+              "site.toml:2:15: uplink.client_cert: given without uplink.client_key (expected both or neither)");
+    EXPECT_EQ(snippet_error("[uplink]\nclient_key = \"k.pem\"\n"),
+              "site.toml:2:14: uplink.client_key: given without uplink.client_cert (expected both or neither)");
+    EXPECT_EQ(snippet_error("[uplink]\ntoken_file = \"\"\n"),
+              "site.toml:2:14: uplink.token_file: expected a non-empty string, got \"\"");
+    EXPECT_EQ(snippet_error("[uplink]\nqueue_path = 1\n"),
+              "site.toml:2:14: uplink.queue_path: expected a non-empty string, got an integer");
+    EXPECT_EQ(snippet_error("[uplink]\nretry = 3\n"),
+              "site.toml:2:1: uplink.retry: unknown key (expected one of: url, token_file, ca_file, client_cert, "
+              "client_key, queue_path)");
+}
