@@ -227,9 +227,9 @@ public:
         return {};
     }
 
-    std::uint16_t listener_port(const std::string &id) const {
+    std::shared_ptr<transport::tcp_listener> listener(const std::string &id) const {
         auto it = listeners_.find(id);
-        return it == listeners_.end() || !it->second.listener ? 0 : it->second.listener->port();
+        return it == listeners_.end() ? nullptr : it->second.listener;
     }
 
 private:
@@ -258,6 +258,7 @@ public:
 
 private:
     void apply(const site::site_config &next, std::vector<std::string> &problems);
+    void identify_on_listeners(const site::site_config &cfg);
     bool start_device(const site::site_config &cfg, const site::device_config &d, std::string &why);
     std::pair<unsigned, std::string> reload();
     std::pair<unsigned, std::string> command(const std::string &device, const std::string &body);
@@ -341,6 +342,53 @@ void site_host::apply(const site::site_config &next, std::vector<std::string> &p
             problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
             spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
         }
+    }
+    identify_on_listeners(next);
+}
+
+// A listener whose devices bind by identity asks their drivers (firelink.identify/1) who a new connection is.
+void site_host::identify_on_listeners(const site::site_config &cfg) {
+    struct candidate {
+        std::shared_ptr<core::plugin> plugin;  // keeps the identify function loaded
+        const fl_plugin_identify *ext;
+        std::string driver;
+    };
+    std::map<std::string, std::vector<candidate>> by_listener;
+    for (const auto &d : cfg.devices) {
+        if (!fingerprints_.count(d.id) || d.wire.type != site::wire_config::kind::listener || d.wire.identity.empty())
+            continue;
+        std::string why;
+        auto p = catalog_.resolve(d, why);
+        if (!p) continue;
+        const auto *ext = static_cast<const fl_plugin_identify *>(p->entry().get_extension(FL_EXT_IDENTIFY));
+        if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) {
+            spdlog::error("{}: device '{}' binds by identity, but its driver '{}' cannot identify a connection "
+                          "({} missing): bind it by peer address instead",
+                          at(d.where), d.id, d.driver, FL_EXT_IDENTIFY);
+            continue;
+        }
+        auto &list = by_listener[d.wire.listener];
+        bool seen = false;
+        for (const auto &c : list) seen = seen || (c.plugin == p && c.driver == d.driver);
+        if (!seen) list.push_back({p, ext, d.driver});
+    }
+    for (auto &[id, candidates] : by_listener) {
+        auto l = wires_.listener(id);
+        if (!l) continue;
+        l->set_identifier([candidates](const std::uint8_t *data, std::size_t size, std::string &identity) {
+            bool more = false;
+            for (const auto &c : candidates) {
+                char buf[256];
+                std::size_t len = 0;
+                const fl_status st = c.ext->identify(c.driver.c_str(), data, size, buf, sizeof buf, &len);
+                if (st == FL_OK && len > 0 && len <= sizeof buf) {
+                    identity.assign(buf, len);
+                    return FL_OK;
+                }
+                more = more || st == FL_BUSY;
+            }
+            return more ? FL_BUSY : FL_INVALID_ARGUMENT;
+        });
     }
 }
 

@@ -55,6 +55,9 @@ const size_t fl_probe_c_layout[] = {
     FL_PROBE_FIELD(fl_device_timer, struct_size), FL_PROBE_FIELD(fl_device_timer, on_timer),
     sizeof(fl_device_timer),
 
+    FL_PROBE_FIELD(fl_plugin_identify, struct_size), FL_PROBE_FIELD(fl_plugin_identify, identify),
+    sizeof(fl_plugin_identify),
+
     /* and the v1.0 minimum sizes, as C computes them */
     FL_V1_0_SIZEOF_HOST, FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, FL_V1_0_SIZEOF_DEVICE,
     FL_V1_0_SIZEOF_PLUGIN_ENTRY, FL_V1_0_SIZEOF_HOST_TRANSPORT, FL_V1_0_SIZEOF_DEVICE_TRANSPORT,

@@ -69,6 +69,9 @@ const std::vector<std::size_t> cxx_layout = {
     FL_FIELD(fl_device_timer, struct_size), FL_FIELD(fl_device_timer, on_timer),
     sizeof(fl_device_timer),
 
+    FL_FIELD(fl_plugin_identify, struct_size), FL_FIELD(fl_plugin_identify, identify),
+    sizeof(fl_plugin_identify),
+
     FL_V1_0_SIZEOF_HOST, FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, FL_V1_0_SIZEOF_DEVICE,
     FL_V1_0_SIZEOF_PLUGIN_ENTRY, FL_V1_0_SIZEOF_HOST_TRANSPORT, FL_V1_0_SIZEOF_DEVICE_TRANSPORT,
     FL_V1_0_SIZEOF_HOST_TIMER, FL_V1_0_SIZEOF_DEVICE_TIMER,
@@ -166,6 +169,9 @@ TEST(Layout, ExtensionsArePinned) {
     EXPECT_EQ(sizeof(fl_host_timer), 24u);
 
     EXPECT_EQ(offsetof(fl_device_timer, on_timer), 8u);
+    EXPECT_EQ(offsetof(fl_plugin_identify, identify), 8u);
+    EXPECT_EQ(sizeof(fl_plugin_identify), 16u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_IDENTIFY, sizeof(fl_plugin_identify));
     EXPECT_EQ(sizeof(fl_device_timer), 16u);
 }
 

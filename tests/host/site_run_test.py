@@ -284,6 +284,7 @@ wire = {{ bus = "com1" }}
         server.listen()
         self.addCleanup(server.close)
         listen_port = free_port()
+        centre_port = free_port()
         s = self.site(f'''
 [[listener]]
 id = "uitd"
@@ -302,6 +303,24 @@ driver = "panel"
 plugin = "org.firelink.test.wire"
 class = "fire_panel"
 wire = {{ listener = "uitd", peer = "127.0.0.1" }}
+
+[[listener]]
+id = "centre"
+listen = "127.0.0.1:{centre_port}"
+
+[[device]]
+id = "uitd-a"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ listener = "centre", identity = "A" }}
+
+[[device]]
+id = "uitd-b"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ listener = "centre", identity = "B" }}
 ''', [FIXTURES]).start()
         server.settimeout(DEADLINE)
         conn, _ = server.accept()
@@ -317,6 +336,23 @@ wire = {{ listener = "uitd", peer = "127.0.0.1" }}
         self.assertEqual(client.recv(16), b"uitd!")
         s.wait_event("bytes from the listener device",
                      lambda e: e["device"] == "panel-in" and e["event"]["code"] == "bytes")
+
+        # Bound by the identity the driver reads from the first bytes: B first, then A, each to its own device.
+        for name in ("B", "A"):
+            c = socket.create_connection(("127.0.0.1", centre_port), timeout=DEADLINE)
+            self.addCleanup(c.close)
+            c.sendall(b"ID:" + name.encode() + b"\nhi")
+            got = b""
+            while len(got) < 7:
+                got += c.recv(16)
+            self.assertEqual(got, b"ID:" + name.encode() + b"\nhi", "the first bytes reach the device, in order")
+            s.wait_event("bytes from uitd-" + name.lower(),
+                         lambda e, d="uitd-" + name.lower(): e["device"] == d and e["event"]["code"] == "bytes")
+        # A connection nobody claims is closed.
+        stranger = socket.create_connection(("127.0.0.1", centre_port), timeout=DEADLINE)
+        self.addCleanup(stranger.close)
+        stranger.sendall(b"ID:Z\n")
+        self.assertEqual(stranger.recv(16), b"", "an unknown identity is disconnected")
         self.assertEqual(s.stop(), 0, s.output())
 
 

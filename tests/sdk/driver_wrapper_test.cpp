@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,6 +89,17 @@ public:
 
 }  // namespace
 
+// Names a connection by its first line, "ID:<identity>\n".
+fl_status probe_identify(std::span<const std::uint8_t> bytes, std::string &identity) {
+    const std::string text(bytes.begin(), bytes.end());
+    if (text.rfind("ID:", 0) != 0 && std::string("ID:").rfind(text, 0) != 0) return FL_INVALID_ARGUMENT;
+    const auto nl = text.find('\n');
+    if (nl == std::string::npos) return FL_BUSY;
+    if (nl == 3) throw std::runtime_error("an empty identity");
+    identity = text.substr(3, nl - 3);
+    return FL_OK;
+}
+
 FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.wrapper-test", .name = "Wrapper test",
                                        .vendor = "firelink tests", .version = "0.1.0", .license = "Apache-2.0",
                                        .url = "https://example.org/firelink"}),
@@ -95,7 +107,8 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.wrapper-test", .name =
                                                 .device_class = FL_CLASS_GAS_SHUTOFF_VALVE,
                                                 .description = "exercises every hook",
                                                 .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS,
-                                                .needs = {FL_EXT_TIMER, FL_EXT_TRANSPORT}}),
+                                                .needs = {FL_EXT_TIMER, FL_EXT_TRANSPORT},
+                                                .identify = probe_identify}),
                 (firelink::driver<plain_device>{.id = "plain", .name = "Plain", .device_class = "vendor:org.example.plain",
                                                 .flags = FL_DRIVER_OWN_IO}))
 
@@ -753,3 +766,26 @@ TEST(HostHandle, NullHostIsHarmless) {
 }
 
 }  // namespace
+
+TEST(WrapperIdentify, ReadsTheIdentityThroughTheExtension) {
+    std::uint32_t agreed = 0;
+    ASSERT_EQ(firelink_plugin_entry.negotiate(FL_ABI_VERSION, &agreed), FL_OK);
+    const auto *ext = static_cast<const fl_plugin_identify *>(firelink_plugin_entry.get_extension(FL_EXT_IDENTIFY));
+    ASSERT_NE(ext, nullptr);
+    ASSERT_GE(ext->struct_size, FL_V1_0_SIZEOF_PLUGIN_IDENTIFY);
+    char out[16];
+    std::size_t len = 0;
+    auto call = [&](const char *driver, const std::string &bytes, std::size_t cap = sizeof out) {
+        return ext->identify(driver, reinterpret_cast<const std::uint8_t *>(bytes.data()), bytes.size(), out, cap,
+                             &len);
+    };
+    EXPECT_EQ(call("probe", "ID:A7\nrest"), FL_OK);
+    EXPECT_EQ(std::string(out, len), "A7");
+    EXPECT_EQ(call("probe", "ID:A"), FL_BUSY);
+    EXPECT_EQ(call("probe", "HELLO\n"), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(call("probe", "ID:TOO-LONG-FOR-CAP\n", 4), FL_INVALID_ARGUMENT) << "never writes past cap";
+    EXPECT_EQ(call("probe", "ID:\n"), FL_ERROR) << "an exception becomes FL_ERROR";
+    EXPECT_EQ(call("plain", "ID:A\n"), FL_UNSUPPORTED) << "a driver without identify";
+    EXPECT_EQ(call("nope", "ID:A\n"), FL_NOT_FOUND);
+    EXPECT_EQ(firelink_plugin_entry.get_extension("firelink.nonexistent/1"), nullptr);
+}

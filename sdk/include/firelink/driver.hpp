@@ -154,6 +154,10 @@ struct driver {
     std::uint32_t wires = 0;             // FL_WIRE_* bits
     std::vector<const char *> needs{};   // host extension ids it cannot work without
     std::uint64_t flags = 0;             // FL_DRIVER_* bits
+    // For devices that connect in to a host listener: reads the identity from a connection's first bytes
+    // (firelink.identify/1). Return FL_OK with `identity` set, FL_BUSY for more bytes, FL_INVALID_ARGUMENT when the
+    // bytes are not this protocol. A pure function: no state, no host calls.
+    fl_status (*identify)(std::span<const std::uint8_t> first_bytes, std::string &identity) = nullptr;
 };
 
 namespace detail {
@@ -164,6 +168,7 @@ struct driver_record {
     fl_driver_descriptor descriptor{};
     std::vector<const char *> needs;
     factory make;
+    fl_status (*identify)(std::span<const std::uint8_t>, std::string &) = nullptr;
 };
 
 // The plugin's one registry. Hidden by the version script, so each plugin library has its own.
@@ -368,7 +373,37 @@ inline fl_status entry_create_device(const char *driver_id, const fl_host *host,
     return FL_OK;
 }
 
-inline const void *entry_get_extension(const char *) noexcept { return nullptr; }
+inline fl_status entry_identify(const char *driver_id, const std::uint8_t *data, std::size_t size, char *out,
+                                std::size_t cap, std::size_t *out_len) noexcept {
+    if (!driver_id || (!data && size) || !out || !out_len) return FL_MISUSE;
+    for (const auto &d : registry::get().drivers) {
+        if (!d.descriptor.id || std::strcmp(d.descriptor.id, driver_id) != 0) continue;
+        if (!d.identify) return FL_UNSUPPORTED;
+        try {
+            std::string identity;
+            const fl_status st = d.identify(std::span<const std::uint8_t>(data, size), identity);
+            if (st != FL_OK) return st;
+            if (identity.empty() || identity.size() > cap) return FL_INVALID_ARGUMENT;
+            std::memcpy(out, identity.data(), identity.size());
+            *out_len = identity.size();
+            return FL_OK;
+        } catch (...) {
+            return FL_ERROR;
+        }
+    }
+    return FL_NOT_FOUND;
+}
+
+inline constexpr fl_plugin_identify plugin_identify_ext = {sizeof(fl_plugin_identify), entry_identify};
+
+inline const void *entry_get_extension(const char *id) noexcept {
+    if (!id || !registry::get().negotiated) return nullptr;
+    if (std::strcmp(id, FL_EXT_IDENTIFY) == 0) {
+        for (const auto &d : registry::get().drivers)
+            if (d.identify) return &plugin_identify_ext;
+    }
+    return nullptr;
+}
 
 inline constexpr fl_plugin_entry entry_v1 = {
     sizeof(fl_plugin_entry), FL_ABI_VERSION,      entry_negotiate,       entry_init,
@@ -411,6 +446,7 @@ private:
         rec.descriptor.description = d.description;
         rec.descriptor.required_extensions = rec.needs.data();
         rec.descriptor.flags = d.flags;
+        rec.identify = d.identify;
         rec.make = [](host_handle h, const config &c) -> std::unique_ptr<device> {
             return std::make_unique<Device>(h, c);
         };
