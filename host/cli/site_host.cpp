@@ -204,6 +204,7 @@ public:
             }
             auto &entry = listeners_[l->id];
             if (!entry.listener || entry.address != l->address || entry.port != l->port) {
+                entry.listener.reset();  // release the old port before binding the new address
                 try {
                     entry.listener = transport::make_tcp_listener(io_, l->address, l->port);
                 } catch (const std::exception &e) {
@@ -225,6 +226,12 @@ public:
         }
         }
         return {};
+    }
+
+    // Forgets the buses and listeners the site no longer has (each closes once its last device is gone).
+    void prune(const site::site_config &cfg) {
+        std::erase_if(buses_, [&](const auto &b) { return !cfg.find_bus(b.first); });
+        std::erase_if(listeners_, [&](const auto &l) { return !cfg.find_listener(l.first); });
     }
 
     std::shared_ptr<transport::tcp_listener> listener(const std::string &id) const {
@@ -332,6 +339,7 @@ void site_host::apply(const site::site_config &next, std::vector<std::string> &p
             ++it;
         }
     }
+    wires_.prune(next);
     for (const auto &d : next.devices) {
         if (!d.enabled || fingerprints_.count(d.id)) continue;
         std::string why;

@@ -3,7 +3,10 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <sys/timex.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <spdlog/spdlog.h>
 
@@ -48,6 +51,22 @@ const std::string &boot_id() {
         return s;
     }();
     return id;
+}
+
+// Whether the kernel's clock is synchronised (NTP/PTP), re-read at most once a second: a wall time from an
+// unsynchronised clock is still recorded, but the platform should prefer the monotonic order.
+bool clock_synced() {
+    static std::atomic<std::int64_t> checked_s{-1};
+    static std::atomic<bool> synced{false};
+    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count();
+    if (checked_s.exchange(now_s) != now_s) {
+        struct timex tx {};
+        const int state = ::adjtimex(&tx);
+        synced = state != -1 && state != TIME_ERROR && !(tx.status & STA_UNSYNC);
+    }
+    return synced;
 }
 
 class file_sink : public sink {
@@ -101,7 +120,7 @@ std::string record_json(const core::accepted_event &ev) {
            ",\"monotonic_ns\":" + std::to_string(ev.received_monotonic.time_since_epoch().count()) +
            ",\"boot_id\":";
     json_string(out, boot_id());
-    out += "}";
+    out += clock_synced() ? ",\"clock_synced\":true}" : ",\"clock_synced\":false}";
     if (ev.site && !ev.site->empty()) {
         out += ",\"site\":{";
         bool first = true;
