@@ -66,7 +66,10 @@ class Site:
         self.log = open(os.path.join(self.dir.name, "host.log"), "w")
         self.proc = subprocess.Popen([HOST, "run", "--config", self.config, *extra], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_for(lambda: self.get("/healthz") is not None or self.proc.poll() is not None, "the admin endpoint")
+        def ready():
+            health = self.get("/healthz")
+            return (health and json.loads(health[1])["status"] != "starting") or self.proc.poll() is not None
+        wait_for(ready, "the site to start")
         if self.proc.poll() is not None:
             raise AssertionError("firelink-host exited early:\n" + self.output())
         return self

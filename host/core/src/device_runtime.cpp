@@ -622,7 +622,7 @@ fl_status device_runtime::start(const std::string &device_id) {
             return r;
         },
         FL_TIMEOUT, s->strand_limit());
-    if (st == FL_OK) notify(options_.observer.state, device_id, std::string("started"));
+    if (st == FL_OK) notify(options_.observer.state, device_id, state_name(*s));
     return st;
 }
 

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -69,33 +72,72 @@ bool clock_synced() {
     return synced;
 }
 
+// JSON lines written by a thread of its own: accept() only renders the line and queues it, so a driver's emit never
+// waits for the disk (FL-HOST-11). Nothing is dropped: flush() waits until every queued line is written.
 class file_sink : public sink {
 public:
-    file_sink(FILE *f, std::string name, bool own) : f_(f), name_(std::move(name)), own_(own) {}
+    file_sink(FILE *f, std::string name, bool own) : f_(f), name_(std::move(name)), own_(own) {
+        writer_ = std::thread([this] { write_loop(); });
+    }
     ~file_sink() override {
         flush();
+        {
+            std::lock_guard lock(m_);
+            closing_ = true;
+        }
+        cv_.notify_all();
+        writer_.join();
         if (own_) std::fclose(f_);
     }
     void accept(const core::accepted_event &ev) override {
         auto line = record_json(ev);
         line += '\n';
-        std::lock_guard lock(m_);
-        if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
-            spdlog::error("sink {}: write failed: {}", name_, std::strerror(errno));
-        std::fflush(f_);  // a reader (tail -f, a log shipper) sees each event as it happens
+        {
+            std::lock_guard lock(m_);
+            queue_.push_back(std::move(line));
+            ++queued_;
+            if (queue_.size() == 100000)
+                spdlog::warn("sink {}: 100000 events wait for the disk; writing falls behind", name_);
+        }
+        cv_.notify_all();
     }
     void flush() override {
-        std::lock_guard lock(m_);
+        std::unique_lock lock(m_);
+        const auto target = queued_;
+        cv_.wait(lock, [&] { return written_ >= target; });
         std::fflush(f_);
         if (own_) ::fsync(fileno(f_));
     }
     std::string describe() const override { return name_; }
 
 private:
+    void write_loop() {
+        std::unique_lock lock(m_);
+        for (;;) {
+            cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // closing, and everything is written
+            std::deque<std::string> batch;
+            batch.swap(queue_);
+            lock.unlock();
+            for (const auto &line : batch)
+                if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
+                    spdlog::error("sink {}: write failed: {}", name_, std::strerror(errno));
+            std::fflush(f_);  // a reader (tail -f, a log shipper) sees each batch as it happens
+            lock.lock();
+            written_ += batch.size();
+            cv_.notify_all();
+        }
+    }
+
     std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<std::string> queue_;
+    std::uint64_t queued_ = 0, written_ = 0;
+    bool closing_ = false;
     FILE *f_;
     std::string name_;
     bool own_;
+    std::thread writer_;
 };
 
 }  // namespace
