@@ -64,6 +64,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     const fl_device_timer *timer_ext = nullptr;
     const fl_device_transport *transport_ext = nullptr;
     std::unique_ptr<transport::link> link;  // strand-only
+    int last_link_state = -1;               // strand-only
     std::chrono::milliseconds heartbeat{0};
 
     std::atomic<life> state{life::created};
@@ -268,6 +269,16 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         ev.on_state = [weak](int state, fl_status reason) {
             auto self = weak.lock();
             if (!self) return;
+            // One line per change of the device's link, with its id (the wire's own lines name the endpoint).
+            if (state != self->last_link_state) {
+                static constexpr const char *names[] = {"closed", "opening", "open", "lost", "failed", "reply timeout"};
+                const char *name = state >= 0 && state <= FL_LINK_REPLY_TIMEOUT ? names[state] : "unknown";
+                if (state == FL_LINK_LOST || state == FL_LINK_FAILED)
+                    spdlog::warn("[{}] device {}: link {} (status {})", self->label, self->device_id, name, reason);
+                else if (state != FL_LINK_REPLY_TIMEOUT)
+                    spdlog::info("[{}] device {}: link {}", self->label, self->device_id, name);
+                if (state != FL_LINK_REPLY_TIMEOUT) self->last_link_state = state;
+            }
             if (state == FL_LINK_LOST || state == FL_LINK_FAILED) notify(self->options.observer.transport_errors, self->device_id, std::uint64_t{1});
             if (self->callable() && self->transport_ext)
                 self->timed("on_state", [&] { self->transport_ext->on_state(self->device, state, reason); });
