@@ -514,3 +514,12 @@ TEST_F(RuntimeWithWire, CommandsGetAResultFromTheHostWhenTheDriverCannotTakeThem
     EXPECT_NE(results[0].find("\"ok\":false"), std::string::npos) << results[0];
     EXPECT_NE(results[1].find("\"command_id\":\"c-4\""), std::string::npos) << results[1];
 }
+
+TEST(EventJson, EscapesWhatJsonCannotHoldRaw) {
+    std::string out;
+    core::append_json_string(out, std::string("a\"b\\c\nd\te\x01", 11));
+    EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\te\\u0001\\u0000\"") << "a NUL byte too";
+    const auto bytes = pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string("x\"y"))}});
+    EXPECT_EQ(core::msgpack_to_json(bytes.data(), bytes.size()), "{\"code\":\"x\\\"y\",\"kind\":\"alarm\"}");
+    EXPECT_EQ(core::msgpack_to_json(reinterpret_cast<const std::uint8_t *>("\xc1"), 1).rfind("{\"invalid_msgpack\":", 0), 0u);
+}

@@ -69,27 +69,6 @@ std::optional<std::string> check_values(const msgpack::object &v) {
     return std::nullopt;
 }
 
-void json_string(std::string &out, std::string_view s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    out += '"';
-}
 
 void json_value(std::string &out, const msgpack::object &o, int depth) {
     if (depth > 32) {
@@ -108,7 +87,7 @@ void json_value(std::string &out, const msgpack::object &o, int depth) {
         out += buf;
         break;
     }
-    case msgpack::type::STR: json_string(out, as_str(o)); break;
+    case msgpack::type::STR: append_json_string(out, as_str(o)); break;
     case msgpack::type::BIN:
     case msgpack::type::EXT: {
         static const char hex[] = "0123456789abcdef";
@@ -136,11 +115,11 @@ void json_value(std::string &out, const msgpack::object &o, int depth) {
         for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
             if (i) out += ',';
             const auto &kv = o.via.map.ptr[i];
-            if (kv.key.type == msgpack::type::STR) json_string(out, as_str(kv.key));
+            if (kv.key.type == msgpack::type::STR) append_json_string(out, as_str(kv.key));
             else {
                 std::string k;
                 json_value(k, kv.key, depth + 1);
-                json_string(out, k);
+                append_json_string(out, k);
             }
             out += ':';
             json_value(out, kv.val, depth + 1);
@@ -261,6 +240,28 @@ bool check_code_for_class(const event_summary &event, const std::string &device_
     return false;
 }
 
+void append_json_string(std::string &out, std::string_view s) {
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+            if (c < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    out += '"';
+}
+
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {
     std::string out;
     try {
@@ -270,7 +271,7 @@ std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {
         json_value(out, handle.get(), 0);
     } catch (const std::exception &e) {
         out = "{\"invalid_msgpack\":";
-        json_string(out, e.what());
+        append_json_string(out, e.what());
         out += '}';
     }
     return out;

@@ -19,27 +19,6 @@ namespace firelink::pipeline {
 
 namespace {
 
-void json_string(std::string &out, std::string_view s) {
-    out += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (c < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    out += '"';
-}
 
 // The boot id tells monotonic times of different boots apart.
 const std::string &boot_id() {
@@ -146,13 +125,13 @@ std::string record_json(const core::accepted_event &ev) {
     std::string out;
     out.reserve(256 + ev.payload.size() * 2);
     out += "{\"gateway\":";
-    json_string(out, ev.gateway_id);
+    core::append_json_string(out, ev.gateway_id);
     out += ",\"device\":";
-    json_string(out, ev.device_id);
+    core::append_json_string(out, ev.device_id);
     out += ",\"class\":";
-    json_string(out, ev.device_class);
+    core::append_json_string(out, ev.device_class);
     out += ",\"plugin\":";
-    json_string(out, ev.plugin_id);
+    core::append_json_string(out, ev.plugin_id);
     out += ",\"seq\":" + std::to_string(ev.sequence);
     out += ",\"origin\":";
     out += ev.from_host ? "\"host\"" : "\"driver\"";
@@ -161,7 +140,7 @@ std::string record_json(const core::accepted_event &ev) {
                               .count()) +
            ",\"monotonic_ns\":" + std::to_string(ev.received_monotonic.time_since_epoch().count()) +
            ",\"boot_id\":";
-    json_string(out, boot_id());
+    core::append_json_string(out, boot_id());
     out += clock_synced() ? ",\"clock_synced\":true}" : ",\"clock_synced\":false}";
     if (ev.site && !ev.site->empty()) {
         out += ",\"site\":{";
@@ -170,9 +149,9 @@ std::string record_json(const core::accepted_event &ev) {
             if (v.empty()) continue;
             if (!first) out += ',';
             first = false;
-            json_string(out, k);
+            core::append_json_string(out, k);
             out += ':';
-            json_string(out, v);
+            core::append_json_string(out, v);
         }
         out += '}';
     }
