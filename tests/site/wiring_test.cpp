@@ -128,6 +128,9 @@ TEST(Listener, Rules) {
     EXPECT_EQ(snippet_error("[[listener]]\nid = \"uitd\"\nlisten = \"0.0.0.0\"\n"),
               "site.toml:3:10: listener[0].listen: expected \"HOST:PORT\" (an IPv6 address in brackets: "
               "\"[::1]:9180\"), got \"0.0.0.0\"");
+    EXPECT_EQ(snippet_error("[[listener]]\nid = \"uitd\"\nlisten = \"localhost:5000\"\n"),
+              "site.toml:3:10: listener[0].listen: expected an IP address to listen on (e.g. \"0.0.0.0:5000\" or "
+              "\"127.0.0.1:5000\"), got \"localhost:5000\"");
     EXPECT_EQ(snippet_error("[[listener]]\nid = \"uitd\"\nlisten = \"0.0.0.0:65536\"\n"),
               "site.toml:3:10: listener[0].listen: expected \"HOST:PORT\" with a port from 0 to 65535, got "
               "\"0.0.0.0:65536\"");

@@ -279,7 +279,8 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
                     spdlog::info("[{}] device {}: link {}", self->label, self->device_id, name);
                 if (state != FL_LINK_REPLY_TIMEOUT) self->last_link_state = state;
             }
-            if (state == FL_LINK_LOST || state == FL_LINK_FAILED) notify(self->options.observer.transport_errors, self->device_id, std::uint64_t{1});
+            if (state == FL_LINK_LOST || state == FL_LINK_FAILED || state == FL_LINK_REPLY_TIMEOUT)
+                notify(self->options.observer.transport_errors, self->device_id, std::uint64_t{1});
             if (self->callable() && self->transport_ext)
                 self->timed("on_state", [&] { self->transport_ext->on_state(self->device, state, reason); });
         };

@@ -137,7 +137,14 @@ void wiring_reader::listener(const toml::table &t, const std::string &path) {
     if (auto id = unique_id(r, "listener", listener_ids_)) l.id = *id;
     if (auto listen = r.string("listen", need::required)) {
         std::string expected;
-        if (auto hp = parse_host_port(*listen, 0, expected)) {
+        auto hp = parse_host_port(*listen, 0, expected);
+        if (hp && !canonical_ip(hp->host)) {
+            // A listener binds an address of this gateway: a name would have to be resolved at start, and could
+            // resolve to several; say the address.
+            r.error("listen", "expected an IP address to listen on (e.g. \"0.0.0.0:5000\" or \"127.0.0.1:5000\"), "
+                              "got " + in_quotes(*listen));
+        } else if (hp) {
+            hp->host = *canonical_ip(hp->host);
             // Port 0 asks the system for a free port (tests), so it never collides.
             const std::string address = hp->host + " port " + std::to_string(hp->port);
             const auto [it, fresh] = listen_addresses_.emplace(address, first_holder{l.id, l.where});
