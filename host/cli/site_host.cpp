@@ -273,15 +273,25 @@ private:
     std::string health_json() const;
     std::string metrics_text();
 
-    // The control thread runs every reconfiguration, one at a time.
-    void post_control(std::function<void()> f) {
+    // The control thread runs every reconfiguration, one at a time. A job still queued when the host stops is
+    // cancelled instead (its waiter gets an answer at once).
+    struct control_job {
+        std::function<void()> run;
+        std::function<void()> cancel;
+    };
+    void post_control(std::function<void()> run, std::function<void()> cancel = {}) {
         {
             std::lock_guard lock(control_mutex_);
-            control_.push_back(std::move(f));
+            if (!stopping_) {
+                control_.push_back({std::move(run), std::move(cancel)});
+                control_cv_.notify_all();
+                return;
+            }
         }
-        control_cv_.notify_all();
+        if (cancel) cancel();
     }
 
+    mutable std::mutex cfg_mutex_;  // cfg_ is replaced by a reload while the admin thread reads it
     site::site_config cfg_;      // the devices' configuration, as last (re)loaded
     site::site_config running_;  // as started: gateway, admin, sink and watchdog change only with a restart
     run_options opt_;
@@ -299,7 +309,7 @@ private:
 
     std::mutex control_mutex_;
     std::condition_variable control_cv_;
-    std::deque<std::function<void()>> control_;
+    std::deque<control_job> control_;
     bool stopping_ = false;
 };
 
@@ -422,7 +432,10 @@ std::pair<unsigned, std::string> site_host::reload() {
         notes.push_back("gateway, admin, sink and watchdog settings take effect at the next restart");
     std::vector<std::string> problems;
     apply(next, problems);
-    cfg_ = std::move(next);
+    {
+        std::lock_guard lock(cfg_mutex_);
+        cfg_ = std::move(next);
+    }
     spdlog::info("reloaded {}: {} device(s) running, {} problem(s)", cfg_.file.string(), fingerprints_.size(),
                  problems.size());
     body = {{"reloaded", true}, {"devices", fingerprints_.size()}, {"problems", problems}, {"notes", notes}};
@@ -473,7 +486,10 @@ std::string site_host::devices_json() const {
             d["wire"] = {{"bytes_in", st->link.bytes_in},     {"bytes_out", st->link.bytes_out},
                          {"errors", st->link.errors},         {"reconnects", st->link.reconnects},
                          {"reply_timeouts", st->link.reply_timeouts}};
-        if (const auto *cfg = cfg_.find_device(id)) d["site"] = site_map(cfg->meta);
+        {
+            std::lock_guard lock(cfg_mutex_);
+            if (const auto *cfg = cfg_.find_device(id)) d["site"] = site_map(cfg->meta);
+        }
         list.push_back(std::move(d));
     }
     return list.dump();
@@ -562,7 +578,8 @@ int site_host::run() {
         h.reload = [this] {
             auto done = std::make_shared<std::promise<std::pair<unsigned, std::string>>>();
             auto result = done->get_future();
-            post_control([this, done] { done->set_value(reload()); });
+            post_control([this, done] { done->set_value(reload()); },
+                         [done] { done->set_value({503, R"({"error":"the host is stopping"})"}); });
             if (result.wait_for(60s) != std::future_status::ready)
                 return std::pair<unsigned, std::string>{503, R"({"error":"reload did not finish within 60 s"})"};
             return result.get();
@@ -608,15 +625,24 @@ int site_host::run() {
                                                      std::chrono::duration<double>(opt_.seconds))
                                            : std::chrono::steady_clock::time_point::max();
     for (;;) {
-        std::function<void()> job;
+        control_job job;
         {
             std::unique_lock lock(control_mutex_);
             control_cv_.wait_until(lock, deadline, [&] { return stopping_ || !control_.empty(); });
-            if (stopping_ || std::chrono::steady_clock::now() >= deadline) break;
+            if (stopping_ || std::chrono::steady_clock::now() >= deadline) {
+                stopping_ = true;
+                break;
+            }
             job = std::move(control_.front());
             control_.pop_front();
         }
-        job();
+        job.run();
+    }
+    {
+        std::lock_guard lock(control_mutex_);
+        for (auto &job : control_)
+            if (job.cancel) job.cancel();
+        control_.clear();
     }
 
     // Stop: devices first, then flush what they emitted, then the rest. Bounded: a hung driver cannot hold it.

@@ -522,4 +522,17 @@ TEST(EventJson, EscapesWhatJsonCannotHoldRaw) {
     const auto bytes = pack_map({{"kind", V(std::string("alarm"))}, {"code", V(std::string("x\"y"))}});
     EXPECT_EQ(core::msgpack_to_json(bytes.data(), bytes.size()), "{\"code\":\"x\\\"y\",\"kind\":\"alarm\"}");
     EXPECT_EQ(core::msgpack_to_json(reinterpret_cast<const std::uint8_t *>("\xc1"), 1).rfind("{\"invalid_msgpack\":", 0), 0u);
+
+    // Not UTF-8 (GBK "火警", a lone continuation byte, an overlong '/') becomes U+FFFD; real UTF-8 passes through.
+    out.clear();
+    core::append_json_string(out, "\xbb\xf0\xbe\xaf|\x80|\xc0\xaf|火警");
+    EXPECT_EQ(out, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd|火警\"");
+
+    // JSON has no NaN: a value that is not finite is written null.
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(2);
+    pk.pack(std::numeric_limits<double>::quiet_NaN());
+    pk.pack(-std::numeric_limits<double>::infinity());
+    EXPECT_EQ(core::msgpack_to_json(reinterpret_cast<const std::uint8_t *>(buf.data()), buf.size()), "[null,null]");
 }

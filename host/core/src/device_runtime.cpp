@@ -1,6 +1,8 @@
 #include "firelink/core/device_runtime.hpp"
 
+#include <algorithm>
 #include <future>
+#include <limits>
 #include <unordered_map>
 
 #include <boost/asio/post.hpp>
@@ -125,17 +127,30 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     }
 
     // Runs f on the strand and waits for it, at most `limit`; f must own what it uses (it may outlive the wait).
+    // If f has not begun by then it never will, and `not_run` is answered; if it has begun, the wait goes on for
+    // another `limit` and then answers `no_answer` (the call goes on; the watchdog reports it).
+    // Rationale: a command the host reported as not executed must never execute later.
     template <class R, class F>
-    R on_strand(F f, R on_timeout, std::chrono::milliseconds limit) {
+    R on_strand(F f, R not_run, R no_answer, std::chrono::milliseconds limit) {
+        enum { queued, running, abandoned };
         auto task = std::make_shared<std::packaged_task<R()>>(std::move(f));
+        auto phase = std::make_shared<std::atomic<int>>(queued);
         auto result = task->get_future();
-        asio::post(strand, [task] { (*task)(); });
-        if (result.wait_for(limit) != std::future_status::ready) {
-            spdlog::error("[{}] device {}: the device's strand did not answer within {} ms", label, device_id,
-                          limit.count());
-            return on_timeout;
+        asio::post(strand, [task, phase] {
+            int expected = queued;
+            if (phase->compare_exchange_strong(expected, running)) (*task)();
+        });
+        if (result.wait_for(limit) == std::future_status::ready) return result.get();
+        int expected = queued;
+        if (phase->compare_exchange_strong(expected, abandoned)) {
+            spdlog::error("[{}] device {}: its strand did not take the call within {} ms; the call is dropped", label,
+                          device_id, limit.count());
+            return not_run;
         }
-        return result.get();
+        if (result.wait_for(limit) == std::future_status::ready) return result.get();
+        spdlog::error("[{}] device {}: a call into the driver has not returned after {} ms", label, device_id,
+                      2 * limit.count());
+        return no_answer;
     }
 
     std::chrono::milliseconds strand_limit() const { return options.watchdog_fault * 2 + 1s; }
@@ -174,16 +189,13 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         last_seen_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count();
-        if (offline.load() && offline.exchange(false)) {
-            std::string ends;
-            {
-                std::lock_guard lock(offline_mutex);
-                ends = offline_event_id;
-            }
-            spdlog::info("[{}] device {}: traffic again, back online", label, device_id);
-            host_event(event{event_kind::restore, "offline"}.ends(ends).message("the device is answering again"));
-            notify(options.observer.state, device_id, std::string(faulted ? "faulted" : "started"));
-        }
+        if (!offline.load()) return;
+        // Under the same lock as the offline event, so a restore never overtakes the event it ends.
+        std::lock_guard lock(offline_mutex);
+        if (!offline.exchange(false)) return;
+        spdlog::info("[{}] device {}: traffic again, back online", label, device_id);
+        host_event(event{event_kind::restore, "offline"}.ends(offline_event_id).message("the device is answering again"));
+        notify(options.observer.state, device_id, std::string(faulted ? "faulted" : "started"));
     }
 
     // ---- liveness (strand) -------------------------------------------------------------------------------------
@@ -201,14 +213,12 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     }
 
     void check_liveness() {
+        if (offline.load()) return;
+        std::lock_guard lock(offline_mutex);
         const auto silence = std::chrono::nanoseconds(now_ns() - last_traffic_ns.load());
         if (silence <= heartbeat || offline.load()) return;
-        std::string id;
-        {
-            std::lock_guard lock(offline_mutex);
-            offline_event_id = "offline-" + std::to_string(++offline_count);
-            id = offline_event_id;
-        }
+        offline_event_id = "offline-" + std::to_string(++offline_count);
+        const std::string id = offline_event_id;
         offline = true;
         const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(silence).count() / 1000.0;
         spdlog::warn("[{}] device {}: silent for {:.1f} s (budget {} ms): offline", label, device_id, secs,
@@ -291,6 +301,15 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
 namespace {
 
 using device_slot = device_runtime::device_slot;
+
+// Slots that must outlive everything (see destroy): never freed, so a stray call through their fl_host stays safe.
+std::mutex graveyard_mutex;
+std::vector<std::shared_ptr<device_slot>> *graveyard = new std::vector<std::shared_ptr<device_slot>>();
+
+void retire_forever(const std::shared_ptr<device_slot> &s) {
+    std::lock_guard lock(graveyard_mutex);
+    graveyard->push_back(s);
+}
 
 device_slot *slot_of(const fl_host *h) { return h ? static_cast<device_slot *>(h->host_data) : nullptr; }
 
@@ -439,8 +458,12 @@ device_runtime::~device_runtime() {
     }
     watchdog_cv_.notify_all();
     watchdog_.join();
-    for (auto &ps : plugins_)
-        if (ps->we_initialised) ps->p->deinit();
+    std::lock_guard lock(graveyard_mutex);
+    for (auto &ps : plugins_) {
+        const bool retired = std::any_of(graveyard->begin(), graveyard->end(),
+                                         [&](const auto &slot) { return slot->owner == ps->p; });
+        if (ps->we_initialised && !retired) ps->p->deinit();
+    }
 }
 
 // The watchdog sees calls that have not returned yet: it warns once past the warning bound, and past the fault
@@ -633,7 +656,7 @@ fl_status device_runtime::start(const std::string &device_id) {
             s->arm_liveness();
             return r;
         },
-        FL_TIMEOUT, s->strand_limit());
+        FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
     if (st == FL_OK) notify(options_.observer.state, device_id, state_name(*s));
     return st;
 }
@@ -651,7 +674,7 @@ fl_status device_runtime::stop(const std::string &device_id) {
             if (s->link) s->link->close();
             return r;
         },
-        FL_TIMEOUT, s->strand_limit());
+        FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
     notify(options_.observer.state, device_id, state_name(*s));
     return st;
 }
@@ -687,14 +710,22 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
     if (!s->started()) return refuse(FL_CLOSED, "the device is not started");
     if (s->offline) return refuse(FL_CLOSED, "the device is offline");
     s->commands++;
+    // FL_TIMEOUT: the device's strand never took the call, so it was not executed. FL_BUSY below is never a
+    // driver's answer here: it marks a call that began and has not returned.
+    constexpr fl_status still_running = std::numeric_limits<fl_status>::min();
     const fl_status st = s->on_strand<fl_status>(
         [s, cmd] {
             if (!s->callable()) return FL_CLOSED;
             return s->timed("command", [&] { return s->device->command(s->device, cmd.data(), cmd.size()); });
         },
-        FL_TIMEOUT, s->strand_limit());
+        FL_TIMEOUT, still_running, s->strand_limit());
+    if (st == still_running) {
+        why = "the driver took the command but has not returned; its result will follow";
+        return FL_TIMEOUT;
+    }
     switch (st) {
     case FL_OK: why = "accepted"; return FL_OK;
+    case FL_TIMEOUT: return refuse(st, "the device did not take the command in time");
     case FL_UNSUPPORTED: return refuse(st, "the driver does not know this command");
     case FL_INVALID_ARGUMENT: return refuse(st, "the driver refused its arguments");
     case FL_BUSY: return refuse(st, "the driver is busy; try again");
@@ -713,8 +744,8 @@ void device_runtime::destroy(const std::string &device_id) {
                 s->state = life::stopped;
             }
             s->cancel_timers();
+            // Closed, not released: status() may be reading its counters; the slot releases it.
             if (s->link) s->link->close();
-            s->link.reset();
             if (!s->faulted && s->device) s->timed("destroy", [&] {
                 s->device->destroy(s->device);
                 return 0;
@@ -722,7 +753,10 @@ void device_runtime::destroy(const std::string &device_id) {
             s->device = nullptr;
             return 0;
         },
-        0, s->strand_limit());
+        1, 1, s->strand_limit());
+    // A device whose destroy was not called (faulted, or its strand never answered) may still have driver code
+    // running that holds its fl_host: the slot, and with it the plugin, is kept for the life of the process.
+    if (s->device || s->faulted) retire_forever(s);
     std::lock_guard lock(mutex_);
     devices_.erase(device_id);
 }
