@@ -454,7 +454,11 @@ std::pair<unsigned, std::string> site_host::command(const std::string &device, c
     }
     std::string why;
     const fl_status st = runtime_->command(device, bytes, why);
-    nlohmann::json out{{"command_id", command_id}, {"device", device}, {"status", st == FL_OK ? "accepted" : "refused"},
+    // FL_TIMEOUT with a pending driver call is neither accepted nor refused: its result will follow.
+    const bool pending = st == FL_TIMEOUT && why.rfind("the driver took the command", 0) == 0;
+    nlohmann::json out{{"command_id", command_id},
+                       {"device", device},
+                       {"status", st == FL_OK ? "accepted" : pending ? "pending" : "refused"},
                        {"detail", why}};
     metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
     switch (st) {
@@ -464,6 +468,7 @@ std::pair<unsigned, std::string> site_host::command(const std::string &device, c
     case FL_UNSUPPORTED: return {422, out.dump()};
     case FL_CLOSED:
     case FL_BUSY: return {409, out.dump()};
+    case FL_TIMEOUT: return {504, out.dump()};
     default: return {500, out.dump()};
     }
 }
