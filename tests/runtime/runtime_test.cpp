@@ -489,6 +489,36 @@ TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
     ASSERT_TRUE(wait_code("panel-3", "command_failed"));
 }
 
+TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFreedUnderItsDriver) {
+    // fault bound 100 ms: the host waits 2 x 100 ms + 1 s for a device's strand, then twice that for a begun call.
+    runtime = std::make_unique<core::device_runtime>(
+        io, [this](core::accepted_event &&e) { events(std::move(e)); },
+        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}});
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, wired("panel-5"), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-5"), FL_OK);
+
+    std::string hang_why;
+    fl_status hang_status = FL_OK;
+    std::thread hanging([&] { hang_status = runtime->command("panel-5", command_bytes("c-long", "hang_long"), hang_why); });
+    ASSERT_TRUE(wait_code("panel-5", "driver_hung"));  // the call is running and holds the strand
+
+    // destroy cannot run behind the hung call: the host gives up on it, and keeps the device's memory (and its
+    // plugin) alive, since the driver is still running inside it.
+    runtime->destroy("panel-5");
+    EXPECT_FALSE(runtime->has_device("panel-5"));
+    hanging.join();
+    EXPECT_EQ(hang_status, FL_TIMEOUT);
+    EXPECT_EQ(hang_why, "the driver took the command but has not returned; its result will follow");
+    // The call returns at 3 s; the dropped destroy must never run after it (it would free what the driver holds).
+    std::this_thread::sleep_for(1s);
+    const auto evs = events.of("panel-5");
+    EXPECT_TRUE(std::none_of(evs.begin(), evs.end(), [](const auto &e) { return e.code == "command_failed"; }))
+        << "the hung command was never reported as not executed";
+}
+
 TEST_F(RuntimeWithWire, CommandsGetAResultFromTheHostWhenTheDriverCannotTakeThem) {
     auto p = load(FIXTURE_WIRE);
     ASSERT_TRUE(p);
