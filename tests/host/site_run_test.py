@@ -227,16 +227,13 @@ driver = "hello"
 plugin = "org.firelink.examples.hello-c"
 class = "vendor:org.firelink.examples.hello"
 ''')
-        before = {d: v["events_accepted"] for d, v in s.devices().items()}
         s.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "hello-c-2" in s.devices(), "the new device")
-        after = s.devices()
-        self.assertGreaterEqual(after["hello-cpp-1"]["events_accepted"], before["hello-cpp-1"],
-                                "the unchanged device kept its instance (its count did not restart)")
-        self.assertLess(after["hello-c-1"]["events_accepted"], before["hello-c-1"] + 1000)
-        # The changed device is a new instance: its events start again at sequence 1 after the reload.
+        # The changed device is a new instance: its events start again at sequence 1 after the reload; the
+        # unchanged one is the same instance: its sequence runs on without a break.
         wait_for(lambda: 1 in [e["seq"] for e in s.events() if e["device"] == "hello-c-1"][1:],
                  "hello-c-1 recreated (its sequence starts again at 1)")
+        wait_for(lambda: any(e["device"] == "hello-c-2" for e in s.events()), "events from the new device")
         cpp = [e["seq"] for e in s.events() if e["device"] == "hello-cpp-1"]
         self.assertEqual(cpp, list(range(1, len(cpp) + 1)), "hello-cpp-1 was not restarted")
 

@@ -710,8 +710,8 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
     if (!s->started()) return refuse(FL_CLOSED, "the device is not started");
     if (s->offline) return refuse(FL_CLOSED, "the device is offline");
     s->commands++;
-    // FL_TIMEOUT: the device's strand never took the call, so it was not executed. FL_BUSY below is never a
-    // driver's answer here: it marks a call that began and has not returned.
+    // Not taken in time: dropped, never executed (answered FL_BUSY, with a result). Begun and not returned:
+    // FL_TIMEOUT, and the driver's own result follows.
     constexpr fl_status still_running = std::numeric_limits<fl_status>::min();
     const fl_status st = s->on_strand<fl_status>(
         [s, cmd] {
@@ -725,7 +725,7 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
     }
     switch (st) {
     case FL_OK: why = "accepted"; return FL_OK;
-    case FL_TIMEOUT: return refuse(st, "the device did not take the command in time");
+    case FL_TIMEOUT: return refuse(FL_BUSY, "the device did not take the command in time; try again");
     case FL_UNSUPPORTED: return refuse(st, "the driver does not know this command");
     case FL_INVALID_ARGUMENT: return refuse(st, "the driver refused its arguments");
     case FL_BUSY: return refuse(st, "the driver is busy; try again");

@@ -116,7 +116,8 @@ public:
     fl_status stop(const std::string &device_id);
     // Routes a command (msgpack {"id","name","args"}) to a started device. When the device cannot take it (not
     // started, offline, faulted) or the driver refuses it, the host emits the command_result itself (ok false, the
-    // reason) and returns the status; on FL_OK the driver reports the outcome. `why` says what happened.
+    // reason) and returns the status; on FL_OK the driver reports the outcome. FL_TIMEOUT means the driver took the
+    // command but its call has not returned: its result will follow. `why` says what happened.
     fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command, std::string &why);
     fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command);
     void destroy(const std::string &device_id);
