@@ -109,8 +109,6 @@ private:
     bus_clock::time_point last_turn_end_{};
     port_state port_state_ = port_state::closed;
     std::uint64_t port_epoch_ = 0;  // completions from a port closed since are stale
-    bool port_troubled_ = false;
-    bool quiet_ = false;
     std::array<std::uint8_t, 1024> read_buffer_{};
 };
 
@@ -253,9 +251,7 @@ void bus_core::device_close(std::uint64_t device) {
             self->close_port();
             self->port_state_ = port_state::closed;
             self->retry_timer_.cancel();
-            self->backoff_.reset();
-            self->port_troubled_ = false;
-            self->quiet_ = false;
+            self->backoff_.restart();
             spdlog::info("[{}] closed (no device open on the bus)", self->name_);
         }
     });
@@ -302,9 +298,7 @@ void bus_core::give(device_entry &d, std::uint64_t request, const std::uint8_t *
 void bus_core::open_port() {
     if (const error_code ec = open_serial_port(port_, settings_)) {
         ++counters_.errors;
-        if (!quiet_) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
-        quiet_ = true;
-        port_troubled_ = true;
+        if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
         for (auto &[id, d] : devices_) {
             d.told_open = false;
             d.troubled = true;
@@ -315,10 +309,7 @@ void bus_core::open_port() {
     }
     port_state_ = port_state::open;
     ++port_epoch_;
-    if (port_troubled_) ++counters_.reconnects;
-    port_troubled_ = false;
-    quiet_ = false;
-    backoff_.reset();
+    if (backoff_.succeeded()) ++counters_.reconnects;
     last_turn_end_ = bus_clock::now();
     spdlog::info("[{}] open ({} baud, {}{}{}), {} device(s)", name_, settings_.baud, settings_.data_bits,
                  settings_.parity, settings_.stop_bits, devices_.size());
@@ -344,7 +335,7 @@ void bus_core::port_failed(const error_code &ec, const char *what) {
     ++counters_.errors;
     spdlog::warn("[{}] port lost ({}: {}); reopening with backoff", name_, what, ec.message());
     close_port();
-    port_troubled_ = true;
+    backoff_.dropped();
     for (auto &[id, d] : devices_) {
         if (auto l = d.link.lock()) ++l->counters_ref().errors;
         d.troubled = true;

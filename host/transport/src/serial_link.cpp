@@ -21,9 +21,7 @@ public:
 
 private:
     void start() override {
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        backoff_.restart();
         do_open();
     }
 
@@ -32,24 +30,19 @@ private:
         if (const error_code ec = open_serial_port(stream_, settings_)) {
             ++counters_.errors;
             // One warning per outage, not one per retry.
-            if (!quiet_) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
-            quiet_ = true;
-            troubled_ = true;
+            if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
             set_state(FL_LINK_FAILED, FL_IO);
             if (alive(epoch)) schedule_open();
             return;
         }
-        if (troubled_) ++counters_.reconnects;
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        if (backoff_.succeeded()) ++counters_.reconnects;
         spdlog::info("[{}] open ({} baud, {}{}{})", name_, settings_.baud, settings_.data_bits, settings_.parity,
                      settings_.stop_bits);
         begin_session();
     }
 
     void on_lost() override {
-        troubled_ = true;
+        backoff_.dropped();
         schedule_open();
     }
 
@@ -69,8 +62,6 @@ private:
     serial_settings settings_;
     retry_backoff backoff_;
     asio::steady_timer retry_timer_;
-    bool troubled_ = false;  // the last attempt failed or the port dropped: the next success is a reconnect
-    bool quiet_ = false;     // this outage was already logged
 };
 
 }  // namespace

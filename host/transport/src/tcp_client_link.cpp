@@ -24,9 +24,7 @@ public:
 
 private:
     void start() override {
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        backoff_.restart();
         do_resolve();
     }
 
@@ -86,10 +84,7 @@ private:
         }
         ++attempt_;  // a deadline that expired just now must not close the connection that made it
         set_device_socket_options(stream_);
-        if (troubled_) ++counters_.reconnects;
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        if (backoff_.succeeded()) ++counters_.reconnects;
         spdlog::info("[{}] connected", name_);
         begin_session();
     }
@@ -101,16 +96,14 @@ private:
         stream_.close(ignored);
         if (timed_out_) ec = asio::error::timed_out;
         ++counters_.errors;
-        if (!quiet_) spdlog::warn("[{}] {} failed ({}); retrying with backoff", name_, what, ec.message());
-        quiet_ = true;
-        troubled_ = true;
+        if (backoff_.failed()) spdlog::warn("[{}] {} failed ({}); retrying with backoff", name_, what, ec.message());
         const std::uint64_t epoch = epoch_;
         set_state(FL_LINK_FAILED, ec == asio::error::timed_out ? FL_TIMEOUT : FL_IO);
         if (alive(epoch)) schedule_connect();
     }
 
     void on_lost() override {
-        troubled_ = true;
+        backoff_.dropped();
         schedule_connect();
     }
 
@@ -138,8 +131,6 @@ private:
     asio::steady_timer retry_timer_;
     std::uint64_t attempt_ = 0;  // completions of an abandoned attempt are stale
     bool timed_out_ = false;
-    bool troubled_ = false;
-    bool quiet_ = false;
 };
 
 }  // namespace

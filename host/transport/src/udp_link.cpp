@@ -28,9 +28,7 @@ private:
     std::size_t max_write() const override { return max_datagram; }
 
     void start() override {
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        backoff_.restart();
         do_resolve();
     }
 
@@ -71,17 +69,12 @@ private:
         if (ec) {
             close_socket();
             ++counters_.errors;
-            if (!quiet_) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
-            quiet_ = true;
-            troubled_ = true;
+            if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
             set_state(FL_LINK_FAILED, FL_IO);
             if (alive(epoch)) schedule_open();
             return;
         }
-        if (troubled_) ++counters_.reconnects;
-        troubled_ = false;
-        quiet_ = false;
-        backoff_.reset();
+        if (backoff_.succeeded()) ++counters_.reconnects;
         ++session_;
         open_ = true;
         spdlog::info("[{}] open (local port {})", name_, socket_.local_endpoint(ec).port());
@@ -102,7 +95,7 @@ private:
         if (ec) {
             close_socket();
             ++counters_.errors;
-            troubled_ = true;
+            backoff_.dropped();
             spdlog::warn("[{}] socket lost ({}); reopening with backoff", name_, ec.message());
             set_state(FL_LINK_LOST, FL_IO);
             if (alive(epoch)) schedule_open();
@@ -179,8 +172,6 @@ private:
     std::uint64_t session_ = 0;
     bool open_ = false;
     bool sending_ = false;
-    bool troubled_ = false;
-    bool quiet_ = false;
 };
 
 }  // namespace
