@@ -1,8 +1,11 @@
 #include "site_host.hpp"
 
 #include <condition_variable>
+#include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <map>
@@ -22,10 +25,12 @@
 #include <firelink/admin/command_json.hpp>
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/core/event_check.hpp>
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/payload.hpp>
 #include <firelink/pipeline/sinks.hpp>
 #include <firelink/transport/link.hpp>
+#include <firelink/uplink/uplink.hpp>
 
 namespace firelink::cli {
 
@@ -272,6 +277,9 @@ private:
     std::string devices_json() const;
     std::string health_json() const;
     std::string metrics_text();
+    std::string uplink_json() const;
+    bool start_uplink();
+    std::string run_platform_command(const uplink::downlink_command &c);
 
     // The control thread runs every reconfiguration, one at a time. A job still queued when the host stops is
     // cancelled instead (its waiter gets an answer at once).
@@ -299,6 +307,8 @@ private:
     asio::io_context admin_io_;  // the admin endpoint, apart, so a slow handler never delays a device
     admin::host_metrics metrics_;
     pipeline::event_pipeline pipeline_;
+    std::unique_ptr<uplink::durable_queue> queue_;  // with [uplink]: the durable queue...
+    std::unique_ptr<uplink::uplink> uplink_;        // ...and its senders and command poll
     std::unique_ptr<core::device_runtime> runtime_;
     catalog catalog_;
     wiring wires_;
@@ -477,7 +487,8 @@ std::string site_host::devices_json() const {
         nlohmann::json d{{"id", st->device_id},          {"plugin", st->plugin_id},
                          {"driver", st->driver_id},      {"class", st->device_class},
                          {"state", st->state},           {"events_accepted", st->accepted},
-                         {"events_refused", st->refused}, {"slow_callbacks", st->slow_callbacks},
+                         {"events_refused", st->refused}, {"events_deferred", st->deferred},
+                         {"slow_callbacks", st->slow_callbacks},
                          {"commands", st->commands}};
         d["last_seen_ms"] = st->last_seen ? nlohmann::json(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                st->last_seen->time_since_epoch())
@@ -507,30 +518,193 @@ std::string site_host::health_json() const {
         else ++other;
     }
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
-    const char *status = !ready_ ? "starting" : offline + faulted + other == 0 ? "ok" : "degraded";
-    return nlohmann::json{{"status", status},
-                          {"gateway", running_.gateway_id},
-                          {"uptime_s", uptime.count()},
-                          {"devices", {{"started", started}, {"offline", offline}, {"faulted", faulted}, {"other", other}}}}
-        .dump();
+    std::string uplink_problem;
+    if (uplink_) {
+        const auto q = queue_->stats();
+        const auto r = uplink_->report();
+        if (q.disk_full) uplink_problem = "the queue's disk is full";
+        else if (q.lanes[0].near_full || q.lanes[1].near_full) uplink_problem = "the queue is near full";
+        else if (r.credentials_refused) uplink_problem = "the platform refuses this gateway's credentials";
+        else
+            for (const auto &l : r.lanes)
+                if (!l.last_error.empty()) uplink_problem = "the platform is not reachable: " + l.last_error;
+    }
+    const char *status = !ready_                                                 ? "starting"
+                         : offline + faulted + other == 0 && uplink_problem.empty() ? "ok"
+                                                                                  : "degraded";
+    nlohmann::json out{{"status", status},
+                       {"gateway", running_.gateway_id},
+                       {"uptime_s", uptime.count()},
+                       {"devices", {{"started", started}, {"offline", offline}, {"faulted", faulted}, {"other", other}}}};
+    if (uplink_) out["uplink"] = {{"ok", uplink_problem.empty()}, {"problem", uplink_problem}};
+    return out.dump();
 }
 
 std::string site_host::metrics_text() {
     for (const auto &id : runtime_->device_ids())
         if (auto st = runtime_->status(id); st && st->last_seen)
             metrics_.device_seen(id, std::chrono::duration<double>(st->last_seen->time_since_epoch()).count());
-    return metrics_.serialize();
+    auto text = metrics_.serialize();
+    if (!uplink_) return text;
+    // The uplink's series, in the same exposition format.
+    const auto q = queue_->stats();
+    const auto r = uplink_->report();
+    auto family = [&](const char *name, const char *type, const char *help) {
+        text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    auto lane_series = [&](const char *name, auto value) {
+        for (int i = 0; i < uplink::lane_count; ++i)
+            text += std::string(name) + "{lane=\"" + uplink::to_string(static_cast<uplink::lane>(i)) + "\"} " +
+                    std::to_string(value(i)) + "\n";
+    };
+    family("firelink_uplink_queue_depth", "gauge", "Events committed to the durable queue and not yet acknowledged.");
+    lane_series("firelink_uplink_queue_depth", [&](int i) { return q.lanes[i].depth; });
+    family("firelink_uplink_queue_bytes", "gauge", "Bytes of queued events.");
+    lane_series("firelink_uplink_queue_bytes", [&](int i) { return q.lanes[i].bytes; });
+    family("firelink_uplink_queue_cap_bytes", "gauge", "The lane's cap.");
+    lane_series("firelink_uplink_queue_cap_bytes", [&](int i) { return q.lanes[i].cap_bytes; });
+    family("firelink_uplink_committed_total", "counter", "Events committed (accepted) since start.");
+    lane_series("firelink_uplink_committed_total", [&](int i) { return q.lanes[i].committed; });
+    family("firelink_uplink_acked_total", "counter", "Events acknowledged by the platform since start.");
+    lane_series("firelink_uplink_acked_total", [&](int i) { return q.lanes[i].acked; });
+    family("firelink_uplink_quarantined_total", "counter", "Events the platform rejected, kept in the quarantine.");
+    lane_series("firelink_uplink_quarantined_total", [&](int i) { return q.lanes[i].quarantined; });
+    family("firelink_uplink_evicted_total", "counter", "Telemetry evicted to stay within the cap.");
+    lane_series("firelink_uplink_evicted_total", [&](int i) { return q.lanes[i].evicted; });
+    family("firelink_uplink_deferred_total", "counter", "Events refused for backpressure (FL_BUSY).");
+    lane_series("firelink_uplink_deferred_total", [&](int i) { return q.lanes[i].refused; });
+    family("firelink_uplink_request_failures_total", "counter", "Failed requests to the platform.");
+    lane_series("firelink_uplink_request_failures_total", [&](int i) { return r.lanes[i].failures; });
+    family("firelink_uplink_last_ack_timestamp_seconds", "gauge", "When the platform last acknowledged.");
+    lane_series("firelink_uplink_last_ack_timestamp_seconds", [&](int i) { return r.lanes[i].last_ack_wall_ms / 1000; });
+    family("firelink_uplink_quarantine_size", "gauge", "Events in the quarantine table.");
+    text += "firelink_uplink_quarantine_size " + std::to_string(q.quarantine_total) + "\n";
+    family("firelink_uplink_disk_full", "gauge", "1 while the queue's disk is full (only alarms are taken).");
+    text += std::string("firelink_uplink_disk_full ") + (q.disk_full ? "1" : "0") + "\n";
+    family("firelink_uplink_commands_total", "counter", "Commands received from the platform.");
+    text += "firelink_uplink_commands_total " + std::to_string(r.commands_received) + "\n";
+    return text;
+}
+
+bool site_host::start_uplink() {
+    const auto &u = cfg_.uplink;
+    uplink::queue_options q;
+    q.path = u.queue_path;
+    q.gateway_id = cfg_.gateway_id;
+    q.cap_bytes = {static_cast<std::uint64_t>(u.alarm_cap_mb) << 20, static_cast<std::uint64_t>(u.event_cap_mb) << 20,
+                   static_cast<std::uint64_t>(u.telemetry_cap_mb) << 20};
+    q.reserve_bytes = static_cast<std::uint64_t>(u.reserve_mb) << 20;
+    uplink::uplink_options o;
+    o.gateway_id = cfg_.gateway_id;
+    o.http.base_url = u.url;
+    o.http.ca_file = u.ca_file;
+    o.http.client_cert = u.client_cert;
+    o.http.client_key = u.client_key;
+    o.http.gateway_id = cfg_.gateway_id;
+    o.http.timeout = u.timeout;
+    o.batch_max_events = static_cast<std::size_t>(u.batch_max_events);
+    o.batch_max_bytes = static_cast<std::size_t>(u.batch_max_bytes);
+    o.poll_commands = u.poll_commands;
+    try {
+        if (!u.token_file.empty()) {
+            FILE *f = std::fopen(u.token_file.c_str(), "r");
+            if (!f) throw std::runtime_error("token_file " + u.token_file + ": " + std::strerror(errno));
+            char buf[4096];
+            const auto n = std::fread(buf, 1, sizeof buf, f);
+            std::fclose(f);
+            std::string token(buf, n);
+            while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+            while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
+            if (token.empty()) throw std::runtime_error("token_file " + u.token_file + " is empty");
+            o.http.token = token;
+        }
+        queue_ = std::make_unique<uplink::durable_queue>(q);
+    } catch (const std::exception &e) {
+        spdlog::critical("{}: uplink: {}", cfg_.file.string(), e.what());
+        return false;
+    }
+    const auto &opened = queue_->opened();
+    spdlog::info("uplink to {}: queue {} (epoch {}, {}{} events waiting, checked in {} ms)", u.url, u.queue_path,
+                 queue_->epoch(), opened.created ? "new, " : "", opened.backlog, opened.check_took.count());
+    uplink_ = std::make_unique<uplink::uplink>(*queue_, o,
+                                               [this](const uplink::downlink_command &c) { return run_platform_command(c); });
+    pipeline_.add(uplink_->make_sink());
+    return true;
+}
+
+// A command from the platform: to its device like an operator's. The runtime reports what the device cannot take
+// as a command_result of that device; only a device this gateway does not run is the uplink's to report.
+std::string site_host::run_platform_command(const uplink::downlink_command &c) {
+    std::string why;
+    const fl_status st = runtime_ ? runtime_->command(c.device, c.command, why) : FL_NOT_FOUND;
+    spdlog::info("platform command {} '{}' for device {}: {}{}", c.id, c.name, c.device, st == FL_OK ? "accepted" : "",
+                 why.empty() ? "" : why);
+    metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
+    if (st == FL_NOT_FOUND) return "this gateway has no device '" + c.device + "'";
+    return {};
+}
+
+std::string site_host::uplink_json() const {
+    if (!uplink_) return R"({"configured":false})";
+    const auto q = queue_->stats();
+    const auto r = uplink_->report();
+    nlohmann::json lanes = nlohmann::json::object();
+    for (int i = 0; i < uplink::lane_count; ++i) {
+        const auto &ql = q.lanes[i];
+        const auto &rl = r.lanes[i];
+        lanes[uplink::to_string(static_cast<uplink::lane>(i))] = {
+            {"depth", ql.depth},           {"bytes", ql.bytes},
+            {"cap_bytes", ql.cap_bytes},   {"near_full", ql.near_full},
+            {"last_seq", ql.last_seq},     {"acked_through", ql.acked_through},
+            {"committed", ql.committed},   {"acked", ql.acked},
+            {"quarantined", ql.quarantined}, {"evicted", ql.evicted},
+            {"deferred", ql.refused},      {"batches", rl.batches},
+            {"failures", rl.failures},     {"last_status", rl.last_status},
+            {"last_error", rl.last_error}, {"last_ack_wall_ms", rl.last_ack_wall_ms},
+            {"backoff_ms", rl.backoff.count()}};
+    }
+    nlohmann::json quarantine = nlohmann::json::array();
+    try {
+        for (const auto &x : queue_->quarantine(100))
+            quarantine.push_back({{"lane", x.lane},
+                                  {"seq", x.seq},
+                                  {"status", x.status},
+                                  {"reason", x.reason},
+                                  {"quarantined_wall_ms", x.quarantined_wall_ms},
+                                  {"record", nlohmann::json::parse(core::msgpack_to_json(x.record.data(), x.record.size()),
+                                                                   nullptr, false)}});
+    } catch (const std::exception &e) {
+        quarantine = {{"error", e.what()}};
+    }
+    return nlohmann::json{{"configured", true},
+                          {"url", running_.uplink.url},
+                          {"queue", running_.uplink.queue_path},
+                          {"epoch", q.epoch},
+                          {"pending", q.pending},
+                          {"transactions", q.transactions},
+                          {"disk_full", q.disk_full},
+                          {"last_commit_ms", q.last_commit_ms},
+                          {"max_commit_ms", q.max_commit_ms},
+                          {"commands_received", r.commands_received},
+                          {"command_cursor", r.command_cursor},
+                          {"poll_error", r.poll_error},
+                          {"credentials_refused", r.credentials_refused},
+                          {"lanes", lanes},
+                          {"quarantine_total", q.quarantine_total},
+                          {"quarantine", quarantine}}
+        .dump();
 }
 
 int site_host::run() {
     // Sinks first: nothing is accepted before there is somewhere to put it.
     try {
         if (cfg_.sink_kind == "jsonl") pipeline_.add(pipeline::make_jsonl_file_sink(cfg_.sink_path));
-        else pipeline_.add(pipeline::make_stdout_sink());
+        else if (cfg_.sink_kind == "stdout") pipeline_.add(pipeline::make_stdout_sink());
     } catch (const std::exception &e) {
         spdlog::critical("{}: sink: {}", cfg_.file.string(), e.what());
         return 1;
     }
+    if (cfg_.uplink.configured && !start_uplink()) return 1;
 
     core::runtime_options options;
     options.gateway_id = cfg_.gateway_id;
@@ -547,6 +721,7 @@ int site_host::run() {
     options.observer.transport_errors = [this](const std::string &device, std::uint64_t n) {
         metrics_.transport_error(device, n);
     };
+    if (uplink_) options.admits = [this](std::string_view kind) { return uplink_->admits(kind); };
     std::mutex counts_mutex;
     std::map<std::string, std::uint64_t> counts;
     runtime_ = std::make_unique<core::device_runtime>(
@@ -575,6 +750,7 @@ int site_host::run() {
         h.metrics_text = [this] { return metrics_text(); };
         h.health_json = [this] { return health_json(); };
         h.devices_json = [this] { return devices_json(); };
+        h.uplink_json = [this] { return uplink_json(); };
         h.command = [this](const std::string &device, const std::string &body) { return command(device, body); };
         h.reload = [this] {
             auto done = std::make_shared<std::promise<std::pair<unsigned, std::string>>>();
@@ -678,6 +854,15 @@ int site_host::run() {
     }
     runtime_->destroy_all();
     pipeline_.flush();
+    if (uplink_) {
+        const auto q = queue_->stats();
+        std::fprintf(stderr, "  uplink: epoch %s; queued alarm %llu, event %llu, telemetry %llu; quarantined %llu\n",
+                     q.epoch.c_str(), static_cast<unsigned long long>(q.lanes[0].depth),
+                     static_cast<unsigned long long>(q.lanes[1].depth),
+                     static_cast<unsigned long long>(q.lanes[2].depth),
+                     static_cast<unsigned long long>(q.quarantine_total));
+    }
+    uplink_.reset();  // its command poll calls into the runtime
     if (admin) admin->stop();
     admin_work.reset();
     admin_io_.stop();
@@ -686,6 +871,7 @@ int site_host::run() {
     io_.stop();
     for (auto &t : threads) t.join();
     runtime_.reset();
+    queue_.reset();
     if (!failures.empty()) {
         std::fprintf(stderr, "expectations: NOT met\n");
         for (const auto &f : failures) std::fprintf(stderr, "  - %s\n", f.c_str());

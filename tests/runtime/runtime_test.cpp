@@ -94,7 +94,7 @@ protected:
     core::plugin_loader loader;
     collector events;
     std::unique_ptr<core::device_runtime> runtime = std::make_unique<core::device_runtime>(
-        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 2000ms, .observer = {}});
+        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 2000ms, .observer = {}, .admits = {}});
 };
 
 }  // namespace
@@ -473,7 +473,7 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
 TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
     runtime = std::make_unique<core::device_runtime>(
         io, [this](core::accepted_event &&e) { events(std::move(e)); },
-        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}});
+        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}, .admits = {}});
     auto p = load(FIXTURE_WIRE);
     ASSERT_TRUE(p);
     std::string why;
@@ -493,7 +493,7 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
     // fault bound 100 ms: the host waits 2 x 100 ms + 1 s for a device's strand, then twice that for a begun call.
     runtime = std::make_unique<core::device_runtime>(
         io, [this](core::accepted_event &&e) { events(std::move(e)); },
-        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}});
+        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}, .admits = {}});
     auto p = load(FIXTURE_WIRE);
     ASSERT_TRUE(p);
     std::string why;

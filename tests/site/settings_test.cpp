@@ -231,7 +231,7 @@ TEST(Sink, JsonlPathResolvesAgainstTheConfigFolder) {
 
 TEST(Sink, Rules) {
     EXPECT_EQ(snippet_error("[sink]\nkind = \"file\"\n"),
-              "site.toml:2:8: sink.kind: expected one of \"stdout\", \"jsonl\", got \"file\"");
+              "site.toml:2:8: sink.kind: expected one of \"stdout\", \"jsonl\", \"none\", got \"file\"");
     EXPECT_EQ(snippet_error("[sink]\nkind = \"jsonl\"\n"),
               "site.toml:1:1: sink.path: missing (expected a file path for kind = \"jsonl\")");
     EXPECT_EQ(snippet_error("[sink]\nkind = \"jsonl\"\npath = \"\"\n"),
@@ -299,44 +299,89 @@ TEST(Liveness, Rules) {
 
 // ---- [uplink] ------------------------------------------------------------------------------------------------
 
+const std::string uplink_min = "[uplink]\nurl = \"http://127.0.0.1:9\"\nqueue_path = \"q.db\"\n";
+
 TEST(Uplink, ConfiguredOnlyWhenTheTableExists) {
     EXPECT_FALSE(snippet_loads("").uplink.configured);
-    EXPECT_TRUE(snippet_loads("[uplink]\n").uplink.configured);
+    const auto c = snippet_loads(uplink_min);
+    EXPECT_TRUE(c.uplink.configured);
+    // Defaults.
+    EXPECT_EQ(c.uplink.timeout, std::chrono::seconds(10));
+    EXPECT_EQ(c.uplink.batch_max_events, 500);
+    EXPECT_EQ(c.uplink.batch_max_bytes, 512 * 1024);
+    EXPECT_EQ(c.uplink.alarm_cap_mb, 64);
+    EXPECT_EQ(c.uplink.event_cap_mb, 256);
+    EXPECT_EQ(c.uplink.telemetry_cap_mb, 512);
+    EXPECT_EQ(c.uplink.reserve_mb, 16);
+    EXPECT_TRUE(c.uplink.poll_commands);
+    // With an uplink, a local record of events is opt-in.
+    EXPECT_EQ(c.sink_kind, "none");
+    EXPECT_EQ(snippet_loads(uplink_min + "[sink]\nkind = \"stdout\"\n").sink_kind, "stdout");
+    EXPECT_EQ(snippet_loads("").sink_kind, "stdout");
+}
+
+TEST(Uplink, UrlAndQueueAreRequired) {
+    EXPECT_EQ(snippet_error("[uplink]\nqueue_path = \"q.db\"\n"), "site.toml:1:1: uplink.url: missing (expected a non-empty string)");
+    EXPECT_EQ(snippet_error("[uplink]\nurl = \"http://x:1\"\n"), "site.toml:1:1: uplink.queue_path: missing (expected a non-empty string)");
 }
 
 TEST(Uplink, ValuesAndRelativePaths) {
     const auto c = loads(R"([uplink]
-url = "https://fire.example.cn/api/v1/events"
+url = "https://fire.example.cn/firelink"
 token_file = "secrets/token"
 ca_file = "/etc/ssl/ca.pem"
 client_cert = "tls/gw.crt"
 client_key = "tls/gw.key"
 queue_path = "/var/lib/firelink/queue.db"
+timeout_s = 20
+batch_max_events = 100
+batch_max_bytes = 65536
+alarm_cap_mb = 8
+event_cap_mb = 16
+telemetry_cap_mb = 32
+reserve_mb = 0
+poll_commands = false
 )" + base,
                          "/etc/firelink/site.toml");
-    EXPECT_EQ(c.uplink.url, "https://fire.example.cn/api/v1/events");
+    EXPECT_EQ(c.uplink.url, "https://fire.example.cn/firelink");
     EXPECT_EQ(c.uplink.token_file, "/etc/firelink/secrets/token");
     EXPECT_EQ(c.uplink.ca_file, "/etc/ssl/ca.pem");
     EXPECT_EQ(c.uplink.client_cert, "/etc/firelink/tls/gw.crt");
     EXPECT_EQ(c.uplink.client_key, "/etc/firelink/tls/gw.key");
     EXPECT_EQ(c.uplink.queue_path, "/var/lib/firelink/queue.db");
-    EXPECT_EQ(snippet_loads("[uplink]\nurl = \"http://10.0.0.1:8080/\"\n").uplink.url, "http://10.0.0.1:8080/");
+    EXPECT_EQ(c.uplink.timeout, std::chrono::seconds(20));
+    EXPECT_EQ(c.uplink.batch_max_events, 100);
+    EXPECT_EQ(c.uplink.batch_max_bytes, 65536);
+    EXPECT_EQ(c.uplink.alarm_cap_mb, 8);
+    EXPECT_EQ(c.uplink.event_cap_mb, 16);
+    EXPECT_EQ(c.uplink.telemetry_cap_mb, 32);
+    EXPECT_EQ(c.uplink.reserve_mb, 0);
+    EXPECT_FALSE(c.uplink.poll_commands);
+    EXPECT_EQ(snippet_loads("[uplink]\nurl = \"http://10.0.0.1:8080/\"\nqueue_path = \"q\"\n").uplink.url,
+              "http://10.0.0.1:8080/");
 }
 
 TEST(Uplink, Rules) {
-    EXPECT_EQ(snippet_error("[uplink]\nurl = \"ftp://x\"\n"),
+    const std::string q = "queue_path = \"q.db\"\n";
+    const std::string u = "url = \"http://x:1\"\n";
+    EXPECT_EQ(snippet_error("[uplink]\nurl = \"ftp://x\"\n" + q),
               "site.toml:2:7: uplink.url: expected an http:// or https:// URL, got \"ftp://x\"");
-    EXPECT_EQ(snippet_error("[uplink]\nurl = \"https://\"\n"),
+    EXPECT_EQ(snippet_error("[uplink]\nurl = \"https://\"\n" + q),
               "site.toml:2:7: uplink.url: expected an http:// or https:// URL, got \"https://\"");
-    EXPECT_EQ(snippet_error("[uplink]\nclient_cert = \"c.pem\"\n"),
+    EXPECT_EQ(snippet_error("[uplink]\nclient_cert = \"c.pem\"\n" + u + q),
               "site.toml:2:15: uplink.client_cert: given without uplink.client_key (expected both or neither)");
-    EXPECT_EQ(snippet_error("[uplink]\nclient_key = \"k.pem\"\n"),
+    EXPECT_EQ(snippet_error("[uplink]\nclient_key = \"k.pem\"\n" + u + q),
               "site.toml:2:14: uplink.client_key: given without uplink.client_cert (expected both or neither)");
-    EXPECT_EQ(snippet_error("[uplink]\ntoken_file = \"\"\n"),
+    EXPECT_EQ(snippet_error("[uplink]\ntoken_file = \"\"\n" + u + q),
               "site.toml:2:14: uplink.token_file: expected a non-empty string, got \"\"");
-    EXPECT_EQ(snippet_error("[uplink]\nqueue_path = 1\n"),
+    EXPECT_EQ(snippet_error("[uplink]\nqueue_path = 1\n" + u),
               "site.toml:2:14: uplink.queue_path: expected a non-empty string, got an integer");
-    EXPECT_EQ(snippet_error("[uplink]\nretry = 3\n"),
+    EXPECT_EQ(snippet_error("[uplink]\nbatch_max_events = 0\n" + u + q),
+              "site.toml:2:20: uplink.batch_max_events: expected an integer from 1 to 10000, got 0");
+    EXPECT_EQ(snippet_error("[uplink]\npoll_commands = \"yes\"\n" + u + q),
+              "site.toml:2:17: uplink.poll_commands: expected a boolean (true or false), got a string");
+    EXPECT_EQ(snippet_error("[uplink]\nretry = 3\n" + u + q),
               "site.toml:2:1: uplink.retry: unknown key (expected one of: url, token_file, ca_file, client_cert, "
-              "client_key, queue_path)");
+              "client_key, queue_path, timeout_s, batch_max_events, batch_max_bytes, alarm_cap_mb, event_cap_mb, "
+              "telemetry_cap_mb, reserve_mb, poll_commands)");
 }

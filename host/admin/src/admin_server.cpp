@@ -125,6 +125,7 @@ response route(const request &req, const admin_handlers &h) {
     if (path == "/metrics") return text_endpoint(req, h.metrics_text, metrics_type);
     if (path == "/healthz") return text_endpoint(req, h.health_json, json_type);
     if (path == "/api/devices") return text_endpoint(req, h.devices_json, json_type);
+    if (path == "/api/uplink") return text_endpoint(req, h.uplink_json, json_type);
     if (path == "/api/reload") {
         if (req.method() != http::verb::post) return not_allowed(req, "POST");
         if (!h.reload) return error(req, 501, "not provided by this host");

@@ -72,7 +72,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::atomic<life> state{life::created};
     std::atomic<bool> faulted{false};
     std::atomic<bool> offline{false};
-    std::atomic<std::uint64_t> sequence{0}, accepted{0}, refused{0}, slow_callbacks{0}, commands{0};
+    std::atomic<std::uint64_t> sequence{0}, accepted{0}, refused{0}, deferred{0}, slow_callbacks{0}, commands{0};
     std::atomic<std::int64_t> last_refusal_log_ns{0};
     std::atomic<std::int64_t> last_traffic_ns{0};
     std::atomic<std::int64_t> last_seen_wall_ms{0};
@@ -404,6 +404,15 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         return FL_INVALID_ARGUMENT;
     }
     s->note_traffic();
+    if (s->options.admits && !s->options.admits(summary->kind)) {
+        s->deferred++;
+        const auto now = now_ns();
+        auto last = s->last_refusal_log_ns.load();
+        if (now - last > 1'000'000'000 && s->last_refusal_log_ns.compare_exchange_strong(last, now))
+            spdlog::warn("[{}] device {}: the uplink queue is full; a {} event is deferred (FL_BUSY, {} so far)",
+                         s->label, s->device_id, summary->kind, s->deferred.load());
+        return FL_BUSY;
+    }
     s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
                false);
     return FL_OK;
@@ -794,6 +803,7 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
     st.state = state_name(*s);
     st.accepted = s->accepted;
     st.refused = s->refused;
+    st.deferred = s->deferred;
     st.slow_callbacks = s->slow_callbacks;
     st.commands = s->commands;
     if (auto ms = s->last_seen_wall_ms.load())

@@ -20,37 +20,6 @@ namespace firelink::pipeline {
 namespace {
 
 
-// The boot id tells monotonic times of different boots apart.
-const std::string &boot_id() {
-    static const std::string id = [] {
-        std::string s;
-        if (FILE *f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
-            char buf[64] = {};
-            if (std::fgets(buf, sizeof buf, f)) s = buf;
-            std::fclose(f);
-        }
-        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-        return s;
-    }();
-    return id;
-}
-
-// Whether the kernel's clock is synchronised (NTP/PTP), re-read at most once a second: a wall time from an
-// unsynchronised clock is still recorded, but the platform should prefer the monotonic order.
-bool clock_synced() {
-    static std::atomic<std::int64_t> checked_s{-1};
-    static std::atomic<bool> synced{false};
-    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::steady_clock::now().time_since_epoch())
-                           .count();
-    if (checked_s.exchange(now_s) != now_s) {
-        struct timex tx {};
-        const int state = ::adjtimex(&tx);
-        synced = state != -1 && state != TIME_ERROR && !(tx.status & STA_UNSYNC);
-    }
-    return synced;
-}
-
 // JSON lines written by a thread of its own: accept() only renders the line and queues it, so a driver's emit never
 // waits for the disk (FL-HOST-11). Nothing is dropped: flush() waits until every queued line is written.
 class file_sink : public sink {
@@ -120,6 +89,37 @@ private:
 };
 
 }  // namespace
+
+// The boot id tells monotonic times of different boots apart.
+const std::string &boot_id() {
+    static const std::string id = [] {
+        std::string s;
+        if (FILE *f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+            char buf[64] = {};
+            if (std::fgets(buf, sizeof buf, f)) s = buf;
+            std::fclose(f);
+        }
+        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        return s;
+    }();
+    return id;
+}
+
+// Whether the kernel's clock is synchronised (NTP/PTP), re-read at most once a second: a wall time from an
+// unsynchronised clock is still recorded, but the platform should prefer the monotonic order.
+bool clock_synced() {
+    static std::atomic<std::int64_t> checked_s{-1};
+    static std::atomic<bool> synced{false};
+    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count();
+    if (checked_s.exchange(now_s) != now_s) {
+        struct timex tx {};
+        const int state = ::adjtimex(&tx);
+        synced = state != -1 && state != TIME_ERROR && !(tx.status & STA_UNSYNC);
+    }
+    return synced;
+}
 
 std::string record_json(const core::accepted_event &ev) {
     std::string out;

@@ -80,7 +80,7 @@ void read_sink(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "sink", cx.diag);
     if (!t) return;
     table_reader r(*t, "sink", cx.diag, {"kind", "path"});
-    const auto kind = r.choice("kind", {"stdout", "jsonl"}, need::optional);
+    const auto kind = r.choice("kind", {"stdout", "jsonl", "none"}, need::optional);
     if (kind) out.sink_kind = *kind;
     const auto path = r.nonempty_string("path", need::optional);
     if (r.has("kind") && !kind) return;  // a bad kind: whether a path belongs is unknown
@@ -131,8 +131,11 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "uplink", cx.diag);
     if (!t) return;
     out.uplink.configured = true;
-    table_reader r(*t, "uplink", cx.diag, {"url", "token_file", "ca_file", "client_cert", "client_key", "queue_path"});
-    if (const auto url = r.nonempty_string("url", need::optional)) {
+    table_reader r(*t, "uplink", cx.diag,
+                   {"url", "token_file", "ca_file", "client_cert", "client_key", "queue_path", "timeout_s",
+                    "batch_max_events", "batch_max_bytes", "alarm_cap_mb", "event_cap_mb", "telemetry_cap_mb",
+                    "reserve_mb", "poll_commands"});
+    if (const auto url = r.nonempty_string("url", need::required)) {
         const bool http = url->rfind("http://", 0) == 0 && url->size() > 7;
         const bool https = url->rfind("https://", 0) == 0 && url->size() > 8;
         if (http || https)
@@ -140,20 +143,29 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
         else
             r.error("url", "expected an http:// or https:// URL, got " + in_quotes(*url));
     }
-    const auto path = [&](std::string_view key, std::string &into) {
-        if (const auto p = r.nonempty_string(key, need::optional)) into = cx.resolve(*p).string();
+    const auto path = [&](std::string_view key, std::string &into, need n) {
+        if (const auto p = r.nonempty_string(key, n)) into = cx.resolve(*p).string();
     };
-    path("token_file", out.uplink.token_file);
-    path("ca_file", out.uplink.ca_file);
-    path("client_cert", out.uplink.client_cert);
-    path("client_key", out.uplink.client_key);
-    path("queue_path", out.uplink.queue_path);
+    path("token_file", out.uplink.token_file, need::optional);
+    path("ca_file", out.uplink.ca_file, need::optional);
+    path("client_cert", out.uplink.client_cert, need::optional);
+    path("client_key", out.uplink.client_key, need::optional);
+    path("queue_path", out.uplink.queue_path, need::required);
     if (r.has("client_cert") != r.has("client_key")) {
         const bool cert = r.has("client_cert");
         r.error(cert ? "client_cert" : "client_key", std::string("given without uplink.") +
                                                          (cert ? "client_key" : "client_cert") +
                                                          " (expected both or neither)");
     }
+    auto &u = out.uplink;
+    if (const auto v = r.integer("timeout_s", 1, 300, need::optional)) u.timeout = std::chrono::seconds(*v);
+    if (const auto v = r.integer("batch_max_events", 1, 10000, need::optional)) u.batch_max_events = *v;
+    if (const auto v = r.integer("batch_max_bytes", 4096, 16 << 20, need::optional)) u.batch_max_bytes = *v;
+    if (const auto v = r.integer("alarm_cap_mb", 1, 1 << 20, need::optional)) u.alarm_cap_mb = *v;
+    if (const auto v = r.integer("event_cap_mb", 1, 1 << 20, need::optional)) u.event_cap_mb = *v;
+    if (const auto v = r.integer("telemetry_cap_mb", 1, 1 << 20, need::optional)) u.telemetry_cap_mb = *v;
+    if (const auto v = r.integer("reserve_mb", 0, 1 << 16, need::optional)) u.reserve_mb = *v;
+    if (const auto v = r.boolean("poll_commands", need::optional)) u.poll_commands = *v;
 }
 
 }  // namespace
@@ -166,6 +178,8 @@ void read_settings(const toml::table &root, load_context &cx, site_config &out) 
     read_watchdog(root, cx, out);
     read_liveness(root, cx, out);
     read_uplink(root, cx, out);
+    // With the uplink the local record is opt-in: without a [sink] table, events go only to the uplink.
+    if (out.uplink.configured && !root.contains("sink")) out.sink_kind = "none";
 }
 
 }  // namespace firelink::site::detail

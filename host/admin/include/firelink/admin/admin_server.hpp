@@ -4,6 +4,7 @@
 //   GET  /metrics                    200 text/plain; version=0.0.4    metrics_text()
 //   GET  /healthz                    200 application/json             health_json()
 //   GET  /api/devices                200 application/json             devices_json()
+//   GET  /api/uplink                 200 application/json             uplink_json()
 //   POST /api/devices/{id}/commands  status and JSON from command(id, body); {id} is percent-decoded
 //   POST /api/reload                 status and JSON from reload()
 //
@@ -41,6 +42,7 @@ struct admin_handlers {
     std::function<std::string()> metrics_text;  // GET /metrics: Prometheus text
     std::function<std::string()> health_json;   // GET /healthz
     std::function<std::string()> devices_json;  // GET /api/devices
+    std::function<std::string()> uplink_json;   // GET /api/uplink: the queue, the senders, the quarantine
     // POST /api/devices/{id}/commands: (HTTP status, JSON body), e.g. {202, {"id": "cmd-7"}}. See command_json.hpp.
     std::function<std::pair<unsigned, std::string>(const std::string &device_id, const std::string &json_body)>
         command;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct runtime_options {
     // ...and longer than this marks the device faulted: a `fault` event `driver_hung`, no more calls into it.
     std::chrono::milliseconds watchdog_fault{2000};
     runtime_observer observer;
+    // Backpressure: when set and false for an event's kind, emit answers FL_BUSY and takes nothing (the driver keeps
+    // the event and retries, FL-PLUGIN-28). The host's own events (offline, driver faults) are always taken.
+    std::function<bool(std::string_view kind)> admits;
 };
 
 // Makes a device's wire on its strand; empty when the device has no wire.
@@ -88,6 +92,7 @@ struct device_status {
     std::string state;  // created, started, stopped, offline, faulted
     std::uint64_t accepted = 0;
     std::uint64_t refused = 0;         // events refused at the boundary
+    std::uint64_t deferred = 0;        // events answered FL_BUSY (backpressure)
     std::uint64_t slow_callbacks = 0;  // calls over the watchdog's warning bound
     std::uint64_t commands = 0;
     std::optional<std::chrono::system_clock::time_point> last_seen;  // last traffic: bytes in or an event

@@ -18,6 +18,11 @@ namespace firelink::pipeline {
 // the event itself (docs/events.md, "The event record").
 std::string record_json(const core::accepted_event &ev);
 
+// The kernel's boot id: two monotonic times compare only within one boot.
+const std::string &boot_id();
+// Whether the kernel reports its clock synchronised (NTP/PTP); re-read at most once a second.
+bool clock_synced();
+
 class sink {
 public:
     virtual ~sink() = default;

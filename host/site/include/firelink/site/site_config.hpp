@@ -102,6 +102,14 @@ struct uplink_config {
     std::string client_cert;
     std::string client_key;
     std::string queue_path;
+    std::chrono::seconds timeout{10};   // one request
+    std::int64_t batch_max_events = 500;
+    std::int64_t batch_max_bytes = 512 * 1024;
+    std::int64_t alarm_cap_mb = 64;     // per-lane caps of the durable queue
+    std::int64_t event_cap_mb = 256;
+    std::int64_t telemetry_cap_mb = 512;
+    std::int64_t reserve_mb = 16;       // disk kept back for alarms
+    bool poll_commands = true;          // long-poll the platform for commands
 };
 
 struct site_config {
@@ -110,7 +118,7 @@ struct site_config {
     std::string gateway_name;
     std::vector<std::filesystem::path> plugin_dirs;  // made absolute, relative to the config file's folder
     std::string admin_listen = "127.0.0.1:9180";
-    std::string sink_kind = "stdout";                // "stdout" or "jsonl"
+    std::string sink_kind = "stdout";                // "stdout", "jsonl" or "none" (default "none" with an [uplink])
     std::filesystem::path sink_path;                 // for "jsonl", made absolute
     std::chrono::milliseconds watchdog_warn{100};
     std::chrono::milliseconds watchdog_fault{2000};

@@ -1,0 +1,227 @@
+// The durable queue: every event on its way to the platform lives here, in one SQLite file, until the platform
+// acknowledges it (docs/uplink-protocol.md). An event is *accepted* only when the transaction that holds it has
+// committed (WAL, synchronous=FULL). One writer thread does every write, many events per transaction (group commit);
+// push() only hands the event to that thread, so a driver's emit never waits for the disk.
+//
+// Three lanes, alarm > event > telemetry, each FIFO by its own sequence number. Order and deletion use sequence
+// numbers only, never a clock. Telemetry is evicted oldest-first beyond its cap, and the eviction is reported as a
+// `gap` event; the alarm and event lanes never evict: near their cap the queue raises `queue_near_full` and stops
+// admitting (backpressure), and a disk that fills up gives its reserve to alarms.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <future>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace SQLite {
+class Database;
+}
+
+namespace firelink::uplink {
+
+enum class lane : int { alarm = 0, event = 1, telemetry = 2 };
+inline constexpr int lane_count = 3;
+inline constexpr std::array<lane, lane_count> all_lanes{lane::alarm, lane::event, lane::telemetry};
+
+// The lane of an event kind (docs/uplink-protocol.md, "Lanes").
+lane lane_of(std::string_view kind);
+const char *to_string(lane l);
+std::optional<lane> lane_from_string(std::string_view s);
+
+struct queue_options {
+    std::filesystem::path path;
+    std::string gateway_id;
+    // Per-lane caps on the bytes of queued records. Telemetry beyond its cap is evicted oldest-first; the alarm and
+    // event lanes are never evicted, and above their cap they stop admitting.
+    std::array<std::uint64_t, lane_count> cap_bytes{64ull << 20, 256ull << 20, 512ull << 20};
+    // Disk space set aside (a preallocated file beside the database) and given up to alarms when the disk is full.
+    std::uint64_t reserve_bytes = 16ull << 20;
+    // Events taken but not yet committed, at most; beyond it nothing is admitted.
+    std::size_t max_pending = 200000;
+    // At most this many events in one transaction.
+    std::size_t max_group = 20000;
+    // Testing: SQLite's max_page_count (0 = none), to make the database "full" without filling a disk.
+    std::uint64_t max_page_count = 0;
+};
+
+// One queued record, as the sender reads it.
+struct queued_record {
+    std::uint64_t seq = 0;
+    std::uint32_t pairs = 0;         // key-value pairs in body
+    std::vector<std::uint8_t> body;  // msgpack key-value pairs of the record, without the map header and `seq`
+};
+
+struct reject {
+    std::uint64_t seq = 0;
+    int status = 0;
+    std::string reason;
+};
+
+struct quarantined_record {
+    std::string lane;
+    std::uint64_t seq = 0;
+    int status = 0;
+    std::string reason;
+    std::int64_t quarantined_wall_ms = 0;
+    std::vector<std::uint8_t> record;  // the whole record as a msgpack map (with seq)
+};
+
+struct lane_stats {
+    std::uint64_t depth = 0;          // committed records waiting for an ack
+    std::uint64_t bytes = 0;          // their bytes
+    std::uint64_t cap_bytes = 0;
+    std::uint64_t last_seq = 0;       // the last seq committed
+    std::uint64_t acked_through = 0;  // the highest seq acknowledged (this process)
+    std::uint64_t committed = 0;      // records committed (this process)
+    std::uint64_t acked = 0;          // records removed by acknowledgement (this process)
+    std::uint64_t quarantined = 0;    // records rejected (this process)
+    std::uint64_t evicted = 0;        // telemetry evicted (this process)
+    std::uint64_t refused = 0;        // pushes refused for backpressure (this process)
+    bool near_full = false;
+};
+
+struct queue_stats {
+    std::string epoch;
+    std::array<lane_stats, lane_count> lanes;
+    std::uint64_t pending = 0;        // taken, not yet committed
+    std::uint64_t transactions = 0;
+    std::uint64_t quarantine_total = 0;  // rows in the quarantine table
+    std::uint64_t commit_errors = 0;
+    bool disk_full = false;
+    double last_commit_ms = 0;
+    double max_commit_ms = 0;
+};
+
+// What open found: a new file, an existing one, or a corrupt one moved aside.
+struct open_report {
+    bool created = false;
+    bool recovered = false;  // the file was unreadable and moved aside
+    std::string moved_to;
+    std::string problem;
+    std::string old_epoch;   // of the file moved aside, when it could be read
+    std::uint64_t backlog = 0;
+    std::chrono::milliseconds check_took{0};
+};
+
+class durable_queue {
+public:
+    // Opens (or creates) the database and starts the writer. A corrupt file is moved aside and a new one begins
+    // (open_report().recovered); the loss is queued as a `gap` event. Throws std::runtime_error when the file cannot
+    // be created at all.
+    explicit durable_queue(queue_options options);
+    // Commits everything taken, then stops the writer.
+    ~durable_queue();
+    durable_queue(const durable_queue &) = delete;
+    durable_queue &operator=(const durable_queue &) = delete;
+
+    const open_report &opened() const { return report_; }
+    const std::string &epoch() const { return epoch_; }
+    const queue_options &options() const { return options_; }
+
+    // Whether a push to this lane would be taken now (backpressure). Any thread, never blocks.
+    bool admits(lane l) const;
+
+    // Hands a record to the writer. Any thread; never waits for the disk. `on_commit` (may be empty) runs on the
+    // writer thread once the record's transaction has committed, with the seq it was given. False (and nothing
+    // taken) when the lane does not admit, unless `force` (the event was admitted earlier: the runtime asked
+    // admits() before it took the event from the driver).
+    bool push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
+              std::function<void(std::uint64_t seq)> on_commit = {}, bool force = false);
+    // A gateway event (device = gateway id, class `gateway`), in the lane of its kind: always taken.
+    void push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind);
+
+    // Called on the writer thread after every commit, with each lane's last committed seq.
+    void on_commit(std::function<void(const std::array<std::uint64_t, lane_count> &last_seq)> listener);
+
+    // A reader for one thread (its own connection): records of a lane with seq > after, in order, at most
+    // max_records and about max_bytes (at least one record).
+    class reader {
+    public:
+        explicit reader(const std::filesystem::path &path);
+        ~reader();
+        std::vector<queued_record> read(lane l, std::uint64_t after, std::size_t max_records, std::size_t max_bytes);
+
+    private:
+        std::unique_ptr<SQLite::Database> db_;
+    };
+    std::unique_ptr<reader> open_reader() const { return std::make_unique<reader>(options_.path); }
+
+    // The platform acknowledged everything of the lane through `through`; `rejects` go to the quarantine. Applied by
+    // the writer in its next transaction; returns at once.
+    void ack(lane l, std::uint64_t through, std::vector<reject> rejects);
+
+    // The downlink's cursor (docs/uplink-protocol.md, commands). set_command_cursor returns once it is committed.
+    std::uint64_t command_cursor() const { return command_cursor_.load(); }
+    bool set_command_cursor(std::uint64_t cursor);
+
+    // Waits until everything pushed before the call has committed (or failed to); false on timeout.
+    bool flush(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+
+    queue_stats stats() const;
+    std::vector<quarantined_record> quarantine(std::size_t limit) const;
+
+private:
+    struct op {
+        enum class type { insert, ack, cursor } what = type::insert;
+        lane l = lane::event;
+        std::vector<std::uint8_t> body;
+        std::uint32_t pairs = 0;
+        std::function<void(std::uint64_t)> on_commit;
+        std::uint64_t value = 0;  // ack: through; cursor: the cursor
+        std::vector<reject> rejects;
+        std::shared_ptr<std::promise<bool>> done;  // cursor: committed or not
+    };
+    void open_database();
+    void writer_loop();
+    bool apply(std::deque<op> &ops);
+    bool free_space_for_alarms();
+    bool disk_has_room() const;
+    void refresh_reserve();
+
+    queue_options options_;
+    open_report report_;
+    std::string epoch_;
+    std::unique_ptr<SQLite::Database> db_;  // the writer's connection
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_, done_cv_;
+    std::deque<op> ops_;
+    std::uint64_t pushed_ = 0, finished_ = 0;  // ops handed to / finished by the writer
+    bool stopping_ = false;
+
+    // Lane state: owned by the writer, published through atomics for admits() and stats().
+    std::array<std::uint64_t, lane_count> next_seq_{1, 1, 1};
+    std::array<std::atomic<std::uint64_t>, lane_count> bytes_{};
+    std::array<std::atomic<std::uint64_t>, lane_count> depth_{};
+    std::array<std::atomic<std::uint64_t>, lane_count> last_seq_{};
+    std::array<std::atomic<std::uint64_t>, lane_count> acked_through_{};
+    std::array<std::atomic<std::uint64_t>, lane_count> committed_{}, acked_{}, quarantined_{}, evicted_{}, refused_{};
+    std::array<std::atomic<bool>, lane_count> near_full_{};
+    std::atomic<std::uint64_t> pending_{0}, transactions_{0}, quarantine_total_{0}, commit_errors_{0};
+    std::atomic<bool> disk_full_{false};
+    std::atomic<double> last_commit_ms_{0}, max_commit_ms_{0};
+    std::atomic<std::uint64_t> command_cursor_{0};
+    std::uint64_t gateway_seq_ = 0;
+
+    // Evictions not yet reported upstream.
+    std::uint64_t unreported_evicted_ = 0, unreported_first_ = 0, unreported_last_ = 0;
+    std::chrono::steady_clock::time_point last_gap_report_{};
+
+    std::vector<std::function<void(const std::array<std::uint64_t, lane_count> &)>> listeners_;
+    std::thread writer_;
+};
+
+}  // namespace firelink::uplink

@@ -1,0 +1,27 @@
+// The record of one event on the uplink (docs/uplink-protocol.md, "POST /v1/events"): who sent it, when the host
+// received it, and the event itself. Queued as msgpack key-value pairs without the map header and `seq`, which the
+// lane gives at commit; full_record() makes the map the platform receives.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <firelink/core/device_runtime.hpp>
+
+namespace firelink::uplink {
+
+// The pairs of an accepted event's record; `pairs` is set to their count.
+std::vector<std::uint8_t> encode_record(const core::accepted_event &ev, std::uint32_t &pairs);
+
+// The pairs of a gateway event's record (device = gateway id, class `gateway`, plugin `firelink-host`).
+std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uint64_t gateway_seq,
+                                         const std::vector<std::uint8_t> &event_payload, std::uint32_t &pairs);
+
+// The whole record: a map of `seq` and the pairs.
+std::vector<std::uint8_t> full_record(std::uint64_t seq, std::uint32_t pairs, const std::vector<std::uint8_t> &body);
+
+// Appends the map header for n pairs.
+void append_map_header(std::vector<std::uint8_t> &out, std::uint32_t n);
+
+}  // namespace firelink::uplink

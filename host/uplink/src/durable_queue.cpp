@@ -1,0 +1,771 @@
+#include "firelink/uplink/durable_queue.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <stdexcept>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <spdlog/spdlog.h>
+
+#include <firelink/payload.hpp>
+
+#include "firelink/uplink/record.hpp"
+
+namespace firelink::uplink {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int application_id = 0x464c4b51;  // 'FLKQ'
+constexpr int schema_version = 1;
+constexpr std::uint64_t seq_bits = 56;
+constexpr std::uint64_t seq_mask = (std::uint64_t{1} << seq_bits) - 1;
+
+std::int64_t row_id(lane l, std::uint64_t seq) {
+    return static_cast<std::int64_t>((static_cast<std::uint64_t>(l) << seq_bits) | (seq & seq_mask));
+}
+
+std::string random_epoch() {
+    std::random_device rd;
+    static const char *hex = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < 4; ++i) {
+        std::uint32_t v = rd();
+        for (int j = 0; j < 8; ++j, v >>= 4) s += hex[v & 15];
+    }
+    return s;
+}
+
+std::string utc_stamp() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+    return buf;
+}
+
+std::int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+void move_aside(const std::filesystem::path &path, const std::filesystem::path &to) {
+    std::error_code ec;
+    for (const char *suffix : {"", "-wal", "-shm"}) {
+        const auto from = path.string() + suffix;
+        if (std::filesystem::exists(from, ec)) std::filesystem::rename(from, to.string() + suffix, ec);
+        if (ec) throw std::runtime_error("cannot move " + from + " aside: " + ec.message());
+    }
+}
+
+// Reads the epoch of a damaged file when its meta table can still be read.
+std::string try_read_epoch(const std::filesystem::path &path) {
+    try {
+        SQLite::Database db(path.string(), SQLite::OPEN_READONLY);
+        SQLite::Statement q(db, "SELECT value FROM meta WHERE key='epoch'");
+        if (q.executeStep()) return q.getColumn(0).getString();
+    } catch (const std::exception &) {
+    }
+    return {};
+}
+
+}  // namespace
+
+lane lane_of(std::string_view kind) {
+    if (kind == "alarm" || kind == "pre_alarm") return lane::alarm;
+    if (kind == "telemetry") return lane::telemetry;
+    return lane::event;
+}
+
+const char *to_string(lane l) {
+    switch (l) {
+    case lane::alarm: return "alarm";
+    case lane::event: return "event";
+    case lane::telemetry: return "telemetry";
+    }
+    return "event";
+}
+
+std::optional<lane> lane_from_string(std::string_view s) {
+    for (auto l : all_lanes)
+        if (s == to_string(l)) return l;
+    return std::nullopt;
+}
+
+// ---- open ------------------------------------------------------------------------------------------------------
+
+durable_queue::durable_queue(queue_options options) : options_(std::move(options)) {
+    if (options_.path.empty()) throw std::runtime_error("the queue needs a file path");
+    std::error_code ec;
+    if (options_.path.has_parent_path()) std::filesystem::create_directories(options_.path.parent_path(), ec);
+    const auto started = clock::now();
+    const bool existed = std::filesystem::exists(options_.path, ec);
+    if (existed) {
+        std::string problem;
+        try {
+            SQLite::Database probe(options_.path.string(), SQLite::OPEN_READWRITE);
+            const int app = probe.execAndGet("PRAGMA application_id").getInt();
+            const bool has_meta = probe.tableExists("meta");
+            if (app != application_id && !(app == 0 && !has_meta && probe.execAndGet("PRAGMA page_count").getInt() == 0))
+                throw std::runtime_error(options_.path.string() +
+                                         " is a SQLite database but not a firelink queue (application_id " +
+                                         std::to_string(app) + "); refusing to touch it");
+            SQLite::Statement check(probe, "PRAGMA quick_check(20)");
+            std::string first;
+            int problems = 0;
+            while (check.executeStep()) {
+                const auto line = check.getColumn(0).getString();
+                if (line == "ok") break;
+                if (!problems++) first = line;
+            }
+            if (problems)
+                problem = "quick_check: " + first + (problems > 1 ? " (and " + std::to_string(problems - 1) + " more)" : "");
+        } catch (const SQLite::Exception &e) {
+            problem = e.what();
+        }
+        if (!problem.empty()) {
+            report_.recovered = true;
+            report_.problem = problem;
+            report_.old_epoch = try_read_epoch(options_.path);
+            const auto aside = std::filesystem::path(options_.path.string() + ".corrupt-" + utc_stamp());
+            move_aside(options_.path, aside);
+            report_.moved_to = aside.string();
+            spdlog::error("uplink queue {} is unreadable ({}); moved it to {} and started a new queue; events in it "
+                          "that were not yet acknowledged are lost and reported upstream as a gap",
+                          options_.path.string(), problem, aside.string());
+        }
+    }
+    report_.created = !existed || report_.recovered;
+    open_database();
+    report_.check_took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started);
+    for (auto l : all_lanes) report_.backlog += depth_[static_cast<int>(l)];
+
+    if (report_.recovered) {
+        std::string msg = "the queue database was unreadable (" + report_.problem + "); it was moved to " +
+                          report_.moved_to + " and a new epoch began";
+        if (!report_.old_epoch.empty()) msg += "; events of epoch " + report_.old_epoch + " not yet acknowledged are lost";
+        push_gateway_event(event{event_kind::gap, "queue_lost"}.message(msg.substr(0, 1024)).pack(), "gap");
+    }
+    refresh_reserve();
+    writer_ = std::thread([this] { writer_loop(); });
+}
+
+void durable_queue::open_database() {
+    db_ = std::make_unique<SQLite::Database>(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db_->exec("PRAGMA journal_mode=WAL");
+    db_->exec("PRAGMA synchronous=FULL");
+    db_->exec("PRAGMA wal_autocheckpoint=1000");
+    db_->exec("PRAGMA journal_size_limit=" + std::to_string(64 << 20));
+    db_->exec("PRAGMA temp_store=MEMORY");
+    if (options_.max_page_count) db_->exec("PRAGMA max_page_count=" + std::to_string(options_.max_page_count));
+    // Writes only for a new file: an existing queue opens without writing, so a full disk does not stop a start.
+    const bool ready = db_->tableExists("meta") && db_->tableExists("lane_state") && db_->tableExists("events") &&
+                       db_->tableExists("quarantine") &&
+                       db_->execAndGet("SELECT count(*) FROM lane_state").getInt() == lane_count &&
+                       db_->execAndGet("SELECT count(*) FROM meta WHERE key='epoch'").getInt() == 1;
+    if (!ready) {
+        SQLite::Transaction tx(*db_);
+        db_->exec("PRAGMA application_id=" + std::to_string(application_id));
+        db_->exec("PRAGMA user_version=" + std::to_string(schema_version));
+        db_->exec("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        db_->exec("CREATE TABLE IF NOT EXISTS lane_state(lane INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL, "
+                  "bytes INTEGER NOT NULL, depth INTEGER NOT NULL)");
+        // id = lane << 56 | seq: one integer key keeps each lane's records contiguous and in seq order.
+        db_->exec("CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, size INTEGER NOT NULL, "
+                  "pairs INTEGER NOT NULL, body BLOB NOT NULL)");
+        db_->exec("CREATE TABLE IF NOT EXISTS quarantine(lane INTEGER NOT NULL, seq INTEGER NOT NULL, status INTEGER "
+                  "NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL, pairs INTEGER NOT NULL, body BLOB NOT NULL, "
+                  "PRIMARY KEY(lane, seq))");
+        SQLite::Statement put(*db_, "INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', ?)");
+        put.bind(1, random_epoch());
+        put.exec();
+        SQLite::Statement gw(*db_, "INSERT OR IGNORE INTO meta(key, value) VALUES('gateway', ?)");
+        gw.bind(1, options_.gateway_id);
+        gw.exec();
+        for (auto l : all_lanes) {
+            SQLite::Statement ins(*db_, "INSERT OR IGNORE INTO lane_state VALUES(?, 1, 0, 0)");
+            ins.bind(1, static_cast<int>(l));
+            ins.exec();
+        }
+        tx.commit();
+    }
+    epoch_ = db_->execAndGet("SELECT value FROM meta WHERE key='epoch'").getString();
+    SQLite::Statement lanes(*db_, "SELECT lane, next_seq, bytes, depth FROM lane_state");
+    while (lanes.executeStep()) {
+        const int l = lanes.getColumn(0).getInt();
+        if (l < 0 || l >= lane_count) continue;
+        next_seq_[l] = static_cast<std::uint64_t>(lanes.getColumn(1).getInt64());
+        bytes_[l] = static_cast<std::uint64_t>(lanes.getColumn(2).getInt64());
+        depth_[l] = static_cast<std::uint64_t>(lanes.getColumn(3).getInt64());
+        last_seq_[l] = next_seq_[l] - 1;
+        near_full_[l] = l != static_cast<int>(lane::telemetry) && bytes_[l] * 10 >= options_.cap_bytes[l] * 9;
+    }
+    SQLite::Statement meta(*db_, "SELECT key, value FROM meta WHERE key IN ('command_cursor', 'gateway_seq')");
+    while (meta.executeStep()) {
+        const auto key = meta.getColumn(0).getString();
+        const auto value = std::stoull(meta.getColumn(1).getString());
+        if (key == "command_cursor") command_cursor_ = value;
+        else gateway_seq_ = value;
+    }
+    quarantine_total_ = static_cast<std::uint64_t>(db_->execAndGet("SELECT count(*) FROM quarantine").getInt64());
+}
+
+durable_queue::~durable_queue() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+    try {
+        if (db_) db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (const std::exception &e) {
+        spdlog::warn("uplink queue: final checkpoint failed: {}", e.what());
+    }
+}
+
+// ---- taking events ---------------------------------------------------------------------------------------------
+
+bool durable_queue::admits(lane l) const {
+    const int i = static_cast<int>(l);
+    if (pending_.load() >= options_.max_pending) return false;
+    if (l == lane::telemetry) return !disk_full_.load();
+    if (disk_full_.load() && l != lane::alarm) return false;
+    return bytes_[i].load() < options_.cap_bytes[i];
+}
+
+bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
+                         std::function<void(std::uint64_t)> on_commit, bool force) {
+    if (!force && !admits(l)) {
+        refused_[static_cast<int>(l)]++;
+        return false;
+    }
+    op o;
+    o.what = op::type::insert;
+    o.l = l;
+    o.body = std::move(body);
+    o.pairs = pairs;
+    o.on_commit = std::move(on_commit);
+    {
+        std::lock_guard lock(mutex_);
+        ops_.push_back(std::move(o));
+        ++pushed_;
+        ++pending_;
+    }
+    cv_.notify_one();
+    return true;
+}
+
+void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind) {
+    op o;
+    o.what = op::type::insert;
+    o.l = lane_of(kind);
+    o.body = std::move(event_payload);
+    o.pairs = 0;  // 0: a gateway event's payload; the writer wraps it in a record with the gateway's own seq
+    {
+        std::lock_guard lock(mutex_);
+        ops_.push_back(std::move(o));
+        ++pushed_;
+        ++pending_;
+    }
+    cv_.notify_one();
+}
+
+void durable_queue::on_commit(std::function<void(const std::array<std::uint64_t, lane_count> &)> listener) {
+    std::lock_guard lock(mutex_);
+    listeners_.push_back(std::move(listener));
+}
+
+void durable_queue::ack(lane l, std::uint64_t through, std::vector<reject> rejects) {
+    op o;
+    o.what = op::type::ack;
+    o.l = l;
+    o.value = through;
+    o.rejects = std::move(rejects);
+    {
+        std::lock_guard lock(mutex_);
+        ops_.push_back(std::move(o));
+        ++pushed_;
+    }
+    cv_.notify_one();
+}
+
+bool durable_queue::set_command_cursor(std::uint64_t cursor) {
+    op o;
+    o.what = op::type::cursor;
+    o.value = cursor;
+    o.done = std::make_shared<std::promise<bool>>();
+    auto done = o.done->get_future();
+    {
+        std::lock_guard lock(mutex_);
+        ops_.push_back(std::move(o));
+        ++pushed_;
+    }
+    cv_.notify_one();
+    return done.get();
+}
+
+bool durable_queue::flush(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    const auto target = pushed_;
+    return done_cv_.wait_for(lock, timeout, [&] { return finished_ >= target; });
+}
+
+// ---- the writer ------------------------------------------------------------------------------------------------
+
+void durable_queue::writer_loop() {
+    std::deque<op> batch;
+    auto retry_at = clock::time_point{};
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            const bool gap_due = unreported_evicted_ > 0;
+            auto ready = [&] { return stopping_ || (!ops_.empty() && clock::now() >= retry_at); };
+            if (gap_due || retry_at > clock::now())
+                cv_.wait_until(lock, std::max(retry_at, clock::now() + (gap_due ? 1s : 0s)), ready);
+            else
+                cv_.wait(lock, ready);
+            if (stopping_ && ops_.empty() && batch.empty() && unreported_evicted_ == 0) return;
+            // A failed batch stays at the front: take new ops behind it.
+            while (!ops_.empty() && batch.size() < options_.max_group) {
+                batch.push_back(std::move(ops_.front()));
+                ops_.pop_front();
+            }
+        }
+        if (batch.empty() && unreported_evicted_ == 0) continue;
+        const std::size_t n = batch.size();
+        if (apply(batch)) {
+            retry_at = {};
+            std::array<std::uint64_t, lane_count> last{};
+            for (auto l : all_lanes) last[static_cast<int>(l)] = last_seq_[static_cast<int>(l)];
+            std::vector<std::function<void(const std::array<std::uint64_t, lane_count> &)>> listeners;
+            {
+                std::lock_guard lock(mutex_);
+                finished_ += n;
+                listeners = listeners_;
+            }
+            done_cv_.notify_all();
+            for (auto &f : listeners) f(last);
+            batch.clear();
+        } else {
+            bool stop;
+            {
+                std::lock_guard lock(mutex_);
+                stop = stopping_;
+            }
+            if (stop) {
+                // Shutting down with a batch the disk will not take: it was never accepted (never committed);
+                // the drivers re-report active conditions on their next start (FL-PLUGIN-29).
+                spdlog::error("uplink queue: stopping with {} events not committed (disk full or failing)", n);
+                for (auto &o : batch)
+                    if (o.done) o.done->set_value(false);
+                {
+                    std::lock_guard lock(mutex_);
+                    finished_ += n;
+                    pending_ -= std::min<std::uint64_t>(pending_, n);
+                }
+                done_cv_.notify_all();
+                return;
+            }
+            retry_at = clock::now() + 500ms;
+        }
+    }
+}
+
+// One transaction for a batch of ops. Lane state is computed in copies and published only after the commit, so a
+// failed transaction leaves nothing half-done.
+bool durable_queue::apply(std::deque<op> &ops) {
+    auto next = next_seq_;
+    std::array<std::uint64_t, lane_count> bytes{}, depth{}, acked_through{};
+    for (int i = 0; i < lane_count; ++i) {
+        bytes[i] = bytes_[i];
+        depth[i] = depth_[i];
+        acked_through[i] = acked_through_[i];
+    }
+    std::array<std::uint64_t, lane_count> committed{}, acked{}, quarantined{}, evicted{};
+    std::vector<std::pair<std::size_t, std::uint64_t>> assigned;  // op index → seq
+    auto gateway_seq = gateway_seq_;
+    auto cursor = command_cursor_.load();
+    std::uint64_t evicted_first = 0, evicted_last = 0;
+    std::array<bool, lane_count> near = {near_full_[0].load(), near_full_[1].load(), near_full_[2].load()};
+    const auto t0 = clock::now();
+    std::size_t inserts = 0;
+
+    try {
+        SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+        SQLite::Statement insert(*db_, "INSERT INTO events(id, size, pairs, body) VALUES(?, ?, ?, ?)");
+        auto put = [&](lane l, const std::vector<std::uint8_t> &body, std::uint32_t pairs) {
+            const int i = static_cast<int>(l);
+            const auto seq = next[i]++;
+            insert.bind(1, row_id(l, seq));
+            insert.bind(2, static_cast<std::int64_t>(body.size()));
+            insert.bind(3, static_cast<std::int64_t>(pairs));
+            insert.bind(4, body.data(), static_cast<int>(body.size()));
+            insert.exec();
+            insert.reset();
+            bytes[i] += body.size();
+            depth[i]++;
+            committed[i]++;
+            return seq;
+        };
+        auto gateway_event = [&](const std::vector<std::uint8_t> &payload, lane l) {
+            std::uint32_t pairs = 0;
+            const auto body = gateway_record(options_.gateway_id, ++gateway_seq, payload, pairs);
+            return put(l, body, pairs);
+        };
+
+        for (std::size_t k = 0; k < ops.size(); ++k) {
+            auto &o = ops[k];
+            if (o.what == op::type::insert) {
+                ++inserts;
+                // pairs == 0: a gateway event's bare payload, wrapped here with the gateway's own sequence number.
+                assigned.emplace_back(k, o.pairs == 0 ? gateway_event(o.body, o.l) : put(o.l, o.body, o.pairs));
+            } else if (o.what == op::type::ack) {
+                const int i = static_cast<int>(o.l);
+                const auto through = std::min<std::uint64_t>(o.value, next[i] - 1);
+                if (through <= acked_through[i] && o.rejects.empty()) continue;
+                for (const auto &r : o.rejects) {
+                    SQLite::Statement q(*db_,
+                                        "INSERT OR REPLACE INTO quarantine(lane, seq, status, reason, at_ms, pairs, body) "
+                                        "SELECT ?, ?, ?, ?, ?, pairs, body FROM events WHERE id = ?");
+                    q.bind(1, i);
+                    q.bind(2, static_cast<std::int64_t>(r.seq));
+                    q.bind(3, r.status);
+                    q.bind(4, r.reason.substr(0, 1024));
+                    q.bind(5, wall_ms());
+                    q.bind(6, row_id(o.l, r.seq));
+                    quarantined[i] += static_cast<std::uint64_t>(q.exec());
+                }
+                SQLite::Statement sum(*db_, "SELECT count(*), coalesce(sum(size), 0) FROM events WHERE id BETWEEN ? AND ?");
+                sum.bind(1, row_id(o.l, 0));
+                sum.bind(2, row_id(o.l, through));
+                sum.executeStep();
+                const auto n = static_cast<std::uint64_t>(sum.getColumn(0).getInt64());
+                const auto b = static_cast<std::uint64_t>(sum.getColumn(1).getInt64());
+                SQLite::Statement del(*db_, "DELETE FROM events WHERE id BETWEEN ? AND ?");
+                del.bind(1, row_id(o.l, 0));
+                del.bind(2, row_id(o.l, through));
+                del.exec();
+                depth[i] -= std::min(depth[i], n);
+                bytes[i] -= std::min(bytes[i], b);
+                acked[i] += n;
+                acked_through[i] = std::max(acked_through[i], through);
+            } else {
+                cursor = std::max(cursor, o.value);
+                SQLite::Statement q(*db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('command_cursor', ?)");
+                q.bind(1, std::to_string(cursor));
+                q.exec();
+            }
+        }
+
+        // Telemetry beyond its cap: evict oldest-first down to 95 % of the cap.
+        constexpr int t = static_cast<int>(lane::telemetry);
+        if (bytes[t] > options_.cap_bytes[t]) {
+            const auto target = options_.cap_bytes[t] / 100 * 95;
+            SQLite::Statement oldest(*db_, "SELECT id, size FROM events WHERE id BETWEEN ? AND ? ORDER BY id");
+            oldest.bind(1, row_id(lane::telemetry, 0));
+            oldest.bind(2, row_id(lane::telemetry, seq_mask));
+            std::int64_t last_id = -1;
+            std::uint64_t n = 0, freed = 0;
+            while (bytes[t] - freed > target && oldest.executeStep()) {
+                last_id = oldest.getColumn(0).getInt64();
+                freed += static_cast<std::uint64_t>(oldest.getColumn(1).getInt64());
+                if (n++ == 0) evicted_first = static_cast<std::uint64_t>(last_id) & seq_mask;
+            }
+            oldest.reset();
+            if (n) {
+                SQLite::Statement del(*db_, "DELETE FROM events WHERE id BETWEEN ? AND ?");
+                del.bind(1, row_id(lane::telemetry, 0));
+                del.bind(2, last_id);
+                del.exec();
+                evicted_last = static_cast<std::uint64_t>(last_id) & seq_mask;
+                bytes[t] -= freed;
+                depth[t] -= std::min(depth[t], n);
+                evicted[t] += n;
+            }
+        }
+
+        // Evictions are reported at most once a second, one gap event covering all since the last.
+        auto unreported = unreported_evicted_ + evicted[t];
+        auto first = unreported_evicted_ ? unreported_first_ : evicted_first;
+        auto last = evicted[t] ? evicted_last : unreported_last_;
+        const bool report_gap = unreported > 0 && clock::now() - last_gap_report_ >= 1s;
+        if (report_gap) {
+            gateway_event(event{event_kind::gap, "telemetry_evicted"}
+                              .message("the queue evicted " + std::to_string(unreported) +
+                                       " telemetry records (lane seq " + std::to_string(first) + ".." +
+                                       std::to_string(last) + ") to stay within its cap")
+                              .value("count", static_cast<std::int64_t>(unreported))
+                              .value("first_seq", static_cast<std::int64_t>(first))
+                              .value("last_seq", static_cast<std::int64_t>(last))
+                              .pack(),
+                          lane::event);
+        }
+
+        // Near full: a local alarm at 90 % of the alarm or event lane's cap, its restore below 80 %.
+        for (auto l : {lane::alarm, lane::event}) {
+            const int i = static_cast<int>(l);
+            const auto cap = options_.cap_bytes[i];
+            const std::string id = std::string("queue-near-full-") + to_string(l);
+            if (!near[i] && bytes[i] * 10 >= cap * 9) {
+                near[i] = true;
+                spdlog::critical("uplink queue: the {} lane holds {} of its {} bytes; new {} events are refused until "
+                                 "the platform acknowledges",
+                                 to_string(l), bytes[i], cap, to_string(l));
+                gateway_event(event{event_kind::fault, "queue_near_full"}
+                                  .id(id)
+                                  .level(severity::critical)
+                                  .message(std::string("the gateway's queue for the ") + to_string(l) +
+                                           " lane is over 90 % full; the platform has not acknowledged for a while")
+                                  .value("bytes", static_cast<std::int64_t>(bytes[i]))
+                                  .value("cap_bytes", static_cast<std::int64_t>(cap))
+                                  .pack(),
+                              lane::alarm);
+            } else if (near[i] && bytes[i] * 10 < cap * 8) {
+                near[i] = false;
+                spdlog::info("uplink queue: the {} lane is below 80 % again", to_string(l));
+                gateway_event(event{event_kind::restore, "queue_near_full"}.ends(id).pack(), lane::event);
+            }
+        }
+
+        SQLite::Statement state(*db_, "UPDATE lane_state SET next_seq = ?, bytes = ?, depth = ? WHERE lane = ?");
+        for (int i = 0; i < lane_count; ++i) {
+            state.bind(1, static_cast<std::int64_t>(next[i]));
+            state.bind(2, static_cast<std::int64_t>(bytes[i]));
+            state.bind(3, static_cast<std::int64_t>(depth[i]));
+            state.bind(4, i);
+            state.exec();
+            state.reset();
+        }
+        if (gateway_seq != gateway_seq_) {
+            SQLite::Statement q(*db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('gateway_seq', ?)");
+            q.bind(1, std::to_string(gateway_seq));
+            q.exec();
+        }
+        tx.commit();
+
+        // Committed: publish.
+        for (int i = 0; i < lane_count; ++i) {
+            next_seq_[i] = next[i];
+            bytes_[i] = bytes[i];
+            depth_[i] = depth[i];
+            last_seq_[i] = next[i] - 1;
+            acked_through_[i] = acked_through[i];
+            committed_[i] += committed[i];
+            acked_[i] += acked[i];
+            quarantined_[i] += quarantined[i];
+            evicted_[i] += evicted[i];
+            near_full_[i] = near[i];
+            quarantine_total_ += quarantined[i];
+        }
+        if (report_gap) {
+            unreported_evicted_ = 0;
+            last_gap_report_ = clock::now();
+        } else if (unreported) {
+            unreported_evicted_ = unreported;
+            unreported_first_ = first;
+            unreported_last_ = last;
+        }
+        gateway_seq_ = gateway_seq;
+        command_cursor_ = cursor;
+        pending_ -= std::min<std::uint64_t>(pending_, inserts);
+        transactions_++;
+        const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+        last_commit_ms_ = ms;
+        if (ms > max_commit_ms_) max_commit_ms_ = ms;
+        // While the disk is tight only alarms are admitted; the other lanes open again once there is room for the
+        // reserve and as much again.
+        if (disk_full_ && disk_has_room()) {
+            disk_full_ = false;
+            spdlog::warn("uplink queue: the disk has room again; all lanes are admitted");
+            refresh_reserve();
+        }
+        for (auto &[k, seq] : assigned)
+            if (ops[k].on_commit) ops[k].on_commit(seq);
+        for (auto &o : ops)
+            if (o.done) o.done->set_value(true);
+        return true;
+    } catch (const SQLite::Exception &e) {
+        commit_errors_++;
+        const int code = e.getErrorCode() & 0xff;
+        if (code == SQLITE_FULL) {
+            if (!disk_full_.exchange(true))
+                spdlog::critical("uplink queue: the disk is full ({}); telemetry is evicted, then the reserve is given "
+                                 "to alarms; other events wait",
+                                 e.what());
+            if (free_space_for_alarms()) return apply(ops);
+        } else {
+            spdlog::error("uplink queue: a transaction of {} operations failed: {}; retrying", ops.size(), e.what());
+        }
+        return false;  // nothing is dropped: the writer retries the same batch
+    }
+}
+
+// The disk is full: evict telemetry (its pages are reused by later inserts), else give up the reserve file.
+bool durable_queue::free_space_for_alarms() {
+    constexpr int t = static_cast<int>(lane::telemetry);
+    try {
+        if (depth_[t] > 0) {
+            SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+            // A tenth of the telemetry lane, at least 1000 records.
+            const auto n = std::max<std::uint64_t>(1000, depth_[t] / 10);
+            SQLite::Statement q(*db_, "SELECT id FROM events WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?");
+            q.bind(1, row_id(lane::telemetry, 0));
+            q.bind(2, row_id(lane::telemetry, seq_mask));
+            q.bind(3, static_cast<std::int64_t>(std::min(n, depth_[t].load()) - 1));
+            std::int64_t last_id = row_id(lane::telemetry, seq_mask);
+            if (q.executeStep()) last_id = q.getColumn(0).getInt64();
+            SQLite::Statement sum(*db_, "SELECT count(*), coalesce(sum(size), 0), min(id) FROM events WHERE id BETWEEN ? AND ?");
+            sum.bind(1, row_id(lane::telemetry, 0));
+            sum.bind(2, last_id);
+            sum.executeStep();
+            const auto count = static_cast<std::uint64_t>(sum.getColumn(0).getInt64());
+            const auto freed = static_cast<std::uint64_t>(sum.getColumn(1).getInt64());
+            const auto first = static_cast<std::uint64_t>(sum.getColumn(2).getInt64()) & seq_mask;
+            SQLite::Statement del(*db_, "DELETE FROM events WHERE id BETWEEN ? AND ?");
+            del.bind(1, row_id(lane::telemetry, 0));
+            del.bind(2, last_id);
+            del.exec();
+            SQLite::Statement state(*db_, "UPDATE lane_state SET bytes = ?, depth = ? WHERE lane = ?");
+            state.bind(1, static_cast<std::int64_t>(bytes_[t] - std::min<std::uint64_t>(bytes_[t], freed)));
+            state.bind(2, static_cast<std::int64_t>(depth_[t] - std::min<std::uint64_t>(depth_[t], count)));
+            state.bind(3, t);
+            state.exec();
+            tx.commit();
+            bytes_[t] -= std::min<std::uint64_t>(bytes_[t], freed);
+            depth_[t] -= std::min<std::uint64_t>(depth_[t], count);
+            evicted_[t] += count;
+            if (!unreported_evicted_) unreported_first_ = first;
+            unreported_evicted_ += count;
+            unreported_last_ = static_cast<std::uint64_t>(last_id) & seq_mask;
+            spdlog::warn("uplink queue: disk full: evicted {} telemetry records to make room", count);
+            return count > 0;
+        }
+    } catch (const SQLite::Exception &e) {
+        spdlog::error("uplink queue: disk full and evicting telemetry failed: {}", e.what());
+    }
+    const auto reserve = std::filesystem::path(options_.path.string() + ".reserve");
+    std::error_code ec;
+    if (std::filesystem::remove(reserve, ec)) {
+        spdlog::critical("uplink queue: disk full: released the {} byte reserve for alarms", options_.reserve_bytes);
+        return true;
+    }
+    return false;
+}
+
+bool durable_queue::disk_has_room() const {
+    struct statvfs vfs {};
+    const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
+    if (::statvfs(dir.c_str(), &vfs) != 0) return false;
+    return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= 2 * options_.reserve_bytes + (1u << 20);
+}
+
+// Keeps a preallocated reserve file beside the database while the disk has room for it and as much again.
+void durable_queue::refresh_reserve() {
+    if (!options_.reserve_bytes) return;
+    const auto reserve = std::filesystem::path(options_.path.string() + ".reserve");
+    std::error_code ec;
+    if (std::filesystem::exists(reserve, ec)) return;
+    if (!disk_has_room()) {
+        spdlog::warn("uplink queue: too little room on the queue's disk to keep a {} byte reserve for alarms",
+                     options_.reserve_bytes);
+        return;
+    }
+    const int fd = ::open(reserve.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(options_.reserve_bytes));
+    ::close(fd);
+    if (rc != 0) {
+        std::filesystem::remove(reserve, ec);
+        spdlog::warn("uplink queue: could not set aside a reserve for alarms: {}", std::strerror(rc));
+    }
+}
+
+// ---- reading ---------------------------------------------------------------------------------------------------
+
+durable_queue::reader::reader(const std::filesystem::path &path)
+    : db_(std::make_unique<SQLite::Database>(path.string(), SQLite::OPEN_READONLY, 5000)) {}
+
+durable_queue::reader::~reader() = default;
+
+std::vector<queued_record> durable_queue::reader::read(lane l, std::uint64_t after, std::size_t max_records,
+                                                       std::size_t max_bytes) {
+    std::vector<queued_record> out;
+    SQLite::Statement q(*db_, "SELECT id, pairs, body FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?");
+    q.bind(1, row_id(l, after));
+    q.bind(2, row_id(l, seq_mask));
+    q.bind(3, static_cast<std::int64_t>(max_records));
+    std::size_t bytes = 0;
+    while (q.executeStep()) {
+        const auto body = q.getColumn(2);
+        if (!out.empty() && bytes + static_cast<std::size_t>(body.getBytes()) > max_bytes) break;
+        queued_record r;
+        r.seq = static_cast<std::uint64_t>(q.getColumn(0).getInt64()) & seq_mask;
+        r.pairs = static_cast<std::uint32_t>(q.getColumn(1).getInt());
+        const auto *p = static_cast<const std::uint8_t *>(body.getBlob());
+        r.body.assign(p, p + body.getBytes());
+        bytes += r.body.size();
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+queue_stats durable_queue::stats() const {
+    queue_stats s;
+    s.epoch = epoch_;
+    for (int i = 0; i < lane_count; ++i) {
+        auto &l = s.lanes[i];
+        l.depth = depth_[i];
+        l.bytes = bytes_[i];
+        l.cap_bytes = options_.cap_bytes[i];
+        l.last_seq = last_seq_[i];
+        l.acked_through = acked_through_[i];
+        l.committed = committed_[i];
+        l.acked = acked_[i];
+        l.quarantined = quarantined_[i];
+        l.evicted = evicted_[i];
+        l.refused = refused_[i];
+        l.near_full = near_full_[i];
+    }
+    s.pending = pending_;
+    s.transactions = transactions_;
+    s.quarantine_total = quarantine_total_;
+    s.commit_errors = commit_errors_;
+    s.disk_full = disk_full_;
+    s.last_commit_ms = last_commit_ms_;
+    s.max_commit_ms = max_commit_ms_;
+    return s;
+}
+
+std::vector<quarantined_record> durable_queue::quarantine(std::size_t limit) const {
+    std::vector<quarantined_record> out;
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READONLY, 5000);
+    SQLite::Statement q(db, "SELECT lane, seq, status, reason, at_ms, pairs, body FROM quarantine "
+                            "ORDER BY at_ms DESC, lane, seq LIMIT ?");
+    q.bind(1, static_cast<std::int64_t>(limit));
+    while (q.executeStep()) {
+        quarantined_record r;
+        r.lane = to_string(static_cast<lane>(q.getColumn(0).getInt()));
+        r.seq = static_cast<std::uint64_t>(q.getColumn(1).getInt64());
+        r.status = q.getColumn(2).getInt();
+        r.reason = q.getColumn(3).getString();
+        r.quarantined_wall_ms = q.getColumn(4).getInt64();
+        const auto body = q.getColumn(6);
+        const auto *p = static_cast<const std::uint8_t *>(body.getBlob());
+        r.record = full_record(r.seq, static_cast<std::uint32_t>(q.getColumn(5).getInt()),
+                               std::vector<std::uint8_t>(p, p + body.getBytes()));
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+}  // namespace firelink::uplink

@@ -1,0 +1,421 @@
+// The durable queue on real SQLite files: lanes and sequence numbers, epochs, paging, acknowledgement and quarantine,
+// eviction and its gap report, backpressure near the cap, a corrupt file, a full database and a full disk.
+#include <gtest/gtest.h>
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <msgpack.hpp>
+
+#include <firelink/payload.hpp>
+#include <firelink/uplink/durable_queue.hpp>
+#include <firelink/uplink/record.hpp>
+
+namespace fs = std::filesystem;
+using namespace firelink::uplink;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        char tmpl[] = "/tmp/firelink-queue-XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// A record's pairs as the sink makes them, for an event of this kind with a marker in its message.
+std::vector<std::uint8_t> body_of(const std::string &kind, const std::string &marker, std::uint32_t &pairs,
+                                  std::size_t pad = 0) {
+    firelink::core::accepted_event ev;
+    ev.gateway_id = "gw-test";
+    ev.plugin_id = "test";
+    ev.device_id = "dev-1";
+    ev.device_class = "gas_shutoff_valve";
+    ev.kind = kind;
+    ev.code = kind == "telemetry" ? "reading" : "gas_level_1";
+    ev.sequence = 1;
+    ev.received_wall = std::chrono::system_clock::now();
+    ev.received_monotonic = std::chrono::steady_clock::now();
+    firelink::event e{kind == "alarm" ? firelink::event_kind::alarm
+                      : kind == "telemetry" ? firelink::event_kind::telemetry
+                                            : firelink::event_kind::status,
+                      ev.code};
+    e.message(marker + std::string(pad, 'x'));
+    ev.payload = e.pack();
+    return encode_record(ev, pairs);
+}
+
+bool push(durable_queue &q, lane l, const std::string &marker, std::size_t pad = 0) {
+    std::uint32_t pairs = 0;
+    const char *kind = l == lane::alarm ? "alarm" : l == lane::telemetry ? "telemetry" : "status";
+    auto body = body_of(kind, marker, pairs, pad);
+    return q.push(l, std::move(body), pairs);
+}
+
+// The record as the platform sees it, as an object.
+struct decoded {
+    msgpack::object_handle h;
+    const msgpack::object *get(std::string_view key) const {
+        const auto &m = h.get();
+        for (std::uint32_t i = 0; i < m.via.map.size; ++i)
+            if (m.via.map.ptr[i].key.as<std::string>() == key) return &m.via.map.ptr[i].val;
+        return nullptr;
+    }
+    const msgpack::object *event(std::string_view key) const {
+        const auto *e = get("event");
+        for (std::uint32_t i = 0; e && i < e->via.map.size; ++i)
+            if (e->via.map.ptr[i].key.as<std::string>() == key) return &e->via.map.ptr[i].val;
+        return nullptr;
+    }
+};
+
+decoded decode(const queued_record &r) {
+    const auto bytes = full_record(r.seq, r.pairs, r.body);
+    return {msgpack::unpack(reinterpret_cast<const char *>(bytes.data()), bytes.size())};
+}
+
+std::string message_of(const queued_record &r) { return decode(r).event("message")->as<std::string>(); }
+
+queue_options options_in(const temp_dir &d) {
+    queue_options o;
+    o.path = d.path / "queue.db";
+    o.gateway_id = "gw-test";
+    o.reserve_bytes = 0;
+    return o;
+}
+
+}  // namespace
+
+TEST(Queue, LanesNumberTheirOwnEventsAndSurviveAReopen) {
+    temp_dir d;
+    std::string epoch;
+    {
+        durable_queue q(options_in(d));
+        EXPECT_TRUE(q.opened().created);
+        EXPECT_EQ(q.epoch().size(), 32u);
+        epoch = q.epoch();
+        for (int i = 0; i < 5; ++i) ASSERT_TRUE(push(q, lane::telemetry, "t" + std::to_string(i)));
+        for (int i = 0; i < 3; ++i) ASSERT_TRUE(push(q, lane::alarm, "a" + std::to_string(i)));
+        ASSERT_TRUE(q.flush());
+        const auto s = q.stats();
+        EXPECT_EQ(s.lanes[0].last_seq, 3u);
+        EXPECT_EQ(s.lanes[1].last_seq, 0u);
+        EXPECT_EQ(s.lanes[2].last_seq, 5u);
+        EXPECT_EQ(s.lanes[2].depth, 5u);
+        q.ack(lane::telemetry, 5, {});
+        ASSERT_TRUE(q.flush());
+        EXPECT_EQ(q.stats().lanes[2].depth, 0u);
+    }
+    durable_queue q(options_in(d));
+    EXPECT_FALSE(q.opened().created);
+    EXPECT_EQ(q.epoch(), epoch);
+    EXPECT_EQ(q.opened().backlog, 3u);
+    // An acknowledged seq is never given again: the lane goes on from 6.
+    std::uint64_t seq = 0;
+    std::uint32_t pairs = 0;
+    ASSERT_TRUE(q.push(lane::telemetry, body_of("telemetry", "t5", pairs), pairs, [&](std::uint64_t s) { seq = s; }));
+    ASSERT_TRUE(q.flush());
+    EXPECT_EQ(seq, 6u);
+    auto r = q.open_reader()->read(lane::alarm, 0, 100, 1 << 20);
+    ASSERT_EQ(r.size(), 3u);
+    EXPECT_EQ(message_of(r[0]), "a0");
+    EXPECT_EQ(message_of(r[2]), "a2");
+}
+
+TEST(Queue, ANewFileIsANewEpoch) {
+    temp_dir d;
+    std::string first;
+    {
+        durable_queue q(options_in(d));
+        first = q.epoch();
+    }
+    fs::remove(d.path / "queue.db");
+    durable_queue q(options_in(d));
+    EXPECT_NE(q.epoch(), first);
+    EXPECT_TRUE(q.opened().created);
+}
+
+TEST(Queue, ReadsInBoundedPagesInSeqOrder) {
+    temp_dir d;
+    durable_queue q(options_in(d));
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i), 100));
+    ASSERT_TRUE(q.flush());
+    auto reader = q.open_reader();
+    auto page = reader->read(lane::event, 0, 10, 1 << 20);
+    ASSERT_EQ(page.size(), 10u);
+    for (std::size_t i = 0; i < page.size(); ++i) EXPECT_EQ(page[i].seq, i + 1);
+    page = reader->read(lane::event, 95, 10, 1 << 20);
+    ASSERT_EQ(page.size(), 5u);
+    EXPECT_EQ(page.front().seq, 96u);
+    // A byte budget: each record is a little over 100 bytes, so 1000 bytes hold fewer than 10.
+    page = reader->read(lane::event, 0, 100, 1000);
+    EXPECT_GE(page.size(), 1u);
+    EXPECT_LT(page.size(), 10u);
+    // At least one record, however small the budget.
+    EXPECT_EQ(reader->read(lane::event, 0, 100, 1).size(), 1u);
+    // The record carries what the platform needs.
+    const auto rec = decode(page.front());
+    EXPECT_EQ(rec.get("seq")->as<std::uint64_t>(), 1u);
+    EXPECT_EQ(rec.get("device")->as<std::string>(), "dev-1");
+    EXPECT_EQ(rec.get("class")->as<std::string>(), "gas_shutoff_valve");
+    EXPECT_EQ(rec.get("origin")->as<std::string>(), "driver");
+    EXPECT_EQ(rec.event("kind")->as<std::string>(), "status");
+}
+
+TEST(Queue, AckDeletesThroughAndRejectsGoToTheQuarantine) {
+    temp_dir d;
+    durable_queue q(options_in(d));
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i)));
+    ASSERT_TRUE(q.flush());
+    q.ack(lane::event, 6, {reject{4, 422, "unknown device"}});
+    ASSERT_TRUE(q.flush());
+    const auto s = q.stats();
+    EXPECT_EQ(s.lanes[1].depth, 4u);
+    EXPECT_EQ(s.lanes[1].acked_through, 6u);
+    EXPECT_EQ(s.lanes[1].quarantined, 1u);
+    EXPECT_EQ(s.quarantine_total, 1u);
+    const auto quarantined = q.quarantine(10);
+    ASSERT_EQ(quarantined.size(), 1u);
+    EXPECT_EQ(quarantined[0].seq, 4u);
+    EXPECT_EQ(quarantined[0].status, 422);
+    EXPECT_EQ(quarantined[0].reason, "unknown device");
+    EXPECT_EQ(quarantined[0].lane, "event");
+    const auto rec = msgpack::unpack(reinterpret_cast<const char *>(quarantined[0].record.data()),
+                                     quarantined[0].record.size());
+    EXPECT_NE(std::string(quarantined[0].record.begin(), quarantined[0].record.end()).find("e3"), std::string::npos);
+    const auto rest = q.open_reader()->read(lane::event, 0, 100, 1 << 20);
+    ASSERT_EQ(rest.size(), 4u);
+    EXPECT_EQ(rest.front().seq, 7u);
+}
+
+TEST(Queue, TelemetryIsEvictedOldestFirstAndTheGapIsReported) {
+    temp_dir d;
+    auto o = options_in(d);
+    o.cap_bytes = {1 << 20, 1 << 20, 64 << 10};  // telemetry: 64 KiB
+    durable_queue q(o);
+    for (int i = 0; i < 2000; ++i) ASSERT_TRUE(push(q, lane::telemetry, "t" + std::to_string(i), 200));
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(push(q, lane::alarm, "a" + std::to_string(i), 200));
+    ASSERT_TRUE(q.flush());
+    // The gap report waits at most a second after the eviction.
+    const auto s = q.stats();
+    EXPECT_LE(s.lanes[2].bytes, 64u << 10);
+    EXPECT_GT(s.lanes[2].evicted, 1000u);
+    EXPECT_EQ(s.lanes[2].depth + s.lanes[2].evicted, 2000u);
+    EXPECT_EQ(s.lanes[0].depth, 20u);  // alarms are never evicted
+    EXPECT_EQ(s.lanes[0].evicted, 0u);
+    auto reader = q.open_reader();
+    const auto left = reader->read(lane::telemetry, 0, 10000, 1 << 30);
+    ASSERT_FALSE(left.empty());
+    EXPECT_EQ(left.back().seq, 2000u);                       // the newest are kept
+    EXPECT_EQ(left.front().seq, s.lanes[2].evicted + 1);     // the oldest went first
+    // Gap events say how many and which; the last report comes within a second of the last eviction.
+    std::uint64_t count = 0, first = 0, last = 0;
+    for (int attempt = 0; attempt < 50 && count < s.lanes[2].evicted; ++attempt) {
+        std::this_thread::sleep_for(100ms);
+        count = first = last = 0;
+        for (const auto &r : reader->read(lane::event, 0, 100, 1 << 20)) {
+            const auto rec = decode(r);
+            ASSERT_EQ(rec.event("kind")->as<std::string>(), "gap");
+            EXPECT_EQ(rec.get("device")->as<std::string>(), "gw-test");
+            EXPECT_EQ(rec.get("class")->as<std::string>(), "gateway");
+            EXPECT_EQ(rec.event("code")->as<std::string>(), "telemetry_evicted");
+            const auto *values = rec.event("values");
+            for (std::uint32_t i = 0; i < values->via.array.size; ++i) {
+                const auto &v = values->via.array.ptr[i];
+                std::string name;
+                std::uint64_t value = 0;
+                for (std::uint32_t k = 0; k < v.via.map.size; ++k) {
+                    const auto key = v.via.map.ptr[k].key.as<std::string>();
+                    if (key == "name") name = v.via.map.ptr[k].val.as<std::string>();
+                    if (key == "value") value = v.via.map.ptr[k].val.as<std::uint64_t>();
+                }
+                if (name == "count") count += value;
+                if (name == "first_seq" && !first) first = value;
+                if (name == "last_seq") last = value;
+            }
+        }
+    }
+    EXPECT_EQ(count, s.lanes[2].evicted);
+    EXPECT_EQ(first, 1u);
+    EXPECT_EQ(last, s.lanes[2].evicted);
+}
+
+TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
+    temp_dir d;
+    auto o = options_in(d);
+    o.cap_bytes = {1 << 20, 32 << 10, 1 << 20};  // event: 32 KiB
+    durable_queue q(o);
+    int taken = 0;
+    while (push(q, lane::event, "e" + std::to_string(taken), 300) && taken < 1000) {
+        ++taken;
+        if (taken % 20 == 0) {
+            ASSERT_TRUE(q.flush());
+        }
+    }
+    ASSERT_TRUE(q.flush());
+    EXPECT_LT(taken, 1000);  // it refused before 1000 (each ~0.4 KiB)
+    EXPECT_FALSE(q.admits(lane::event));
+    EXPECT_TRUE(q.admits(lane::alarm));  // the alarm lane has its own quota
+    EXPECT_GE(q.stats().lanes[1].refused, 1u);
+    EXPECT_TRUE(q.stats().lanes[1].near_full);
+    // The local alarm went out in the alarm lane.
+    auto alarms = q.open_reader()->read(lane::alarm, 0, 100, 1 << 20);
+    ASSERT_EQ(alarms.size(), 1u);
+    EXPECT_EQ(decode(alarms[0]).event("code")->as<std::string>(), "queue_near_full");
+    EXPECT_EQ(decode(alarms[0]).event("event_id")->as<std::string>(), "queue-near-full-event");
+    // The platform acknowledges: below 80 % the lane admits again and the alarm is restored.
+    q.ack(lane::event, static_cast<std::uint64_t>(taken), {});
+    ASSERT_TRUE(push(q, lane::alarm, "poke"));  // any transaction re-evaluates
+    ASSERT_TRUE(q.flush());
+    EXPECT_TRUE(q.admits(lane::event));
+    EXPECT_FALSE(q.stats().lanes[1].near_full);
+    const auto events = q.open_reader()->read(lane::event, static_cast<std::uint64_t>(taken), 100, 1 << 20);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(decode(events[0]).event("kind")->as<std::string>(), "restore");
+    EXPECT_EQ(decode(events[0]).event("ends")->as<std::string>(), "queue-near-full-event");
+}
+
+TEST(Queue, ACorruptFileIsMovedAsideAndTheLossReported) {
+    temp_dir d;
+    std::string old_epoch;
+    {
+        durable_queue q(options_in(d));
+        old_epoch = q.epoch();
+        for (int i = 0; i < 200; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i), 500));
+        ASSERT_TRUE(q.flush());
+    }
+    // Scribble over the middle of the file (the header stays, so the damage shows only when pages are read).
+    {
+        std::fstream f(d.path / "queue.db", std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(8192);
+        std::mt19937 rng(7);
+        for (int i = 0; i < 40000; ++i) f.put(static_cast<char>(rng()));
+    }
+    durable_queue q(options_in(d));
+    EXPECT_TRUE(q.opened().recovered);
+    EXPECT_NE(q.epoch(), old_epoch);
+    EXPECT_TRUE(fs::exists(q.opened().moved_to));
+    EXPECT_FALSE(q.opened().problem.empty());
+    ASSERT_TRUE(q.flush());
+    const auto events = q.open_reader()->read(lane::event, 0, 10, 1 << 20);
+    ASSERT_EQ(events.size(), 1u);
+    const auto rec = decode(events[0]);
+    EXPECT_EQ(rec.event("kind")->as<std::string>(), "gap");
+    EXPECT_EQ(rec.event("code")->as<std::string>(), "queue_lost");
+    EXPECT_NE(rec.event("message")->as<std::string>().find(q.opened().moved_to), std::string::npos);
+    // And it goes on working.
+    ASSERT_TRUE(push(q, lane::alarm, "after"));
+    ASSERT_TRUE(q.flush());
+    EXPECT_EQ(q.stats().lanes[0].last_seq, 1u);
+}
+
+TEST(Queue, GarbageInsteadOfADatabaseIsMovedAside) {
+    temp_dir d;
+    std::ofstream(d.path / "queue.db") << "this is not a database, it is a text file someone put here";
+    durable_queue q(options_in(d));
+    EXPECT_TRUE(q.opened().recovered);
+    EXPECT_TRUE(fs::exists(q.opened().moved_to));
+}
+
+TEST(Queue, RefusesAnotherApplicationsDatabase) {
+    temp_dir d;
+    {
+        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        db.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT)");
+        db.exec("INSERT INTO accounts(owner) VALUES('someone')");
+    }
+    try {
+        durable_queue q(options_in(d));
+        FAIL() << "opened another application's database";
+    } catch (const std::runtime_error &e) {
+        EXPECT_NE(std::string(e.what()).find("not a firelink queue"), std::string::npos) << e.what();
+    }
+    SQLite::Database db((d.path / "queue.db").string());
+    EXPECT_EQ(db.execAndGet("SELECT owner FROM accounts").getString(), "someone");  // untouched
+}
+
+TEST(Queue, TheCommandCursorIsDurable) {
+    temp_dir d;
+    {
+        durable_queue q(options_in(d));
+        EXPECT_EQ(q.command_cursor(), 0u);
+        ASSERT_TRUE(q.set_command_cursor(41));
+        ASSERT_TRUE(q.set_command_cursor(42));
+    }
+    durable_queue q(options_in(d));
+    EXPECT_EQ(q.command_cursor(), 42u);
+}
+
+// SQLite's max_page_count makes the database "full" exactly as a full disk does (SQLITE_FULL).
+TEST(Queue, AFullDatabaseEvictsTelemetryToTakeAlarms) {
+    temp_dir d;
+    auto o = options_in(d);
+    o.max_page_count = 400;  // 1.6 MB with 4 KiB pages
+    durable_queue q(o);
+    for (int i = 0; i < 6000; ++i) {
+        push(q, lane::telemetry, "t" + std::to_string(i), 300);
+        if (i % 500 == 0) {
+            q.flush();
+        }
+    }
+    ASSERT_TRUE(q.flush(30s));
+    const auto before = q.stats();
+    EXPECT_GT(before.lanes[2].evicted, 0u) << "the database never filled up";
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(push(q, lane::alarm, "a" + std::to_string(i), 300));
+    ASSERT_TRUE(q.flush(30s));
+    EXPECT_EQ(q.stats().lanes[0].depth, 50u);
+    EXPECT_EQ(q.stats().lanes[0].committed, 50u);
+}
+
+// A real full disk: a 4 MiB tmpfs (needs root and mount; skipped where the sandbox forbids it).
+TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
+    temp_dir d;
+    const auto mnt = d.path / "small";
+    fs::create_directories(mnt);
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0)
+        GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno) << ")";
+    struct unmount {
+        fs::path p;
+        ~unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+    } guard{mnt};
+    auto o = options_in(d);
+    o.path = mnt / "queue.db";
+    o.reserve_bytes = 512 << 10;
+    o.cap_bytes = {64 << 20, 64 << 20, 64 << 20};  // caps far above the disk: the disk is the limit
+    {
+        durable_queue q(o);
+        ASSERT_TRUE(fs::exists(mnt / "queue.db.reserve"));
+        // Fill the disk with events (not telemetry: they cannot be evicted).
+        for (int i = 0; i < 20000 && q.admits(lane::event); ++i) {
+            push(q, lane::event, "e" + std::to_string(i), 400);
+            if (i % 200 == 0) q.flush(30s);
+        }
+        q.flush(30s);
+        ASSERT_TRUE(q.stats().disk_full) << "the disk never filled";
+        EXPECT_FALSE(q.admits(lane::event));
+        EXPECT_TRUE(q.admits(lane::alarm));
+        EXPECT_FALSE(fs::exists(mnt / "queue.db.reserve"));  // given up for alarms
+        const auto alarms_before = q.stats().lanes[0].committed;
+        for (int i = 0; i < 20; ++i) ASSERT_TRUE(push(q, lane::alarm, "fire-" + std::to_string(i), 200));
+        ASSERT_TRUE(q.flush(30s));
+        EXPECT_EQ(q.stats().lanes[0].committed - alarms_before, 20u);
+    }
+    // Everything committed is there after a restart.
+    durable_queue q(o);
+    const auto alarms = q.open_reader()->read(lane::alarm, 0, 1000, 1 << 30);
+    int fires = 0;
+    for (const auto &r : alarms) fires += message_of(r).rfind("fire-", 0) == 0;
+    EXPECT_EQ(fires, 20);
+}
