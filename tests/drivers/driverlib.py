@@ -1,0 +1,235 @@
+"""Shared parts of the driver scenario tests: a firelink-host child with its site file and sink, firelink-sim children
+(Modbus TCP on loopback, or RTU on a socat pty pair), and event helpers. Python 3 standard library only.
+
+Timeouts here are hang guards: a test waits for an event or a count, never for a time to pass, except where it
+holds a state for the driver to sample (and then the assertion does not depend on how many samples it took).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+DEADLINE = 20.0
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Site:
+    """firelink-host run on a generated site file, with a jsonl sink and the admin endpoint on a free port."""
+
+    def __init__(self, host, plugin_dir, body, workdir):
+        self.host = host
+        self.dir = workdir
+        self.config = os.path.join(workdir, "site.toml")
+        self.sink = os.path.join(workdir, "events.jsonl")
+        self.port = free_port()
+        text = (f'[gateway]\nid = "gw-modbus"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.proc = None
+        self.log = None
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "host.log"), "w")
+        self.proc = subprocess.Popen([self.host, "run", "--config", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+        def ready():
+            h = self.get("/healthz")
+            return (h and json.loads(h[1])["status"] != "starting") or self.proc.poll() is not None
+        wait_for(ready, "the site to start")
+        if self.proc.poll() is not None:
+            raise AssertionError("firelink-host exited early:\n" + self.output())
+        return self
+
+    def output(self):
+        if self.log:
+            self.log.flush()
+        with open(os.path.join(self.dir, "host.log")) as f:
+            return f.read()
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    def command(self, device, name, args=None, cid=None):
+        body = {"name": name}
+        if args is not None:
+            body["args"] = args
+        if cid:
+            body["id"] = cid
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/devices/{device}/commands",
+                                     data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
+    def devices(self):
+        status, body = self.get("/api/devices")
+        assert status == 200
+        return {d["id"]: d for d in json.loads(body)}
+
+    def events(self, device=None):
+        if not os.path.exists(self.sink):
+            return []
+        with open(self.sink) as f:
+            recs = [json.loads(line) for line in f if line.endswith("\n")]
+        return [r for r in recs if device is None or r["device"] == device]
+
+    def wait_event(self, what, predicate, timeout=DEADLINE):
+        def found():
+            return next((r for r in self.events() if predicate(r)), None)
+        try:
+            return wait_for(found, what, timeout)
+        except AssertionError:
+            raise AssertionError("timed out waiting for " + what + "\nevents:\n" +
+                                 "\n".join(json.dumps(r["event"]) + " " + r["device"] for r in self.events()) +
+                                 "\nhost log (tail):\n" + self.output()[-3000:])
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("firelink-host did not stop")
+        return self.proc.returncode if self.proc else None
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.log:
+            self.log.close()
+
+
+class Sim:
+    """A firelink-sim child. Actions go to its standard input; its output is collected by a thread."""
+
+    def __init__(self, sim, device, *args):
+        self.proc = subprocess.Popen([sim, device, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.has("ready") or self.proc.poll() is not None, "the simulator to be ready")
+        if self.proc.poll() is not None:
+            raise AssertionError("firelink-sim exited:\n" + "\n".join(self.lines))
+        self.port = None
+        for line in self.lines:
+            m = re.match(r"listening [\d.]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def has(self, text):
+        with self.lock:
+            return any(text in line for line in self.lines)
+
+    def do(self, action):
+        """Runs an action and waits until the simulator has applied it (its echo line)."""
+        with self.lock:
+            before = len(self.lines)
+        self.proc.stdin.write(action + "\n")
+        self.proc.stdin.flush()
+
+        def applied():
+            with self.lock:
+                new = self.lines[before:]
+            for line in new:
+                if "error" in line and action.split()[-1] in line:
+                    raise AssertionError("simulator refused '" + action + "': " + line)
+            return any(action.lstrip("@0123456789 ") in line for line in new)
+        wait_for(applied, "the simulator to apply '" + action + "'")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.thread.join(timeout=5)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+class PtyPair:
+    """Two linked ptys made by socat: the host's bus opens `host_end`, the simulator `device_end`."""
+
+    def __init__(self, workdir):
+        if not shutil.which("socat"):
+            raise RuntimeError("socat is not installed (scripts/setup installs it)")
+        self.host_end = os.path.join(workdir, "bus-host")
+        self.device_end = os.path.join(workdir, "bus-dev")
+        self.proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={self.host_end}",
+                                      f"pty,raw,echo=0,link={self.device_end}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: os.path.exists(self.host_end) and os.path.exists(self.device_end), "socat's ptys")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def driver_events(site, device, kind=None, code=None):
+    out = []
+    for r in site.events(device):
+        e = r["event"]
+        if kind and e["kind"] != kind:
+            continue
+        if code and e["code"] != code:
+            continue
+        out.append(e)
+    return out
+
+
+def value_of(event, name):
+    for v in event.get("values", []):
+        if v["name"] == name:
+            return v["value"]
+    return None
+
+
+def new_workdir(test):
+    d = tempfile.TemporaryDirectory(prefix="firelink-modbus-")
+    test.addCleanup(d.cleanup)
+    return d.name

@@ -1,0 +1,93 @@
+// firelink-sim arc-breaker: the reference arc-fault breaker (FL-AFB200), register map shared with the driver
+// (plugins/arc_fault_breaker/reference_map.hpp).
+#include "../../common/subcommand.hpp"
+#include "../../../plugins/arc_fault_breaker/reference_map.hpp"
+#include "sim_core.hpp"
+
+namespace firelink::sim::modbus {
+namespace {
+
+class arc_breaker_model : public unit_model {
+public:
+    arc_breaker_model() : unit_model(arc_fault_breaker::reference_map()) {
+        set_named("breaker_state", "closed");
+        set_named("self_test_state", "idle");
+        set("voltage", 230);
+        set("current", 12.5);
+        set("temperature_1", 35);
+        set("temperature_2", 34);
+        set("residual_current", 8);
+    }
+
+    std::vector<std::string> help() const override {
+        return {"arc-fault             an arc fault: latch set, count + 1, the breaker trips",
+                "residual MA           residual current in mA",
+                "temp LINE DEGC        temperature of line 1 or 2",
+                "voltage V             line voltage",
+                "current A             line current",
+                "stuck [on|off]        the breaker does not move when commanded",
+                "breaker-fault [on|off] the breaker reports a fault",
+                "self-test-fail [on|off] the next self-tests fail"};
+    }
+
+    std::string action(const std::vector<std::string> &w) override {
+        std::string err;
+        bool on = true;
+        if (w[0] == "arc-fault") {
+            set_bit("status", "arc_fault", true);
+            set_raw("arc_fault_count", get_raw("arc_fault_count") + 1);
+            if (!stuck_) set_named("breaker_state", "open");
+            return "";
+        }
+        if (w[0] == "residual" && w.size() == 2) return run({"set", "residual_current", w[1]});
+        if (w[0] == "temp" && w.size() == 3) return run({"set", "temperature_" + w[1], w[2]});
+        if (w[0] == "voltage" && w.size() == 2) return run({"set", "voltage", w[1]});
+        if (w[0] == "current" && w.size() == 2) return run({"set", "current", w[1]});
+        if (w[0] == "stuck") return parse_on_off(w, 1, on, err) ? (stuck_ = on, "") : err;
+        if (w[0] == "self-test-fail") return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
+        if (w[0] == "breaker-fault") {
+            if (!parse_on_off(w, 1, on, err)) return err;
+            set_bit("status", "breaker_fault", on);
+            set_named("breaker_state", on ? "fault" : "open");
+            return "";
+        }
+        return "unknown action '" + w[0] + "' (firelink-sim arc-breaker --help lists them)";
+    }
+
+    void after_write(const mb::request &req) override {
+        if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
+            const auto cmd = get_raw("breaker_command");
+            set_raw("breaker_command", 0);
+            const auto &v = p("breaker_command");
+            if (cmd == *v.value_of("reset")) set_bit("status", "arc_fault", false);
+            if (stuck_ || named("breaker_state") == "fault") return;
+            if (cmd == *v.value_of("trip")) set_named("breaker_state", "open");
+            // A breaker does not close onto a latched arc fault.
+            if (cmd == *v.value_of("close") && !bit("status", "arc_fault")) set_named("breaker_state", "closed");
+        }
+        if (coil("self_test")) {
+            set_coil("self_test", false);
+            set_named("self_test_state", "running");
+            self_test_ms_ = 200;
+        }
+    }
+
+    void tick(double ms) override {
+        tick_ramps(ms);
+        if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
+    }
+
+private:
+    bool stuck_ = false, self_test_fails_ = false;
+    double self_test_ms_ = 0;
+};
+
+int run_arc_breaker(int argc, char **argv) {
+    return run_simulator("arc-breaker", "an arc-fault breaker / electrical-fire monitor (reference model FL-AFB200)", argc,
+                         argv, [] { return std::make_unique<arc_breaker_model>(); });
+}
+
+const firelink::tools::registration reg{"arc-breaker", "Modbus arc-fault breaker (FL-AFB200)", &run_arc_breaker};
+
+}  // namespace
+}  // namespace firelink::sim::modbus

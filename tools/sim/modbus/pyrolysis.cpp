@@ -1,0 +1,73 @@
+// firelink-sim pyrolysis: the reference pyrolysis-particle detector (FL-PD300), register map shared with the driver
+// (plugins/pyrolysis_detector/reference_map.hpp). Like the real device it latches its alarm at level 600 and keeps
+// a pre-alarm bit at level 300; a reset clears the latch only when the level is below 600.
+#include "../../common/subcommand.hpp"
+#include "../../../plugins/pyrolysis_detector/reference_map.hpp"
+#include "sim_core.hpp"
+
+namespace firelink::sim::modbus {
+namespace {
+
+class pyrolysis_model : public unit_model {
+public:
+    pyrolysis_model() : unit_model(pyrolysis_detector::reference_map()) {
+        set_named("self_test_state", "idle");
+        set("particle_level", 20);
+    }
+
+    std::vector<std::string> help() const override {
+        return {"level N               particle concentration level (0..1000)",
+                "ramp-level N MS       ramp the level to N over MS ms",
+                "wire-break [on|off]   break the sensor wire",
+                "wire-short [on|off]   short the sensor wire",
+                "self-test-fail [on|off] the next self-tests fail"};
+    }
+
+    std::string action(const std::vector<std::string> &w) override {
+        std::string err;
+        bool on = true;
+        if (w[0] == "level" && w.size() == 2) return run({"set", "particle_level", w[1]});
+        if (w[0] == "ramp-level" && w.size() == 3) return run({"ramp", "particle_level", w[1], w[2]});
+        if (w[0] == "wire-break") return parse_on_off(w, 1, on, err) ? (set_bit("status", "wire_break", on), "") : err;
+        if (w[0] == "wire-short") return parse_on_off(w, 1, on, err) ? (set_bit("status", "wire_short", on), "") : err;
+        if (w[0] == "self-test-fail") return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
+        return "unknown action '" + w[0] + "' (firelink-sim pyrolysis --help lists them)";
+    }
+
+    void after_write(const mb::request &req) override {
+        if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
+            const auto cmd = get_raw("control_command");
+            set_raw("control_command", 0);
+            if (cmd == *p("control_command").value_of("reset") && get("particle_level") < 600)
+                set_bit("status", "alarm_latched", false);
+        }
+        if (coil("self_test")) {
+            set_coil("self_test", false);
+            set_named("self_test_state", "running");
+            self_test_ms_ = 200;
+        }
+    }
+
+    void tick(double ms) override {
+        tick_ramps(ms);
+        const double level = get("particle_level");
+        const bool wire_ok = !bit("status", "wire_break") && !bit("status", "wire_short");
+        set_bit("status", "pre_alarm", wire_ok && level >= 300);
+        if (wire_ok && level >= 600) set_bit("status", "alarm_latched", true);
+        if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
+    }
+
+private:
+    bool self_test_fails_ = false;
+    double self_test_ms_ = 0;
+};
+
+int run_pyrolysis(int argc, char **argv) {
+    return run_simulator("pyrolysis", "a pyrolysis-particle detector (reference model FL-PD300)", argc, argv,
+                         [] { return std::make_unique<pyrolysis_model>(); });
+}
+
+const firelink::tools::registration reg{"pyrolysis", "Modbus pyrolysis-particle detector (FL-PD300)", &run_pyrolysis};
+
+}  // namespace
+}  // namespace firelink::sim::modbus

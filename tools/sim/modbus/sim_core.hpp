@@ -1,0 +1,85 @@
+// firelink-sim's Modbus slaves: one or more simulated units (devices) behind Modbus TCP (--listen HOST:PORT) or on one
+// serial line in RTU (--serial PATH: several units on it make a shared RS-485 bus of simulated devices). Each unit
+// serves the register map of its driver's reference model (the plugin's reference_map.hpp) and is scripted by
+// actions: from the command line (--do), from a scenario file (--scenario: "<ms> [@unit] action args"), or from
+// standard input, one action a line (for tests). Usage: firelink-sim <device> --help; docs/drivers/modbus.md.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <firelink/proto/modbus.hpp>
+
+#include "../../../plugins/modbus_common/register_map.hpp"
+
+namespace firelink::sim::modbus {
+
+namespace mb = firelink::proto::modbus;
+namespace md = firelink::modbus_driver;
+
+// One simulated unit. The base class keeps the register bank laid out by the reference map and the behaviours every
+// device shares (silent, garbage, forced exception); a device class adds its physics and actions.
+class unit_model {
+public:
+    explicit unit_model(md::register_map map);
+    virtual ~unit_model() = default;
+
+    // Time passes (real time, in ms since the last call).
+    virtual void tick(double /*elapsed_ms*/) {}
+    // A write the master made, after the bank took it.
+    virtual void after_write(const mb::request & /*req*/) {}
+    // A class action ("gas 30", "stuck on"); returns an error message, or "" when done. Unknown: "unknown action".
+    virtual std::string action(const std::vector<std::string> &words) = 0;
+    // The help lines of the class's actions.
+    virtual std::vector<std::string> help() const = 0;
+
+    // Answers a request PDU (or an exception when one is forced).
+    std::vector<std::uint8_t> serve(std::span<const std::uint8_t> pdu);
+
+    // The shared actions: silent, garbage, exception, set, ramp. Then the class's.
+    std::string run(const std::vector<std::string> &words);
+
+    bool silent = false;   // stop answering
+    bool garbage = false;  // answer with bytes that are not a valid frame
+
+protected:
+    const md::register_point &p(const std::string &name) const;
+    void set(const std::string &point, double engineering);  // raw = value / scale
+    double get(const std::string &point) const;
+    void set_raw(const std::string &point, std::int64_t raw);
+    std::int64_t get_raw(const std::string &point) const;
+    void set_bit(const std::string &point, const std::string &bit, bool on);
+    bool bit(const std::string &point, const std::string &bit) const;
+    void set_named(const std::string &point, const std::string &value);
+    std::string named(const std::string &point) const;
+    bool coil(const std::string &point) const;
+    void set_coil(const std::string &point, bool on);
+
+    // A value that moves linearly to a target over a time (ramp), applied by tick_ramps.
+    void tick_ramps(double elapsed_ms);
+
+    md::register_map map_;
+    mb::register_bank bank_;
+
+private:
+    struct ramp {
+        double from, to, total_ms, done_ms;
+    };
+    std::map<std::string, ramp> ramps_;
+    std::optional<std::uint8_t> forced_exception_;
+};
+
+// on/off argument of an action.
+bool parse_on_off(const std::vector<std::string> &words, std::size_t at, bool &out, std::string &err);
+double parse_number(const std::string &s, std::string &err);
+
+using model_factory = std::function<std::unique_ptr<unit_model>()>;
+
+// The whole subcommand: parses argv, runs the server until a signal, `quit`, or --for. Returns the exit code.
+int run_simulator(const char *name, const char *what, int argc, char **argv, const model_factory &make);
+
+}  // namespace firelink::sim::modbus
