@@ -1,0 +1,538 @@
+// fire_panel: a fire alarm control panel reporting through its user information transmission device (UITD), which
+// connects in to the host's listener and speaks GB/T 26875.3-2011. One device instance per UITD, bound by peer
+// address or by the UITD's own address (firelink.identify/1). The host plays the monitoring centre.
+//
+// What the driver does (docs/drivers/fire_panel.md):
+// - confirms every valid send/control frame with its serial number, but only once the events it carried were taken by
+//   the host: an alarm is never confirmed and then lost. Denies a frame with a bad checksum or undecodable data.
+// - turns status bits into events on their edges: 0->1 an alarm/fault/status with an event_id, 1->0 its restore.
+//   Bit 0 (normal/test) never suppresses anything.
+// - analog values become telemetry with units; operation records become status events.
+// - commands: sync_clock, duty_check, and the reads (read_uitd_status, read_system_status, ...).
+#include <firelink/driver.hpp>
+#include <firelink/proto/gb26875.hpp>
+#include <firelink/proto/gb26875/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+namespace gb = firelink::proto::gb26875;
+using firelink::event;
+using firelink::event_kind;
+using firelink::severity;
+
+// How a status bit becomes an event: its code, the kind of its rising edge, and an optional severity.
+struct bit_rule {
+    int bit;
+    const char *code;
+    event_kind kind;
+    std::optional<severity> level = std::nullopt;
+    bool one_shot = false;  // a pulse, not a condition: no event_id, no restore
+};
+
+const std::vector<bit_rule> system_rules = {
+    {1, "fire_alarm", event_kind::alarm},
+    {2, "fault", event_kind::fault},
+    {3, "disabled", event_kind::status, severity::warning},
+    {4, "supervisory", event_kind::alarm, severity::major},
+    {5, "started", event_kind::status},
+    {6, "feedback", event_kind::status},
+    {7, "delay", event_kind::status, severity::warning},
+    {8, "main_power_fault", event_kind::fault},
+    {9, "backup_power_fault", event_kind::fault},
+    {10, "bus_fault", event_kind::fault},
+    {13, "reset", event_kind::status, std::nullopt, true},
+};
+
+const std::vector<bit_rule> component_rules = {
+    {1, "fire_alarm", event_kind::alarm},
+    {2, "fault", event_kind::fault},
+    {3, "disabled", event_kind::status, severity::warning},
+    {4, "supervisory", event_kind::alarm, severity::major},
+    {5, "started", event_kind::status},
+    {6, "feedback", event_kind::status},
+    {7, "delay", event_kind::status, severity::warning},
+    {8, "power_fault", event_kind::fault},
+};
+
+const std::vector<bit_rule> uitd_rules = {
+    {1, "fire_alarm", event_kind::alarm},
+    {2, "uitd_fault", event_kind::fault},
+    {3, "main_power_fault", event_kind::fault},
+    {4, "backup_power_fault", event_kind::fault},
+    {5, "link_fault", event_kind::fault},
+    {6, "wiring_fault", event_kind::fault},
+};
+
+// Operation records (types 4 and 24) are pulses.
+struct op_rule {
+    int bit;
+    const char *code;
+    event_kind kind;
+};
+const std::vector<op_rule> operation_rules = {
+    {0, "reset", event_kind::status},
+    {1, "x.gb26875.silence", event_kind::status},
+    {2, "manual_alarm", event_kind::alarm},
+    {3, "x.gb26875.alarm_cleared", event_kind::status},
+    {4, "self_test", event_kind::status},
+    {5, "x.gb26875.acknowledge", event_kind::status},  // type 4; in type 24 bit 5 is the duty answer
+    {6, "x.gb26875.test", event_kind::status},
+};
+
+std::string hex8(std::uint32_t v) {
+    char b[12];
+    std::snprintf(b, sizeof b, "%08x", v);
+    return b;
+}
+
+// Reads the identity (the UITD's address) from the first valid frame of a connection; see FL_EXT_IDENTIFY.
+fl_status identify_uitd(std::span<const std::uint8_t> first, std::string &identity) {
+    gb::stream_decoder dec;
+    dec.feed(first);
+    while (auto item = dec.next()) {
+        if (item->ok()) {
+            identity = gb::address_text(item->value.head.source);
+            return FL_OK;
+        }
+    }
+    // No '@' at all in a good kilobyte: not this protocol. Otherwise wait for the rest of a frame.
+    if (first.size() > 1100 && dec.skipped_total() >= first.size() - 1) return FL_INVALID_ARGUMENT;
+    return FL_BUSY;
+}
+
+class uitd_device : public firelink::device {
+public:
+    uitd_device(firelink::host_handle host, const firelink::config &cfg)
+        : device(host),
+          centre_address_(cfg.get<std::uint64_t>("centre_address", 0)),
+          utc_offset_s_(cfg.get<std::int32_t>("utc_offset_min", 480) * 60),
+          reply_timeout_(cfg.get<std::uint32_t>("reply_timeout_ms", 10000)),
+          analog_telemetry_(cfg.get<bool>("analog_telemetry", true)) {
+        cfg.reject_unknown({"centre_address", "utc_offset_min", "reply_timeout_ms", "analog_telemetry"});
+        if (centre_address_ > 0xFFFFFFFFFFFFull)
+            throw firelink::config_error("config key 'centre_address': more than 6 bytes");
+        if (utc_offset_s_ < -14 * 3600 || utc_offset_s_ > 14 * 3600)
+            throw firelink::config_error("config key 'utc_offset_min': must be within -840..840");
+        if (reply_timeout_.count() < 1) throw firelink::config_error("config key 'reply_timeout_ms': must be at least 1");
+    }
+
+    void start() override {
+        if (!host().has_transport()) throw std::runtime_error("the host gave no transport");
+        const fl_status st = host().open_wire();
+        if (st != FL_OK) throw std::runtime_error("opening the wire failed: " + std::to_string(st));
+    }
+
+    void on_link(int state, fl_status) override {
+        if (state == FL_LINK_OPEN) {
+            decoder_.reset();
+            link_open_ = true;
+            return;
+        }
+        if (state == FL_LINK_LOST || state == FL_LINK_CLOSED || state == FL_LINK_FAILED) {
+            decoder_.reset();
+            link_open_ = false;
+            answers_.clear();  // the UITD resends what was not confirmed on its next connection
+            for (auto it = commands_.begin(); it != commands_.end();) {
+                queue(event::command_result(it->second.id, false, "the UITD disconnected before answering"));
+                if (it->second.timer) host().cancel_timer(*it->second.timer);
+                it = commands_.erase(it);
+            }
+            flush();
+        }
+    }
+
+    void on_data(std::span<const std::uint8_t> bytes) override {
+        link_open_ = true;
+        decoder_.feed(bytes);
+        while (auto item = decoder_.next()) {
+            if (item->skipped) note_bad("skipped " + std::to_string(item->skipped) + " bytes of garbage", false);
+            if (!item->ok()) {
+                if (item->error == gb::frame_error::bad_checksum && item->head) {
+                    note_bad(std::string("frame serial ") + std::to_string(item->head->serial) + ": " +
+                                 gb::error_text(item->error) + "; denied",
+                             true);
+                    answer(*item->head, gb::command::deny);
+                }
+                // A broken delimiter or length: the frame's extent is unknown, so nothing to answer.
+                else if (item->error != gb::frame_error::bad_checksum) {
+                    note_bad(std::string("not a frame (") + gb::error_text(item->error) + "), resynchronising", false);
+                }
+                continue;
+            }
+            handle(item->value);
+        }
+        flush();
+    }
+
+    void on_timer(std::uint64_t id) override {
+        if (retry_timer_ && *retry_timer_ == id) {
+            retry_timer_.reset();
+            flush();
+            return;
+        }
+        for (auto it = commands_.begin(); it != commands_.end(); ++it) {
+            if (!it->second.timer || *it->second.timer != id) continue;
+            auto &c = it->second;
+            if (c.type == 91 && c.confirmed) {
+                queue(event{event_kind::status, "off_duty"}
+                          .level(severity::warning)
+                          .message("duty check: nobody answered within " + std::to_string(c.wait.count()) + " s"));
+                queue(event::command_result(c.id, false, "duty check not answered within " + std::to_string(c.wait.count()) + " s"));
+            } else {
+                queue(event::command_result(c.id, false, "the UITD did not answer within " +
+                                                             std::to_string(reply_timeout_.count()) + " ms"));
+            }
+            commands_.erase(it);
+            break;
+        }
+        flush();
+    }
+
+    fl_status on_command(const firelink::command &cmd) override {
+        std::uint8_t type = 0;
+        const std::string &name = cmd.name();
+        if (name == "sync_clock") type = 90;
+        else if (name == "duty_check") type = 91;
+        else if (name == "read_status") type = 81;
+        else if (name == "read_config") type = 86;
+        else {
+            for (unsigned t = 61; t <= 88; ++t) {
+                const auto info = gb::type_info(static_cast<std::uint8_t>(t));
+                if (info.known && info.dir == gb::direction::down && info.name == name) type = static_cast<std::uint8_t>(t);
+            }
+        }
+        if (type == 0) return FL_UNSUPPORTED;
+        const auto &args = cmd.args();
+        const auto sys_type = args.get<std::uint8_t>("system_type", 1);
+        const auto sys_addr = args.get<std::uint8_t>("system_address", 0);
+        gb::info_object obj = gb::reserved_byte{0};
+        pending_command pc;
+        pc.id = cmd.id();
+        pc.type = type;
+        switch (type) {
+        case 90: args.reject_unknown({}); obj = gb::clock_value{now_local()}; break;
+        case 91: {
+            // minutes: what the UITD shows its operator (1..255); within_s: how long the driver waits, when the
+            // platform wants it sharper than whole minutes (the frame then says the minutes rounded up).
+            args.reject_unknown({"minutes", "within_s"});
+            const auto within_s = args.get<std::uint32_t>("within_s", 0);
+            const auto minutes = args.get<std::uint32_t>("minutes", within_s ? (within_s + 59) / 60 : 10);
+            if (minutes < 1 || minutes > 255) throw firelink::config_error("config key 'args.minutes': must be 1..255");
+            if (within_s > minutes * 60) throw firelink::config_error("config key 'args.within_s': more than minutes * 60");
+            pc.minutes = static_cast<std::uint8_t>(minutes);
+            pc.wait = within_s ? std::chrono::seconds(within_s) : std::chrono::seconds(minutes * 60);
+            obj = gb::duty_check{pc.minutes};
+            break;
+        }
+        case 61: case 65: case 66: case 68:
+            args.reject_unknown({"system_type", "system_address"});
+            obj = gb::read_system{sys_type, sys_addr};
+            break;
+        case 62: case 63: case 67:
+            args.reject_unknown({"system_type", "system_address", "component_address"});
+            obj = gb::read_component{sys_type, sys_addr, args.require<std::uint32_t>("component_address")};
+            break;
+        case 64:
+            args.reject_unknown({"system_type", "system_address", "count"});
+            obj = gb::read_records{sys_type, sys_addr, args.get<std::uint8_t>("count", 10), now_local()};
+            break;
+        case 84:
+            args.reject_unknown({"count"});
+            obj = gb::read_records{0, 0, args.get<std::uint8_t>("count", 10), now_local()};
+            break;
+        default: args.reject_unknown({}); break;
+        }
+        if (!uitd_address_ || !link_open_) {
+            host().emit(event::command_result(cmd.id(), false, "the UITD is not connected"));
+            return FL_OK;
+        }
+        const bool control = type >= 89;
+        gb::frame f;
+        f.head.serial = next_serial_++;
+        if (next_serial_ == 0) next_serial_ = 1;
+        f.head.time = now_local();
+        f.head.source = gb::make_address(centre_address_ ? centre_address_ : gb::address_value(centre_seen_));
+        f.head.destination = *uitd_address_;
+        f.head.command = static_cast<std::uint8_t>(control ? gb::command::control : gb::command::request);
+        f.data = gb::make_app_data(type, obj);
+        const auto wire = gb::encode(f);
+        const fl_status st = host().write(wire);
+        if (st != FL_OK) {
+            host().emit(event::command_result(cmd.id(), false, "could not write to the UITD (status " + std::to_string(st) + ")"));
+            return FL_OK;
+        }
+        pc.timer = host().start_timer(reply_timeout_, true);
+        commands_[f.head.serial] = std::move(pc);
+        return FL_OK;
+    }
+
+private:
+    struct pending_command {
+        std::string id;
+        std::uint8_t type = 0;
+        std::uint8_t minutes = 0;
+        std::chrono::seconds wait{0};  // duty check: how long the operator has to answer
+        bool confirmed = false;
+        std::optional<std::uint64_t> timer;
+    };
+
+    gb::timestamp now_local() const {
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        return gb::timestamp::from_utc_seconds(now, utc_offset_s_);
+    }
+
+    std::optional<std::int64_t> device_ms(const std::optional<gb::timestamp> &t) const {
+        if (!t) return std::nullopt;
+        auto s = t->as_utc_seconds();
+        if (!s) return std::nullopt;
+        return (*s - utc_offset_s_) * 1000;
+    }
+
+    void note_bad(const std::string &what, bool frame) {
+        const auto n = ++bad_total_;
+        if (frame) ++denied_total_;
+        if (n <= 10 || n % 1000 == 0)
+            host().warn("bad input #" + std::to_string(n) + " (" + std::to_string(denied_total_) + " denied): " + what);
+    }
+
+    void answer(const gb::header &h, gb::command c) {
+        answers_.push_back(gb::answer_to(h, c, now_local()));
+    }
+
+    void handle(const gb::frame &f) {
+        uitd_address_ = f.head.source;
+        centre_seen_ = f.head.destination;
+        const auto cmd = f.head.command;
+        if (cmd == 3 || cmd == 6) {  // confirm / deny of one of our control frames or requests
+            on_answer(f.head.serial, cmd == 3);
+            return;
+        }
+        if (cmd != 2 && cmd != 5) {
+            note_bad(std::string("frame serial ") + std::to_string(f.head.serial) + ": a UITD does not send command " +
+                         std::to_string(cmd) + " (" + gb::command_name(cmd) + "); denied",
+                     true);
+            answer(f.head, gb::command::deny);
+            return;
+        }
+        std::optional<gb::app_data> app;
+        if (!f.data.empty()) {
+            auto parsed = gb::parse_app_data(f.data);
+            if (!parsed.ok()) {
+                note_bad("frame serial " + std::to_string(f.head.serial) + ": " + parsed.error + (cmd == 2 ? "; denied" : ""), true);
+                if (cmd == 2) answer(f.head, gb::command::deny);
+                return;
+            }
+            app = std::move(parsed.value);
+            apply(*app);
+        }
+        if (cmd == 2) {
+            answer(f.head, gb::command::confirm);  // sent after the events above were taken (flush)
+        } else if (auto it = commands_.find(f.head.serial); it != commands_.end()) {
+            const bool matches = app && app->type == gb::response_type_for(it->second.type);
+            std::string msg = app ? gb::to_json(f) : std::string("empty response");
+            if (msg.size() > 1000) msg.resize(1000);
+            queue(event::command_result(it->second.id, matches, matches ? msg : "unexpected response: " + msg));
+            if (it->second.timer) host().cancel_timer(*it->second.timer);
+            commands_.erase(it);
+        } else {
+            host().debug("response serial " + std::to_string(f.head.serial) + " matches no request");
+        }
+    }
+
+    void on_answer(std::uint16_t serial, bool confirmed) {
+        auto it = commands_.find(serial);
+        if (it == commands_.end()) {
+            host().debug(std::string(confirmed ? "confirm" : "deny") + " serial " + std::to_string(serial) +
+                         " matches no pending command");
+            return;
+        }
+        auto &c = it->second;
+        if (c.timer) host().cancel_timer(*c.timer);
+        if (!confirmed) {
+            queue(event::command_result(c.id, false, "the UITD denied it"));
+            commands_.erase(it);
+        } else if (c.type == 91) {
+            // Confirmed receipt; the operator's answer (type 24, bit 5) completes it.
+            c.confirmed = true;
+            c.timer = host().start_timer(c.wait, true);
+        } else if (c.type >= 89) {
+            queue(event::command_result(c.id, true, c.type == 90 ? "the UITD confirmed the clock" : "confirmed"));
+            commands_.erase(it);
+        } else {
+            c.timer = host().start_timer(reply_timeout_, true);  // a request: its response follows
+        }
+    }
+
+    std::string where(const gb::component_ref &c) const {
+        return std::string(gb::component_type_info(c.component_type).name) + " loop " + std::to_string(c.loop()) +
+               " point " + std::to_string(c.point()) + " (" + std::string(gb::system_type_info(c.system_type).name) +
+               " " + std::to_string(c.system_address) + ")";
+    }
+
+    // Emits the edges between `old_bits` and `new_bits` for the rules; ids are "<code>@<scope>".
+    void edges(const std::vector<bit_rule> &rules, unsigned old_bits, unsigned new_bits, const std::string &scope,
+               const std::string &what, const std::optional<gb::timestamp> &t) {
+        for (const auto &r : rules) {
+            const bool was = old_bits & (1u << r.bit), is = new_bits & (1u << r.bit);
+            if (was == is) continue;
+            const std::string id = std::string(r.code) + "@" + scope;
+            if (is) {
+                event ev{r.kind, r.code};
+                if (!r.one_shot) ev.id(id);
+                if (r.level) ev.level(*r.level);
+                ev.message(std::string(r.code) + ": " + what);
+                if (auto ms = device_ms(t)) ev.device_time_ms(*ms);
+                queue(std::move(ev));
+            } else if (!r.one_shot) {
+                event ev{event_kind::restore, r.code};
+                ev.ends(id).message(std::string(r.code) + " ended: " + what);
+                if (auto ms = device_ms(t)) ev.device_time_ms(*ms);
+                queue(std::move(ev));
+            }
+        }
+    }
+
+    void operations(std::uint8_t flags, bool uitd, std::uint8_t op, const std::string &what,
+                    const std::optional<gb::timestamp> &t) {
+        for (const auto &r : operation_rules) {
+            if (!(flags & (1u << r.bit))) continue;
+            if (uitd && r.bit == 5) {  // 查岗应答: the duty check is answered
+                for (auto it = commands_.begin(); it != commands_.end(); ++it) {
+                    if (it->second.type != 91) continue;
+                    if (it->second.timer) host().cancel_timer(*it->second.timer);
+                    queue(event::command_result(it->second.id, true, "duty check answered by operator " + std::to_string(op)));
+                    commands_.erase(it);
+                    break;
+                }
+                event ev{event_kind::status, "on_duty"};
+                ev.message("duty check answered by operator " + std::to_string(op));
+                if (auto ms = device_ms(t)) ev.device_time_ms(*ms);
+                queue(std::move(ev));
+                continue;
+            }
+            event ev{r.kind, r.code};
+            ev.message(std::string(uitd ? gb::uitd_operation_bits[r.bit].name : gb::system_operation_bits[r.bit].name) +
+                       " by operator " + std::to_string(op) + ": " + what);
+            if (auto ms = device_ms(t)) ev.device_time_ms(*ms);
+            queue(std::move(ev));
+        }
+    }
+
+    void apply(const gb::app_data &app) {
+        for (const auto &obj : app.objects) {
+            std::visit(
+                [&](const auto &v) {
+                    using T = std::decay_t<decltype(v)>;
+                    if constexpr (std::is_same_v<T, gb::system_status>) {
+                        const std::uint64_t key = (1ull << 48) | (std::uint64_t(v.system_type) << 8) | v.system_address;
+                        auto &old = state_[key];
+                        const std::string scope = "s" + std::to_string(v.system_type) + "." + std::to_string(v.system_address);
+                        edges(system_rules, old, v.status, scope,
+                              std::string(gb::system_type_info(v.system_type).name) + " " + std::to_string(v.system_address),
+                              v.time);
+                        old = v.status;
+                    } else if constexpr (std::is_same_v<T, gb::component_status>) {
+                        const auto &c = v.component;
+                        const std::uint64_t key = (std::uint64_t(c.system_type) << 40) |
+                                                  (std::uint64_t(c.system_address) << 32) | c.component_address;
+                        auto &old = state_[key];
+                        const std::string scope = "c" + std::to_string(c.system_type) + "." +
+                                                  std::to_string(c.system_address) + "." + hex8(c.component_address);
+                        std::string what = where(c);
+                        const auto text = gb::description_utf8(v.description);
+                        if (!text.empty()) what += ": " + text;
+                        edges(component_rules, old, v.status, scope, what, v.time);
+                        old = v.status;
+                    } else if constexpr (std::is_same_v<T, gb::uitd_status>) {
+                        auto &old = state_[2ull << 48];
+                        edges(uitd_rules, old, v.status, "uitd", "user information transmission device", v.time);
+                        old = v.status;
+                    } else if constexpr (std::is_same_v<T, gb::component_analog>) {
+                        if (!analog_telemetry_) return;
+                        const auto info = gb::analog_info(v.analog_type);
+                        event ev{event_kind::telemetry, "analog"};
+                        ev.message(where(v.component));
+                        if (info.resolution == 1) ev.value(std::string(info.name), std::int64_t{v.raw}, std::string(info.unit));
+                        else ev.value(std::string(info.name), gb::analog_value(v), std::string(info.unit));
+                        if (auto ms = device_ms(v.time)) ev.device_time_ms(*ms);
+                        queue(std::move(ev));
+                    } else if constexpr (std::is_same_v<T, gb::system_operation>) {
+                        operations(v.flags, false, v.operator_id,
+                                   std::string(gb::system_type_info(v.system_type).name) + " " +
+                                       std::to_string(v.system_address),
+                                   v.time);
+                    } else if constexpr (std::is_same_v<T, gb::uitd_operation>) {
+                        operations(v.flags, true, v.operator_id, "user information transmission device", v.time);
+                    }
+                },
+                obj);
+        }
+        if (!app.known) host().debug("type " + std::to_string(app.type) + " (" + std::string(gb::type_info(app.type).name) + ") kept raw");
+    }
+
+    void queue(event ev) { pending_.push_back(std::move(ev)); }
+
+    // Hands queued events to the host; once all are taken, sends the answers that waited for them.
+    void flush() {
+        while (!pending_.empty()) {
+            const fl_status st = host().emit(pending_.front());
+            if (st == FL_BUSY) {
+                if (!retry_timer_) retry_timer_ = host().start_timer(std::chrono::milliseconds(100), true);
+                return;
+            }
+            if (st != FL_OK) host().error("the host refused an event (status " + std::to_string(st) + ")");
+            pending_.pop_front();
+        }
+        for (const auto &a : answers_) {
+            const fl_status st = host().write(gb::encode(a));
+            if (st != FL_OK) host().warn("could not send the answer to serial " + std::to_string(a.head.serial) +
+                                         " (status " + std::to_string(st) + "); the UITD will resend");
+        }
+        answers_.clear();
+    }
+
+    const std::uint64_t centre_address_;
+    const std::int32_t utc_offset_s_;
+    const std::chrono::milliseconds reply_timeout_;
+    const bool analog_telemetry_;
+
+    gb::stream_decoder decoder_;
+    std::optional<gb::address> uitd_address_;
+    gb::address centre_seen_{};
+    std::unordered_map<std::uint64_t, unsigned> state_;  // last status word per system / component / the UITD
+    std::deque<event> pending_;
+    std::vector<gb::frame> answers_;
+    std::map<std::uint16_t, pending_command> commands_;
+    std::optional<std::uint64_t> retry_timer_;
+    std::uint16_t next_serial_ = 1;
+    bool link_open_ = false;
+    std::uint64_t bad_total_ = 0, denied_total_ = 0;
+};
+
+}  // namespace
+
+FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.fire-panel",
+                                       .name = "Fire alarm panels (GB/T 26875.3-2011)",
+                                       .vendor = "firelink",
+                                       .version = "1.0.0",
+                                       .license = "Apache-2.0",
+                                       .description = "User information transmission devices (UITD) of fire alarm "
+                                                      "control panels, connecting in over TCP."}),
+                (firelink::driver<uitd_device>{.id = "gb26875-uitd",
+                                               .name = "GB/T 26875.3 user information transmission device",
+                                               .device_class = FL_CLASS_FIRE_PANEL,
+                                               .description = "Fire alarms, faults, supervisory, disabled, power and "
+                                                              "link faults of a fire panel; clock sync, duty check, reads.",
+                                               .wires = FL_WIRE_TCP_ACCEPTED,
+                                               .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                               .identify = &identify_uitd}))

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""The fire_panel driver end to end: the real firelink-host run with a site file, firelink-sim uitd child processes
+connecting to its listener on loopback, the events in the JSON-lines sink, the confirms and denies the simulator
+reports on its stdout, commands through the admin endpoint; and the firelink-decode gb26875 CLI.
+
+Usage (ctest passes these): fire_panel_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_DECODE PLUGIN_DIR VECTORS
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HOST, SIM, DECODE, PLUGINS, VECTORS = (os.path.abspath(a) for a in sys.argv[1:6])
+del sys.argv[1:6]
+DEADLINE = 20.0  # a hang guard only: everything here takes milliseconds
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Site:
+    """firelink-host run with one listener and the given devices, in its own folder."""
+
+    def __init__(self, devices):
+        self.dir = tempfile.TemporaryDirectory(prefix="firelink-fire-panel-")
+        self.admin = free_port()
+        self.listen = free_port()
+        self.sink = os.path.join(self.dir.name, "events.jsonl")
+        body = (f'[gateway]\nid = "gw-fire"\n\n[plugins]\ndirs = [{json.dumps(PLUGINS)}]\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n')
+        for dev in devices:
+            body += "[[device]]\n" + "".join(f"{k} = {v}\n" for k, v in dev.items()) + "\n"
+        self.config = os.path.join(self.dir.name, "site.toml")
+        with open(self.config, "w") as f:
+            f.write(body)
+        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
+        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.get("/healthz") or self.proc.poll() is not None, "the host to start")
+        if self.proc.poll() is not None:
+            raise AssertionError("firelink-host exited early:\n" + self.output())
+        # The listener opens when its first device starts.
+        wait_for(self.listening, "the listener to open")
+
+    def listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.listen), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def output(self):
+        self.log.flush()
+        with open(os.path.join(self.dir.name, "host.log")) as f:
+            return f.read()
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    def command(self, device, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/devices/{device}/commands",
+                                     data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
+    def events(self, device=None):
+        if not os.path.exists(self.sink):
+            return []
+        with open(self.sink) as f:
+            recs = [json.loads(line) for line in f if line.endswith("\n")]
+        return [r["event"] for r in recs if device is None or r["device"] == device]
+
+    def wait_event(self, what, predicate, device=None):
+        return wait_for(lambda: next((e for e in self.events(device) if predicate(e)), None), what)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        self.dir.cleanup()
+
+
+class Sim:
+    """firelink-sim uitd as a child; its stdout JSON lines are collected by a thread."""
+
+    def __init__(self, port, *args):
+        self.proc = subprocess.Popen([SIM, "uitd", "--connect", f"127.0.0.1:{port}", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def seen(self, **match):
+        return [l for l in list(self.lines) if all(l.get(k) == v for k, v in match.items())]
+
+    def wait(self, what, **match):
+        return wait_for(lambda: self.seen(**match), what)
+
+    def finish(self):
+        try:
+            rc = self.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("the simulator did not finish")
+        self.thread.join(timeout=5)
+        return rc, self.proc.stderr.read()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=DEADLINE)
+
+
+def panel(dev_id, identity, **extra):
+    d = {"id": json.dumps(dev_id), "driver": '"gb26875-uitd"', "class": '"fire_panel"',
+         "wire": f'{{ listener = "centre", identity = "{identity}" }}'}
+    d.update(extra)
+    return d
+
+
+class FirePanelEndToEnd(unittest.TestCase):
+    def setUp(self):
+        self.site = None
+        self.sims = []
+
+    def tearDown(self):
+        for s in self.sims:
+            s.kill()
+        if self.site:
+            if self._outcome_failed():
+                print(self.site.output(), file=sys.stderr)
+            self.site.close()
+
+    def _outcome_failed(self):
+        result = getattr(self, "_outcome", None)
+        errors = getattr(result, "errors", None) or getattr(getattr(result, "result", None), "errors", [])
+        return bool(errors)
+
+    def sim(self, *args):
+        s = Sim(self.site.listen, *args)
+        self.sims.append(s)
+        return s
+
+    def test_alarm_fault_restore_and_confirms(self):
+        self.site = Site([panel("panel-1", "000000000379")])
+        s = self.sim("--heartbeat-s", "0", "--exit-when-done", "--script",
+                     'fire loop=10 point=2 type=42 desc="3楼走廊 烟感"; uitd status=0x09; garbage n=40; '
+                     'bad_checksum; heartbeat; split parts=5; fault loop=3 point=1; merge n=2; '
+                     'analog loop=4 point=1 analog=3 raw=215; system status=0x0103; wait_confirms; '
+                     'restore loop=10 point=2 bit=fire; uitd status=0x01; system status=0x0001; wait_confirms')
+        rc, err = s.finish()
+        self.assertEqual(rc, 0, err)
+        sent = {l["serial"] for l in s.seen(event="sent")}
+        confirmed = {l["serial"] for l in s.seen(event="confirm")}
+        denied = {l["serial"] for l in s.seen(event="deny")}
+        self.assertEqual(len(denied), 1, s.lines)  # the frame with the wrong checksum, and only that one
+        self.assertEqual(confirmed | denied, sent)
+        self.assertFalse(confirmed & denied)
+
+        alarm = self.site.wait_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
+        self.assertIn("3楼走廊 烟感", alarm["message"])
+        self.assertIn("point_photoelectric_smoke_detector loop 10 point 2", alarm["message"])
+        self.assertIn("device_time", alarm)
+        restore = self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e["code"] == "fire_alarm"
+                                       and e.get("ends") == alarm["event_id"])
+        self.assertTrue(restore)
+        power = self.site.wait_event("main power fault", lambda e: e["code"] == "main_power_fault" and e["kind"] == "fault")
+        self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == power["event_id"])
+        self.site.wait_event("component fault", lambda e: e["code"] == "fault" and e["kind"] == "fault")
+        tele = self.site.wait_event("analog telemetry", lambda e: e["kind"] == "telemetry")
+        self.assertEqual(tele["values"], [{"name": "temperature", "value": 21.5, "unit": "degC"}])
+        # system status 0x0103: fire alarm and fault of the system, each ended by 0x0001
+        sys_alarm = self.site.wait_event("system fire alarm", lambda e: e["code"] == "fire_alarm" and
+                                         e.get("event_id", "").startswith("fire_alarm@s1.1"))
+        self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == sys_alarm["event_id"])
+        # The component fault was not restored: no restore for it.
+        self.assertFalse([e for e in self.site.events() if e["kind"] == "restore" and "fault@c1.1.00010003" in e.get("ends", "")])
+        log = self.site.output()
+        self.assertIn("checksum mismatch; denied", log)
+        self.assertIn("bytes of garbage", log)
+
+    def test_alarm_with_normal_bit_clear_is_still_an_alarm(self):
+        # Real panels send fire alarms with bit 0 (normal/test) clear: status 0x0002 exactly.
+        self.site = Site([panel("panel-1", "000000000379")])
+        s = self.sim("--heartbeat-s", "0", "--exit-when-done", "--no-time", "--version-user", "7",
+                     "--script", "component loop=1 point=9 status=0x0002; wait_confirms")
+        rc, err = s.finish()
+        self.assertEqual(rc, 0, err)
+        ev = self.site.wait_event("the alarm", lambda e: e["code"] == "fire_alarm")
+        self.assertEqual(ev["kind"], "alarm")
+        self.assertNotIn("device_time", ev)  # the object had no time label
+
+    def test_many_uitds_on_one_listener_each_its_own_device(self):
+        self.site = Site([panel("panel-a", "000000000379"), panel("panel-b", "0000000004D2")])
+        a = self.sim("--address", "0x0379", "--heartbeat-s", "0", "--exit-when-done", "--script",
+                     "fire loop=1 point=1; wait_confirms")
+        b = self.sim("--address", "1234", "--heartbeat-s", "0", "--exit-when-done", "--script",
+                     "fault loop=2 point=2; wait_confirms")
+        self.assertEqual(a.finish()[0], 0)
+        self.assertEqual(b.finish()[0], 0)
+        self.site.wait_event("a's alarm", lambda e: e["code"] == "fire_alarm", device="panel-a")
+        self.site.wait_event("b's fault", lambda e: e["code"] == "fault", device="panel-b")
+        self.assertFalse([e for e in self.site.events("panel-a") if e["code"] == "fault"])
+        self.assertFalse([e for e in self.site.events("panel-b") if e["code"] == "fire_alarm"])
+
+    def test_commands_reach_the_uitd_and_come_back_as_results(self):
+        self.site = Site([panel("panel-1", "000000000379")])
+        s = self.sim("--heartbeat-s", "1", "--duty-answer-ms", "200", "--script", "uitd status=0x11")
+        s.wait("the first confirm", event="confirm")
+        results = {}
+        for body in ({"id": "c-status", "name": "read_uitd_status"},
+                     {"id": "c-clock", "name": "sync_clock"},
+                     {"id": "c-duty", "name": "duty_check", "args": {"minutes": 1}},
+                     {"id": "c-comp", "name": "read_component_status",
+                      "args": {"system_type": 1, "system_address": 1, "component_address": 65537}},
+                     {"id": "c-conf", "name": "read_config"}):
+            status, answer = self.site.command("panel-1", body)
+            self.assertEqual(status, 202, answer)
+        for cid in ("c-status", "c-clock", "c-duty", "c-comp", "c-conf"):
+            results[cid] = self.site.wait_event(cid, lambda e, cid=cid: e.get("command_id") == cid)
+            self.assertTrue(results[cid]["ok"], results[cid])
+        self.assertIn('"status_bits":["normal","backup_power_fault"]', results["c-status"]["message"])
+        self.assertIn("firelink-sim UITD 模拟", results["c-conf"]["message"])
+        self.site.wait_event("on duty", lambda e: e["code"] == "on_duty")
+        s.wait("request 81", event="request", type=81)
+        s.wait("control 90", event="control", type=90)
+        s.wait("control 91", event="control", type=91)
+        # Unknown command and bad arguments are refused by the driver.
+        self.assertNotEqual(self.site.command("panel-1", {"name": "open_the_pod_bay_doors"})[0], 202)
+        self.assertNotEqual(self.site.command("panel-1", {"name": "duty_check", "args": {"minutes": 0}})[0], 202)
+
+    def test_duty_check_unanswered_is_off_duty(self):
+        self.site = Site([panel("panel-1", "000000000379")])
+        s = self.sim("--heartbeat-s", "1", "--duty-answer-ms", "-1")
+        s.wait("the first confirm", event="confirm")
+        self.assertEqual(self.site.command("panel-1", {"id": "d-1", "name": "duty_check", "args": {"within_s": 1}})[0], 202)
+        res = self.site.wait_event("the duty check's result", lambda e: e.get("command_id") == "d-1")
+        self.assertFalse(res["ok"], res)
+        self.site.wait_event("off duty", lambda e: e["code"] == "off_duty")
+        s.wait("control 91", event="control", type=91)  # the UITD got it and confirmed; nobody answered
+        # A read the UITD answers with zero records still succeeds.
+        self.assertEqual(self.site.command("panel-1", {"id": "r-1", "name": "read_uitd_operations"})[0], 202)
+        self.assertTrue(self.site.wait_event("the read", lambda e: e.get("command_id") == "r-1")["ok"])
+
+    def test_silent_uitd_goes_offline_and_comes_back(self):
+        self.site = Site([panel("panel-1", "000000000379", heartbeat_s="1")])
+        s = self.sim("--heartbeat-s", "0", "--script", "wait 2500; heartbeat; wait 500")
+        off = self.site.wait_event("offline", lambda e: e["kind"] == "offline")
+        self.site.wait_event("back", lambda e: e["kind"] == "restore" and e.get("ends") == off["event_id"])
+        s.kill()
+
+
+class ResendWithoutConfirm(unittest.TestCase):
+    """The simulator against a fake centre that drops confirms: it resends, then gives up after its tries."""
+
+    def run_centre(self, confirm_on_try):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        seen = []
+
+        def serve():
+            conn, _ = srv.accept()
+            buf = b""
+            tries = {}
+            conn.settimeout(DEADLINE)
+            try:
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                    while len(buf) >= 30 and buf[:2] == b"@@":
+                        length = buf[24] | (buf[25] << 8)
+                        frame, buf = buf[:30 + length], buf[30 + length:]
+                        serial = frame[2] | (frame[3] << 8)
+                        tries[serial] = tries.get(serial, 0) + 1
+                        seen.append((serial, tries[serial]))
+                        if confirm_on_try and tries[serial] == confirm_on_try:
+                            reply = bytearray(frame[:27])
+                            reply[12:18], reply[18:24] = frame[18:24], frame[12:18]
+                            reply[24:26] = b"\0\0"
+                            reply[26] = 3
+                            reply += bytes([sum(reply[2:]) & 0xFF]) + b"##"
+                            conn.sendall(bytes(reply))
+            except OSError:
+                return
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        return srv, port, seen
+
+    def test_resent_until_confirmed(self):
+        srv, port, seen = self.run_centre(confirm_on_try=2)
+        sim = Sim(port, "--heartbeat-s", "0", "--confirm-timeout-ms", "200", "--tries", "3", "--exit-when-done")
+        rc, err = sim.finish()
+        srv.close()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(seen, [(1, 1), (1, 2)])
+        self.assertEqual(sim.seen(event="confirm")[0]["tries"], 2)
+
+    def test_gives_up_after_three_tries(self):
+        srv, port, seen = self.run_centre(confirm_on_try=0)
+        sim = Sim(port, "--heartbeat-s", "0", "--confirm-timeout-ms", "100", "--exit-when-done")
+        rc, _ = sim.finish()
+        srv.close()
+        self.assertEqual(rc, 1)
+        self.assertEqual(seen, [(1, 1), (1, 2), (1, 3)])
+        self.assertEqual(sim.seen(event="gave_up")[0]["tries"], 3)
+
+
+class DecodeCli(unittest.TestCase):
+    def vectors(self):
+        with open(VECTORS) as f:
+            return [l.rstrip("\n").split("\t") for l in f if l.strip() and not l.startswith("#")]
+
+    def test_every_vector_prints_one_json_line(self):
+        rows = self.vectors()
+        out = subprocess.run([DECODE, "gb26875", *[r[2] for r in rows]], capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = [json.loads(l) for l in out.stdout.splitlines()]
+        self.assertEqual(len(lines), len(rows))
+        by_name = dict(zip([r[0] for r in rows], lines))
+        obj = by_name["fire_alarm_smoke"]["app"]["objects"][0]
+        self.assertEqual(obj["status_bits"], ["fire_alarm"])
+        self.assertEqual(obj["component_type"], 40)
+        self.assertEqual((obj["loop"], obj["point"]), (10, 2))
+        self.assertEqual(by_name["confirm"]["command_name"], "confirm")
+        self.assertEqual(by_name["uitd_main_power_fault"]["app"]["objects"][0]["status_bits"], ["main_power_fault"])
+
+    def test_invalid_frames_say_why_and_exit_1(self):
+        good = self.vectors()[1][2]  # confirm
+        cases = {
+            good[:-6] + "ac2323": "checksum: computed ab",
+            "24" + good[2:]: "bad start delimiter",
+            good[:-2] + "24": "bad end delimiter",
+            good[:48] + "0104" + good[52:]: "more than the 1024 allowed",
+            good[:20]: "too short",
+            "zz": "not hex",
+        }
+        for hexframe, reason in cases.items():
+            out = subprocess.run([DECODE, "gb26875", hexframe], capture_output=True, text=True, timeout=DEADLINE)
+            self.assertEqual(out.returncode, 1, hexframe)
+            self.assertIn(reason, out.stderr, hexframe)
+            self.assertEqual(out.stdout, "")
+
+    def test_stream_mode_finds_frames_among_garbage(self):
+        rows = self.vectors()
+        stream = "0000" + rows[0][2] + "4040ff" + rows[1][2]
+        out = subprocess.run([DECODE, "gb26875", "--stream", stream], capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(len(out.stdout.splitlines()), 2, out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
