@@ -605,6 +605,8 @@ bool site_host::start_uplink() {
     o.batch_max_events = static_cast<std::size_t>(u.batch_max_events);
     o.batch_max_bytes = static_cast<std::size_t>(u.batch_max_bytes);
     o.poll_commands = u.poll_commands;
+    o.backoff_max = u.backoff_max;
+    o.alarm_backoff_max = std::min<std::chrono::milliseconds>(o.alarm_backoff_max, u.backoff_max);
     try {
         if (!u.token_file.empty()) {
             FILE *f = std::fopen(u.token_file.c_str(), "r");

@@ -341,6 +341,7 @@ event_cap_mb = 16
 telemetry_cap_mb = 32
 reserve_mb = 0
 poll_commands = false
+backoff_max_s = 5
 )" + base,
                          "/etc/firelink/site.toml");
     EXPECT_EQ(c.uplink.url, "https://fire.example.cn/firelink");
@@ -357,6 +358,7 @@ poll_commands = false
     EXPECT_EQ(c.uplink.telemetry_cap_mb, 32);
     EXPECT_EQ(c.uplink.reserve_mb, 0);
     EXPECT_FALSE(c.uplink.poll_commands);
+    EXPECT_EQ(c.uplink.backoff_max, std::chrono::seconds(5));
     EXPECT_EQ(snippet_loads("[uplink]\nurl = \"http://10.0.0.1:8080/\"\nqueue_path = \"q\"\n").uplink.url,
               "http://10.0.0.1:8080/");
 }
@@ -383,5 +385,5 @@ TEST(Uplink, Rules) {
     EXPECT_EQ(snippet_error("[uplink]\nretry = 3\n" + u + q),
               "site.toml:2:1: uplink.retry: unknown key (expected one of: url, token_file, ca_file, client_cert, "
               "client_key, queue_path, timeout_s, batch_max_events, batch_max_bytes, alarm_cap_mb, event_cap_mb, "
-              "telemetry_cap_mb, reserve_mb, poll_commands)");
+              "telemetry_cap_mb, reserve_mb, poll_commands, backoff_max_s)");
 }

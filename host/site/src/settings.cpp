@@ -134,7 +134,7 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     table_reader r(*t, "uplink", cx.diag,
                    {"url", "token_file", "ca_file", "client_cert", "client_key", "queue_path", "timeout_s",
                     "batch_max_events", "batch_max_bytes", "alarm_cap_mb", "event_cap_mb", "telemetry_cap_mb",
-                    "reserve_mb", "poll_commands"});
+                    "reserve_mb", "poll_commands", "backoff_max_s"});
     if (const auto url = r.nonempty_string("url", need::required)) {
         const bool http = url->rfind("http://", 0) == 0 && url->size() > 7;
         const bool https = url->rfind("https://", 0) == 0 && url->size() > 8;
@@ -166,6 +166,7 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     if (const auto v = r.integer("telemetry_cap_mb", 1, 1 << 20, need::optional)) u.telemetry_cap_mb = *v;
     if (const auto v = r.integer("reserve_mb", 0, 1 << 16, need::optional)) u.reserve_mb = *v;
     if (const auto v = r.boolean("poll_commands", need::optional)) u.poll_commands = *v;
+    if (const auto v = r.integer("backoff_max_s", 1, 3600, need::optional)) u.backoff_max = std::chrono::seconds(*v);
 }
 
 }  // namespace

@@ -243,6 +243,12 @@ bool durable_queue::admits(lane l) const {
     return bytes_[i].load() < options_.cap_bytes[i];
 }
 
+bool durable_queue::admit(lane l) {
+    if (admits(l)) return true;
+    refused_[static_cast<int>(l)]++;
+    return false;
+}
+
 bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
                          std::function<void(std::uint64_t)> on_commit, bool force) {
     if (!force && !admits(l)) {
@@ -330,11 +336,18 @@ void durable_queue::writer_loop() {
             std::unique_lock lock(mutex_);
             const bool gap_due = unreported_evicted_ > 0;
             auto ready = [&] { return stopping_ || (!ops_.empty() && clock::now() >= retry_at); };
-            if (gap_due || retry_at > clock::now())
-                cv_.wait_until(lock, std::max(retry_at, clock::now() + (gap_due ? 1s : 0s)), ready);
+            if (gap_due || retry_at > clock::now() || disk_full_)
+                cv_.wait_until(lock, std::max(retry_at, clock::now() + (gap_due ? 1s : disk_full_ ? 5s : 0s)), ready);
             else
                 cv_.wait(lock, ready);
             if (stopping_ && ops_.empty() && batch.empty() && unreported_evicted_ == 0) return;
+            final_ = stopping_ && ops_.empty();
+            // Room freed by someone else (an operator, logrotate) reopens the lanes without waiting for an event.
+            if (disk_full_ && ops_.empty() && batch.empty() && disk_has_room()) {
+                disk_full_ = false;
+                spdlog::warn("uplink queue: the disk has room again; all lanes are admitted");
+                refresh_reserve();
+            }
             // A failed batch stays at the front: take new ops behind it.
             while (!ops_.empty() && batch.size() < options_.max_group) {
                 batch.push_back(std::move(ops_.front()));
@@ -498,7 +511,7 @@ bool durable_queue::apply(std::deque<op> &ops) {
         auto unreported = unreported_evicted_ + evicted[t];
         auto first = unreported_evicted_ ? unreported_first_ : evicted_first;
         auto last = evicted[t] ? evicted_last : unreported_last_;
-        const bool report_gap = unreported > 0 && clock::now() - last_gap_report_ >= 1s;
+        const bool report_gap = unreported > 0 && (final_ || clock::now() - last_gap_report_ >= 1s);
         if (report_gap) {
             gateway_event(event{event_kind::gap, "telemetry_evicted"}
                               .message("the queue evicted " + std::to_string(unreported) +

@@ -186,6 +186,15 @@ bool uplink::sleep_for(std::chrono::milliseconds d) {
 }
 
 void uplink::lane_loop(lane l) {
+    try {
+        send_lane(l);
+    } catch (const std::exception &e) {
+        spdlog::critical("uplink {} lane: the sender stopped: {}; events stay queued until the host restarts",
+                         to_string(l), e.what());
+    }
+}
+
+void uplink::send_lane(lane l) {
     const int i = static_cast<int>(l);
     http_client client(options_.http);
     {
@@ -220,11 +229,14 @@ void uplink::lane_loop(lane l) {
         return sleep_for(wait);
     };
 
+    int single_refusals = 0;  // single records refused in a row, with no batch acknowledged in between
     for (;;) {
+        std::uint64_t seen = 0;  // committed through this seq before the read: what an empty read proves
         {
             std::unique_lock lock(mutex_);
             cv_.wait(lock, [&] { return stopping_ || committed_[i] > after; });
             if (stopping_) break;
+            seen = committed_[i];
         }
         std::vector<queued_record> records;
         try {
@@ -237,9 +249,8 @@ void uplink::lane_loop(lane l) {
             continue;
         }
         if (records.empty()) {
-            // Everything committed so far was acknowledged or evicted.
-            std::lock_guard lock(mutex_);
-            after = std::max(after, committed_[i]);
+            // Everything committed when the read began was acknowledged or evicted.
+            after = std::max(after, seen);
             continue;
         }
         const auto body = batch_body(options_.gateway_id, queue_.epoch(), l, records);
@@ -267,6 +278,7 @@ void uplink::lane_loop(lane l) {
                              to_string(l), x.seq, x.status, x.reason);
             after = through;
             failures = 0;
+            single_refusals = 0;
             limit = std::min(options_.batch_max_events, limit * 2);
             {
                 std::lock_guard lock(mutex_);
@@ -291,6 +303,13 @@ void uplink::lane_loop(lane l) {
                 continue;
             }
             const auto why = describe(r);
+            if (++single_refusals > 5) {
+                // A platform that refuses every record alone is broken, not the records: keep them and retry.
+                if (!fail(r, "the platform refuses every record (" + why + "); records are kept, not quarantined",
+                          0ms))
+                    break;
+                continue;
+            }
             spdlog::warn("uplink {} lane: the platform refuses seq {} ({}); kept in the quarantine", to_string(l),
                          first, why);
             queue_.ack(l, first, {reject{first, static_cast<int>(r.status), why}});
@@ -315,6 +334,14 @@ void uplink::command_failed(const downlink_command &c, const std::string &why) {
 }
 
 void uplink::poll_loop() {
+    try {
+        poll_commands();
+    } catch (const std::exception &e) {
+        spdlog::critical("uplink: the command poll stopped: {}", e.what());
+    }
+}
+
+void uplink::poll_commands() {
     http_client client(options_.http);
     {
         std::lock_guard lock(mutex_);

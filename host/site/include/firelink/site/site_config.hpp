@@ -110,6 +110,7 @@ struct uplink_config {
     std::int64_t telemetry_cap_mb = 512;
     std::int64_t reserve_mb = 16;       // disk kept back for alarms
     bool poll_commands = true;          // long-poll the platform for commands
+    std::chrono::seconds backoff_max{30};  // the longest wait between retries (the alarm lane: at most 2 s)
 };
 
 struct site_config {

@@ -133,6 +133,8 @@ public:
 
     // Whether a push to this lane would be taken now (backpressure). Any thread, never blocks.
     bool admits(lane l) const;
+    // admits(), counting a refusal in the lane's stats (`refused`).
+    bool admit(lane l);
 
     // Hands a record to the writer. Any thread; never waits for the disk. `on_commit` (may be empty) runs on the
     // writer thread once the record's transaction has committed, with the seq it was given. False (and nothing
@@ -201,6 +203,7 @@ private:
     std::deque<op> ops_;
     std::uint64_t pushed_ = 0, finished_ = 0;  // ops handed to / finished by the writer
     bool stopping_ = false;
+    bool final_ = false;  // the writer's last round before it stops: report evictions now
 
     // Lane state: owned by the writer, published through atomics for admits() and stats().
     std::array<std::uint64_t, lane_count> next_seq_{1, 1, 1};

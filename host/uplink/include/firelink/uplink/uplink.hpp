@@ -78,7 +78,7 @@ public:
     uplink &operator=(const uplink &) = delete;
 
     // Whether an event of this kind would be taken now (the queue's backpressure), for the runtime's emit.
-    bool admits(std::string_view kind) const { return queue_.admits(lane_of(kind)); }
+    bool admits(std::string_view kind) { return queue_.admit(lane_of(kind)); }
 
     // A sink for the event pipeline: each accepted event becomes a record in its lane.
     std::unique_ptr<pipeline::sink> make_sink();
@@ -90,8 +90,10 @@ public:
     durable_queue &queue() { return queue_; }
 
 private:
-    void lane_loop(lane l);
-    void poll_loop();
+    void lane_loop(lane l);  // send_lane, reporting what ends it
+    void send_lane(lane l);
+    void poll_loop();        // poll_commands, likewise
+    void poll_commands();
     bool sleep_for(std::chrono::milliseconds d);  // false when stopping
     void command_failed(const downlink_command &c, const std::string &why);
 

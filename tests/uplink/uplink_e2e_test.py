@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""The durable uplink end to end: firelink-host with [uplink] and the load plugin, firelink-receiver as the platform,
+real HTTP on loopback, both SQLite files read back. Every check is by event key (gateway, epoch, lane, seq) in the
+receiver's store against the host's own queue file: what the host committed must arrive exactly once.
+
+Usage (ctest passes these): uplink_e2e_test.py FIRELINK_HOST FIRELINK_RECEIVER LOAD_PLUGIN_DIR [unittest args]
+"""
+import http.server as http_server
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HOST, RECEIVER, PLUGINS = (os.path.abspath(p) for p in sys.argv[1:4])
+del sys.argv[1:4]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "receiver"))
+import mp  # noqa: E402  (the receiver tests' msgpack codec)
+GUARD = 60.0  # hang guard only
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=GUARD):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what + " (last: " + repr(last) + ")")
+
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+class Receiver:
+    def __init__(self, folder, port=None, faults=True):
+        self.folder = folder
+        self.port = port or free_port()
+        self.db = os.path.join(folder, "receiver.db")
+        self.faults = faults
+        self.proc = None
+
+    def start(self):
+        args = [RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db]
+        if self.faults:
+            args.append("--test-faults")
+        self.log = open(os.path.join(self.folder, "receiver.log"), "a")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        assert ready, "the receiver did not start"
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on"), line
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+        if self.proc:
+            self.proc.stdout.close()
+            self.log.close()
+        self.proc = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def fault(self, plan):
+        status, body = http("POST", self.url("/test/faults"), plan)
+        assert status == 200, body
+
+    def rows(self, where="1=1", args=()):
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", args)]
+
+
+class Host:
+    def __init__(self, folder, receiver_port, devices, uplink_extra="", env=None):
+        self.folder = folder
+        self.admin = free_port()
+        self.queue = os.path.join(folder, "queue.db")
+        self.config = os.path.join(folder, "site.toml")
+        self.env = env
+        with open(self.config, "w") as f:
+            f.write(f'[gateway]\nid = "gw-e2e"\n\n[plugins]\ndirs = ["{PLUGINS}"]\n\n'
+                    f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'
+                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "queue.db"\n'
+                    f'backoff_max_s = 1\nreserve_mb = 0\n{uplink_extra}\n')
+            for dev_id, cfg in devices.items():
+                f.write(f'[[device]]\nid = "{dev_id}"\ndriver = "load"\nclass = "vendor:org.firelink.test.load"\n'
+                        f'heartbeat_s = 0\nsite = {{ building = "B1" }}\n[device.config]\n')
+                for k, v in cfg.items():
+                    f.write(f"{k} = {v}\n")
+                f.write("\n")
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.folder, "host.log"), "a")
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=self.log, env=env)
+        wait_for(lambda: self.get("/healthz")[0] == 200 and self.get("/healthz")[1]["status"] != "starting",
+                 "the host to be up")
+        return self
+
+    def get(self, path):
+        try:
+            return http("GET", f"http://127.0.0.1:{self.admin}{path}", timeout=5)
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return 0, None
+
+    def uplink(self):
+        return self.get("/api/uplink")[1]
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(20)
+        self.log.close()
+        self.proc = None
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(40)
+        if self.proc:
+            self.log.close()
+        self.proc = None
+
+    def drained(self):
+        u = self.uplink()
+        if not u:
+            return False
+        lanes = u["lanes"].values()
+        return u["pending"] == 0 and all(l["depth"] == 0 for l in lanes) and u
+        
+    def lane_last_seqs(self):
+        """The host's own record of what it committed: each lane's last seq, from its queue file."""
+        with sqlite3.connect(f"file:{self.queue}?mode=ro", uri=True, timeout=10) as db:
+            epoch = db.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0]
+            lanes = {row[0]: row[1] - 1 for row in db.execute("SELECT lane, next_seq FROM lane_state")}
+        return epoch, {"alarm": lanes[0], "event": lanes[1], "telemetry": lanes[2]}
+
+
+def assert_exactly_once(test, receiver, epoch, last_seqs, gateway="gw-e2e"):
+    """Every seq 1..last of each lane of this epoch is in the receiver's store, once."""
+    for lane, last in last_seqs.items():
+        seqs = [r["seq"] for r in receiver.rows("gateway=? AND epoch=? AND lane=?", (gateway, epoch, lane))]
+        test.assertEqual(len(seqs), len(set(seqs)), f"duplicates in lane {lane}")
+        test.assertEqual(sorted(seqs), list(range(1, last + 1)), f"lane {lane}: the receiver lacks committed events")
+
+
+def load_numbers(receiver, device):
+    return [json.loads(r["event"])["values"][0]["value"] for r in receiver.rows("device=?", (device,))
+            if json.loads(r["event"]).get("values")]
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="firelink-uplink-")
+        self.dir = self.tmp.name
+        self.procs = []
+
+    def tearDown(self):
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+        if self._outcome_failed():
+            for name in ("host.log", "receiver.log"):
+                path = os.path.join(self.dir, name)
+                if os.path.exists(path):
+                    with open(path, errors="replace") as f:
+                        sys.stderr.write(f"---- {name} (last 60 lines) ----\n" + "".join(f.readlines()[-60:]))
+        self.tmp.cleanup()
+
+    def _outcome_failed(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return True
+        if hasattr(outcome, "errors"):  # Python < 3.11
+            return any(exc for _, exc in outcome.errors)
+        result = outcome.result
+        return not outcome.success or any(t is self for t, _ in result.failures + result.errors)
+
+    def receiver(self, **kw):
+        r = Receiver(self.dir, **kw)
+        self.procs.append(r)
+        return r
+
+    def host(self, port, devices, **kw):
+        h = Host(self.dir, port, devices, **kw)
+        self.procs.append(h)
+        return h
+
+
+class Delivery(Base):
+    def test_every_event_arrives_once_in_its_lane_with_its_record(self):
+        rx = self.receiver().start()
+        host = self.host(rx.port, {"load-1": {"limit": 300, "per_tick": 30}}).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) == 300, "300 events at the receiver")
+        self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 301)))
+        rows = rx.rows("device='load-1'")
+        lanes = {r["lane"] for r in rows}
+        self.assertEqual(lanes, {"alarm", "event", "telemetry"})
+        for r in rows:
+            n = json.loads(r["event"])["values"][0]["value"]
+            want = "alarm" if n % 10 == 0 else "event" if n % 7 == 0 else "telemetry"
+            self.assertEqual(r["lane"], want, f"n={n}")
+            self.assertEqual(r["class"], "vendor:org.firelink.test.load")
+            self.assertEqual(r["plugin"], "org.firelink.test.load")
+            self.assertEqual(json.loads(r["site"])["building"], "B1")
+        wait_for(host.drained, "the host's queue to drain")
+        epoch, last = host.lane_last_seqs()
+        self.assertEqual(last["alarm"], 30)
+        assert_exactly_once(self, rx, epoch, last)
+        u = host.uplink()
+        self.assertEqual(u["lanes"]["alarm"]["acked_through"], 30)
+        self.assertEqual(host.get("/healthz")[1]["uplink"]["ok"], True)
+        # The device order survives the lanes: device_seq counts every event of the device once.
+        self.assertEqual(sorted(r["device_seq"] for r in rows), list(range(1, 301)))
+
+
+class Outage(Base):
+    def test_a_long_outage_queues_everything_and_delivers_it_when_the_platform_returns(self):
+        port = free_port()
+        host = self.host(port, {"load-1": {"limit": 400, "per_tick": 20}}).start()
+        wait_for(lambda: (host.uplink() or {}).get("lanes", {}).get("telemetry", {}).get("depth", 0) > 0,
+                 "events queued while the platform is down")
+        wait_for(lambda: sum(l["depth"] for l in host.uplink()["lanes"].values()) == 400, "all 400 queued")
+        health = host.get("/healthz")[1]
+        self.assertEqual(health["status"], "degraded")
+        self.assertFalse(health["uplink"]["ok"])
+        self.assertIn("not reachable", health["uplink"]["problem"])
+        time.sleep(2)  # an outage of several retry rounds
+        # The host restarts during the outage: nothing committed is lost.
+        host.stop()
+        host.start()
+        rx = self.receiver(port=port).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 400, "the backlog at the receiver")
+        wait_for(host.drained, "the host's queue to drain")
+        epoch, last = host.lane_last_seqs()
+        assert_exactly_once(self, rx, epoch, last)
+        # The device restarted with the host and re-reported from n=1 (FL-PLUGIN-29): both runs are there, once each.
+        self.assertEqual(sorted(set(load_numbers(rx, "load-1"))), list(range(1, 401)))
+
+
+class Faults(Base):
+    def test_500_429_slow_and_lost_answers_lose_and_duplicate_nothing(self):
+        rx = self.receiver().start()
+        rx.fault({"status": 500, "count": 3})
+        rx.fault({"status": 429, "retry_after": 1, "count": 2})
+        rx.fault({"delay_ms": 400, "count": 4})
+        rx.fault({"drop_response_after_commit": 3})
+        host = self.host(rx.port, {"load-1": {"limit": 500, "per_tick": 25}}).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 500, "500 events at the receiver")
+        wait_for(host.drained, "the host's queue to drain")
+        epoch, last = host.lane_last_seqs()
+        assert_exactly_once(self, rx, epoch, last)
+        self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 501)))
+        stats = http("GET", rx.url("/api/stats"))[1]
+        self.assertGreaterEqual(stats["total"]["duplicates"], 1, "a lost answer must make the host resend")
+        u = host.uplink()
+        self.assertGreaterEqual(sum(l["failures"] for l in u["lanes"].values()), 5)
+
+
+class Commands(Base):
+    def test_commands_reach_devices_once_and_results_come_back(self):
+        rx = self.receiver().start()
+        host = self.host(rx.port, {"load-1": {"limit": 1}}).start()
+        wait_for(lambda: load_numbers(rx, "load-1"), "the device's first event")
+        _, ping = http("POST", rx.url("/api/commands"), {"gateway": "gw-e2e", "device": "load-1", "name": "ping"})
+        _, ghost = http("POST", rx.url("/api/commands"), {"gateway": "gw-e2e", "device": "no-such", "name": "ping"})
+        _, bogus = http("POST", rx.url("/api/commands"), {"gateway": "gw-e2e", "device": "load-1", "name": "bogus"})
+
+        def result(cid):
+            rows = rx.rows("command_id=?", (cid,))
+            return rows[0] if rows else None
+
+        r = wait_for(lambda: result(ping["id"]), "the ping's result")
+        self.assertEqual(r["device"], "load-1")
+        self.assertEqual(r["ok"], 1)
+        g = wait_for(lambda: result(ghost["id"]), "the unknown device's result")
+        self.assertEqual(g["device"], "gw-e2e")  # made by the gateway
+        self.assertEqual(g["ok"], 0)
+        self.assertIn("no device 'no-such'", g["message"])
+        b = wait_for(lambda: result(bogus["id"]), "the unknown command's result")
+        self.assertEqual(b["ok"], 0)
+        self.assertIn("does not know this command", b["message"])
+        # At most once: a restarted host does not run them again.
+        host.stop()
+        host.start()
+        _, after = http("POST", rx.url("/api/commands"), {"gateway": "gw-e2e", "device": "load-1", "name": "ping"})
+        wait_for(lambda: result(after["id"]), "the second ping's result")
+        self.assertEqual(len(rx.rows("command_id=?", (ping["id"],))), 1)
+        self.assertEqual(host.uplink()["command_cursor"], after["cursor"])
+
+    def test_an_expired_command_is_not_run(self):
+        rx = self.receiver().start()
+        # The platform holds the command while the host is away; it expires before the host polls.
+        _, cmd = http("POST", rx.url("/api/commands"),
+                      {"gateway": "gw-e2e", "device": "load-1", "name": "ping", "ttl_s": 1})
+        time.sleep(1.5)
+        self.host(rx.port, {"load-1": {"limit": 1}}).start()
+        r = wait_for(lambda: rx.rows("command_id=?", (cmd["id"],)), "the expired command's result")[0]
+        self.assertEqual(r["ok"], 0)
+        self.assertEqual(r["device"], "gw-e2e")
+        self.assertIn("expired", r["message"])
+
+
+class Quarantine(Base):
+    def test_rejected_events_are_kept_aside_and_the_rest_flows(self):
+        rx = self.receiver().start()
+        rx.fault({"reject_device": "load-2"})
+        host = self.host(rx.port, {"load-1": {"limit": 100}, "load-2": {"limit": 50}}).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 100, "load-1's events")
+        wait_for(lambda: host.drained() and host.uplink()["quarantine_total"] >= 50, "load-2's events in quarantine")
+        u = host.uplink()
+        self.assertEqual(u["quarantine_total"], 50)
+        self.assertEqual(load_numbers(rx, "load-2"), [])
+        q = u["quarantine"]
+        self.assertTrue(all(x["status"] == 422 and x["record"]["device"] == "load-2" for x in q), q[:2])
+        self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 101)))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{host.admin}/metrics", timeout=5).read().decode()
+        self.assertIn("firelink_uplink_quarantine_size 50", metrics)
+
+
+class Backpressure(Base):
+    def test_a_full_event_lane_defers_drivers_and_raises_a_local_alarm_then_recovers(self):
+        port = free_port()
+        # Every event is a status (event lane); 1 MiB cap; each ~1.2 KiB: about 850 fit.
+        host = self.host(port, {"load-1": {"limit": 1500, "per_tick": 50, "alarm_every": 0, "status_every": 1,
+                                           "pad": 1000}},
+                         uplink_extra="event_cap_mb = 1").start()
+        wait_for(lambda: host.uplink()["lanes"]["event"]["near_full"], "the event lane near full")
+        wait_for(lambda: host.uplink()["lanes"]["event"]["deferred"] > 0, "deferred emits")
+        devices = host.get("/api/devices")[1]
+        self.assertGreater(devices[0]["events_deferred"], 0)
+        self.assertEqual(host.uplink()["lanes"]["alarm"]["depth"], 1)  # the local alarm
+        rx = self.receiver(port=port).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 1500, "all 1500 (retried by the driver) at the receiver")
+        self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 1501)))
+        gw = rx.rows("device='gw-e2e'")
+        codes = [(r["kind"], r["code"]) for r in gw]
+        self.assertIn(("fault", "queue_near_full"), codes)
+        wait_for(lambda: ("restore", "queue_near_full") in [(r["kind"], r["code"]) for r in rx.rows("device='gw-e2e'")],
+                 "the local alarm's restore")
+        wait_for(host.drained, "the host's queue to drain")
+        epoch, last = host.lane_last_seqs()
+        assert_exactly_once(self, rx, epoch, last)
+
+
+class KillNine(Base):
+    def test_kill_9_at_random_moments_loses_and_duplicates_nothing_committed(self):
+        rng = random.Random(int(os.environ.get("FIRELINK_TEST_SEED", "26875")))
+        rx = self.receiver().start()
+        host = self.host(rx.port, {"load-1": {"per_tick": 20, "period_ms": 5, "pad": 64},
+                                   "load-2": {"per_tick": 5, "period_ms": 3, "alarm_every": 3}})
+        iterations = int(os.environ.get("FIRELINK_KILL_ITERATIONS", "12"))
+        for i in range(iterations):
+            if rng.random() < 0.5:
+                rx.fault({"delay_ms": rng.randint(10, 200), "count": rng.randint(1, 5)})
+            if rng.random() < 0.3:
+                rx.fault({"drop_response_after_commit": rng.randint(1, 3)})
+            host.start()
+            time.sleep(rng.uniform(0.05, 1.0))
+            host.kill9()
+        # One clean run with the devices quiet drains what the killed runs committed.
+        host.proc = None
+        quiet = Host(self.dir, rx.port, {})
+        self.procs.append(quiet)
+        quiet.start()
+        wait_for(quiet.drained, "the queue to drain after the kills")
+        epoch, last = quiet.lane_last_seqs()
+        self.assertGreater(sum(last.values()), 1000, "the load never got going")
+        assert_exactly_once(self, rx, epoch, last)
+        stats = http("GET", rx.url("/api/stats"))[1]
+        self.assertEqual(stats["total"]["in_store"], sum(last.values()))
+
+
+class ClockJumps(Base):
+    def test_the_wall_clock_jumping_back_and_forth_changes_no_order_and_loses_nothing(self):
+        if not os.path.exists(FAKETIME_LIB):
+            self.skipTest("libfaketime is not installed (Debian package faketime)")
+        stamp = os.path.join(self.dir, "faketime")
+        with open(stamp, "w") as f:
+            f.write("+0\n")
+        rx = self.receiver().start()
+        env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": stamp, "FAKETIME_NO_CACHE": "1",
+               "DONT_FAKE_MONOTONIC": "1"}
+        host = self.host(rx.port, {"load-1": {"limit": 600, "per_tick": 2, "period_ms": 10}}, env=env).start()
+        for jump in ("-1h", "+1d", "-3d", "+0"):
+            time.sleep(0.5)
+            with open(stamp, "w") as f:
+                f.write(jump + "\n")
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 600, "600 events at the receiver")
+        wait_for(host.drained, "the host's queue to drain")
+        epoch, last = host.lane_last_seqs()
+        assert_exactly_once(self, rx, epoch, last)
+        rows = sorted(rx.rows("device='load-1'"), key=lambda r: r["device_seq"])
+        walls = [r["wall_ms"] for r in rows]
+        self.assertTrue(any(b < a - 3_000_000 for a, b in zip(walls, walls[1:])), "the clock never jumped back")
+        self.assertTrue(any(b > a + 3_000_000 for a, b in zip(walls, walls[1:])), "the clock never jumped forward")
+        # Order by the device sequence is the order of n, whatever the wall clock said.
+        ns = [json.loads(r["event"])["values"][0]["value"] for r in rows]
+        self.assertEqual(ns, list(range(1, 601)))
+
+
+class CorruptQueue(Base):
+    def test_a_corrupt_queue_is_moved_aside_reported_and_a_new_epoch_begins(self):
+        rx = self.receiver().start()
+        host = self.host(rx.port, {"load-1": {"limit": 50}}).start()
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 50, "the first run's events")
+        wait_for(host.drained, "drained")
+        old_epoch, _ = host.lane_last_seqs()
+        host.stop()
+        with open(host.queue, "r+b") as f:
+            f.seek(4096)
+            f.write(os.urandom(8192))
+        host.start()
+        gaps = wait_for(lambda: [r for r in rx.rows("device='gw-e2e' AND kind='gap'") if r["code"] == "queue_lost"],
+                        "the queue_lost gap event")
+        new_epoch = gaps[0]["epoch"]
+        self.assertNotEqual(new_epoch, old_epoch)
+        self.assertIn("moved to", gaps[0]["message"])
+        self.assertTrue([p for p in os.listdir(self.dir) if p.startswith("queue.db.corrupt-")])
+        wait_for(lambda: len(rx.rows("epoch=? AND device='load-1'", (new_epoch,))) >= 50, "the new epoch's events")
+        wait_for(host.drained, "drained")
+        epoch, last = host.lane_last_seqs()
+        self.assertEqual(epoch, new_epoch)
+        assert_exactly_once(self, rx, epoch, last)
+
+
+def make_cert(folder, name, ca=None):
+    """A key and certificate for 127.0.0.1; self-signed (a CA) when ca is None, else signed by ca."""
+    key, crt = os.path.join(folder, name + ".key"), os.path.join(folder, name + ".crt")
+    subj = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    if ca is None:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "2", *subj, "-addext", "basicConstraints=critical,CA:TRUE"],
+                       check=True, capture_output=True)
+    else:
+        csr = os.path.join(folder, name + ".csr")
+        subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, *subj],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
+                        "-out", crt, "-days", "2", "-copy_extensions", "copy"], check=True, capture_output=True)
+    return key, crt
+
+
+class TlsPlatform:
+    """A minimal HTTPS platform (Python's ssl), requiring a client certificate, acknowledging every batch."""
+
+    def __init__(self, key, crt, client_ca):
+        self.batches = []
+        self.client_subjects = []
+        outer = self
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = mp.unpackb(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.batches.append((self.headers.get("Authorization"), body))
+                outer.client_subjects.append(self.connection.getpeercert()["subject"])
+                out = mp.packb({"acked_through": {body["lane"]: body["events"][-1]["seq"]}, "rejects": []})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/msgpack")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_GET(self):
+                out = mp.packb({"commands": [], "cursor": 0})
+                time.sleep(0.2)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(client_ca)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Tls(Base):
+    def test_https_with_a_ca_file_a_client_certificate_and_a_bearer_token(self):
+        ca = make_cert(self.dir, "ca")
+        server = make_cert(self.dir, "server", ca)
+        client = make_cert(self.dir, "gateway", ca)
+        platform = TlsPlatform(server[0], server[1], ca[1])
+        self.addCleanup(platform.stop)
+        with open(os.path.join(self.dir, "token"), "w") as f:
+            f.write("s3cret-token\n")
+        extra = (f'ca_file = "ca.crt"\nclient_cert = "gateway.crt"\nclient_key = "gateway.key"\n'
+                 f'token_file = "token"\n')
+        host = self.host(platform.port, {"load-1": {"limit": 20}}, uplink_extra=extra)
+        with open(host.config) as f:
+            text = f.read()
+        with open(host.config, "w") as f:
+            f.write(text.replace(f"http://127.0.0.1:{platform.port}", f"https://127.0.0.1:{platform.port}"))
+        host.start()
+        wait_for(host.drained, "delivery over TLS")
+        delivered = sorted(e["event"]["values"][0]["value"] for _, b in platform.batches for e in b["events"]
+                           if e["device"] == "load-1")
+        self.assertEqual(delivered, list(range(1, 21)))
+        self.assertTrue(all(auth == "Bearer s3cret-token" for auth, _ in platform.batches))
+        self.assertTrue(all(("commonName", "127.0.0.1") in [x for rdn in subj for x in rdn]
+                            for subj in platform.client_subjects))
+
+    def test_a_platform_certificate_the_ca_file_does_not_vouch_for_is_refused_and_nothing_is_lost(self):
+        ca = make_cert(self.dir, "ca")
+        other_ca = make_cert(self.dir, "other")
+        server = make_cert(self.dir, "server", other_ca)
+        client = make_cert(self.dir, "gateway", ca)
+        platform = TlsPlatform(server[0], server[1], ca[1])
+        self.addCleanup(platform.stop)
+        extra = 'ca_file = "ca.crt"\nclient_cert = "gateway.crt"\nclient_key = "gateway.key"\n'
+        host = self.host(platform.port, {"load-1": {"limit": 20}}, uplink_extra=extra)
+        with open(host.config) as f:
+            text = f.read()
+        with open(host.config, "w") as f:
+            f.write(text.replace("http://", "https://"))
+        host.start()
+        wait_for(lambda: "SSL" in host.uplink()["lanes"]["telemetry"]["last_error"] or
+                 "certificate" in host.uplink()["lanes"]["telemetry"]["last_error"], "a TLS verification error")
+        self.assertEqual(platform.batches, [])
+        wait_for(lambda: sum(l["depth"] for l in host.uplink()["lanes"].values()) == 20, "all 20 kept in the queue")
+
+
+if __name__ == "__main__":
+    unittest.main()
