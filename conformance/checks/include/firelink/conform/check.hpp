@@ -1,0 +1,78 @@
+// The conformance checks: what each one is, which requirements of docs/abi.md it enforces, and how it judges.
+// A check's body runs in a child process of the runner (conformance/runner), so it may crash or hang without
+// harming the run; the body itself only loads the plugin, drives it, and returns an outcome.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace firelink::conform {
+
+// The suite's own version, written into every report.
+inline constexpr std::string_view suite_version = "1.0.0";
+
+enum class status { passed, failed, crashed, timeout, skipped, warning };
+std::string_view to_string(status s) noexcept;
+
+// Each check belongs to the lowest level that runs it; a run at a level runs that level's checks and the ones below.
+enum class level { basic = 0, standard = 1, strict = 2 };
+std::string_view to_string(level l) noexcept;
+bool parse_level(std::string_view s, level &out) noexcept;
+
+// What the runner gives every check.
+struct run_options {
+    std::filesystem::path plugin;
+    std::uint64_t seed = 1;
+    level run_level = level::standard;
+    std::map<std::string, std::vector<std::uint8_t>> configs;  // driver id -> msgpack config; absent = empty map
+    std::chrono::milliseconds callback_bound{100};             // FL-PLUGIN-24
+    std::chrono::milliseconds scan_budget{200};                // load + negotiate + descriptor, warning only
+};
+
+// What a check found. Failures outrank warnings; the message keeps the first few of each.
+class findings {
+public:
+    void fail(std::string what);
+    void warn(std::string what);
+    void skip(std::string why);  // the check does not apply (no driver with a wire, ...)
+    bool failed() const noexcept { return !failures_.empty(); }
+    status verdict() const noexcept;
+    std::string message() const;
+
+private:
+    std::vector<std::string> failures_, warnings_;
+    std::string skipped_;
+};
+
+struct check {
+    std::string id;                         // stable, e.g. "device.misuse"; --only/--skip match it
+    std::vector<std::string> requirements;  // FL-PLUGIN-n ids of docs/abi.md
+    level min_level = level::standard;
+    std::string summary;                    // one line for --list and the guide
+    std::function<void(const run_options &, findings &)> run;
+};
+
+// Every check, in the order the runner runs them.
+const std::vector<check> &all_checks();
+
+// What the runner learns about the plugin before the checks run: the first check, `library.load`, gathers it.
+struct plugin_facts {
+    bool loaded = false;
+    std::string refusal;  // the loader's key when not loaded
+    std::string id, name, vendor, version;
+    std::uint32_t built_abi = 0, agreed_abi = 0;
+    std::vector<std::string> drivers;  // "id class"
+    std::string serialize() const;
+    static plugin_facts parse(std::string_view text);
+};
+
+// Runs the load check in the calling process: fills facts and findings.
+void probe(const run_options &options, plugin_facts &facts, findings &f);
+
+}  // namespace firelink::conform

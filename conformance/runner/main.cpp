@@ -1,0 +1,231 @@
+// firelink-conform: the certifier's conformance suite for a binary driver plugin (docs/certifiers-guide.md).
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <regex>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "isolate.hpp"
+#include "report.hpp"
+
+namespace fs = std::filesystem;
+using namespace firelink::conform;
+
+namespace {
+
+std::string shell_quote(const std::string &s) {
+    if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+") ==
+                          std::string::npos)
+        return s;
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+std::string exact_regex(const std::string &id) {
+    std::string out = "^";
+    for (char c : id) {
+        if (std::string_view(".[]()*+?^$|\\{}").find(c) != std::string_view::npos) out += '\\';
+        out += c;
+    }
+    return out + "$";
+}
+
+std::string machine() {
+    utsname u{};
+    if (uname(&u) != 0) return "unknown";
+    return std::string(u.sysname) + " " + u.nodename + " " + u.release + " " + u.machine;
+}
+
+bool read_file(const std::string &path, std::vector<std::uint8_t> &out) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    out.assign(std::istreambuf_iterator<char>(in), {});
+    return true;
+}
+
+const char *colour(status s, bool tty) {
+    if (!tty) return "";
+    switch (s) {
+    case status::passed: return "\033[32m";
+    case status::warning:
+    case status::skipped: return "\033[33m";
+    default: return "\033[31m";
+    }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    CLI::App app{"firelink-conform: checks a firelink driver plugin against the numbered requirements of docs/abi.md"};
+    std::string plugin, level_name = "standard", json_out, junit_out, only, skip;
+    std::vector<std::string> config_args;
+    std::uint64_t seed = 0;
+    double timeout_s = 30;
+    int callback_ms = 100;
+    bool list = false, verbose = false;
+    app.add_option("plugin", plugin, "the plugin file (.so) to check");
+    app.add_option("--level", level_name, "basic, standard or strict (default standard)")
+        ->check(CLI::IsMember({"basic", "standard", "strict"}));
+    app.add_option("--json", json_out, "write the report as JSON to FILE");
+    app.add_option("--junit", junit_out, "write the report as JUnit XML to FILE");
+    auto *seed_opt = app.add_option("--seed", seed, "seed for every random choice (default: a new one, printed)");
+    app.add_option("--only", only, "run only the checks whose id matches this regular expression");
+    app.add_option("--skip", skip, "do not run the checks whose id matches this regular expression");
+    app.add_option("--config", config_args, "DRIVER=FILE: create DRIVER's devices with the msgpack config in FILE")
+        ->take_all();
+    app.add_option("--timeout", timeout_s, "seconds a check may run before it counts as hung (default 30)");
+    app.add_option("--callback-bound", callback_ms, "milliseconds a call into the plugin may take (default 100)");
+    app.add_flag("--list", list, "list the checks with their levels and requirements, and exit");
+    app.add_flag("--verbose", verbose, "show what the plugin prints on stdout and stderr");
+    CLI11_PARSE(app, argc, argv);
+
+    if (list) {
+        for (const auto &c : all_checks()) {
+            std::string reqs;
+            for (const auto &r : c.requirements) reqs += (reqs.empty() ? "" : ",") + r;
+            std::cout << c.id << "\t" << to_string(c.min_level) << "\t" << reqs << "\t" << c.summary << "\n";
+        }
+        return 0;
+    }
+    if (plugin.empty()) {
+        std::cerr << "firelink-conform: give the plugin file to check (see --help)\n";
+        return 2;
+    }
+    if (!fs::exists(plugin)) {
+        std::cerr << "firelink-conform: " << plugin << ": no such file\n";
+        return 2;
+    }
+
+    run_options opt;
+    opt.plugin = fs::absolute(plugin);
+    parse_level(level_name, opt.run_level);
+    if (!*seed_opt) seed = std::random_device{}() % 1000000;
+    opt.seed = seed;
+    opt.callback_bound = std::chrono::milliseconds(callback_ms);
+    for (const auto &arg : config_args) {
+        const auto eq = arg.find('=');
+        if (eq == std::string::npos || !read_file(arg.substr(eq + 1), opt.configs[arg.substr(0, eq)])) {
+            std::cerr << "firelink-conform: --config " << arg << ": expected DRIVER=FILE with a readable FILE\n";
+            return 2;
+        }
+    }
+    std::regex only_re, skip_re;
+    try {
+        if (!only.empty()) only_re = std::regex(only);
+        if (!skip.empty()) skip_re = std::regex(skip);
+    } catch (const std::regex_error &e) {
+        std::cerr << "firelink-conform: bad --only/--skip expression: " << e.what() << "\n";
+        return 2;
+    }
+    const auto timeout = std::chrono::milliseconds(static_cast<long long>(timeout_s * 1000));
+
+    run_record rec;
+    rec.plugin_path = opt.plugin.string();
+    rec.plugin_file = opt.plugin.filename().string();
+    rec.plugin_sha256 = sha256_file(rec.plugin_path);
+    rec.run_level = opt.run_level;
+    rec.seed = seed;
+    rec.only = only;
+    rec.skip = skip;
+    rec.host_machine = machine();
+    rec.started = std::chrono::system_clock::now();
+
+    // The repro line repeats what shapes the run besides the selection.
+    std::string repro_tail = " --seed " + std::to_string(seed);
+    if (opt.run_level != level::standard) repro_tail += " --level " + level_name;
+    for (const auto &arg : config_args) repro_tail += " --config " + shell_quote(arg);
+    if (callback_ms != 100) repro_tail += " --callback-bound " + std::to_string(callback_ms);
+    if (timeout_s != 30) {
+        std::ostringstream t;
+        t << timeout_s;
+        repro_tail += " --timeout " + t.str();
+    }
+
+    const bool tty = isatty(1);
+    std::cout << "firelink-conform " << suite_version << ": " << rec.plugin_file << " (sha256 " << rec.plugin_sha256
+              << ")\nlevel " << level_name << ", seed " << seed << "\n";
+
+    // The load check first, always: every other check needs the plugin loaded.
+    const auto probe_result = run_isolated(
+        [&](findings &f, std::string &payload) {
+            plugin_facts facts;
+            probe(opt, facts, f);
+            payload = facts.serialize();
+        },
+        timeout, verbose);
+    rec.facts = plugin_facts::parse(probe_result.payload);
+    if (rec.facts.loaded)
+        std::cout << "plugin " << rec.facts.id << " " << rec.facts.version << " (" << rec.facts.name << ", "
+                  << rec.facts.vendor << "), " << rec.facts.drivers.size() << " driver(s)\n";
+    std::cout << "\n";
+
+    std::vector<const check *> selected;
+    for (const auto &c : all_checks()) {
+        if (!only.empty() && !std::regex_search(c.id, only_re)) continue;
+        if (!skip.empty() && std::regex_search(c.id, skip_re)) continue;
+        selected.push_back(&c);
+    }
+    std::size_t width = 0;
+    for (const auto *c : selected) width = std::max(width, c->id.size());
+
+    for (std::size_t i = 0; i < selected.size(); ++i) {
+        const check &c = *selected[i];
+        check_record cr;
+        cr.id = c.id;
+        cr.requirements = c.requirements;
+        const std::string counter = "[" + std::to_string(i + 1) + "/" + std::to_string(selected.size()) + "]";
+        std::cout << counter << std::string(2 * std::to_string(selected.size()).size() + 4 - counter.size(), ' ') << c.id << std::string(width + 2 - c.id.size(), ' ')
+                  << std::flush;
+        if (c.id == "library.load") {
+            cr.result = probe_result.result;
+            cr.message = probe_result.message;
+            cr.duration = probe_result.duration;
+        } else if (c.min_level > opt.run_level) {
+            cr.result = status::skipped;
+            cr.message = "runs at level " + std::string(to_string(c.min_level));
+        } else if (!rec.facts.loaded) {
+            cr.result = status::skipped;
+            cr.message = "the plugin did not load" + (rec.facts.refusal.empty() ? "" : " (" + rec.facts.refusal + ")");
+        } else {
+            const auto r = run_isolated([&](findings &f, std::string &) { c.run(opt, f); }, timeout, verbose);
+            cr.result = r.result;
+            cr.message = r.message;
+            cr.duration = r.duration;
+        }
+        if (cr.result == status::failed || cr.result == status::crashed || cr.result == status::timeout)
+            cr.reproduce = "firelink-conform " + shell_quote(plugin) + " --only " + shell_quote(exact_regex(c.id)) +
+                           repro_tail;
+        std::cout << colour(cr.result, tty) << to_string(cr.result) << (tty ? "\033[0m" : "") << "  "
+                  << cr.duration.count() << " ms\n";
+        if (cr.result != status::passed && !cr.message.empty()) std::cout << "      " << cr.message << "\n";
+        if (!cr.reproduce.empty()) std::cout << "      reproduce: " << cr.reproduce << "\n";
+        rec.checks.push_back(std::move(cr));
+    }
+    rec.ended = std::chrono::system_clock::now();
+
+    std::map<status, int> counts;
+    for (const auto &c : rec.checks) ++counts[c.result];
+    std::cout << "\n" << (rec.any_failure() ? "FAIL" : "PASS") << ": " << counts[status::passed] << " passed, "
+              << counts[status::failed] << " failed, " << counts[status::crashed] << " crashed, "
+              << counts[status::timeout] << " timeout, " << counts[status::warning] << " warning, "
+              << counts[status::skipped] << " skipped\n";
+
+    auto write = [](const std::string &path, const std::string &text) {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << text;
+        if (!out) std::cerr << "firelink-conform: cannot write " << path << "\n";
+        return static_cast<bool>(out);
+    };
+    bool written = true;
+    if (!json_out.empty()) written &= write(json_out, to_json(rec));
+    if (!junit_out.empty()) written &= write(junit_out, to_junit(rec));
+    if (!written) return 2;
+    return rec.any_failure() ? 1 : 0;
+}
