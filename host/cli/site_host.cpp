@@ -639,8 +639,8 @@ bool site_host::start_uplink() {
 std::string site_host::run_platform_command(const uplink::downlink_command &c) {
     std::string why;
     const fl_status st = runtime_ ? runtime_->command(c.device, c.command, why) : FL_NOT_FOUND;
-    spdlog::info("platform command {} '{}' for device {}: {}{}", c.id, c.name, c.device, st == FL_OK ? "accepted" : "",
-                 why.empty() ? "" : why);
+    spdlog::info("platform command {} '{}' for device {}: status {}{}{}", c.id, c.name, c.device, static_cast<int>(st),
+                 why.empty() ? "" : ": ", why);
     metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
     if (st == FL_NOT_FOUND) return "this gateway has no device '" + c.device + "'";
     return {};

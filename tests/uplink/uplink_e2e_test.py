@@ -539,10 +539,14 @@ class Tls(Base):
         with open(host.config, "w") as f:
             f.write(text.replace(f"http://127.0.0.1:{platform.port}", f"https://127.0.0.1:{platform.port}"))
         host.start()
-        wait_for(host.drained, "delivery over TLS")
-        delivered = sorted(e["event"]["values"][0]["value"] for _, b in platform.batches for e in b["events"]
-                           if e["device"] == "load-1")
-        self.assertEqual(delivered, list(range(1, 21)))
+
+        def delivered():
+            return sorted(e["event"]["values"][0]["value"] for _, b in list(platform.batches) for e in b["events"]
+                          if e["device"] == "load-1")
+
+        wait_for(lambda: len(delivered()) >= 20, "delivery over TLS")
+        wait_for(host.drained, "the queue to drain")
+        self.assertEqual(delivered(), list(range(1, 21)))
         self.assertTrue(all(auth == "Bearer s3cret-token" for auth, _ in platform.batches))
         self.assertTrue(all(("commonName", "127.0.0.1") in [x for rdn in subj for x in rdn]
                             for subj in platform.client_subjects))

@@ -291,7 +291,7 @@ void uplink::send_lane(lane l) {
                 rep.backoff = 0ms;
                 credentials_refused_ = false;
             }
-            if (ack_listener_) ack_listener_(l, through);
+            if (options_.on_ack) options_.on_ack(l, through);
         } else if (r.status == 400 || r.status == 422 || r.status == 413) {
             if (records.size() > 1) {
                 // Halve until the record the platform cannot take is alone.

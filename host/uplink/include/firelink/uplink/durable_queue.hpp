@@ -51,8 +51,11 @@ struct queue_options {
     std::uint64_t reserve_bytes = 16ull << 20;
     // Events taken but not yet committed, at most; beyond it nothing is admitted.
     std::size_t max_pending = 200000;
-    // At most this many events in one transaction.
-    std::size_t max_group = 20000;
+    // At most this many events in one transaction: bounds how long an alarm can wait behind a group of telemetry.
+    std::size_t max_group = 4096;
+    // A file the queue closed cleanly and larger than this opens without quick_check (which reads every page);
+    // a smaller one, or any file after a crash, is checked.
+    std::uint64_t check_max_bytes = 32ull << 20;
     // Testing: SQLite's max_page_count (0 = none), to make the database "full" without filling a disk.
     std::uint64_t max_page_count = 0;
 };
@@ -108,6 +111,7 @@ struct queue_stats {
 // What open found: a new file, an existing one, or a corrupt one moved aside.
 struct open_report {
     bool created = false;
+    bool checked = false;    // quick_check ran (it is skipped for a file the queue closed cleanly)
     bool recovered = false;  // the file was unreadable and moved aside
     std::string moved_to;
     std::string problem;
@@ -201,6 +205,7 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable cv_, done_cv_;
     std::deque<op> ops_;
+    std::deque<op> alarm_ops_;  // alarm-lane inserts: the writer commits them before anything else waiting
     std::uint64_t pushed_ = 0, finished_ = 0;  // ops handed to / finished by the writer
     bool stopping_ = false;
     bool final_ = false;  // the writer's last round before it stops: report evictions now
@@ -225,6 +230,15 @@ private:
 
     std::vector<std::function<void(const std::array<std::uint64_t, lane_count> &)>> listeners_;
     std::thread writer_;
+
+    // Checkpoints run on a connection and thread of their own, so an alarm's commit does not wait for one.
+    static int on_wal_commit(void *self, void *db, const char *name, int frames);
+    void checkpoint_loop();
+    std::atomic<int> wal_frames_{0};
+    std::mutex checkpoint_mutex_;
+    std::condition_variable checkpoint_cv_;
+    bool checkpoint_due_ = false, checkpoint_stop_ = false;
+    std::thread checkpointer_;
 };
 
 }  // namespace firelink::uplink

@@ -36,6 +36,8 @@ struct uplink_options {
     std::chrono::milliseconds alarm_backoff_max{2000};
     bool poll_commands = true;
     std::chrono::seconds poll_wait{25};
+    // Called after every acknowledgement (lane, acked_through), on the lane's sender thread (benchmarks, tests).
+    std::function<void(lane, std::uint64_t)> on_ack;
 };
 
 // A command from the platform (docs/uplink-protocol.md, "GET /v1/commands").
@@ -83,9 +85,6 @@ public:
     // A sink for the event pipeline: each accepted event becomes a record in its lane.
     std::unique_ptr<pipeline::sink> make_sink();
 
-    // Called after every acknowledgement (lane, acked_through), on the lane's sender thread. Set before traffic.
-    void on_ack(std::function<void(lane, std::uint64_t)> f) { ack_listener_ = std::move(f); }
-
     uplink_report report() const;
     durable_queue &queue() { return queue_; }
 
@@ -100,7 +99,6 @@ private:
     durable_queue &queue_;
     uplink_options options_;
     command_handler on_command_;
-    std::function<void(lane, std::uint64_t)> ack_listener_;
 
     mutable std::mutex mutex_;
     std::condition_variable cv_;
