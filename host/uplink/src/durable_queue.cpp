@@ -95,12 +95,6 @@ const char *to_string(lane l) {
     return "event";
 }
 
-std::optional<lane> lane_from_string(std::string_view s) {
-    for (auto l : all_lanes)
-        if (s == to_string(l)) return l;
-    return std::nullopt;
-}
-
 // ---- open ------------------------------------------------------------------------------------------------------
 
 durable_queue::durable_queue(queue_options options) : options_(std::move(options)) {

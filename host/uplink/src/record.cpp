@@ -82,18 +82,13 @@ std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uin
                   std::chrono::steady_clock::now(), nullptr, event_payload, pairs);
 }
 
-void append_map_header(std::vector<std::uint8_t> &out, std::uint32_t n) {
-    byte_buffer buf{out};
-    msgpack::packer<byte_buffer> pk(buf);
-    pk.pack_map(n);
-}
 
 std::vector<std::uint8_t> full_record(std::uint64_t seq, std::uint32_t pairs, const std::vector<std::uint8_t> &body) {
     std::vector<std::uint8_t> out;
     out.reserve(body.size() + 16);
-    append_map_header(out, pairs + 1);
     byte_buffer buf{out};
     msgpack::packer<byte_buffer> pk(buf);
+    pk.pack_map(pairs + 1);
     pack_str(pk, "seq");
     pk.pack_uint64(seq);
     out.insert(out.end(), body.begin(), body.end());

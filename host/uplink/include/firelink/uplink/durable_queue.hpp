@@ -39,7 +39,6 @@ inline constexpr std::array<lane, lane_count> all_lanes{lane::alarm, lane::event
 // The lane of an event kind (docs/uplink-protocol.md, "Lanes").
 lane lane_of(std::string_view kind);
 const char *to_string(lane l);
-std::optional<lane> lane_from_string(std::string_view s);
 
 struct queue_options {
     std::filesystem::path path;

@@ -21,7 +21,4 @@ std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uin
 // The whole record: a map of `seq` and the pairs.
 std::vector<std::uint8_t> full_record(std::uint64_t seq, std::uint32_t pairs, const std::vector<std::uint8_t> &body);
 
-// Appends the map header for n pairs.
-void append_map_header(std::vector<std::uint8_t> &out, std::uint32_t n);
-
 }  // namespace firelink::uplink
