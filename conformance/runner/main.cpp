@@ -64,7 +64,7 @@ const char *colour(status s, bool tty) {
 
 int main(int argc, char **argv) {
     CLI::App app{"firelink-conform: checks a firelink driver plugin against the numbered requirements of docs/abi.md"};
-    std::string plugin, level_name = "standard", json_out, junit_out, only, skip;
+    std::string plugin, level_name = "standard", json_out, junit_out, only, skip, sim;
     std::vector<std::string> config_args;
     std::uint64_t seed = 0;
     double timeout_s = 30;
@@ -80,6 +80,8 @@ int main(int argc, char **argv) {
     app.add_option("--skip", skip, "do not run the checks whose id matches this regular expression");
     app.add_option("--config", config_args, "DRIVER=FILE: create DRIVER's devices with the msgpack config in FILE")
         ->take_all();
+    app.add_option("--sim", sim,
+                   "the class scenarios' device source: a firelink-sim executable (default: next to this program)");
     app.add_option("--timeout", timeout_s, "seconds a check may run before it counts as hung (default 30)");
     app.add_option("--callback-bound", callback_ms, "milliseconds a call into the plugin may take (default 100)");
     app.add_flag("--list", list, "list the checks with their levels and requirements, and exit");
@@ -109,6 +111,7 @@ int main(int argc, char **argv) {
     if (!*seed_opt) seed = std::random_device{}() % 1000000;
     opt.seed = seed;
     opt.callback_bound = std::chrono::milliseconds(callback_ms);
+    if (!sim.empty()) opt.sim = fs::absolute(sim);
     for (const auto &arg : config_args) {
         const auto eq = arg.find('=');
         if (eq == std::string::npos || !read_file(arg.substr(eq + 1), opt.configs[arg.substr(0, eq)])) {
@@ -141,6 +144,7 @@ int main(int argc, char **argv) {
     std::string repro_tail = " --seed " + std::to_string(seed);
     if (opt.run_level != level::standard) repro_tail += " --level " + level_name;
     for (const auto &arg : config_args) repro_tail += " --config " + shell_quote(arg);
+    if (!sim.empty()) repro_tail += " --sim " + shell_quote(sim);
     if (callback_ms != 100) repro_tail += " --callback-bound " + std::to_string(callback_ms);
     if (timeout_s != 30) {
         std::ostringstream t;

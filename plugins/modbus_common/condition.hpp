@@ -7,6 +7,7 @@
 //   - For a threshold, the raise test is `value >= on` and the clear test `value < on - hysteresis` (for a low
 //     threshold, `value <= on` and `value > on + hysteresis`).
 //   - Each raise gets a new event_id (`<base>-<n>`); its restore ends exactly that id.
+//   - A condition still active when the device starts again is reported again, once, with the same event_id.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,10 @@ public:
     }
 
     bool active() const noexcept { return active_; }
+    // Whether this active condition has not been reported since the device's `start`-th start (FL-PLUGIN-29: after
+    // a stop and start, every condition still active is reported again, with its event_id).
+    bool needs_report(std::uint64_t start) const noexcept { return active_ && reported_in_ != start; }
+    void reported(std::uint64_t start) const noexcept { reported_in_ = start; }
     const std::string &code() const noexcept { return code_; }
     const std::string &event_id() const noexcept { return event_id_; }
 
@@ -76,6 +81,7 @@ private:
     unsigned debounce_;
     unsigned raise_count_ = 0, clear_count_ = 0;
     std::uint64_t raised_ = 0;
+    mutable std::uint64_t reported_in_ = 0;
     bool active_ = false;
 };
 

@@ -106,6 +106,7 @@ public:
     }
 
     void start() override {
+        ++starts_;  // conditions still active from before are reported again (FL-PLUGIN-29)
         std::int32_t unit = -1;
         if (const auto *t = host().extension<fl_host_transport>(FL_EXT_TRANSPORT); t && FL_HAS_FIELD(t, fl_host_transport, unit) && t->unit)
             unit = t->unit(host().raw());
@@ -214,10 +215,11 @@ protected:
 
     // Emits the raise or the restore of a condition that changed; `decorate` adds values and a message to a raise.
     void report(const condition &c, condition::change ch, const std::function<void(event &)> &decorate = {}) {
-        if (ch == condition::change::raised) {
+        if (ch == condition::change::raised || (ch == condition::change::none && c.needs_report(starts_))) {
             event ev = c.raise_event();
             if (decorate) decorate(ev);
             emit(std::move(ev));
+            c.reported(starts_);
         } else if (ch == condition::change::cleared) {
             emit(c.restore_event());
         }
@@ -406,6 +408,7 @@ private:
     bool tcp_ = false;
     std::uint16_t tid_ = 0;
     bool link_open_ = false, in_flight_ = false;
+    std::uint64_t starts_ = 0;  // how many times the device was started
     std::deque<op> cycle_;
     snapshot snap_;
     mb::response response_;

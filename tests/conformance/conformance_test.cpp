@@ -1,5 +1,6 @@
 // firelink-conform can fail, and fails for the right reason: every deliberately broken plugin of conformance/broken
-// fails exactly the checks meant for it (and passes every other), and the reference plugins pass `standard`.
+// fails exactly the checks meant for it (and passes every other), and the reference plugins pass `standard`,
+// including the class scenarios against firelink-sim, which can fail too.
 // The suite is run as a certifier runs it, as a process, and judged by its exit code and its JSON report.
 #include <sys/wait.h>
 #include <unistd.h>
@@ -201,6 +202,27 @@ TEST_P(reference_plugin, passes_standard) {
     EXPECT_EQ(r.exit_code, 0) << r.console;
     EXPECT_EQ(r.status["library.load"], "passed");
     EXPECT_EQ(r.status["device.emit_valid"] == "passed" || r.status["device.emit_valid"] == "warning", true);
+    // A Modbus reference plugin runs its class's scenarios against firelink-sim, and passes every one.
+    static const std::map<std::string, std::string> classes = {{"modbus-arc-breaker", "arc_fault_breaker"},
+                                                               {"modbus-gas-valve", "gas_shutoff_valve"},
+                                                               {"modbus-pyrolysis", "pyrolysis_detector"}};
+    std::size_t scenarios = 0;
+    for (const auto &[id, st] : r.status) {
+        if (id.rfind("scenario.", 0) != 0 || id == "scenario.other") continue;
+        const auto it = classes.find(GetParam());
+        if (it != classes.end() && id.rfind("scenario." + it->second + ".", 0) == 0) {
+            ++scenarios;
+            EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
+        } else {
+            EXPECT_EQ(st, "skipped") << id;
+        }
+    }
+    if (classes.count(GetParam())) {
+        EXPECT_EQ(scenarios, 6u) << r.console;  // alarm, silence, garbage, command, restart, stuck
+    }
+    if (std::string(GetParam()) == "fire_panel") {
+        EXPECT_NE(r.message["scenario.other"].find("no device source"), std::string::npos) << r.message["scenario.other"];
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(plugins, reference_plugin,
@@ -212,5 +234,40 @@ INSTANTIATE_TEST_SUITE_P(plugins, reference_plugin,
                                  if (ch == '-') ch = '_';
                              return n;
                          });
+
+// ---- the class scenarios can fail ------------------------------------------------------------------------------
+
+#ifdef FIRELINK_SIM_EXE
+// A device source that is the wrong device: the gas valve's driver polls an arc breaker simulator, which ignores
+// "gas 30", so the gas alarm never comes and the scenario fails within its latency budget.
+TEST(class_scenarios, fail_when_the_device_never_raises) {
+    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-gas-valve.so";
+    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path script = fs::temp_directory_path() / ("conformance_test.wrong-sim." + std::to_string(getpid()));
+    {
+        std::ofstream out(script);
+        out << "#!/bin/sh\nshift\nexec '" << FIRELINK_SIM_EXE << "' arc-breaker \"$@\"\n";
+    }
+    fs::permissions(script, fs::perms::owner_all);
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --sim '" + script.string() + "'");
+    fs::remove(script);
+    EXPECT_EQ(r.exit_code, 1) << r.console;
+    EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;
+    EXPECT_NE(r.message["scenario.gas_shutoff_valve.alarm"].find("no alarm gas_level_1 within 5000 ms"),
+              std::string::npos) << r.message["scenario.gas_shutoff_valve.alarm"];
+    EXPECT_NE(r.console.find("--sim " + script.string()), std::string::npos) << "the reproduce line keeps --sim\n"
+                                                                             << r.console;
+}
+#endif
+
+TEST(class_scenarios, are_skipped_without_a_device_source) {
+    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-pyrolysis.so";
+    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.' --sim /nonexistent/firelink-sim");
+    EXPECT_EQ(r.exit_code, 0) << r.console;
+    for (const auto &[id, st] : r.status) EXPECT_EQ(st, "skipped") << id;
+    EXPECT_NE(r.message["scenario.pyrolysis_detector.alarm"].find("no device source"), std::string::npos)
+        << r.message["scenario.pyrolysis_detector.alarm"];
+}
 
 }  // namespace

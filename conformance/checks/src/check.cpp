@@ -48,6 +48,9 @@ void findings::warn(std::string what) {
         warnings_.push_back(std::move(what));
 }
 void findings::skip(std::string why) { skipped_ = std::move(why); }
+void findings::note(std::string what) {
+    if (notes_.size() < 32) notes_.push_back(std::move(what));
+}
 
 status findings::verdict() const noexcept {
     if (!failures_.empty()) return status::failed;
@@ -58,7 +61,12 @@ status findings::verdict() const noexcept {
 
 std::string findings::message() const {
     const auto &list = !failures_.empty() ? failures_ : warnings_;
-    if (list.empty()) return skipped_;
+    if (list.empty()) {
+        if (!skipped_.empty()) return skipped_;
+        std::string out;
+        for (const auto &n : notes_) out += (out.empty() ? "" : "; ") + n;
+        return out;
+    }
     std::string out;
     const std::size_t shown = std::min<std::size_t>(list.size(), 4);
     for (std::size_t i = 0; i < shown; ++i) {
@@ -132,6 +140,7 @@ const std::vector<check> &all_checks() {
                      }});
         add_library_checks(v);
         add_device_checks(v);
+        add_scenario_checks(v);
         return v;
     }();
     return checks;

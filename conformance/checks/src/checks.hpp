@@ -14,6 +14,7 @@ namespace firelink::conform {
 
 void add_library_checks(std::vector<check> &out);
 void add_device_checks(std::vector<check> &out);
+void add_scenario_checks(std::vector<check> &out);  // scenario_checks.cpp: the class scenarios
 
 // The plugin loaded by the host's loader; NULL (and a failure recorded) when it does not load.
 std::unique_ptr<core::plugin> load_plugin(const run_options &o, findings &f);

@@ -33,6 +33,7 @@ struct run_options {
     std::map<std::string, std::vector<std::uint8_t>> configs;  // driver id -> msgpack config; absent = empty map
     std::chrono::milliseconds callback_bound{100};             // FL-PLUGIN-24
     std::chrono::milliseconds scan_budget{200};                // load + negotiate + descriptor, warning only
+    std::filesystem::path sim;  // the class scenarios' device source; empty: firelink-sim next to the running suite
 };
 
 // What a check found. Failures outrank warnings; the message keeps the first few of each.
@@ -41,12 +42,13 @@ public:
     void fail(std::string what);
     void warn(std::string what);
     void skip(std::string why);  // the check does not apply (no driver with a wire, ...)
+    void note(std::string what); // what a passing check measured (latencies); the message when nothing else is
     bool failed() const noexcept { return !failures_.empty(); }
     status verdict() const noexcept;
     std::string message() const;
 
 private:
-    std::vector<std::string> failures_, warnings_;
+    std::vector<std::string> failures_, warnings_, notes_;
     std::string skipped_;
 };
 
