@@ -111,9 +111,7 @@ static void hello_destroy(const fl_device *d) {
 
 static fl_status hello_command(const fl_device *d, const uint8_t *command, size_t size) {
     hello_device *dev = hello_from(d);
-    (void)command;
-    (void)size;
-    if (!dev || dev->state != HELLO_STARTED) return FL_MISUSE;
+    if (!dev || dev->state != HELLO_STARTED || (!command && size > 0)) return FL_MISUSE;
     return FL_UNSUPPORTED; /* hello has no commands */
 }
 
