@@ -218,7 +218,7 @@ TEST_P(reference_plugin, passes_standard) {
         }
     }
     if (classes.count(GetParam())) {
-        EXPECT_EQ(scenarios, 6u) << r.console;  // alarm, silence, garbage, command, restart, stuck
+        EXPECT_EQ(scenarios, 7u) << r.console;  // alarm, silence, garbage, command, busy, restart, stuck
     }
     if (std::string(GetParam()) == "fire_panel") {
         EXPECT_NE(r.message["scenario.other"].find("no device source"), std::string::npos) << r.message["scenario.other"];

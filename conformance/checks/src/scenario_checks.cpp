@@ -2,6 +2,7 @@
 // scenarios (alarm, pre-alarm, restore, silence, garbage, command with read-back, stuck actuator) against a live simulator and judge the events and their latency. The device runs in the host's own
 // device runtime (host/core) on a real tcp_client link (host/transport), as firelink-host runs it; the simulator
 // (firelink-sim, Modbus TCP on loopback) is scripted through its standard input.
+#include <atomic>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -268,6 +269,8 @@ public:
         core::runtime_options opts;
         opts.gateway_id = "firelink-conform";
         opts.observer.refused = [this](const std::string &) { rec_.refused(); };
+        // A host under backpressure answers emit with FL_BUSY (FL-PLUGIN-28): set_busy() turns it on.
+        opts.admits = [this](std::string_view) { return !busy_.load(); };
         runtime_ = std::make_unique<core::device_runtime>(
             io_, [this](core::accepted_event &&ev) { rec_.accept(std::move(ev)); }, opts);
         core::device_spec spec;
@@ -324,6 +327,8 @@ public:
     const std::string &driver() const { return driver_; }
     recorder &events() { return rec_; }
     void act(const std::string &action) { sim_.act(action); }
+    // While busy, every emit of the driver is answered FL_BUSY, as a host whose queue is full answers it.
+    void set_busy(bool on) { busy_ = on; }
     // Stops and starts the device again, as a host restart of the driver's device does.
     bool restart() { return runtime_->stop(id) == FL_OK && runtime_->start(id) == FL_OK; }
 
@@ -359,6 +364,7 @@ private:
     std::vector<std::thread> threads_;
     std::unique_ptr<core::device_runtime> runtime_;
     bool ready_ = false;
+    std::atomic<bool> busy_{false};
     int commands_ = 0;
 };
 
@@ -607,6 +613,25 @@ void garbage(step_context &c, const class_scenarios &cls) {
     expect(c, cls.raise, "alarm", cls.raise_code);
 }
 
+// FL-PLUGIN-28: an event answered FL_BUSY is kept and emitted again later, not dropped.
+void busy(step_context &c, const class_scenarios &cls) {
+    const auto from = c.d.events().mark();
+    c.d.set_busy(true);
+    c.d.act(cls.raise);
+    std::this_thread::sleep_for(watch);  // the driver sees its alarm refused FL_BUSY, poll after poll
+    for (const auto &s : c.d.events().since(from))
+        if (!s.from_host && s.kind != "telemetry") {
+            c.f.fail("driver '" + c.d.driver() + "': an event was accepted while the host answered FL_BUSY: " + s.json);
+            c.ok = false;
+        }
+    c.d.set_busy(false);
+    if (!c.ok) return;
+    expect(c, "", "alarm", cls.raise_code, from);
+    if (!c.ok)
+        c.f.fail("driver '" + c.d.driver() + "': the alarm answered FL_BUSY was never emitted again once the host "
+                 "took events (FL-PLUGIN-28)");
+}
+
 void restart(step_context &c, const class_scenarios &cls) {
     expect(c, cls.raise, "alarm", cls.raise_code);
     if (!c.ok) return;
@@ -645,6 +670,9 @@ void add_scenario_checks(std::vector<check> &v) {
         v.push_back({p + "command", {"FL-PLUGIN-30"}, level::standard,
                      "the class's command is confirmed by read-back: command_result ok=true",
                      run([](step_context &c, const class_scenarios &k) { k.command(c); })});
+        v.push_back({p + "busy", {"FL-PLUGIN-28"}, level::standard,
+                     "an alarm answered FL_BUSY is kept and emitted again once the host takes events",
+                     run([](step_context &c, const class_scenarios &k) { busy(c, k); })});
         v.push_back({p + "restart", {"FL-PLUGIN-29"}, level::standard,
                      "an alarm active through stop and start is reported again on start",
                      run([](step_context &c, const class_scenarios &k) { restart(c, k); })});
