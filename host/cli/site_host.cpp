@@ -27,6 +27,7 @@
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/event_check.hpp>
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/payload.hpp>
 #include <firelink/pipeline/sinks.hpp>
 #include <firelink/transport/link.hpp>
@@ -50,6 +51,9 @@ struct catalog {
     std::vector<std::shared_ptr<core::plugin>> plugins;
     std::set<std::filesystem::path> seen;
     std::vector<std::string> refusals;
+    // Where plugins run; without it (firelink-host check), in this process.
+    std::optional<site::isolation_config> isolation;
+    isolation::supervisor_options runner_options;
 
     // Loads every plugin file under dirs that was not loaded before.
     void scan(const std::vector<std::filesystem::path> &dirs) {
@@ -62,17 +66,44 @@ struct catalog {
             }
             for (const auto &file : core::plugin_loader::candidates(dir)) {
                 if (!seen.insert(file).second) continue;
-                auto result = loader.load(file);
+                auto result = load(file);
                 if (auto *err = std::get_if<core::load_error>(&result)) {
                     refusals.push_back(file.string() + ": " + err->what());
                     spdlog::error("plugin {} refused: {}", file.string(), err->what());
                     continue;
                 }
                 auto p = std::shared_ptr<core::plugin>(std::move(std::get<std::unique_ptr<core::plugin>>(result)));
-                spdlog::info("plugin {} {} loaded from {}", p->info().id, p->info().version, file.string());
+                spdlog::info("plugin {} {} loaded from {} ({})", p->info().id, p->info().version, file.string(),
+                             p->remote() ? "in its own process" : "in the host process");
                 plugins.push_back(std::move(p));
             }
         }
+    }
+
+    // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved
+    // when [plugins.isolation_of] says otherwise for that id.
+    core::load_result load(const std::filesystem::path &file) {
+        auto load_in = [&](bool in_process) -> core::load_result {
+            if (in_process) return loader.load(file);
+            auto r = isolation::load_out_of_process(file, runner_options);
+            if (auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r)) {
+                const auto &id = (*p)->info().id;
+                for (const auto &other : plugins)
+                    if (other->info().id == id)
+                        return core::load_error{file, core::refusal::duplicate_plugin_id,
+                                                "plugin id " + id + " is already loaded from " +
+                                                    other->info().file.string()};
+            }
+            return r;
+        };
+        const bool default_in = !isolation || isolation->default_mode == "in_process";
+        auto r = load_in(default_in);
+        auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r);
+        if (!p || !isolation || isolation->in_process((*p)->info().id) == default_in) return r;
+        const std::string id = (*p)->info().id;
+        p->reset();
+        if (default_in) loader.forget(id);
+        return load_in(!default_in);
     }
 
     // The plugin and driver a device names, or why there is none.
@@ -380,7 +411,6 @@ void site_host::apply(const site::site_config &next, std::vector<std::string> &p
 void site_host::identify_on_listeners(const site::site_config &cfg) {
     struct candidate {
         std::shared_ptr<core::plugin> plugin;  // keeps the identify function loaded
-        const fl_plugin_identify *ext;
         std::string driver;
     };
     std::map<std::string, std::vector<candidate>> by_listener;
@@ -390,8 +420,7 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
         std::string why;
         auto p = catalog_.resolve(d, why);
         if (!p) continue;
-        const auto *ext = static_cast<const fl_plugin_identify *>(p->entry().get_extension(FL_EXT_IDENTIFY));
-        if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) {
+        if (!p->can_identify()) {
             spdlog::error("{}: device '{}' binds by identity, but its driver '{}' cannot identify a connection "
                           "({} missing): bind it by peer address instead",
                           at(d.where), d.id, d.driver, FL_EXT_IDENTIFY);
@@ -400,7 +429,7 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
         auto &list = by_listener[d.wire.listener];
         bool seen = false;
         for (const auto &c : list) seen = seen || (c.plugin == p && c.driver == d.driver);
-        if (!seen) list.push_back({p, ext, d.driver});
+        if (!seen) list.push_back({p, d.driver});
     }
     for (auto &[id, candidates] : by_listener) {
         auto l = wires_.listener(id);
@@ -408,13 +437,8 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
         l->set_identifier([candidates](const std::uint8_t *data, std::size_t size, std::string &identity) {
             bool more = false;
             for (const auto &c : candidates) {
-                char buf[256];
-                std::size_t len = 0;
-                const fl_status st = c.ext->identify(c.driver.c_str(), data, size, buf, sizeof buf, &len);
-                if (st == FL_OK && len > 0 && len <= sizeof buf) {
-                    identity.assign(buf, len);
-                    return FL_OK;
-                }
+                const fl_status st = c.plugin->identify(c.driver, data, size, identity);
+                if (st == FL_OK) return FL_OK;
                 more = more || st == FL_BUSY;
             }
             return more ? FL_BUSY : FL_INVALID_ARGUMENT;
@@ -724,6 +748,17 @@ int site_host::run() {
         metrics_.transport_error(device, n);
     };
     if (uplink_) options.admits = [this](std::string_view kind) { return uplink_->admits(kind); };
+    catalog_.isolation = cfg_.isolation;
+    auto &ro = catalog_.runner_options;
+    ro.runner = cfg_.isolation.runner;
+    ro.limits = {cfg_.isolation.memory_mb, cfg_.isolation.open_files, cfg_.isolation.user};
+    ro.hang_timeout = cfg_.isolation.hang_timeout;
+    ro.call_timeout = cfg_.watchdog_fault / 2;  // under the watchdog's fault bound, which times the same call
+    ro.restart_limit = cfg_.isolation.restart_limit;
+    ro.restart_window = cfg_.isolation.restart_window;
+    ro.backoff_initial = cfg_.isolation.backoff_initial;
+    ro.backoff_max = cfg_.isolation.backoff_max;
+    ro.admits = options.admits;
     std::mutex counts_mutex;
     std::map<std::string, std::uint64_t> counts;
     runtime_ = std::make_unique<core::device_runtime>(

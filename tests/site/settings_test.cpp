@@ -54,10 +54,10 @@ TEST(File, DirectoryIsOneErrorNamingIt) {
 TEST(File, UnknownTopLevelKey) {
     EXPECT_EQ(snippet_error("[mqtt]\nhost = \"x\"\n"),
               "site.toml:1:2: mqtt: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
-              "uplink, bus, listener, device)");
+              "uplink, runner, bus, listener, device)");
     EXPECT_EQ(snippet_error("title = \"x\"\n"),
               "site.toml:1:1: title: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
-              "uplink, bus, listener, device)");
+              "uplink, runner, bus, listener, device)");
 }
 
 TEST(File, SectionOfTheWrongType) {

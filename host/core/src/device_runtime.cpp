@@ -80,6 +80,10 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::mutex offline_mutex;
     std::string offline_event_id;
     std::uint64_t offline_count = 0;
+    // The driver's process is down (set_driver_down); the open faults it made, under offline_mutex.
+    std::atomic<bool> driver_down{false};
+    std::string driver_down_reason;
+    std::vector<std::string> driver_fault_ids;
 
     // The call into the plugin in progress, for the watchdog thread.
     std::atomic<std::int64_t> call_since_ns{0};
@@ -443,7 +447,7 @@ void plugin_log(const fl_host *h, std::int32_t level, const char *message) {
 const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
 
 std::string state_name(const device_slot &s) {
-    if (s.faulted) return "faulted";
+    if (s.faulted || s.driver_down) return "faulted";
     switch (s.state.load()) {
     case life::created: return "created";
     case life::started: return s.offline ? "offline" : "started";
@@ -609,8 +613,8 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
 
     const fl_device *dev = nullptr;
     const fl_status st = slot->timed("create_device", [&] {
-        return p.entry().create_device(spec.driver_id.c_str(), &slot->host,
-                                       spec.config.empty() ? nullptr : spec.config.data(), spec.config.size(), &dev);
+        return p.create_device(spec.driver_id.c_str(), &slot->host,
+                               spec.config.empty() ? nullptr : spec.config.data(), spec.config.size(), &dev);
     });
     if (st != FL_OK || !dev) {
         why = "create_device(" + spec.driver_id + ") returned " + std::to_string(st) + " (the plugin logged why)";
@@ -716,6 +720,14 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
         return st;
     };
     if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");
+    if (s->driver_down) {
+        std::string reason;
+        {
+            std::lock_guard lock(s->offline_mutex);
+            reason = s->driver_down_reason;
+        }
+        return refuse(FL_CLOSED, reason);
+    }
     if (!s->started()) return refuse(FL_CLOSED, "the device is not started");
     if (s->offline) return refuse(FL_CLOSED, "the device is offline");
     s->commands++;
@@ -814,6 +826,39 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
         st.has_link = true;
     }
     return st;
+}
+
+void post_to_device(const fl_host *h, std::function<void(transport::link *)> f) {
+    auto *s = slot_of(h);
+    if (!s) return;
+    asio::post(s->strand, [self = s->shared_from_this(), f = std::move(f)] { f(self->link.get()); });
+}
+
+void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm) {
+    auto *s = slot_of(h);
+    if (!s) return;
+    std::lock_guard lock(s->offline_mutex);
+    s->driver_down_reason = reason;
+    s->driver_down = true;
+    s->driver_fault_ids.push_back(code + "-" + std::to_string(s->driver_fault_ids.size() + 1));
+    s->host_event(event{alarm ? event_kind::alarm : event_kind::fault, code}
+                      .id(s->driver_fault_ids.back())
+                      .level(alarm ? severity::critical : severity::major)
+                      .message(reason));
+    notify(s->options.observer.state, s->device_id, std::string("faulted"));
+}
+
+void set_driver_up(const fl_host *h, const std::string &message) {
+    auto *s = slot_of(h);
+    if (!s) return;
+    std::lock_guard lock(s->offline_mutex);
+    if (!s->driver_down.exchange(false)) return;
+    for (const auto &id : s->driver_fault_ids) {
+        const auto code = id.substr(0, id.rfind('-'));
+        s->host_event(event{event_kind::restore, code}.ends(id).message(message));
+    }
+    s->driver_fault_ids.clear();
+    notify(s->options.observer.state, s->device_id, state_name(*s));
 }
 
 device_runtime::device_counters device_runtime::counters(const std::string &device_id) const {

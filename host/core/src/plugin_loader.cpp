@@ -47,17 +47,52 @@ plugin::~plugin() {
     // lib_ unloads the library after everything of the plugin's has been released.
 }
 
+std::unique_ptr<plugin> plugin::remote(plugin_info info, std::shared_ptr<plugin_backend> backend) {
+    std::unique_ptr<plugin> p(new plugin());
+    p->info_ = std::move(info);
+    p->backend_ = std::move(backend);
+    return p;
+}
+
 fl_status plugin::init(const fl_host *plugin_host) {
     if (initialized_) return FL_MISUSE;
-    fl_status st = entry_->init(plugin_host, info_.file.c_str());
+    fl_status st = backend_ ? backend_->init() : entry_->init(plugin_host, info_.file.c_str());
     initialized_ = st == FL_OK;
     return st;
 }
 
 void plugin::deinit() {
     if (!initialized_) return;
-    entry_->deinit();
+    if (backend_)
+        backend_->deinit();
+    else
+        entry_->deinit();
     initialized_ = false;
+}
+
+fl_status plugin::create_device(const char *driver_id, const fl_host *host, const std::uint8_t *config,
+                                std::size_t config_size, const fl_device **out) {
+    return backend_ ? backend_->create_device(driver_id, host, config, config_size, out)
+                    : entry_->create_device(driver_id, host, config, config_size, out);
+}
+
+bool plugin::can_identify() const {
+    if (backend_) return backend_->can_identify();
+    const auto *ext = static_cast<const fl_plugin_identify *>(entry_->get_extension(FL_EXT_IDENTIFY));
+    return FL_HAS_FIELD(ext, fl_plugin_identify, identify) && ext->identify;
+}
+
+fl_status plugin::identify(const std::string &driver_id, const std::uint8_t *data, std::size_t size,
+                           std::string &identity) const {
+    if (backend_) return backend_->identify(driver_id.c_str(), data, size, identity);
+    const auto *ext = static_cast<const fl_plugin_identify *>(entry_->get_extension(FL_EXT_IDENTIFY));
+    if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) return FL_UNSUPPORTED;
+    char buf[256];
+    std::size_t len = 0;
+    const fl_status st = ext->identify(driver_id.c_str(), data, size, buf, sizeof buf, &len);
+    if (st == FL_OK && (len == 0 || len > sizeof buf)) return FL_INVALID_ARGUMENT;
+    if (st == FL_OK) identity.assign(buf, len);
+    return st;
 }
 
 namespace {

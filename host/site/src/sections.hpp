@@ -14,7 +14,7 @@ struct load_context {
     std::filesystem::path resolve(const std::string &path) const;
 };
 
-// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink].
+// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink], [runner].
 void read_settings(const toml::table &root, load_context &cx, site_config &out);
 
 // [[bus]], [[listener]], [[device]], and the references between them.

@@ -1,7 +1,10 @@
-// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink].
+// [gateway], [plugins], [admin], [sink], [watchdog], [liveness], [uplink], [runner].
 #include "address.hpp"
 #include "names.hpp"
 #include "sections.hpp"
+
+#include <algorithm>
+#include <initializer_list>
 
 namespace firelink::site::detail {
 
@@ -37,6 +40,51 @@ void read_gateway(const toml::table &root, load_context &cx, site_config &out) {
     if (auto name = r.string("name", need::optional)) out.gateway_name = *name;
 }
 
+const std::initializer_list<std::string_view> isolation_modes = {"process", "in_process"};
+
+// "\"process\", \"in_process\"", as table_reader::choice() words it.
+std::string isolation_modes_text() {
+    std::string out;
+    for (const auto m : isolation_modes) out += (out.empty() ? "" : ", ") + in_quotes(m);
+    return out;
+}
+
+// A key as a dotted path names it: bare when TOML allows it bare, else in quotes ("com.acme.breakers").
+std::string key_segment(std::string_view key) {
+    const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    });
+    return bare ? std::string(key) : in_quotes(key);
+}
+
+// [plugins.isolation_of]: "<plugin id>" = "process" | "in_process". The keys are plugin ids, so there is no fixed
+// set of them; each key and each value is checked on its own.
+void read_isolation_of(const toml::table &t, load_context &cx, site_config &out) {
+    const std::string expected = "one of " + isolation_modes_text();
+    for (const auto &[k, v] : t) {
+        const std::string key = key_path("plugins.isolation_of", key_segment(k.str()));
+        if (v.is_table()) {
+            // `com.acme.breakers = "process"`, unquoted, is a table `com` holding a table `acme`.
+            cx.diag.error(k.source(), key,
+                          "expected " + expected + ", got a table (a plugin id has dots: write it in quotes, "
+                          "\"com.acme.breakers\" = \"process\")");
+            continue;
+        }
+        const bool id_ok = is_reverse_dns(k.str());
+        if (!id_ok)
+            cx.diag.error(k.source(), key, "expected " + std::string(plugin_id_rule) + ", got " + in_quotes(k.str()));
+        if (!v.is_string()) {
+            cx.diag.error(v.source(), key, "expected " + expected + ", got " + type_phrase(v));
+            continue;
+        }
+        const std::string &mode = v.as_string()->get();
+        if (std::find(isolation_modes.begin(), isolation_modes.end(), mode) == isolation_modes.end())
+            cx.diag.error(v.source(), key, "expected " + expected + ", got " + in_quotes(mode));
+        else if (id_ok)
+            out.isolation.by_plugin[std::string(k.str())] = mode;
+    }
+}
+
 void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
     constexpr std::string_view expected = "an array of directory paths";
     const toml::table *t = section(root, "plugins", cx.diag);
@@ -45,7 +93,9 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
             cx.diag.error(root.source(), "plugins.dirs", "missing (expected " + std::string(expected) + ")");
         return;
     }
-    table_reader r(*t, "plugins", cx.diag, {"dirs"});
+    table_reader r(*t, "plugins", cx.diag, {"dirs", "isolation", "isolation_of"});
+    if (const auto mode = r.choice("isolation", isolation_modes, need::optional)) out.isolation.default_mode = *mode;
+    if (const toml::table *of = r.subtable("isolation_of", need::optional)) read_isolation_of(*of, cx, out);
     const toml::node *dirs = r.find("dirs");
     if (!dirs) return r.missing("dirs", expected);
     if (!dirs->is_array()) return r.wrong_type("dirs", expected);
@@ -169,6 +219,58 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     if (const auto v = r.integer("backoff_max_s", 1, 3600, need::optional)) u.backoff_max = std::chrono::seconds(*v);
 }
 
+// A user name as the runners' user: [a-z_][a-z0-9_-]*.
+bool is_user_name(std::string_view name) {
+    if (name.empty() || !((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_')) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; });
+}
+
+void read_runner(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "runner", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "runner", cx.diag,
+                   {"path", "user", "memory_mb", "open_files", "hang_ms", "restart_limit", "restart_window_s",
+                    "backoff_initial_ms", "backoff_max_ms"});
+    auto &iso = out.isolation;
+    if (const auto p = r.nonempty_string("path", need::optional)) iso.runner = cx.resolve(*p);
+    if (const auto user = r.string("user", need::optional)) {
+        if (is_user_name(*user))
+            iso.user = *user;
+        else
+            r.error("user", "expected a user name ([a-z_][a-z0-9_-]*, e.g. \"nobody\"), got " + in_quotes(*user));
+    }
+    // 0 (no limit) or 16..1048576, a range with a hole that integer() cannot word.
+    if (const toml::node *v = r.find("memory_mb")) {
+        constexpr std::string_view expected = "0 (no limit) or an integer from 16 to 1048576";
+        if (!v->is_integer())
+            r.wrong_type("memory_mb", expected);
+        else if (const std::int64_t mb = v->as_integer()->get(); mb != 0 && (mb < 16 || mb > 1048576))
+            r.error("memory_mb", "expected " + std::string(expected) + ", got " + std::to_string(mb));
+        else
+            iso.memory_mb = mb;
+    }
+    if (const auto v = r.integer("open_files", 16, 1048576, need::optional)) iso.open_files = *v;
+    if (const auto v = r.integer("hang_ms", 100, 600000, need::optional)) iso.hang_timeout = milliseconds(*v);
+    if (const auto v = r.integer("restart_limit", 1, 1000, need::optional)) iso.restart_limit = static_cast<int>(*v);
+    if (const auto v = r.integer("restart_window_s", 1, 86400, need::optional)) iso.restart_window = seconds(*v);
+    const auto initial = r.integer("backoff_initial_ms", 10, 60000, need::optional);
+    if (initial) iso.backoff_initial = milliseconds(*initial);
+    const bool initial_ok = initial || !r.has("backoff_initial_ms");
+    if (const auto max = r.integer("backoff_max_ms", 10, 3600000, need::optional)) {
+        if (initial_ok && milliseconds(*max) < iso.backoff_initial)
+            r.error("backoff_max_ms", "expected at least runner.backoff_initial_ms (" +
+                                          std::to_string(iso.backoff_initial.count()) + "), got " +
+                                          std::to_string(*max));
+        else
+            iso.backoff_max = milliseconds(*max);
+    } else if (!r.has("backoff_max_ms") && initial_ok && iso.backoff_max < iso.backoff_initial) {
+        r.error("backoff_initial_ms", "expected at most runner.backoff_max_ms (" +
+                                          std::to_string(iso.backoff_max.count()) + ", the default), got " +
+                                          std::to_string(iso.backoff_initial.count()));
+    }
+}
+
 }  // namespace
 
 void read_settings(const toml::table &root, load_context &cx, site_config &out) {
@@ -179,6 +281,7 @@ void read_settings(const toml::table &root, load_context &cx, site_config &out) 
     read_watchdog(root, cx, out);
     read_liveness(root, cx, out);
     read_uplink(root, cx, out);
+    read_runner(root, cx, out);
     // With the uplink the local record is opt-in: without a [sink] table, events go only to the uplink.
     if (out.uplink.configured && !root.contains("sink")) out.sink_kind = "none";
 }

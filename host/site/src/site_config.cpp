@@ -54,6 +54,11 @@ std::chrono::milliseconds site_config::heartbeat_of(const device_config &d) cons
     return seconds(60);
 }
 
+bool isolation_config::in_process(const std::string &plugin_id) const {
+    const auto it = by_plugin.find(plugin_id);
+    return (it != by_plugin.end() ? it->second : default_mode) == "in_process";
+}
+
 namespace detail {
 
 fs::path load_context::resolve(const std::string &path) const {
@@ -84,7 +89,8 @@ load_result parse_site_config(const std::string &toml_text, const fs::path &file
     // Only reports unknown top-level keys; each section reads its own table.
     detail::table_reader top(
         root, "", cx.diag,
-        {"gateway", "plugins", "admin", "sink", "watchdog", "liveness", "uplink", "bus", "listener", "device"});
+        {"gateway", "plugins", "admin", "sink", "watchdog", "liveness", "uplink", "runner", "bus", "listener",
+         "device"});
     detail::read_settings(root, cx, out);
     detail::read_wiring(root, cx, out);
     if (!cx.diag.empty()) return cx.diag.take();

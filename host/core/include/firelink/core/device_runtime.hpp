@@ -165,4 +165,17 @@ private:
     std::thread watchdog_;
 };
 
+// ---- for plugins that run in another process (host/isolation) -----------------------------------------------------
+// `h` is the fl_host the runtime gave a device in create_device; the caller makes sure that device's destroy has not
+// returned while it calls.
+
+// Runs f on the device's strand with its wire (nullptr when it has none).
+void post_to_device(const fl_host *h, std::function<void(transport::link *)> f);
+
+// The driver behind the device stopped: it crashed, hung or was parked (`code`: driver_crashed, driver_hung,
+// driver_parked). The host emits a `fault` (an `alarm` when `alarm`), marks the device faulted, and refuses its
+// commands with `reason` until set_driver_up, which emits the restore of every such fault.
+void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm);
+void set_driver_up(const fl_host *h, const std::string &message);
+
 }  // namespace firelink::core

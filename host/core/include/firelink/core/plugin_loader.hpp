@@ -70,22 +70,52 @@ struct plugin_info {
     const driver_info *find_driver(std::string_view id) const;
 };
 
-// A loaded, negotiated plugin. Unloads the library when destroyed (after deinit, when initialised). Not copyable;
-// move it by unique_ptr.
+// A plugin whose code runs elsewhere: in its own runner process (host/isolation). The runtime calls it where it
+// would call the entry.
+class plugin_backend {
+public:
+    virtual ~plugin_backend() = default;
+    virtual fl_status init() = 0;
+    virtual void deinit() = 0;
+    // As fl_plugin_entry.create_device; `host` is the device's fl_host, valid until the device's destroy returns.
+    virtual fl_status create_device(const char *driver_id, const fl_host *host, const std::uint8_t *config,
+                                    std::size_t config_size, const fl_device **out) = 0;
+    virtual bool can_identify() const = 0;
+    virtual fl_status identify(const char *driver_id, const std::uint8_t *data, std::size_t size,
+                               std::string &identity) = 0;
+};
+
+// A loaded, negotiated plugin: a library in this process, or a backend for one in another. Unloads the library when
+// destroyed (after deinit, when initialised). Not copyable; move it by unique_ptr.
 class plugin {
 public:
     ~plugin();
     plugin(const plugin &) = delete;
     plugin &operator=(const plugin &) = delete;
 
+    // A plugin that runs in another process, described by what that process loaded.
+    static std::unique_ptr<plugin> remote(plugin_info info, std::shared_ptr<plugin_backend> backend);
+
     const plugin_info &info() const noexcept { return info_; }
+    // The entry of a plugin loaded in this process; remote plugins have none (check remote() first).
     const fl_plugin_entry &entry() const noexcept { return *entry_; }
+    bool remote() const noexcept { return backend_ != nullptr; }
+    plugin_backend *backend() const noexcept { return backend_.get(); }
     bool initialized() const noexcept { return initialized_; }
 
     // Calls entry.init with the plugin's own fl_host (which must outlive the plugin or the next deinit).
     // FL_OK or the plugin's error.
     fl_status init(const fl_host *plugin_host);
     void deinit();
+
+    // entry.create_device, wherever the plugin runs.
+    fl_status create_device(const char *driver_id, const fl_host *host, const std::uint8_t *config,
+                            std::size_t config_size, const fl_device **out);
+    // firelink.identify/1, wherever the plugin runs: whether it has one, and a call of it (FL_OK with the identity,
+    // FL_BUSY for more bytes, else not this driver's).
+    bool can_identify() const;
+    fl_status identify(const std::string &driver_id, const std::uint8_t *data, std::size_t size,
+                       std::string &identity) const;
 
 private:
     friend class plugin_loader;
@@ -94,6 +124,7 @@ private:
     struct library;  // Boost.DLL, kept out of this header
     std::unique_ptr<library> lib_;
     const fl_plugin_entry *entry_ = nullptr;
+    std::shared_ptr<plugin_backend> backend_;
     plugin_info info_;
     bool initialized_ = false;
 };

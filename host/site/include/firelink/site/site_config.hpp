@@ -1,5 +1,5 @@
-// The site configuration an integrator writes: one TOML file (toml++) describing the gateway, its plugins, buses,
-// listeners, devices with their site metadata, and the uplink. docs/deployment.md is its reference.
+// The site configuration an integrator writes: one TOML file (toml++) describing the gateway, its plugins and how they
+// run, buses, listeners, devices with their site metadata, and the uplink. docs/deployment.md is its reference.
 //
 // Loading never stops at the first problem: it returns every error, each naming the file, line, column and key
 // ("site.toml:12:5: device[2].wire.unit: expected an integer from 0 to 247, got a string"). Unknown keys are errors.
@@ -113,6 +113,30 @@ struct uplink_config {
     std::chrono::seconds backoff_max{30};  // the longest wait between retries (the alarm lane: at most 2 s)
 };
 
+// How plugins run: each in its own supervised firelink-runner process (the default), or inside the host.
+// A runner that crashes, exits or stops answering its heartbeat is restarted with exponential backoff and jitter;
+// restart_limit failures within restart_window park the plugin, with an alarm. The plugin ids in by_plugin are not
+// checked against the loaded plugins here: nothing here loads a plugin.
+struct isolation_config {
+    std::string default_mode = "process";            // [plugins] isolation = "process" | "in_process"
+    std::map<std::string, std::string> by_plugin;    // [plugins.isolation_of] "<plugin id>" = "process" | "in_process"
+    // [runner] path; empty: firelink-runner beside firelink-host. Made absolute relative to the config file.
+    std::filesystem::path runner;
+    std::string user = "nobody";                     // [runner] user: the runners' user when the host runs as root
+    std::int64_t memory_mb = 1024;                   // [runner] memory_mb: RLIMIT_AS per runner, 0 = no limit
+                                                     //   (0 or 16..1048576)
+    std::int64_t open_files = 1024;                  // [runner] open_files: RLIMIT_NOFILE per runner (16..1048576)
+    std::chrono::milliseconds hang_timeout{2000};    // [runner] hang_ms: no heartbeat answer this long = driver_hung
+                                                     //   (100..600000)
+    int restart_limit = 5;                           // [runner] restart_limit: failures within restart_window park
+                                                     //   the plugin (1..1000)
+    std::chrono::seconds restart_window{300};        // [runner] restart_window_s (1..86400)
+    std::chrono::milliseconds backoff_initial{100};  // [runner] backoff_initial_ms (10..60000)
+    std::chrono::milliseconds backoff_max{30000};    // [runner] backoff_max_ms (>= backoff_initial, <= 3600000)
+    // True when the plugin runs inside the host process.
+    bool in_process(const std::string &plugin_id) const;
+};
+
 struct site_config {
     std::filesystem::path file;  // absolute
     std::string gateway_id;
@@ -126,6 +150,7 @@ struct site_config {
     // Liveness budget per device class ("arc_fault_breaker", ..., and "vendor" for every vendor class).
     std::map<std::string, std::chrono::milliseconds> liveness;
     uplink_config uplink;
+    isolation_config isolation;
     std::vector<bus_config> buses;
     std::vector<listener_config> listeners;
     std::vector<device_config> devices;

@@ -1,0 +1,111 @@
+// The channel between firelink-host and one firelink-runner: a Unix stream socket carrying frames, each a 4-byte
+// little-endian length and one msgpack array whose first element is the message type (docs/abi.md, "Drivers out of
+// process", lists them).
+//
+// frame_writer queues frames from any thread and sends them from its own thread, many per write(), so an emitting
+// thread never waits for the socket; frame_reader reads them back on one thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace firelink::isolation {
+
+// Message types. Never renumber one: a host and a runner of the same build speak to each other, but a type number
+// is also what a log line and a test name.
+enum class msg : std::uint8_t {
+    // host -> runner
+    create = 1,    // [1, call, device, driver_id, device_id, config(bin), wire_kind, unit]
+    start = 2,     // [2, call, device]
+    stop = 3,      // [3, call, device]
+    destroy = 4,   // [4, call, device]
+    command = 5,   // [5, call, device, command(bin)]
+    identify = 6,  // [6, call, driver_id, bytes(bin)]
+    data = 7,      // [7, device, bytes(bin)]            the wire's on_data
+    state = 8,     // [8, device, link_state, reason]    the wire's on_state
+    ping = 9,      // [9, n]                             answered by pong from the runner's driver thread
+    admit = 10,    // [10, [kind, ...]]                  the event kinds the host now answers FL_BUSY for
+    // runner -> host
+    hello = 20,    // [20, plugin_info map, can_identify] the plugin is loaded, negotiated and initialised
+    refused = 21,  // [21, refusal, detail]              it is not
+    reply = 22,    // [22, call, status, text]
+    emit = 23,     // [23, device, event(bin)]
+    log = 24,      // [24, device (0: the plugin), level, text]
+    wire = 25,     // [25, device, op, bytes(bin), timeout_ms]
+    pong = 26,     // [26, n]
+    slow = 27,     // [27, device, call name, ms]        a call into the driver took longer than the warning bound
+};
+
+// The wire operations a runner asks the host to do (msg::wire).
+enum class wire_op : std::uint8_t { open = 1, write = 2, request = 3, end_request = 4, close = 5 };
+
+// Builds one frame: the length is filled in by finish().
+class frame {
+public:
+    frame() : packer_(buf_) { buf_.write("\0\0\0\0", 4); }
+    msgpack::packer<msgpack::sbuffer> &pack() { return packer_; }
+    // Writes the length; returns the bytes to send.
+    const msgpack::sbuffer &finish();
+
+private:
+    msgpack::sbuffer buf_;
+    msgpack::packer<msgpack::sbuffer> packer_;
+};
+
+class frame_writer {
+public:
+    // Owns nothing: the caller closes fd after destroying the writer. `max_pending` bytes may wait to be sent;
+    // beyond that send() refuses.
+    frame_writer(int fd, std::size_t max_pending);
+    ~frame_writer();  // sends what is queued (until the peer stops reading), then stops
+    frame_writer(const frame_writer &) = delete;
+    frame_writer &operator=(const frame_writer &) = delete;
+
+    // Queues a finished frame. False when the channel is broken or `max_pending` bytes are already waiting (a peer
+    // that does not read): the frame is not queued.
+    bool send(const msgpack::sbuffer &frame);
+    bool send(frame &f) { return send(f.finish()); }
+    // As send, but queues even past max_pending (replies and control messages, which are few and must not be lost
+    // to a burst of events).
+    bool send_always(const msgpack::sbuffer &frame);
+    bool broken() const;
+    std::size_t pending() const;
+
+private:
+    bool queue(const msgpack::sbuffer &frame, bool always);
+    void run();
+
+    int fd_;
+    std::size_t max_pending_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<char> queued_;
+    bool stop_ = false;
+    bool broken_ = false;
+    std::thread thread_;
+};
+
+class frame_reader {
+public:
+    explicit frame_reader(int fd) : fd_(fd) {}
+    // The next message; false at end of stream, on a read error, or on a malformed frame (then `error` says which).
+    bool next(msgpack::object_handle &out);
+    const char *error() const { return error_; }
+
+private:
+    int fd_;
+    std::vector<char> buf_ = std::vector<char>(1 << 16);
+    std::size_t begin_ = 0, end_ = 0;
+    const char *error_ = "end of stream";
+};
+
+// The largest frame either side accepts: events and commands are far smaller; a bigger length is a broken peer.
+constexpr std::uint32_t max_frame = 16 << 20;
+
+}  // namespace firelink::isolation

@@ -1,0 +1,129 @@
+#include "firelink/isolation/channel.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace firelink::isolation {
+
+const msgpack::sbuffer &frame::finish() {
+    const auto n = static_cast<std::uint32_t>(buf_.size() - 4);
+    char *p = buf_.data();
+    p[0] = static_cast<char>(n & 0xff);
+    p[1] = static_cast<char>((n >> 8) & 0xff);
+    p[2] = static_cast<char>((n >> 16) & 0xff);
+    p[3] = static_cast<char>((n >> 24) & 0xff);
+    return buf_;
+}
+
+frame_writer::frame_writer(int fd, std::size_t max_pending) : fd_(fd), max_pending_(max_pending) {
+    thread_ = std::thread([this] { run(); });
+}
+
+frame_writer::~frame_writer() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+bool frame_writer::queue(const msgpack::sbuffer &f, bool always) {
+    std::lock_guard lock(mutex_);
+    if (broken_ || stop_) return false;
+    if (!always && queued_.size() + f.size() > max_pending_) return false;
+    const bool wake = queued_.empty();
+    queued_.insert(queued_.end(), f.data(), f.data() + f.size());
+    if (wake) cv_.notify_one();
+    return true;
+}
+
+bool frame_writer::send(const msgpack::sbuffer &f) { return queue(f, false); }
+bool frame_writer::send_always(const msgpack::sbuffer &f) { return queue(f, true); }
+
+bool frame_writer::broken() const {
+    std::lock_guard lock(mutex_);
+    return broken_;
+}
+
+std::size_t frame_writer::pending() const {
+    std::lock_guard lock(mutex_);
+    return queued_.size();
+}
+
+void frame_writer::run() {
+    std::vector<char> sending;
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        cv_.wait(lock, [this] { return stop_ || !queued_.empty(); });
+        if (queued_.empty() || broken_) return;  // stop_ with nothing left (or nobody to send to)
+        sending.swap(queued_);
+        queued_.clear();
+        lock.unlock();
+        std::size_t off = 0;
+        bool ok = true;
+        while (off < sending.size()) {
+            const ssize_t n = ::send(fd_, sending.data() + off, sending.size() - off, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                ok = false;
+                break;
+            }
+            off += static_cast<std::size_t>(n);
+        }
+        sending.clear();
+        lock.lock();
+        if (!ok) {
+            broken_ = true;
+            queued_.clear();
+            return;
+        }
+    }
+}
+
+bool frame_reader::next(msgpack::object_handle &out) {
+    for (;;) {
+        const std::size_t have = end_ - begin_;
+        if (have >= 4) {
+            const auto *p = reinterpret_cast<const unsigned char *>(buf_.data() + begin_);
+            const std::uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24);
+            if (n == 0 || n > max_frame) {
+                error_ = "a frame length out of bounds";
+                return false;
+            }
+            if (have >= 4 + std::size_t(n)) {
+                try {
+                    out = msgpack::unpack(buf_.data() + begin_ + 4, n);
+                } catch (const std::exception &) {
+                    error_ = "a frame that is not msgpack";
+                    return false;
+                }
+                if (out.get().type != msgpack::type::ARRAY || out.get().via.array.size == 0 ||
+                    out.get().via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+                    error_ = "a frame that is not a typed message";
+                    return false;
+                }
+                begin_ += 4 + n;
+                return true;
+            }
+            if (buf_.size() < 4 + std::size_t(n)) buf_.resize(4 + std::size_t(n));
+        }
+        if (begin_ > 0) {  // keep the partial frame at the front
+            std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+            end_ -= begin_;
+            begin_ = 0;
+        }
+        const ssize_t r = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            error_ = r == 0 ? "end of stream" : "a read error";
+            return false;
+        }
+        end_ += static_cast<std::size_t>(r);
+    }
+}
+
+}  // namespace firelink::isolation

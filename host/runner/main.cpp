@@ -1,0 +1,576 @@
+// firelink-runner: one vendor plugin in its own process. firelink-host starts it (host/isolation), one per plugin,
+// and speaks to it over the channel on descriptor 3 (host/isolation/include/firelink/isolation/channel.hpp).
+//
+// The runner is the plugin's host, as far as the plugin can tell: it loads it with the same loader and checks, gives
+// every device an fl_host, runs the device's calls on one thread (so no instance is ever called concurrently), keeps
+// the device's timers, checks every emitted event at the boundary, and passes what crosses the process boundary on:
+// events and logs up, wire bytes and states down, wire operations up. The wires themselves stay in the host.
+//
+// Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--memory-mb N] [--open-files N]
+// [--user NAME]`.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <firelink/core/event_check.hpp>
+#include <firelink/core/plugin_loader.hpp>
+#include <firelink/ext/identify.h>
+#include <firelink/ext/timer.h>
+#include <firelink/ext/transport.h>
+#include <firelink/firelink.h>
+#include <firelink/isolation/channel.hpp>
+#include <firelink/isolation/plugin_info_codec.hpp>
+#include <firelink/isolation/process.hpp>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace iso = firelink::isolation;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+constexpr int channel_fd = 3;
+constexpr auto slow_call = 100ms;                   // reported to the host (it logs the driver as slow)
+constexpr std::size_t max_pending = 32 << 20;       // events waiting for the host beyond this: FL_BUSY
+
+struct device;
+
+struct runner {
+    asio::io_context io;
+    std::thread::id driver_thread;
+    std::unique_ptr<iso::frame_writer> out;
+    std::unique_ptr<firelink::core::plugin> plugin;
+    std::unordered_map<std::uint64_t, std::unique_ptr<device>> devices;
+    fl_host plugin_host{};
+
+    std::mutex busy_mutex;
+    std::set<std::string, std::less<>> busy_kinds;  // event kinds the host answers FL_BUSY for (msg::admit)
+
+    bool on_driver_thread() const { return std::this_thread::get_id() == driver_thread; }
+
+    void log(std::uint64_t device, std::int32_t level, std::string_view text) {
+        iso::frame f;
+        f.pack().pack_array(4);
+        f.pack().pack(static_cast<int>(iso::msg::log)), f.pack().pack(device), f.pack().pack(level),
+            f.pack().pack(text);
+        out->send(f);
+    }
+
+    void reply(std::uint64_t call, fl_status status, std::string_view text = {}) {
+        iso::frame f;
+        f.pack().pack_array(4);
+        f.pack().pack(static_cast<int>(iso::msg::reply)), f.pack().pack(call), f.pack().pack(status),
+            f.pack().pack(text);
+        out->send_always(f.finish());
+    }
+
+    void wire(std::uint64_t device, iso::wire_op op, const std::uint8_t *data, std::size_t size,
+              std::uint32_t timeout_ms) {
+        iso::frame f;
+        f.pack().pack_array(5);
+        f.pack().pack(static_cast<int>(iso::msg::wire)), f.pack().pack(device), f.pack().pack(static_cast<int>(op));
+        f.pack().pack_bin(static_cast<std::uint32_t>(size));
+        f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
+        f.pack().pack(timeout_ms);
+        out->send_always(f.finish());
+    }
+
+    // Runs one call into the plugin; one that takes longer than slow_call is reported.
+    template <class F>
+    auto timed(std::uint64_t device, const char *what, F &&f) {
+        const auto t0 = clock_type::now();
+        struct done {
+            runner *r;
+            std::uint64_t device;
+            const char *what;
+            clock_type::time_point t0;
+            ~done() {
+                const auto took = clock_type::now() - t0;
+                if (took < slow_call) return;
+                iso::frame fr;
+                fr.pack().pack_array(4);
+                fr.pack().pack(static_cast<int>(iso::msg::slow)), fr.pack().pack(device), fr.pack().pack(what);
+                fr.pack().pack(static_cast<std::int64_t>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
+                r->out->send_always(fr.finish());
+            }
+        } d{this, device, what, t0};
+        return f();
+    }
+
+    void handle(const msgpack::object &m);
+    void shutdown();
+};
+
+runner *the_runner = nullptr;
+
+struct device {
+    runner *r = nullptr;
+    std::uint64_t handle = 0;
+    std::string device_id, driver_id, device_class;
+    fl_host host{};
+    const fl_device *dev = nullptr;
+    const fl_device_timer *timer_ext = nullptr;
+    const fl_device_transport *transport_ext = nullptr;
+    int wire_kind = 0;  // FL_TRANSPORT_*; 0: the device has no wire
+    int unit = -1;
+    std::atomic<bool> started{false};
+
+    // The wire as the host last reported it (driver thread only).
+    bool wire_opened = false;  // open() called and not closed
+    bool wire_up = false;      // FL_LINK_OPEN reported
+    bool in_request = false;
+
+    struct timer_state {
+        std::unique_ptr<asio::steady_timer> timer;
+        std::chrono::milliseconds period;
+        bool oneshot;
+    };
+    std::unordered_map<std::uint64_t, timer_state> timers;
+    std::uint64_t next_timer = 1;
+
+    bool callable_here() const { return started && r->on_driver_thread(); }
+
+    void cancel_timers() {
+        for (auto &[id, t] : timers) t.timer->cancel();
+        timers.clear();
+    }
+
+    void arm(std::uint64_t id) {
+        auto it = timers.find(id);
+        if (it == timers.end()) return;
+        it->second.timer->async_wait([this, id](const boost::system::error_code &ec) {
+            if (!ec) fire(id);
+        });
+    }
+
+    void fire(std::uint64_t id) {
+        auto it = timers.find(id);
+        if (it == timers.end() || !started) return;
+        if (it->second.oneshot) {
+            timers.erase(it);
+        } else {
+            auto &t = *it->second.timer;
+            auto next = t.expiry() + it->second.period;
+            if (next < clock_type::now()) next = clock_type::now() + it->second.period;
+            t.expires_at(next);
+            arm(id);
+        }
+        if (timer_ext) r->timed(handle, "on_timer", [&] { timer_ext->on_timer(dev, id); });
+    }
+
+    void after_stop() {
+        started = false;
+        cancel_timers();
+        wire_opened = wire_up = in_request = false;  // the host closes the wire after stop
+    }
+};
+
+device *device_of(const fl_host *h) { return h ? static_cast<device *>(h->host_data) : nullptr; }
+
+// ---- fl_host for a device ------------------------------------------------------------------------------------
+
+fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t size) {
+    auto *d = device_of(h);
+    if (!d || !d->started) return FL_MISUSE;
+    std::string why;
+    auto summary = firelink::core::check_event(data, size, why);
+    if (summary && !firelink::core::check_code_for_class(*summary, d->device_class, why)) summary.reset();
+    if (!summary) return FL_INVALID_ARGUMENT;  // the host counts refusals from what it receives; nothing to send
+    {
+        std::lock_guard lock(d->r->busy_mutex);
+        if (d->r->busy_kinds.count(summary->kind)) return FL_BUSY;
+    }
+    iso::frame f;
+    f.pack().pack_array(3);
+    f.pack().pack(static_cast<int>(iso::msg::emit)), f.pack().pack(d->handle);
+    f.pack().pack_bin(static_cast<std::uint32_t>(size));
+    f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
+    // A host that has stopped reading: the driver keeps the event and tries again (FL-PLUGIN-28).
+    return d->r->out->send(f) ? FL_OK : FL_BUSY;
+}
+
+void device_log(const fl_host *h, std::int32_t level, const char *message) {
+    if (auto *d = device_of(h)) d->r->log(d->handle, level, message ? message : "");
+}
+
+fl_status timer_start(const fl_host *h, std::uint32_t period_ms, std::uint32_t flags, std::uint64_t *out) {
+    auto *d = device_of(h);
+    if (!d || !d->callable_here() || !out || period_ms == 0) return FL_MISUSE;
+    const auto id = d->next_timer++;
+    auto &t = d->timers[id];
+    t.timer = std::make_unique<asio::steady_timer>(d->r->io, std::chrono::milliseconds(period_ms));
+    t.period = std::chrono::milliseconds(period_ms);
+    t.oneshot = (flags & FL_TIMER_ONESHOT) != 0;
+    d->arm(id);
+    *out = id;
+    return FL_OK;
+}
+
+fl_status timer_cancel(const fl_host *h, std::uint64_t id) {
+    auto *d = device_of(h);
+    if (!d || !d->callable_here()) return FL_MISUSE;
+    auto it = d->timers.find(id);
+    if (it == d->timers.end()) return FL_NOT_FOUND;
+    it->second.timer->cancel();
+    d->timers.erase(it);
+    return FL_OK;
+}
+
+constexpr fl_host_timer host_timer = {sizeof(fl_host_timer), timer_start, timer_cancel};
+
+// The wire: the answers a host link would give, from the state the host reports; the operation itself is sent to
+// the host, which does it on the device's wire in order.
+std::int32_t wire_kind(const fl_host *h) {
+    auto *d = device_of(h);
+    return d ? d->wire_kind : 0;
+}
+std::int32_t wire_unit(const fl_host *h) {
+    auto *d = device_of(h);
+    return d && d->wire_kind ? d->unit : -1;
+}
+fl_status wire_open(const fl_host *h) {
+    auto *d = device_of(h);
+    if (!d || !d->wire_kind || !d->callable_here() || d->wire_opened) return FL_MISUSE;
+    d->wire_opened = true;
+    d->r->wire(d->handle, iso::wire_op::open, nullptr, 0, 0);
+    return FL_OK;
+}
+fl_status wire_write(const fl_host *h, const std::uint8_t *data, std::size_t size) {
+    auto *d = device_of(h);
+    if (!d || !d->wire_kind || !d->callable_here() || (!data && size)) return FL_MISUSE;
+    if (d->wire_kind == FL_TRANSPORT_RS485_BUS) return FL_MISUSE;  // on a shared bus, requests only
+    if (!d->wire_up) return FL_CLOSED;
+    if (size == 0) return FL_OK;
+    d->r->wire(d->handle, iso::wire_op::write, data, size, 0);
+    return FL_OK;
+}
+fl_status wire_request(const fl_host *h, const std::uint8_t *data, std::size_t size, std::uint32_t timeout_ms) {
+    auto *d = device_of(h);
+    if (!d || !d->wire_kind || !d->callable_here() || !data) return FL_MISUSE;
+    if (size == 0) return FL_INVALID_ARGUMENT;
+    if (!d->wire_up) return FL_CLOSED;
+    if (d->in_request) return FL_BUSY;
+    d->in_request = true;
+    d->r->wire(d->handle, iso::wire_op::request, data, size, timeout_ms);
+    return FL_OK;
+}
+fl_status wire_end_request(const fl_host *h) {
+    auto *d = device_of(h);
+    if (!d || !d->wire_kind || !d->callable_here() || !d->in_request) return FL_MISUSE;
+    d->in_request = false;
+    d->r->wire(d->handle, iso::wire_op::end_request, nullptr, 0, 0);
+    return FL_OK;
+}
+fl_status wire_close(const fl_host *h) {
+    auto *d = device_of(h);
+    if (!d || !d->wire_kind || !d->callable_here()) return FL_MISUSE;
+    const bool was = d->wire_opened;
+    d->wire_opened = d->wire_up = d->in_request = false;
+    if (!was) return FL_OK;
+    d->r->wire(d->handle, iso::wire_op::close, nullptr, 0, 0);
+    // As in the host: the driver hears FL_LINK_CLOSED afterwards, never from inside its own call.
+    asio::post(d->r->io, [r = d->r, handle = d->handle] {
+        auto it = r->devices.find(handle);
+        if (it == r->devices.end()) return;
+        auto &dv = *it->second;
+        if (dv.started && dv.transport_ext)
+            r->timed(handle, "on_state", [&] { dv.transport_ext->on_state(dv.dev, FL_LINK_CLOSED, FL_OK); });
+    });
+    return FL_OK;
+}
+
+constexpr fl_host_transport host_transport = {sizeof(fl_host_transport), wire_kind,       wire_open,
+                                              wire_write,                wire_request,    wire_end_request,
+                                              wire_close,                wire_unit};
+
+const void *device_get_extension(const fl_host *h, const char *id) {
+    auto *d = device_of(h);
+    if (!d || !id) return nullptr;
+    const std::string_view ext(id);
+    if (ext == FL_EXT_TIMER) return &host_timer;
+    if (ext == FL_EXT_TRANSPORT) return d->wire_kind ? &host_transport : nullptr;
+    return nullptr;
+}
+
+// ---- fl_host for the plugin ----------------------------------------------------------------------------------
+
+fl_status plugin_emit(const fl_host *, const std::uint8_t *, std::size_t) { return FL_MISUSE; }
+void plugin_log(const fl_host *, std::int32_t level, const char *message) {
+    if (the_runner) the_runner->log(0, level, message ? message : "");
+}
+const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
+
+// ---- messages from the host ----------------------------------------------------------------------------------
+
+std::string_view bin_of(const msgpack::object &o) {
+    if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
+    if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
+    return {};
+}
+const std::uint8_t *bytes(std::string_view b) { return reinterpret_cast<const std::uint8_t *>(b.data()); }
+
+void runner::handle(const msgpack::object &m) {
+    const auto *a = m.via.array.ptr;
+    const auto n = m.via.array.size;
+    const auto type = static_cast<iso::msg>(a[0].as<int>());
+    auto find = [&](std::uint64_t handle) -> device * {
+        auto it = devices.find(handle);
+        return it == devices.end() ? nullptr : it->second.get();
+    };
+    switch (type) {
+    case iso::msg::create: {
+        if (n < 8) throw std::runtime_error("create: short");
+        const auto call = a[1].as<std::uint64_t>();
+        auto d = std::make_unique<device>();
+        d->r = this;
+        d->handle = a[2].as<std::uint64_t>();
+        d->driver_id = a[3].as<std::string>();
+        d->device_id = a[4].as<std::string>();
+        const auto config = bin_of(a[5]);
+        d->wire_kind = a[6].as<int>();
+        d->unit = a[7].as<int>();
+        const auto *driver = plugin->info().find_driver(d->driver_id);
+        if (!driver || devices.count(d->handle)) return reply(call, driver ? FL_MISUSE : FL_NOT_FOUND);
+        d->device_class = driver->device_class;
+        d->host.struct_size = sizeof(fl_host);
+        d->host.abi_version = plugin->info().agreed_abi_version;
+        d->host.host_data = d.get();
+        d->host.host_name = "firelink-host";
+        d->host.host_version = "1.0.0";
+        d->host.device_id = d->device_id.c_str();
+        d->host.emit = device_emit;
+        d->host.log = device_log;
+        d->host.get_extension = device_get_extension;
+        const fl_device *dev = nullptr;
+        const fl_status st = timed(d->handle, "create_device", [&] {
+            return plugin->entry().create_device(d->driver_id.c_str(), &d->host,
+                                                 config.empty() ? nullptr : bytes(config), config.size(), &dev);
+        });
+        if (st != FL_OK || !dev) return reply(call, st != FL_OK ? st : FL_ERROR, "create_device failed");
+        if (dev->struct_size < FL_V1_0_SIZEOF_DEVICE || !dev->start || !dev->stop || !dev->destroy || !dev->command ||
+            !dev->get_extension) {
+            d.release();  // it may be unusable: leak it rather than call through a bad pointer
+            return reply(call, FL_ERROR, "create_device returned an instance smaller than a v1.0 fl_device or "
+                                         "with NULL functions");
+        }
+        d->dev = dev;
+        const auto *t = static_cast<const fl_device_timer *>(dev->get_extension(dev, FL_EXT_TIMER));
+        if (FL_HAS_FIELD(t, fl_device_timer, on_timer) && t->on_timer) d->timer_ext = t;
+        const auto *tx = static_cast<const fl_device_transport *>(dev->get_extension(dev, FL_EXT_TRANSPORT));
+        if (FL_HAS_FIELD(tx, fl_device_transport, on_state) && tx->on_data && tx->on_state) d->transport_ext = tx;
+        const auto handle = d->handle;
+        devices[handle] = std::move(d);
+        return reply(call, FL_OK);
+    }
+    case iso::msg::start: {
+        const auto call = a[1].as<std::uint64_t>();
+        auto *d = find(a[2].as<std::uint64_t>());
+        if (!d || d->started) return reply(call, FL_MISUSE);
+        d->started = true;
+        const fl_status st = timed(d->handle, "start", [&] { return d->dev->start(d->dev); });
+        if (st != FL_OK) d->after_stop();
+        return reply(call, st);
+    }
+    case iso::msg::stop: {
+        const auto call = a[1].as<std::uint64_t>();
+        auto *d = find(a[2].as<std::uint64_t>());
+        if (!d || !d->started) return reply(call, FL_MISUSE);
+        const fl_status st = timed(d->handle, "stop", [&] { return d->dev->stop(d->dev); });
+        d->after_stop();
+        return reply(call, st);
+    }
+    case iso::msg::destroy: {
+        const auto call = a[1].as<std::uint64_t>();
+        auto it = devices.find(a[2].as<std::uint64_t>());
+        if (it == devices.end()) return reply(call, FL_NOT_FOUND);
+        auto &d = *it->second;
+        if (d.started) {
+            timed(d.handle, "stop", [&] { return d.dev->stop(d.dev); });
+            d.after_stop();
+        }
+        timed(d.handle, "destroy", [&] {
+            d.dev->destroy(d.dev);
+            return 0;
+        });
+        devices.erase(it);
+        return reply(call, FL_OK);
+    }
+    case iso::msg::command: {
+        const auto call = a[1].as<std::uint64_t>();
+        auto *d = find(a[2].as<std::uint64_t>());
+        const auto cmd = bin_of(a[3]);
+        if (!d || !d->started) return reply(call, FL_CLOSED);
+        return reply(call, timed(d->handle, "command", [&] { return d->dev->command(d->dev, bytes(cmd), cmd.size()); }));
+    }
+    case iso::msg::identify: {
+        const auto call = a[1].as<std::uint64_t>();
+        const auto driver = a[2].as<std::string>();
+        const auto data = bin_of(a[3]);
+        const auto *ext = static_cast<const fl_plugin_identify *>(plugin->entry().get_extension(FL_EXT_IDENTIFY));
+        if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) return reply(call, FL_UNSUPPORTED);
+        char buf[256];
+        std::size_t len = 0;
+        const fl_status st = timed(0, "identify", [&] {
+            return ext->identify(driver.c_str(), bytes(data), data.size(), buf, sizeof buf, &len);
+        });
+        if (st == FL_OK && (len == 0 || len > sizeof buf)) return reply(call, FL_INVALID_ARGUMENT);
+        return reply(call, st, st == FL_OK ? std::string_view(buf, len) : std::string_view{});
+    }
+    case iso::msg::data: {
+        auto *d = find(a[1].as<std::uint64_t>());
+        const auto b = bin_of(a[2]);
+        if (d && d->started && d->transport_ext)
+            timed(d->handle, "on_data", [&] { d->transport_ext->on_data(d->dev, bytes(b), b.size()); });
+        return;
+    }
+    case iso::msg::state: {
+        auto *d = find(a[1].as<std::uint64_t>());
+        const int state = a[2].as<int>();
+        const auto reason = a[3].as<fl_status>();
+        if (!d) return;
+        if (state == FL_LINK_OPEN) d->wire_up = true;
+        if (state == FL_LINK_LOST || state == FL_LINK_FAILED || state == FL_LINK_CLOSED) d->wire_up = false;
+        if (state != FL_LINK_OPEN) d->in_request = false;
+        if (d->started && d->transport_ext)
+            timed(d->handle, "on_state", [&] { d->transport_ext->on_state(d->dev, state, reason); });
+        return;
+    }
+    case iso::msg::ping: {
+        iso::frame f;
+        f.pack().pack_array(2);
+        f.pack().pack(static_cast<int>(iso::msg::pong)), f.pack().pack(a[1].as<std::uint64_t>());
+        out->send_always(f.finish());
+        return;
+    }
+    case iso::msg::admit: {
+        std::set<std::string, std::less<>> kinds;
+        for (std::uint32_t k = 0; k < a[1].via.array.size; ++k) kinds.insert(a[1].via.array.ptr[k].as<std::string>());
+        std::lock_guard lock(busy_mutex);
+        busy_kinds.swap(kinds);
+        return;
+    }
+    default: throw std::runtime_error("unknown message type " + std::to_string(static_cast<int>(type)));
+    }
+}
+
+// The host closed the channel: every device is stopped and destroyed, then the plugin deinitialised.
+void runner::shutdown() {
+    for (auto &[handle, d] : devices) {
+        if (d->started) {
+            timed(handle, "stop", [&] { return d->dev->stop(d->dev); });
+            d->after_stop();
+        }
+        d->dev->destroy(d->dev);
+    }
+    devices.clear();
+    plugin.reset();  // deinit, unload
+    io.stop();
+}
+
+void refuse(iso::frame_writer &out, std::string_view reason, std::string_view detail) {
+    iso::frame f;
+    f.pack().pack_array(3);
+    f.pack().pack(static_cast<int>(iso::msg::refused)), f.pack().pack(reason), f.pack().pack(detail);
+    out.send_always(f.finish());
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    std::string plugin_file;
+    iso::runner_limits limits;
+    bool have_channel = false;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view key = argv[i];
+        const char *value = argv[i + 1];
+        if (key == "--channel") have_channel = std::atoi(value) == channel_fd;
+        else if (key == "--plugin") plugin_file = value;
+        else if (key == "--memory-mb") limits.memory_mb = std::atoll(value);
+        else if (key == "--open-files") limits.open_files = std::atoll(value);
+        else if (key == "--user") limits.user = value;
+    }
+    if (!have_channel || plugin_file.empty()) {
+        std::fprintf(stderr, "firelink-runner is started by firelink-host, not by hand (--channel 3 --plugin FILE)\n");
+        return 2;
+    }
+    runner r;
+    the_runner = &r;
+    r.driver_thread = std::this_thread::get_id();
+    r.out = std::make_unique<iso::frame_writer>(channel_fd, max_pending);
+
+    if (auto why = iso::lower_privileges(limits); !why.empty()) {
+        refuse(*r.out, "load_failed", "the runner cannot lower its privileges: " + why);
+        r.out.reset();
+        return 3;
+    }
+    if (auto why = iso::check_plugin_file(plugin_file); !why.empty()) {
+        refuse(*r.out, "load_failed", "the plugin file is not safe to load: " + why);
+        r.out.reset();
+        return 3;
+    }
+    firelink::core::plugin_loader loader;
+    auto loaded = loader.load(plugin_file);
+    if (auto *err = std::get_if<firelink::core::load_error>(&loaded)) {
+        refuse(*r.out, firelink::core::to_string(err->reason), err->detail);
+        r.out.reset();
+        return 3;
+    }
+    r.plugin = std::move(std::get<std::unique_ptr<firelink::core::plugin>>(loaded));
+    r.plugin_host.struct_size = sizeof(fl_host);
+    r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;
+    r.plugin_host.host_name = "firelink-host";
+    r.plugin_host.host_version = "1.0.0";
+    r.plugin_host.emit = plugin_emit;
+    r.plugin_host.log = plugin_log;
+    r.plugin_host.get_extension = plugin_get_extension;
+    if (const fl_status st = r.plugin->init(&r.plugin_host); st != FL_OK) {
+        refuse(*r.out, "init_failed", "init returned " + std::to_string(st));
+        r.out.reset();
+        return 3;
+    }
+    {
+        iso::frame f;
+        f.pack().pack_array(3);
+        f.pack().pack(static_cast<int>(iso::msg::hello));
+        iso::pack_plugin_info(f.pack(), r.plugin->info());
+        const auto *ext = static_cast<const fl_plugin_identify *>(r.plugin->entry().get_extension(FL_EXT_IDENTIFY));
+        f.pack().pack(FL_HAS_FIELD(ext, fl_plugin_identify, identify) && ext->identify != nullptr);
+        r.out->send_always(f.finish());
+    }
+
+    // The reader hands every message to the driver thread, in order; a pong answered there proves that thread is
+    // not stuck in the plugin.
+    auto work = asio::make_work_guard(r.io);
+    std::thread reader([&r] {
+        iso::frame_reader in(channel_fd);
+        msgpack::object_handle m;
+        while (in.next(m)) {
+            asio::post(r.io, [&r, h = std::make_shared<msgpack::object_handle>(std::move(m))] {
+                try {
+                    r.handle(h->get());
+                } catch (const std::exception &e) {
+                    r.log(0, FL_LOG_ERROR, std::string("firelink-runner: a malformed message from the host: ") + e.what());
+                }
+            });
+        }
+        asio::post(r.io, [&r] { r.shutdown(); });
+    });
+    r.io.run();
+    reader.join();
+    r.out.reset();  // sends what is left
+    return 0;
+}
