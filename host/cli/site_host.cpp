@@ -341,7 +341,8 @@ private:
     std::unique_ptr<uplink::durable_queue> queue_;  // with [uplink]: the durable queue...
     std::unique_ptr<uplink::uplink> uplink_;        // ...and its senders and command poll
     std::unique_ptr<core::device_runtime> runtime_;
-    catalog catalog_;
+    catalog catalog_;                                            // control thread only
+    std::vector<std::shared_ptr<core::plugin>> loaded_plugins_;  // what it has loaded, for the admin thread (cfg_mutex_)
     wiring wires_;
     std::map<std::string, std::string> fingerprints_;  // running device -> what it was made from
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
@@ -378,6 +379,10 @@ bool site_host::start_device(const site::site_config &cfg, const site::device_co
 // the others are not touched.
 void site_host::apply(const site::site_config &next, std::vector<std::string> &problems) {
     catalog_.scan(next.plugin_dirs);
+    {
+        std::lock_guard lock(cfg_mutex_);
+        loaded_plugins_ = catalog_.plugins;
+    }
     std::map<std::string, std::string> wanted;
     for (const auto &d : next.devices)
         if (d.enabled) wanted[d.id] = device_fingerprint(next, d);
@@ -553,14 +558,33 @@ std::string site_host::health_json() const {
             for (const auto &l : r.lanes)
                 if (!l.last_error.empty()) uplink_problem = "the platform is not reachable: " + l.last_error;
     }
-    const char *status = !ready_                                                 ? "starting"
-                         : offline + faulted + other == 0 && uplink_problem.empty() ? "ok"
-                                                                                  : "degraded";
+    // Each plugin, and for those out of process what their runner's supervisor is doing.
+    nlohmann::json plugins = nlohmann::json::array();
+    bool runners_ok = true;
+    {
+        std::lock_guard lock(cfg_mutex_);
+        for (const auto &p : loaded_plugins_) {
+            nlohmann::json j{{"id", p->info().id}, {"isolation", p->remote() ? "process" : "in_process"}};
+            if (auto r = isolation::status_of(*p)) {
+                j.update({{"state", r->state},
+                          {"pid", r->pid},
+                          {"restarts", r->restarts},
+                          {"failures", r->failures},
+                          {"last_failure", r->last_failure}});
+                runners_ok = runners_ok && r->state == "running";
+            }
+            plugins.push_back(std::move(j));
+        }
+    }
+    const char *status = !ready_ ? "starting"
+                         : offline + faulted + other == 0 && uplink_problem.empty() && runners_ok ? "ok"
+                                                                                                 : "degraded";
     nlohmann::json out{{"status", status},
                        {"gateway", running_.gateway_id},
                        {"uptime_s", uptime.count()},
                        {"devices", {{"started", started}, {"offline", offline}, {"faulted", faulted}, {"other", other}}}};
     if (uplink_) out["uplink"] = {{"ok", uplink_problem.empty()}, {"problem", uplink_problem}};
+    out["plugins"] = std::move(plugins);
     return out.dump();
 }
 

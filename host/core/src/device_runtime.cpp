@@ -750,7 +750,11 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
     case FL_UNSUPPORTED: return refuse(st, "the driver does not know this command");
     case FL_INVALID_ARGUMENT: return refuse(st, "the driver refused its arguments");
     case FL_BUSY: return refuse(st, "the driver is busy; try again");
-    case FL_CLOSED: return refuse(st, "the device is not started");
+    case FL_CLOSED:
+        // Started when the call began: the driver's process ended during it (host/isolation).
+        return refuse(st, s->started() ? "the driver stopped during the command; whether the device carried it out "
+                                         "is unknown: read its state back"
+                                       : "the device is not started");
     default: return refuse(st, "the driver returned " + std::to_string(st));
     }
 }

@@ -707,8 +707,10 @@ void runner_supervisor::restart() {
     }
     busy_kinds_.clear();
     update_admission(*c);
-    // Recreate every device as it was, alone (no runtime call interleaves), then tell the platform they are back.
-    std::vector<proxy_device *> back;
+    // Recreate every device as it was, alone (no runtime call interleaves). Each is restored before it starts, so
+    // the platform sees the fault end before the new driver's first event.
+    std::size_t back = 0;
+    const std::string up = "the driver's process is running again (pid " + std::to_string(c->proc.pid) + ")";
     {
         std::unique_lock calls(calls_mutex_);
         std::vector<proxy_device *> all;
@@ -724,30 +726,36 @@ void runner_supervisor::restart() {
                                  static_cast<std::uint32_t>(d->config.size()));
                 pk.pack(d->wire_kind), pk.pack(d->unit);
             }, opt_.call_timeout);
-            if (r.status == FL_OK && d->started) {
-                // The old driver's wire is closed quietly before the new one opens it again.
-                core::post_to_device(d->host, [](transport::link *l) {
-                    if (l) l->close();
-                });
-                r = call(msg::start, 1, [&](auto &pk) { pk.pack(d->handle); }, opt_.call_timeout);
-            }
-            if (r.status == FL_OK)
-                back.push_back(d);
-            else
+            if (r.status != FL_OK) {
                 spdlog::error("[{}] device {}: not recreated after the restart: status {} {}", plugin_id_,
                               d->device_id, r.status, r.text);
+                continue;
+            }
+            {
+                std::lock_guard lock(devices_mutex_);
+                core::set_driver_up(d->host, up);
+                d->down = false;
+            }
+            if (!d->started) {
+                ++back;
+                continue;
+            }
+            // The old driver's wire is closed quietly before the new one opens it again.
+            core::post_to_device(d->host, [](transport::link *l) {
+                if (l) l->close();
+            });
+            r = call(msg::start, 1, [&](auto &pk) { pk.pack(d->handle); }, opt_.call_timeout);
+            if (r.status == FL_OK) {
+                ++back;
+                continue;
+            }
+            std::lock_guard lock(devices_mutex_);
+            core::set_driver_down(d->host, "driver_crashed",
+                                  "the restarted driver did not start again: status " + std::to_string(r.status), false);
+            d->down = true;
         }
     }
-    {
-        std::lock_guard lock(devices_mutex_);
-        for (auto *d : back) {
-            if (!devices_.count(d->handle)) continue;
-            core::set_driver_up(d->host, "the driver's process is running again (pid " +
-                                             std::to_string(c->proc.pid) + ")");
-            d->down = false;
-        }
-    }
-    spdlog::info("[{}] firelink-runner restarted, pid {}; {} device(s) back", plugin_id_, c->proc.pid, back.size());
+    spdlog::info("[{}] firelink-runner restarted, pid {}; {} device(s) back", plugin_id_, c->proc.pid, back);
     std::lock_guard lock(wake_mutex_);
     state_ = "running";
 }

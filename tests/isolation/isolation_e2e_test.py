@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Drivers out of process, end to end on real parts: firelink-host run as a child process, one firelink-runner per
+plugin, three copies of the stream test plugin (stream_plugin.cpp), a JSON-lines sink, the admin endpoint.
+
+Usage (ctest passes these): isolation_e2e_test.py FIRELINK_HOST STREAM_PLUGIN_DIR [unittest args]
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HOST, STREAMS = sys.argv[1], sys.argv[2]
+DEADLINE = 20.0  # generous: these wait for things that take milliseconds
+CLASS = "vendor:org.firelink.tests.stream"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def device(dev_id, copy, **config):
+    cfg = ", ".join(f"{k} = {json.dumps(v)}" for k, v in config.items())
+    return (f'[[device]]\nid = "{dev_id}"\nplugin = "org.firelink.tests.stream-{copy}"\ndriver = "stream"\n'
+            f'class = "{CLASS}"\nheartbeat_s = 0\nconfig = {{ {cfg} }}\n\n')
+
+
+class Site:
+    """A firelink-host run child process with its own folder, config and sink file."""
+
+    def __init__(self, body, plugin_dir=STREAMS, runner=""):
+        self.dir = tempfile.TemporaryDirectory(prefix="firelink-iso-")
+        self.config = os.path.join(self.dir.name, "site.toml")
+        self.sink = os.path.join(self.dir.name, "events.jsonl")
+        self.port = free_port()
+        text = (f'[gateway]\nid = "gw-iso"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n{runner}\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                + body)
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
+        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_for(lambda: self.health() or self.proc.poll() is not None, "the site to start")
+        if self.proc.poll() is not None:
+            raise AssertionError("firelink-host exited early:\n" + self.output())
+
+    def output(self):
+        self.log.flush()
+        with open(os.path.join(self.dir.name, "host.log")) as f:
+            return f.read()
+
+    def request(self, path, body=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body,
+                                     method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read().decode() or "null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+        except (urllib.error.URLError, ConnectionError):
+            return None, None
+
+    def health(self):
+        status, body = self.request("/healthz")
+        return body if body and body.get("status") != "starting" else None
+
+    def runner(self, plugin_id):
+        return next(p for p in self.health()["plugins"] if p["id"] == plugin_id)
+
+    def events(self, dev=None):
+        if not os.path.exists(self.sink):
+            return []
+        with open(self.sink) as f:
+            out = [json.loads(line) for line in f if line.endswith("\n")]
+        return [e for e in out if dev is None or e["device"] == dev]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("firelink-host did not stop:\n" + self.output())
+        self.log.close()
+        self.dir.cleanup()
+
+
+def samples(events):
+    return [e["event"]["values"][0]["value"] for e in events if e["event"]["code"] == "sample"]
+
+
+def host_made(events, kind, code):
+    return [e for e in events if e["origin"] == "host" and e["event"]["kind"] == kind and e["event"]["code"] == code]
+
+
+class IsolationTest(unittest.TestCase):
+    def setUp(self):
+        self.site = None
+        # The runners run as an unprivileged user when the host is root: the crash marker's folder must be theirs.
+        self.shared = tempfile.mkdtemp(prefix="firelink-iso-shared-")
+        os.chmod(self.shared, 0o777)
+
+    def tearDown(self):
+        if self.site:
+            out = self.site.output()
+            self.site.close()
+            if hasattr(self, "_outcome") and any(err for _, err in getattr(self._outcome, "errors", [])):
+                print(out[-6000:])
+        shutil.rmtree(self.shared, ignore_errors=True)
+
+    def assert_gap_free(self, dev):
+        events = self.site.events(dev)
+        seqs = [e["seq"] for e in events]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), f"{dev}: host sequence has a gap")
+        n = samples(events)
+        self.assertEqual(n, list(range(1, len(n) + 1)), f"{dev}: the driver's numbering has a gap")
+        return n
+
+    def test_CrashAtThe1000thEvent(self):
+        """One plugin segfaults at its 1000th event while two others stream: they lose nothing and see no gap; the
+        crashed plugin's device goes to driver_crashed within 1 s and is back after the restart."""
+        marker = os.path.join(self.shared, "crashed-once")
+        self.site = Site(device("a1", "a", rate=1500) + device("b1", "b", rate=1500) +
+                         device("c1", "c", rate=1500, crash_at=1000, crash_marker=marker),
+                         runner="[runner]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n")
+        first_pid = self.site.runner("org.firelink.tests.stream-c")["pid"]
+        crash = wait_for(lambda: host_made(self.site.events("c1"), "fault", "driver_crashed"), "driver_crashed")[0]
+        self.assertIn("SIGSEGV", crash["event"]["message"])
+        restore = wait_for(lambda: host_made(self.site.events("c1"), "restore", "driver_crashed"), "the restore")[0]
+        self.assertEqual(restore["event"]["ends"], crash["event"]["event_id"])
+        # The restarted driver streams again from 1, after the restore.
+        wait_for(lambda: len(samples(self.site.events("c1"))) > 1200, "c1 streaming again")
+        time.sleep(0.5)
+        c1 = self.site.events("c1")
+        before = [e for e in c1 if e["seq"] < crash["seq"]]
+        # 1..999 were emitted; the last few may still have been in the runner's send queue when it died (docs/abi.md:
+        # what the host had not received is the driver's to re-report). What arrived is a gap-free prefix.
+        got = samples(before)
+        self.assertEqual(got, list(range(1, len(got) + 1)), "c1 before the crash: a gap-free prefix of 1..999")
+        self.assertTrue(500 < len(got) <= 999, len(got))
+        last = before[-1]["received"]["monotonic_ns"]
+        self.assertLess(crash["received"]["monotonic_ns"] - last, 1_000_000_000,
+                        "driver_crashed more than 1 s after the driver's last event")
+        after = samples([e for e in c1 if e["seq"] > restore["seq"]])
+        self.assertEqual(after[:5], [1, 2, 3, 4, 5])
+        seqs = [e["seq"] for e in c1]
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "c1: host sequence has a gap")
+        r = self.site.runner("org.firelink.tests.stream-c")
+        self.assertEqual((r["state"], r["restarts"], r["failures"]), ("running", 1, 1))
+        self.assertNotEqual(r["pid"], first_pid)
+        self.assertIn("SIGSEGV", r["last_failure"])
+        # The other two never noticed: every event, in order, and no fault.
+        for dev in ("a1", "b1"):
+            n = self.assert_gap_free(dev)
+            self.assertGreater(len(n), 1500)
+            self.assertFalse([e for e in self.site.events(dev) if e["origin"] == "host"], dev)
+        for pid in ("org.firelink.tests.stream-a", "org.firelink.tests.stream-b"):
+            self.assertEqual((self.site.runner(pid)["restarts"], self.site.runner(pid)["failures"]), (0, 0))
+
+    def test_HungRunnerIsKilled(self):
+        """A driver stuck in a call: the heartbeat goes unanswered, the runner is killed, driver_hung, then back."""
+        self.site = Site(device("a1", "a", rate=200) + device("c1", "c", rate=200),
+                         runner="[runner]\nhang_ms = 500\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n")
+        wait_for(lambda: len(samples(self.site.events("c1"))) > 20, "c1 streaming")
+        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "hang"}).encode())
+        # The heartbeat (500 ms) finds the driver stuck before the call's own timeout (1 s).
+        self.assertEqual(status, 409, body)
+        self.assertIn("whether the device carried it out is unknown", body["detail"])
+        hung = wait_for(lambda: host_made(self.site.events("c1"), "fault", "driver_hung"), "driver_hung")[0]
+        self.assertIn("heartbeat", hung["event"]["message"])
+        wait_for(lambda: host_made(self.site.events("c1"), "restore", "driver_hung"), "the restore")
+        r = self.site.runner("org.firelink.tests.stream-c")
+        self.assertEqual((r["state"], r["failures"]), ("running", 1))
+        # While it was stuck, commands were refused with a reason, never queued for a dead driver.
+        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "ping"}).encode())
+        self.assertEqual(status, 202, body)
+        wait_for(lambda: [e for e in self.site.events("c1") if e["event"]["kind"] == "command_result"
+                          and e["event"].get("ok")], "the ping's result")
+        self.assert_gap_free("a1")
+
+    def test_CrashLoopIsParked(self):
+        """A plugin that crashes every time is parked after restart_limit failures, with an alarm, and left alone."""
+        self.site = Site(device("a1", "a", rate=200) + device("c1", "c", rate=500, crash_at=20),
+                         runner="[runner]\nrestart_limit = 3\nrestart_window_s = 60\n"
+                                "backoff_initial_ms = 20\nbackoff_max_ms = 50\n")
+        parked = wait_for(lambda: host_made(self.site.events("c1"), "alarm", "driver_parked"), "driver_parked")[0]
+        self.assertEqual(parked["event"]["severity"], "critical")
+        r = self.site.runner("org.firelink.tests.stream-c")
+        self.assertEqual((r["state"], r["failures"], r["restarts"], r["pid"]), ("parked", 3, 2, -1))
+        self.assertEqual(self.site.health()["status"], "degraded")
+        # Each restart came up (a restore) and crashed again (a fault); nothing more once parked.
+        self.assertEqual(len(host_made(self.site.events("c1"), "fault", "driver_crashed")), 3)
+        self.assertEqual(len(host_made(self.site.events("c1"), "restore", "driver_crashed")), 2)
+        count = len(self.site.events("c1"))
+        time.sleep(1.0)
+        self.assertEqual(len(self.site.events("c1")), count)
+        self.assertEqual(self.site.runner("org.firelink.tests.stream-c")["failures"], 3)
+        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "ping"}).encode())
+        self.assertEqual(status, 409, body)
+        self.assertIn("no longer restarted", body["detail"])
+        self.assert_gap_free("a1")
+
+    def test_InProcessOverride(self):
+        """[plugins.isolation_of] keeps one plugin in the host process; the others still get runners."""
+        self.site = Site(device("a1", "a", rate=200) + device("b1", "b", rate=200),
+                         runner='isolation_of = { "org.firelink.tests.stream-a" = "in_process" }\n')
+        wait_for(lambda: len(samples(self.site.events("a1"))) > 20 and len(samples(self.site.events("b1"))) > 20,
+                 "both streaming")
+        a = self.site.runner("org.firelink.tests.stream-a")
+        b = self.site.runner("org.firelink.tests.stream-b")
+        self.assertEqual(a, {"id": "org.firelink.tests.stream-a", "isolation": "in_process"})
+        self.assertEqual((b["isolation"], b["state"]), ("process", "running"))
+        self.assert_gap_free("a1")
+        self.assert_gap_free("b1")
+
+    def test_LeastPrivilege(self):
+        """A runner holds only its channel (and stdio), its limits, and no root."""
+        self.site = Site(device("a1", "a", rate=100),
+                         runner="[runner]\nmemory_mb = 512\nopen_files = 64\n")
+        pid = self.site.runner("org.firelink.tests.stream-a")["pid"]
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+        self.assertEqual(fds, [0, 1, 2, 3])
+        self.assertTrue(os.readlink(f"/proc/{pid}/fd/3").startswith("socket:"))
+        self.assertEqual(os.readlink(f"/proc/{pid}/fd/0"), "/dev/null")
+        with open(f"/proc/{pid}/limits") as f:
+            limits = f.read()
+        self.assertRegex(limits, r"Max open files\s+64\s+64")
+        self.assertRegex(limits, r"Max address space\s+536870912\s+536870912")
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        uid = int(status["Uid"].split()[1])
+        if os.geteuid() == 0:
+            import pwd
+            self.assertEqual(uid, pwd.getpwnam("nobody").pw_uid)
+            self.assertEqual(status["NoNewPrivs"].strip(), "1")
+        else:
+            self.assertEqual(uid, os.geteuid())
+        wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
+
+    def test_UnsafePluginFileRefused(self):
+        """A plugin file others may write is refused before anything loads it; the rest of the site runs."""
+        plugins = tempfile.mkdtemp(prefix="firelink-iso-plugins-")
+        try:
+            os.chmod(plugins, 0o755)
+            for copy, mode in (("a", 0o644), ("b", 0o666)):
+                dst = os.path.join(plugins, f"stream_{copy}.so")
+                shutil.copy(os.path.join(STREAMS, f"stream_{copy}.so"), dst)
+                os.chmod(dst, mode)
+            self.site = Site(device("a1", "a", rate=100) + device("b1", "b", rate=100), plugin_dir=plugins)
+            wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
+            out = self.site.output()
+            self.assertIn("stream_b.so refused: load_failed: the plugin file is not safe to load", out)
+            self.assertIn("writable by group or others", out)
+            self.assertEqual([p["id"] for p in self.site.health()["plugins"]], ["org.firelink.tests.stream-a"])
+            self.assertFalse(self.site.events("b1"))
+        finally:
+            shutil.rmtree(plugins, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:])
