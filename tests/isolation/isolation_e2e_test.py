@@ -185,9 +185,10 @@ class IsolationTest(unittest.TestCase):
                          runner="[runner]\nhang_ms = 500\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n")
         wait_for(lambda: len(samples(self.site.events("c1"))) > 20, "c1 streaming")
         status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "hang"}).encode())
-        # The heartbeat (500 ms) finds the driver stuck before the call's own timeout (1 s).
+        # Refused with a reason: the heartbeat (500 ms) usually finds the driver stuck before the call's own timeout
+        # (1 s) ends it; on a loaded machine the timeout may come first.
         self.assertEqual(status, 409, body)
-        self.assertIn("whether the device carried it out is unknown", body["detail"])
+        self.assertRegex(body["detail"], "whether the device carried it out is unknown|did not take the command in time")
         hung = wait_for(lambda: host_made(self.site.events("c1"), "fault", "driver_hung"), "driver_hung")[0]
         self.assertIn("heartbeat", hung["event"]["message"])
         wait_for(lambda: host_made(self.site.events("c1"), "restore", "driver_hung"), "the restore")

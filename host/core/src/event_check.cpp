@@ -212,8 +212,8 @@ namespace {
 // docs/events.md, "Codes". Append only: a code, once published, keeps its meaning.
 const std::map<std::string, std::set<std::string>, std::less<>> &class_codes() {
     static const std::map<std::string, std::set<std::string>, std::less<>> table = {
-        {"", {"offline", "driver_crashed", "driver_hung", "communication_fault", "power_fault", "tamper",
-              "self_test", "self_test_fault", "low_battery", "sensor_fault", "reset", "maintenance"}},
+        {"", {"offline", "driver_crashed", "driver_hung", "driver_parked", "communication_fault", "power_fault",
+              "tamper", "self_test", "self_test_fault", "low_battery", "sensor_fault", "reset", "maintenance"}},
         {"arc_fault_breaker",
          {"arc_fault", "residual_current_high", "over_temperature", "over_voltage", "under_voltage", "over_current",
           "short_circuit", "phase_loss", "breaker_tripped", "breaker_closed", "breaker_fault"}},
