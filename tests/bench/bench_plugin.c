@@ -14,13 +14,17 @@
  * Commands (msgpack {"id","name","args"}; only "id" and "name" are read):
  *   "burst"         emits `burst` events in a tight loop on the device strand, inside the command call;
  *   "thread_burst"  starts a plugin-owned thread that emits `burst` events (emit is [thread: any]) and returns
- *                   FL_OK at once; FL_BUSY while the previous thread burst still runs.
+ *                   FL_OK at once; FL_BUSY while the previous thread burst still runs;
+ *   "paced_burst"   as thread_burst, but the thread emits one event every `pace_ns` (absolute deadlines from the
+ *                   burst's start, clock_nanosleep in between; an event that is late goes at once, so a rate
+ *                   faster than the sleep's own overshoot comes out as short runs at that average rate): latency at a
+ *                   fixed, moderate rate, where a flood would measure queueing.
  * Each burst ends with one command_result event (ok = every emit returned FL_OK) carrying the counts in its values:
  * "emitted" (FL_OK), "failed" (anything else), "loop_ns" (the loop's own duration, clock reads included).
  * Every `alarm_every`-th event of the device (counted over its life, from 1) is the alarm; the rest are telemetry.
  *
  * Driver config (msgpack map): burst (integer, events per command, default 10000), alarm_every (integer, default
- * 100; 0 = telemetry only).
+ * 100; 0 = telemetry only), pace_ns (integer, the interval of "paced_burst", default 50000: 20 k events/s).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, pthreads under -std=c99 */
 
@@ -39,6 +43,7 @@ typedef struct bench_device {
     int started;
     int64_t burst;
     int64_t alarm_every;
+    int64_t pace_ns;
     uint64_t index; /* events emitted over the device's life (alarm placement) */
 
     uint8_t telemetry[256];
@@ -52,6 +57,7 @@ typedef struct bench_device {
     int thread_joinable;
     int thread_running;
     char command_id[65];
+    int64_t thread_pace_ns; /* 0: flood */
 } bench_device;
 
 static uint32_t g_agreed_version;
@@ -68,6 +74,15 @@ static uint64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleeps until CLOCK_MONOTONIC reaches `deadline` (ns); returns at once when it has. */
+static void sleep_until(uint64_t deadline) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(deadline / 1000000000u);
+    ts.tv_nsec = (long)(deadline % 1000000000u);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
 }
 
 static void put_be64(uint8_t *p, uint64_t v) {
@@ -122,7 +137,7 @@ static int encode_templates(bench_device *dev) {
 
 /* The measured loop. Runs on the device strand ("burst") or on the plugin's thread ("thread_burst"), never both at
  * once (a thread burst makes the device refuse commands until it ends). */
-static void run_burst(bench_device *dev, const char *command_id) {
+static void run_burst(bench_device *dev, const char *command_id, int64_t pace_ns) {
     uint8_t tel[256], alarm[256], result[256];
     const size_t tel_len = dev->telemetry_len, alarm_len = dev->alarm_len;
     const int64_t alarm_every = dev->alarm_every;
@@ -140,6 +155,10 @@ static void run_burst(bench_device *dev, const char *command_id) {
         const int is_alarm = alarm_every > 0 && n % (uint64_t)alarm_every == 0;
         uint8_t *ev = is_alarm ? alarm : tel;
         const size_t len = is_alarm ? alarm_len : tel_len;
+        if (pace_ns > 0) {
+            const uint64_t deadline = t0 + (uint64_t)i * (uint64_t)pace_ns;
+            if (mono_ns() < deadline) sleep_until(deadline); /* late: at once, no syscall */
+        }
         put_be64(ev + len - 8, mono_ns());
         if (dev->host->emit(dev->host, ev, len) == FL_OK) ++emitted;
         else ++failed;
@@ -176,7 +195,7 @@ static void run_burst(bench_device *dev, const char *command_id) {
 
 static void *burst_thread(void *arg) {
     bench_device *dev = (bench_device *)arg;
-    run_burst(dev, dev->command_id);
+    run_burst(dev, dev->command_id, dev->thread_pace_ns);
     return NULL;
 }
 
@@ -228,10 +247,12 @@ static fl_status bench_command(const fl_device *d, const uint8_t *command, size_
     dev->command_id[id.str_len] = '\0';
 
     if (name.str_len == 5 && memcmp(name.str, "burst", 5) == 0) {
-        run_burst(dev, dev->command_id);
+        run_burst(dev, dev->command_id, 0);
         return FL_OK;
     }
-    if (name.str_len == 12 && memcmp(name.str, "thread_burst", 12) == 0) {
+    if ((name.str_len == 12 && memcmp(name.str, "thread_burst", 12) == 0) ||
+        (name.str_len == 11 && memcmp(name.str, "paced_burst", 11) == 0)) {
+        dev->thread_pace_ns = name.str_len == 11 ? dev->pace_ns : 0;
         pthread_mutex_lock(&dev->mu);
         dev->thread_running = 1;
         pthread_mutex_unlock(&dev->mu);
@@ -319,7 +340,7 @@ static int bench_config_int(const fl_host *host, const uint8_t *cfg, size_t size
 static fl_status bench_create_device(const char *driver_id, const fl_host *host, const uint8_t *cfg, size_t size,
                                      const fl_device **out) {
     bench_device *dev;
-    int64_t burst = 10000, alarm_every = 100;
+    int64_t burst = 10000, alarm_every = 100, pace_ns = 50000;
     if (out) *out = NULL;
     if (!g_initialized || !driver_id || !host || !out || (!cfg && size)) return FL_MISUSE;
     if (strcmp(driver_id, "bench") != 0) return FL_NOT_FOUND;
@@ -328,7 +349,8 @@ static fl_status bench_create_device(const char *driver_id, const fl_host *host,
         return FL_INVALID_ARGUMENT;
     }
     if (!bench_config_int(host, cfg, size, "burst", 1, 100000000, &burst) ||
-        !bench_config_int(host, cfg, size, "alarm_every", 0, 100000000, &alarm_every))
+        !bench_config_int(host, cfg, size, "alarm_every", 0, 100000000, &alarm_every) ||
+        !bench_config_int(host, cfg, size, "pace_ns", 1, 1000000000, &pace_ns))
         return FL_INVALID_ARGUMENT;
     dev = (bench_device *)calloc(1, sizeof *dev);
     if (!dev) return FL_NO_MEMORY;
@@ -342,6 +364,7 @@ static fl_status bench_create_device(const char *driver_id, const fl_host *host,
     dev->host = host;
     dev->burst = burst;
     dev->alarm_every = alarm_every;
+    dev->pace_ns = pace_ns;
     pthread_mutex_init(&dev->mu, NULL);
     if (!encode_templates(dev)) {
         bench_log(host, FL_LOG_ERROR, "the event templates did not fit their buffers");

@@ -35,8 +35,24 @@ bool frame_writer::queue(const msgpack::sbuffer &f, bool always) {
     std::lock_guard lock(mutex_);
     if (broken_ || stop_) return false;
     if (!always && queued_.size() + f.size() > max_pending_) return false;
+    std::size_t off = 0;
+    if (queued_.empty() && !in_flight_) {
+        // Nothing ahead of it: straight to the socket, never waiting for room.
+        while (off < f.size()) {
+            const ssize_t n = ::send(fd_, f.data() + off, f.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (n <= 0) {
+                broken_ = true;
+                cv_.notify_one();
+                return false;
+            }
+            off += static_cast<std::size_t>(n);
+        }
+        if (off == f.size()) return true;
+    }
     const bool wake = queued_.empty();
-    queued_.insert(queued_.end(), f.data(), f.data() + f.size());
+    queued_.insert(queued_.end(), f.data() + off, f.data() + f.size());
     if (wake) cv_.notify_one();
     return true;
 }
@@ -62,6 +78,7 @@ void frame_writer::run() {
         if (queued_.empty() || broken_) return;  // stop_ with nothing left (or nobody to send to)
         sending.swap(queued_);
         queued_.clear();
+        in_flight_ = true;
         lock.unlock();
         std::size_t off = 0;
         bool ok = true;
@@ -76,6 +93,7 @@ void frame_writer::run() {
         }
         sending.clear();
         lock.lock();
+        in_flight_ = false;
         if (!ok) {
             broken_ = true;
             queued_.clear();
@@ -96,7 +114,12 @@ bool frame_reader::next(msgpack::object_handle &out) {
             }
             if (have >= 4 + std::size_t(n)) {
                 try {
-                    out = msgpack::unpack(buf_.data() + begin_ + 4, n);
+                    std::size_t off = 0;
+                    bool referenced = false;
+                    const auto borrow = [](msgpack::type::object_type, std::size_t, void *) { return true; };
+                    out = msgpack::unpack(buf_.data() + begin_ + 4, n, off, referenced,
+                                          borrow_ ? +borrow : nullptr);
+                    if (off != n) throw std::runtime_error("bytes after the message");
                 } catch (const std::exception &) {
                     error_ = "a frame that is not msgpack";
                     return false;

@@ -302,7 +302,7 @@ reply runner_supervisor::call(msg type, std::size_t fields,
 }
 
 void runner_supervisor::read_loop(std::shared_ptr<connection> c) {
-    frame_reader in(c->proc.fd);
+    frame_reader in(c->proc.fd, true);  // each message is dispatched before the next is read
     msgpack::object_handle m;
     std::string why;
     while (in.next(m)) {

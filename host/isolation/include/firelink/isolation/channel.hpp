@@ -2,8 +2,10 @@
 // little-endian length and one msgpack array whose first element is the message type (docs/abi.md, "Drivers out of
 // process", lists them).
 //
-// frame_writer queues frames from any thread and sends them from its own thread, many per write(), so an emitting
-// thread never waits for the socket; frame_reader reads them back on one thread.
+// frame_writer takes frames from any thread. When nothing is queued it sends at once, without blocking, from the
+// calling thread (one thread wake-up less per event at moderate rates); otherwise it queues them for its own thread,
+// which sends many per write(). An emitting thread never waits for the socket. frame_reader reads them back on one
+// thread.
 #pragma once
 
 #include <condition_variable>
@@ -48,7 +50,8 @@ enum class wire_op : std::uint8_t { open = 1, write = 2, request = 3, end_reques
 // Builds one frame: the length is filled in by finish().
 class frame {
 public:
-    frame() : packer_(buf_) { buf_.write("\0\0\0\0", 4); }
+    // Most frames are an event or a call: start small (sbuffer's default is 8 KiB, allocated per frame).
+    frame() : buf_(256), packer_(buf_) { buf_.write("\0\0\0\0", 4); }
     msgpack::packer<msgpack::sbuffer> &pack() { return packer_; }
     // Writes the length; returns the bytes to send.
     const msgpack::sbuffer &finish();
@@ -86,6 +89,7 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<char> queued_;
+    bool in_flight_ = false;  // the writer thread is sending a batch outside the lock
     bool stop_ = false;
     bool broken_ = false;
     std::thread thread_;
@@ -93,13 +97,16 @@ private:
 
 class frame_reader {
 public:
-    explicit frame_reader(int fd) : fd_(fd) {}
+    // With `borrow`, strings and binaries of a message point into the reader's buffer (no copy): the message is valid
+    // only until the next call of next(). Without, it owns its bytes.
+    explicit frame_reader(int fd, bool borrow = false) : fd_(fd), borrow_(borrow) {}
     // The next message; false at end of stream, on a read error, or on a malformed frame (then `error` says which).
     bool next(msgpack::object_handle &out);
     const char *error() const { return error_; }
 
 private:
     int fd_;
+    bool borrow_;
     std::vector<char> buf_ = std::vector<char>(1 << 16);
     std::size_t begin_ = 0, end_ = 0;
     const char *error_ = "end of stream";
