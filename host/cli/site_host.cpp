@@ -775,7 +775,8 @@ int site_host::run() {
     catalog_.isolation = cfg_.isolation;
     auto &ro = catalog_.runner_options;
     ro.runner = cfg_.isolation.runner;
-    ro.limits = {cfg_.isolation.memory_mb, cfg_.isolation.open_files, cfg_.isolation.user};
+    ro.limits = {cfg_.isolation.memory_mb, cfg_.isolation.open_files, cfg_.isolation.user,
+                 cfg_.watchdog_warn.count()};
     ro.hang_timeout = cfg_.isolation.hang_timeout;
     ro.call_timeout = cfg_.watchdog_fault / 2;  // under the watchdog's fault bound, which times the same call
     ro.restart_limit = cfg_.isolation.restart_limit;

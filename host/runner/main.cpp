@@ -7,7 +7,7 @@
 // events and logs up, wire bytes and states down, wire operations up. The wires themselves stay in the host.
 //
 // Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--memory-mb N] [--open-files N]
-// [--user NAME]`.
+// [--user NAME] [--warn-ms N]`.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -43,7 +43,6 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 constexpr int channel_fd = 3;
-constexpr auto slow_call = 100ms;                   // reported to the host (it logs the driver as slow)
 constexpr std::size_t max_pending = 32 << 20;       // events waiting for the host beyond this: FL_BUSY
 
 struct device;
@@ -51,6 +50,7 @@ struct device;
 struct runner {
     asio::io_context io;
     std::thread::id driver_thread;
+    std::chrono::milliseconds slow_call{100};  // a call longer than this is reported to the host's watchdog
     std::unique_ptr<iso::frame_writer> out;
     std::unique_ptr<firelink::core::plugin> plugin;
     std::unordered_map<std::uint64_t, std::unique_ptr<device>> devices;
@@ -99,7 +99,7 @@ struct runner {
             clock_type::time_point t0;
             ~done() {
                 const auto took = clock_type::now() - t0;
-                if (took < slow_call) return;
+                if (took < r->slow_call) return;
                 iso::frame fr;
                 fr.pack().pack_array(4);
                 fr.pack().pack(static_cast<int>(iso::msg::slow)), fr.pack().pack(device), fr.pack().pack(what);
@@ -189,18 +189,21 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
     std::string why;
     auto summary = firelink::core::check_event(data, size, why);
     if (summary && !firelink::core::check_code_for_class(*summary, d->device_class, why)) summary.reset();
-    if (!summary) return FL_INVALID_ARGUMENT;  // the host counts refusals from what it receives; nothing to send
-    {
+    if (summary) {
         std::lock_guard lock(d->r->busy_mutex);
         if (d->r->busy_kinds.count(summary->kind)) return FL_BUSY;
     }
+    // A refused event goes to the host as well, which refuses it again, counts it and logs why: the driver's answer
+    // is given here, the record is kept there.
     iso::frame f;
     f.pack().pack_array(3);
     f.pack().pack(static_cast<int>(iso::msg::emit)), f.pack().pack(d->handle);
     f.pack().pack_bin(static_cast<std::uint32_t>(size));
     f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
     // A host that has stopped reading: the driver keeps the event and tries again (FL-PLUGIN-28).
-    return d->r->out->send(f) ? FL_OK : FL_BUSY;
+    const bool sent = d->r->out->send(f);
+    if (!summary) return FL_INVALID_ARGUMENT;
+    return sent ? FL_OK : FL_BUSY;
 }
 
 void device_log(const fl_host *h, std::int32_t level, const char *message) {
@@ -502,6 +505,7 @@ int main(int argc, char **argv) {
         else if (key == "--memory-mb") limits.memory_mb = std::atoll(value);
         else if (key == "--open-files") limits.open_files = std::atoll(value);
         else if (key == "--user") limits.user = value;
+        else if (key == "--warn-ms") limits.warn_ms = std::atoll(value);
     }
     if (!have_channel || plugin_file.empty()) {
         std::fprintf(stderr, "firelink-runner is started by firelink-host, not by hand (--channel 3 --plugin FILE)\n");
@@ -510,6 +514,7 @@ int main(int argc, char **argv) {
     runner r;
     the_runner = &r;
     r.driver_thread = std::this_thread::get_id();
+    if (limits.warn_ms > 0) r.slow_call = std::chrono::milliseconds(limits.warn_ms);
     r.out = std::make_unique<iso::frame_writer>(channel_fd, max_pending);
 
     if (auto why = iso::lower_privileges(limits); !why.empty()) {

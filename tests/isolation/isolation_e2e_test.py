@@ -223,6 +223,25 @@ class IsolationTest(unittest.TestCase):
         self.assertIn("no longer restarted", body["detail"])
         self.assert_gap_free("a1")
 
+    def test_CountersCrossTheBoundary(self):
+        """A refused event and a slow call in a runner are answered there and counted here, as in process."""
+        self.site = Site(device("b1", "b", rate=50))
+        for name in ("bad", "slow", "ping"):
+            status, body = self.site.request("/api/devices/b1/commands", json.dumps({"name": name}).encode())
+            self.assertEqual(status, 202, body)
+        def results():
+            found = [e for e in self.site.events("b1") if e["event"]["kind"] == "command_result"]
+            return found if len(found) == 3 else None
+        results = wait_for(results, "three command results")
+        self.assertTrue(all(e["event"]["ok"] for e in results), results)  # emit answered FL_INVALID_ARGUMENT
+        status, devices = self.site.request("/api/devices")
+        b1 = next(d for d in devices if d["id"] == "b1")
+        self.assertEqual(b1["events_refused"], 1)
+        self.assertGreaterEqual(b1["slow_callbacks"], 1)
+        self.assertIn("device b1: refused an event (1 refused so far)", self.site.output())
+        self.assertRegex(self.site.output(), r"device b1: command ran \d+ ms")
+        self.assert_gap_free("b1")
+
     def test_InProcessOverride(self):
         """[plugins.isolation_of] keeps one plugin in the host process; the others still get runners."""
         self.site = Site(device("a1", "a", rate=200) + device("b1", "b", rate=200),

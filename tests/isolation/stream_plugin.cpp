@@ -6,7 +6,9 @@
 //   crash_at = N      the thread dereferences NULL instead of emitting its Nth event (SIGSEGV)
 //   crash_marker = P  ...but only when the file P does not exist yet; it creates it first (so the restarted runner
 //                     streams on: a crash once, then recovery)
-// and it answers two commands: "hang" (the call never returns: the driver's thread is stuck) and "ping".
+// and it answers commands: "hang" (the call never returns: the driver's thread is stuck), "slow" (300 ms), "bad"
+// (emits an event the boundary refuses; its command_result says whether emit answered FL_INVALID_ARGUMENT) and
+// "ping".
 #include <firelink/driver.hpp>
 
 #include <atomic>
@@ -46,6 +48,19 @@ public:
     fl_status on_command(const firelink::command &cmd) override {
         if (cmd.name() == "hang")
             for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+        if (cmd.name() == "slow") {
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            host().emit(firelink::event::command_result(cmd.id(), true, "slept 300 ms"));
+            return FL_OK;
+        }
+        if (cmd.name() == "bad") {
+            // A map with no kind: the boundary check refuses it.
+            const std::uint8_t no_kind[] = {0x81, 0xa6, 's', 'c', 'h', 'e', 'm', 'a', 0x01};  // {"schema": 1}
+            const fl_status st = host().emit_raw(no_kind, sizeof no_kind);
+            host().emit(firelink::event::command_result(cmd.id(), st == FL_INVALID_ARGUMENT,
+                                                        "emit answered " + std::to_string(st)));
+            return FL_OK;
+        }
         if (cmd.name() != "ping") return FL_UNSUPPORTED;
         host().emit(firelink::event::command_result(cmd.id(), true, "pong"));
         return FL_OK;

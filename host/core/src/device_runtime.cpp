@@ -865,6 +865,10 @@ void set_driver_up(const fl_host *h, const std::string &message) {
     notify(s->options.observer.state, s->device_id, state_name(*s));
 }
 
+void note_slow_call(const fl_host *h, const std::string &what, std::chrono::milliseconds took) {
+    if (auto *s = slot_of(h)) s->report_slow(what.c_str(), took);
+}
+
 device_runtime::device_counters device_runtime::counters(const std::string &device_id) const {
     auto s = find(device_id);
     if (!s) return {};

@@ -56,10 +56,11 @@ runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, cons
         throw std::system_error(errno, std::generic_category(), "socketpair");
     // Everything the child needs is made before fork: after it, only async-signal-safe calls.
     const std::string runner_s = runner.string(), plugin_s = plugin.string();
-    const std::string mem = std::to_string(limits.memory_mb), files = std::to_string(limits.open_files);
-    std::vector<const char *> argv = {runner_s.c_str(), "--channel",    "3",           "--plugin",
-                                      plugin_s.c_str(), "--memory-mb",  mem.c_str(),   "--open-files",
-                                      files.c_str(),    "--user",       limits.user.c_str(), nullptr};
+    const std::string mem = std::to_string(limits.memory_mb), files = std::to_string(limits.open_files),
+                      warn = std::to_string(limits.warn_ms);
+    std::vector<const char *> argv = {runner_s.c_str(),   "--channel",   "3",          "--plugin",    plugin_s.c_str(),
+                                      "--memory-mb",      mem.c_str(),   "--open-files", files.c_str(), "--user",
+                                      limits.user.c_str(), "--warn-ms",  warn.c_str(), nullptr};
     const int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();

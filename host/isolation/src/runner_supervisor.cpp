@@ -409,13 +409,13 @@ void runner_supervisor::dispatch(connection &c, const msgpack::object &m) {
         c.pong_seen = a[1].as<std::uint64_t>();
         return;
     case msg::slow: {
-        std::string who = "the plugin";
-        {
-            std::lock_guard lock(devices_mutex_);
-            if (auto *d = device(a[1].as<std::uint64_t>())) who = "device " + d->device_id;
-        }
-        spdlog::warn("[{}] {}: {} ran {} ms: callbacks must not block", plugin_id_, who, a[2].as<std::string>(),
-                     a[3].as<std::int64_t>());
+        const auto what = a[2].as<std::string>();
+        const auto took = std::chrono::milliseconds(a[3].as<std::int64_t>());
+        std::lock_guard lock(devices_mutex_);
+        if (auto *d = device(a[1].as<std::uint64_t>()))
+            core::note_slow_call(d->host, what, took);
+        else
+            spdlog::warn("[{}] {} ran {} ms: callbacks must not block", plugin_id_, what, took.count());
         return;
     }
     default: throw std::runtime_error("unknown message type " + std::to_string(static_cast<int>(type)));

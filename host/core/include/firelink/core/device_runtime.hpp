@@ -178,4 +178,7 @@ void post_to_device(const fl_host *h, std::function<void(transport::link *)> f);
 void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm);
 void set_driver_up(const fl_host *h, const std::string &message);
 
+// A call into the driver (`what`) took `took` where the driver runs: counted and logged like the watchdog's own.
+void note_slow_call(const fl_host *h, const std::string &what, std::chrono::milliseconds took);
+
 }  // namespace firelink::core

@@ -18,6 +18,7 @@ struct runner_limits {
     std::int64_t memory_mb = 1024;   // RLIMIT_AS; 0 = unchanged
     std::int64_t open_files = 1024;  // RLIMIT_NOFILE; 0 = unchanged
     std::string user = "nobody";     // taken only when running as root
+    std::int64_t warn_ms = 100;      // a call into the driver longer than this is reported (the watchdog's warn_ms)
 };
 
 struct runner_process {
