@@ -96,6 +96,13 @@ struct connection {
     std::mutex pending_mutex;
     std::map<std::uint64_t, std::shared_ptr<std::promise<reply>>> pending;
 
+    // Last: a thread that took this connection before it ended may still be sending through `out`. By now the
+    // runner is reaped, so a send fails at once and the writer's thread ends.
+    ~connection() {
+        out.reset();
+        if (proc.fd >= 0) ::close(proc.fd);
+    }
+
     void fail_pending() {
         std::lock_guard lock(pending_mutex);
         for (auto &[id, p] : pending) p->set_value({FL_CLOSED, "the driver's process ended"});
@@ -191,7 +198,7 @@ private:
 
     // Supervisor thread.
     std::thread supervisor_;
-    std::mutex wake_mutex_;
+    mutable std::mutex wake_mutex_;
     std::condition_variable wake_;
     bool stop_ = false;
     std::string state_ = "running";  // wake_mutex_
@@ -780,8 +787,6 @@ void runner_supervisor::stop_connection(const std::shared_ptr<connection> &c) {
         c->wait_status = status;
     }
     if (c->reader.joinable()) c->reader.join();
-    c->out.reset();
-    ::close(c->proc.fd);
 }
 
 void runner_supervisor::shutdown() {
@@ -807,7 +812,7 @@ runner_status runner_supervisor::status() const {
     if (auto c = current()) s.pid = c->proc.pid;
     s.restarts = restarts_;
     s.failures = failures_;
-    std::lock_guard lock(const_cast<std::mutex &>(wake_mutex_));
+    std::lock_guard lock(wake_mutex_);
     s.state = state_;
     s.last_failure = last_failure_;
     return s;
