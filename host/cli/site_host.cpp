@@ -593,13 +593,34 @@ std::string site_host::metrics_text() {
         if (auto st = runtime_->status(id); st && st->last_seen)
             metrics_.device_seen(id, std::chrono::duration<double>(st->last_seen->time_since_epoch()).count());
     auto text = metrics_.serialize();
-    if (!uplink_) return text;
-    // The uplink's series, in the same exposition format.
-    const auto q = queue_->stats();
-    const auto r = uplink_->report();
     auto family = [&](const char *name, const char *type, const char *help) {
         text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
     };
+    // The plugin runners' series, in the same exposition format.
+    std::vector<isolation::runner_status> runners;
+    {
+        std::lock_guard lock(cfg_mutex_);
+        for (const auto &p : loaded_plugins_)
+            if (auto r = isolation::status_of(*p)) runners.push_back(*r);
+    }
+    if (!runners.empty()) {
+        auto series = [&](const char *name, auto value) {
+            for (const auto &r : runners)
+                text += std::string(name) + "{plugin=\"" + r.plugin_id + "\"} " + std::to_string(value(r)) + "\n";
+        };
+        family("firelink_runner_up", "gauge", "1 while the plugin's runner process is running.");
+        series("firelink_runner_up", [](const auto &r) { return r.state == "running" ? 1 : 0; });
+        family("firelink_runner_parked", "gauge", "1 once the plugin is parked after a crash loop.");
+        series("firelink_runner_parked", [](const auto &r) { return r.state == "parked" ? 1 : 0; });
+        family("firelink_runner_failures_total", "counter", "Runner crashes, exits and hangs since start.");
+        series("firelink_runner_failures_total", [](const auto &r) { return r.failures; });
+        family("firelink_runner_restarts_total", "counter", "Runners started again after a failure.");
+        series("firelink_runner_restarts_total", [](const auto &r) { return r.restarts; });
+    }
+    if (!uplink_) return text;
+    // The uplink's series.
+    const auto q = queue_->stats();
+    const auto r = uplink_->report();
     auto lane_series = [&](const char *name, auto value) {
         for (int i = 0; i < uplink::lane_count; ++i)
             text += std::string(name) + "{lane=\"" + uplink::to_string(static_cast<uplink::lane>(i)) + "\"} " +

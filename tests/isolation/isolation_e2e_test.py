@@ -221,6 +221,11 @@ class IsolationTest(unittest.TestCase):
         status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "ping"}).encode())
         self.assertEqual(status, 409, body)
         self.assertIn("no longer restarted", body["detail"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.site.port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        self.assertIn('firelink_runner_parked{plugin="org.firelink.tests.stream-c"} 1', metrics)
+        self.assertIn('firelink_runner_failures_total{plugin="org.firelink.tests.stream-c"} 3', metrics)
+        self.assertIn('firelink_runner_up{plugin="org.firelink.tests.stream-a"} 1', metrics)
         self.assert_gap_free("a1")
 
     def test_CountersCrossTheBoundary(self):
