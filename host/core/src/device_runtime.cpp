@@ -865,6 +865,10 @@ void set_driver_up(const fl_host *h, const std::string &message) {
     notify(s->options.observer.state, s->device_id, state_name(*s));
 }
 
+void log_for_plugin(std::int32_t fl_log_level, const std::string &line) {
+    spdlog::log(to_spdlog(fl_log_level), "{}", line);
+}
+
 void note_slow_call(const fl_host *h, const std::string &what, std::chrono::milliseconds took) {
     if (auto *s = slot_of(h)) s->report_slow(what.c_str(), took);
 }

@@ -41,16 +41,6 @@ std::string_view bin_of(const msgpack::object &o) {
     return {};
 }
 
-spdlog::level::level_enum to_spdlog(std::int32_t level) {
-    switch (level) {
-    case FL_LOG_TRACE: return spdlog::level::trace;
-    case FL_LOG_DEBUG: return spdlog::level::debug;
-    case FL_LOG_INFO: return spdlog::level::info;
-    case FL_LOG_WARN: return spdlog::level::warn;
-    default: return spdlog::level::err;
-    }
-}
-
 struct reply {
     fl_status status = FL_CLOSED;
     std::string text;
@@ -389,7 +379,7 @@ void runner_supervisor::dispatch(connection &c, const msgpack::object &m) {
             std::lock_guard lock(devices_mutex_);
             if (auto *d = device(handle)) who = " device " + d->device_id + ":";
         }
-        spdlog::log(to_spdlog(a[2].as<std::int32_t>()), "[{}]{} {}", plugin_id_, who, text);
+        core::log_for_plugin(a[2].as<std::int32_t>(), "[" + plugin_id_ + "]" + who + " " + text);
         return;
     }
     case msg::wire: {

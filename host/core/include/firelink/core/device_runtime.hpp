@@ -178,6 +178,9 @@ void post_to_device(const fl_host *h, std::function<void(transport::link *)> f);
 void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm);
 void set_driver_up(const fl_host *h, const std::string &message);
 
+// Logs a line of the plugin's at its FL_LOG_* level, as the host logs a plugin's own `log` calls.
+void log_for_plugin(std::int32_t fl_log_level, const std::string &line);
+
 // A call into the driver (`what`) took `took` where the driver runs: counted and logged like the watchdog's own.
 void note_slow_call(const fl_host *h, const std::string &what, std::chrono::milliseconds took);
 
