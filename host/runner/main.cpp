@@ -20,6 +20,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -517,23 +521,33 @@ int main(int argc, char **argv) {
     if (limits.warn_ms > 0) r.slow_call = std::chrono::milliseconds(limits.warn_ms);
     r.out = std::make_unique<iso::frame_writer>(channel_fd, max_pending);
 
-    if (auto why = iso::lower_privileges(limits); !why.empty()) {
-        refuse(*r.out, "load_failed", "the runner cannot lower its privileges: " + why);
-        r.out.reset();
-        return 3;
-    }
+    // The file is checked and opened with the host's rights, and loaded through that descriptor once the runner has
+    // given them up: the unprivileged user need not be able to reach the plugin's folder (/root/..., a 0700 tree).
     if (auto why = iso::check_plugin_file(plugin_file); !why.empty()) {
         refuse(*r.out, "load_failed", "the plugin file is not safe to load: " + why);
         r.out.reset();
         return 3;
     }
+    const int plugin_fd = ::open(plugin_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (plugin_fd < 0) {
+        refuse(*r.out, "not_found", plugin_file + ": " + std::strerror(errno));
+        r.out.reset();
+        return 3;
+    }
+    if (auto why = iso::lower_privileges(limits); !why.empty()) {
+        refuse(*r.out, "load_failed", "the runner cannot lower its privileges: " + why);
+        r.out.reset();
+        return 3;
+    }
     firelink::core::plugin_loader loader;
-    auto loaded = loader.load(plugin_file);
+    auto loaded = loader.load("/proc/self/fd/" + std::to_string(plugin_fd));
     if (auto *err = std::get_if<firelink::core::load_error>(&loaded)) {
         refuse(*r.out, firelink::core::to_string(err->reason), err->detail);
         r.out.reset();
         return 3;
     }
+    ::close(plugin_fd);  // the library stays mapped
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // no core files with site secrets, no ptrace by other processes
     r.plugin = std::move(std::get<std::unique_ptr<firelink::core::plugin>>(loaded));
     r.plugin_host.struct_size = sizeof(fl_host);
     r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;
@@ -551,7 +565,9 @@ int main(int argc, char **argv) {
         iso::frame f;
         f.pack().pack_array(3);
         f.pack().pack(static_cast<int>(iso::msg::hello));
-        iso::pack_plugin_info(f.pack(), r.plugin->info());
+        auto info = r.plugin->info();
+        info.file = plugin_file;  // not the descriptor it was loaded through
+        iso::pack_plugin_info(f.pack(), info);
         const auto *ext = static_cast<const fl_plugin_identify *>(r.plugin->entry().get_extension(FL_EXT_IDENTIFY));
         f.pack().pack(FL_HAS_FIELD(ext, fl_plugin_identify, identify) && ext->identify != nullptr);
         r.out->send_always(f.finish());

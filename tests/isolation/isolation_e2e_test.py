@@ -261,8 +261,12 @@ class IsolationTest(unittest.TestCase):
         self.assert_gap_free("b1")
 
     def test_LeastPrivilege(self):
-        """A runner holds only its channel (and stdio), its limits, and no root."""
-        self.site = Site(device("a1", "a", rate=100),
+        """A runner holds only its channel (and stdio), its limits, and no root; it still loads a plugin from a folder
+        only the host's user can enter (it opens the file before it gives up its rights)."""
+        private = tempfile.mkdtemp(prefix="firelink-iso-private-")  # 0700, the host's user's
+        self.addCleanup(shutil.rmtree, private, True)
+        shutil.copy(os.path.join(STREAMS, "stream_a.so"), private)
+        self.site = Site(device("a1", "a", rate=100), plugin_dir=private,
                          runner="[runner]\nmemory_mb = 512\nopen_files = 64\n")
         pid = self.site.runner("org.firelink.tests.stream-a")["pid"]
         fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
@@ -283,6 +287,8 @@ class IsolationTest(unittest.TestCase):
         else:
             self.assertEqual(uid, os.geteuid())
         wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
+        self.assertEqual(self.site.runner("org.firelink.tests.stream-a")["state"], "running")
+        self.assertIn(f"loaded from {private}/stream_a.so (in its own process)", self.site.output())
 
     def test_UnsafePluginFileRefused(self):
         """A plugin file others may write is refused before anything loads it; the rest of the site runs."""

@@ -33,7 +33,8 @@ runner_process spawn_runner(const std::filesystem::path &runner, const std::file
                             const runner_limits &limits);
 
 // In the runner, before the plugin loads: sets the limits and, when root, becomes limits.user (groups dropped,
-// no new privileges). Empty when done; else why not (the runner then refuses to load).
+// no new privileges). Empty when done; else why not (the runner then refuses to load). The runner opens the plugin
+// file before, and loads it through that descriptor.
 std::string lower_privileges(const runner_limits &limits);
 
 // The firelink-runner beside the running executable.
