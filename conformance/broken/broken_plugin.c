@@ -5,12 +5,16 @@
  * The driver, "probe", is a pyrolysis detector on a serial wire speaking a toy protocol: frames STX <body> ETX.
  * It writes a PING frame when the link opens and on every timer tick; a PING frame that comes back (a loopback, as
  * the suite's chunked-input check provides) is reported as telemetry "echo"; ALRM raises an alarm, NORM restores it.
- * Command "reset" is accepted; any other name is FL_UNSUPPORTED. */
+ * Command "reset" is accepted; any other name is FL_UNSUPPORTED. A link that drops raises a communication_fault,
+ * restored when it opens again. Events wait in a small queue while the host answers FL_BUSY, and are emitted again
+ * from the next callback (FL-PLUGIN-28). Built with PROBE_ON_BUS it is a vendor-class device that also takes an
+ * RS-485 bus, where it writes its PING as a request() turn and ends the turn when the echo's ETX arrives. */
 #define _POSIX_C_SOURCE 200809L
 #include <firelink/firelink.h>
 #include <firelink/payload.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -33,6 +37,19 @@
 FL_EXPORT int broken_helper_everyone_can_see(void) { return 7; }
 #endif
 
+/* The probe's wires. On a shared bus it speaks in request() turns; the variant that does declares a vendor class,
+ * so that no class scenario (a Modbus simulator on the bus) takes it for a pyrolysis detector. */
+#if defined(PROBE_ON_BUS)
+#define PROBE_WIRES (FL_WIRE_SERIAL | FL_WIRE_RS485_BUS)
+#define PROBE_CLASS "vendor:org.firelink.conformance.bus-probe"
+#elif defined(BROKEN_IDENTIFY_ANYTHING)
+#define PROBE_WIRES (FL_WIRE_SERIAL | FL_WIRE_TCP_ACCEPTED)
+#define PROBE_CLASS FL_CLASS_PYROLYSIS_DETECTOR
+#else
+#define PROBE_WIRES FL_WIRE_SERIAL
+#define PROBE_CLASS FL_CLASS_PYROLYSIS_DETECTOR
+#endif
+
 #define STX 0x02
 #define ETX 0x03
 
@@ -48,6 +65,18 @@ typedef struct probe_device {
     size_t frame_len;
     int in_frame;
     int alarm_active;
+    int fault_active;
+    int turn_open;
+    unsigned fault_serial;
+    char fault_id[16];
+    struct probe_event {
+        char kind[16], code[32], ref_key[12], ref[16];
+    } queue[8];
+    size_t queued;
+#ifdef BROKEN_KEEPS_CONFIG
+    const uint8_t *config; /* the host's bytes, kept past create_device */
+    size_t config_size;
+#endif
 #ifdef BROKEN_LEAK
     int leaked_fd;
     char *leaked_buf;
@@ -79,21 +108,63 @@ static fl_status probe_emit(probe_device *dev, const char *kind, const char *cod
     fl_mp_kv_str(&w, "kind", kind);
     fl_mp_kv_str(&w, "code", code);
     if (ref_key) fl_mp_kv_str(&w, ref_key, ref);
+#ifdef BROKEN_UNKNOWN_STATUS
+    {
+        const fl_status st = dev->host->emit(dev->host, buf, w.len);
+        if (st < FL_NOT_FOUND) abort(); /* "cannot happen": a status this version does not know */
+        return st;
+    }
+#else
     return dev->host->emit(dev->host, buf, w.len);
+#endif
+}
+
+/* Emits the queued events in order; one answered FL_BUSY stays, with the ones after it, for the next callback. */
+static void probe_flush(probe_device *dev) {
+    while (dev->queued) {
+        const struct probe_event *e = &dev->queue[0];
+        const fl_status st = probe_emit(dev, e->kind, e->code, e->ref_key[0] ? e->ref_key : NULL, e->ref);
+#ifndef BROKEN_DROPS_BUSY
+        if (st == FL_BUSY) return;
+#else
+        (void)st; /* whatever the host answered, the event is gone */
+#endif
+        memmove(&dev->queue[0], &dev->queue[1], (dev->queued - 1) * sizeof dev->queue[0]);
+        dev->queued--;
+    }
+}
+
+static void probe_post(probe_device *dev, const char *kind, const char *code, const char *ref_key, const char *ref) {
+    struct probe_event *e;
+    if (dev->queued == sizeof dev->queue / sizeof dev->queue[0]) return; /* full: the host is gone for long */
+    e = &dev->queue[dev->queued++];
+    memset(e, 0, sizeof *e);
+    strncpy(e->kind, kind, sizeof e->kind - 1);
+    strncpy(e->code, code, sizeof e->code - 1);
+    if (ref_key) strncpy(e->ref_key, ref_key, sizeof e->ref_key - 1);
+    if (ref) strncpy(e->ref, ref, sizeof e->ref - 1);
+    probe_flush(dev);
 }
 
 static void probe_send_ping(probe_device *dev) {
     static const uint8_t ping[] = {STX, 'P', 'I', 'N', 'G', ETX};
-    if (dev->wire) dev->wire->write(dev->host, ping, sizeof ping);
+    if (!dev->wire) return;
+    if (dev->wire->kind(dev->host) != FL_TRANSPORT_RS485_BUS) {
+        dev->wire->write(dev->host, ping, sizeof ping);
+    } else if (!dev->turn_open && dev->wire->request(dev->host, ping, sizeof ping, 0) == FL_OK) {
+        dev->turn_open = 1; /* on a shared bus: one request a turn, ended once its reply is in */
+    }
 }
 
 static void probe_frame(probe_device *dev) {
     if (dev->frame_len == 4 && memcmp(dev->frame, "PING", 4) == 0) {
         probe_emit(dev, "telemetry", "echo", NULL, NULL);
     } else if (dev->frame_len == 4 && memcmp(dev->frame, "ALRM", 4) == 0 && !dev->alarm_active) {
-        if (probe_emit(dev, "alarm", "pyrolysis_alarm", "event_id", "a1") == FL_OK) dev->alarm_active = 1;
+        probe_post(dev, "alarm", "pyrolysis_alarm", "event_id", "a1");
+        dev->alarm_active = 1;
     } else if (dev->frame_len == 4 && memcmp(dev->frame, "NORM", 4) == 0 && dev->alarm_active) {
-        if (probe_emit(dev, "restore", "pyrolysis_alarm", "ends", "a1") == FL_OK) dev->alarm_active = 0;
+        probe_post(dev, "restore", "pyrolysis_alarm", "ends", "a1");
+        dev->alarm_active = 0;
     }
 }
 
@@ -117,6 +188,12 @@ static void probe_on_data(const fl_device *d, const uint8_t *data, size_t size) 
             continue; /* noise between frames */
         } else if (b == ETX) {
             dev->in_frame = 0;
+#ifndef BROKEN_HOLDS_BUS
+            if (dev->turn_open) {
+                dev->turn_open = 0;
+                dev->wire->end_request(dev->host);
+            }
+#endif
             probe_frame(dev);
         } else if (dev->frame_len < sizeof dev->frame) {
             dev->frame[dev->frame_len++] = b;
@@ -131,6 +208,15 @@ static void probe_on_state(const fl_device *d, int32_t state, fl_status reason) 
     (void)reason;
     if (!dev || dev->state != PROBE_STARTED) return;
     dev->in_frame = 0;
+    dev->turn_open = 0; /* a reply timeout, a drop or a reopen: the host ended the turn */
+    if ((state == FL_LINK_LOST || state == FL_LINK_FAILED) && !dev->fault_active) {
+        snprintf(dev->fault_id, sizeof dev->fault_id, "c%u", ++dev->fault_serial);
+        probe_post(dev, "fault", "communication_fault", "event_id", dev->fault_id);
+        dev->fault_active = 1;
+    } else if (state == FL_LINK_OPEN && dev->fault_active) {
+        probe_post(dev, "restore", "communication_fault", "ends", dev->fault_id);
+        dev->fault_active = 0;
+    }
     if (state == FL_LINK_OPEN) probe_send_ping(dev);
 }
 
@@ -138,6 +224,7 @@ static void probe_on_timer(const fl_device *d, uint64_t id) {
     probe_device *dev = probe_from(d);
     (void)id;
     if (!dev || dev->state != PROBE_STARTED) return;
+    probe_flush(dev);
     probe_send_ping(dev);
     probe_emit(dev, "telemetry", "poll", NULL, NULL);
 #ifdef BROKEN_BAD_EVENTS
@@ -185,7 +272,16 @@ static fl_status probe_start(const fl_device *d) {
     uint64_t timer_id;
     if (!dev) return FL_MISUSE;
     PROBE_REQUIRE(dev->state != PROBE_STARTED);
-    if (!dev->wire || !dev->timer) return FL_ERROR;
+#ifdef BROKEN_KEEPS_CONFIG
+    if (dev->config_size) {
+        volatile uint8_t first = dev->config[0]; /* the host's buffer, long since returned */
+        (void)first;
+    }
+#endif
+    if (!dev->wire || !dev->timer) {
+        dev->host->log(dev->host, FL_LOG_ERROR, "the host gave no transport or no timer");
+        return FL_ERROR;
+    }
     if (dev->wire->open(dev->host) != FL_OK) return FL_ERROR;
     if (dev->timer->start(dev->host, 1000, 0, &timer_id) != FL_OK) return FL_ERROR;
     dev->state = PROBE_STARTED;
@@ -258,11 +354,15 @@ static const void *probe_get_extension(const fl_device *d, const char *id) {
 
 /* ---- plugin level ---- */
 
+#ifdef BROKEN_UNLISTED_EXTENSION
+static const char *const probe_needs[] = {FL_EXT_TRANSPORT, NULL}; /* uses the timer all the same */
+#else
 static const char *const probe_needs[] = {FL_EXT_TRANSPORT, FL_EXT_TIMER, NULL};
+#endif
 
 static const fl_driver_descriptor probe_driver = {
-    sizeof(fl_driver_descriptor), FL_WIRE_SERIAL, "probe", "Probe detector (conformance)",
-    FL_CLASS_PYROLYSIS_DETECTOR, "A toy STX/ETX protocol for proving the suite's checks", probe_needs, 0,
+    sizeof(fl_driver_descriptor), PROBE_WIRES, "probe", "Probe detector (conformance)",
+    PROBE_CLASS, "A toy STX/ETX protocol for proving the suite's checks", probe_needs, 0,
 };
 static const fl_driver_descriptor *const probe_drivers[] = {&probe_driver};
 
@@ -327,11 +427,45 @@ static fl_status probe_create(const char *driver_id, const fl_host *host, const 
     dev->wire = (const fl_host_transport *)host->get_extension(host, FL_EXT_TRANSPORT);
     dev->timer = (const fl_host_timer *)host->get_extension(host, FL_EXT_TIMER);
     dev->state = PROBE_CREATED;
+#ifdef BROKEN_KEEPS_CONFIG
+    dev->config = cfg;
+    dev->config_size = size;
+#endif
+#ifdef BROKEN_READS_PAST_HOST
+    {
+        /* Built against a later minor whose fl_host grew a field, read without FL_HAS_FIELD. */
+        struct later_host {
+            fl_host v1_0;
+            const char *site_name;
+        };
+        const char *volatile site = ((const struct later_host *)host)->site_name;
+        (void)site;
+    }
+#endif
     *out = &dev->abi;
     return FL_OK;
 }
 
+#ifdef BROKEN_IDENTIFY_ANYTHING
+/* Binds every connection, whatever it sent, to the first device: a stranger's bytes get a device's identity. */
+static fl_status probe_identify(const char *driver_id, const uint8_t *data, size_t size, char *identity,
+                                size_t identity_cap, size_t *identity_len) {
+    (void)data;
+    if (!driver_id || !identity || !identity_len) return FL_MISUSE;
+    if (strcmp(driver_id, "probe") != 0) return FL_NOT_FOUND;
+    if (size < 2) return FL_BUSY;
+    if (identity_cap < 7) return FL_INVALID_ARGUMENT;
+    memcpy(identity, "probe-1", 7);
+    *identity_len = 7;
+    return FL_OK;
+}
+static const fl_plugin_identify probe_identify_ext = {sizeof(fl_plugin_identify), probe_identify};
+#endif
+
 static const void *probe_plugin_extension(const char *id) {
+#ifdef BROKEN_IDENTIFY_ANYTHING
+    if (g_negotiated && id && strcmp(id, FL_EXT_IDENTIFY) == 0) return &probe_identify_ext;
+#endif
     (void)id;
     return NULL;
 }

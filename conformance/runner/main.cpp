@@ -64,15 +64,17 @@ const char *colour(status s, bool tty) {
 
 int main(int argc, char **argv) {
     CLI::App app{"firelink-conform: checks a firelink driver plugin against the numbered requirements of docs/abi.md"};
-    std::string plugin, level_name = "standard", json_out, junit_out, only, skip, sim;
-    std::vector<std::string> config_args;
+    std::string plugin, level_name = "standard", json_out, junit_out, only, skip, sim, device, device_actions,
+        record_dir;
+    std::vector<std::string> config_args, traces;
+    double duration_s = 600;
     std::uint64_t seed = 0;
     double timeout_s = 30;
     int callback_ms = 100;
     bool list = false, verbose = false;
     app.add_option("plugin", plugin, "the plugin file (.so) to check");
-    app.add_option("--level", level_name, "basic, standard or strict (default standard)")
-        ->check(CLI::IsMember({"basic", "standard", "strict"}));
+    app.add_option("--level", level_name, "basic, standard, strict or soak (default standard)")
+        ->check(CLI::IsMember({"basic", "standard", "strict", "soak"}));
     app.add_option("--json", json_out, "write the report as JSON to FILE");
     app.add_option("--junit", junit_out, "write the report as JUnit XML to FILE");
     auto *seed_opt = app.add_option("--seed", seed, "seed for every random choice (default: a new one, printed)");
@@ -82,6 +84,16 @@ int main(int argc, char **argv) {
         ->take_all();
     app.add_option("--sim", sim,
                    "the class scenarios' device source: a firelink-sim executable (default: next to this program)");
+    app.add_option("--trace", traces,
+                   "FILE: replay this trace of wire bytes as the polled class scenarios' device source; repeatable")
+        ->take_all();
+    app.add_option("--device", device,
+                   "URI: a live device as that source: tcp://HOST:PORT?unit=N or serial:///dev/ttyX?baud=B&unit=N");
+    app.add_option("--device-actions", device_actions,
+                   "FILE: write each scenario action to FILE (a FIFO the rig reads) instead of asking on the terminal");
+    app.add_option("--record-traces", record_dir,
+                   "DIR: record each simulator scenario's wire bytes as DIR/<check>.trace");
+    app.add_option("--duration", duration_s, "seconds each soak check runs (level soak; default 600)");
     app.add_option("--timeout", timeout_s, "seconds a check may run before it counts as hung (default 30)");
     app.add_option("--callback-bound", callback_ms, "milliseconds a call into the plugin may take (default 100)");
     app.add_flag("--list", list, "list the checks with their levels and requirements, and exit");
@@ -112,6 +124,29 @@ int main(int argc, char **argv) {
     opt.seed = seed;
     opt.callback_bound = std::chrono::milliseconds(callback_ms);
     if (!sim.empty()) opt.sim = fs::absolute(sim);
+    for (const auto &t : traces) {
+        if (!fs::exists(t)) {
+            std::cerr << "firelink-conform: --trace " << t << ": no such file\n";
+            return 2;
+        }
+        opt.traces.push_back(fs::absolute(t));
+    }
+    opt.device_uri = device;
+    if (!device_actions.empty()) opt.device_actions = fs::absolute(device_actions);
+    if (!record_dir.empty()) {
+        std::error_code ec;
+        fs::create_directories(record_dir, ec);
+        if (!fs::is_directory(record_dir)) {
+            std::cerr << "firelink-conform: --record-traces " << record_dir << ": not a directory\n";
+            return 2;
+        }
+        opt.record_dir = fs::absolute(record_dir);
+    }
+    if (duration_s <= 0) {
+        std::cerr << "firelink-conform: --duration must be positive\n";
+        return 2;
+    }
+    opt.soak_duration = std::chrono::seconds(static_cast<long long>(duration_s + 0.999));
     for (const auto &arg : config_args) {
         const auto eq = arg.find('=');
         if (eq == std::string::npos || !read_file(arg.substr(eq + 1), opt.configs[arg.substr(0, eq)])) {
@@ -138,6 +173,13 @@ int main(int argc, char **argv) {
     rec.only = only;
     rec.skip = skip;
     rec.host_machine = machine();
+    if (!device.empty()) rec.device_source = "device " + device;
+    else if (!opt.traces.empty()) {
+        rec.device_source.clear();
+        for (const auto &t : opt.traces)
+            rec.device_source += (rec.device_source.empty() ? "trace " : ", trace ") + t.filename().string() +
+                                 " (sha256 " + sha256_file(t.string()) + ")";
+    }
     rec.started = std::chrono::system_clock::now();
 
     // The repro line repeats what shapes the run besides the selection.
@@ -145,6 +187,10 @@ int main(int argc, char **argv) {
     if (opt.run_level != level::standard) repro_tail += " --level " + level_name;
     for (const auto &arg : config_args) repro_tail += " --config " + shell_quote(arg);
     if (!sim.empty()) repro_tail += " --sim " + shell_quote(sim);
+    for (const auto &t : traces) repro_tail += " --trace " + shell_quote(t);
+    if (!device.empty()) repro_tail += " --device " + shell_quote(device);
+    if (!device_actions.empty()) repro_tail += " --device-actions " + shell_quote(device_actions);
+    if (opt.run_level == level::soak) repro_tail += " --duration " + std::to_string(opt.soak_duration.count());
     if (callback_ms != 100) repro_tail += " --callback-bound " + std::to_string(callback_ms);
     if (timeout_s != 30) {
         std::ostringstream t;
@@ -198,7 +244,9 @@ int main(int argc, char **argv) {
             cr.result = status::skipped;
             cr.message = "the plugin did not load" + (rec.facts.refusal.empty() ? "" : " (" + rec.facts.refusal + ")");
         } else {
-            const auto r = run_isolated([&](findings &f, std::string &) { c.run(opt, f); }, timeout, verbose);
+            // A soak check runs for --duration by design: its hang guard is on top of that.
+            const auto limit = c.min_level == level::soak ? timeout + opt.soak_duration * 2 : timeout;
+            const auto r = run_isolated([&](findings &f, std::string &) { c.run(opt, f); }, limit, verbose);
             cr.result = r.result;
             cr.message = r.message;
             cr.duration = r.duration;

@@ -102,7 +102,7 @@ std::string to_json(const run_record &r) {
     }
     o += "]},\n";
     o += "  \"run\": {\"level\": " + js(to_string(r.run_level)) + ", \"seed\": " + std::to_string(r.seed) +
-         ", \"only\": " + js(r.only) + ", \"skip\": " + js(r.skip) + ", \"host\": " + js(r.host_machine) +
+         ", \"only\": " + js(r.only) + ", \"skip\": " + js(r.skip) + ", \"host\": " + js(r.host_machine) + ", \"device_source\": " + js(r.device_source) +
          ", \"started\": " + js(iso8601(r.started)) + ", \"ended\": " + js(iso8601(r.ended)) + "},\n";
     o += "  \"summary\": {";
     bool first = true;

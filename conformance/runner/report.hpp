@@ -25,6 +25,8 @@ struct run_record {
     std::uint64_t seed = 0;
     std::string only, skip;
     std::string host_machine;  // uname: sysname nodename release machine
+    // The polled class scenarios' device source: "simulator", "trace FILE (sha256 …)", "device URI".
+    std::string device_source = "simulator";
     std::chrono::system_clock::time_point started, ended;
     std::vector<check_record> checks;
 

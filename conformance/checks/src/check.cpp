@@ -25,12 +25,13 @@ std::string_view to_string(level l) noexcept {
     case level::basic: return "basic";
     case level::standard: return "standard";
     case level::strict: return "strict";
+    case level::soak: return "soak";
     }
     return "?";
 }
 
 bool parse_level(std::string_view s, level &out) noexcept {
-    for (level l : {level::basic, level::standard, level::strict})
+    for (level l : {level::basic, level::standard, level::strict, level::soak})
         if (s == to_string(l)) {
             out = l;
             return true;
@@ -140,7 +141,9 @@ const std::vector<check> &all_checks() {
                      }});
         add_library_checks(v);
         add_device_checks(v);
+        add_host_fault_checks(v);
         add_scenario_checks(v);
+        add_soak_checks(v);
         return v;
     }();
     return checks;

@@ -33,4 +33,31 @@ std::string version_name(std::uint32_t v);
 std::mt19937_64 rng_for(const run_options &o, std::string_view check_id);
 std::vector<std::uint8_t> random_bytes(std::mt19937_64 &rng, std::size_t n);
 
+// A loaded, initialised plugin for one check; each driver whose config is refused is skipped with a note.
+struct session {
+    std::unique_ptr<core::plugin> plugin;
+    plugin_host host;
+    std::vector<const core::driver_info *> drivers;  // the ones that take their config
+
+    session(const run_options &o, findings &f);
+    ~session() {
+        if (plugin) plugin->deinit();
+    }
+    explicit operator bool() const { return plugin && !drivers.empty(); }
+    const fl_plugin_entry &entry() const { return plugin->entry(); }
+};
+
+// A command map {"id", "name", "args": {}}.
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name);
+void report_host(const std::string &drv, device_host &h, findings &f);
+// Feeds `bytes` in random chunks (a third of them a single byte), with the link state flapping now and then.
+void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt19937_64 &rng, bool flap);
+// The standard workload: start, open the link, tick, echo the device's own writes back with noise, a command it
+// does not know, stop, restart, stop. Returns false when start failed.
+bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks = 8);
+
+void add_host_fault_checks(std::vector<check> &out);
+void add_soak_checks(std::vector<check> &out);  // soak_checks.cpp: the workload for --duration  // host_fault_checks.cpp: FL-PLUGIN-15, 25, 26, 28, 34
+
+
 }  // namespace firelink::conform

@@ -9,37 +9,22 @@
 
 namespace firelink::conform {
 
-namespace {
-
 using namespace std::chrono_literals;
 
-// A loaded, initialised plugin for one check; each driver whose config is refused is skipped with a note.
-struct session {
-    std::unique_ptr<core::plugin> plugin;
-    plugin_host host;
-    std::vector<const core::driver_info *> drivers;  // the ones that take their config
-
-    session(const run_options &o, findings &f) {
-        plugin = load_plugin(o, f);
-        if (!plugin) return;
-        if (const fl_status st = plugin->init(host.abi()); st != FL_OK) {
-            f.fail("init failed: " + status_name(st));
-            plugin.reset();
-            return;
-        }
-        for (const auto &drv : plugin->info().drivers) {
-            instance probe(plugin->entry(), drv, "probe-1");
-            if (probe.create(config_for(o, drv.id)) == FL_OK) drivers.push_back(&drv);
-        }
-        if (drivers.empty())
-            f.skip("no driver takes its config; give one with --config DRIVER=FILE");
+session::session(const run_options &o, findings &f) {
+    plugin = load_plugin(o, f);
+    if (!plugin) return;
+    if (const fl_status st = plugin->init(host.abi()); st != FL_OK) {
+        f.fail("init failed: " + status_name(st));
+        plugin.reset();
+        return;
     }
-    ~session() {
-        if (plugin) plugin->deinit();
+    for (const auto &drv : plugin->info().drivers) {
+        instance probe(plugin->entry(), drv, "probe-1");
+        if (probe.create(config_for(o, drv.id)) == FL_OK) drivers.push_back(&drv);
     }
-    explicit operator bool() const { return plugin && !drivers.empty(); }
-    const fl_plugin_entry &entry() const { return plugin->entry(); }
-};
+    if (drivers.empty()) f.skip("no driver takes its config; give one with --config DRIVER=FILE");
+}
 
 std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name) {
     std::uint8_t buf[256];
@@ -75,7 +60,7 @@ void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt1
 
 // The standard workload: start, open the link, tick, echo the device's own writes back with noise, a command it
 // does not know, stop, restart, stop. Returns false when start failed.
-bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks = 8) {
+bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks) {
     if (const fl_status st = in.start(); st != FL_OK) {
         f.fail("driver '" + in.driver().id + "': start returned " + status_name(st));
         return false;
@@ -105,6 +90,9 @@ bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks = 8) {
     }
     return true;
 }
+
+namespace {
+
 
 // ---- device.create -----------------------------------------------------------------------------------------
 void create(const run_options &o, findings &f) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -111,6 +112,26 @@ device_host::device_host(std::string device_id, std::string device_class, std::i
     timer_ = {sizeof(fl_host_timer), tm_start, tm_cancel};
 }
 
+void device_host::present_v1_0() {
+    fl_host h = host_;
+    h.struct_size = FL_V1_0_SIZEOF_HOST;
+    fl_host_transport t = transport_;
+    t.struct_size = FL_V1_0_SIZEOF_HOST_TRANSPORT;
+    fl_host_timer tm = timer_;
+    tm.struct_size = FL_V1_0_SIZEOF_HOST_TIMER;
+    v1_host_ = std::make_unique<guarded_bytes>(&h, FL_V1_0_SIZEOF_HOST);
+    v1_transport_ = std::make_unique<guarded_bytes>(&t, FL_V1_0_SIZEOF_HOST_TRANSPORT);
+    v1_timer_ = std::make_unique<guarded_bytes>(&tm, FL_V1_0_SIZEOF_HOST_TIMER);
+    host_ptr_ = reinterpret_cast<const fl_host *>(v1_host_->data());
+    transport_ptr_ = reinterpret_cast<const fl_host_transport *>(v1_transport_->data());
+    timer_ptr_ = reinterpret_cast<const fl_host_timer *>(v1_timer_->data());
+}
+
+std::vector<emitted_event> device_host::deferred() const {
+    std::lock_guard lock(mutex_);
+    return deferred_;
+}
+
 void device_host::violation(std::string what, bool emit) {
     std::lock_guard lock(mutex_);
     auto &list = emit ? emit_violations_ : violations_;
@@ -131,12 +152,21 @@ fl_status device_host::emit(const fl_host *h, const std::uint8_t *data, std::siz
         self->violation(std::string("emit while ") + state_name(s) + " (FL-PLUGIN-21, FL-PLUGIN-27)", true);
         return FL_MISUSE;
     }
+    if (const fl_status forced = self->forced_status_.load(); forced != FL_OK) return forced;
     emitted_event e;
     e.from_caller = std::this_thread::get_id() == self->caller_;
     if (data && size) e.bytes.assign(data, data + size);
     std::string why;
     auto summary = core::check_event(data, size, why);
     if (summary && !core::check_code_for_class(*summary, self->device_class_, why)) summary.reset();
+    if (summary && self->busy_.load() && summary->kind != "telemetry") {
+        e.kind = summary->kind;
+        e.code = summary->code;
+        ++self->busy_answers_;
+        std::lock_guard lock(self->mutex_);
+        if (self->deferred_.size() < 10000) self->deferred_.push_back(std::move(e));
+        return FL_BUSY;
+    }
     std::lock_guard lock(self->mutex_);
     if (!summary) {
         e.invalid = why;
@@ -168,14 +198,20 @@ void device_host::log(const fl_host *h, std::int32_t, const char *message) {
 const void *device_host::get_extension(const fl_host *h, const char *id) {
     device_host *self = device_host::self(h);
     if (!self || !id) return nullptr;
-    if (std::strcmp(id, FL_EXT_TIMER) == 0) return &self->timer_;
-    if (std::strcmp(id, FL_EXT_TRANSPORT) == 0) return &self->transport_;
+    if (!self->withheld_.empty() && self->withheld_ == id) return nullptr;
+    if (std::strcmp(id, FL_EXT_TIMER) == 0) return self->timer_ptr_;
+    if (std::strcmp(id, FL_EXT_TRANSPORT) == 0) return self->transport_ptr_;
     return nullptr;
 }
 
 std::vector<emitted_event> device_host::events() const {
     std::lock_guard lock(mutex_);
     return events_;
+}
+void device_host::forget_events() {
+    std::lock_guard lock(mutex_);
+    std::vector<emitted_event>().swap(events_);
+    std::vector<emitted_event>().swap(deferred_);
 }
 std::size_t device_host::event_count() const {
     std::lock_guard lock(mutex_);
@@ -243,6 +279,11 @@ fl_status device_host::t_write(const fl_host *h, const std::uint8_t *data, std::
         self->violation("transport write while not started");
         return FL_MISUSE;
     }
+    if (const fl_status forced = self->forced_status_.load(); forced != FL_OK) return forced;
+    if (self->transport_kind_ == FL_TRANSPORT_RS485_BUS) {
+        self->violation("write on a shared bus, where a device talks in request() turns only (FL-PLUGIN-33)");
+        return FL_MISUSE;
+    }
     std::lock_guard lock(self->mutex_);
     if (self->written_.size() < (1u << 20)) self->written_.insert(self->written_.end(), data, data + size);
     return FL_OK;
@@ -254,9 +295,11 @@ fl_status device_host::t_request(const fl_host *h, const std::uint8_t *data, std
         self->violation("transport request while not started");
         return FL_MISUSE;
     }
+    if (const fl_status forced = self->forced_status_.load(); forced != FL_OK) return forced;
     std::lock_guard lock(self->mutex_);
     if (self->request_in_flight_) return FL_BUSY;
     self->request_in_flight_ = true;
+    ++self->turns_taken_;
     if (self->written_.size() < (1u << 20)) self->written_.insert(self->written_.end(), data, data + size);
     return FL_OK;
 }
@@ -264,8 +307,13 @@ fl_status device_host::t_end_request(const fl_host *h) {
     device_host *self = device_host::self(h);
     if (!self) return FL_MISUSE;
     std::lock_guard lock(self->mutex_);
+    if (self->request_in_flight_) ++self->turns_ended_;
     self->request_in_flight_ = false;
     return FL_OK;
+}
+bool device_host::turn_open() const {
+    std::lock_guard lock(mutex_);
+    return request_in_flight_;
 }
 fl_status device_host::t_close(const fl_host *h) {
     device_host *self = device_host::self(h);
@@ -294,8 +342,11 @@ fl_status device_host::tm_cancel(const fl_host *h, std::uint64_t id) {
 
 // ---- instance ------------------------------------------------------------------------------------------------
 
-instance::instance(const fl_plugin_entry &entry, const core::driver_info &driver, std::string device_id)
-    : entry_(entry), driver_(driver), host_(std::move(device_id), driver.device_class, transport_kind_for(driver.wires)) {}
+instance::instance(const fl_plugin_entry &entry, const core::driver_info &driver, std::string device_id,
+                   std::int32_t transport_kind)
+    : entry_(entry), driver_(driver),
+      host_(std::move(device_id), driver.device_class,
+            transport_kind >= 0 ? transport_kind : transport_kind_for(driver.wires)) {}
 
 instance::~instance() { destroy(); }
 
@@ -306,14 +357,16 @@ auto instance::timed(const char *what, F &&f) {
         instance *self;
         const char *what;
         std::chrono::steady_clock::time_point t0;
+        std::size_t busy0;
         ~record() {
+            self->most_busy_ = std::max(self->most_busy_, self->host_.busy_answers() - busy0);
             const auto d = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
             if (d > self->slowest_) {
                 self->slowest_ = d;
                 self->slowest_call_ = what;
             }
         }
-    } r{this, what, t0};
+    } r{this, what, t0, host_.busy_answers()};
     return f();
 }
 
@@ -333,11 +386,11 @@ fl_status instance::create(const std::vector<std::uint8_t> &config) {
     return create(config.empty() ? nullptr : config.data(), config.size());
 }
 
-fl_status instance::create(const std::uint8_t *config, std::size_t size) {
+fl_status instance::create(const std::uint8_t *config, std::size_t size, const char *driver_id) {
     host_.set_state(device_state::creating);
     const fl_device *out = nullptr;
     const fl_status st = timed("create_device", [&] {
-        return entry_.create_device(driver_.id.c_str(), host_.abi(), config, size, &out);
+        return entry_.create_device(driver_id ? driver_id : driver_.id.c_str(), host_.abi(), config, size, &out);
     });
     if (st != FL_OK) {
         device_ = out;  // must be NULL; the check says so
@@ -378,8 +431,12 @@ fl_status instance::stop() {
 }
 
 fl_status instance::command(const std::vector<std::uint8_t> &c) {
+    return command(c.empty() ? nullptr : c.data(), c.size());
+}
+
+fl_status instance::command(const std::uint8_t *c, std::size_t size) {
     if (!device_) return FL_MISUSE;
-    return timed("command", [&] { return device_->command(device_, c.empty() ? nullptr : c.data(), c.size()); });
+    return timed("command", [&] { return device_->command(device_, c, size); });
 }
 
 void instance::destroy() {

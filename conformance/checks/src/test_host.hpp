@@ -17,6 +17,7 @@
 #include <firelink/firelink.h>
 
 #include "firelink/core/plugin_loader.hpp"
+#include "guarded.hpp"
 
 namespace firelink::conform {
 
@@ -55,12 +56,31 @@ public:
     device_host(const device_host &) = delete;
     device_host &operator=(const device_host &) = delete;
 
-    const fl_host *abi() const noexcept { return &host_; }
+    const fl_host *abi() const noexcept { return host_ptr_; }
     void set_state(device_state s) { state_.store(s); }
+
+    // Host faults a check injects (call before create):
+    // fl_host, fl_host_transport and fl_host_timer exactly v1.0-sized, each ending at an inaccessible page, as an
+    // older host presents them: a read of a later field faults (FL-PLUGIN-26).
+    void present_v1_0();
+    // get_extension answers NULL for this id, as a host without the extension does (FL-PLUGIN-15).
+    void withhold_extension(std::string id) { withheld_ = std::move(id); }
+    // While set (non-zero), emit, write and request answer this status without doing anything (FL-PLUGIN-26).
+    void answer_status(fl_status st) { forced_status_.store(st); }
+    // While on, emit answers FL_BUSY to every event but telemetry and takes nothing (FL-PLUGIN-28).
+    void set_busy(bool on) { busy_.store(on); }
+    std::size_t busy_answers() const noexcept { return busy_answers_.load(); }
+    std::vector<emitted_event> deferred() const;  // the events answered FL_BUSY
+    // Turns on a shared bus (FL-PLUGIN-33): requests taken, and turns the driver ended itself with end_request.
+    std::size_t turns_taken() const noexcept { return turns_taken_.load(); }
+    std::size_t turns_ended() const noexcept { return turns_ended_.load(); }
+    bool turn_open() const;
     device_state state() const { return state_.load(); }
 
     // Answer for events of these kinds (FL_BUSY to test retries); FL_OK by default.
     std::vector<emitted_event> events() const;
+    // Forgets the events recorded so far (a long run's own memory must not count against the plugin).
+    void forget_events();
     std::size_t event_count() const;
     // Contract breaches seen by the host services (a timer or the wire used while not started)...
     std::vector<std::string> violations() const;
@@ -107,6 +127,15 @@ private:
     fl_host host_{};
     fl_host_transport transport_{};
     fl_host_timer timer_{};
+    const fl_host *host_ptr_ = &host_;
+    const fl_host_transport *transport_ptr_ = &transport_;
+    const fl_host_timer *timer_ptr_ = &timer_;
+    std::unique_ptr<guarded_bytes> v1_host_, v1_transport_, v1_timer_;
+    std::string withheld_;
+    std::atomic<fl_status> forced_status_{FL_OK};
+    std::atomic<bool> busy_{false};
+    std::atomic<std::size_t> busy_answers_{0}, turns_taken_{0}, turns_ended_{0};
+    std::vector<emitted_event> deferred_;
     std::atomic<device_state> state_{device_state::creating};
 
     mutable std::mutex mutex_;
@@ -126,16 +155,19 @@ private:
 // timed; the slowest is kept for FL-PLUGIN-24.
 class instance {
 public:
-    instance(const fl_plugin_entry &entry, const core::driver_info &driver, std::string device_id);
+    // `transport_kind`: what the wire says it is (FL_TRANSPORT_*); -1: from the driver's first declared wire.
+    instance(const fl_plugin_entry &entry, const core::driver_info &driver, std::string device_id,
+             std::int32_t transport_kind = -1);
     ~instance();  // destroys the device if a check has not
     instance(const instance &) = delete;
     instance &operator=(const instance &) = delete;
 
     fl_status create(const std::vector<std::uint8_t> &config);
-    fl_status create(const std::uint8_t *config, std::size_t size);
+    fl_status create(const std::uint8_t *config, std::size_t size, const char *driver_id = nullptr);
     fl_status start();
     fl_status stop();
     fl_status command(const std::vector<std::uint8_t> &command);
+    fl_status command(const std::uint8_t *command, std::size_t size);
     void destroy();
     // Delivers the link's opening if the device asked for it (never from inside open).
     void deliver_open();
@@ -153,6 +185,8 @@ public:
 
     std::chrono::microseconds slowest() const noexcept { return slowest_; }
     const std::string &slowest_call() const noexcept { return slowest_call_; }
+    // The most FL_BUSY answers the host gave inside one call: a driver that spins on FL_BUSY shows many.
+    std::size_t most_busy_in_one_call() const noexcept { return most_busy_; }
 
 private:
     template <class F>
@@ -167,6 +201,7 @@ private:
     const fl_device_timer *timer_ = nullptr;
     std::chrono::microseconds slowest_{0};
     std::string slowest_call_;
+    std::size_t most_busy_ = 0;
 };
 
 // The transport kind a driver's first declared wire maps to; FL_TRANSPORT_SERIAL when it declares none.

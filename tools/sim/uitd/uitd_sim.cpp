@@ -49,6 +49,7 @@ struct options {
     int utc_offset_min = 480;
     int connect_timeout_s = 10;
     bool exit_when_done = false;
+    bool steps_from_stdin = false;
     bool with_time = true;
     std::uint8_t version_user = 1;
     std::string script;
@@ -146,9 +147,11 @@ public:
             for (auto &d : duty_due_) next = std::min(next, d);
             const int wait_ms = static_cast<int>(std::max<std::int64_t>(
                 0, std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count()));
-            pollfd p{fd_, POLLIN, 0};
-            const int rc = ::poll(&p, 1, wait_ms);
-            if (rc > 0) {
+            pollfd p[2] = {{fd_, POLLIN, 0}, {0, POLLIN, 0}};
+            const bool with_stdin = opt_.steps_from_stdin && !stdin_closed_;
+            const int rc = ::poll(p, with_stdin ? 2 : 1, wait_ms);
+            if (rc > 0 && with_stdin && p[1].revents) read_stdin_steps();
+            if (rc > 0 && p[0].revents) {
                 std::uint8_t buf[4096];
                 const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
                 if (n <= 0) {
@@ -413,6 +416,24 @@ private:
 
     bool script_done() const { return pc_ >= steps_.size() && !resume_at_; }
 
+    // --stdin: more steps, one a line, appended to the script as they arrive.
+    void read_stdin_steps() {
+        char buf[1024];
+        const ssize_t n = ::read(0, buf, sizeof buf);
+        if (n <= 0) {
+            stdin_closed_ = true;
+            return;
+        }
+        stdin_buf_.append(buf, static_cast<std::size_t>(n));
+        for (std::size_t nl; (nl = stdin_buf_.find('\n')) != std::string::npos;) {
+            std::string error;
+            auto more = parse_script(stdin_buf_.substr(0, nl), error);
+            stdin_buf_.erase(0, nl + 1);
+            if (!error.empty()) std::fprintf(stderr, "uitd: %s\n", error.c_str());
+            else steps_.insert(steps_.end(), more.begin(), more.end());
+        }
+    }
+
     void run_script() {
         while (!script_done()) {
             const auto now = clock_type::now();
@@ -544,6 +565,8 @@ private:
     std::vector<std::uint8_t> merge_buf_;
     int confirmed_ = 0, denied_ = 0, gave_up_ = 0;
     bool disconnected_ = false;
+    bool stdin_closed_ = false;
+    std::string stdin_buf_;
 };
 
 void usage(FILE *to) {
@@ -562,7 +585,8 @@ void usage(FILE *to) {
         "  --version-user N           the protocol version's user byte (default 1)\n"
         "  --script STEPS             steps separated by ';' (see below); repeatable\n"
         "  --scenario FILE            steps from a file, one per line, '#' comments\n"
-        "  --exit-when-done           exit once the script ran and every frame was answered or given up\n\n"
+        "  --exit-when-done           exit once the script ran and every frame was answered or given up\n"
+        "  --stdin                    also take steps from standard input, one a line, as they arrive\n\n"
         "Steps (key=value arguments; a component is addr=N or loop=L point=P, with sys= sys_addr= type= desc=):\n"
         "  wait MS | heartbeat | fire|fault|supervisory|disable|start|feedback|delay|power_fault <component>\n"
         "  restore <component> [bit=fire|fault|...|all] | component <component> status=S | system status=S\n"
@@ -609,6 +633,7 @@ int run(int argc, char **argv) {
                 ss << in.rdbuf();
                 script += ss.str() + "\n";
             } else if (a == "--exit-when-done") o.exit_when_done = true;
+            else if (a == "--stdin") o.steps_from_stdin = true;
             else throw std::runtime_error("unknown option " + a);
         }
         if (o.port.empty()) throw std::runtime_error("--connect HOST:PORT is required");

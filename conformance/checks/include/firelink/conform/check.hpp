@@ -21,7 +21,8 @@ enum class status { passed, failed, crashed, timeout, skipped, warning };
 std::string_view to_string(status s) noexcept;
 
 // Each check belongs to the lowest level that runs it; a run at a level runs that level's checks and the ones below.
-enum class level { basic = 0, standard = 1, strict = 2 };
+// `soak` is `strict` and the long runs (soak.*).
+enum class level { basic = 0, standard = 1, strict = 2, soak = 3 };
 std::string_view to_string(level l) noexcept;
 bool parse_level(std::string_view s, level &out) noexcept;
 
@@ -34,6 +35,11 @@ struct run_options {
     std::chrono::milliseconds callback_bound{100};             // FL-PLUGIN-24
     std::chrono::milliseconds scan_budget{200};                // load + negotiate + descriptor, warning only
     std::filesystem::path sim;  // the class scenarios' device source; empty: firelink-sim next to the running suite
+    std::vector<std::filesystem::path> traces;  // --trace: replayed as the polled classes' device source
+    std::string device_uri;                     // --device: a live device as that source
+    std::filesystem::path device_actions;       // --device-actions: where a live device's actions are written
+    std::filesystem::path record_dir;           // --record-traces: each simulator scenario's bytes, as a trace
+    std::chrono::seconds soak_duration{600};    // --duration: how long each soak check runs
 };
 
 // What a check found. Failures outrank warnings; the message keeps the first few of each.

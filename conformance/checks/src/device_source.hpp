@@ -1,0 +1,66 @@
+// Internal: where a polled class scenario's device is — the device source. The driver always talks through the
+// host's real transport (a tcp_client or serial link of host/transport); the source decides what is at the other
+// end and what a scenario's action does:
+//   - the simulator: `firelink-sim <kind> --listen 127.0.0.1:0`, actions on its standard input; with
+//     --record-traces DIR the bytes go through a recording proxy and are written as a trace per check;
+//   - a trace (--trace FILE): a loopback TCP peer that answers each of the driver's requests with the reply
+//     recorded for it in the trace's current section; an action moves to its section (the format: trace.hpp);
+//   - a live device (--device URI): tcp://HOST:PORT?unit=N or serial:///dev/ttyX?baud=9600&unit=N; actions are
+//     written to --device-actions FILE (a FIFO a rig reads) or asked of the certifier on the terminal.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checks.hpp"
+#include "firelink/core/device_runtime.hpp"
+
+namespace firelink::conform {
+
+// A firelink-sim child whose standard input takes actions: `firelink-sim KIND --listen 127.0.0.1:0` (the port it
+// printed), or with other arguments (`--serial PTY --units 1-2`). Killed on destruction.
+class simulator {
+public:
+    simulator() = default;
+    simulator(const simulator &) = delete;
+    simulator &operator=(const simulator &) = delete;
+    ~simulator();
+    bool start(const std::filesystem::path &exe, const std::string &kind, std::string &why);
+    bool start(const std::filesystem::path &exe, const std::string &kind, const std::vector<std::string> &args,
+               std::string &why);
+    void act(const std::string &action);  // one line on its standard input
+    std::uint16_t port() const noexcept { return port_; }
+
+private:
+    bool read_line(std::string &line, std::chrono::steady_clock::time_point deadline);
+    void drain();  // the simulator echoes each action; read what is there so its pipe never fills
+    pid_t pid_ = -1;
+    int in_ = -1, out_ = -1;
+    std::uint16_t port_ = 0;
+    std::string buf_;
+};
+
+class device_source {
+public:
+    virtual ~device_source() = default;
+    // The wire the device gets to this source.
+    virtual core::link_factory link() = 0;
+    virtual void act(const std::string &action) = 0;
+    // A command was sent (a trace's section "command NAME" begins; a recording marks it).
+    virtual void commanded(const std::string & /*name*/) {}
+    // After the scenario: a recording is written, a trace reports the steps it had no section for.
+    virtual void finish(findings & /*f*/) {}
+};
+
+// The source for one scenario check of a polled class (the Modbus classes): --device, else --trace, else the
+// simulator `sim_kind`. NULL when none applies: the check is then skipped (or failed) with the reason.
+std::unique_ptr<device_source> make_polled_source(const run_options &o, const core::driver_info &drv,
+                                                  const std::string &sim_kind, const std::string &check_id,
+                                                  findings &f);
+
+}  // namespace firelink::conform

@@ -1,0 +1,359 @@
+// The fire_panel class scenarios. A fire panel's UITD connects in to the host: the device runs in the host's device
+// runtime on a link from a real host listener (host/transport's tcp_listener), bound by the identity the plugin's
+// firelink.identify/1 reads from the connection's first bytes, as firelink-host binds it. The device source is
+// `firelink-sim uitd --connect` (GB/T 26875.3 over TCP), scripted through its standard input (--stdin).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <firelink/ext/identify.h>
+#include <firelink/plugin.h>
+#include <firelink/transport/link.hpp>
+
+#include "guarded.hpp"
+#include "scenario.hpp"
+
+namespace firelink::conform {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// The simulated UITD's address, and the identity the driver must read from its frames.
+constexpr const char *uitd_address = "0x0379";
+constexpr const char *uitd_identity = "000000000379";
+
+// `firelink-sim uitd --connect 127.0.0.1:PORT --stdin`: a child whose standard input takes script steps.
+class uitd_process {
+public:
+    uitd_process() = default;
+    uitd_process(const uitd_process &) = delete;
+    uitd_process &operator=(const uitd_process &) = delete;
+    ~uitd_process() {
+        if (in_ >= 0) ::close(in_);
+        if (out_ >= 0) ::close(out_);
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            int st = 0;
+            ::waitpid(pid_, &st, 0);
+        }
+    }
+
+    bool start(const std::filesystem::path &exe, std::uint16_t port, std::string &why) {
+        int in[2], out[2];
+        if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+            why = std::string("pipe: ") + std::strerror(errno);
+            return false;
+        }
+        const std::string centre = "127.0.0.1:" + std::to_string(port);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
+            ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
+                    "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
+                    static_cast<char *>(nullptr));
+            ::_exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        in_ = in[1];
+        out_ = out[0];
+        if (pid_ < 0) {
+            why = std::string("fork: ") + std::strerror(errno);
+            return false;
+        }
+        return true;
+    }
+    // One script step, as a line on the simulator's standard input.
+    void act(const std::string &step) {
+        const std::string line = step + "\n";
+        [[maybe_unused]] const auto n = ::write(in_, line.data(), line.size());
+        drain();
+    }
+
+private:
+    // The simulator reports each frame as a JSON line; read what is there so its pipe never fills.
+    void drain() {
+        char b[4096];
+        pollfd p{out_, POLLIN, 0};
+        while (::poll(&p, 1, 0) > 0 && ::read(out_, b, sizeof b) > 0) {}
+    }
+    pid_t pid_ = -1;
+    int in_ = -1, out_ = -1;
+};
+
+const fl_plugin_identify *identify_of(const core::plugin &p) {
+    const auto &e = p.entry();
+    const auto *ident = e.get_extension ? static_cast<const fl_plugin_identify *>(e.get_extension(FL_EXT_IDENTIFY))
+                                        : nullptr;
+    return ident && FL_HAS_FIELD(ident, fl_plugin_identify, identify) && ident->identify ? ident : nullptr;
+}
+
+// One fire panel device in the host's runtime behind a loopback listener, and the simulated UITD calling in.
+class panel_device : public scenario_device {
+public:
+    panel_device(const run_options &o, std::shared_ptr<core::plugin> plugin, const core::driver_info &drv, findings &f)
+        : scenario_device(f, drv) {
+        try {
+            listener_ = transport::make_tcp_listener(io(), "127.0.0.1", 0);
+        } catch (const std::exception &e) {
+            f.fail(std::string("cannot listen on a loopback port: ") + e.what());
+            return;
+        }
+        core::link_factory make_link;
+        auto l = listener_;
+        if (const auto *ident = identify_of(*plugin)) {
+            // As firelink-host does for a device bound by identity (wire = { listener, identity }).
+            l->set_identifier([ident, driver = drv.id](const std::uint8_t *data, std::size_t size, std::string &who) {
+                char buf[256];
+                std::size_t len = 0;
+                const fl_status st = ident->identify(driver.c_str(), data, size, buf, sizeof buf, &len);
+                if (st == FL_OK) {
+                    if (len == 0 || len > sizeof buf) return FL_INVALID_ARGUMENT;
+                    who.assign(buf, len);
+                }
+                return st;
+            });
+            make_link = [l](transport::executor ex, transport::link_events ev) {
+                return l->attach_identity(std::move(ex), uitd_identity, std::move(ev));
+            };
+        } else {
+            make_link = [l](transport::executor ex, transport::link_events ev) {
+                return l->attach_peer(std::move(ex), "127.0.0.1", std::move(ev));
+            };
+        }
+        std::vector<std::vector<std::uint8_t>> configs = {{}};
+        if (o.configs.count(drv.id)) configs = {o.configs.at(drv.id)};
+        if (!create_and_start(plugin, drv, configs, make_link)) return;
+        std::string why;
+        if (!sim_.start(sim_path(o), listener_->port(), why)) {
+            f.fail("the device source did not start: " + why);
+            return;
+        }
+        if (wait_traffic(event_budget)) {
+            set_ready();
+            return;
+        }
+        f.fail("driver '" + drv.id + "': no traffic from 'firelink-sim uitd' connecting in within " +
+               std::to_string(ms(event_budget)) + " ms (is the connection bound to identity " + uitd_identity + "?)");
+    }
+    ~panel_device() override { shutdown(); }
+
+    void act(const std::string &step) override { sim_.act(step); }
+    // GB/T 26875.3 commands take only their own arguments.
+    bool operator_argument() const override { return false; }
+
+private:
+    std::shared_ptr<transport::tcp_listener> listener_;
+    uitd_process sim_;  // destroyed after shutdown() let go of the listener's link
+};
+
+void with_panel(const run_options &o, findings &f, const std::function<void(step_context &)> &body) {
+    ::signal(SIGPIPE, SIG_IGN);
+    std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
+    if (!plugin) return;
+    const core::driver_info *drv = nullptr;
+    for (const auto &d : plugin->info().drivers)
+        if (d.device_class == "fire_panel") drv = &d;
+    if (!drv) return f.skip("the plugin has no fire_panel driver");
+    if (!(drv->wires & FL_WIRE_TCP_ACCEPTED))
+        return f.skip("driver '" + drv->id + "' declares no tcp_accepted wire: its panel cannot connect in");
+    const auto sim = sim_path(o);
+    if (sim.empty() || ::access(sim.c_str(), X_OK) != 0)
+        return f.skip("no device source for fire_panel: no simulator at '" + sim.string() +
+                      "' (give --sim PATH_TO_firelink-sim)");
+    const core::driver_info info = *drv;
+    panel_device d(o, plugin, info, f);
+    if (!d) return;
+    step_context c{d, f};
+    body(c);
+}
+
+// Raises with `raise` and ends it with `clear`: exactly one event, and a restore that ends it.
+void raise_and_restore(step_context &c, const std::string &raise, const std::string &clear, const std::string &kind,
+                       const std::string &code) {
+    const auto m = c.d.events().mark();
+    const auto raised = expect(c, raise, kind, code);
+    expect_count(c, m, kind, code, 1);
+    if (!c.ok) return;
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    c.d.act(clear);
+    expect_restore(c, *raised, from, t0, clear);
+}
+
+// ---- scenario.fire_panel.identify: identify on the real bytes of a UITD calling in (FL-PLUGIN-34) ---------------
+void identify_real(const run_options &o, findings &f) {
+    ::signal(SIGPIPE, SIG_IGN);
+    auto plugin = load_plugin(o, f);
+    if (!plugin) return;
+    const core::driver_info *drv = nullptr;
+    for (const auto &d : plugin->info().drivers)
+        if (d.device_class == "fire_panel" && (d.wires & FL_WIRE_TCP_ACCEPTED)) drv = &d;
+    if (!drv) return f.skip("the plugin has no fire_panel driver with a tcp_accepted wire");
+    const auto sim = sim_path(o);
+    if (sim.empty() || ::access(sim.c_str(), X_OK) != 0)
+        return f.skip("no device source for fire_panel: no simulator at '" + sim.string() + "'");
+    plugin_host host;
+    if (plugin->init(host.abi()) != FL_OK) return f.fail("init failed");
+    const auto *ident = identify_of(*plugin);
+    if (!ident) {
+        plugin->deinit();
+        return f.skip("the plugin offers no " FL_EXT_IDENTIFY ": its panels are bound by peer address only");
+    }
+    // A bare socket plays the centre: it takes the UITD's first bytes and answers nothing.
+    const int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 || ::listen(ls, 1) != 0 ||
+        ::getsockname(ls, reinterpret_cast<sockaddr *>(&a), &alen) != 0) {
+        if (ls >= 0) ::close(ls);
+        plugin->deinit();
+        return f.fail(std::string("cannot listen on a loopback port: ") + std::strerror(errno));
+    }
+    std::vector<std::uint8_t> first;
+    {
+        uitd_process uitd;
+        std::string why;
+        if (!uitd.start(sim, ntohs(a.sin_port), why)) {
+            ::close(ls);
+            plugin->deinit();
+            return f.fail("the device source did not start: " + why);
+        }
+        pollfd p{ls, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(event_budget.count())) > 0) {
+            const int s = ::accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+            const auto until = steady::now() + 1500ms;  // the first frame and a heartbeat
+            while (s >= 0 && steady::now() < until) {
+                pollfd q{s, POLLIN, 0};
+                if (::poll(&q, 1, 100) <= 0) continue;
+                std::uint8_t b[2048];
+                const auto n = ::read(s, b, sizeof b);
+                if (n <= 0) break;
+                first.insert(first.end(), b, b + n);
+            }
+            if (s >= 0) ::close(s);
+        }
+    }
+    ::close(ls);
+    if (first.empty()) {
+        plugin->deinit();
+        return f.fail("'firelink-sim uitd' sent nothing within " + std::to_string(ms(event_budget)) + " ms");
+    }
+    // Every prefix, each ending at an inaccessible page: FL_BUSY until a frame is complete, then FL_OK with the
+    // UITD's address, and FL_OK with the same identity for every longer prefix.
+    std::size_t bound_at = 0;
+    constexpr std::size_t cap = 32;
+    for (std::size_t n = 1; n <= first.size(); ++n) {
+        guarded_bytes in(first.data(), n), out(nullptr, cap);
+        std::size_t len = 0;
+        const fl_status st =
+            ident->identify(drv->id.c_str(), in.data(), n, reinterpret_cast<char *>(out.data()), cap, &len);
+        if (st == FL_OK) {
+            const std::string who(reinterpret_cast<const char *>(out.data()), std::min(len, cap));
+            if (len > cap || who != uitd_identity) {
+                f.fail("driver '" + drv->id + "': identify read '" + who + "' from the first " + std::to_string(n) +
+                       " bytes of UITD " + uitd_identity + " (FL-PLUGIN-34)");
+                break;
+            }
+            if (!bound_at) bound_at = n;
+        } else if (bound_at) {
+            f.fail("driver '" + drv->id + "': identify answered FL_OK for " + std::to_string(bound_at) +
+                   " bytes and " + status_name(st) + " for " + std::to_string(n) + " (FL-PLUGIN-34)");
+            break;
+        } else if (st != FL_BUSY) {
+            f.fail("driver '" + drv->id + "': identify answered " + status_name(st) + " for the first " +
+                   std::to_string(n) + " bytes of a UITD, where FL_BUSY belongs until its frame is complete "
+                   "(FL-PLUGIN-34)");
+            break;
+        }
+    }
+    if (!bound_at && !f.failed())
+        f.fail("driver '" + drv->id + "': identify never bound the " + std::to_string(first.size()) +
+               " bytes a UITD sent first (FL-PLUGIN-34)");
+    else if (!f.failed())
+        f.note("identity " + std::string(uitd_identity) + " read after " + std::to_string(bound_at) + " of " +
+               std::to_string(first.size()) + " bytes");
+    plugin->deinit();
+}
+
+}  // namespace
+
+void add_panel_checks(std::vector<check> &v) {
+    const std::string p = "scenario.fire_panel.";
+    v.push_back({p + "identify", {"FL-PLUGIN-34"}, level::standard,
+                 "identify reads the UITD's address from every prefix of its first bytes: FL_BUSY, then FL_OK",
+                 identify_real});
+    v.push_back({p + "alarm", {"FL-PLUGIN-27"}, level::standard,
+                 "a fire alarm from the UITD arrives once within 5 s, and its restore ends it",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, [](step_context &c) {
+                         raise_and_restore(c, "fire loop=1 point=5", "restore loop=1 point=5 bit=fire", "alarm",
+                                           "fire_alarm");
+                     });
+                 }});
+    v.push_back({p + "fault", {"FL-PLUGIN-27"}, level::standard,
+                 "a component fault arrives once within 5 s, and its restore ends it",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, [](step_context &c) {
+                         raise_and_restore(c, "fault loop=1 point=6", "restore loop=1 point=6 bit=fault", "fault",
+                                           "fault");
+                     });
+                 }});
+    v.push_back({p + "garbage", {"FL-PLUGIN-27", "FL-PLUGIN-32"}, level::standard,
+                 "garbage and a frame with a bad checksum give a communication_fault or nothing; the next fire "
+                 "alarm is reported",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, [](step_context &c) {
+                         const auto from = c.d.events().mark();
+                         c.d.act("garbage n=200");
+                         expect_quiet(c, from, [](const seen &s) { return s.code == "communication_fault"; },
+                                      "after garbage from the UITD,", "only a communication_fault belongs; FL-PLUGIN-32");
+                         // A heartbeat with a wrong checksum (denied), then a fire alarm: the driver is in step again.
+                         c.d.act("bad_checksum");
+                         c.d.act("heartbeat");
+                         expect(c, "fire loop=1 point=7", "alarm", "fire_alarm");
+                     });
+                 }});
+    v.push_back({p + "command", {"FL-PLUGIN-30"}, level::standard,
+                 "sync_clock is confirmed by the UITD: command_result ok=true",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, [](step_context &c) {
+                         expect_result(c, "sync_clock", true, "the UITD confirmed the clock");
+                     });
+                 }});
+    v.push_back({p + "busy", {"FL-PLUGIN-28"}, level::standard,
+                 "a fire alarm answered FL_BUSY is kept and emitted once the host takes events",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, [](step_context &c) {
+                         const auto from = c.d.events().mark();
+                         c.d.set_busy(true);
+                         c.d.act("fire loop=1 point=8");
+                         std::this_thread::sleep_for(watch);
+                         for (const auto &s : c.d.events().since(from))
+                             if (!s.from_host && s.kind != "telemetry") {
+                                 c.f.fail("driver '" + c.d.driver() +
+                                          "': an event was accepted while the host answered FL_BUSY: " + s.json);
+                                 c.ok = false;
+                             }
+                         c.d.set_busy(false);
+                         expect(c, "", "alarm", "fire_alarm", from);
+                         if (!c.ok)
+                             c.f.fail("driver '" + c.d.driver() + "': the fire alarm answered FL_BUSY was never "
+                                      "emitted again once the host took events (FL-PLUGIN-28)");
+                     });
+                 }});
+}
+
+}  // namespace firelink::conform
