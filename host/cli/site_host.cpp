@@ -792,7 +792,9 @@ int site_host::run() {
     options.observer.transport_errors = [this](const std::string &device, std::uint64_t n) {
         metrics_.transport_error(device, n);
     };
-    if (uplink_) options.admits = [this](std::string_view kind) { return uplink_->admits(kind); };
+    // Through the queue, which outlives the runtime (the runners' supervisors ask until the runtime is gone).
+    if (uplink_)
+        options.admits = [q = queue_.get()](std::string_view kind) { return q->admit(uplink::lane_of(kind)); };
     catalog_.isolation = cfg_.isolation;
     auto &ro = catalog_.runner_options;
     ro.runner = cfg_.isolation.runner;

@@ -103,6 +103,9 @@ class Site:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("firelink-host did not stop:\n" + self.output())
+            if self.proc.returncode != 0:
+                raise AssertionError(f"firelink-host exited with {self.proc.returncode} on SIGTERM:\n" +
+                                     self.output()[-3000:])
         self.log.close()
         self.dir.cleanup()
 

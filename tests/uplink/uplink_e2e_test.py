@@ -145,12 +145,16 @@ class Host:
         self.proc = None
 
     def stop(self):
+        code = 0
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(40)
+            code = self.proc.wait(40)
         if self.proc:
             self.log.close()
         self.proc = None
+        # A host stopped by SIGTERM exits 0: a crash on the way out (a runner's supervisor outliving the uplink) fails.
+        if code != 0:
+            raise AssertionError(f"firelink-host exited with {code} on SIGTERM")
 
     def drained(self):
         u = self.uplink()
