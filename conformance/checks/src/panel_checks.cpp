@@ -29,6 +29,8 @@ using namespace std::chrono_literals;
 // The simulated UITD's address, and the identity the driver must read from its frames.
 constexpr const char *uitd_address = "0x0379";
 constexpr const char *uitd_identity = "000000000379";
+// The liveness budget of scenario.fire_panel.silence: twice the simulated UITD's 1 s heartbeat.
+constexpr std::chrono::milliseconds panel_heartbeat{2000};
 
 // `firelink-sim uitd --connect 127.0.0.1:PORT --stdin`: a child whose standard input takes script steps.
 class uitd_process {
@@ -101,7 +103,8 @@ const fl_plugin_identify *identify_of(const core::plugin &p) {
 // One fire panel device in the host's runtime behind a loopback listener, and the simulated UITD calling in.
 class panel_device : public scenario_device {
 public:
-    panel_device(const run_options &o, std::shared_ptr<core::plugin> plugin, const core::driver_info &drv, findings &f)
+    panel_device(const run_options &o, std::shared_ptr<core::plugin> plugin, const core::driver_info &drv, findings &f,
+                 std::chrono::milliseconds heartbeat)
         : scenario_device(f, drv) {
         try {
             listener_ = transport::make_tcp_listener(io(), "127.0.0.1", 0);
@@ -133,7 +136,7 @@ public:
         }
         std::vector<std::vector<std::uint8_t>> configs = {{}};
         if (o.configs.count(drv.id)) configs = {o.configs.at(drv.id)};
-        if (!create_and_start(plugin, drv, configs, make_link)) return;
+        if (!create_and_start(plugin, drv, configs, make_link, heartbeat)) return;
         std::string why;
         if (!sim_.start(sim_path(o), listener_->port(), why)) {
             f.fail("the device source did not start: " + why);
@@ -157,7 +160,8 @@ private:
     uitd_process sim_;  // destroyed after shutdown() let go of the listener's link
 };
 
-void with_panel(const run_options &o, findings &f, const std::function<void(step_context &)> &body) {
+void with_panel(const run_options &o, findings &f, const std::function<void(step_context &)> &body,
+                std::chrono::milliseconds heartbeat = std::chrono::milliseconds{0}) {
     ::signal(SIGPIPE, SIG_IGN);
     std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
     if (!plugin) return;
@@ -172,7 +176,7 @@ void with_panel(const run_options &o, findings &f, const std::function<void(step
         return f.skip("no device source for fire_panel: no simulator at '" + sim.string() +
                       "' (give --sim PATH_TO_firelink-sim)");
     const core::driver_info info = *drv;
-    panel_device d(o, plugin, info, f);
+    panel_device d(o, plugin, info, f, heartbeat);
     if (!d) return;
     step_context c{d, f};
     body(c);
@@ -189,6 +193,48 @@ void raise_and_restore(step_context &c, const std::string &raise, const std::str
     const auto t0 = steady::now();
     c.d.act(clear);
     expect_restore(c, *raised, from, t0, clear);
+}
+
+// ---- scenario.fire_panel.silence: a connected UITD that stops sending is the host's to report offline ----------
+// As scenario.<class>.silence: the driver emits nothing while its device is silent; the host's liveness (a short
+// budget here) reports the device `offline`, and its return restores it; then the driver still reads the panel.
+void panel_silence(step_context &c) {
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    c.d.act("silent on");
+    const auto offline = c.d.events().wait(
+        from, [](const seen &s) { return s.from_host && s.kind == "offline" && s.code == "offline"; },
+        t0 + panel_heartbeat + event_budget);
+    if (!offline) {
+        c.f.fail("after 'silent on', the host reported no offline within " +
+                 std::to_string(ms(panel_heartbeat + event_budget)) + " ms (liveness budget " +
+                 std::to_string(ms(panel_heartbeat)) + " ms): every byte must reach the host through the wire");
+        c.ok = false;
+        return;
+    }
+    c.f.note("'silent on': offline (host) in " + std::to_string(ms(offline->at - t0)) + " ms");
+    expect_quiet(c, from, [](const seen &) { return false; }, "while the UITD sent nothing,",
+                 "a silent device is the host's to report as offline; FL-PLUGIN-27");
+    if (!c.ok) return;
+    const auto after = c.d.events().mark();
+    const auto t1 = steady::now();
+    c.d.act("silent off");
+    c.d.act("heartbeat");
+    const auto back = c.d.events().wait(
+        after,
+        [&](const seen &s) {
+            return s.from_host && s.kind == "restore" && s.code == "offline" && s.ends == offline->event_id;
+        },
+        t1 + event_budget);
+    if (!back) {
+        c.f.fail("after 'silent off', the host did not restore offline (ends '" + offline->event_id + "') within " +
+                 std::to_string(ms(event_budget)) + " ms");
+        c.ok = false;
+        return;
+    }
+    c.f.note("'silent off': restore offline in " + std::to_string(ms(back->at - t1)) + " ms");
+    // ...and the driver still reads the panel once it sends again.
+    expect(c, "fire loop=1 point=9", "alarm", "fire_alarm");
 }
 
 // ---- scenario.fire_panel.identify: identify on the real bytes of a UITD calling in (FL-PLUGIN-34) ---------------
@@ -311,6 +357,10 @@ void add_panel_checks(std::vector<check> &v) {
                                            "fault");
                      });
                  }});
+    v.push_back({p + "silence", {"FL-PLUGIN-27"}, level::standard,
+                 "a connected UITD that sends nothing: no event from the driver, the host reports it offline "
+                 "within its 2 s liveness budget and restores it when it sends again; then a fire alarm arrives",
+                 [](const run_options &o, findings &f) { with_panel(o, f, panel_silence, panel_heartbeat); }});
     v.push_back({p + "garbage", {"FL-PLUGIN-27", "FL-PLUGIN-32"}, level::standard,
                  "garbage and a frame with a bad checksum give a communication_fault or nothing; the next fire "
                  "alarm is reported",

@@ -98,8 +98,10 @@ public:
 
 protected:
     // Creates the device with the first config of `configs` it takes, starts it; false (and a finding) otherwise.
+    // `heartbeat`: the host's liveness budget for the device (0: off), after which it reports the device offline.
     bool create_and_start(const std::shared_ptr<core::plugin> &plugin, const core::driver_info &drv,
-                          const std::vector<std::vector<std::uint8_t>> &configs, core::link_factory make_link);
+                          const std::vector<std::vector<std::uint8_t>> &configs, core::link_factory make_link,
+                          std::chrono::milliseconds heartbeat = std::chrono::milliseconds{0});
     // True once the device's wire brought traffic (bytes in or an event) within `budget`.
     bool wait_traffic(std::chrono::milliseconds budget);
     void set_ready() { ready_ = true; }

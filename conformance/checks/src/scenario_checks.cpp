@@ -1,5 +1,5 @@
 // The class scenarios of the Modbus classes: for a driver of a standard device class with a device source, drive
-// the class's standard scenarios (alarm, pre-alarm, restore, silence, garbage, command with read-back, stuck
+// the class's standard scenarios (alarm, pre-alarm, fault, restore, silence, garbage, command with read-back, stuck
 // actuator) and judge the events and their latency (scenario.hpp). The device runs in the host's own device runtime
 // (host/core) on a real link (host/transport), as firelink-host runs it; the device source (device_source.hpp) is
 // the simulator (firelink-sim, Modbus TCP on loopback, scripted through its standard input), a replayed trace or a
@@ -75,6 +75,9 @@ struct class_scenarios {
     std::string sim_kind;                   // firelink-sim's device
     std::string raise, raise_code;          // an alarm, to show the driver still reads the device
     std::function<void(step_context &)> alarm, command, stuck;
+    std::string fault_on, fault_off, fault_code;  // the class's device fault, and what clears it
+    // A rise through the pre-alarm to the alarm, and what ends them (empty: the class has no pre-alarm, and why).
+    std::string rise, pre_code, alarm_code, fall, no_pre_alarm;
 };
 
 const std::vector<class_scenarios> &classes() {
@@ -98,7 +101,11 @@ const std::vector<class_scenarios> &classes() {
          [](step_context &c) {
              c.d.act("stuck on");
              expect_result(c, "close_valve", false, "the valve is stuck open");
-         }},
+         },
+         "sensor-fault on", "sensor-fault off", "sensor_fault",
+         "", "", "", "",
+         "the class has no pre-alarm: its driver reports gas level 1 as an alarm (gas_level_1, severity major), not "
+         "a pre_alarm (docs/drivers/modbus.md)"},
         {"arc_fault_breaker", "arc-breaker", "residual 350", "residual_current_high",
          [](step_context &c) {
              const auto pre = expect(c, "residual 250", "pre_alarm", "residual_current_high");
@@ -123,7 +130,9 @@ const std::vector<class_scenarios> &classes() {
          [](step_context &c) {
              c.d.act("stuck on");
              expect_result(c, "trip", false, "the breaker is stuck closed");
-         }},
+         },
+         "breaker-fault on", "breaker-fault off", "breaker_fault",
+         "ramp residual_current 350 1500", "residual_current_high", "residual_current_high", "residual 0", ""},
         {"pyrolysis_detector", "pyrolysis", "level 700", "pyrolysis_alarm",
          [](step_context &c) {
              const auto pre = expect(c, "level 350", "pre_alarm", "pyrolysis_pre_alarm");
@@ -144,7 +153,9 @@ const std::vector<class_scenarios> &classes() {
          [](step_context &c) {
              expect(c, "level 700", "alarm", "pyrolysis_alarm");
              expect_result(c, "reset", false, "the latch stays set while the level is high");
-         }},
+         },
+         "wire-break on", "wire-break off", "sensor_wire_break",
+         "ramp-level 700 1500", "pyrolysis_pre_alarm", "pyrolysis_alarm", "level 0", ""},
     };
     return all;
 }
@@ -194,6 +205,53 @@ void garbage(step_context &c, const class_scenarios &cls) {
     if (fault) expect_restore(c, *fault, after, t0, "garbage off");
     else c.f.note("no communication_fault for garbage replies");
     expect(c, cls.raise, "alarm", cls.raise_code);
+}
+
+// The device reports its own fault: exactly one `fault` with the class's code, its restore once the fault clears,
+// and the driver still reads the device afterwards.
+void fault(step_context &c, const class_scenarios &cls) {
+    const auto m = c.d.events().mark();
+    const auto raised = expect(c, cls.fault_on, "fault", cls.fault_code);
+    expect_count(c, m, "fault", cls.fault_code, 1);
+    if (!c.ok) return;
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    c.d.act(cls.fault_off);
+    expect_restore(c, *raised, from, t0, cls.fault_off);
+    expect(c, cls.raise, "alarm", cls.raise_code);
+}
+
+// A rise through the pre-alarm threshold to the alarm's: one pre_alarm, then one alarm, in that order; the fall ends
+// the pre-alarm (and the alarm, unless the class latches it until a reset).
+void pre_alarm(step_context &c, const class_scenarios &cls) {
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    c.d.act(cls.rise);
+    const auto pre = expect(c, "", "pre_alarm", cls.pre_code, from, t0);
+    const auto alarm = expect(c, "", "alarm", cls.alarm_code, from, t0);
+    expect_count(c, from, "pre_alarm", cls.pre_code, 1);
+    expect_count(c, from, "alarm", cls.alarm_code, 1);
+    if (!c.ok) return;
+    if (alarm->at < pre->at) {
+        c.f.fail("driver '" + c.d.driver() + "': on '" + cls.rise + "', alarm " + cls.alarm_code + " came " +
+                 std::to_string(ms(pre->at - alarm->at)) + " ms before pre_alarm " + cls.pre_code +
+                 ": a rising level passes the pre-alarm first (FL-PLUGIN-27)");
+        c.ok = false;
+        return;
+    }
+    c.f.note("pre_alarm " + cls.pre_code + " " + std::to_string(ms(alarm->at - pre->at)) + " ms before the alarm");
+    const auto after = c.d.events().mark();
+    const auto t1 = steady::now();
+    c.d.act(cls.fall);
+    expect_restore(c, *pre, after, t1, cls.fall);
+    if (cls.device_class == "pyrolysis_detector") {  // the alarm is latched until a reset (modbus.md)
+        const auto m = c.d.events().mark();
+        const auto t2 = steady::now();
+        expect_result(c, "reset", true, "the latch reads clear");
+        expect_restore(c, *alarm, m, t2, "reset");
+    } else {
+        expect_restore(c, *alarm, after, t1, cls.fall);
+    }
 }
 
 // FL-PLUGIN-28: an event answered FL_BUSY is kept and emitted again later, not dropped.
@@ -449,6 +507,17 @@ void add_scenario_checks(std::vector<check> &v) {
         v.push_back({p + "alarm", {"FL-PLUGIN-27"}, level::standard,
                      "alarms and pre-alarms from the simulator arrive once each within 5 s, and restores end them",
                      run("alarm", [](step_context &c, const class_scenarios &k) { k.alarm(c); })});
+        v.push_back({p + "pre_alarm", {"FL-PLUGIN-27"}, level::standard,
+                     "a rising level gives one pre_alarm, then one alarm, within 5 s; restores end them",
+                     [&cls, body = run("pre_alarm", [](step_context &c, const class_scenarios &k) { pre_alarm(c, k); })](
+                         const run_options &o, findings &f) {
+                         if (cls.rise.empty()) return f.skip("not applicable to " + cls.device_class + ": " + cls.no_pre_alarm);
+                         body(o, f);
+                     }});
+        v.push_back({p + "fault", {"FL-PLUGIN-27"}, level::standard,
+                     "the device's own fault gives one fault with the class's code within 5 s, and a restore that "
+                     "ends it when it clears",
+                     run("fault", [](step_context &c, const class_scenarios &k) { fault(c, k); })});
         v.push_back({p + "silence", {"FL-PLUGIN-27"}, level::standard,
                      "a device that stops answering gets no event from its driver; it recovers when it answers",
                      run("silence", [](step_context &c, const class_scenarios &k) { silence(c, k); })});

@@ -108,7 +108,7 @@ void scenario_device::shutdown() {
 
 bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plugin, const core::driver_info &drv,
                                        const std::vector<std::vector<std::uint8_t>> &configs,
-                                       core::link_factory make_link) {
+                                       core::link_factory make_link, std::chrono::milliseconds heartbeat) {
     if (threads_.empty())
         for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
     core::runtime_options opts;
@@ -122,6 +122,7 @@ bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plug
     spec.device_id = id;
     spec.driver_id = drv.id;
     spec.make_link = std::move(make_link);
+    spec.heartbeat = heartbeat;
     std::string why;
     bool created = false;
     for (const auto &config : configs) {

@@ -106,7 +106,7 @@ std::vector<step> parse_script(const std::string &text, std::string &error) {
     static const char *verbs[] = {"wait", "heartbeat", "fire", "fault", "supervisory", "disable", "start", "feedback",
                                   "delay", "power_fault", "restore", "component", "system", "uitd", "analog",
                                   "operation", "uitd_operation", "vendor", "garbage", "bad_checksum", "split", "merge",
-                                  "wait_confirms", "quit"};
+                                  "wait_confirms", "quit", "silent"};
     for (const auto &s : steps) {
         bool ok = false;
         for (auto v : verbs) ok = ok || s.verb == v;
@@ -261,6 +261,7 @@ private:
     }
 
     void raw_write(const std::vector<std::uint8_t> &b) {
+        if (silent_) return;  // `silent on`: connected, sending nothing (heartbeats, resends and answers included)
         std::size_t at = 0;
         while (at < b.size()) {
             const ssize_t n = ::send(fd_, b.data() + at, b.size() - at, MSG_NOSIGNAL);
@@ -532,6 +533,8 @@ private:
             for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<std::uint8_t>(i % 3 == 0 ? '@' : 0x17 * i + 5);
             write_bytes(junk);
             say("{\"event\":\"garbage\",\"bytes\":" + std::to_string(junk.size()) + "}");
+        } else if (s.verb == "silent") {
+            silent_ = !a.count("_") || a.at("_") != "off";
         } else if (s.verb == "bad_checksum") {
             corrupt_next_ = true;
         } else if (s.verb == "split") {
@@ -559,7 +562,7 @@ private:
     std::uint32_t last_addr_ = 0;
     std::uint16_t next_serial_ = 1;
     std::int64_t clock_offset_s_ = 0;
-    bool corrupt_next_ = false;
+    bool corrupt_next_ = false, silent_ = false;
     int split_parts_ = 0;
     int merging_ = 0;
     std::vector<std::uint8_t> merge_buf_;
@@ -591,7 +594,8 @@ void usage(FILE *to) {
         "  wait MS | heartbeat | fire|fault|supervisory|disable|start|feedback|delay|power_fault <component>\n"
         "  restore <component> [bit=fire|fault|...|all] | component <component> status=S | system status=S\n"
         "  uitd status=S | analog <component> analog=T raw=V | operation flags=F | uitd_operation flags=F\n"
-        "  vendor type=T hex=... | garbage n=N | bad_checksum | split parts=N | merge n=N | wait_confirms | quit\n");
+        "  vendor type=T hex=... | garbage n=N | bad_checksum | split parts=N | merge n=N | wait_confirms | quit\n"
+        "  silent [on|off]: stay connected and send nothing\n");
 }
 
 void on_signal(int) { stop_requested = 1; }
