@@ -51,7 +51,7 @@ struct catalog {
     std::vector<std::shared_ptr<core::plugin>> plugins;
     std::set<std::filesystem::path> seen;
     std::vector<std::string> refusals;
-    // Where plugins run; without it (firelink-host check), in this process.
+    // Where plugins run; until isolate() is called, in this process.
     std::optional<site::isolation_config> isolation;
     isolation::supervisor_options runner_options;
 
@@ -78,6 +78,21 @@ struct catalog {
                 plugins.push_back(std::move(p));
             }
         }
+    }
+
+    // Plugins load where the site says, with its runner settings.
+    void isolate(const site::site_config &cfg) {
+        isolation = cfg.isolation;
+        auto &ro = runner_options;
+        ro.runner = cfg.isolation.runner;
+        ro.limits = {cfg.isolation.memory_mb, cfg.isolation.open_files, cfg.isolation.user,
+                     cfg.watchdog_warn.count()};
+        ro.hang_timeout = cfg.isolation.hang_timeout;
+        ro.call_timeout = cfg.watchdog_fault / 2;  // under the watchdog's fault bound, which times the same call
+        ro.restart_limit = cfg.isolation.restart_limit;
+        ro.restart_window = cfg.isolation.restart_window;
+        ro.backoff_initial = cfg.isolation.backoff_initial;
+        ro.backoff_max = cfg.isolation.backoff_max;
     }
 
     // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved
@@ -795,18 +810,8 @@ int site_host::run() {
     // Through the queue, which outlives the runtime (the runners' supervisors ask until the runtime is gone).
     if (uplink_)
         options.admits = [q = queue_.get()](std::string_view kind) { return q->admit(uplink::lane_of(kind)); };
-    catalog_.isolation = cfg_.isolation;
-    auto &ro = catalog_.runner_options;
-    ro.runner = cfg_.isolation.runner;
-    ro.limits = {cfg_.isolation.memory_mb, cfg_.isolation.open_files, cfg_.isolation.user,
-                 cfg_.watchdog_warn.count()};
-    ro.hang_timeout = cfg_.isolation.hang_timeout;
-    ro.call_timeout = cfg_.watchdog_fault / 2;  // under the watchdog's fault bound, which times the same call
-    ro.restart_limit = cfg_.isolation.restart_limit;
-    ro.restart_window = cfg_.isolation.restart_window;
-    ro.backoff_initial = cfg_.isolation.backoff_initial;
-    ro.backoff_max = cfg_.isolation.backoff_max;
-    ro.admits = options.admits;
+    catalog_.isolate(cfg_);
+    catalog_.runner_options.admits = options.admits;
     std::mutex counts_mutex;
     std::map<std::string, std::uint64_t> counts;
     runtime_ = std::make_unique<core::device_runtime>(
@@ -991,6 +996,7 @@ int check_config(const std::filesystem::path &config) {
     }
     const auto &cfg = std::get<site::site_config>(loaded);
     catalog plugins;
+    plugins.isolate(cfg);  // a plugin that crashes while loading is refused here as it would be at run time
     plugins.scan(cfg.plugin_dirs);
     std::vector<std::string> problems;
     std::map<std::string, int> by_class;

@@ -141,6 +141,23 @@ class IsolationTest(unittest.TestCase):
         self.assertEqual(n, list(range(1, len(n) + 1)), f"{dev}: the driver's numbering has a gap")
         return n
 
+    def test_CrashWhileLoading(self):
+        """A plugin that crashes while its library loads is refused with the signal; the host and the rest of the site
+        run, and check-config says the same."""
+        plugins = tempfile.mkdtemp(prefix="firelink-iso-plugins-")
+        self.addCleanup(shutil.rmtree, plugins, True)
+        os.chmod(plugins, 0o755)
+        shutil.copy(os.path.join(STREAMS, "stream_a.so"), plugins)
+        shutil.copy(os.path.join(STREAMS, "..", "plugins-crashing", "stream_crashing.so"), plugins)
+        self.site = Site(device("a1", "a", rate=100), plugin_dir=plugins)
+        wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
+        self.assertRegex(self.site.output(), r"stream_crashing\.so refused: load_failed: firelink-runner killed by "
+                                             r"signal 11 \(SIGSEGV\) while loading the plugin")
+        self.assertEqual([p["id"] for p in self.site.health()["plugins"]], ["org.firelink.tests.stream-a"])
+        check = subprocess.run([HOST, "check-config", self.site.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stderr)
+        self.assertIn("1 plugin(s)", check.stdout)
+
     def test_CrashAtThe1000thEvent(self):
         """One plugin segfaults at its 1000th event while two others stream: they lose nothing and see no gap; the
         crashed plugin's device goes to driver_crashed within 1 s and is back after the restart."""

@@ -23,6 +23,16 @@
 
 namespace {
 
+#ifdef STREAM_CRASH_AT_LOAD
+// A vendor bug of the worst kind: the library crashes while it is being loaded, before any firelink call.
+struct crash_at_load {
+    crash_at_load() {
+        volatile int *nowhere = nullptr;
+        *nowhere = 1;
+    }
+} crash_at_load_instance;
+#endif
+
 class stream_device : public firelink::device {
 public:
     stream_device(firelink::host_handle host, const firelink::config &cfg)
