@@ -9,15 +9,22 @@
 //   Bit 0 (normal/test) never suppresses anything.
 // - analog values become telemetry with units; operation records become status events.
 // - commands: sync_clock, duty_check, and the reads (read_uitd_status, read_system_status, ...).
+// - FL-PLUGIN-29: start() and a lost link forget the last status words, so every condition active now is emitted
+//   again; and once a UITD is connected and identified, the driver reads the current state (type 61 for each system
+//   it knows of or is configured for, 62 for each component it last saw active, 81 for the UITD), one request at a
+//   time. The responses take the same path as uploads.
 #include <firelink/driver.hpp>
 #include <firelink/proto/gb26875.hpp>
 #include <firelink/proto/gb26875/json.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <map>
+#include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -116,7 +123,22 @@ public:
           utc_offset_s_(cfg.get<std::int32_t>("utc_offset_min", 480) * 60),
           reply_timeout_(cfg.get<std::uint32_t>("reply_timeout_ms", 10000)),
           analog_telemetry_(cfg.get<bool>("analog_telemetry", true)) {
-        cfg.reject_unknown({"centre_address", "utc_offset_min", "reply_timeout_ms", "analog_telemetry"});
+        cfg.reject_unknown({"centre_address", "utc_offset_min", "reply_timeout_ms", "analog_telemetry", "systems"});
+        if (const auto *o = cfg.find("systems")) {
+            if (o->type != msgpack::type::ARRAY) throw firelink::config_error("config key 'systems': expected an array");
+            for (std::uint32_t i = 0; i < o->via.array.size; ++i) {
+                const auto &e = o->via.array.ptr[i];
+                const std::string text = e.type == msgpack::type::STR ? std::string(e.via.str.ptr, e.via.str.size) : "";
+                unsigned t = 0, a = 0;
+                char tail = 0;
+                if (std::sscanf(text.c_str(), "%u.%u%c", &t, &a, &tail) != 2 || t > 255 || a > 255)
+                    throw firelink::config_error("config key 'systems': each entry is \"<system type>.<system address>\" "
+                                                 "(0..255 each), like \"1.1\"");
+                systems_.insert({static_cast<std::uint8_t>(t), static_cast<std::uint8_t>(a)});
+            }
+        } else {
+            systems_ = {{1, 0}, {1, 1}};  // the fire alarm system, under both numberings panels use
+        }
         if (centre_address_ > 0xFFFFFFFFFFFFull)
             throw firelink::config_error("config key 'centre_address': more than 6 bytes");
         if (utc_offset_s_ < -14 * 3600 || utc_offset_s_ > 14 * 3600)
@@ -126,6 +148,7 @@ public:
 
     void start() override {
         if (!host().has_transport()) throw std::runtime_error("the host gave no transport");
+        forget_state();  // FL-PLUGIN-29: whatever was emitted before may be lost; report what is active again
         const fl_status st = host().open_wire();
         if (st != FL_OK) throw std::runtime_error("opening the wire failed: " + std::to_string(st));
     }
@@ -134,6 +157,7 @@ public:
         if (state == FL_LINK_OPEN) {
             decoder_.reset();
             link_open_ = true;
+            read_state_due_ = true;  // read the state once the UITD has identified itself (its first valid frame)
             return;
         }
         if (state == FL_LINK_LOST || state == FL_LINK_CLOSED || state == FL_LINK_FAILED) {
@@ -141,10 +165,15 @@ public:
             link_open_ = false;
             answers_.clear();  // the UITD resends what was not confirmed on its next connection
             for (auto it = commands_.begin(); it != commands_.end();) {
-                queue(event::command_result(it->second.id, false, "the UITD disconnected before answering"));
+                if (!it->second.internal)
+                    queue(event::command_result(it->second.id, false, "the UITD disconnected before answering"));
                 if (it->second.timer) host().cancel_timer(*it->second.timer);
                 it = commands_.erase(it);
             }
+            read_state_.clear();
+            read_state_in_flight_ = false;
+            uitd_address_.reset();  // identified again by the next connection's first frame
+            forget_state();  // what happened while disconnected is read again on the next connection
             flush();
         }
     }
@@ -170,6 +199,7 @@ public:
             handle(item->value);
         }
         flush();
+        read_state_next();
     }
 
     void on_timer(std::uint64_t id) override {
@@ -181,6 +211,13 @@ public:
         for (auto it = commands_.begin(); it != commands_.end(); ++it) {
             if (!it->second.timer || *it->second.timer != id) continue;
             auto &c = it->second;
+            if (c.internal) {
+                host().warn("reading the state: request type " + std::to_string(c.type) + " not answered within " +
+                            std::to_string(reply_timeout_.count()) + " ms; going on");
+                commands_.erase(it);
+                read_state_in_flight_ = false;
+                break;
+            }
             if (c.type == 91 && c.confirmed) {
                 queue(event{event_kind::status, "off_duty"}
                           .level(severity::warning)
@@ -194,6 +231,7 @@ public:
             break;
         }
         flush();
+        read_state_next();
     }
 
     fl_status on_command(const firelink::command &cmd) override {
@@ -254,23 +292,14 @@ public:
             host().emit(event::command_result(cmd.id(), false, "the UITD is not connected"));
             return FL_OK;
         }
-        const bool control = type >= 89;
-        gb::frame f;
-        f.head.serial = next_serial_++;
-        if (next_serial_ == 0) next_serial_ = 1;
-        f.head.time = now_local();
-        f.head.source = gb::make_address(centre_address_ ? centre_address_ : gb::address_value(centre_seen_));
-        f.head.destination = *uitd_address_;
-        f.head.command = static_cast<std::uint8_t>(control ? gb::command::control : gb::command::request);
-        f.data = gb::make_app_data(type, obj);
-        const auto wire = gb::encode(f);
-        const fl_status st = host().write(wire);
+        std::uint16_t serial = 0;
+        const fl_status st = send_down(type, obj, serial);
         if (st != FL_OK) {
             host().emit(event::command_result(cmd.id(), false, "could not write to the UITD (status " + std::to_string(st) + ")"));
             return FL_OK;
         }
         pc.timer = host().start_timer(reply_timeout_, true);
-        commands_[f.head.serial] = std::move(pc);
+        commands_[serial] = std::move(pc);
         return FL_OK;
     }
 
@@ -281,8 +310,86 @@ private:
         std::uint8_t minutes = 0;
         std::chrono::seconds wait{0};  // duty check: how long the operator has to answer
         bool confirmed = false;
+        bool internal = false;  // the driver's own state read (FL-PLUGIN-29): no command_result
         std::optional<std::uint64_t> timer;
     };
+
+    // Writes a control command (type >= 89) or request to the UITD with the next serial number.
+    fl_status send_down(std::uint8_t type, const gb::info_object &obj, std::uint16_t &serial) {
+        const bool control = type >= 89;
+        gb::frame f;
+        f.head.serial = next_serial_++;
+        if (next_serial_ == 0) next_serial_ = 1;
+        f.head.time = now_local();
+        f.head.source = gb::make_address(centre_address_ ? centre_address_ : gb::address_value(centre_seen_));
+        f.head.destination = *uitd_address_;
+        f.head.command = static_cast<std::uint8_t>(control ? gb::command::control : gb::command::request);
+        f.data = gb::make_app_data(type, obj);
+        serial = f.head.serial;
+        return host().write(gb::encode(f));
+    }
+
+    // FL-PLUGIN-29: the last status words are forgotten, so the next status of each system, component and the UITD is
+    // compared with nothing and every active condition is emitted again. The forgotten words are kept aside only so
+    // that a condition that ended meanwhile still gets its restore.
+    void forget_state() {
+        for (const auto &[k, v] : state_) stale_[k] = v;
+        state_.clear();
+        read_state_due_ = true;
+    }
+
+    // Once the UITD is identified after a start or a reconnection: the requests that read its current state.
+    void plan_state_read() {
+        read_state_due_ = false;
+        read_state_.clear();
+        std::set<std::pair<std::uint8_t, std::uint8_t>> systems = systems_;
+        systems.insert(systems_heard_.begin(), systems_heard_.end());
+        for (const auto &[t, a] : systems) read_state_.push_back({61, gb::read_system{t, a}});
+        std::size_t n = 0;
+        for (const auto &c : components_active_) {
+            if (++n > max_component_reads) break;
+            read_state_.push_back({62, gb::read_component{c.system_type, c.system_address, c.component_address}});
+        }
+        read_state_.push_back({81, gb::reserved_byte{0}});
+        host().debug("reading the UITD's state: " + std::to_string(read_state_.size()) + " requests");
+    }
+
+    // Sends the next state read, one at a time: the next goes once the previous is answered, denied or timed out.
+    void read_state_next() {
+        if (!link_open_ || !uitd_address_) return;
+        if (read_state_due_) plan_state_read();
+        if (read_state_in_flight_ || read_state_.empty()) return;
+        auto [type, obj] = read_state_.front();
+        read_state_.pop_front();
+        std::uint16_t serial = 0;
+        if (send_down(type, obj, serial) != FL_OK) {
+            host().warn("reading the state: could not write request type " + std::to_string(type));
+            read_state_.clear();
+            read_state_due_ = true;  // again on the next frame
+            return;
+        }
+        pending_command pc;
+        pc.type = type;
+        pc.internal = true;
+        pc.timer = host().start_timer(reply_timeout_, true);
+        commands_[serial] = std::move(pc);
+        read_state_in_flight_ = true;
+    }
+
+    // The status word under `key` becomes `now`: edges against the last word; after a start or a lost link, against
+    // nothing (every active bit rises again), with restores for what the forgotten word had active and `now` has not.
+    void update(std::uint64_t key, const std::vector<bit_rule> &rules, unsigned now, const std::string &scope,
+                const std::string &what, const std::optional<gb::timestamp> &t) {
+        unsigned old = 0;
+        if (auto it = state_.find(key); it != state_.end()) {
+            old = it->second;
+        } else if (auto s = stale_.find(key); s != stale_.end()) {
+            old = s->second & ~now;
+            stale_.erase(s);
+        }
+        edges(rules, old, now, scope, what, t);
+        state_[key] = now;
+    }
 
     gb::timestamp now_local() const {
         const auto now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -337,7 +444,11 @@ private:
         }
         if (cmd == 2) {
             answer(f.head, gb::command::confirm);  // sent after the events above were taken (flush)
-        } else if (auto it = commands_.find(f.head.serial); it != commands_.end()) {
+        } else if (auto it = commands_.find(f.head.serial); it != commands_.end() && it->second.internal) {
+            if (it->second.timer) host().cancel_timer(*it->second.timer);  // its objects were applied above
+            commands_.erase(it);
+            read_state_in_flight_ = false;
+        } else if (it != commands_.end()) {
             const bool matches = app && app->type == gb::response_type_for(it->second.type);
             std::string msg = app ? gb::to_json(f) : std::string("empty response");
             if (msg.size() > 1000) msg.resize(1000);
@@ -358,7 +469,11 @@ private:
         }
         auto &c = it->second;
         if (c.timer) host().cancel_timer(*c.timer);
-        if (!confirmed) {
+        if (c.internal && !confirmed) {
+            host().debug("reading the state: the UITD denied request type " + std::to_string(c.type));
+            commands_.erase(it);
+            read_state_in_flight_ = false;
+        } else if (!confirmed) {
             queue(event::command_result(c.id, false, "the UITD denied it"));
             commands_.erase(it);
         } else if (c.type == 91) {
@@ -435,28 +550,27 @@ private:
                     using T = std::decay_t<decltype(v)>;
                     if constexpr (std::is_same_v<T, gb::system_status>) {
                         const std::uint64_t key = (1ull << 48) | (std::uint64_t(v.system_type) << 8) | v.system_address;
-                        auto &old = state_[key];
+                        systems_heard_.insert({v.system_type, v.system_address});
                         const std::string scope = "s" + std::to_string(v.system_type) + "." + std::to_string(v.system_address);
-                        edges(system_rules, old, v.status, scope,
-                              std::string(gb::system_type_info(v.system_type).name) + " " + std::to_string(v.system_address),
-                              v.time);
-                        old = v.status;
+                        update(key, system_rules, v.status, scope,
+                               std::string(gb::system_type_info(v.system_type).name) + " " + std::to_string(v.system_address),
+                               v.time);
                     } else if constexpr (std::is_same_v<T, gb::component_status>) {
                         const auto &c = v.component;
                         const std::uint64_t key = (std::uint64_t(c.system_type) << 40) |
                                                   (std::uint64_t(c.system_address) << 32) | c.component_address;
-                        auto &old = state_[key];
+                        systems_heard_.insert({c.system_type, c.system_address});
+                        const gb::component_ref ref{c.system_type, c.system_address, c.component_type, c.component_address};
+                        if (active(component_rules, v.status)) components_active_.insert(ref);
+                        else components_active_.erase(ref);
                         const std::string scope = "c" + std::to_string(c.system_type) + "." +
                                                   std::to_string(c.system_address) + "." + hex8(c.component_address);
                         std::string what = where(c);
                         const auto text = gb::description_utf8(v.description);
                         if (!text.empty()) what += ": " + text;
-                        edges(component_rules, old, v.status, scope, what, v.time);
-                        old = v.status;
+                        update(key, component_rules, v.status, scope, what, v.time);
                     } else if constexpr (std::is_same_v<T, gb::uitd_status>) {
-                        auto &old = state_[2ull << 48];
-                        edges(uitd_rules, old, v.status, "uitd", "user information transmission device", v.time);
-                        old = v.status;
+                        update(2ull << 48, uitd_rules, v.status, "uitd", "user information transmission device", v.time);
                     } else if constexpr (std::is_same_v<T, gb::component_analog>) {
                         if (!analog_telemetry_) return;
                         const auto info = gb::analog_info(v.analog_type);
@@ -478,6 +592,12 @@ private:
                 obj);
         }
         if (!app.known) host().debug("type " + std::to_string(app.type) + " (" + std::string(gb::type_info(app.type).name) + ") kept raw");
+    }
+
+    static bool active(const std::vector<bit_rule> &rules, unsigned bits) {
+        for (const auto &r : rules)
+            if (!r.one_shot && (bits & (1u << r.bit))) return true;
+        return false;
     }
 
     void queue(event ev) { pending_.push_back(std::move(ev)); }
@@ -510,6 +630,20 @@ private:
     std::optional<gb::address> uitd_address_;
     gb::address centre_seen_{};
     std::unordered_map<std::uint64_t, unsigned> state_;  // last status word per system / component / the UITD
+    std::unordered_map<std::uint64_t, unsigned> stale_;  // words forgotten by a start or a lost link, not yet re-read
+    // What to read after a start or reconnection (FL-PLUGIN-29).
+    static constexpr std::size_t max_component_reads = 256;
+    struct ref_less {
+        bool operator()(const gb::component_ref &a, const gb::component_ref &b) const {
+            return std::tie(a.system_type, a.system_address, a.component_address) <
+                   std::tie(b.system_type, b.system_address, b.component_address);
+        }
+    };
+    std::set<std::pair<std::uint8_t, std::uint8_t>> systems_;        // configured (`systems`)
+    std::set<std::pair<std::uint8_t, std::uint8_t>> systems_heard_;  // seen in status frames
+    std::set<gb::component_ref, ref_less> components_active_;       // last seen with an active condition
+    std::deque<std::pair<std::uint8_t, gb::info_object>> read_state_;
+    bool read_state_due_ = true, read_state_in_flight_ = false;
     std::deque<event> pending_;
     std::vector<gb::frame> answers_;
     std::map<std::uint16_t, pending_command> commands_;

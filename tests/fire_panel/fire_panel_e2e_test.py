@@ -90,6 +90,14 @@ class Site:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read().decode() or "null")
 
+    def reload(self):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/reload", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=70) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
     def events(self, device=None):
         if not os.path.exists(self.sink):
             return []
@@ -276,6 +284,33 @@ class FirePanelEndToEnd(unittest.TestCase):
         # A read the UITD answers with zero records still succeeds.
         self.assertEqual(self.site.command("panel-1", {"id": "r-1", "name": "read_uitd_operations"})[0], 202)
         self.assertTrue(self.site.wait_event("the read", lambda e: e.get("command_id") == "r-1")["ok"])
+
+    def test_active_alarm_is_reported_again_after_the_device_restarts(self):
+        # FL-PLUGIN-29: the UITD keeps its fire alarm (already confirmed, so it never sends it again) while the host
+        # recreates the device; the new driver instance reads the state (type 61) and reports the alarm again.
+        self.site = Site([panel("panel-1", "000000000379")])
+        s = self.sim("--heartbeat-s", "1", "--reconnect", "--script", "fire loop=10 point=2 type=42 desc=\"3楼走廊 烟感\"")
+        self.site.wait_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
+        fire = s.wait("the fire alarm sent", event="sent", type=2)[0]
+        s.wait("its confirm", event="confirm", serial=fire["serial"])
+        time.sleep(0.5)  # let the first instance finish whatever it was doing
+        before = len(self.site.events())
+        lines_before = len(s.lines)
+        # A changed device entry: the reload recreates the device, a new driver instance that knows nothing.
+        with open(self.site.config) as f:
+            body = f.read()
+        with open(self.site.config, "w") as f:
+            f.write(body.replace('driver = "gb26875-uitd"\n', 'driver = "gb26875-uitd"\nconfig = { reply_timeout_ms = 5000 }\n'))
+        status, answer = self.site.reload()
+        self.assertEqual(status, 200, answer)
+        again = wait_for(lambda: next((e for e in self.site.events()[before:]
+                                       if e["kind"] == "alarm" and e["code"] == "fire_alarm"), None),
+                         "the fire alarm reported again after the restart")
+        self.assertEqual(again["event_id"], "fire_alarm@s1.1")
+        self.assertTrue([l for l in s.lines[lines_before:] if l.get("event") == "request" and l.get("type") == 61])
+        self.assertFalse([l for l in s.seen(event="sent", type=2) if l["serial"] == fire["serial"] and l["try"] > 1],
+                         "the UITD resent its confirmed alarm: the test would not prove the driver read the state")
+        s.kill()
 
     def test_silent_uitd_goes_offline_and_comes_back(self):
         self.site = Site([panel("panel-1", "000000000379", heartbeat_s="1")])

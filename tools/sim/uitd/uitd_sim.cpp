@@ -49,6 +49,7 @@ struct options {
     int utc_offset_min = 480;
     int connect_timeout_s = 10;
     bool exit_when_done = false;
+    bool reconnect = false;
     bool steps_from_stdin = false;
     bool with_time = true;
     std::uint8_t version_user = 1;
@@ -156,6 +157,17 @@ public:
                 const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
                 if (n <= 0) {
                     say("{\"event\":\"disconnected\"}");
+                    // --reconnect: like a real UITD, connect again keeping its state, script and unconfirmed frames
+                    // (resent when their confirm is due); frames already confirmed are not sent again.
+                    ::close(fd_);
+                    dec_.reset();
+                    if (opt_.reconnect && !stop_requested && connect_to_centre()) {
+                        say("{\"event\":\"connected\",\"address\":\"" + gb::address_text(gb::make_address(opt_.address)) + "\"}");
+                        send_heartbeat();
+                        next_heartbeat_ = clock_type::now() + std::chrono::seconds(opt_.heartbeat_s);
+                        continue;
+                    }
+                    fd_ = -1;
                     disconnected_ = true;
                     break;
                 }
@@ -173,7 +185,7 @@ public:
         const bool failed = gave_up_ > 0 || disconnected_ || !script_done();
         say("{\"event\":\"done\",\"confirmed\":" + std::to_string(confirmed_) + ",\"denied\":" + std::to_string(denied_) +
             ",\"gave_up\":" + std::to_string(gave_up_) + "}");
-        ::close(fd_);
+        if (fd_ >= 0) ::close(fd_);
         return failed ? 1 : 0;
     }
 
@@ -362,7 +374,7 @@ private:
         case 85: data = gb::make_app_data(25, gb::uitd_version{1, 0}); break;
         case 86: data = gb::make_app_data(26, gb::uitd_config{gb::utf8_to_gb18030("firelink-sim UITD 模拟")}); break;
         case 88: data = gb::make_app_data(28, gb::clock_value{now_local()}); break;
-        case 61: data = gb::make_app_data(1, gb::system_status{sys, sys_addr, static_cast<std::uint16_t>(system_status_[{sys, sys_addr}] | 1u), obj_time()}); break;
+        case 61: data = gb::make_app_data(1, gb::system_status{sys, sys_addr, current_system_status(sys, sys_addr), obj_time()}); break;
         case 62: data = gb::make_app_data(2, gb::component_status{{comp->sys, comp->sys_addr, comp->type, caddr}, comp->status, gb::make_description(comp->desc), obj_time()}); break;
         case 63: data = gb::make_app_data(3, gb::component_analog{{comp->sys, comp->sys_addr, comp->type, caddr}, comp->analog_type, comp->analog_raw, obj_time()}); break;
         case 65: data = gb::make_app_data(5, gb::system_version{sys, sys_addr, 2, 1}); break;
@@ -374,6 +386,15 @@ private:
         default: answer(f, gb::command::deny); return;
         }
         write_bytes(gb::encode(make(5, std::move(data), serial)));
+    }
+
+    // A system's state as its controller reports it now: the last `system` step, with the fire alarm, fault, disabled,
+    // supervisory, started, feedback and delay bits (1..7) of any of its components that has them.
+    std::uint16_t current_system_status(std::uint8_t sys, std::uint8_t sys_addr) {
+        std::uint16_t st = system_status_[{sys, sys_addr}];
+        for (const auto &[addr, c] : components_)
+            if (c.sys == sys && c.sys_addr == sys_addr) st = static_cast<std::uint16_t>(st | (c.status & 0x00FEu));
+        return static_cast<std::uint16_t>(st | 1u);
     }
 
     void answer(const gb::frame &f, gb::command c) {
@@ -589,7 +610,9 @@ void usage(FILE *to) {
         "  --script STEPS             steps separated by ';' (see below); repeatable\n"
         "  --scenario FILE            steps from a file, one per line, '#' comments\n"
         "  --exit-when-done           exit once the script ran and every frame was answered or given up\n"
-        "  --stdin                    also take steps from standard input, one a line, as they arrive\n\n"
+        "  --stdin                    also take steps from standard input, one a line, as they arrive\n"
+        "  --reconnect                when the centre drops the connection, connect again (trying for 10 s),\n"
+        "                             keeping the state, script and unconfirmed frames\n\n"
         "Steps (key=value arguments; a component is addr=N or loop=L point=P, with sys= sys_addr= type= desc=):\n"
         "  wait MS | heartbeat | fire|fault|supervisory|disable|start|feedback|delay|power_fault <component>\n"
         "  restore <component> [bit=fire|fault|...|all] | component <component> status=S | system status=S\n"
@@ -638,6 +661,7 @@ int run(int argc, char **argv) {
                 script += ss.str() + "\n";
             } else if (a == "--exit-when-done") o.exit_when_done = true;
             else if (a == "--stdin") o.steps_from_stdin = true;
+            else if (a == "--reconnect") o.reconnect = true;
             else throw std::runtime_error("unknown option " + a);
         }
         if (o.port.empty()) throw std::runtime_error("--connect HOST:PORT is required");
