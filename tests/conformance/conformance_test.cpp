@@ -247,14 +247,15 @@ TEST_P(reference_plugin, passes_standard) {
         EXPECT_EQ(scenarios, 10u) << r.console;
     }
     if (std::string(GetParam()) == "fire_panel") {
-        // identify, alarm, fault, silence, garbage, command, busy: the UITD simulator calling in to a host listener
+        // identify, alarm, fault, silence, garbage, command, busy, restart: the UITD simulator calling in to a host
+        // listener
         std::size_t panel = 0;
         for (const auto &[id, st] : r.status)
             if (id.rfind("scenario.fire_panel.", 0) == 0) {
                 ++panel;
                 EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
             }
-        EXPECT_EQ(panel, 7u) << r.console;
+        EXPECT_EQ(panel, 8u) << r.console;
         EXPECT_EQ(r.status["extension.identify"], "passed") << r.message["extension.identify"];
     }
 }
@@ -329,6 +330,28 @@ TEST(class_scenarios, the_shared_bus_fails_when_a_unit_never_answers) {
     EXPECT_EQ(r.status["scenario.pyrolysis_detector.shared_bus"], "failed") << r.console;
     EXPECT_NE(r.message["scenario.pyrolysis_detector.shared_bus"].find("no traffic from unit 2"), std::string::npos)
         << r.message["scenario.pyrolysis_detector.shared_bus"];
+}
+
+// A UITD that does not call in again: the simulator run without --reconnect ends with its connection when the host
+// stops the device, so no fire alarm can come after the start and scenario.fire_panel.restart fails within its budget.
+TEST(class_scenarios, the_panel_restart_fails_when_the_uitd_does_not_call_in_again) {
+    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "fire_panel.so";
+    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path script = fs::temp_directory_path() / ("conformance_test.no-reconnect." + std::to_string(getpid()));
+    {
+        std::ofstream out(script);
+        out << "#!/bin/sh\nfor a; do shift; [ \"$a\" = --reconnect ] || set -- \"$@\" \"$a\"; done\nexec '"
+            << FIRELINK_SIM_EXE << "' \"$@\"\n";
+    }
+    fs::permissions(script, fs::perms::owner_all);
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.fire_panel\\.restart$' --sim '" + script.string() + "'");
+    fs::remove(script);
+    EXPECT_EQ(r.exit_code, 1) << r.console;
+    EXPECT_EQ(r.status["scenario.fire_panel.restart"], "failed") << r.console;
+    EXPECT_NE(r.message["scenario.fire_panel.restart"].find("no alarm fire_alarm within 5000 ms"), std::string::npos)
+        << r.message["scenario.fire_panel.restart"];
+    EXPECT_NE(r.message["scenario.fire_panel.restart"].find("FL-PLUGIN-29"), std::string::npos)
+        << r.message["scenario.fire_panel.restart"];
 }
 
 #endif

@@ -32,7 +32,8 @@ constexpr const char *uitd_identity = "000000000379";
 // The liveness budget of scenario.fire_panel.silence: twice the simulated UITD's 1 s heartbeat.
 constexpr std::chrono::milliseconds panel_heartbeat{2000};
 
-// `firelink-sim uitd --connect 127.0.0.1:PORT --stdin`: a child whose standard input takes script steps.
+// `firelink-sim uitd --connect 127.0.0.1:PORT --stdin`: a child whose standard input takes script steps. With
+// `reconnect`, it also takes --reconnect: when the centre drops the connection, it connects again keeping its state.
 class uitd_process {
 public:
     uitd_process() = default;
@@ -48,7 +49,7 @@ public:
         }
     }
 
-    bool start(const std::filesystem::path &exe, std::uint16_t port, std::string &why) {
+    bool start(const std::filesystem::path &exe, std::uint16_t port, std::string &why, bool reconnect = false) {
         int in[2], out[2];
         if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
             why = std::string("pipe: ") + std::strerror(errno);
@@ -60,9 +61,14 @@ public:
             ::dup2(in[0], 0);
             ::dup2(out[1], 1);
             // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
-            ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
-                    "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
-                    static_cast<char *>(nullptr));
+            if (reconnect)
+                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
+                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
+                        "--reconnect", static_cast<char *>(nullptr));
+            else
+                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
+                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
+                        static_cast<char *>(nullptr));
             ::_exit(127);
         }
         ::close(in[0]);
@@ -104,7 +110,7 @@ const fl_plugin_identify *identify_of(const core::plugin &p) {
 class panel_device : public scenario_device {
 public:
     panel_device(const run_options &o, std::shared_ptr<core::plugin> plugin, const core::driver_info &drv, findings &f,
-                 std::chrono::milliseconds heartbeat)
+                 std::chrono::milliseconds heartbeat, bool reconnect)
         : scenario_device(f, drv) {
         try {
             listener_ = transport::make_tcp_listener(io(), "127.0.0.1", 0);
@@ -138,11 +144,15 @@ public:
         if (o.configs.count(drv.id)) configs = {o.configs.at(drv.id)};
         if (!create_and_start(plugin, drv, configs, make_link, heartbeat)) return;
         std::string why;
-        if (!sim_.start(sim_path(o), listener_->port(), why)) {
+        if (!sim_.start(sim_path(o), listener_->port(), why, reconnect)) {
             f.fail("the device source did not start: " + why);
             return;
         }
         if (wait_traffic(event_budget)) {
+            // Once the UITD speaks the driver reads its state (FL-PLUGIN-29: types 61, 62, 81); the scenario acts
+            // after that read is answered, so an answer that crosses the first action (a system in fire,
+            // fire_alarm@s1.1, next to the component's alarm) does not count as a second event of the action.
+            std::this_thread::sleep_for(settle);
             set_ready();
             return;
         }
@@ -161,7 +171,7 @@ private:
 };
 
 void with_panel(const run_options &o, findings &f, const std::function<void(step_context &)> &body,
-                std::chrono::milliseconds heartbeat = std::chrono::milliseconds{0}) {
+                std::chrono::milliseconds heartbeat = std::chrono::milliseconds{0}, bool reconnect = false) {
     ::signal(SIGPIPE, SIG_IGN);
     std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
     if (!plugin) return;
@@ -176,7 +186,7 @@ void with_panel(const run_options &o, findings &f, const std::function<void(step
         return f.skip("no device source for fire_panel: no simulator at '" + sim.string() +
                       "' (give --sim PATH_TO_firelink-sim)");
     const core::driver_info info = *drv;
-    panel_device d(o, plugin, info, f, heartbeat);
+    panel_device d(o, plugin, info, f, heartbeat, reconnect);
     if (!d) return;
     step_context c{d, f};
     body(c);
@@ -235,6 +245,27 @@ void panel_silence(step_context &c) {
     c.f.note("'silent off': restore offline in " + std::to_string(ms(back->at - t1)) + " ms");
     // ...and the driver still reads the panel once it sends again.
     expect(c, "fire loop=1 point=9", "alarm", "fire_alarm");
+}
+
+// ---- scenario.fire_panel.restart: a fire alarm active through stop and start is reported again (FL-PLUGIN-29) --
+// As scenario.<class>.restart. On stop the host closes the listener's link, so the UITD (--reconnect) calls in again
+// and is bound to the started device by its identity; a UITD never resends a frame the centre confirmed, so the
+// driver must read the current state itself. Any fire_alarm counts: a new instance may only learn of the alarm from
+// its system's state (fire_alarm@s1.1), the same instance also per component.
+void panel_restart(step_context &c) {
+    expect(c, "fire loop=1 point=4", "alarm", "fire_alarm");
+    if (!c.ok) return;
+    const auto from = c.d.events().mark();
+    if (!c.d.restart()) {
+        c.f.fail("driver '" + c.d.driver() + "': stop and start again failed");
+        c.ok = false;
+        return;
+    }
+    // Timed from the start, as scenario.<class>.restart: the UITD calls in, the driver reads the state.
+    expect(c, "", "alarm", "fire_alarm", from);
+    if (!c.ok)
+        c.f.fail("driver '" + c.d.driver() + "': a fire alarm active through a restart was not reported again on "
+                 "start, once the UITD called in again (FL-PLUGIN-29)");
 }
 
 // ---- scenario.fire_panel.identify: identify on the real bytes of a UITD calling in (FL-PLUGIN-34) ---------------
@@ -403,6 +434,12 @@ void add_panel_checks(std::vector<check> &v) {
                              c.f.fail("driver '" + c.d.driver() + "': the fire alarm answered FL_BUSY was never "
                                       "emitted again once the host took events (FL-PLUGIN-28)");
                      });
+                 }});
+    v.push_back({p + "restart", {"FL-PLUGIN-29"}, level::standard,
+                 "a fire alarm active through stop and start is reported again within 5 s of the start, once the "
+                 "UITD (--reconnect) calls in again",
+                 [](const run_options &o, findings &f) {
+                     with_panel(o, f, panel_restart, std::chrono::milliseconds{0}, true);
                  }});
 }
 
