@@ -180,6 +180,8 @@ private:
     std::shared_ptr<connection> conn_;
     std::atomic<std::uint64_t> next_call_{1};
     std::atomic<std::uint64_t> next_handle_{1};
+    std::atomic<std::uint64_t> dropped_bytes_calls_{0};  // wire data the runner's full channel refused
+    std::atomic<std::int64_t> last_drop_log_{0};
 
     // Calls into devices share this; a restart takes it alone while it recreates them.
     std::shared_mutex calls_mutex_;
@@ -531,7 +533,14 @@ void runner_supervisor::wire_data(proxy_device &d, const std::uint8_t *data, std
     f.pack().pack(static_cast<int>(msg::data)), f.pack().pack(d.handle);
     f.pack().pack_bin(static_cast<std::uint32_t>(size));
     f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
-    c->out->send(f);
+    if (c->out->send(f)) return;
+    // The runner has stopped reading (its heartbeat will tell whether it hangs): the bytes are dropped, and said so.
+    const auto dropped = ++dropped_bytes_calls_;
+    const auto now = clock::now().time_since_epoch().count();
+    auto last = last_drop_log_.load();
+    if (now - last > 1'000'000'000 && last_drop_log_.compare_exchange_strong(last, now))
+        spdlog::warn("[{}] device {}: the runner is not reading; wire bytes dropped ({} time(s) so far)", plugin_id_,
+                     d.device_id, dropped);
 }
 
 void runner_supervisor::wire_state(proxy_device &d, int state, fl_status reason) {
