@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -29,14 +30,19 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <deque>
+
 #include <firelink/core/event_check.hpp>
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/ext/commit.h>
+#include <firelink/ext/conditions.h>
 #include <firelink/ext/identify.h>
 #include <firelink/ext/timer.h>
 #include <firelink/ext/transport.h>
 #include <firelink/firelink.h>
 #include <firelink/isolation/channel.hpp>
-#include <firelink/isolation/plugin_info_codec.hpp>
+#include <firelink/isolation/event_ring.hpp>
+#include <firelink/isolation/messages.hpp>
 #include <firelink/isolation/process.hpp>
 
 namespace {
@@ -47,7 +53,10 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 constexpr int channel_fd = 3;
-constexpr std::size_t max_pending = 32 << 20;       // events waiting for the host beyond this: FL_BUSY
+constexpr int rings_fd = 4;  // the event rings (host/isolation/event_ring.hpp)
+constexpr int bell_fd = 5;   // an eventfd: rung after a push while the host sleeps
+// Control frames (logs, replies, wire operations) that may wait for the host; events never wait here (send_now).
+constexpr std::size_t max_pending = 1 << 20;
 
 struct device;
 
@@ -63,33 +72,62 @@ struct runner {
     std::mutex busy_mutex;
     std::set<std::string, std::less<>> busy_kinds;  // event kinds the host answers FL_BUSY for (msg::admit)
 
+    // The event rings: every emitted event goes into its lane's ring, an event's number and its place in the ring
+    // given together under emit_mutex.
+    std::optional<iso::ring_memory> rings;
+    std::optional<iso::ring_producer> producer;
+    std::mutex emit_mutex;
+    std::atomic<std::uint64_t> logs_suppressed{0};
+    std::unique_ptr<asio::steady_timer> relief_timer;
+
+    // A lane is open again for a held-back device once a quarter of its ring is free (not at the first free byte:
+    // a driver handed bytes again should be able to pass on what it makes of them).
+    bool lane_open(iso::lane l) const {
+        const auto &lh = rings->head().lanes[static_cast<int>(l)];
+        return lh.head.load() - lh.tail.load() <= rings->capacity() * 3 / 4;
+    }
+    bool kind_open(std::string_view kind) {
+        if (!lane_open(iso::lane_of_kind(kind))) return false;
+        std::lock_guard lock(busy_mutex);
+        return !busy_kinds.count(kind);
+    }
+    void ring_bell() {
+        if (!rings->head().host_sleeping.load()) return;
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(bell_fd, &one, sizeof one);
+    }
+    void relieve();  // driver thread: devices held back for a busy lane get their wire bytes again
+    void arm_relief();
+
     bool on_driver_thread() const { return std::this_thread::get_id() == driver_thread; }
 
+    // Logs are not device data: a plugin that logs faster than the host reads loses lines, counted, never memory.
     void log(std::uint64_t device, std::int32_t level, std::string_view text) {
-        iso::frame f;
-        f.pack().pack_array(4);
-        f.pack().pack(static_cast<int>(iso::msg::log)), f.pack().pack(device), f.pack().pack(level),
-            f.pack().pack(text);
-        out->send(f);
+        if (const auto n = logs_suppressed.load(); n > 0) {
+            auto f = iso::encoded(iso::log_msg{0, FL_LOG_WARN,
+                                               "firelink-runner: " + std::to_string(n) +
+                                                   " log line(s) of the plugin dropped: it logged faster than the "
+                                                   "host reads"});
+            if (!out->send(f)) {
+                logs_suppressed++;
+                return;
+            }
+            logs_suppressed -= n;
+        }
+        auto f = iso::encoded(iso::log_msg{device, level, text});
+        if (!out->send(f)) logs_suppressed++;
     }
 
     void reply(std::uint64_t call, fl_status status, std::string_view text = {}) {
-        iso::frame f;
-        f.pack().pack_array(4);
-        f.pack().pack(static_cast<int>(iso::msg::reply)), f.pack().pack(call), f.pack().pack(status),
-            f.pack().pack(text);
-        out->send_always(f.finish());
+        auto f = iso::encoded(iso::reply_msg{call, status, text});
+        out->send_always(f);
     }
 
     void wire(std::uint64_t device, iso::wire_op op, const std::uint8_t *data, std::size_t size,
               std::uint32_t timeout_ms) {
-        iso::frame f;
-        f.pack().pack_array(5);
-        f.pack().pack(static_cast<int>(iso::msg::wire)), f.pack().pack(device), f.pack().pack(static_cast<int>(op));
-        f.pack().pack_bin(static_cast<std::uint32_t>(size));
-        f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
-        f.pack().pack(timeout_ms);
-        out->send_always(f.finish());
+        auto f = iso::encoded(iso::wire_msg{
+            device, op, std::string_view(reinterpret_cast<const char *>(data), data ? size : 0), timeout_ms});
+        out->send_always(f);
     }
 
     // Runs one call into the plugin; one that takes longer than slow_call is reported.
@@ -104,18 +142,15 @@ struct runner {
             ~done() {
                 const auto took = clock_type::now() - t0;
                 if (took < r->slow_call) return;
-                iso::frame fr;
-                fr.pack().pack_array(4);
-                fr.pack().pack(static_cast<int>(iso::msg::slow)), fr.pack().pack(device), fr.pack().pack(what);
-                fr.pack().pack(static_cast<std::int64_t>(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
-                r->out->send_always(fr.finish());
+                auto fr = iso::encoded(iso::slow_msg{
+                    device, what, std::chrono::duration_cast<std::chrono::milliseconds>(took).count()});
+                r->out->send_always(fr);
             }
         } d{this, device, what, t0};
         return f();
     }
 
-    void handle(const msgpack::object &m);
+    void handle(const iso::host_message &m);
     void shutdown();
 };
 
@@ -129,7 +164,23 @@ struct device {
     const fl_device *dev = nullptr;
     const fl_device_timer *timer_ext = nullptr;
     const fl_device_transport *transport_ext = nullptr;
+    const fl_device_commit *commit_ext = nullptr;
     int wire_kind = 0;  // FL_TRANSPORT_*; 0: the device has no wire
+    std::uint64_t emitted = 0;  // events emit answered FL_OK for (r->emit_mutex): their numbers
+
+    // Backpressure (driver thread): after emit answered FL_BUSY for `held_kind`, the wire's bytes wait here, not in
+    // the driver, until that kind would be taken again. They are few: the host sends at most its data credit.
+    std::string held_kind;                 // r->emit_mutex
+    std::atomic<bool> congested{false};
+    std::deque<std::string> waiting_data;
+
+    // The open conditions the host gave at create (firelink.conditions/1), owned here.
+    struct condition {
+        std::string event_id, kind, code;
+        std::vector<std::uint8_t> event;
+        std::int64_t raised_wall_ms = 0;
+    };
+    std::vector<condition> conditions;
     int unit = -1;
     std::atomic<bool> started{false};
 
@@ -176,6 +227,16 @@ struct device {
         if (timer_ext) r->timed(handle, "on_timer", [&] { timer_ext->on_timer(dev, id); });
     }
 
+    void deliver(std::string_view bytes) {
+        if (started && transport_ext)
+            r->timed(handle, "on_data", [&] {
+                transport_ext->on_data(dev, reinterpret_cast<const std::uint8_t *>(bytes.data()), bytes.size());
+            });
+        // Given to the driver (or to no one: the device is not started): the host may send as much again.
+        auto f = iso::encoded(iso::consumed_msg{handle, bytes.size()});
+        r->out->send_always(f);
+    }
+
     void after_stop() {
         started = false;
         cancel_timers();
@@ -190,24 +251,34 @@ device *device_of(const fl_host *h) { return h ? static_cast<device *>(h->host_d
 fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     auto *d = device_of(h);
     if (!d || !d->started) return FL_MISUSE;
+    auto &r = *d->r;
     std::string why;
     auto summary = firelink::core::check_event(data, size, why);
     if (summary && !firelink::core::check_code_for_class(*summary, d->device_class, why)) summary.reset();
-    if (summary) {
-        std::lock_guard lock(d->r->busy_mutex);
-        if (d->r->busy_kinds.count(summary->kind)) return FL_BUSY;
-    }
     // A refused event goes to the host as well, which refuses it again, counts it and logs why: the driver's answer
     // is given here, the record is kept there.
-    iso::frame f;
-    f.pack().pack_array(3);
-    f.pack().pack(static_cast<int>(iso::msg::emit)), f.pack().pack(d->handle);
-    f.pack().pack_bin(static_cast<std::uint32_t>(size));
-    f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
-    // A host that has stopped reading: the driver keeps the event and tries again (FL-PLUGIN-28).
-    const bool sent = d->r->out->send(f);
+    const auto l = summary ? iso::lane_of_kind(summary->kind) : iso::lane::event;
+    std::lock_guard lock(r.emit_mutex);
+    const auto busy = [&] {
+        d->held_kind = summary->kind;
+        d->congested = true;
+        r.arm_relief();
+        return FL_BUSY;
+    };
+    if (summary) {
+        std::lock_guard busy_lock(r.busy_mutex);
+        if (r.busy_kinds.count(summary->kind)) return busy();
+    }
+    // In the ring, which the host maps, or not taken: what FL_OK answers survives this process's death (FL-HOST-30).
+    if (!r.producer->push(l, d->handle, summary ? d->emitted + 1 : 0, data, size)) {
+        r.rings->head().runner_waiting.store(1);  // the host tells us when it has made room
+        if (!r.producer->push(l, d->handle, summary ? d->emitted + 1 : 0, data, size))
+            return summary ? busy() : FL_INVALID_ARGUMENT;
+    }
+    r.ring_bell();
     if (!summary) return FL_INVALID_ARGUMENT;
-    return sent ? FL_OK : FL_BUSY;
+    ++d->emitted;
+    return FL_OK;
 }
 
 void device_log(const fl_host *h, std::int32_t level, const char *message) {
@@ -304,12 +375,36 @@ constexpr fl_host_transport host_transport = {sizeof(fl_host_transport), wire_ki
                                               wire_write,                wire_request,    wire_end_request,
                                               wire_close,                wire_unit};
 
+std::uint64_t commit_emitted(const fl_host *h) {
+    auto *d = device_of(h);
+    if (!d) return 0;
+    std::lock_guard lock(d->r->emit_mutex);
+    return d->emitted;
+}
+constexpr fl_host_commit host_commit = {sizeof(fl_host_commit), commit_emitted};
+
+std::size_t conditions_list(const fl_host *h, void (*visit)(void *, const fl_condition *), void *context) {
+    auto *d = device_of(h);
+    if (!d || !visit) return 0;
+    std::size_t n = 0;
+    for (const auto &c : d->conditions) {
+        const fl_condition fc{sizeof(fl_condition), c.event_id.c_str(), c.kind.c_str(), c.code.c_str(),
+                              c.event.data(), c.event.size(), c.raised_wall_ms};
+        visit(context, &fc);
+        ++n;
+    }
+    return n;
+}
+constexpr fl_host_conditions host_conditions = {sizeof(fl_host_conditions), conditions_list};
+
 const void *device_get_extension(const fl_host *h, const char *id) {
     auto *d = device_of(h);
     if (!d || !id) return nullptr;
     const std::string_view ext(id);
     if (ext == FL_EXT_TIMER) return &host_timer;
     if (ext == FL_EXT_TRANSPORT) return d->wire_kind ? &host_transport : nullptr;
+    if (ext == FL_EXT_COMMIT) return &host_commit;
+    if (ext == FL_EXT_CONDITIONS) return &host_conditions;
     return nullptr;
 }
 
@@ -323,35 +418,63 @@ const void *plugin_get_extension(const fl_host *, const char *) { return nullptr
 
 // ---- messages from the host ----------------------------------------------------------------------------------
 
-std::string_view bin_of(const msgpack::object &o) {
-    if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
-    if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
-    return {};
-}
 const std::uint8_t *bytes(std::string_view b) { return reinterpret_cast<const std::uint8_t *>(b.data()); }
 
-void runner::handle(const msgpack::object &m) {
-    const auto *a = m.via.array.ptr;
-    const auto n = m.via.array.size;
-    const auto type = static_cast<iso::msg>(a[0].as<int>());
+void runner::arm_relief() {
+    // Any thread (emit): the driver thread looks again shortly, in case no credit or admission message comes.
+    asio::post(io, [this] {
+        if (!relief_timer) relief_timer = std::make_unique<asio::steady_timer>(io);
+        if (relief_timer->expiry() > clock_type::now()) return;  // armed
+        relief_timer->expires_after(20ms);
+        relief_timer->async_wait([this](const boost::system::error_code &ec) {
+            if (!ec) relieve();
+        });
+    });
+}
+
+void runner::relieve() {
+    bool still = false;
+    for (auto &[handle, d] : devices) {
+        if (!d->congested) continue;
+        std::string kind;
+        {
+            std::lock_guard lock(emit_mutex);
+            kind = d->held_kind;
+        }
+        if (!kind_open(kind)) {
+            still = true;
+            continue;
+        }
+        d->congested = false;
+        while (!d->waiting_data.empty() && !d->congested) {
+            auto bytes = std::move(d->waiting_data.front());
+            d->waiting_data.pop_front();
+            d->deliver(bytes);
+        }
+        still = still || d->congested;
+    }
+    if (still) arm_relief();
+}
+
+void runner::handle(const iso::host_message &message) {
     auto find = [&](std::uint64_t handle) -> device * {
         auto it = devices.find(handle);
         return it == devices.end() ? nullptr : it->second.get();
     };
-    switch (type) {
-    case iso::msg::create: {
-        if (n < 8) throw std::runtime_error("create: short");
-        const auto call = a[1].as<std::uint64_t>();
+    if (const auto *m = std::get_if<iso::create_msg>(&message)) {
         auto d = std::make_unique<device>();
         d->r = this;
-        d->handle = a[2].as<std::uint64_t>();
-        d->driver_id = a[3].as<std::string>();
-        d->device_id = a[4].as<std::string>();
-        const auto config = bin_of(a[5]);
-        d->wire_kind = a[6].as<int>();
-        d->unit = a[7].as<int>();
+        d->handle = m->device;
+        d->driver_id = std::string(m->driver_id);
+        d->device_id = std::string(m->device_id);
+        d->wire_kind = m->wire_kind;
+        d->unit = m->unit;
+        for (const auto &c : m->conditions)
+            d->conditions.push_back({std::string(c.event_id), std::string(c.kind), std::string(c.code),
+                                     std::vector<std::uint8_t>(bytes(c.event), bytes(c.event) + c.event.size()),
+                                     c.raised_wall_ms});
         const auto *driver = plugin->info().find_driver(d->driver_id);
-        if (!driver || devices.count(d->handle)) return reply(call, driver ? FL_MISUSE : FL_NOT_FOUND);
+        if (!driver || devices.count(d->handle)) return reply(m->call, driver ? FL_MISUSE : FL_NOT_FOUND);
         d->device_class = driver->device_class;
         d->host.struct_size = sizeof(fl_host);
         d->host.abi_version = plugin->info().agreed_abi_version;
@@ -363,114 +486,128 @@ void runner::handle(const msgpack::object &m) {
         d->host.log = device_log;
         d->host.get_extension = device_get_extension;
         const fl_device *dev = nullptr;
+        const auto config = m->config;
         const fl_status st = timed(d->handle, "create_device", [&] {
             return plugin->entry().create_device(d->driver_id.c_str(), &d->host,
                                                  config.empty() ? nullptr : bytes(config), config.size(), &dev);
         });
-        if (st != FL_OK || !dev) return reply(call, st != FL_OK ? st : FL_ERROR, "create_device failed");
+        if (st != FL_OK || !dev) return reply(m->call, st != FL_OK ? st : FL_ERROR, "create_device failed");
         if (dev->struct_size < FL_V1_0_SIZEOF_DEVICE || !dev->start || !dev->stop || !dev->destroy || !dev->command ||
             !dev->get_extension) {
             d.release();  // it may be unusable: leak it rather than call through a bad pointer
-            return reply(call, FL_ERROR, "create_device returned an instance smaller than a v1.0 fl_device or "
-                                         "with NULL functions");
+            return reply(m->call, FL_ERROR, "create_device returned an instance smaller than a v1.0 fl_device or "
+                                            "with NULL functions");
         }
         d->dev = dev;
         const auto *t = static_cast<const fl_device_timer *>(dev->get_extension(dev, FL_EXT_TIMER));
         if (FL_HAS_FIELD(t, fl_device_timer, on_timer) && t->on_timer) d->timer_ext = t;
         const auto *tx = static_cast<const fl_device_transport *>(dev->get_extension(dev, FL_EXT_TRANSPORT));
         if (FL_HAS_FIELD(tx, fl_device_transport, on_state) && tx->on_data && tx->on_state) d->transport_ext = tx;
+        const auto *cx = static_cast<const fl_device_commit *>(dev->get_extension(dev, FL_EXT_COMMIT));
+        if (FL_HAS_FIELD(cx, fl_device_commit, on_committed) && cx->on_committed) d->commit_ext = cx;
         const auto handle = d->handle;
         devices[handle] = std::move(d);
-        return reply(call, FL_OK);
+        return reply(m->call, FL_OK);
     }
-    case iso::msg::start: {
-        const auto call = a[1].as<std::uint64_t>();
-        auto *d = find(a[2].as<std::uint64_t>());
-        if (!d || d->started) return reply(call, FL_MISUSE);
-        d->started = true;
-        const fl_status st = timed(d->handle, "start", [&] { return d->dev->start(d->dev); });
-        if (st != FL_OK) d->after_stop();
-        return reply(call, st);
-    }
-    case iso::msg::stop: {
-        const auto call = a[1].as<std::uint64_t>();
-        auto *d = find(a[2].as<std::uint64_t>());
-        if (!d || !d->started) return reply(call, FL_MISUSE);
+    if (const auto *m = std::get_if<iso::lifecycle_msg>(&message)) {
+        if (m->type == iso::msg::destroy) {
+            auto it = devices.find(m->device);
+            if (it == devices.end()) return reply(m->call, FL_NOT_FOUND);
+            auto &d = *it->second;
+            if (d.started) {
+                timed(d.handle, "stop", [&] { return d.dev->stop(d.dev); });
+                d.after_stop();
+            }
+            timed(d.handle, "destroy", [&] {
+                d.dev->destroy(d.dev);
+                return 0;
+            });
+            devices.erase(it);
+            return reply(m->call, FL_OK);
+        }
+        auto *d = find(m->device);
+        if (m->type == iso::msg::start) {
+            if (!d || d->started) return reply(m->call, FL_MISUSE);
+            d->started = true;
+            const fl_status st = timed(d->handle, "start", [&] { return d->dev->start(d->dev); });
+            if (st != FL_OK) d->after_stop();
+            return reply(m->call, st);
+        }
+        if (!d || !d->started) return reply(m->call, FL_MISUSE);
         const fl_status st = timed(d->handle, "stop", [&] { return d->dev->stop(d->dev); });
         d->after_stop();
-        return reply(call, st);
+        return reply(m->call, st);
     }
-    case iso::msg::destroy: {
-        const auto call = a[1].as<std::uint64_t>();
-        auto it = devices.find(a[2].as<std::uint64_t>());
-        if (it == devices.end()) return reply(call, FL_NOT_FOUND);
-        auto &d = *it->second;
-        if (d.started) {
-            timed(d.handle, "stop", [&] { return d.dev->stop(d.dev); });
-            d.after_stop();
-        }
-        timed(d.handle, "destroy", [&] {
-            d.dev->destroy(d.dev);
-            return 0;
-        });
-        devices.erase(it);
-        return reply(call, FL_OK);
+    if (const auto *m = std::get_if<iso::command_msg>(&message)) {
+        auto *d = find(m->device);
+        if (!d || !d->started) return reply(m->call, FL_CLOSED);
+        const auto cmd = m->command;
+        return reply(m->call,
+                     timed(d->handle, "command", [&] { return d->dev->command(d->dev, bytes(cmd), cmd.size()); }));
     }
-    case iso::msg::command: {
-        const auto call = a[1].as<std::uint64_t>();
-        auto *d = find(a[2].as<std::uint64_t>());
-        const auto cmd = bin_of(a[3]);
-        if (!d || !d->started) return reply(call, FL_CLOSED);
-        return reply(call, timed(d->handle, "command", [&] { return d->dev->command(d->dev, bytes(cmd), cmd.size()); }));
-    }
-    case iso::msg::identify: {
-        const auto call = a[1].as<std::uint64_t>();
-        const auto driver = a[2].as<std::string>();
-        const auto data = bin_of(a[3]);
+    if (const auto *m = std::get_if<iso::identify_msg>(&message)) {
+        const std::string driver(m->driver_id);
+        const auto data = m->bytes;
         const auto *ext = static_cast<const fl_plugin_identify *>(plugin->entry().get_extension(FL_EXT_IDENTIFY));
-        if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) return reply(call, FL_UNSUPPORTED);
+        if (!FL_HAS_FIELD(ext, fl_plugin_identify, identify) || !ext->identify) return reply(m->call, FL_UNSUPPORTED);
         char buf[256];
         std::size_t len = 0;
         const fl_status st = timed(0, "identify", [&] {
             return ext->identify(driver.c_str(), bytes(data), data.size(), buf, sizeof buf, &len);
         });
-        if (st == FL_OK && (len == 0 || len > sizeof buf)) return reply(call, FL_INVALID_ARGUMENT);
-        return reply(call, st, st == FL_OK ? std::string_view(buf, len) : std::string_view{});
+        if (st == FL_OK && (len == 0 || len > sizeof buf)) return reply(m->call, FL_INVALID_ARGUMENT);
+        return reply(m->call, st, st == FL_OK ? std::string_view(buf, len) : std::string_view{});
     }
-    case iso::msg::data: {
-        auto *d = find(a[1].as<std::uint64_t>());
-        const auto b = bin_of(a[2]);
-        if (d && d->started && d->transport_ext)
-            timed(d->handle, "on_data", [&] { d->transport_ext->on_data(d->dev, bytes(b), b.size()); });
+    if (const auto *m = std::get_if<iso::data_msg>(&message)) {
+        auto *d = find(m->device);
+        if (!d) {  // destroyed meanwhile: the credit still comes back
+            auto f = iso::encoded(iso::consumed_msg{m->device, m->bytes.size()});
+            out->send_always(f);
+            return;
+        }
+        // Bytes wait, in order, while the driver's last event was refused FL_BUSY: a driver that cannot pass its
+        // events on is not handed more to make events of.
+        if (d->congested || !d->waiting_data.empty()) {
+            d->waiting_data.emplace_back(m->bytes);
+            return;
+        }
+        d->deliver(m->bytes);
         return;
     }
-    case iso::msg::state: {
-        auto *d = find(a[1].as<std::uint64_t>());
-        const int state = a[2].as<int>();
-        const auto reason = a[3].as<fl_status>();
+    if (const auto *m = std::get_if<iso::state_msg>(&message)) {
+        auto *d = find(m->device);
         if (!d) return;
+        const int state = m->state;
         if (state == FL_LINK_OPEN) d->wire_up = true;
         if (state == FL_LINK_LOST || state == FL_LINK_FAILED || state == FL_LINK_CLOSED) d->wire_up = false;
         if (state != FL_LINK_OPEN) d->in_request = false;
         if (d->started && d->transport_ext)
-            timed(d->handle, "on_state", [&] { d->transport_ext->on_state(d->dev, state, reason); });
+            timed(d->handle, "on_state", [&] { d->transport_ext->on_state(d->dev, state, m->reason); });
         return;
     }
-    case iso::msg::ping: {
-        iso::frame f;
-        f.pack().pack_array(2);
-        f.pack().pack(static_cast<int>(iso::msg::pong)), f.pack().pack(a[1].as<std::uint64_t>());
-        out->send_always(f.finish());
+    if (const auto *m = std::get_if<iso::ping_msg>(&message)) {
+        auto f = iso::encoded(iso::pong_msg{m->n});
+        out->send_always(f);
         return;
     }
-    case iso::msg::admit: {
-        std::set<std::string, std::less<>> kinds;
-        for (std::uint32_t k = 0; k < a[1].via.array.size; ++k) kinds.insert(a[1].via.array.ptr[k].as<std::string>());
-        std::lock_guard lock(busy_mutex);
-        busy_kinds.swap(kinds);
+    if (const auto *m = std::get_if<iso::admit_msg>(&message)) {
+        std::set<std::string, std::less<>> kinds(m->busy_kinds.begin(), m->busy_kinds.end());
+        {
+            std::lock_guard lock(busy_mutex);
+            busy_kinds.swap(kinds);
+        }
+        relieve();
         return;
     }
-    default: throw std::runtime_error("unknown message type " + std::to_string(static_cast<int>(type)));
+    if (std::holds_alternative<iso::taken_msg>(message)) {  // the host made room in a ring we waited for
+        relieve();
+        return;
+    }
+    if (const auto *m = std::get_if<iso::committed_msg>(&message)) {
+        auto *d = find(m->device);
+        if (d && d->started && d->commit_ext)
+            timed(d->handle, "on_committed", [&] { d->commit_ext->on_committed(d->dev, m->through); });
+        return;
     }
 }
 
@@ -489,10 +626,8 @@ void runner::shutdown() {
 }
 
 void refuse(iso::frame_writer &out, std::string_view reason, std::string_view detail) {
-    iso::frame f;
-    f.pack().pack_array(3);
-    f.pack().pack(static_cast<int>(iso::msg::refused)), f.pack().pack(reason), f.pack().pack(detail);
-    out.send_always(f.finish());
+    auto f = iso::encoded(iso::refused_msg{reason, detail});
+    out.send_always(f);
 }
 
 }  // namespace
@@ -500,7 +635,7 @@ void refuse(iso::frame_writer &out, std::string_view reason, std::string_view de
 int main(int argc, char **argv) {
     std::string plugin_file;
     iso::runner_limits limits;
-    bool have_channel = false;
+    bool have_channel = false, have_rings = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view key = argv[i];
         const char *value = argv[i + 1];
@@ -510,9 +645,11 @@ int main(int argc, char **argv) {
         else if (key == "--open-files") limits.open_files = std::atoll(value);
         else if (key == "--user") limits.user = value;
         else if (key == "--warn-ms") limits.warn_ms = std::atoll(value);
+        else if (key == "--rings") have_rings = std::atoi(value) == rings_fd;
     }
-    if (!have_channel || plugin_file.empty()) {
-        std::fprintf(stderr, "firelink-runner is started by firelink-host, not by hand (--channel 3 --plugin FILE)\n");
+    if (!have_channel || !have_rings || plugin_file.empty()) {
+        std::fprintf(stderr,
+                     "firelink-runner is started by firelink-host, not by hand (--channel 3 --rings 4 --plugin FILE)\n");
         return 2;
     }
     runner r;
@@ -520,6 +657,14 @@ int main(int argc, char **argv) {
     r.driver_thread = std::this_thread::get_id();
     if (limits.warn_ms > 0) r.slow_call = std::chrono::milliseconds(limits.warn_ms);
     r.out = std::make_unique<iso::frame_writer>(channel_fd, max_pending);
+    try {
+        r.rings.emplace(iso::ring_memory::attach(rings_fd));
+        r.producer.emplace(*r.rings);
+    } catch (const std::exception &e) {
+        refuse(*r.out, "load_failed", std::string("firelink-runner: ") + e.what());
+        r.out.reset();
+        return 3;
+    }
 
     // The file is checked and opened with the host's rights, and loaded through that descriptor once the runner has
     // given them up: the unprivileged user need not be able to reach the plugin's folder (/root/..., a 0700 tree).
@@ -562,31 +707,34 @@ int main(int argc, char **argv) {
         return 3;
     }
     {
-        iso::frame f;
-        f.pack().pack_array(3);
-        f.pack().pack(static_cast<int>(iso::msg::hello));
-        auto info = r.plugin->info();
-        info.file = plugin_file;  // not the descriptor it was loaded through
-        iso::pack_plugin_info(f.pack(), info);
+        iso::hello_msg h;
+        h.info = r.plugin->info();
+        h.info.file = plugin_file;  // not the descriptor it was loaded through
         const auto *ext = static_cast<const fl_plugin_identify *>(r.plugin->entry().get_extension(FL_EXT_IDENTIFY));
-        f.pack().pack(FL_HAS_FIELD(ext, fl_plugin_identify, identify) && ext->identify != nullptr);
-        r.out->send_always(f.finish());
+        h.can_identify = FL_HAS_FIELD(ext, fl_plugin_identify, identify) && ext->identify != nullptr;
+        auto f = iso::encoded(h);
+        r.out->send_always(f);
     }
 
     // The reader hands every message to the driver thread, in order; a pong answered there proves that thread is
     // not stuck in the plugin.
     auto work = asio::make_work_guard(r.io);
+    // Each message is decoded (checked) here, then handled there with the frame it points into. What waits in
+    // between is bounded by the host's credits (wire data) and its calls (one per device at a time).
     std::thread reader([&r] {
-        iso::frame_reader in(channel_fd);
+        iso::frame_reader in(channel_fd, false, iso::max_host_frame);
         msgpack::object_handle m;
         while (in.next(m)) {
-            asio::post(r.io, [&r, h = std::make_shared<msgpack::object_handle>(std::move(m))] {
-                try {
-                    r.handle(h->get());
-                } catch (const std::exception &e) {
-                    r.log(0, FL_LOG_ERROR, std::string("firelink-runner: a malformed message from the host: ") + e.what());
-                }
-            });
+            auto frame = std::make_shared<msgpack::object_handle>(std::move(m));
+            std::shared_ptr<iso::host_message> message;
+            try {
+                message = std::make_shared<iso::host_message>(iso::decode_host_message(frame->get()));
+            } catch (const iso::malformed &e) {
+                r.log(0, FL_LOG_ERROR, std::string("firelink-runner: a malformed message from the host: ") + e.what() +
+                                           "; ending");
+                break;
+            }
+            asio::post(r.io, [&r, frame, message] { r.handle(*message); });
         }
         asio::post(r.io, [&r] { r.shutdown(); });
     });

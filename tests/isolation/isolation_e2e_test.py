@@ -290,7 +290,7 @@ class IsolationTest(unittest.TestCase):
                          runner="[runner]\nmemory_mb = 512\nopen_files = 64\n")
         pid = self.site.runner("org.firelink.tests.stream-a")["pid"]
         fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
-        self.assertEqual(fds, [0, 1, 2, 3])
+        self.assertEqual(fds, [0, 1, 2, 3, 4, 5])  # stdio, the channel, the event rings, their bell
         self.assertTrue(os.readlink(f"/proc/{pid}/fd/3").startswith("socket:"))
         self.assertEqual(os.readlink(f"/proc/{pid}/fd/0"), "/dev/null")
         with open(f"/proc/{pid}/limits") as f:

@@ -99,6 +99,11 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::unordered_map<std::uint64_t, timer_state> timers;
     std::uint64_t next_timer_id = 1;
     std::unique_ptr<asio::steady_timer> liveness_timer;
+    // Backpressure on the wire (strand-only): why it is paused (wire_hold bits), and the kind the queue last
+    // refused, which the relief timer asks about until it is taken again.
+    unsigned wire_holds = 0;
+    std::string refused_kind;
+    std::unique_ptr<asio::steady_timer> relief_timer;
 
     bool started() const { return state == life::started; }
     bool callable() const { return started() && !faulted; }
@@ -233,6 +238,35 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
                        .message("no traffic from the device for " + std::to_string(static_cast<long>(secs)) +
                                 " s (budget " + std::to_string(heartbeat.count() / 1000) + " s)"));
         notify(options.observer.state, device_id, std::string("offline"));
+    }
+
+    // ---- backpressure on the wire (strand) -------------------------------------------------------------------
+
+    void hold_wire(unsigned why, bool on) {
+        const unsigned before = wire_holds;
+        wire_holds = on ? (wire_holds | why) : (wire_holds & ~why);
+        if (link && (before != 0) != (wire_holds != 0)) link->set_paused(wire_holds != 0);
+    }
+
+    // emit answered FL_BUSY for `kind`: no more of the device's bytes are read until the queue takes that kind
+    // again, so a driver is never handed bytes it cannot turn into events (the device's flow control holds them).
+    void queue_refused(std::string kind) {
+        refused_kind = std::move(kind);
+        hold_wire(hold_queue_busy, true);
+        if (!relief_timer) relief_timer = std::make_unique<asio::steady_timer>(strand);
+        if (relief_timer->expiry() > clock::now()) return;  // armed
+        arm_relief();
+    }
+
+    void arm_relief() {
+        relief_timer->expires_after(20ms);
+        relief_timer->async_wait([self = shared_from_this()](const boost::system::error_code &ec) {
+            if (ec) return;
+            if (!self->started() || !self->options.admits || self->options.admits(self->refused_kind))
+                self->hold_wire(hold_queue_busy, false);
+            else
+                self->arm_relief();
+        });
     }
 
     // ---- timers (strand) ---------------------------------------------------------------------------------------
@@ -415,6 +449,9 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         if (now - last > 1'000'000'000 && s->last_refusal_log_ns.compare_exchange_strong(last, now))
             spdlog::warn("[{}] device {}: the uplink queue is full; a {} event is deferred (FL_BUSY, {} so far)",
                          s->label, s->device_id, summary->kind, s->deferred.load());
+        asio::post(s->strand, [self = s->shared_from_this(), kind = summary->kind]() mutable {
+            self->queue_refused(std::move(kind));
+        });
         return FL_BUSY;
     }
     s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
@@ -836,6 +873,27 @@ void post_to_device(const fl_host *h, std::function<void(transport::link *)> f) 
     auto *s = slot_of(h);
     if (!s) return;
     asio::post(s->strand, [self = s->shared_from_this(), f = std::move(f)] { f(self->link.get()); });
+}
+
+void hold_wire(const fl_host *h, wire_hold why, bool on) {
+    auto *s = slot_of(h);
+    if (!s) return;
+    asio::post(s->strand, [self = s->shared_from_this(), why, on] { self->hold_wire(why, on); });
+}
+
+fl_status take_kept_event(const fl_host *h, const std::uint8_t *data, std::size_t size) {
+    auto *s = slot_of(h);
+    if (!s) return FL_MISUSE;
+    std::string why;
+    auto summary = check_event(data, size, why);
+    if (summary && !check_code_for_class(*summary, s->device_class, why)) summary.reset();
+    if (!summary) {
+        s->refused++;
+        return FL_INVALID_ARGUMENT;
+    }
+    s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
+               false);
+    return FL_OK;
 }
 
 void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm) {

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +32,22 @@ frame_writer::~frame_writer() {
     thread_.join();
 }
 
+// Sends from `off` without blocking; stops at EAGAIN. mutex_ held.
+bool frame_writer::write_some(const char *data, std::size_t size, std::size_t &off) {
+    while (off < size) {
+        const ssize_t n = ::send(fd_, data + off, size - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+        if (n <= 0) {
+            broken_ = true;
+            cv_.notify_all();
+            return false;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
 bool frame_writer::queue(const msgpack::sbuffer &f, bool always) {
     std::lock_guard lock(mutex_);
     if (broken_ || stop_) return false;
@@ -38,22 +55,36 @@ bool frame_writer::queue(const msgpack::sbuffer &f, bool always) {
     std::size_t off = 0;
     if (queued_.empty() && !in_flight_) {
         // Nothing ahead of it: straight to the socket, never waiting for room.
-        while (off < f.size()) {
-            const ssize_t n = ::send(fd_, f.data() + off, f.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-            if (n <= 0) {
-                broken_ = true;
-                cv_.notify_one();
-                return false;
-            }
-            off += static_cast<std::size_t>(n);
-        }
+        if (!write_some(f.data(), f.size(), off)) return false;
         if (off == f.size()) return true;
     }
     const bool wake = queued_.empty();
     queued_.insert(queued_.end(), f.data() + off, f.data() + f.size());
-    if (wake) cv_.notify_one();
+    if (wake) cv_.notify_all();
+    return true;
+}
+
+bool frame_writer::send_now(const msgpack::sbuffer &f) {
+    std::unique_lock lock(mutex_);
+    // Frames ahead of this one go first (a partly sent one must be finished before anything else goes). While the
+    // writer thread sends a batch outside the lock the socket is full: no room now (never wait: emit must not block).
+    if (broken_ || stop_ || in_flight_) return false;
+    if (!queued_.empty()) {
+        std::size_t done = 0;
+        if (!write_some(queued_.data(), queued_.size(), done)) return false;
+        queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(done));
+        if (!queued_.empty()) return false;
+    }
+    std::size_t off = 0;
+    if (!write_some(f.data(), f.size(), off)) return false;
+    if (off == 0) return false;
+    while (off < f.size()) {  // the kernel took part of it: the rest must follow, before any other frame
+        pollfd p{fd_, POLLOUT, 0};
+        lock.unlock();
+        ::poll(&p, 1, 100);
+        lock.lock();
+        if (!write_some(f.data(), f.size(), off)) return false;
+    }
     return true;
 }
 
@@ -102,51 +133,70 @@ void frame_writer::run() {
     }
 }
 
-bool frame_reader::next(msgpack::object_handle &out) {
+bool frame_reader::try_next(msgpack::object_handle &out) {
+    if (failed_) return false;
+    const std::size_t have = end_ - begin_;
+    if (have < 4) return false;
+    const auto *p = reinterpret_cast<const unsigned char *>(buf_.data() + begin_);
+    const std::uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24);
+    if (n == 0 || n > max_size_) return fail("a frame length out of bounds");
+    if (have < 4 + std::size_t(n)) {
+        if (buf_.size() < 4 + std::size_t(n)) buf_.resize(4 + std::size_t(n));
+        return false;
+    }
+    try {
+        std::size_t off = 0;
+        bool referenced = false;
+        const auto borrow = [](msgpack::type::object_type, std::size_t, void *) { return true; };
+        // No container may claim more elements than a frame has bytes, nor nest deeper than any message does:
+        // msgpack allocates for a claimed size before it reads the elements.
+        const std::size_t most = std::min<std::size_t>(n, 1u << 16);
+        const msgpack::unpack_limit limit(most, most, n, n, 0, 16);
+        out = msgpack::unpack(buf_.data() + begin_ + 4, n, off, referenced, borrow_ ? +borrow : nullptr, nullptr,
+                              limit);
+        if (off != n) return fail("a frame that is not msgpack");  // bytes after its message
+    } catch (const std::exception &) {
+        return fail("a frame that is not msgpack");  // or breaks the limits above
+    }
+    if (out.get().type != msgpack::type::ARRAY || out.get().via.array.size == 0 ||
+        out.get().via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER)
+        return fail("a frame that is not a typed message");
+    begin_ += 4 + n;
+    last_size_ = 4 + std::size_t(n);
+    return true;
+}
+
+int frame_reader::fill() {
+    if (begin_ > 0) {  // keep the partial frame at the front
+        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    if (end_ == buf_.size()) return 1;  // try_next grows it when a frame needs more
     for (;;) {
-        const std::size_t have = end_ - begin_;
-        if (have >= 4) {
-            const auto *p = reinterpret_cast<const unsigned char *>(buf_.data() + begin_);
-            const std::uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (std::uint32_t(p[3]) << 24);
-            if (n == 0 || n > max_frame) {
-                error_ = "a frame length out of bounds";
-                return false;
-            }
-            if (have >= 4 + std::size_t(n)) {
-                try {
-                    std::size_t off = 0;
-                    bool referenced = false;
-                    const auto borrow = [](msgpack::type::object_type, std::size_t, void *) { return true; };
-                    out = msgpack::unpack(buf_.data() + begin_ + 4, n, off, referenced,
-                                          borrow_ ? +borrow : nullptr);
-                    if (off != n) throw std::runtime_error("bytes after the message");
-                } catch (const std::exception &) {
-                    error_ = "a frame that is not msgpack";
-                    return false;
-                }
-                if (out.get().type != msgpack::type::ARRAY || out.get().via.array.size == 0 ||
-                    out.get().via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
-                    error_ = "a frame that is not a typed message";
-                    return false;
-                }
-                begin_ += 4 + n;
-                return true;
-            }
-            if (buf_.size() < 4 + std::size_t(n)) buf_.resize(4 + std::size_t(n));
-        }
-        if (begin_ > 0) {  // keep the partial frame at the front
-            std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-        }
         const ssize_t r = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
         if (r <= 0) {
             error_ = r == 0 ? "end of stream" : "a read error";
-            return false;
+            return r == 0 ? 0 : -1;
         }
         end_ += static_cast<std::size_t>(r);
+        return 1;
     }
+}
+
+bool frame_reader::next(msgpack::object_handle &out) {
+    for (;;) {
+        if (try_next(out)) return true;
+        if (failed_ || fill() <= 0) return false;
+    }
+}
+
+bool frame_reader::fail(const char *why) {
+    error_ = why;
+    failed_ = true;
+    return false;
 }
 
 }  // namespace firelink::isolation

@@ -50,7 +50,8 @@ void close_from(int lowest) {
 }
 }  // namespace
 
-runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, const runner_limits &limits) {
+runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, const runner_limits &limits,
+                            const std::vector<int> &extra_fds) {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
         throw std::system_error(errno, std::generic_category(), "socketpair");
@@ -60,7 +61,8 @@ runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, cons
                       warn = std::to_string(limits.warn_ms);
     std::vector<const char *> argv = {runner_s.c_str(),   "--channel",   "3",          "--plugin",    plugin_s.c_str(),
                                       "--memory-mb",      mem.c_str(),   "--open-files", files.c_str(), "--user",
-                                      limits.user.c_str(), "--warn-ms",  warn.c_str(), nullptr};
+                                      limits.user.c_str(), "--warn-ms",  warn.c_str(), "--rings",
+                                      "4",                nullptr};
     const int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
@@ -79,12 +81,19 @@ runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, cons
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP}) ::signal(sig, SIG_DFL);
-        if (::dup2(fds[1], 3) < 0) ::_exit(127);
+        // Out of the way first (a source may sit where another must go), then into place from 3 up.
+        int moved[8];
+        const std::size_t count = 1 + extra_fds.size();
+        if (count > 8) ::_exit(127);
+        moved[0] = ::fcntl(fds[1], F_DUPFD, 100);
+        for (std::size_t i = 1; i < count; ++i) moved[i] = ::fcntl(extra_fds[i - 1], F_DUPFD, 100);
+        for (std::size_t i = 0; i < count; ++i)
+            if (moved[i] < 0 || ::dup2(moved[i], 3 + static_cast<int>(i)) < 0) ::_exit(127);
         if (devnull >= 0) {
             ::dup2(devnull, 0);
             ::dup2(devnull, 1);
         }
-        close_from(4);
+        close_from(3 + static_cast<int>(count));
         ::setsid();  // a Ctrl-C at the host's terminal is the host's to handle: it stops its runners itself
         ::execv(argv[0], const_cast<char *const *>(argv.data()));
         ::_exit(127);

@@ -9,10 +9,13 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +23,12 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/ext/commit.h>
+#include <firelink/ext/conditions.h>
 #include <firelink/ext/transport.h>
 #include <firelink/isolation/channel.hpp>
-#include <firelink/isolation/plugin_info_codec.hpp>
+#include <firelink/isolation/event_ring.hpp>
+#include <firelink/isolation/messages.hpp>
 
 namespace firelink::isolation {
 
@@ -31,15 +37,11 @@ namespace {
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::size_t max_pending = 64 << 20;  // bytes for a runner that does not read: beyond, wire bytes drop
+// Control frames that may wait for a runner that does not read (calls, pings, admission): few and small. Wire
+// data is bounded by the data credit instead.
+constexpr std::size_t max_pending = 4 << 20;
 constexpr const char *event_kinds[] = {"alarm",  "pre_alarm", "fault",          "restore", "status",
                                        "telemetry", "offline", "command_result", "gap"};
-
-std::string_view bin_of(const msgpack::object &o) {
-    if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
-    if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
-    return {};
-}
 
 struct reply {
     fl_status status = FL_CLOSED;
@@ -86,11 +88,26 @@ struct connection {
     std::mutex pending_mutex;
     std::map<std::uint64_t, std::shared_ptr<std::promise<reply>>> pending;
 
+    // The runner's events (event_ring.hpp). Read under the supervisor's devices_mutex_, also after the runner
+    // died: the connection stays in the supervisor's rings_ until every lane is empty.
+    std::uint64_t generation = 0;
+    std::optional<ring_memory> rings;
+    std::vector<ring_consumer> lanes;  // one per lane
+    int bell = -1;                     // eventfd the runner rings while the host sleeps
+    bool rings_broken = false;         // corrupt: read no further
+    bool lanes_empty() {
+        if (rings_broken) return true;
+        for (auto &l : lanes)
+            if (l.front()) return false;
+        return true;
+    }
+
     // Last: a thread that took this connection before it ended may still be sending through `out`. By now the
     // runner is reaped, so a send fails at once and the writer's thread ends.
     ~connection() {
         out.reset();
         if (proc.fd >= 0) ::close(proc.fd);
+        if (bell >= 0) ::close(bell);
     }
 
     void fail_pending() {
@@ -112,9 +129,22 @@ struct proxy_device {
     int wire_kind = 0, unit = -1;
     bool started = false;     // as the runtime last asked (calls_mutex_)
     bool down = false;        // set_driver_down was called and not yet undone (devices_mutex_)
-    // Events the runner let through but the host then answered FL_BUSY for: kept, in order, until the host takes
-    // them (devices_mutex_).
-    std::deque<std::vector<std::uint8_t>> held;
+
+    // Everything below: devices_mutex_. (Events the runner answered FL_OK for and the runtime refused FL_BUSY stay
+    // in the runner's event ring: the lane waits. So nothing is held for a device here but its bookkeeping.)
+
+    // Commit notification (firelink.commit/1) across the boundary: the runtime numbers the events it took from
+    // this proxy; the runner numbered them in its instance (the connection's `generation` that created it).
+    // Runner numbers committed above the watermark wait in `committed` until the watermark reaches them.
+    std::uint64_t generation = 0;
+    std::uint64_t taken_by_runtime = 0;                         // the runtime's numbers
+    std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> uncommitted;  // runtime n -> (generation, n)
+    std::set<std::uint64_t> committed;
+    std::uint64_t committed_through = 0;  // in the current generation
+
+    // Wire data sent to the runner and not yet consumed by its driver (the data credit).
+    std::uint64_t data_in_flight = 0;
+    bool wire_held = false;
 };
 
 class runner_supervisor final : public core::plugin_backend, public std::enable_shared_from_this<runner_supervisor> {
@@ -122,6 +152,7 @@ public:
     runner_supervisor(std::filesystem::path file, supervisor_options options)
         : file_(std::move(file)), opt_(std::move(options)) {
         if (opt_.runner.empty()) opt_.runner = default_runner_path();
+        if (opt_.data_credit_kb > 0) data_credit_ = static_cast<std::uint64_t>(opt_.data_credit_kb) << 10;
     }
     ~runner_supervisor() override { shutdown(); }
 
@@ -145,6 +176,7 @@ public:
     fl_status command_device(proxy_device &d, const std::uint8_t *cmd, std::size_t size);
     void wire_data(proxy_device &d, const std::uint8_t *data, std::size_t size);
     void wire_state(proxy_device &d, int state, fl_status reason);
+    void committed(proxy_device &d, std::uint64_t through);
 
 private:
     std::shared_ptr<connection> spawn();
@@ -152,12 +184,17 @@ private:
         std::lock_guard lock(conn_mutex_);
         return conn_;
     }
-    // Sends a call and waits for its reply; `build` packs the message after [type, call].
-    reply call(msg type, std::size_t fields, const std::function<void(msgpack::packer<msgpack::sbuffer> &)> &build,
-               std::chrono::milliseconds timeout);
+    // Sends a call and waits for its reply; `message` is given the call's id and encoded.
+    template <class M>
+    reply call(M message, std::chrono::milliseconds timeout);
+    reply create_in_runner(proxy_device &d);
     void read_loop(std::shared_ptr<connection> c);
-    void dispatch(connection &c, const msgpack::object &m);
-    void deliver(proxy_device &d, std::string_view event);
+    void dispatch(connection &c, const runner_message &m);
+    // devices_mutex_ held. Hands each lane's events to the runtime, oldest ring first, until the runtime answers
+    // FL_BUSY (the event stays in its ring: that lane waits, the others go on) or the rings are empty. `forced`:
+    // whatever the queue admits (a device that stops takes what its driver was told was taken).
+    void drain(bool forced);
+    bool hand_over(proxy_device &d, const ring_record &r, std::uint64_t generation, bool forced);
 
     void supervise();
     void tick(const std::shared_ptr<connection> &c);
@@ -165,7 +202,6 @@ private:
     void on_failure(connection &c);
     void restart();
     void update_admission(connection &c);
-    void retry_held();
     void stop_connection(const std::shared_ptr<connection> &c);
     void shutdown();
     std::chrono::milliseconds backoff();
@@ -180,8 +216,9 @@ private:
     std::shared_ptr<connection> conn_;
     std::atomic<std::uint64_t> next_call_{1};
     std::atomic<std::uint64_t> next_handle_{1};
-    std::atomic<std::uint64_t> dropped_bytes_calls_{0};  // wire data the runner's full channel refused
-    std::atomic<std::int64_t> last_drop_log_{0};
+    std::uint64_t data_credit_ = 256 << 10;  // wire bytes per device sent to the runner and not yet consumed
+    std::uint64_t generations_ = 0;          // connections made
+    std::deque<std::shared_ptr<connection>> rings_;  // oldest first; devices_mutex_
 
     // Calls into devices share this; a restart takes it alone while it recreates them.
     std::shared_mutex calls_mutex_;
@@ -215,9 +252,16 @@ void proxy_destroy(const fl_device *d) {
 fl_status proxy_command(const fl_device *d, const std::uint8_t *cmd, std::size_t size) {
     return proxy(d).owner->command_device(proxy(d), cmd, size);
 }
+void proxy_on_committed(const fl_device *d, std::uint64_t through) { proxy(d).owner->committed(proxy(d), through); }
+constexpr fl_device_commit proxy_commit = {sizeof(fl_device_commit), proxy_on_committed};
+
 const void *proxy_get_extension(const fl_device *d, const char *id) {
-    // Timers live in the runner, next to the driver; the wire stays here.
-    if (id && std::string_view(id) == FL_EXT_TRANSPORT && proxy(d).wire_kind) return &proxy(d).tx;
+    // Timers live in the runner, next to the driver; the wire stays here. Commit notifications are forwarded to
+    // the runner whatever the driver declares there (it ignores them for a driver without the extension).
+    if (!id) return nullptr;
+    const std::string_view ext(id);
+    if (ext == FL_EXT_TRANSPORT && proxy(d).wire_kind) return &proxy(d).tx;
+    if (ext == FL_EXT_COMMIT) return &proxy_commit;
     return nullptr;
 }
 void proxy_on_data(const fl_device *d, const std::uint8_t *data, std::size_t size) {
@@ -231,8 +275,17 @@ void proxy_on_state(const fl_device *d, std::int32_t state, fl_status reason) {
 
 std::shared_ptr<connection> runner_supervisor::spawn() {
     auto c = std::make_shared<connection>();
-    c->proc = spawn_runner(opt_.runner, file_, opt_.limits);
+    c->rings.emplace(ring_memory::create(static_cast<std::size_t>(std::max<std::int64_t>(opt_.ring_kb, 64)) << 10));
+    for (auto l : {lane::alarm, lane::event, lane::telemetry}) c->lanes.emplace_back(*c->rings, l);
+    c->bell = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->bell < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    c->proc = spawn_runner(opt_.runner, file_, opt_.limits, {c->rings->fd(), c->bell});
     c->out = std::make_unique<frame_writer>(c->proc.fd, max_pending);
+    {
+        std::lock_guard lock(devices_mutex_);
+        c->generation = ++generations_;
+        rings_.push_back(c);
+    }
     c->reader = std::thread([this, c] { read_loop(c); });
     return c;
 }
@@ -272,9 +325,8 @@ hello runner_supervisor::start() {
     return h;
 }
 
-reply runner_supervisor::call(msg type, std::size_t fields,
-                              const std::function<void(msgpack::packer<msgpack::sbuffer> &)> &build,
-                              std::chrono::milliseconds timeout) {
+template <class M>
+reply runner_supervisor::call(M message, std::chrono::milliseconds timeout) {
     auto c = current();
     if (!c || c->ended) return {FL_CLOSED, "the driver's process is not running"};
     const auto id = next_call_++;
@@ -285,11 +337,9 @@ reply runner_supervisor::call(msg type, std::size_t fields,
         if (c->ended) return {FL_CLOSED, "the driver's process is not running"};
         c->pending[id] = promise;
     }
-    frame f;
-    f.pack().pack_array(static_cast<std::uint32_t>(2 + fields));
-    f.pack().pack(static_cast<int>(type)), f.pack().pack(id);
-    build(f.pack());
-    if (!c->out->send_always(f.finish())) {
+    message.call = id;
+    auto f = encoded(message);
+    if (!c->out->send_always(f)) {
         std::lock_guard lock(c->pending_mutex);
         c->pending.erase(id);
         return {FL_CLOSED, "the driver's process is not running"};
@@ -301,17 +351,63 @@ reply runner_supervisor::call(msg type, std::size_t fields,
 }
 
 void runner_supervisor::read_loop(std::shared_ptr<connection> c) {
-    frame_reader in(c->proc.fd, true);  // each message is dispatched before the next is read
+    // The host never stops reading a runner: events wait in its rings (bounded), everything else is small. Before
+    // each message of the channel the rings are read, so an event emitted before a reply (stop's, say) is taken
+    // before the reply is seen. Alarms first: the alarm lane is drained before the others.
+    frame_reader in(c->proc.fd, true, max_runner_frame);
     msgpack::object_handle m;
     std::string why;
-    while (in.next(m)) {
+    auto &shared = c->rings->head();
+    const auto take_events = [&] {
+        std::lock_guard lock(devices_mutex_);
+        drain(false);
+        return c->rings_broken;
+    };
+    for (bool open = true; open && why.empty();) {
         try {
-            dispatch(*c, m.get());
+            if (take_events()) why = "corrupted its event rings";
+            while (why.empty() && in.try_next(m)) {
+                if (take_events()) break;
+                dispatch(*c, decode_runner_message(m.get()));
+            }
         } catch (const std::exception &e) {
             why = std::string("sent a malformed message: ") + e.what();
-            ::kill(c->proc.pid, SIGKILL);
+        }
+        if (!why.empty()) break;
+        if (in.failed()) {
+            why = std::string("sent ") + in.error();
             break;
         }
+        // Sleep until the channel or the bell has something, or a blocked lane's retry is due.
+        shared.host_sleeping.store(1);
+        bool ready = false;
+        {
+            std::lock_guard lock(devices_mutex_);
+            for (auto &l : c->lanes) ready = ready || (!c->rings_broken && l.front() != nullptr);
+        }
+        pollfd fds[2] = {{c->proc.fd, POLLIN, 0}, {c->bell, POLLIN, 0}};
+        ::poll(fds, 2, ready ? 20 : 1000);
+        shared.host_sleeping.store(0);
+        if (fds[1].revents & POLLIN) {
+            std::uint64_t n;
+            [[maybe_unused]] auto r = ::read(c->bell, &n, sizeof n);
+        }
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) open = in.fill() > 0;
+    }
+    if (why.empty() && std::string_view(in.error()) != "end of stream") why = std::string("sent ") + in.error();
+    if (why.empty()) {
+        // Ended: whatever it published before it died is in the rings, and is taken as the queue allows.
+        std::lock_guard lock(devices_mutex_);
+        try {
+            drain(false);
+        } catch (...) {
+        }
+    }
+    if (!why.empty()) {
+        // A broken or hostile runner: killed, and said why (its devices get driver_crashed with the signal).
+        spdlog::error("[{}] firelink-runner pid {} {}; killing it", plugin_id_.empty() ? file_.string() : plugin_id_,
+                      c->proc.pid, why);
+        ::kill(c->proc.pid, SIGKILL);
     }
     c->end_reason = why.empty() ? in.error() : why;
     if (!c->hello_given) {
@@ -332,67 +428,55 @@ void runner_supervisor::read_loop(std::shared_ptr<connection> c) {
     wake_.notify_all();
 }
 
-void runner_supervisor::dispatch(connection &c, const msgpack::object &m) {
-    const auto *a = m.via.array.ptr;
-    const auto n = m.via.array.size;
-    const auto type = static_cast<msg>(a[0].as<int>());
+void runner_supervisor::dispatch(connection &c, const runner_message &message) {
     auto device = [&](std::uint64_t handle) -> proxy_device * {  // devices_mutex_ held
         auto it = devices_.find(handle);
         return it == devices_.end() ? nullptr : it->second.get();
     };
-    switch (type) {
-    case msg::hello:
-    case msg::refused: {
-        if (c.hello_given) throw std::runtime_error("a second hello");
-        hello h;
-        if (type == msg::hello) {
-            h.info = unpack_plugin_info(a[1]);
-            h.can_identify = n > 2 && a[2].as<bool>();
-        } else {
-            h.reason = refusal_named(a[1].as<std::string>());
-            h.detail = a[2].as<std::string>();
+    if (std::holds_alternative<emit_msg>(message))  // events come through the rings only
+        throw malformed("an event on the channel (events go through the event rings)");
+    if (const auto *m = std::get_if<consumed_msg>(&message)) {
+        std::lock_guard lock(devices_mutex_);
+        auto *d = device(m->device);
+        if (!d) return;
+        d->data_in_flight = m->bytes > d->data_in_flight ? 0 : d->data_in_flight - m->bytes;
+        if (d->wire_held && d->data_in_flight <= data_credit_ / 2) {
+            d->wire_held = false;
+            core::hold_wire(d->host, core::hold_channel, false);
         }
-        c.hello_given = true;
-        c.hello_promise.set_value(std::move(h));
         return;
     }
-    case msg::reply: {
+    if (const auto *m = std::get_if<reply_msg>(&message)) {
         std::shared_ptr<std::promise<reply>> p;
         {
             std::lock_guard lock(c.pending_mutex);
-            auto it = c.pending.find(a[1].as<std::uint64_t>());
+            auto it = c.pending.find(m->call);
             if (it == c.pending.end()) return;  // answered after its caller gave up
             p = std::move(it->second);
             c.pending.erase(it);
         }
-        p->set_value({a[2].as<fl_status>(), a[3].as<std::string>()});
+        p->set_value({m->status, std::string(m->text)});
         return;
     }
-    case msg::emit: {
-        std::lock_guard lock(devices_mutex_);
-        if (auto *d = device(a[1].as<std::uint64_t>())) deliver(*d, bin_of(a[2]));
+    if (const auto *m = std::get_if<pong_msg>(&message)) {
+        c.pong_seen = m->n;
         return;
     }
-    case msg::log: {
-        const auto handle = a[1].as<std::uint64_t>();
-        const auto text = a[3].as<std::string>();
+    if (const auto *m = std::get_if<log_msg>(&message)) {
         std::string who;
-        if (handle) {
+        if (m->device) {
             std::lock_guard lock(devices_mutex_);
-            if (auto *d = device(handle)) who = " device " + d->device_id + ":";
+            if (auto *d = device(m->device)) who = " device " + d->device_id + ":";
         }
-        core::log_for_plugin(a[2].as<std::int32_t>(), "[" + plugin_id_ + "]" + who + " " + text);
+        core::log_for_plugin(m->level, "[" + plugin_id_ + "]" + who + " " + std::string(m->text));
         return;
     }
-    case msg::wire: {
-        const auto op = static_cast<wire_op>(a[2].as<int>());
-        const auto b = bin_of(a[3]);
-        const auto timeout = std::chrono::milliseconds(a[4].as<std::uint32_t>());
+    if (const auto *m = std::get_if<wire_msg>(&message)) {
         std::lock_guard lock(devices_mutex_);
-        auto *d = device(a[1].as<std::uint64_t>());
+        auto *d = device(m->device);
         if (!d) return;
-        core::post_to_device(d->host, [op, bytes = std::vector<std::uint8_t>(b.begin(), b.end()),
-                                       timeout](transport::link *l) {
+        core::post_to_device(d->host, [op = m->op, bytes = std::vector<std::uint8_t>(m->bytes.begin(), m->bytes.end()),
+                                       timeout = std::chrono::milliseconds(m->timeout_ms)](transport::link *l) {
             if (!l) return;
             switch (op) {
             case wire_op::open: l->open(); break;
@@ -404,38 +488,102 @@ void runner_supervisor::dispatch(connection &c, const msgpack::object &m) {
         });
         return;
     }
-    case msg::pong:
-        c.pong_seen = a[1].as<std::uint64_t>();
-        return;
-    case msg::slow: {
-        const auto what = a[2].as<std::string>();
-        const auto took = std::chrono::milliseconds(a[3].as<std::int64_t>());
+    if (const auto *m = std::get_if<slow_msg>(&message)) {
+        const auto took = std::chrono::milliseconds(m->ms);
         std::lock_guard lock(devices_mutex_);
-        if (auto *d = device(a[1].as<std::uint64_t>()))
-            core::note_slow_call(d->host, what, took);
+        if (auto *d = device(m->device))
+            core::note_slow_call(d->host, std::string(m->what), took);
         else
-            spdlog::warn("[{}] {} ran {} ms: callbacks must not block", plugin_id_, what, took.count());
+            spdlog::warn("[{}] {} ran {} ms: callbacks must not block", plugin_id_, m->what, took.count());
         return;
     }
-    default: throw std::runtime_error("unknown message type " + std::to_string(static_cast<int>(type)));
+    if (std::holds_alternative<hello_msg>(message) || std::holds_alternative<refused_msg>(message)) {
+        if (c.hello_given) throw malformed("a second hello");
+        hello h;
+        if (const auto *m = std::get_if<hello_msg>(&message)) {
+            h.info = m->info;
+            h.can_identify = m->can_identify;
+        } else {
+            const auto &r = std::get<refused_msg>(message);
+            h.reason = refusal_named(r.reason);
+            h.detail = std::string(r.detail);
+        }
+        c.hello_given = true;
+        c.hello_promise.set_value(std::move(h));
+        return;
     }
 }
 
-// devices_mutex_ held.
-void runner_supervisor::deliver(proxy_device &d, std::string_view event) {
-    const auto *data = reinterpret_cast<const std::uint8_t *>(event.data());
-    if (d.held.empty() && d.host->emit(d.host, data, event.size()) != FL_BUSY) return;
-    d.held.emplace_back(data, data + event.size());
+// devices_mutex_ held. FL_OK from the runtime: the runner's number is mapped to the runtime's for commit
+// notifications. False: FL_BUSY (the record stays in its ring).
+bool runner_supervisor::hand_over(proxy_device &d, const ring_record &r, std::uint64_t generation, bool forced) {
+    const fl_status st = forced ? core::take_kept_event(d.host, r.event.data(), r.event.size())
+                                : d.host->emit(d.host, r.event.data(), r.event.size());
+    if (st == FL_BUSY) return false;
+    if (st == FL_OK) {
+        ++d.taken_by_runtime;
+        if (r.number) d.uncommitted[d.taken_by_runtime] = {generation, r.number};
+    }
+    return true;
 }
 
-void runner_supervisor::retry_held() {
-    std::lock_guard lock(devices_mutex_);
-    for (auto &[handle, d] : devices_) {
-        while (!d->held.empty()) {
-            if (d->host->emit(d->host, d->held.front().data(), d->held.front().size()) == FL_BUSY) break;
-            d->held.pop_front();
+void runner_supervisor::drain(bool forced) {
+    auto device = [&](std::uint64_t handle) -> proxy_device * {
+        auto it = devices_.find(handle);
+        return it == devices_.end() ? nullptr : it->second.get();
+    };
+    for (int l = 0; l < lane_count; ++l) {
+        bool freed = false;
+        for (auto &c : rings_) {
+            if (c->rings_broken) continue;
+            auto &lane_in = c->lanes[l];
+            bool blocked = false;
+            try {
+                while (const auto *r = lane_in.front()) {
+                    if (auto *d = device(r->device); d && !hand_over(*d, *r, c->generation, forced)) {
+                        blocked = true;
+                        break;
+                    }
+                    lane_in.pop();  // taken, refused, or of a device no longer here
+                    freed = true;
+                }
+            } catch (const ring_corrupt &e) {
+                c->rings_broken = true;
+                spdlog::error("[{}] firelink-runner pid {}: {}; its events are not read further", plugin_id_,
+                              c->proc.pid, e.what());
+                if (!c->ended) ::kill(c->proc.pid, SIGKILL);
+            }
+            if (blocked) break;  // this lane waits; a newer runner's events of it come after these
+        }
+        // A runner that found the lane full waits to be told of room.
+        if (freed && !rings_.empty() && rings_.back()->rings->head().runner_waiting.exchange(0)) {
+            auto f = encoded(taken_msg{static_cast<lane>(l), 0});
+            rings_.back()->out->send_always(f);
         }
     }
+    // A dead runner's rings go once they are empty.
+    while (rings_.size() > 1 && rings_.front()->ended && rings_.front()->lanes_empty()) rings_.pop_front();
+}
+
+void runner_supervisor::committed(proxy_device &d, std::uint64_t through) {
+    std::uint64_t tell = 0;
+    {
+        std::lock_guard lock(devices_mutex_);
+        for (auto it = d.uncommitted.begin(); it != d.uncommitted.end() && it->first <= through;
+             it = d.uncommitted.erase(it))
+            if (it->second.first == d.generation) d.committed.insert(it->second.second);
+        const auto before = d.committed_through;
+        while (!d.committed.empty() && *d.committed.begin() <= d.committed_through + 1) {
+            d.committed_through = std::max(d.committed_through, *d.committed.begin());
+            d.committed.erase(d.committed.begin());
+        }
+        if (d.committed_through == before) return;
+        tell = d.committed_through;
+    }
+    auto c = current();
+    if (!c || c->ended) return;
+    auto f = encoded(committed_msg{d.handle, tell});
+    c->out->send_always(f);
 }
 
 // ---- the runtime's calls -------------------------------------------------------------------------------------
@@ -466,22 +614,46 @@ fl_status runner_supervisor::create_device(const char *driver_id, const fl_host 
     d->tx.on_state = proxy_on_state;
 
     std::shared_lock calls(calls_mutex_);
-    const auto r = call(msg::create, 6, [&](auto &pk) {
-        pk.pack(d->handle), pk.pack(d->driver_id), pk.pack(d->device_id);
-        pk.pack_bin(static_cast<std::uint32_t>(d->config.size()));
-        pk.pack_bin_body(reinterpret_cast<const char *>(d->config.data()), static_cast<std::uint32_t>(d->config.size()));
-        pk.pack(d->wire_kind), pk.pack(d->unit);
-    }, opt_.call_timeout);
+    const auto r = create_in_runner(*d);
     if (r.status != FL_OK) return r.status;
+    if (auto c = current()) d->generation = c->generation;
     *out = &d->dev;
     std::lock_guard lock(devices_mutex_);
     devices_[d->handle] = std::move(d);
     return FL_OK;
 }
 
+// The device as the runner must create it: its config, its wire, and the open conditions the host holds for it now
+// (firelink.conditions/1: a restarted driver learns what its predecessor raised).
+reply runner_supervisor::create_in_runner(proxy_device &d) {
+    create_msg m;
+    m.device = d.handle;
+    m.driver_id = d.driver_id;
+    m.device_id = d.device_id;
+    m.config = std::string_view(reinterpret_cast<const char *>(d.config.data()), d.config.size());
+    m.wire_kind = d.wire_kind;
+    m.unit = d.unit;
+    struct owned {
+        std::string event_id, kind, code, event;
+        std::int64_t raised = 0;
+    };
+    std::vector<owned> conditions;
+    if (const auto *cx = static_cast<const fl_host_conditions *>(d.host->get_extension(d.host, FL_EXT_CONDITIONS));
+        FL_HAS_FIELD(cx, fl_host_conditions, list) && cx->list) {
+        cx->list(d.host, [](void *context, const fl_condition *c) {
+            static_cast<std::vector<owned> *>(context)->push_back(
+                {c->event_id ? c->event_id : "", c->kind ? c->kind : "", c->code ? c->code : "",
+                 std::string(reinterpret_cast<const char *>(c->event), c->event ? c->event_size : 0),
+                 c->raised_wall_ms});
+        }, &conditions);
+    }
+    for (const auto &c : conditions) m.conditions.push_back({c.event_id, c.kind, c.code, c.event, c.raised});
+    return call(std::move(m), opt_.call_timeout);
+}
+
 fl_status runner_supervisor::start_device(proxy_device &d) {
     std::shared_lock calls(calls_mutex_);
-    const auto r = call(msg::start, 1, [&](auto &pk) { pk.pack(d.handle); }, opt_.call_timeout);
+    const auto r = call(lifecycle_msg{msg::start, 0, d.handle}, opt_.call_timeout);
     if (r.status == FL_OK) d.started = true;
     return r.status;
 }
@@ -489,67 +661,63 @@ fl_status runner_supervisor::start_device(proxy_device &d) {
 fl_status runner_supervisor::stop_device(proxy_device &d) {
     std::shared_lock calls(calls_mutex_);
     d.started = false;
-    const auto r = call(msg::stop, 1, [&](auto &pk) { pk.pack(d.handle); }, opt_.call_timeout);
+    const auto r = call(lifecycle_msg{msg::stop, 0, d.handle}, opt_.call_timeout);
+    // What the driver emitted before its stop returned was read before the reply (one stream, in order); what the
+    // runtime still refused goes in now: it was answered FL_OK in the runner and must not be lost with the device.
+    {
+        std::lock_guard lock(devices_mutex_);
+        drain(true);
+    }
     return r.status == FL_CLOSED ? FL_OK : r.status;  // a runner that is down has stopped it already
 }
 
 void runner_supervisor::destroy_device(proxy_device &d) {
     std::shared_lock calls(calls_mutex_);
     d.started = false;
-    call(msg::destroy, 1, [&](auto &pk) { pk.pack(d.handle); }, opt_.call_timeout);
+    call(lifecycle_msg{msg::destroy, 0, d.handle}, opt_.call_timeout);
     std::lock_guard lock(devices_mutex_);
+    drain(true);
     devices_.erase(d.handle);  // after this, nothing here touches the runtime's fl_host for it
 }
 
 fl_status runner_supervisor::command_device(proxy_device &d, const std::uint8_t *cmd, std::size_t size) {
     if (!cmd && size) return FL_MISUSE;
     std::shared_lock calls(calls_mutex_);
-    const auto r = call(msg::command, 2, [&](auto &pk) {
-        pk.pack(d.handle);
-        pk.pack_bin(static_cast<std::uint32_t>(size));
-        pk.pack_bin_body(reinterpret_cast<const char *>(cmd), static_cast<std::uint32_t>(size));
-    }, opt_.call_timeout);
+    const auto r = call(command_msg{0, d.handle, std::string_view(reinterpret_cast<const char *>(cmd), cmd ? size : 0)},
+                        opt_.call_timeout);
     return r.status;
 }
 
 fl_status runner_supervisor::identify(const char *driver_id, const std::uint8_t *data, std::size_t size,
                                       std::string &identity) {
     if (!driver_id || (!data && size)) return FL_MISUSE;
-    const auto r = call(msg::identify, 2, [&](auto &pk) {
-        pk.pack(std::string_view(driver_id));
-        pk.pack_bin(static_cast<std::uint32_t>(size));
-        pk.pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
-    }, opt_.call_timeout);
+    const auto r = call(identify_msg{0, driver_id, std::string_view(reinterpret_cast<const char *>(data), data ? size : 0)},
+                        opt_.call_timeout);
     if (r.status == FL_OK) identity = r.text;
     // A runner that is down identifies nothing: the connection is refused and the device connects again later.
     return r.status == FL_CLOSED || r.status == FL_TIMEOUT ? FL_INVALID_ARGUMENT : r.status;
 }
 
+// On the device's strand. Every byte read from the device goes to the runner; past the data credit the device's wire
+// is paused until the driver has consumed half of it, so the device's own flow control holds the rest.
 void runner_supervisor::wire_data(proxy_device &d, const std::uint8_t *data, std::size_t size) {
     auto c = current();
-    if (!c || c->ended) return;  // the driver is down: its replacement reads the device afresh
-    frame f;
-    f.pack().pack_array(3);
-    f.pack().pack(static_cast<int>(msg::data)), f.pack().pack(d.handle);
-    f.pack().pack_bin(static_cast<std::uint32_t>(size));
-    f.pack().pack_bin_body(reinterpret_cast<const char *>(data), static_cast<std::uint32_t>(size));
-    if (c->out->send(f)) return;
-    // The runner has stopped reading (its heartbeat will tell whether it hangs): the bytes are dropped, and said so.
-    const auto dropped = ++dropped_bytes_calls_;
-    const auto now = clock::now().time_since_epoch().count();
-    auto last = last_drop_log_.load();
-    if (now - last > 1'000'000'000 && last_drop_log_.compare_exchange_strong(last, now))
-        spdlog::warn("[{}] device {}: the runner is not reading; wire bytes dropped ({} time(s) so far)", plugin_id_,
-                     d.device_id, dropped);
+    if (!c || c->ended) return;  // the driver is down: the host closes the wire, the replacement reads it afresh
+    auto f = encoded(data_msg{d.handle, std::string_view(reinterpret_cast<const char *>(data), size)});
+    if (!c->out->send_always(f)) return;
+    std::lock_guard lock(devices_mutex_);
+    d.data_in_flight += size;
+    if (!d.wire_held && d.data_in_flight >= data_credit_) {
+        d.wire_held = true;
+        core::hold_wire(d.host, core::hold_channel, true);
+    }
 }
 
 void runner_supervisor::wire_state(proxy_device &d, int state, fl_status reason) {
     auto c = current();
     if (!c || c->ended) return;
-    frame f;
-    f.pack().pack_array(4);
-    f.pack().pack(static_cast<int>(msg::state)), f.pack().pack(d.handle), f.pack().pack(state), f.pack().pack(reason);
-    c->out->send_always(f.finish());
+    auto f = encoded(state_msg{d.handle, state, reason});
+    c->out->send_always(f);
 }
 
 // ---- supervision ---------------------------------------------------------------------------------------------
@@ -571,6 +739,11 @@ void runner_supervisor::supervise() {
         auto c = current();
         const std::string state = state_;
         lock.unlock();
+        {
+            // Whatever the state: a dead runner's events are taken as the queue allows, parked or not.
+            std::lock_guard devices(devices_mutex_);
+            drain(false);
+        }
         if (c && state == "running") {
             if (c->ended)
                 on_failure(*c);
@@ -596,14 +769,13 @@ void runner_supervisor::tick(const std::shared_ptr<connection> &c) {
         return;  // the reader sees the end; the next tick handles the failure
     }
     if (!waiting) {
-        frame f;
-        f.pack().pack_array(2);
-        f.pack().pack(static_cast<int>(msg::ping)), f.pack().pack(++c->ping_sent);
+        auto f = encoded(ping_msg{++c->ping_sent});
         c->ping_sent_at = clock::now();
-        c->out->send_always(f.finish());
+        c->out->send_always(f);
     }
     update_admission(*c);
-    retry_held();
+    std::lock_guard lock(devices_mutex_);
+    drain(false);  // lanes the queue refused, and the rings of runners that died
 }
 
 void runner_supervisor::update_admission(connection &c) {
@@ -613,10 +785,10 @@ void runner_supervisor::update_admission(connection &c) {
         if (!opt_.admits(kind)) busy.emplace_back(kind);
     if (busy == busy_kinds_) return;
     busy_kinds_ = busy;
-    frame f;
-    f.pack().pack_array(2);
-    f.pack().pack(static_cast<int>(msg::admit)), f.pack().pack(busy);
-    c.out->send_always(f.finish());
+    admit_msg m;
+    for (const auto &k : busy_kinds_) m.busy_kinds.emplace_back(k);
+    auto f = encoded(m);
+    c.out->send_always(f);
 }
 
 void runner_supervisor::reap(connection &c) {
@@ -665,7 +837,11 @@ void runner_supervisor::on_failure(connection &c) {
                                           "); restart the host after fixing or removing the plugin",
                                       true);
             d->down = true;
-            d->held.clear();  // the driver re-reports what is still true when it starts again (FL-PLUGIN-29)
+            // What it had emitted and the runtime still refused stays held: emit answered FL_OK for it. Wire bytes
+            // it had not consumed died with it (the wire is closed and opened again for its replacement).
+            d->data_in_flight = 0;
+            if (d->wire_held) core::hold_wire(d->host, core::hold_channel, false);
+            d->wire_held = false;
         }
     }
     {
@@ -725,13 +901,14 @@ void runner_supervisor::restart() {
             for (auto &[handle, d] : devices_) all.push_back(d.get());
         }
         for (auto *d : all) {
-            auto r = call(msg::create, 6, [&](auto &pk) {
-                pk.pack(d->handle), pk.pack(d->driver_id), pk.pack(d->device_id);
-                pk.pack_bin(static_cast<std::uint32_t>(d->config.size()));
-                pk.pack_bin_body(reinterpret_cast<const char *>(d->config.data()),
-                                 static_cast<std::uint32_t>(d->config.size()));
-                pk.pack(d->wire_kind), pk.pack(d->unit);
-            }, opt_.call_timeout);
+            {
+                // A new instance in the runner: its events are numbered afresh.
+                std::lock_guard lock(devices_mutex_);
+                d->generation = c->generation;
+                d->committed.clear();
+                d->committed_through = 0;
+            }
+            auto r = create_in_runner(*d);
             if (r.status != FL_OK) {
                 spdlog::error("[{}] device {}: not recreated after the restart: status {} {}", plugin_id_,
                               d->device_id, r.status, r.text);
@@ -750,7 +927,7 @@ void runner_supervisor::restart() {
             core::post_to_device(d->host, [](transport::link *l) {
                 if (l) l->close();
             });
-            r = call(msg::start, 1, [&](auto &pk) { pk.pack(d->handle); }, opt_.call_timeout);
+            r = call(lifecycle_msg{msg::start, 0, d->handle}, opt_.call_timeout);
             if (r.status == FL_OK) {
                 ++back;
                 continue;

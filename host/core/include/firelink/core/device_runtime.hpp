@@ -178,6 +178,17 @@ void post_to_device(const fl_host *h, std::function<void(transport::link *)> f);
 void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm);
 void set_driver_up(const fl_host *h, const std::string &message);
 
+// Why a device's wire is paused (backpressure: the link reads nothing while any reason holds). The runtime holds it
+// itself while the queue refuses the device's events; a supervisor holds it while its runner has not consumed the
+// wire bytes sent to it.
+enum wire_hold : unsigned { hold_queue_busy = 1u << 0, hold_channel = 1u << 1 };
+void hold_wire(const fl_host *h, wire_hold why, bool on);
+
+// An event the driver's process was told was taken (FL_OK in a runner) that the host still holds, handed over now,
+// whatever the queue's admission and even while the device stops: the queue takes it (it was admitted when the
+// driver emitted it). FL_INVALID_ARGUMENT when the event is not valid; FL_MISUSE when the device is gone.
+fl_status take_kept_event(const fl_host *h, const std::uint8_t *data, std::size_t size);
+
 // Logs a line of the plugin's at its FL_LOG_* level, as the host logs a plugin's own `log` calls.
 void log_for_plugin(std::int32_t fl_log_level, const std::string &line);
 

@@ -1,6 +1,6 @@
 // The channel between firelink-host and one firelink-runner: a Unix stream socket carrying frames, each a 4-byte
 // little-endian length and one msgpack array whose first element is the message type (docs/abi.md, "Drivers out of
-// process", lists them).
+// process", lists them; messages.hpp types, encodes and decodes each).
 //
 // frame_writer takes frames from any thread. When nothing is queued it sends at once, without blocking, from the
 // calling thread (one thread wake-up less per event at moderate rates); otherwise it queues them for its own thread,
@@ -23,7 +23,7 @@ namespace firelink::isolation {
 // is also what a log line and a test name.
 enum class msg : std::uint8_t {
     // host -> runner
-    create = 1,    // [1, call, device, driver_id, device_id, config(bin), wire_kind, unit]
+    create = 1,    // [1, call, device, driver_id, device_id, config(bin), wire_kind, unit, [condition, ...]]
     start = 2,     // [2, call, device]
     stop = 3,      // [3, call, device]
     destroy = 4,   // [4, call, device]
@@ -33,32 +33,36 @@ enum class msg : std::uint8_t {
     state = 8,     // [8, device, link_state, reason]    the wire's on_state
     ping = 9,      // [9, n]                             answered by pong from the runner's driver thread
     admit = 10,    // [10, [kind, ...]]                  the event kinds the host now answers FL_BUSY for
+    taken = 11,    // [11, lane, bytes]                  credit back: the host took that many bytes of the lane's events
+    committed = 12,  // [12, device, through]            the device's events 1..through are committed
     // runner -> host
     hello = 20,    // [20, plugin_info map, can_identify] the plugin is loaded, negotiated and initialised
     refused = 21,  // [21, refusal, detail]              it is not
     reply = 22,    // [22, call, status, text]
-    emit = 23,     // [23, device, event(bin)]
+    emit = 23,     // [23, device, lane, number, event(bin)]
     log = 24,      // [24, device (0: the plugin), level, text]
     wire = 25,     // [25, device, op, bytes(bin), timeout_ms]
     pong = 26,     // [26, n]
     slow = 27,     // [27, device, call name, ms]        a call into the driver took longer than the warning bound
+    consumed = 28, // [28, device, bytes]                credit back: the driver was given that many of the wire's bytes
 };
 
 // The wire operations a runner asks the host to do (msg::wire).
 enum class wire_op : std::uint8_t { open = 1, write = 2, request = 3, end_request = 4, close = 5 };
 
-// Builds one frame: the length is filled in by finish().
+// Builds one frame: the length is filled in by finish(). messages.hpp encodes every message; nothing else packs one.
 class frame {
 public:
     // Most frames are an event or a call: start small (sbuffer's default is 8 KiB, allocated per frame).
-    frame() : buf_(256), packer_(buf_) { buf_.write("\0\0\0\0", 4); }
-    msgpack::packer<msgpack::sbuffer> &pack() { return packer_; }
+    frame() : buf_(256) { buf_.write("\0\0\0\0", 4); }
+    frame(frame &&) = default;
+    // A packer appending to this frame (it holds only a reference: cheap to make for every call).
+    msgpack::packer<msgpack::sbuffer> pack() { return msgpack::packer<msgpack::sbuffer>(buf_); }
     // Writes the length; returns the bytes to send.
     const msgpack::sbuffer &finish();
 
 private:
     msgpack::sbuffer buf_;
-    msgpack::packer<msgpack::sbuffer> packer_;
 };
 
 class frame_writer {
@@ -75,13 +79,22 @@ public:
     bool send(const msgpack::sbuffer &frame);
     bool send(frame &f) { return send(f.finish()); }
     // As send, but queues even past max_pending (replies and control messages, which are few and must not be lost
-    // to a burst of events).
+    // to a burst of events, and wire data, which the data credit bounds).
     bool send_always(const msgpack::sbuffer &frame);
+    bool send_always(frame &f) { return send_always(f.finish()); }
+    // The whole frame into the kernel's socket buffer now, or none of it: true only when the kernel holds all of it
+    // (then the peer reads it even if this process dies the next instant: what emit answers FL_OK for survives a
+    // runner's kill -9). False when the socket has no room or frames queued ahead of it cannot be flushed first:
+    // nothing of it was sent. A frame the kernel took in part is finished before returning (it cannot be taken back;
+    // the peer is reading, bounded by its credit).
+    bool send_now(const msgpack::sbuffer &frame);
+    bool send_now(frame &f) { return send_now(f.finish()); }
     bool broken() const;
     std::size_t pending() const;
 
 private:
     bool queue(const msgpack::sbuffer &frame, bool always);
+    bool write_some(const char *data, std::size_t size, std::size_t &off);  // mutex_ held; false: broken
     void run();
 
     int fd_;
@@ -99,20 +112,33 @@ class frame_reader {
 public:
     // With `borrow`, strings and binaries of a message point into the reader's buffer (no copy): the message is valid
     // only until the next call of next(). Without, it owns its bytes.
-    explicit frame_reader(int fd, bool borrow = false) : fd_(fd), borrow_(borrow) {}
+    // A frame longer than `max_size`, or a message that breaks msgpack's limits below (a 5-byte header claiming
+    // a billion elements), is malformed: next() fails without allocating for it.
+    explicit frame_reader(int fd, bool borrow = false, std::uint32_t max_size = 16u << 20)
+        : fd_(fd), borrow_(borrow), max_size_(max_size) {}
     // The next message; false at end of stream, on a read error, or on a malformed frame (then `error` says which).
     bool next(msgpack::object_handle &out);
+    // For a reader that polls: the next message if one is whole in the buffer (false: read more, or failed()).
+    bool try_next(msgpack::object_handle &out);
+    // One read into the buffer: 1 (read something, or nothing to read on a non-blocking descriptor), 0 at end of
+    // stream, -1 on an error.
+    int fill();
+    bool failed() const { return failed_; }  // a malformed frame: the stream cannot be read further
     const char *error() const { return error_; }
+    // The bytes of the last frame next() returned, length prefix included (what its sender counted).
+    std::size_t last_frame_size() const { return last_size_; }
 
 private:
     int fd_;
     bool borrow_;
+    std::size_t last_size_ = 0;
+    bool failed_ = false;
+    bool fail(const char *why);
+    std::uint32_t max_size_;
     std::vector<char> buf_ = std::vector<char>(1 << 16);
     std::size_t begin_ = 0, end_ = 0;
     const char *error_ = "end of stream";
 };
 
-// The largest frame either side accepts: events and commands are far smaller; a bigger length is a broken peer.
-constexpr std::uint32_t max_frame = 16 << 20;
 
 }  // namespace firelink::isolation

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 #include <sys/types.h>
 
 namespace firelink::isolation {
@@ -26,11 +27,11 @@ struct runner_process {
     int fd = -1;  // the host's end of the channel
 };
 
-// Starts `runner` for `plugin`: the runner gets its end of a new socket pair as descriptor 3, /dev/null as stdin and
-// stdout, the host's stderr, and no other descriptor; it dies with the host (PR_SET_PDEATHSIG). Throws
-// std::system_error when the socket pair or the process cannot be made.
+// Starts `runner` for `plugin`: the runner gets its end of a new socket pair as descriptor 3, `extra_fds` as 4, 5,
+// ... (the event rings, the bell), /dev/null as stdin and stdout, the host's stderr, and no other descriptor; it dies
+// with the host (PR_SET_PDEATHSIG). Throws std::system_error when the socket pair or the process cannot be made.
 runner_process spawn_runner(const std::filesystem::path &runner, const std::filesystem::path &plugin,
-                            const runner_limits &limits);
+                            const runner_limits &limits, const std::vector<int> &extra_fds = {});
 
 // In the runner, before the plugin loads: sets the limits and, when root, becomes limits.user (groups dropped,
 // no new privileges). Empty when done; else why not (the runner then refuses to load). The runner opens the plugin

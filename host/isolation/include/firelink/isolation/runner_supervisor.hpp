@@ -35,6 +35,12 @@ struct supervisor_options {
     std::chrono::milliseconds backoff_initial{100};
     std::chrono::milliseconds backoff_max{30000};
     std::chrono::milliseconds load_timeout{10000};  // the runner must load and initialise the plugin in this time
+    // Wire bytes of one device sent to the runner and not yet consumed by its driver, at most; beyond, the device's
+    // wire is paused (backpressure to the device).
+    std::int64_t data_credit_kb = 256;
+    // Each lane's event ring (event_ring.hpp): what the runner may have emitted that the host has not yet handed
+    // to its queue. A power of two, at least 64.
+    std::int64_t ring_kb = 512;
     // Whether the host takes events of a kind now (the runtime's admits); the runner answers FL_BUSY for the others.
     std::function<bool(std::string_view kind)> admits;
 };

@@ -56,6 +56,9 @@ public:
     virtual fl_status end_request() = 0;
     virtual fl_status close() = 0;
     virtual link_counters counters() const = 0;
+    // Backpressure: while paused the link reads nothing from its wire and makes no on_data call.
+    virtual void set_paused(bool) {}
+    virtual bool paused() const { return false; }
     void set_unit(int unit) { unit_ = unit; }
 
 private:
