@@ -102,6 +102,20 @@ class Device:
         self.server.settimeout(GUARD)
         self.conn, _ = self.server.accept()
 
+    def follow(self, timeout=5.0):
+        """After a driver restart the host may open the device's wire again: take the new connection if one comes
+        (or the old one closes) within `timeout`, else keep the old one."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.server, self.conn], [], [], max(0.0, end - time.monotonic()))
+            if self.server in ready:
+                self.accept()
+                return True
+            if self.conn in ready and not self.conn.recv(4096, socket.MSG_PEEK):
+                self.accept()  # closed by the host: its new connection follows
+                return True
+        return False
+
     def send(self, line):
         self.conn.sendall(line.encode() + b"\n")
 
@@ -262,6 +276,7 @@ class ConditionsTest(unittest.TestCase):
         wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.runner()),
                  "the runner to be restarted")
         wait_for(lambda: self.host.device()["state"] == "started", "the device to be started again")
+        self.device.follow()
         self.assertEqual(self.host.open_ids(), [event_id])  # the host-made driver_crashed is not listed
         self.restore_and_check(event_id)
         self.check_clean_stop()

@@ -112,7 +112,8 @@ TEST(ConditionsQueue, ARaiseIsStoredARestoreDeletesItAndBothSurviveAReopen) {
     EXPECT_EQ(stored[0].kind, "alarm");
     EXPECT_EQ(stored[0].code, "x.test.zone");
     EXPECT_EQ(stored[0].raised_wall_ms, 1000);
-    EXPECT_EQ(stored[0].event, firelink::event{firelink::event_kind::alarm, "x.test.zone"}.id("a1").message("raise a1").pack());
+    const auto raised = firelink::event{firelink::event_kind::alarm, "x.test.zone"}.id("a1").message("raise a1").pack();
+    EXPECT_EQ(stored[0].event, raised);
     EXPECT_EQ(stored[1].kind, "pre_alarm");
     // The restore after the reopen ends what the earlier run raised.
     f.list.load(stored);
