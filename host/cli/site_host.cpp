@@ -325,6 +325,7 @@ private:
     std::string metrics_text();
     std::string uplink_json() const;
     bool start_uplink();
+    void restore_conditions();
     std::string run_platform_command(const uplink::downlink_command &c);
 
     // The control thread runs every reconfiguration, one at a time. A job still queued when the host stops is
@@ -538,6 +539,15 @@ std::string site_host::devices_json() const {
                                                                st->last_seen->time_since_epoch())
                                                                .count())
                                           : nlohmann::json(nullptr);
+        // Host-kept conditions (firelink.conditions/1): what the platform still has open for this device.
+        nlohmann::json open = nlohmann::json::array();
+        for (const auto &c : runtime_->open_conditions(id))
+            open.push_back({{"event_id", c.event_id},
+                            {"kind", c.kind},
+                            {"code", c.code},
+                            {"raised_wall_ms", c.raised_wall_ms}});
+        d["open_conditions"] = std::move(open);
+        d["conditions_dropped"] = st->conditions_dropped;
         if (st->has_link)
             d["wire"] = {{"bytes_in", st->link.bytes_in},     {"bytes_out", st->link.bytes_out},
                          {"errors", st->link.errors},         {"reconnects", st->link.reconnects},
@@ -718,6 +728,39 @@ bool site_host::start_uplink() {
     return true;
 }
 
+// Host-kept conditions (firelink.conditions/1) come back from the queue before any device is created, so each
+// driver finds what its predecessor raised from create_device on. A device id no longer in the site file loses its
+// stored conditions here, at start (a reload that removes a device keeps them until the next start, so putting it
+// back keeps them too). Without an uplink there is nothing stored: the lists live in the runtime's memory only.
+void site_host::restore_conditions() {
+    if (!queue_) return;
+    std::vector<core::open_condition> stored;
+    try {
+        stored = queue_->open_conditions();
+    } catch (const std::exception &e) {
+        spdlog::error("uplink queue: cannot read the stored open conditions ({}); drivers start without them",
+                      e.what());
+        return;
+    }
+    std::set<std::string> in_site, gone;
+    for (const auto &d : cfg_.devices) in_site.insert(d.id);
+    std::vector<core::open_condition> kept;
+    for (auto &c : stored) {
+        if (in_site.count(c.device_id)) kept.push_back(std::move(c));
+        else gone.insert(c.device_id);
+    }
+    if (!gone.empty()) {
+        std::string names;
+        for (const auto &g : gone) names += (names.empty() ? "" : ", ") + g;
+        spdlog::info("uplink queue: {} device(s) with stored open conditions are no longer in the site; their "
+                     "conditions are deleted: {}",
+                     gone.size(), names);
+        queue_->forget_conditions({gone.begin(), gone.end()});
+    }
+    if (!kept.empty()) spdlog::info("uplink queue: {} open condition(s) restored for the devices", kept.size());
+    runtime_->load_conditions(std::move(kept));
+}
+
 // A command from the platform: to its device like an operator's. The runtime reports what the device cannot take
 // as a command_result of that device; only a device this gateway does not run is the uplink's to report.
 std::string site_host::run_platform_command(const uplink::downlink_command &c) {
@@ -863,6 +906,7 @@ int site_host::run() {
         return 1;
     }
 
+    restore_conditions();
     std::vector<std::string> problems;
     apply(cfg_, problems);
     ready_ = true;

@@ -58,10 +58,19 @@ const size_t fl_probe_c_layout[] = {
     FL_PROBE_FIELD(fl_plugin_identify, struct_size), FL_PROBE_FIELD(fl_plugin_identify, identify),
     sizeof(fl_plugin_identify),
 
+    FL_PROBE_FIELD(fl_condition, struct_size), FL_PROBE_FIELD(fl_condition, event_id),
+    FL_PROBE_FIELD(fl_condition, kind), FL_PROBE_FIELD(fl_condition, code), FL_PROBE_FIELD(fl_condition, event),
+    FL_PROBE_FIELD(fl_condition, event_size), FL_PROBE_FIELD(fl_condition, raised_wall_ms),
+    sizeof(fl_condition),
+
+    FL_PROBE_FIELD(fl_host_conditions, struct_size), FL_PROBE_FIELD(fl_host_conditions, list),
+    sizeof(fl_host_conditions),
+
     /* and the v1.0 minimum sizes, as C computes them */
     FL_V1_0_SIZEOF_HOST, FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, FL_V1_0_SIZEOF_DEVICE,
     FL_V1_0_SIZEOF_PLUGIN_ENTRY, FL_V1_0_SIZEOF_HOST_TRANSPORT, FL_V1_0_SIZEOF_DEVICE_TRANSPORT,
     FL_V1_0_SIZEOF_HOST_TIMER, FL_V1_0_SIZEOF_DEVICE_TIMER,
+    FL_CONDITIONS_1_SIZEOF_CONDITION, FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS,
 };
 
 const size_t fl_probe_c_layout_count = sizeof fl_probe_c_layout / sizeof fl_probe_c_layout[0];

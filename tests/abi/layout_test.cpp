@@ -72,9 +72,18 @@ const std::vector<std::size_t> cxx_layout = {
     FL_FIELD(fl_plugin_identify, struct_size), FL_FIELD(fl_plugin_identify, identify),
     sizeof(fl_plugin_identify),
 
+    FL_FIELD(fl_condition, struct_size), FL_FIELD(fl_condition, event_id),
+    FL_FIELD(fl_condition, kind), FL_FIELD(fl_condition, code), FL_FIELD(fl_condition, event),
+    FL_FIELD(fl_condition, event_size), FL_FIELD(fl_condition, raised_wall_ms),
+    sizeof(fl_condition),
+
+    FL_FIELD(fl_host_conditions, struct_size), FL_FIELD(fl_host_conditions, list),
+    sizeof(fl_host_conditions),
+
     FL_V1_0_SIZEOF_HOST, FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, FL_V1_0_SIZEOF_DEVICE,
     FL_V1_0_SIZEOF_PLUGIN_ENTRY, FL_V1_0_SIZEOF_HOST_TRANSPORT, FL_V1_0_SIZEOF_DEVICE_TRANSPORT,
     FL_V1_0_SIZEOF_HOST_TIMER, FL_V1_0_SIZEOF_DEVICE_TIMER,
+    FL_CONDITIONS_1_SIZEOF_CONDITION, FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS,
 };
 
 TEST(Layout, CAndCxxCompilersAgreeOnEveryOffsetAndSize) {
@@ -173,6 +182,18 @@ TEST(Layout, ExtensionsArePinned) {
     EXPECT_EQ(sizeof(fl_plugin_identify), 16u);
     EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_IDENTIFY, sizeof(fl_plugin_identify));
     EXPECT_EQ(sizeof(fl_device_timer), 16u);
+
+    EXPECT_EQ(offsetof(fl_condition, event_id), 8u);
+    EXPECT_EQ(offsetof(fl_condition, kind), 16u);
+    EXPECT_EQ(offsetof(fl_condition, code), 24u);
+    EXPECT_EQ(offsetof(fl_condition, event), 32u);
+    EXPECT_EQ(offsetof(fl_condition, event_size), 40u);
+    EXPECT_EQ(offsetof(fl_condition, raised_wall_ms), 48u);
+    EXPECT_EQ(sizeof(fl_condition), 56u);
+    EXPECT_EQ(FL_CONDITIONS_1_SIZEOF_CONDITION, sizeof(fl_condition));
+    EXPECT_EQ(offsetof(fl_host_conditions, list), 8u);
+    EXPECT_EQ(sizeof(fl_host_conditions), 16u);
+    EXPECT_EQ(FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS, sizeof(fl_host_conditions));
 }
 
 // v1.0 is the first version: its minimum sizes are today's sizes. When a minor appends a field, sizeof grows and
@@ -336,6 +357,7 @@ TEST(StableNames, ExtensionIdsClassesAndTheEntrySymbol) {
     // An extension id never changes once published: plugins look them up by these exact strings.
     EXPECT_EQ(std::string_view(FL_EXT_TIMER), "firelink.timer/1");
     EXPECT_EQ(std::string_view(FL_EXT_TRANSPORT), "firelink.transport/1");
+    EXPECT_EQ(std::string_view(FL_EXT_CONDITIONS), "firelink.conditions/1");
     EXPECT_EQ(std::string_view(FL_ENTRY_SYMBOL), "firelink_plugin_entry");
 
     EXPECT_EQ(std::string_view(FL_CLASS_ARC_FAULT_BREAKER), "arc_fault_breaker");

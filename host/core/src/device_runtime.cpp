@@ -61,6 +61,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::string device_id, plugin_id, driver_id, device_class, label;
     std::shared_ptr<const std::map<std::string, std::string>> site;
     std::shared_ptr<plugin> owner;
+    std::shared_ptr<condition_list> conditions;  // of this device id: outlives the instance
     fl_host host{};
     const fl_device *device = nullptr;
     const fl_device_timer *timer_ext = nullptr;
@@ -166,7 +167,9 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
 
     // ---- events -------------------------------------------------------------------------------------------------
 
-    void deliver(std::vector<std::uint8_t> payload, std::string kind, std::string code, bool from_host) {
+    // event_id and ends: a driver event's, for its open conditions; the host's own events leave them empty.
+    void deliver(std::vector<std::uint8_t> payload, std::string kind, std::string code, bool from_host,
+                 std::string_view event_id = {}, std::string_view ends = {}) {
         accepted_event ev;
         ev.gateway_id = options.gateway_id;
         ev.plugin_id = plugin_id;
@@ -182,6 +185,12 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
             ev.received_wall = std::chrono::system_clock::now();
             ev.received_monotonic = clock::now();
             ev.sequence = ++sequence;
+            // Under emit_mutex: the list changes in the order the sinks see the events, so a durable sink stores
+            // the changes in the order they happened.
+            if (!from_host)
+                ev.condition = conditions->apply(
+                    device_id, ev.kind, ev.code, event_id, ends, ev.payload,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(ev.received_wall.time_since_epoch()).count());
             accepted++;
             notify(options.observer.accepted, device_id, device_class, ev.kind);
             (*sink)(std::move(ev));
@@ -455,7 +464,7 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         return FL_BUSY;
     }
     s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
-               false);
+               false, summary->event_id, summary->ends);
     return FL_OK;
 }
 
@@ -465,12 +474,35 @@ void device_log(const fl_host *h, std::int32_t level, const char *message) {
     spdlog::log(to_spdlog(level), "[{}] device {}: {}", s->label, s->device_id, message ? message : "");
 }
 
+// firelink.conditions/1. A snapshot under the list's own lock, then the visits without it: visit may call back into
+// the host, and the call must work from create_device on the control thread, so nothing here touches the strand.
+std::size_t conditions_list(const fl_host *h, void (*visit)(void *, const fl_condition *), void *context) {
+    auto *s = slot_of(h);
+    if (!s || !visit || s->state == life::stopped) return 0;
+    const auto open = s->conditions->snapshot();
+    for (const auto &c : open) {
+        fl_condition fc{};
+        fc.struct_size = sizeof(fl_condition);
+        fc.event_id = c.event_id.c_str();
+        fc.kind = c.kind.c_str();
+        fc.code = c.code.c_str();
+        fc.event = c.event.data();
+        fc.event_size = c.event.size();
+        fc.raised_wall_ms = c.raised_wall_ms;
+        visit(context, &fc);
+    }
+    return open.size();
+}
+
+constexpr fl_host_conditions host_conditions_ext = {sizeof(fl_host_conditions), conditions_list};
+
 const void *device_get_extension(const fl_host *h, const char *id) {
     auto *s = slot_of(h);
     if (!s || !id) return nullptr;
     const std::string_view ext(id);
     if (ext == FL_EXT_TIMER) return &host_timer_ext;
     if (ext == FL_EXT_TRANSPORT) return s->link ? &host_transport_ext : nullptr;
+    if (ext == FL_EXT_CONDITIONS) return &host_conditions_ext;
     return nullptr;
 }
 
@@ -551,7 +583,26 @@ void device_runtime::watchdog_loop() {
 }
 
 bool device_runtime::provides(const std::string &extension_id) {
-    return extension_id == FL_EXT_TIMER || extension_id == FL_EXT_TRANSPORT;
+    return extension_id == FL_EXT_TIMER || extension_id == FL_EXT_TRANSPORT || extension_id == FL_EXT_CONDITIONS;
+}
+
+std::shared_ptr<condition_list> device_runtime::conditions_of(const std::string &device_id) {
+    auto &list = conditions_[device_id];
+    if (!list) list = std::make_shared<condition_list>();
+    return list;
+}
+
+void device_runtime::load_conditions(std::vector<open_condition> stored) {
+    std::map<std::string, std::vector<open_condition>> by_device;
+    for (auto &c : stored) by_device[c.device_id].push_back(std::move(c));
+    std::lock_guard lock(mutex_);
+    for (auto &[id, list] : by_device) conditions_of(id)->load(std::move(list));
+}
+
+std::vector<open_condition> device_runtime::open_conditions(const std::string &device_id) const {
+    std::lock_guard lock(mutex_);
+    auto it = conditions_.find(device_id);
+    return it == conditions_.end() ? std::vector<open_condition>{} : it->second->snapshot();
 }
 
 fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::string &why) {
@@ -619,6 +670,10 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
     auto slot = std::make_shared<device_slot>(io_, options_);
     slot->sink = &sink_;
     slot->owner = shared;
+    {
+        std::lock_guard lock(mutex_);
+        slot->conditions = conditions_of(spec.device_id);
+    }
     slot->device_id = spec.device_id;
     slot->plugin_id = p.info().id;
     slot->driver_id = spec.driver_id;
@@ -859,6 +914,8 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
     st.deferred = s->deferred;
     st.slow_callbacks = s->slow_callbacks;
     st.commands = s->commands;
+    st.open_conditions = s->conditions->size();
+    st.conditions_dropped = s->conditions->dropped();
     if (auto ms = s->last_seen_wall_ms.load())
         st.last_seen = std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
     if (s->link) {

@@ -180,6 +180,8 @@ std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t s
         } else if (key == "event_id" || key == "ends" || key == "command_id") {
             if (!short_str(v, 64)) return fail("'" + std::string(key) + "' must be a string of 1-64 bytes");
             has_ends = has_ends || key == "ends";
+            if (key == "event_id") s.event_id = std::string(as_str(v));
+            if (key == "ends") s.ends = std::string(as_str(v));
             has_command_id = has_command_id || key == "command_id";
         } else if (key == "severity") {
             if (v.type != msgpack::type::STR || !one_of(as_str(v), severities))

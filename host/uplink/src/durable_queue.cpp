@@ -211,7 +211,7 @@ void durable_queue::open_database() {
     if (options_.max_page_count) db_->exec("PRAGMA max_page_count=" + std::to_string(options_.max_page_count));
     // Writes only for a new file: an existing queue opens without writing, so a full disk does not stop a start.
     const bool ready = db_->tableExists("meta") && db_->tableExists("lane_state") && db_->tableExists("events") &&
-                       db_->tableExists("quarantine") &&
+                       db_->tableExists("quarantine") && db_->tableExists("conditions") &&
                        db_->execAndGet("SELECT count(*) FROM lane_state").getInt() == lane_count &&
                        db_->execAndGet("SELECT count(*) FROM meta WHERE key='epoch'").getInt() == 1;
     if (!ready) {
@@ -227,6 +227,13 @@ void durable_queue::open_database() {
         db_->exec("CREATE TABLE IF NOT EXISTS quarantine(lane INTEGER NOT NULL, seq INTEGER NOT NULL, status INTEGER "
                   "NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL, pairs INTEGER NOT NULL, body BLOB NOT NULL, "
                   "PRIMARY KEY(lane, seq))");
+        // Host-kept conditions (firelink.conditions/1): a device's open alarms, pre-alarms and faults. `change` is
+        // the order of the change that wrote the row (durable_queue::push), so a change committed late never
+        // overwrites or deletes a newer one. Queue files made before this table get it here too (all statements
+        // above are idempotent).
+        db_->exec("CREATE TABLE IF NOT EXISTS conditions(device TEXT NOT NULL, event_id TEXT NOT NULL, change INTEGER "
+                  "NOT NULL, kind TEXT NOT NULL, code TEXT NOT NULL, raised_wall_ms INTEGER NOT NULL, event BLOB NOT "
+                  "NULL, PRIMARY KEY(device, event_id))");
         SQLite::Statement put(*db_, "INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', ?)");
         put.bind(1, random_epoch());
         put.exec();
@@ -265,6 +272,7 @@ void durable_queue::open_database() {
         else gateway_seq_ = value;
     }
     quarantine_total_ = static_cast<std::uint64_t>(db_->execAndGet("SELECT count(*) FROM quarantine").getInt64());
+    change_seq_ = static_cast<std::uint64_t>(db_->execAndGet("SELECT coalesce(max(change), 0) FROM conditions").getInt64());
 }
 
 durable_queue::~durable_queue() {
@@ -308,7 +316,8 @@ bool durable_queue::admit(lane l) {
 }
 
 bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
-                         std::function<void(std::uint64_t)> on_commit, bool force) {
+                         std::function<void(std::uint64_t)> on_commit, bool force,
+                         std::optional<core::condition_change> condition) {
     if (!force && !admits(l)) {
         refused_[static_cast<int>(l)]++;
         return false;
@@ -319,8 +328,10 @@ bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t p
     o.body = std::move(body);
     o.pairs = pairs;
     o.on_commit = std::move(on_commit);
+    o.condition = std::move(condition);
     {
         std::lock_guard lock(mutex_);
+        if (o.condition) o.change = ++change_seq_;
         (l == lane::alarm ? alarm_ops_ : ops_).push_back(std::move(o));
         ++pushed_;
         ++pending_;
@@ -355,6 +366,19 @@ void durable_queue::ack(lane l, std::uint64_t through, std::vector<reject> rejec
     o.l = l;
     o.value = through;
     o.rejects = std::move(rejects);
+    {
+        std::lock_guard lock(mutex_);
+        ops_.push_back(std::move(o));
+        ++pushed_;
+    }
+    cv_.notify_one();
+}
+
+void durable_queue::forget_conditions(std::vector<std::string> device_ids) {
+    if (device_ids.empty()) return;
+    op o;
+    o.what = op::type::forget;
+    o.devices = std::move(device_ids);
     {
         std::lock_guard lock(mutex_);
         ops_.push_back(std::move(o));
@@ -517,6 +541,14 @@ bool durable_queue::apply(std::deque<op> &ops) {
                 ++inserts;
                 // pairs == 0: a gateway event's bare payload, wrapped here with the gateway's own sequence number.
                 assigned.emplace_back(k, o.pairs == 0 ? gateway_event(o.body, o.l) : put(o.l, o.body, o.pairs));
+                if (o.condition) store_condition(o);
+            } else if (o.what == op::type::forget) {
+                SQLite::Statement del(*db_, "DELETE FROM conditions WHERE device = ?");
+                for (const auto &d : o.devices) {
+                    del.bind(1, d);
+                    del.exec();
+                    del.reset();
+                }
             } else if (o.what == op::type::ack) {
                 const int i = static_cast<int>(o.l);
                 const auto through = std::min<std::uint64_t>(o.value, next[i] - 1);
@@ -698,6 +730,40 @@ bool durable_queue::apply(std::deque<op> &ops) {
     }
 }
 
+// Inside apply's transaction. An op that alarm priority moved ahead of an older one for the same condition carries
+// a higher `change`: the older, committed after it, neither overwrites its row nor deletes it.
+void durable_queue::store_condition(const op &o) {
+    const auto &c = *o.condition;
+    const auto change = static_cast<std::int64_t>(o.change);
+    if (!c.closed.empty()) {
+        SQLite::Statement del(*db_, "DELETE FROM conditions WHERE device = ? AND event_id = ? AND change < ?");
+        for (const auto &id : c.closed) {
+            del.bind(1, c.device_id);
+            del.bind(2, id);
+            del.bind(3, change);
+            del.exec();
+            del.reset();
+        }
+    }
+    if (c.opened) {
+        const auto &x = *c.opened;
+        SQLite::Statement up(*db_,
+                             "INSERT INTO conditions(device, event_id, change, kind, code, raised_wall_ms, event) "
+                             "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, event_id) DO UPDATE SET "
+                             "change = excluded.change, kind = excluded.kind, code = excluded.code, "
+                             "raised_wall_ms = excluded.raised_wall_ms, event = excluded.event "
+                             "WHERE excluded.change > conditions.change");
+        up.bind(1, c.device_id);
+        up.bind(2, x.event_id);
+        up.bind(3, change);
+        up.bind(4, x.kind);
+        up.bind(5, x.code);
+        up.bind(6, x.raised_wall_ms);
+        up.bind(7, x.event.data(), static_cast<int>(x.event.size()));
+        up.exec();
+    }
+}
+
 // The disk is full: evict telemetry (its pages are reused by later inserts), else give up the reserve file.
 bool durable_queue::free_space_for_alarms() {
     constexpr int t = static_cast<int>(lane::telemetry);
@@ -832,6 +898,26 @@ queue_stats durable_queue::stats() const {
     s.last_commit_ms = last_commit_ms_;
     s.max_commit_ms = max_commit_ms_;
     return s;
+}
+
+std::vector<core::open_condition> durable_queue::open_conditions() const {
+    std::vector<core::open_condition> out;
+    SQLite::Database db(options_.path.string(), SQLite::OPEN_READONLY, 5000);
+    SQLite::Statement q(db, "SELECT device, event_id, kind, code, raised_wall_ms, event FROM conditions "
+                            "ORDER BY device, change");
+    while (q.executeStep()) {
+        core::open_condition c;
+        c.device_id = q.getColumn(0).getString();
+        c.event_id = q.getColumn(1).getString();
+        c.kind = q.getColumn(2).getString();
+        c.code = q.getColumn(3).getString();
+        c.raised_wall_ms = q.getColumn(4).getInt64();
+        const auto event = q.getColumn(5);
+        const auto *p = static_cast<const std::uint8_t *>(event.getBlob());
+        c.event.assign(p, p + event.getBytes());
+        out.push_back(std::move(c));
+    }
+    return out;
 }
 
 std::vector<quarantined_record> durable_queue::quarantine(std::size_t limit) const {

@@ -142,7 +142,7 @@ public:
     void accept(const core::accepted_event &ev) override {
         std::uint32_t pairs = 0;
         auto body = encode_record(ev, pairs);
-        if (!q_.push(lane_of(ev.kind), std::move(body), pairs, {}, true))
+        if (!q_.push(lane_of(ev.kind), std::move(body), pairs, {}, true, ev.condition))
             spdlog::error("uplink: the queue did not take an event of device {}", ev.device_id);
     }
     void flush() override { q_.flush(); }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -36,6 +37,16 @@
 
 namespace firelink {
 
+// An open condition the host keeps for this device (firelink.conditions/1): an alarm, pre-alarm or fault raised with
+// an event_id, by this instance or an earlier one, that no restore has ended. A copy: it outlives the call.
+struct condition {
+    std::string event_id;             // what a restore names in `ends` to end it
+    std::string kind;                 // "alarm", "pre_alarm" or "fault"
+    std::string code;
+    std::vector<std::uint8_t> event;  // the raising event as emitted (a msgpack map; firelink::config reads it)
+    std::int64_t raised_wall_ms = 0;  // when the host accepted it, ms since the Unix epoch
+};
+
 // The device's view of the host: events, logs, timers and its wire. Cheap to copy; valid while the device lives.
 class host_handle {
 public:
@@ -43,6 +54,8 @@ public:
         if (FL_HAS_FIELD(host_, fl_host, get_extension)) {
             timer_ = static_cast<const fl_host_timer *>(host_->get_extension(host_, FL_EXT_TIMER));
             transport_ = static_cast<const fl_host_transport *>(host_->get_extension(host_, FL_EXT_TRANSPORT));
+            conditions_ = static_cast<const fl_host_conditions *>(host_->get_extension(host_, FL_EXT_CONDITIONS));
+            if (!FL_HAS_FIELD(conditions_, fl_host_conditions, list) || !conditions_->list) conditions_ = nullptr;
         }
     }
 
@@ -96,6 +109,38 @@ public:
     fl_status end_request() const { return transport_ ? transport_->end_request(host_) : FL_UNSUPPORTED; }
     fl_status close_wire() const { return transport_ ? transport_->close(host_) : FL_UNSUPPORTED; }
 
+    // The device's open conditions as the host holds them (firelink.conditions/1), oldest first; empty on a host
+    // without the extension. Works from the device's constructor on: a driver of a push-only device reads them to
+    // end, with the right `ends`, an alarm that an earlier instance raised before a restart.
+    bool has_conditions() const noexcept { return conditions_ != nullptr; }
+    std::vector<condition> open_conditions() const {
+        struct visit_state {
+            std::vector<condition> out;
+            std::exception_ptr failed;  // nothing may unwind through the host's C code: rethrown after list returns
+        } state;
+        if (!conditions_) return {};
+        conditions_->list(
+            host_,
+            [](void *context, const fl_condition *c) {
+                auto &st = *static_cast<visit_state *>(context);
+                if (st.failed || !FL_HAS_FIELD(c, fl_condition, raised_wall_ms)) return;
+                try {
+                    condition x;
+                    x.event_id = c->event_id ? c->event_id : "";
+                    x.kind = c->kind ? c->kind : "";
+                    x.code = c->code ? c->code : "";
+                    if (c->event && c->event_size) x.event.assign(c->event, c->event + c->event_size);
+                    x.raised_wall_ms = c->raised_wall_ms;
+                    st.out.push_back(std::move(x));
+                } catch (...) {
+                    st.failed = std::current_exception();
+                }
+            },
+            &state);
+        if (state.failed) std::rethrow_exception(state.failed);
+        return std::move(state.out);
+    }
+
     // Any other host extension, by id.
     template <class T>
     const T *extension(const char *id) const {
@@ -107,6 +152,7 @@ private:
     const fl_host *host_;
     const fl_host_timer *timer_ = nullptr;
     const fl_host_transport *transport_ = nullptr;
+    const fl_host_conditions *conditions_ = nullptr;
 };
 
 // Base class of a vendor's device. Subclasses take (host_handle, const config &) in their constructor and throw
@@ -130,6 +176,8 @@ public:
 
 protected:
     const host_handle &host() const noexcept { return host_; }
+    // The host-kept open conditions of this device (host_handle::open_conditions); empty without the extension.
+    std::vector<condition> open_conditions() const { return host_.open_conditions(); }
 
 private:
     host_handle host_;

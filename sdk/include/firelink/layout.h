@@ -8,6 +8,7 @@
 #define FIRELINK_LAYOUT_H
 
 #include "plugin.h"
+#include "ext/conditions.h"
 #include "ext/identify.h"
 #include "ext/timer.h"
 #include "ext/transport.h"
@@ -93,6 +94,16 @@ FL_LAYOUT_ASSERT(sizeof(fl_device_timer) == 16);
 FL_LAYOUT_ASSERT(offsetof(fl_plugin_identify, identify) == 8);
 FL_LAYOUT_ASSERT(sizeof(fl_plugin_identify) == 16);
 
+FL_LAYOUT_ASSERT(offsetof(fl_condition, event_id) == 8);
+FL_LAYOUT_ASSERT(offsetof(fl_condition, kind) == 16);
+FL_LAYOUT_ASSERT(offsetof(fl_condition, code) == 24);
+FL_LAYOUT_ASSERT(offsetof(fl_condition, event) == 32);
+FL_LAYOUT_ASSERT(offsetof(fl_condition, event_size) == 40);
+FL_LAYOUT_ASSERT(offsetof(fl_condition, raised_wall_ms) == 48);
+FL_LAYOUT_ASSERT(sizeof(fl_condition) == 56);
+FL_LAYOUT_ASSERT(offsetof(fl_host_conditions, list) == 8);
+FL_LAYOUT_ASSERT(sizeof(fl_host_conditions) == 16);
+
 #endif /* LP64 */
 
 /* The smallest struct sizes a v1.0 peer may present: a host or plugin refuses anything smaller. */
@@ -106,5 +117,10 @@ FL_LAYOUT_ASSERT(sizeof(fl_plugin_identify) == 16);
 #define FL_V1_0_SIZEOF_HOST_TIMER        ((uint32_t)(offsetof(fl_host_timer, cancel) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_TIMER      ((uint32_t)(offsetof(fl_device_timer, on_timer) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_PLUGIN_IDENTIFY   ((uint32_t)(offsetof(fl_plugin_identify, identify) + sizeof(void *)))
+
+/* Extensions added after v1.0: the size of their first revision, the smallest a peer may present. */
+#define FL_CONDITIONS_1_SIZEOF_CONDITION ((uint32_t)(offsetof(fl_condition, raised_wall_ms) + sizeof(int64_t)))
+#define FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS \
+    ((uint32_t)(offsetof(fl_host_conditions, list) + sizeof(void *)))
 
 #endif /* FIRELINK_LAYOUT_H */

@@ -26,6 +26,7 @@
 #include <firelink/firelink.h>
 #include <firelink/transport/link.hpp>
 
+#include "firelink/core/conditions.hpp"
 #include "firelink/core/plugin_loader.hpp"
 
 namespace firelink::core {
@@ -44,6 +45,9 @@ struct accepted_event {
     std::chrono::system_clock::time_point received_wall;
     std::chrono::steady_clock::time_point received_monotonic;
     std::vector<std::uint8_t> payload;  // the event's msgpack bytes
+    // Set when this driver event opened or closed one of the device's open conditions (conditions.hpp): a durable
+    // sink stores it with the event, in the same transaction.
+    std::optional<condition_change> condition;
 };
 
 // Receives accepted events; called on the emitting thread (any thread), so it must be thread-safe and must not
@@ -98,6 +102,8 @@ struct device_status {
     std::optional<std::chrono::system_clock::time_point> last_seen;  // last traffic: bytes in or an event
     transport::link_counters link;
     bool has_link = false;
+    std::size_t open_conditions = 0;      // firelink.conditions/1: held for this device id now
+    std::uint64_t conditions_dropped = 0; // dropped at condition_list::max_open since the host started
 };
 
 class device_runtime {
@@ -145,11 +151,18 @@ public:
     // The host extensions this runtime provides to devices.
     static bool provides(const std::string &extension_id);
 
+    // Host-kept conditions (firelink.conditions/1). load_conditions replaces the lists of the device ids it names
+    // with what a durable queue had stored; call it before creating those devices. A device id keeps its list
+    // across destroy and create (a reload, a runner restart) for the life of the runtime.
+    void load_conditions(std::vector<open_condition> stored);
+    std::vector<open_condition> open_conditions(const std::string &device_id) const;
+
     struct device_slot;
     struct plugin_slot;
 
 private:
     std::shared_ptr<device_slot> find(const std::string &device_id) const;
+    std::shared_ptr<condition_list> conditions_of(const std::string &device_id);  // made on first use; mutex_ held
     void watchdog_loop();
 
     boost::asio::io_context &io_;
@@ -158,6 +171,7 @@ private:
     mutable std::mutex mutex_;
     std::map<std::string, std::shared_ptr<device_slot>> devices_;
     std::vector<std::unique_ptr<plugin_slot>> plugins_;
+    std::map<std::string, std::shared_ptr<condition_list>> conditions_;  // by device id, never erased
 
     std::mutex watchdog_mutex_;
     std::condition_variable watchdog_cv_;

@@ -17,6 +17,8 @@ inline constexpr std::size_t max_event_bytes = 64 * 1024;
 struct event_summary {
     std::string kind;
     std::string code;
+    std::string event_id;  // empty when absent
+    std::string ends;      // empty when absent
 };
 
 // Returns the summary of a valid event, or sets `why` to the first reason it is invalid and returns nullopt.

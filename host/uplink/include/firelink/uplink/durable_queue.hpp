@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include <firelink/core/conditions.hpp>
+
 namespace SQLite {
 class Database;
 }
@@ -142,9 +144,13 @@ public:
     // Hands a record to the writer. Any thread; never waits for the disk. `on_commit` (may be empty) runs on the
     // writer thread once the record's transaction has committed, with the seq it was given. False (and nothing
     // taken) when the lane does not admit, unless `force` (the event was admitted earlier: the runtime asked
-    // admits() before it took the event from the driver).
+    // admits() before it took the event from the driver). `condition`: what the event did to its device's open
+    // conditions, written to the conditions table in the record's own transaction. For one device, push in the
+    // order the changes happened (the runtime does, under the device's emit lock): alarms commit ahead of other
+    // lanes, and the order of push is what keeps a late commit from undoing a newer change.
     bool push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
-              std::function<void(std::uint64_t seq)> on_commit = {}, bool force = false);
+              std::function<void(std::uint64_t seq)> on_commit = {}, bool force = false,
+              std::optional<core::condition_change> condition = std::nullopt);
     // A gateway event (device = gateway id, class `gateway`), in the lane of its kind: always taken.
     void push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind);
 
@@ -178,9 +184,16 @@ public:
     queue_stats stats() const;
     std::vector<quarantined_record> quarantine(std::size_t limit) const;
 
+    // Host-kept conditions (firelink.conditions/1): every device's open conditions as committed, each device's
+    // oldest first. Reads on a connection of its own; for the host's start.
+    std::vector<core::open_condition> open_conditions() const;
+    // Deletes the stored conditions of these devices (ones no longer in the site), in the writer's next transaction;
+    // returns at once.
+    void forget_conditions(std::vector<std::string> device_ids);
+
 private:
     struct op {
-        enum class type { insert, ack, cursor } what = type::insert;
+        enum class type { insert, ack, cursor, forget } what = type::insert;
         lane l = lane::event;
         std::vector<std::uint8_t> body;
         std::uint32_t pairs = 0;
@@ -188,7 +201,11 @@ private:
         std::uint64_t value = 0;  // ack: through; cursor: the cursor
         std::vector<reject> rejects;
         std::shared_ptr<std::promise<bool>> done;  // cursor: committed or not
+        std::optional<core::condition_change> condition;  // insert: stored with the record
+        std::uint64_t change = 0;                         // insert with a condition: its order (change_seq_)
+        std::vector<std::string> devices;                 // forget
     };
+    void store_condition(const op &o);
     void open_database();
     void writer_loop();
     bool apply(std::deque<op> &ops);
@@ -222,6 +239,7 @@ private:
     std::atomic<double> last_commit_ms_{0}, max_commit_ms_{0};
     std::atomic<std::uint64_t> command_cursor_{0};
     std::uint64_t gateway_seq_ = 0;
+    std::uint64_t change_seq_ = 0;  // under mutex_: numbers condition changes in push order, stored with each row
 
     // Evictions not yet reported upstream.
     std::uint64_t unreported_evicted_ = 0, unreported_first_ = 0, unreported_last_ = 0;

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Host-kept conditions (firelink.conditions/1) end to end, with real processes: firelink-host with [uplink] to
+firelink-receiver (the reference platform), the push test plugin, and this test as a push-only device at the far end
+of the device's TCP wire.
+
+The device sends "ALARM x"; the driver emits an alarm with a random event_id it keeps only in memory. Then the host
+(or the plugin's runner) is killed with SIGKILL and comes back; the device sends "RESTORE x". The new driver instance
+knows nothing of the alarm: only the host's list can give it the id. The receiver must get a restore whose `ends` is
+the alarm's event_id, and /api/devices must show the condition before the restore and not after.
+
+Usage (ctest passes these): conditions_e2e_test.py FIRELINK_HOST FIRELINK_RECEIVER PUSH_PLUGIN_DIR [unittest args]
+"""
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HOST, RECEIVER, PLUGINS = (os.path.abspath(p) for p in sys.argv[1:4])
+del sys.argv[1:4]
+GUARD = 30.0  # hang guard only: every wait ends as soon as its condition holds
+DEVICE = "push-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=GUARD):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what + " (last: " + repr(last) + ")")
+
+
+def get_json(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+    except (urllib.error.URLError, ConnectionError, socket.timeout):
+        return 0, None
+
+
+class Receiver:
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.db = os.path.join(folder, "receiver.db")
+        self.log = open(os.path.join(folder, "receiver.log"), "a")
+        self.proc = subprocess.Popen([RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
+                                     stdout=subprocess.PIPE, stderr=self.log)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        assert ready, "the receiver did not start"
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on"), line
+
+    def events(self):
+        """The device's events the platform stored, in the order the gateway numbered them."""
+        import sqlite3
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM events WHERE device=? ORDER BY id", (DEVICE,)).fetchall()
+        return [json.loads(r["event"]) for r in rows]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+        self.proc.stdout.close()
+        self.log.close()
+
+
+class Device:
+    """The push-only device: a TCP server the host's wire connects to."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        self.conn = None
+
+    def accept(self):
+        if self.conn:
+            self.conn.close()
+        self.server.settimeout(GUARD)
+        self.conn, _ = self.server.accept()
+
+    def follow(self, timeout=5.0):
+        """After a driver restart the host may open the device's wire again: take the new connection if one comes
+        (or the old one closes) within `timeout`, else keep the old one."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.server, self.conn], [], [], max(0.0, end - time.monotonic()))
+            if self.server in ready:
+                self.accept()
+                return True
+            if self.conn in ready and not self.conn.recv(4096, socket.MSG_PEEK):
+                self.accept()  # closed by the host: its new connection follows
+                return True
+        return False
+
+    def send(self, line):
+        self.conn.sendall(line.encode() + b"\n")
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        self.server.close()
+
+
+class Host:
+    def __init__(self, folder, receiver_port, device_port, isolation, use_conditions):
+        self.folder = folder
+        self.admin = free_port()
+        self.config = os.path.join(folder, "site.toml")
+        with open(self.config, "w") as f:
+            f.write(f'[gateway]\nid = "gw-conditions"\n\n'
+                    f'[plugins]\ndirs = ["{PLUGINS}"]\nisolation = "{isolation}"\n\n'
+                    f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'
+                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "queue.db"\n'
+                    f'backoff_max_s = 1\nreserve_mb = 0\n\n'
+                    f'[[device]]\nid = "{DEVICE}"\ndriver = "push"\nclass = "vendor:org.firelink.test.push"\n'
+                    f'heartbeat_s = 0\nwire = {{ tcp = "127.0.0.1:{device_port}" }}\n'
+                    f'[device.config]\nuse_conditions = {"true" if use_conditions else "false"}\n')
+        self.proc = None
+
+    def start(self):
+        self.log = open(os.path.join(self.folder, "host.log"), "a")
+        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=self.log)
+        wait_for(lambda: self.get("/healthz")[0] == 200 and self.get("/healthz")[1]["status"] != "starting",
+                 "the host to be up")
+
+    def get(self, path):
+        return get_json(f"http://127.0.0.1:{self.admin}{path}")
+
+    def device(self):
+        status, devices = self.get("/api/devices")
+        assert status == 200, (status, devices)
+        return next(d for d in devices if d["id"] == DEVICE)
+
+    def open_ids(self):
+        return [c["event_id"] for c in self.device()["open_conditions"]]
+
+    def runner(self):
+        return next(p for p in self.get("/healthz")[1]["plugins"] if p["id"] == "org.firelink.test.push")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(20)
+        self.log.close()
+        self.proc = None
+
+    def stop(self):
+        if not self.proc:
+            return 0
+        code = 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(40)
+        self.log.close()
+        self.proc = None
+        return code
+
+
+class ConditionsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="firelink-conditions-")
+        self.dir = self.tmp.name
+        self.receiver = Receiver(self.dir)
+        self.device = Device()
+        self.host = None
+
+    def tearDown(self):
+        if self.host:
+            self.host.stop()
+        self.device.close()
+        self.receiver.stop()
+        if any(e for _, e in getattr(self._outcome, "errors", []) if e) or not self._outcome.success:
+            for name in ("host.log", "receiver.log"):
+                path = os.path.join(self.dir, name)
+                if os.path.exists(path):
+                    with open(path, errors="replace") as f:
+                        sys.stderr.write(f"---- {name} (last 60 lines)\n" + "".join(f.readlines()[-60:]))
+        self.tmp.cleanup()
+
+    def raise_alarm(self, isolation, use_conditions=True):
+        self.host = Host(self.dir, self.receiver.port, self.device.port, isolation, use_conditions)
+        self.host.start()
+        self.device.accept()
+        self.device.send("ALARM x")
+        alarm = wait_for(lambda: next((e for e in self.receiver.events() if e["kind"] == "alarm"), None),
+                         "the alarm at the platform")
+        self.assertEqual(alarm["code"], "zone_alarm")
+        self.assertEqual(alarm["message"], "zone x")
+        event_id = alarm["event_id"]
+        self.assertEqual(self.host.open_ids(), [event_id])
+        condition = self.host.device()["open_conditions"][0]
+        self.assertEqual((condition["kind"], condition["code"]), ("alarm", "zone_alarm"))
+        self.assertIsInstance(condition["raised_wall_ms"], int)
+        return event_id
+
+    def restore_and_check(self, event_id):
+        """RESTORE x must end the alarm: a restore with its `ends` at the platform, and no open condition left."""
+        self.device.send("RESTORE x")
+        ended = wait_for(lambda: [e for e in self.receiver.events()
+                                  if e["kind"] == "restore" and e.get("ends") == event_id
+                                  or e["code"] == "restore_unmatched"],
+                         "the restore (or the driver's restore_unmatched) at the platform")
+        self.assertEqual([e["kind"] for e in ended], ["restore"],
+                         "the driver could not find the alarm's event_id: " + json.dumps(ended))
+        self.assertEqual(ended[0]["code"], "zone_alarm")
+        wait_for(lambda: self.host.open_ids() == [], "/api/devices to show no open condition")
+
+    def kill_and_restart_host(self, event_id):
+        self.host.kill9()
+        self.host.start()
+        self.device.accept()  # the new host's wire connects again
+        # Restored from the queue's database before the device was created.
+        self.assertEqual(self.host.open_ids(), [event_id])
+
+    def check_clean_stop(self):
+        self.assertEqual(self.host.stop(), 0, "firelink-host did not exit 0 on SIGTERM")
+
+    def test_InProcessHostKill(self):
+        event_id = self.raise_alarm("in_process")
+        self.kill_and_restart_host(event_id)
+        self.restore_and_check(event_id)
+        # And it stays ended across a further restart: the restore's delete was committed with it.
+        self.check_clean_stop()
+        self.host.start()
+        self.assertEqual(self.host.open_ids(), [])
+        self.check_clean_stop()
+
+    def test_InProcessControlWithoutTheExtension(self):
+        """The same run with a driver that ignores firelink.conditions/1: the restore cannot be matched, the alarm
+        stays open at the platform. This is the failure the extension fixes, and shows the test above can fail."""
+        event_id = self.raise_alarm("in_process", use_conditions=False)
+        self.kill_and_restart_host(event_id)
+        self.device.send("RESTORE x")
+        wait_for(lambda: any(e["code"] == "restore_unmatched" for e in self.receiver.events()),
+                 "the driver's restore_unmatched")
+        self.assertFalse(any(e["kind"] == "restore" for e in self.receiver.events()))
+        self.assertEqual(self.host.open_ids(), [event_id])
+        self.check_clean_stop()
+
+    # Out of process the driver runs in a firelink-runner, which must pass the host's list to the plugin it runs.
+    # Disabled in CMake until the runner forwards it (host/isolation, host/runner).
+    def test_OutOfProcessHostKill(self):
+        event_id = self.raise_alarm("process")
+        self.kill_and_restart_host(event_id)
+        self.restore_and_check(event_id)
+        self.check_clean_stop()
+
+    def test_OutOfProcessRunnerKill(self):
+        event_id = self.raise_alarm("process")
+        before = self.host.runner()
+        self.assertEqual(before["state"], "running")
+        os.kill(before["pid"], signal.SIGKILL)
+        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.runner()),
+                 "the runner to be restarted")
+        wait_for(lambda: self.host.device()["state"] == "started", "the device to be started again")
+        self.device.follow()
+        self.assertEqual(self.host.open_ids(), [event_id])  # the host-made driver_crashed is not listed
+        self.restore_and_check(event_id)
+        self.check_clean_stop()
+
+
+if __name__ == "__main__":
+    unittest.main()

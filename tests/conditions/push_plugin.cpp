@@ -1,0 +1,133 @@
+// push: a push-only alarm device for the tests of host-kept conditions (firelink.conditions/1).
+//
+// The device cannot be asked what is active; it only tells, one line at a time over its wire:
+//   "ALARM <zone>\n"    the driver emits an alarm `zone_alarm` with a random event_id it keeps only in memory
+//                       (zone -> id), and the message "zone <zone>"
+//   "RESTORE <zone>\n"  the driver ends that alarm: a restore with `ends` = its id
+// A restore for a zone this instance did not raise (an earlier instance did, before a driver or host restart) is
+// looked up among the host-kept open conditions, by the zone in the raising event's message. When it is not found
+// the driver emits a status `restore_unmatched` (message "zone <zone>"), so a test sees the failure at once.
+//
+// Config: use_conditions (default true). false makes the driver ignore the extension, like a driver written before
+// it: the end-to-end test uses it to show that the alarm then stays open at the platform.
+// Commands, for tests without a wire: "alarm" and "restore" with args {"zone": str} do what the lines do; "list"
+// answers a command_result whose message is "<event_ids at create>|<event_ids now>" (each comma-separated), to show
+// that the list is readable from create_device on.
+#include <firelink/driver.hpp>
+
+#include <map>
+#include <random>
+#include <string>
+
+namespace {
+
+std::string random_id() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    static const char *hex = "0123456789abcdef";
+    std::string id = "zone-";
+    auto v = rng();
+    for (int i = 0; i < 16; ++i, v >>= 4) id += hex[v & 15];
+    return id;
+}
+
+std::string join_ids(const std::vector<firelink::condition> &list) {
+    std::string out;
+    for (const auto &c : list) out += (out.empty() ? "" : ",") + c.event_id;
+    return out;
+}
+
+class push_device : public firelink::device {
+public:
+    push_device(firelink::host_handle host, const firelink::config &cfg)
+        : device(host), use_conditions_(cfg.get<bool>("use_conditions", true)) {
+        cfg.reject_unknown({"use_conditions"});
+        // From inside create_device: what the host held for this device id when this instance was made.
+        at_create_ = join_ids(open_conditions());
+    }
+
+    void start() override {
+        if (host().has_transport()) host().open_wire();
+    }
+
+    void on_data(std::span<const std::uint8_t> bytes) override {
+        for (auto b : bytes) {
+            if (b != '\n') {
+                if (line_.size() < 256) line_ += static_cast<char>(b);
+                continue;
+            }
+            if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+            handle(line_);
+            line_.clear();
+        }
+    }
+
+    void on_link(int state, fl_status) override {
+        if (state != FL_LINK_OPEN) line_.clear();  // a cut line is not finished by the next connection's bytes
+    }
+
+    fl_status on_command(const firelink::command &cmd) override {
+        if (cmd.name() == "list") {
+            host().emit(firelink::event::command_result(cmd.id(), true, at_create_ + "|" + join_ids(open_conditions())));
+            return FL_OK;
+        }
+        if (cmd.name() != "alarm" && cmd.name() != "restore") return FL_UNSUPPORTED;
+        const auto zone = cmd.args().require<std::string>("zone");
+        handle((cmd.name() == "alarm" ? "ALARM " : "RESTORE ") + zone);
+        host().emit(firelink::event::command_result(cmd.id(), true, cmd.name() + " " + zone));
+        return FL_OK;
+    }
+
+private:
+    void handle(const std::string &line) {
+        if (line.rfind("ALARM ", 0) == 0) {
+            const auto zone = line.substr(6);
+            const auto id = random_id();
+            active_[zone] = id;
+            host().emit(firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id(id).message("zone " + zone));
+        } else if (line.rfind("RESTORE ", 0) == 0) {
+            const auto zone = line.substr(8);
+            auto id = find(zone);
+            if (id.empty()) {
+                host().warn("RESTORE " + zone + ": no open alarm known for the zone");
+                host().emit(firelink::event{firelink::event_kind::status, "restore_unmatched"}.message("zone " + zone));
+                return;
+            }
+            active_.erase(zone);
+            host().emit(firelink::event{firelink::event_kind::restore, "zone_alarm"}.ends(id).message("zone " + zone));
+        } else if (!line.empty()) {
+            host().warn("ignored a line: " + line);
+        }
+    }
+
+    // This instance's own memory first, then what the host kept from earlier instances.
+    std::string find(const std::string &zone) const {
+        if (auto it = active_.find(zone); it != active_.end()) return it->second;
+        if (!use_conditions_) return {};
+        for (const auto &c : open_conditions()) {
+            if (c.code != "zone_alarm") continue;
+            const firelink::config raised(c.event.data(), c.event.size());
+            if (raised.get<std::string>("message", "") == "zone " + zone) return c.event_id;
+        }
+        return {};
+    }
+
+    bool use_conditions_;
+    std::string at_create_;
+    std::map<std::string, std::string> active_;
+    std::string line_;
+};
+
+}  // namespace
+
+FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.test.push",
+                                       .name = "Push-only alarms",
+                                       .vendor = "firelink tests",
+                                       .version = "1.0.0",
+                                       .license = "Apache-2.0",
+                                       .description = "A device that only pushes ALARM/RESTORE lines."}),
+                (firelink::driver<push_device>{.id = "push",
+                                               .name = "Push-only alarm device",
+                                               .device_class = "vendor:org.firelink.test.push",
+                                               .description = "Ends alarms of earlier instances via "
+                                                              "firelink.conditions/1.",
+                                               .wires = FL_WIRE_TCP_CLIENT}))
