@@ -32,6 +32,7 @@
 
 #include <deque>
 
+#include <firelink/core/conditions.hpp>
 #include <firelink/core/event_check.hpp>
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/ext/commit.h>
@@ -174,13 +175,9 @@ struct device {
     std::atomic<bool> congested{false};
     std::deque<std::string> waiting_data;
 
-    // The open conditions the host gave at create (firelink.conditions/1), owned here.
-    struct condition {
-        std::string event_id, kind, code;
-        std::vector<std::uint8_t> event;
-        std::int64_t raised_wall_ms = 0;
-    };
-    std::vector<condition> conditions;
+    // The device's open conditions (firelink.conditions/1): the host's list at create, kept up to date with what
+    // this instance emits, as the host keeps its own.
+    firelink::core::condition_list conditions;
     int unit = -1;
     std::atomic<bool> started{false};
 
@@ -278,6 +275,11 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
     r.ring_bell();
     if (!summary) return FL_INVALID_ARGUMENT;
     ++d->emitted;
+    d->conditions.apply(d->device_id, summary->kind, summary->code, summary->event_id, summary->ends,
+                        std::vector<std::uint8_t>(data, data + size),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
     return FL_OK;
 }
 
@@ -387,7 +389,7 @@ std::size_t conditions_list(const fl_host *h, void (*visit)(void *, const fl_con
     auto *d = device_of(h);
     if (!d || !visit) return 0;
     std::size_t n = 0;
-    for (const auto &c : d->conditions) {
+    for (const auto &c : d->conditions.snapshot()) {
         const fl_condition fc{sizeof(fl_condition), c.event_id.c_str(), c.kind.c_str(), c.code.c_str(),
                               c.event.data(), c.event.size(), c.raised_wall_ms};
         visit(context, &fc);
@@ -469,10 +471,12 @@ void runner::handle(const iso::host_message &message) {
         d->device_id = std::string(m->device_id);
         d->wire_kind = m->wire_kind;
         d->unit = m->unit;
+        std::vector<firelink::core::open_condition> given;
         for (const auto &c : m->conditions)
-            d->conditions.push_back({std::string(c.event_id), std::string(c.kind), std::string(c.code),
-                                     std::vector<std::uint8_t>(bytes(c.event), bytes(c.event) + c.event.size()),
-                                     c.raised_wall_ms});
+            given.push_back({d->device_id, std::string(c.event_id), std::string(c.kind), std::string(c.code),
+                             std::vector<std::uint8_t>(bytes(c.event), bytes(c.event) + c.event.size()),
+                             c.raised_wall_ms});
+        d->conditions.load(std::move(given));
         const auto *driver = plugin->info().find_driver(d->driver_id);
         if (!driver || devices.count(d->handle)) return reply(m->call, driver ? FL_MISUSE : FL_NOT_FOUND);
         d->device_class = driver->device_class;

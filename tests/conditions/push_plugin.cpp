@@ -30,7 +30,7 @@ std::string random_id() {
     return id;
 }
 
-std::string join_ids(const std::vector<firelink::condition> &list) {
+std::string join_ids(const std::vector<firelink::open_condition> &list) {
     std::string out;
     for (const auto &c : list) out += (out.empty() ? "" : ",") + c.event_id;
     return out;

@@ -1,5 +1,5 @@
 // driver.hpp's accessor for firelink.conditions/1: open_conditions() copies the host's list, oldest first, into
-// firelink::condition values that outlive the call, and is empty on a host without the extension.
+// firelink::open_condition values that outlive the call, and is empty on a host without the extension.
 #include <firelink/driver.hpp>
 
 #include <gtest/gtest.h>

@@ -39,7 +39,7 @@ namespace firelink {
 
 // An open condition the host keeps for this device (firelink.conditions/1): an alarm, pre-alarm or fault raised with
 // an event_id, by this instance or an earlier one, that no restore has ended. A copy: it outlives the call.
-struct condition {
+struct open_condition {
     std::string event_id;             // what a restore names in `ends` to end it
     std::string kind;                 // "alarm", "pre_alarm" or "fault"
     std::string code;
@@ -113,9 +113,9 @@ public:
     // without the extension. Works from the device's constructor on: a driver of a push-only device reads them to
     // end, with the right `ends`, an alarm that an earlier instance raised before a restart.
     bool has_conditions() const noexcept { return conditions_ != nullptr; }
-    std::vector<condition> open_conditions() const {
+    std::vector<open_condition> open_conditions() const {
         struct visit_state {
-            std::vector<condition> out;
+            std::vector<open_condition> out;
             std::exception_ptr failed;  // nothing may unwind through the host's C code: rethrown after list returns
         } state;
         if (!conditions_) return {};
@@ -125,7 +125,7 @@ public:
                 auto &st = *static_cast<visit_state *>(context);
                 if (st.failed || !FL_HAS_FIELD(c, fl_condition, raised_wall_ms)) return;
                 try {
-                    condition x;
+                    open_condition x;
                     x.event_id = c->event_id ? c->event_id : "";
                     x.kind = c->kind ? c->kind : "";
                     x.code = c->code ? c->code : "";
@@ -177,7 +177,7 @@ public:
 protected:
     const host_handle &host() const noexcept { return host_; }
     // The host-kept open conditions of this device (host_handle::open_conditions); empty without the extension.
-    std::vector<condition> open_conditions() const { return host_.open_conditions(); }
+    std::vector<open_condition> open_conditions() const { return host_.open_conditions(); }
 
 private:
     host_handle host_;
