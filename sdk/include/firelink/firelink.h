@@ -5,6 +5,7 @@
 #include "abi.h"
 #include "host.h"
 #include "plugin.h"
+#include "ext/commit.h"
 #include "ext/identify.h"
 #include "ext/timer.h"
 #include "ext/transport.h"

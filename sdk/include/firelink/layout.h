@@ -8,6 +8,7 @@
 #define FIRELINK_LAYOUT_H
 
 #include "plugin.h"
+#include "ext/commit.h"
 #include "ext/identify.h"
 #include "ext/timer.h"
 #include "ext/transport.h"
@@ -93,6 +94,11 @@ FL_LAYOUT_ASSERT(sizeof(fl_device_timer) == 16);
 FL_LAYOUT_ASSERT(offsetof(fl_plugin_identify, identify) == 8);
 FL_LAYOUT_ASSERT(sizeof(fl_plugin_identify) == 16);
 
+FL_LAYOUT_ASSERT(offsetof(fl_host_commit, emitted) == 8);
+FL_LAYOUT_ASSERT(sizeof(fl_host_commit) == 16);
+FL_LAYOUT_ASSERT(offsetof(fl_device_commit, on_committed) == 8);
+FL_LAYOUT_ASSERT(sizeof(fl_device_commit) == 16);
+
 #endif /* LP64 */
 
 /* The smallest struct sizes a v1.0 peer may present: a host or plugin refuses anything smaller. */
@@ -106,5 +112,7 @@ FL_LAYOUT_ASSERT(sizeof(fl_plugin_identify) == 16);
 #define FL_V1_0_SIZEOF_HOST_TIMER        ((uint32_t)(offsetof(fl_host_timer, cancel) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_TIMER      ((uint32_t)(offsetof(fl_device_timer, on_timer) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_PLUGIN_IDENTIFY   ((uint32_t)(offsetof(fl_plugin_identify, identify) + sizeof(void *)))
+#define FL_V1_0_SIZEOF_HOST_COMMIT       ((uint32_t)(offsetof(fl_host_commit, emitted) + sizeof(void *)))
+#define FL_V1_0_SIZEOF_DEVICE_COMMIT     ((uint32_t)(offsetof(fl_device_commit, on_committed) + sizeof(void *)))
 
 #endif /* FIRELINK_LAYOUT_H */

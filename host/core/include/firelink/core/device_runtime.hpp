@@ -44,6 +44,10 @@ struct accepted_event {
     std::chrono::system_clock::time_point received_wall;
     std::chrono::steady_clock::time_point received_monotonic;
     std::vector<std::uint8_t> payload;  // the event's msgpack bytes
+    // Set for a driver's event when its device takes commit notifications (firelink.commit/1); empty otherwise. The
+    // pipeline runs it once, from any thread, when the event is durable (event_pipeline::accept says when that is);
+    // never for an event that is lost. It must not block: it only advances the device's commit watermark.
+    std::function<void()> on_durable;
 };
 
 // Receives accepted events; called on the emitting thread (any thread), so it must be thread-safe and must not
@@ -98,6 +102,9 @@ struct device_status {
     std::optional<std::chrono::system_clock::time_point> last_seen;  // last traffic: bytes in or an event
     transport::link_counters link;
     bool has_link = false;
+    bool takes_commits = false;           // the driver returned fl_device_commit (firelink.commit/1)
+    std::uint64_t emitted = 0;            // the driver's events emit answered FL_OK, numbered 1..emitted
+    std::uint64_t committed_through = 0;  // events 1..committed_through are durable
 };
 
 class device_runtime {
