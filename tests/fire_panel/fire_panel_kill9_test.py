@@ -81,6 +81,8 @@ class KillNine(unittest.TestCase):
         return sim, stop
 
     def confirmed_steps(self):
+        if not os.path.exists(self.confirmed_log):
+            return []
         with open(self.confirmed_log) as f:
             lines = [json.loads(l) for l in f if l.endswith("\n")]
         return [l for l in lines if l["step"].split()[0] in ("fire", "fault")]
@@ -128,8 +130,9 @@ class KillNine(unittest.TestCase):
                 per_kill[k + 1] = per_kill.get(k + 1, 0) + 1
             print(f"lost per kill: {dict(sorted(per_kill.items()))}", file=sys.stderr)
         self.assertGreater(len(confirmed), KILLS, "the stream hardly ran")
-        self.assertEqual(missing, [], f"{len(missing)} frames the UITD saw confirmed never reached the platform: "
-                                      f"{[c['step'] for c in missing[:10]]}")
+        if missing:
+            self.fail(f"{len(missing)} frames the UITD saw confirmed never reached the platform: "
+                      f"{[c['step'] for c in missing[:10]]}")
 
     def test_in_process(self):
         self.run_kills("in_process")

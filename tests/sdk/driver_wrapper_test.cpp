@@ -129,7 +129,7 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.wrapper-test", .name =
                 (firelink::driver<plain_device>{.id = "plain", .name = "Plain", .device_class = "vendor:org.example.plain",
                                                 .flags = FL_DRIVER_OWN_IO}),
                 (firelink::driver<acker_device>{.id = "acker", .name = "Acker", .device_class = "vendor:org.example.acker",
-                                                .wires = FL_WIRE_TCP, .needs = {FL_EXT_TRANSPORT},
+                                                .wires = FL_WIRE_TCP_CLIENT, .needs = {FL_EXT_TRANSPORT},
                                                 .confirms_on_commit = true}))
 
 namespace {
