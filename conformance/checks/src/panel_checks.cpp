@@ -319,7 +319,8 @@ void panel_commit(step_context &c) {
         return;
     }
     long serial = -1;
-    for (auto i = before, until = steady::now() + 1s; serial < 0 && steady::now() < until;) {
+    const auto until_sent = steady::now() + 1s;  // the simulator reports a frame as it writes it
+    for (auto i = before; serial < 0 && steady::now() < until_sent;) {
         if (i < d.sim().lines().size()) serial = serial_of(d.sim().lines()[i++], "sent");
         else std::this_thread::sleep_for(10ms);
     }
