@@ -3,8 +3,11 @@
 // address or by the UITD's own address (firelink.identify/1). The host plays the monitoring centre.
 //
 // What the driver does (docs/drivers/fire_panel.md):
-// - confirms every valid send/control frame with its serial number, but only once the events it carried were taken by
-//   the host: an alarm is never confirmed and then lost. Denies a frame with a bad checksum or undecodable data.
+// - confirms every valid send/control frame with its serial number, but only once the events it carried, and every
+//   event before them, are committed by the host (firelink.commit/1, FL-PLUGIN-35): an alarm is never confirmed and
+//   then lost, even when the host is killed. A frame whose events the host answers FL_BUSY waits unconfirmed (its
+//   events are kept and retried); at most max_unconfirmed frames wait, and one beyond that is neither applied nor
+//   answered, so the UITD sends it again. Denies a frame with a bad checksum or undecodable data.
 // - turns status bits into events on their edges: 0->1 an alarm/fault/status with an event_id, 1->0 its restore.
 //   Bit 0 (normal/test) never suppresses anything.
 // - analog values become telemetry with units; operation records become status events.
@@ -163,7 +166,10 @@ public:
         if (state == FL_LINK_LOST || state == FL_LINK_CLOSED || state == FL_LINK_FAILED) {
             decoder_.reset();
             link_open_ = false;
-            answers_.clear();  // the UITD resends what was not confirmed on its next connection
+            // The UITD resends what was not confirmed on its next connection; a confirm still waiting for a commit
+            // must not go out there, where its serial may name another frame.
+            answers_.clear();
+            ++connection_;
             for (auto it = commands_.begin(); it != commands_.end();) {
                 if (!it->second.internal)
                     queue(event::command_result(it->second.id, false, "the UITD disconnected before answering"));
@@ -431,6 +437,14 @@ private:
             answer(f.head, gb::command::deny);
             return;
         }
+        if (cmd == 2 && answers_.size() + waiting_for_commit() >= max_unconfirmed) {
+            // Bounded: the frame is left for the UITD to send again once the host has caught up.
+            if (++unanswered_total_ <= 10 || unanswered_total_ % 1000 == 0)
+                host().warn("frame serial " + std::to_string(f.head.serial) + " left unanswered: " +
+                            std::to_string(max_unconfirmed) + " frames already wait for their events to be committed (" +
+                            std::to_string(unanswered_total_) + " so far); the UITD sends it again");
+            return;
+        }
         std::optional<gb::app_data> app;
         if (!f.data.empty()) {
             auto parsed = gb::parse_app_data(f.data);
@@ -443,7 +457,7 @@ private:
             apply(*app);
         }
         if (cmd == 2) {
-            answer(f.head, gb::command::confirm);  // sent after the events above were taken (flush)
+            answer(f.head, gb::command::confirm);  // sent once the events above are committed (flush)
         } else if (auto it = commands_.find(f.head.serial); it != commands_.end() && it->second.internal) {
             if (it->second.timer) host().cancel_timer(*it->second.timer);  // its objects were applied above
             commands_.erase(it);
@@ -602,7 +616,8 @@ private:
 
     void queue(event ev) { pending_.push_back(std::move(ev)); }
 
-    // Hands queued events to the host; once all are taken, sends the answers that waited for them.
+    // Hands queued events to the host; once all are taken, sends the answers that waited for them as soon as the host
+    // has committed every event emitted so far (when_committed; at once when the host does not report commits).
     void flush() {
         while (!pending_.empty()) {
             const fl_status st = host().emit(pending_.front());
@@ -613,12 +628,24 @@ private:
             if (st != FL_OK) host().error("the host refused an event (status " + std::to_string(st) + ")");
             pending_.pop_front();
         }
-        for (const auto &a : answers_) {
-            const fl_status st = host().write(gb::encode(a));
-            if (st != FL_OK) host().warn("could not send the answer to serial " + std::to_string(a.head.serial) +
-                                         " (status " + std::to_string(st) + "); the UITD will resend");
+        for (auto &a : answers_) {
+#ifdef FIRE_PANEL_BROKEN_CONFIRMS_ON_OK
+            // Deliberately broken (conformance/broken, tests/fire_panel): confirms on FL_OK although the driver
+            // declares firelink.commit/1, as the driver did before it; a host killed now loses a confirmed event.
+            send_answer(a);
+#else
+            when_committed([this, a = std::move(a), connection = connection_] {
+                if (connection == connection_) send_answer(a);
+            });
+#endif
         }
         answers_.clear();
+    }
+
+    void send_answer(const gb::frame &a) {
+        const fl_status st = host().write(gb::encode(a));
+        if (st != FL_OK) host().warn("could not send the answer to serial " + std::to_string(a.head.serial) +
+                                     " (status " + std::to_string(st) + "); the UITD will resend");
     }
 
     const std::uint64_t centre_address_;
@@ -645,7 +672,11 @@ private:
     std::deque<std::pair<std::uint8_t, gb::info_object>> read_state_;
     bool read_state_due_ = true, read_state_in_flight_ = false;
     std::deque<event> pending_;
-    std::vector<gb::frame> answers_;
+    std::vector<gb::frame> answers_;  // answers waiting for pending_ to be taken
+    // Frames waiting for their confirm (in answers_ or in when_committed), at most; see handle().
+    static constexpr std::size_t max_unconfirmed = 64;
+    std::uint64_t connection_ = 0;  // counts lost connections: a confirm belongs to the connection its frame came on
+    std::uint64_t unanswered_total_ = 0;
     std::map<std::uint16_t, pending_command> commands_;
     std::optional<std::uint64_t> retry_timer_;
     std::uint16_t next_serial_ = 1;
@@ -669,4 +700,5 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.fire-panel",
                                                               "link faults of a fire panel; clock sync, duty check, reads.",
                                                .wires = FL_WIRE_TCP_ACCEPTED,
                                                .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
-                                               .identify = &identify_uitd}))
+                                               .identify = &identify_uitd,
+                                               .confirms_on_commit = true}))

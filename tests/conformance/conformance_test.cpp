@@ -247,7 +247,8 @@ TEST_P(reference_plugin, passes_standard) {
         EXPECT_EQ(scenarios, 10u) << r.console;
     }
     if (std::string(GetParam()) == "fire_panel") {
-        // identify, alarm, fault, silence, garbage, command, busy, restart: the UITD simulator calling in to a host
+        // identify, alarm, fault, silence, garbage, command, busy, commit, restart: the UITD simulator calling in to a
+        // host
         // listener
         std::size_t panel = 0;
         for (const auto &[id, st] : r.status)
@@ -255,7 +256,7 @@ TEST_P(reference_plugin, passes_standard) {
                 ++panel;
                 EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
             }
-        EXPECT_EQ(panel, 8u) << r.console;
+        EXPECT_EQ(panel, 9u) << r.console;
         EXPECT_EQ(r.status["extension.identify"], "passed") << r.message["extension.identify"];
     }
 }
@@ -330,6 +331,22 @@ TEST(class_scenarios, the_shared_bus_fails_when_a_unit_never_answers) {
     EXPECT_EQ(r.status["scenario.pyrolysis_detector.shared_bus"], "failed") << r.console;
     EXPECT_NE(r.message["scenario.pyrolysis_detector.shared_bus"].find("no traffic from unit 2"), std::string::npos)
         << r.message["scenario.pyrolysis_detector.shared_bus"];
+}
+
+// The fire panel driver built to confirm on FL_OK although it returns fl_device_commit (conformance/broken): while the
+// suite's host holds the commit the UITD sees the confirm, so scenario.fire_panel.commit fails it; nothing else does.
+TEST(class_scenarios, the_panel_commit_check_fails_a_driver_that_confirms_on_fl_ok) {
+    run r = conform(BROKEN_FIRE_PANEL_CONFIRMS_ON_OK, "--seed 42 --only '^scenario\\.fire_panel\\.'");
+    EXPECT_EQ(r.exit_code, 1) << r.console;
+    for (const auto &[id, st] : r.status) {
+        if (id == "scenario.fire_panel.commit") continue;
+        if (id.rfind("scenario.fire_panel.", 0) == 0) EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
+    }
+    EXPECT_EQ(r.status["scenario.fire_panel.commit"], "failed") << r.console;
+    EXPECT_NE(r.message["scenario.fire_panel.commit"].find("before the host reported its event committed"),
+              std::string::npos) << r.message["scenario.fire_panel.commit"];
+    EXPECT_NE(r.message["scenario.fire_panel.commit"].find("FL-PLUGIN-35"), std::string::npos)
+        << r.message["scenario.fire_panel.commit"];
 }
 
 // A UITD that does not call in again: the simulator run without --reconnect ends with its connection when the host

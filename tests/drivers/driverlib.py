@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -37,15 +38,16 @@ def free_port():
 
 
 class Site:
-    """firelink-host run on a generated site file, with a jsonl sink and the admin endpoint on a free port."""
+    """firelink-host run on a generated site file, with a jsonl sink and the admin endpoint on a free port.
+    `plugins` is more of the [plugins] table (isolation = "in_process", ...)."""
 
-    def __init__(self, host, plugin_dir, body, workdir):
+    def __init__(self, host, plugin_dir, body, workdir, plugins=""):
         self.host = host
         self.dir = workdir
         self.config = os.path.join(workdir, "site.toml")
         self.sink = os.path.join(workdir, "events.jsonl")
         self.port = free_port()
-        text = (f'[gateway]\nid = "gw-modbus"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n\n'
+        text = (f'[gateway]\nid = "gw-modbus"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n{plugins}\n'
                 f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
                 f'[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
         with open(self.config, "w") as f:
@@ -114,6 +116,12 @@ class Site:
             raise AssertionError("timed out waiting for " + what + "\nevents:\n" +
                                  "\n".join(json.dumps(r["event"]) + " " + r["device"] for r in self.events()) +
                                  "\nhost log (tail):\n" + self.output()[-3000:])
+
+    def kill9(self):
+        """SIGKILL: the host gets no chance to flush, commit or say goodbye."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=DEADLINE)
+        self.log.close()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -189,6 +197,35 @@ class Sim:
         self.thread.join(timeout=5)
         self.proc.stdin.close()
         self.proc.stdout.close()
+
+
+class Receiver:
+    """firelink-receiver, the example platform, on a free port; what it stored is read from its SQLite file."""
+
+    def __init__(self, exe, workdir):
+        self.port = free_port()
+        self.db = os.path.join(workdir, "receiver.db")
+        self.log = open(os.path.join(workdir, "receiver.log"), "a")
+        self.proc = subprocess.Popen([exe, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on"):
+            raise AssertionError("firelink-receiver did not start: " + line)
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def rows(self, where="1=1", args=()):
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", args)]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=DEADLINE)
+        self.proc.stdout.close()
+        self.log.close()
 
 
 class PtyPair:

@@ -13,6 +13,8 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/event_check.hpp>
@@ -565,4 +567,103 @@ TEST(EventJson, EscapesWhatJsonCannotHoldRaw) {
     pk.pack(std::numeric_limits<double>::quiet_NaN());
     pk.pack(-std::numeric_limits<double>::infinity());
     EXPECT_EQ(core::msgpack_to_json(reinterpret_cast<const std::uint8_t *>(buf.data()), buf.size()), "[null,null]");
+}
+
+// ---- firelink.commit/1 ------------------------------------------------------------------------------------------
+// The commit fixture logs "committed <through>" for each notification and "emitted <n>" after its command emit3: the
+// host's log lines are captured to see what the device was told, and when.
+namespace {
+
+class log_capture {
+public:
+    log_capture() {
+        spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink_));
+        spdlog::set_pattern("%v");
+    }
+    ~log_capture() { spdlog::set_default_logger(previous_); }
+    bool has(const std::string &needle) const {
+        for (const auto &l : sink_->last_formatted())
+            if (l.find(needle) != std::string::npos) return true;
+        return false;
+    }
+    bool wait(const std::string &needle) const {
+        for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;
+             std::this_thread::sleep_for(2ms))
+            if (has(needle)) return true;
+        return false;
+    }
+    std::size_t count(const std::string &needle) const {
+        std::size_t n = 0;
+        for (const auto &l : sink_->last_formatted()) n += l.find(needle) != std::string::npos;
+        return n;
+    }
+
+private:
+    std::shared_ptr<spdlog::logger> previous_ = spdlog::default_logger();
+    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+};
+
+// Long enough for a notification posted to the strand to have run.
+constexpr auto quiet = 100ms;
+
+}  // namespace
+
+TEST_F(Runtime, CommitNotificationTellsTheWatermarkOfDurableEventsInOrder) {
+    EXPECT_TRUE(core::device_runtime::provides(FL_EXT_COMMIT));
+    log_capture logs;
+    auto p = load(FIXTURE_COMMIT);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "c-1", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("c-1"), FL_OK);  // emits "started": event 1
+    ASSERT_EQ(runtime->command("c-1", command_bytes("k-1", "emit3")), FL_OK);  // events 2, 3, 4
+    EXPECT_TRUE(logs.wait("emitted 4")) << "emitted() counts the events emit answered FL_OK";
+    ASSERT_EQ(runtime->command("c-1", command_bytes("k-2", "nope")), FL_UNSUPPORTED);  // a host-made command_result
+    ASSERT_TRUE(events.wait_for("c-1", 5));
+    auto evs = events.of("c-1");
+    ASSERT_EQ(evs.size(), 5u);
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(evs[i].on_durable) << "the driver's event " << i + 1 << " waits for its commit";
+    EXPECT_TRUE(evs[4].from_host);
+    EXPECT_FALSE(evs[4].on_durable) << "a host-made event takes no number";
+
+    std::this_thread::sleep_for(quiet);
+    EXPECT_FALSE(logs.has("committed")) << "nothing is committed yet";
+    evs[2].on_durable();  // event 3 first: commits complete out of order across lanes
+    std::this_thread::sleep_for(quiet);
+    EXPECT_FALSE(logs.has("committed")) << "1 and 2 are not durable: the watermark is still 0";
+    evs[0].on_durable();
+    EXPECT_TRUE(logs.wait("committed 1"));
+    evs[1].on_durable();  // 2, and 3 already was: through 3 in one call
+    EXPECT_TRUE(logs.wait("committed 3"));
+    EXPECT_FALSE(logs.has("committed 2")) << "one call covers every event the watermark passed";
+    evs[1].on_durable();  // a repeat is harmless
+    std::this_thread::sleep_for(quiet);
+    EXPECT_EQ(logs.count("committed "), 2u);
+    auto st = runtime->status("c-1");
+    ASSERT_TRUE(st);
+    EXPECT_TRUE(st->takes_commits);
+    EXPECT_EQ(st->emitted, 4u);
+    EXPECT_EQ(st->committed_through, 3u);
+
+    // Committed while stopped: told after the next start, never to a stopped device.
+    ASSERT_EQ(runtime->stop("c-1"), FL_OK);
+    evs[3].on_durable();
+    std::this_thread::sleep_for(quiet);
+    EXPECT_FALSE(logs.has("committed 4"));
+    EXPECT_FALSE(logs.has("committed while not started"));
+    ASSERT_EQ(runtime->start("c-1"), FL_OK);
+    EXPECT_TRUE(logs.wait("committed 4"));
+    EXPECT_FALSE(logs.has("committed while not started"));
+}
+
+TEST_F(Runtime, ADeviceWithoutTheCommitExtensionIsToldNothing) {
+    auto p = load(FIXTURE_GOOD);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "g-1", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("g-1"), FL_OK);
+    ASSERT_TRUE(events.wait_for("g-1", 1));
+    EXPECT_FALSE(events.of("g-1")[0].on_durable) << "no watermark is kept for a device that cannot be told";
+    EXPECT_FALSE(runtime->status("g-1")->takes_commits);
+    EXPECT_EQ(runtime->status("g-1")->emitted, 1u);
 }

@@ -31,6 +31,7 @@ struct journal_t {
     std::vector<std::pair<int, fl_status>> links;
     std::vector<std::string> commands;
     std::optional<std::uint16_t> threshold_ma;
+    std::vector<std::uint64_t> committed;  // what acker_device::on_committed was told
 };
 journal_t journal;
 
@@ -81,6 +82,22 @@ private:
     bool fail_start_ = false;
 };
 
+// A driver that confirms to its device (declared confirms_on_commit): each chunk of bytes becomes one event, and its
+// "ACK <chunk>" is written once the host has committed the event (when_committed).
+class acker_device : public firelink::device {
+public:
+    acker_device(firelink::host_handle host, const firelink::config &) : device(host) {}
+    void on_data(std::span<const std::uint8_t> chunk) override {
+        const std::string text(chunk.begin(), chunk.end());
+        if (host().emit(firelink::event{firelink::event_kind::status, "x.test.chunk"}) != FL_OK) return;
+        when_committed([this, text] {
+            const std::string ack = "ACK " + text;
+            host().write(std::span(reinterpret_cast<const std::uint8_t *>(ack.data()), ack.size()));
+        });
+    }
+    void on_committed(std::uint64_t through) override { journal.committed.push_back(through); }
+};
+
 // A driver that overrides nothing: the base class's defaults.
 class plain_device : public firelink::device {
 public:
@@ -110,7 +127,10 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.wrapper-test", .name =
                                                 .needs = {FL_EXT_TIMER, FL_EXT_TRANSPORT},
                                                 .identify = probe_identify}),
                 (firelink::driver<plain_device>{.id = "plain", .name = "Plain", .device_class = "vendor:org.example.plain",
-                                                .flags = FL_DRIVER_OWN_IO}))
+                                                .flags = FL_DRIVER_OWN_IO}),
+                (firelink::driver<acker_device>{.id = "acker", .name = "Acker", .device_class = "vendor:org.example.acker",
+                                                .wires = FL_WIRE_TCP_CLIENT, .needs = {FL_EXT_TRANSPORT},
+                                                .confirms_on_commit = true}))
 
 namespace {
 
@@ -128,6 +148,7 @@ public:
         abi.emit = [](const fl_host *h, const std::uint8_t *ev, std::size_t n) -> fl_status {
             auto &self = of(h);
             self.events.emplace_back(ev, ev + n);
+            if (self.emit_answer == FL_OK) ++self.emitted_ok;
             return self.emit_answer;
         };
         abi.log = [](const fl_host *h, std::int32_t level, const char *message) {
@@ -138,6 +159,7 @@ public:
             self.extension_queries.emplace_back(id);
             if (std::string_view(id) == FL_EXT_TIMER) return &self.timer;
             if (std::string_view(id) == FL_EXT_TRANSPORT) return &self.transport;
+            if (std::string_view(id) == FL_EXT_COMMIT && self.offers_commit) return &self.commit;
             return nullptr;
         };
         timer.struct_size = sizeof(fl_host_timer);
@@ -161,6 +183,8 @@ public:
         };
         transport.end_request = [](const fl_host *) { return FL_OK; };
         transport.close = [](const fl_host *) { return FL_OK; };
+        commit.struct_size = sizeof(fl_host_commit);
+        commit.emitted = [](const fl_host *h) { return of(h).emitted_ok; };
     }
     fake_host(const fake_host &) = delete;
     fake_host &operator=(const fake_host &) = delete;
@@ -182,6 +206,9 @@ public:
     fl_host abi{};
     fl_host_timer timer{};
     fl_host_transport transport{};
+    fl_host_commit commit{};
+    bool offers_commit = true;   // firelink.commit/1; decided before a device's host_handle is made
+    std::uint64_t emitted_ok = 0;  // events emit answered FL_OK: what commit.emitted answers
     fl_status emit_answer = FL_OK;
     std::uint64_t next_timer_id = 100;
     std::vector<bytes> events;
@@ -339,7 +366,7 @@ TEST_F(Wrapper, DescriptorDescribesThePluginAndEveryDriver) {
     EXPECT_STREQ(p->license, "Apache-2.0");
     EXPECT_STREQ(p->url, "https://example.org/firelink");
     EXPECT_EQ(p->description, nullptr);
-    ASSERT_EQ(p->driver_count, 2u);
+    ASSERT_EQ(p->driver_count, 3u);
     ASSERT_NE(p->drivers, nullptr);
 
     const fl_driver_descriptor *probe = p->drivers[0];
@@ -763,6 +790,79 @@ TEST(HostHandle, NullHostIsHarmless) {
     EXPECT_EQ(handle.emit(firelink::event{firelink::event_kind::alarm, "x"}), FL_UNSUPPORTED);
     handle.info("nobody");
     EXPECT_FALSE(handle.has_timers());
+}
+
+// ---- firelink.commit/1 through the wrapper ---------------------------------------------------------------------
+
+std::vector<std::string> written(const fake_host &h) {
+    std::vector<std::string> out;
+    for (const auto &w : h.writes) out.emplace_back(w.begin(), w.end());
+    return out;
+}
+
+void feed(const fl_device *d, const std::string &text) {
+    const auto *t = static_cast<const fl_device_transport *>(d->get_extension(d, FL_EXT_TRANSPORT));
+    t->on_data(d, reinterpret_cast<const std::uint8_t *>(text.data()), text.size());
+}
+
+TEST_F(Wrapper, WhenCommittedConfirmsOnlyWhatTheHostReportedCommitted) {
+    const fl_device *d = make({}, "acker");
+    const auto *commit = static_cast<const fl_device_commit *>(d->get_extension(d, FL_EXT_COMMIT));
+    ASSERT_NE(commit, nullptr) << "a driver declared confirms_on_commit returns fl_device_commit";
+    ASSERT_GE(commit->struct_size, FL_V1_0_SIZEOF_DEVICE_COMMIT);
+    ASSERT_EQ(d->start(d), FL_OK);
+    feed(d, "a");
+    feed(d, "b");
+    feed(d, "c");
+    EXPECT_TRUE(dev_host.writes.empty()) << "FL_OK is not committed: nothing may be confirmed yet";
+    commit->on_committed(d, 2);
+    EXPECT_EQ(written(dev_host), (std::vector<std::string>{"ACK a", "ACK b"}));
+    commit->on_committed(d, 2);
+    EXPECT_EQ(dev_host.writes.size(), 2u) << "a repeated watermark confirms nothing twice";
+    dev_host.emit_answer = FL_BUSY;
+    feed(d, "busy");  // not taken: the driver keeps no confirm for it
+    dev_host.emit_answer = FL_OK;
+
+    ASSERT_EQ(d->stop(d), FL_OK);
+    commit->on_committed(d, 3);  // not started: MISUSE, does nothing
+    EXPECT_EQ(dev_host.writes.size(), 2u);
+    ASSERT_EQ(d->start(d), FL_OK);
+    commit->on_committed(d, 3);
+    EXPECT_EQ(written(dev_host), (std::vector<std::string>{"ACK a", "ACK b", "ACK c"}))
+        << "a confirm waits through stop and start";
+    feed(d, "e");  // event 4
+    EXPECT_EQ(dev_host.writes.size(), 3u);
+    commit->on_committed(d, 4);
+    EXPECT_EQ(written(dev_host).back(), "ACK e");
+    EXPECT_EQ(journal.committed, (std::vector<std::uint64_t>{2, 3, 4})) << "on_committed hears every new watermark";
+}
+
+TEST_F(Wrapper, WithoutCommitsFromTheHostWhenCommittedRunsAtFlOk) {
+    dev_host.offers_commit = false;  // an older host: FL_OK is the best the driver can know
+    const fl_device *d = make({}, "acker");
+    ASSERT_EQ(d->start(d), FL_OK);
+    feed(d, "a");
+    EXPECT_EQ(written(dev_host), (std::vector<std::string>{"ACK a"}));
+}
+
+TEST_F(Wrapper, OnlyADriverDeclaredConfirmsOnCommitReturnsTheCommitExtension) {
+    const fl_device *d = make();
+    EXPECT_EQ(d->get_extension(d, FL_EXT_COMMIT), nullptr)
+        << "returning fl_device_commit promises confirms only after commits (FL-PLUGIN-35)";
+}
+
+TEST(HostHandle, ReadsTheCommitExtension) {
+    fake_host h{"panel-1"};
+    firelink::host_handle handle{&h.abi};
+    EXPECT_TRUE(handle.has_commit());
+    EXPECT_EQ(handle.emitted(), 0u);
+    EXPECT_EQ(handle.emit(firelink::event{firelink::event_kind::alarm, "fire_alarm"}), FL_OK);
+    EXPECT_EQ(handle.emitted(), 1u) << "right after an FL_OK emit: that event's number";
+    fake_host old{"panel-2"};
+    old.offers_commit = false;
+    firelink::host_handle without{&old.abi};
+    EXPECT_FALSE(without.has_commit());
+    EXPECT_EQ(without.emitted(), 0u);
 }
 
 }  // namespace

@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
+#include <firelink/ext/commit.h>
 #include <firelink/ext/identify.h>
 #include <firelink/plugin.h>
 #include <firelink/transport/link.hpp>
@@ -88,15 +90,28 @@ public:
         drain();
     }
 
+    // The JSON lines the simulator printed so far (sent, confirm, ...), one per frame or happening.
+    const std::vector<std::string> &lines() {
+        drain();
+        return lines_;
+    }
+
 private:
     // The simulator reports each frame as a JSON line; read what is there so its pipe never fills.
     void drain() {
         char b[4096];
         pollfd p{out_, POLLIN, 0};
-        while (::poll(&p, 1, 0) > 0 && ::read(out_, b, sizeof b) > 0) {}
+        ssize_t n = 0;
+        while (::poll(&p, 1, 0) > 0 && (n = ::read(out_, b, sizeof b)) > 0) {
+            partial_.append(b, static_cast<std::size_t>(n));
+            for (std::size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
+                lines_.push_back(partial_.substr(0, nl));
+        }
     }
     pid_t pid_ = -1;
     int in_ = -1, out_ = -1;
+    std::string partial_;
+    std::vector<std::string> lines_;
 };
 
 const fl_plugin_identify *identify_of(const core::plugin &p) {
@@ -162,6 +177,7 @@ public:
     ~panel_device() override { shutdown(); }
 
     void act(const std::string &step) override { sim_.act(step); }
+    uitd_process &sim() { return sim_; }
     // GB/T 26875.3 commands take only their own arguments.
     bool operator_argument() const override { return false; }
 
@@ -266,6 +282,73 @@ void panel_restart(step_context &c) {
     if (!c.ok)
         c.f.fail("driver '" + c.d.driver() + "': a fire alarm active through a restart was not reported again on "
                  "start, once the UITD called in again (FL-PLUGIN-29)");
+}
+
+// ---- scenario.fire_panel.commit: a driver that returns fl_device_commit confirms after the commit (FL-PLUGIN-35) -
+// The suite's host holds its commits: the fire alarm is taken (FL_OK) but not committed, and the UITD must see no
+// confirm of its frame while the hold lasts; once the host commits and tells the driver (on_committed), the confirm
+// must come. A UITD never sends a confirmed frame again, so a confirm before the commit is an alarm a host crash loses.
+
+// The serial of `line` when it is the simulator's `"event":"<event>"` line (for "sent": a first send of a component
+// status, type 2), else -1.
+long serial_of(const std::string &line, const std::string &event) {
+    if (line.find("\"event\":\"" + event + "\"") == std::string::npos) return -1;
+    if (event == "sent" && (line.find("\"type\":2,") == std::string::npos || line.find("\"try\":1}") == std::string::npos))
+        return -1;
+    const auto at = line.find("\"serial\":");
+    return at == std::string::npos ? -1 : std::strtol(line.c_str() + at + 9, nullptr, 10);
+}
+
+bool confirmed(uitd_process &sim, long serial) {
+    for (const auto &l : sim.lines())
+        if (serial_of(l, "confirm") == serial) return true;
+    return false;
+}
+
+void panel_commit(step_context &c) {
+    auto &d = dynamic_cast<panel_device &>(c.d);
+    const auto st = d.status();
+    if (!st || !st->takes_commits)
+        return c.f.skip("driver '" + d.driver() + "' returns no fl_device_commit (" FL_EXT_COMMIT "): it confirms on "
+                        "FL_OK, the best it can know (FL-PLUGIN-29)");
+    d.events().hold(true);
+    const auto before = d.sim().lines().size();
+    const auto raised = expect(c, "fire loop=1 point=3", "alarm", "fire_alarm");
+    if (!raised) {
+        d.events().hold(false);
+        return;
+    }
+    long serial = -1;
+    const auto until_sent = steady::now() + 1s;  // the simulator reports a frame as it writes it
+    for (auto i = before; serial < 0 && steady::now() < until_sent;) {
+        if (i < d.sim().lines().size()) serial = serial_of(d.sim().lines()[i++], "sent");
+        else std::this_thread::sleep_for(10ms);
+    }
+    if (serial < 0) {
+        d.events().hold(false);
+        return c.f.fail("'firelink-sim uitd' reported no component status sent for 'fire loop=1 point=3'");
+    }
+    // Taken, not committed: watch for a confirm that must not come.
+    const auto until = steady::now() + watch;
+    while (steady::now() < until && !confirmed(d.sim(), serial)) std::this_thread::sleep_for(20ms);
+    if (confirmed(d.sim(), serial)) {
+        d.events().hold(false);
+        c.ok = false;
+        return c.f.fail("driver '" + d.driver() + "' declares " FL_EXT_COMMIT " but confirmed the UITD's fire alarm "
+                        "frame (serial " + std::to_string(serial) + ") before the host reported its event "
+                        "committed: a host crash now loses an alarm the UITD will never send again (FL-PLUGIN-35)");
+    }
+    const auto t0 = steady::now();
+    d.events().hold(false);  // commits, and the runtime tells the driver
+    while (steady::now() < t0 + event_budget && !confirmed(d.sim(), serial)) std::this_thread::sleep_for(10ms);
+    if (!confirmed(d.sim(), serial)) {
+        c.ok = false;
+        return c.f.fail("driver '" + d.driver() + "': the fire alarm frame (serial " + std::to_string(serial) +
+                        ") was not confirmed within " + std::to_string(ms(event_budget)) + " ms of its event's "
+                        "commit: the UITD sends it again and again (FL-PLUGIN-35)");
+    }
+    c.f.note("no confirm while the commit was held for " + std::to_string(ms(watch)) + " ms; confirmed " +
+             std::to_string(ms(steady::now() - t0)) + " ms after the commit");
 }
 
 // ---- scenario.fire_panel.identify: identify on the real bytes of a UITD calling in (FL-PLUGIN-34) ---------------
@@ -435,6 +518,10 @@ void add_panel_checks(std::vector<check> &v) {
                                       "emitted again once the host took events (FL-PLUGIN-28)");
                      });
                  }});
+    v.push_back({p + "commit", {"FL-PLUGIN-35"}, level::standard,
+                 "a driver that returns fl_device_commit: the UITD sees no confirm of its fire alarm frame while the "
+                 "host holds the event's commit, and the confirm within 5 s once the host commits it",
+                 [](const run_options &o, findings &f) { with_panel(o, f, panel_commit); }});
     v.push_back({p + "restart", {"FL-PLUGIN-29"}, level::standard,
                  "a fire alarm active through stop and start is reported again within 5 s of the start, once the "
                  "UITD (--reconnect) calls in again",

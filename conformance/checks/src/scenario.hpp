@@ -47,11 +47,14 @@ struct seen {
     steady::time_point at;
 };
 
-// Records every accepted event, checks each against the boundary check and its class, and pairs restores.
+// Records every accepted event, checks each against the boundary check and its class, and pairs restores. It is the
+// suite's durable sink too: an event is committed once recorded (firelink.commit/1), unless commits are held.
 class recorder {
 public:
     explicit recorder(std::string device_class) : class_(std::move(device_class)) {}
     void accept(core::accepted_event &&ev);
+    // While held, events are recorded but not committed; hold(false) commits the held ones, in order.
+    void hold(bool on);
     void refused();
     std::size_t mark() const;
     // The first event from `from` on that matches, waiting until `deadline`.
@@ -67,6 +70,8 @@ private:
     std::vector<seen> events_;
     std::vector<std::string> problems_;
     std::map<std::string, std::string> active_;  // event_id -> code of the driver's raised conditions
+    bool holding_ = false;
+    std::vector<std::function<void()>> held_;  // on_durable of the events recorded while held
 };
 
 // One device of a driver in the host's runtime with its wire, and what a scenario can do to it. The device source
@@ -89,6 +94,8 @@ public:
     void set_busy(bool on) { busy_ = on; }
     // Stops and starts the device again, as a host restart of the driver's device does.
     bool restart();
+    // The device as the host's runtime sees it (whether it takes commit notifications, ...).
+    std::optional<core::device_status> status() const;
     // Sends a command; its id, or empty (and a failure) when the driver refused it outright.
     std::string command(const std::string &name);
     // Runs as a command is sent (a trace moves to its section).

@@ -58,6 +58,19 @@ void recorder::accept(core::accepted_event &&ev) {
     }
     events_.push_back(std::move(s));
     cv_.notify_all();
+    if (!ev.on_durable) return;
+    if (holding_) held_.push_back(std::move(ev.on_durable));
+    else ev.on_durable();  // recorded is committed, for the suite's host
+}
+
+void recorder::hold(bool on) {
+    std::vector<std::function<void()>> release;
+    {
+        std::lock_guard lock(mutex_);
+        holding_ = on;
+        if (!on) release.swap(held_);
+    }
+    for (auto &f : release) f();
 }
 
 void recorder::refused() {
@@ -155,6 +168,8 @@ bool scenario_device::wait_traffic(std::chrono::milliseconds budget) {
 }
 
 bool scenario_device::restart() { return runtime_->stop(id) == FL_OK && runtime_->start(id) == FL_OK; }
+
+std::optional<core::device_status> scenario_device::status() const { return runtime_->status(id); }
 
 std::string scenario_device::command(const std::string &name) {
     const std::string cid = "conform-" + std::to_string(++commands_);

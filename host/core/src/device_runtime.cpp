@@ -1,6 +1,7 @@
 #include "firelink/core/device_runtime.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <future>
 #include <limits>
 #include <unordered_map>
@@ -66,6 +67,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     const fl_device *device = nullptr;
     const fl_device_timer *timer_ext = nullptr;
     const fl_device_transport *transport_ext = nullptr;
+    const fl_device_commit *commit_ext = nullptr;  // set once at create, before any event
     std::unique_ptr<transport::link> link;  // strand-only
     int last_link_state = -1;               // strand-only
     std::chrono::milliseconds heartbeat{0};
@@ -191,10 +193,63 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
                 ev.condition = conditions->apply(
                     device_id, ev.kind, ev.code, event_id, ends, ev.payload,
                     std::chrono::duration_cast<std::chrono::milliseconds>(ev.received_wall.time_since_epoch()).count());
+            // A driver's event takes the next commit number here, under the lock that orders events into the sink,
+            // so numbers follow the order the pipeline receives them (and emit answers FL_OK).
+            if (!from_host) {
+                const auto n = ++emitted;
+                if (commit_ext)
+                    ev.on_durable = [weak = weak_from_this(), n] {
+                        if (auto self = weak.lock()) self->durable(n);
+                    };
+            }
             accepted++;
             notify(options.observer.accepted, device_id, device_class, ev.kind);
             (*sink)(std::move(ev));
         }
+    }
+
+    // ---- commit notification (firelink.commit/1) ----------------------------------------------------------------
+    // Commits complete out of order (the queue commits alarms first), so the device is told a watermark: the
+    // largest n such that 1..n are all durable. `ahead` holds what is durable beyond it, ahead[i] for number
+    // through + 1 + i; it is bounded by the events in flight, which the queue's own pending bound limits.
+
+    std::atomic<std::uint64_t> emitted{0};  // the driver's events numbered so far, under emit_mutex
+    std::mutex commit_mutex;
+    std::uint64_t committed_through = 0;    // under commit_mutex
+    std::deque<bool> ahead;                 // under commit_mutex
+    bool notice_posted = false;             // under commit_mutex: at most one notification waits on the strand
+    std::uint64_t told_through = 0;         // strand-only: what on_committed last said
+
+    void durable(std::uint64_t n) {
+        {
+            std::lock_guard lock(commit_mutex);
+            if (n <= committed_through) return;
+            const auto i = static_cast<std::size_t>(n - committed_through - 1);
+            if (ahead.size() <= i) ahead.resize(i + 1, false);
+            ahead[i] = true;
+            if (!ahead.front()) return;
+            while (!ahead.empty() && ahead.front()) {
+                ahead.pop_front();
+                ++committed_through;
+            }
+            if (notice_posted) return;
+            notice_posted = true;
+        }
+        asio::post(strand, [self = shared_from_this()] { self->tell_committed(); });
+    }
+
+    // On the strand: tells the device the watermark, if it moved and the device can be called. What is not told
+    // now (the device stopped, or faulted) is told after its next start.
+    void tell_committed() {
+        std::uint64_t through;
+        {
+            std::lock_guard lock(commit_mutex);
+            notice_posted = false;
+            through = committed_through;
+        }
+        if (!commit_ext || !device || !callable() || through <= told_through) return;
+        told_through = through;
+        timed("on_committed", [&] { commit_ext->on_committed(device, through); });
     }
 
     void host_event(const event &ev) {
@@ -391,6 +446,13 @@ fl_status timer_cancel(const fl_host *h, std::uint64_t id) {
 
 constexpr fl_host_timer host_timer_ext = {sizeof(fl_host_timer), timer_start, timer_cancel};
 
+std::uint64_t commit_emitted(const fl_host *h) {
+    auto *s = on_device_thread(h);
+    return s ? s->emitted.load() : 0;
+}
+
+constexpr fl_host_commit host_commit_ext = {sizeof(fl_host_commit), commit_emitted};
+
 std::int32_t wire_kind(const fl_host *h) {
     auto *s = slot_of(h);
     return s && s->link ? s->link->kind() : 0;
@@ -501,6 +563,7 @@ const void *device_get_extension(const fl_host *h, const char *id) {
     if (!s || !id) return nullptr;
     const std::string_view ext(id);
     if (ext == FL_EXT_TIMER) return &host_timer_ext;
+    if (ext == FL_EXT_COMMIT) return &host_commit_ext;
     if (ext == FL_EXT_TRANSPORT) return s->link ? &host_transport_ext : nullptr;
     if (ext == FL_EXT_CONDITIONS) return &host_conditions_ext;
     return nullptr;
@@ -583,7 +646,8 @@ void device_runtime::watchdog_loop() {
 }
 
 bool device_runtime::provides(const std::string &extension_id) {
-    return extension_id == FL_EXT_TIMER || extension_id == FL_EXT_TRANSPORT || extension_id == FL_EXT_CONDITIONS;
+    return extension_id == FL_EXT_TIMER || extension_id == FL_EXT_TRANSPORT || extension_id == FL_EXT_CONDITIONS ||
+           extension_id == FL_EXT_COMMIT;
 }
 
 std::shared_ptr<condition_list> device_runtime::conditions_of(const std::string &device_id) {
@@ -722,6 +786,8 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
     if (FL_HAS_FIELD(timer_ext, fl_device_timer, on_timer) && timer_ext->on_timer) slot->timer_ext = timer_ext;
     const auto *tx = static_cast<const fl_device_transport *>(dev->get_extension(dev, FL_EXT_TRANSPORT));
     if (FL_HAS_FIELD(tx, fl_device_transport, on_state) && tx->on_data && tx->on_state) slot->transport_ext = tx;
+    const auto *cx = static_cast<const fl_device_commit *>(dev->get_extension(dev, FL_EXT_COMMIT));
+    if (FL_HAS_FIELD(cx, fl_device_commit, on_committed) && cx->on_committed) slot->commit_ext = cx;
     if (slot->link && !slot->transport_ext)
         spdlog::warn("[{}] device {}: has a wire but its driver implements no {}", slot->label, slot->device_id,
                      FL_EXT_TRANSPORT);
@@ -759,6 +825,8 @@ fl_status device_runtime::start(const std::string &device_id) {
                 return r;
             }
             s->arm_liveness();
+            // Commits while it was stopped are told now, after start returned (never from inside it).
+            if (s->commit_ext) asio::post(s->strand, [s] { s->tell_committed(); });
             return r;
         },
         FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
@@ -922,6 +990,12 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
         // link counters are atomics, safe to read from here
         st.link = s->link->counters();
         st.has_link = true;
+    }
+    st.takes_commits = s->commit_ext != nullptr;
+    st.emitted = s->emitted.load();
+    {
+        std::lock_guard lock(s->commit_mutex);
+        st.committed_through = s->committed_through;
     }
     return st;
 }

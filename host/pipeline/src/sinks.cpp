@@ -22,6 +22,8 @@ namespace {
 
 // JSON lines written by a thread of its own: accept() only renders the line and queues it, so a driver's emit never
 // waits for the disk (FL-HOST-11). Nothing is dropped: flush() waits until every queued line is written.
+// A line someone waits for (`stored`) is told stored once its batch is written and, for a file, fsynced: one fsync
+// per batch, and only for batches that hold such a line, so the cost is the writer's and shared by the batch.
 class file_sink : public sink {
 public:
     file_sink(FILE *f, std::string name, bool own) : f_(f), name_(std::move(name)), own_(own) {
@@ -37,12 +39,12 @@ public:
         writer_.join();
         if (own_) std::fclose(f_);
     }
-    void accept(const core::accepted_event &ev) override {
+    void accept(const core::accepted_event &ev, stored_fn stored) override {
         auto line = record_json(ev);
         line += '\n';
         {
             std::lock_guard lock(m_);
-            queue_.push_back(std::move(line));
+            queue_.push_back({std::move(line), std::move(stored)});
             ++queued_;
             if (queue_.size() == 100000)
                 spdlog::warn("sink {}: 100000 events wait for the disk; writing falls behind", name_);
@@ -64,22 +66,39 @@ private:
         for (;;) {
             cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
             if (queue_.empty()) return;  // closing, and everything is written
-            std::deque<std::string> batch;
+            std::deque<queued> batch;
             batch.swap(queue_);
             lock.unlock();
-            for (const auto &line : batch)
-                if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
+            bool waited_for = false;
+            for (auto &q : batch) {
+                if (std::fwrite(q.line.data(), 1, q.line.size(), f_) != q.line.size()) {
                     spdlog::error("sink {}: write failed: {}", name_, std::strerror(errno));
-            std::fflush(f_);  // a reader (tail -f, a log shipper) sees each batch as it happens
+                    q.stored = nullptr;  // not kept: never reported stored
+                }
+                waited_for = waited_for || q.stored;
+            }
+            // A reader (tail -f, a log shipper) sees each batch as it happens.
+            const bool flushed = std::fflush(f_) == 0;
+            if (waited_for && flushed && (!own_ || ::fsync(fileno(f_)) == 0)) {
+                for (auto &q : batch)
+                    if (q.stored) q.stored();
+            } else if (waited_for) {
+                spdlog::error("sink {}: flush failed: {}; {} events are not reported stored", name_,
+                              std::strerror(errno), batch.size());
+            }
             lock.lock();
             written_ += batch.size();
             cv_.notify_all();
         }
     }
 
+    struct queued {
+        std::string line;
+        stored_fn stored;
+    };
     std::mutex m_;
     std::condition_variable cv_;
-    std::deque<std::string> queue_;
+    std::deque<queued> queue_;
     std::uint64_t queued_ = 0, written_ = 0;
     bool closing_ = false;
     FILE *f_;
@@ -170,9 +189,24 @@ std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path) {
 }
 
 void event_pipeline::accept(const core::accepted_event &ev) {
+    stored_fn stored;
+    if (ev.on_durable) {
+        if (sinks_.empty()) return ev.on_durable();  // kept nowhere: nothing more to wait for
+        // Durable once every sink stored it: the last sink to report it runs on_durable.
+        struct join {
+            std::atomic<std::size_t> left;
+            std::function<void()> on_durable;
+        };
+        auto j = std::make_shared<join>();
+        j->left = sinks_.size();
+        j->on_durable = ev.on_durable;
+        stored = [j] {
+            if (j->left.fetch_sub(1) == 1) j->on_durable();
+        };
+    }
     for (auto &s : sinks_) {
         try {
-            s->accept(ev);
+            s->accept(ev, stored);
         } catch (const std::exception &e) {
             spdlog::error("sink {} failed on an event of device {}: {}", s->describe(), ev.device_id, e.what());
         }

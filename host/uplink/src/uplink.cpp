@@ -139,10 +139,13 @@ std::chrono::milliseconds backoff(std::chrono::milliseconds initial, std::chrono
 class uplink_sink : public pipeline::sink {
 public:
     explicit uplink_sink(durable_queue &q) : q_(q) {}
-    void accept(const core::accepted_event &ev) override {
+    // Stored once the queue's transaction committed the record (firelink.commit/1 reports it to the device).
+    void accept(const core::accepted_event &ev, pipeline::stored_fn stored) override {
         std::uint32_t pairs = 0;
         auto body = encode_record(ev, pairs);
-        if (!q_.push(lane_of(ev.kind), std::move(body), pairs, {}, true, ev.condition))
+        std::function<void(std::uint64_t)> on_commit;
+        if (stored) on_commit = [stored = std::move(stored)](std::uint64_t) { stored(); };
+        if (!q_.push(lane_of(ev.kind), std::move(body), pairs, std::move(on_commit), true, ev.condition))
             spdlog::error("uplink: the queue did not take an event of device {}", ev.device_id);
     }
     void flush() override { q_.flush(); }

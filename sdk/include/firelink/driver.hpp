@@ -13,6 +13,14 @@
 //         (firelink::driver<my_device>{.id = "demo", .name = "Demo device", .device_class = "vendor:com.acme.demo",
 //                                      .needs = {FL_EXT_TIMER}}))
 //
+// A driver that confirms to its device (an application-level ACK) declares `.confirms_on_commit = true` and sends
+// each confirm from `when_committed(...)`, so that it confirms only what the host has made durable (FL-PLUGIN-35):
+//
+//     void on_data(std::span<const std::uint8_t> b) override {
+//         host().emit(parse(b));                              // FL_OK: taken, not yet durable
+//         when_committed([this, ack = ack_for(b)] { host().write(ack); });
+//     }
+//
 // The wrapper implements the lifecycle rules of docs/abi.md for you: calls in the wrong state return FL_MISUSE,
 // exceptions never cross the boundary (config_error becomes FL_INVALID_ARGUMENT, anything else FL_ERROR, each with a
 // log line), and the device's callbacks run only while it is started.
@@ -56,6 +64,8 @@ public:
             transport_ = static_cast<const fl_host_transport *>(host_->get_extension(host_, FL_EXT_TRANSPORT));
             conditions_ = static_cast<const fl_host_conditions *>(host_->get_extension(host_, FL_EXT_CONDITIONS));
             if (!FL_HAS_FIELD(conditions_, fl_host_conditions, list) || !conditions_->list) conditions_ = nullptr;
+            const auto *commit = static_cast<const fl_host_commit *>(host_->get_extension(host_, FL_EXT_COMMIT));
+            if (FL_HAS_FIELD(commit, fl_host_commit, emitted) && commit->emitted) commit_ = commit;
         }
     }
 
@@ -140,6 +150,11 @@ public:
         if (state.failed) std::rethrow_exception(state.failed);
         return std::move(state.out);
     }
+    // Commit notification (firelink.commit/1): whether the host reports which events are committed, and the number
+    // of this device's events emit has answered FL_OK so far (right after an FL_OK emit: that event's number; 0 on
+    // a host without the extension). device::when_committed is the easy way to use it.
+    bool has_commit() const noexcept { return commit_ != nullptr; }
+    std::uint64_t emitted() const { return commit_ ? commit_->emitted(host_) : 0; }
 
     // Any other host extension, by id.
     template <class T>
@@ -153,7 +168,12 @@ private:
     const fl_host_timer *timer_ = nullptr;
     const fl_host_transport *transport_ = nullptr;
     const fl_host_conditions *conditions_ = nullptr;
+    const fl_host_commit *commit_ = nullptr;
 };
+
+namespace detail {
+struct device_box;
+}
 
 // Base class of a vendor's device. Subclasses take (host_handle, const config &) in their constructor and throw
 // config_error for a config they refuse. Every callback runs on the device's strand, only while started, and must
@@ -173,14 +193,37 @@ public:
     // Accept (FL_OK) and report the outcome later with event::command_result, or refuse with FL_UNSUPPORTED /
     // FL_INVALID_ARGUMENT (throwing config_error also gives FL_INVALID_ARGUMENT).
     virtual fl_status on_command(const command & /*cmd*/) { return FL_UNSUPPORTED; }
+    // The host committed this device's events 1..through (firelink.commit/1), told only to a driver declared with
+    // `.confirms_on_commit = true`, after the when_committed callbacks it made due have run. Override it only to
+    // track event numbers yourself (host().emitted() right after an FL_OK emit is that event's number).
+    virtual void on_committed(std::uint64_t /*through*/) {}
 
 protected:
     const host_handle &host() const noexcept { return host_; }
     // The host-kept open conditions of this device (host_handle::open_conditions); empty without the extension.
     std::vector<open_condition> open_conditions() const { return host_.open_conditions(); }
 
+    // Runs `then` on the device's strand once every event this device's emit has answered FL_OK so far is committed
+    // (durable: a host crash no longer loses it), so that `then` can confirm to the device. Runs it at once, inside
+    // this call, when none is outstanding, or when commits are not reported (a host without firelink.commit/1, or a
+    // driver not declared `.confirms_on_commit`): FL_OK is then the best it can know. Callbacks run in the order they
+    // were made; they wait through stop and start, and are dropped at destroy. Each waiting callback is memory the
+    // driver holds: bound how many it makes (waiting_for_commit()).
+    void when_committed(std::function<void()> then) {
+        if (!then) return;
+        const std::uint64_t n = commits_reported_ ? host_.emitted() : 0;
+        if (n <= committed_) return then();
+        waiting_.emplace_back(n, std::move(then));
+    }
+    std::size_t waiting_for_commit() const noexcept { return waiting_.size(); }
+
 private:
+    friend struct detail::device_box;
     host_handle host_;
+    bool commits_reported_ = false;  // set by the wrapper once the device is made
+    std::uint64_t committed_ = 0;    // the host's watermark, as last told
+    // when_committed callbacks and the event number each waits for, in order (numbers never decrease).
+    std::deque<std::pair<std::uint64_t, std::function<void()>>> waiting_;
 };
 
 struct plugin_info {
@@ -206,6 +249,9 @@ struct driver {
     // (firelink.identify/1). Return FL_OK with `identity` set, FL_BUSY for more bytes, FL_INVALID_ARGUMENT when the
     // bytes are not this protocol. A pure function: no state, no host calls.
     fl_status (*identify)(std::span<const std::uint8_t> first_bytes, std::string &identity) = nullptr;
+    // The device returns fl_device_commit (firelink.commit/1): it promises to confirm to its device only what the
+    // host reported committed (FL-PLUGIN-35), through device::when_committed or on_committed.
+    bool confirms_on_commit = false;
 };
 
 namespace detail {
@@ -217,6 +263,7 @@ struct driver_record {
     std::vector<const char *> needs;
     factory make;
     fl_status (*identify)(std::span<const std::uint8_t>, std::string &) = nullptr;
+    bool confirms_on_commit = false;
 };
 
 // The plugin's one registry. Hidden by the version script, so each plugin library has its own.
@@ -245,6 +292,7 @@ struct device_box {
     device_state state = device_state::created;
     host_handle host;
     std::unique_ptr<device> impl;
+    bool commit = false;  // returns fl_device_commit: its driver was declared confirms_on_commit
 
     explicit device_box(const fl_host *h) : host(h) {}
 
@@ -270,6 +318,32 @@ struct device_box {
             report(what, " threw: ", "a non-standard exception");
             return FL_ERROR;
         }
+    }
+
+    // Enables when_committed's waiting once the device is made: only a device that returns fl_device_commit hears of
+    // commits, and only from a host that reports them.
+    void enable_commits() noexcept {
+        impl->commits_reported_ = commit && host.has_commit();
+    }
+
+    // The host's watermark moved: the callbacks it made due run first, in order, each guarded on its own, then the
+    // device's on_committed.
+    void committed(std::uint64_t through) noexcept {
+        auto &d = *impl;
+        if (through <= d.committed_) return;
+        d.committed_ = through;
+        while (!d.waiting_.empty() && d.waiting_.front().first <= through) {
+            auto then = std::move(d.waiting_.front().second);
+            d.waiting_.pop_front();
+            guarded("a when_committed callback", [&] {
+                then();
+                return FL_OK;
+            });
+        }
+        guarded("on_committed", [&] {
+            d.on_committed(through);
+            return FL_OK;
+        });
     }
 
     // Logs "<what><sep><why>"; if even that cannot be built (no memory), logs `what` alone.
@@ -347,14 +421,23 @@ inline void device_on_timer(const fl_device *d, std::uint64_t id) noexcept {
     });
 }
 
+inline void device_on_committed(const fl_device *d, std::uint64_t through) noexcept {
+    auto *box = device_box::from(d);
+    if (!box || box->state != device_state::started || !box->commit) return;
+    box->committed(through);
+}
+
 inline constexpr fl_device_transport device_transport_ext = {sizeof(fl_device_transport), device_on_data,
                                                              device_on_state};
 inline constexpr fl_device_timer device_timer_ext = {sizeof(fl_device_timer), device_on_timer};
+inline constexpr fl_device_commit device_commit_ext = {sizeof(fl_device_commit), device_on_committed};
 
 inline const void *device_get_extension(const fl_device *d, const char *id) noexcept {
-    if (!device_box::from(d) || !id) return nullptr;
+    const auto *box = device_box::from(d);
+    if (!box || !id) return nullptr;
     if (std::strcmp(id, FL_EXT_TRANSPORT) == 0) return &device_transport_ext;
     if (std::strcmp(id, FL_EXT_TIMER) == 0) return &device_timer_ext;
+    if (std::strcmp(id, FL_EXT_COMMIT) == 0) return box->commit ? &device_commit_ext : nullptr;
     return nullptr;
 }
 
@@ -404,12 +487,14 @@ inline fl_status entry_create_device(const char *driver_id, const fl_host *host,
     } catch (...) {
         return FL_NO_MEMORY;
     }
+    box->commit = rec->confirms_on_commit;
     fl_status st = box->guarded("create", [&] {
         config parsed(cfg, cfg_size);
         box->impl = rec->make(box->host, parsed);
         return FL_OK;
     });
     if (st != FL_OK) return st;
+    box->enable_commits();
     box->abi.struct_size = sizeof(fl_device);
     box->abi.driver_data = box.get();
     box->abi.start = device_start;
@@ -495,6 +580,7 @@ private:
         rec.descriptor.required_extensions = rec.needs.data();
         rec.descriptor.flags = d.flags;
         rec.identify = d.identify;
+        rec.confirms_on_commit = d.confirms_on_commit;
         rec.make = [](host_handle h, const config &c) -> std::unique_ptr<device> {
             return std::make_unique<Device>(h, c);
         };

@@ -6,6 +6,7 @@
 #include "host.h"
 #include "plugin.h"
 #include "ext/conditions.h"
+#include "ext/commit.h"
 #include "ext/identify.h"
 #include "ext/timer.h"
 #include "ext/transport.h"

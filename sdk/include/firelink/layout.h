@@ -9,6 +9,7 @@
 
 #include "plugin.h"
 #include "ext/conditions.h"
+#include "ext/commit.h"
 #include "ext/identify.h"
 #include "ext/timer.h"
 #include "ext/transport.h"
@@ -103,6 +104,10 @@ FL_LAYOUT_ASSERT(offsetof(fl_condition, raised_wall_ms) == 48);
 FL_LAYOUT_ASSERT(sizeof(fl_condition) == 56);
 FL_LAYOUT_ASSERT(offsetof(fl_host_conditions, list) == 8);
 FL_LAYOUT_ASSERT(sizeof(fl_host_conditions) == 16);
+FL_LAYOUT_ASSERT(offsetof(fl_host_commit, emitted) == 8);
+FL_LAYOUT_ASSERT(sizeof(fl_host_commit) == 16);
+FL_LAYOUT_ASSERT(offsetof(fl_device_commit, on_committed) == 8);
+FL_LAYOUT_ASSERT(sizeof(fl_device_commit) == 16);
 
 #endif /* LP64 */
 
@@ -117,6 +122,8 @@ FL_LAYOUT_ASSERT(sizeof(fl_host_conditions) == 16);
 #define FL_V1_0_SIZEOF_HOST_TIMER        ((uint32_t)(offsetof(fl_host_timer, cancel) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_TIMER      ((uint32_t)(offsetof(fl_device_timer, on_timer) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_PLUGIN_IDENTIFY   ((uint32_t)(offsetof(fl_plugin_identify, identify) + sizeof(void *)))
+#define FL_V1_0_SIZEOF_HOST_COMMIT       ((uint32_t)(offsetof(fl_host_commit, emitted) + sizeof(void *)))
+#define FL_V1_0_SIZEOF_DEVICE_COMMIT     ((uint32_t)(offsetof(fl_device_commit, on_committed) + sizeof(void *)))
 
 /* Extensions added after v1.0: the size of their first revision, the smallest a peer may present. */
 #define FL_CONDITIONS_1_SIZEOF_CONDITION ((uint32_t)(offsetof(fl_condition, raised_wall_ms) + sizeof(int64_t)))

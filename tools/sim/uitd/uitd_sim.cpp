@@ -5,6 +5,8 @@
 //
 // stdout: one JSON line per thing that happened (connected, sent, confirm, deny, gave_up, request, control, done), so
 // that a test can follow it. stderr: errors. Exit 0 when every frame that expected a confirm got an answer.
+// --confirmed-log FILE: one JSON line per frame the centre confirmed, written as the confirm arrives, so that what the
+// UITD now believes delivered (and will never send again) survives whatever happens to the centre.
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -54,6 +56,7 @@ struct options {
     bool with_time = true;
     std::uint8_t version_user = 1;
     std::string script;
+    std::string confirmed_log;
 };
 
 struct step {
@@ -133,6 +136,13 @@ public:
 
     int run(std::vector<step> steps) {
         steps_ = std::move(steps);
+        if (!opt_.confirmed_log.empty()) {
+            confirmed_log_ = std::fopen(opt_.confirmed_log.c_str(), "a");
+            if (!confirmed_log_) {
+                std::fprintf(stderr, "uitd: cannot open %s: %s\n", opt_.confirmed_log.c_str(), std::strerror(errno));
+                return 2;
+            }
+        }
         if (!connect_to_centre()) return 1;
         say("{\"event\":\"connected\",\"address\":\"" + gb::address_text(gb::make_address(opt_.address)) + "\"}");
         send_heartbeat();  // the first frame tells the centre who we are
@@ -186,6 +196,7 @@ public:
         say("{\"event\":\"done\",\"confirmed\":" + std::to_string(confirmed_) + ",\"denied\":" + std::to_string(denied_) +
             ",\"gave_up\":" + std::to_string(gave_up_) + "}");
         if (fd_ >= 0) ::close(fd_);
+        if (confirmed_log_) std::fclose(confirmed_log_);
         return failed ? 1 : 0;
     }
 
@@ -195,6 +206,7 @@ private:
         int tries = 1;
         clock_type::time_point deadline, first_sent;
         std::uint8_t type = 0;
+        std::string what;  // the script step that sent it ("heartbeat" for one of the UITD's own)
     };
     struct component {
         std::uint8_t sys = 1, sys_addr = 1, type = 40;
@@ -300,6 +312,7 @@ private:
         o.first_sent = clock_type::now();
         o.deadline = o.first_sent + std::chrono::milliseconds(opt_.confirm_timeout_ms);
         o.type = type;
+        o.what = step_line_.empty() ? (f.data.empty() ? "heartbeat" : "") : step_line_;
         write_bytes(bytes);
         say("{\"event\":\"sent\",\"serial\":" + std::to_string(f.head.serial) + ",\"command\":" + std::to_string(cmd) +
             ",\"type\":" + std::to_string(type) + ",\"try\":1}");
@@ -320,6 +333,11 @@ private:
                 char b[64];
                 std::snprintf(b, sizeof b, ",\"type\":%u,\"tries\":%d,\"ms\":%.3f", it->second.type, it->second.tries, rtt);
                 extra = b;
+                if (ok && confirmed_log_) {
+                    std::fprintf(confirmed_log_, "{\"serial\":%u,\"type\":%u,\"tries\":%d,\"step\":\"%s\"}\n", serial,
+                                 it->second.type, it->second.tries, json_escape(it->second.what).c_str());
+                    std::fflush(confirmed_log_);
+                }
                 outstanding_.erase(it);
             } else {
                 extra = ",\"unknown\":true";
@@ -502,6 +520,12 @@ private:
     }
 
     void do_step(const step &s) {
+        // Frames this step sends remember it (--confirmed-log).
+        struct remember {
+            std::string &line;
+            ~remember() { line.clear(); }
+        } r{step_line_};
+        step_line_ = s.line;
         const auto &a = s.args;
         if (s.verb == "wait") {
             resume_at_ = clock_type::now() + std::chrono::milliseconds(num(a, "ms", a.count("_") ? std::stoull(a.at("_")) : 0));
@@ -568,7 +592,19 @@ private:
         }
     }
 
+    static std::string json_escape(const std::string &in) {
+        std::string out;
+        for (char c : in) {
+            if (c == '"' || c == '\\') out += '\\';
+            if (static_cast<unsigned char>(c) < 0x20) continue;
+            out += c;
+        }
+        return out;
+    }
+
     options opt_;
+    std::FILE *confirmed_log_ = nullptr;
+    std::string step_line_;  // the script step being run
     int fd_ = -1;
     gb::stream_decoder dec_;
     std::vector<step> steps_;
@@ -612,7 +648,9 @@ void usage(FILE *to) {
         "  --exit-when-done           exit once the script ran and every frame was answered or given up\n"
         "  --stdin                    also take steps from standard input, one a line, as they arrive\n"
         "  --reconnect                when the centre drops the connection, connect again (trying for 10 s),\n"
-        "                             keeping the state, script and unconfirmed frames\n\n"
+        "                             keeping the state, script and unconfirmed frames\n"
+        "  --confirmed-log FILE       append one JSON line per confirmed frame: serial, type, tries and the\n"
+        "                             script step that sent it (\"heartbeat\" for the UITD's own)\n\n"
         "Steps (key=value arguments; a component is addr=N or loop=L point=P, with sys= sys_addr= type= desc=):\n"
         "  wait MS | heartbeat | fire|fault|supervisory|disable|start|feedback|delay|power_fault <component>\n"
         "  restore <component> [bit=fire|fault|...|all] | component <component> status=S | system status=S\n"
@@ -662,6 +700,7 @@ int run(int argc, char **argv) {
             } else if (a == "--exit-when-done") o.exit_when_done = true;
             else if (a == "--stdin") o.steps_from_stdin = true;
             else if (a == "--reconnect") o.reconnect = true;
+            else if (a == "--confirmed-log") o.confirmed_log = need(i);
             else throw std::runtime_error("unknown option " + a);
         }
         if (o.port.empty()) throw std::runtime_error("--connect HOST:PORT is required");

@@ -48,6 +48,10 @@ struct accepted_event {
     // Set when this driver event opened or closed one of the device's open conditions (conditions.hpp): a durable
     // sink stores it with the event, in the same transaction.
     std::optional<condition_change> condition;
+    // Set for a driver's event when its device takes commit notifications (firelink.commit/1); empty otherwise. The
+    // pipeline runs it once, from any thread, when the event is durable (event_pipeline::accept says when that is);
+    // never for an event that is lost. It must not block: it only advances the device's commit watermark.
+    std::function<void()> on_durable;
 };
 
 // Receives accepted events; called on the emitting thread (any thread), so it must be thread-safe and must not
@@ -104,6 +108,9 @@ struct device_status {
     bool has_link = false;
     std::size_t open_conditions = 0;      // firelink.conditions/1: held for this device id now
     std::uint64_t conditions_dropped = 0; // dropped at condition_list::max_open since the host started
+    bool takes_commits = false;           // the driver returned fl_device_commit (firelink.commit/1)
+    std::uint64_t emitted = 0;            // the driver's events emit answered FL_OK, numbered 1..emitted
+    std::uint64_t committed_through = 0;  // events 1..committed_through are durable
 };
 
 class device_runtime {

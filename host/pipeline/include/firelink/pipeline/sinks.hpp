@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,11 +24,18 @@ const std::string &boot_id();
 // Whether the kernel reports its clock synchronised (NTP/PTP); re-read at most once a second.
 bool clock_synced();
 
+// Run once by a sink when it holds one event as durably as it keeps anything (see sink::accept); empty when nobody
+// waits for it. Any thread; must not block.
+using stored_fn = std::function<void()>;
+
 class sink {
 public:
     virtual ~sink() = default;
-    // Called on the emitting thread (any thread); must be thread-safe and must not block for long.
-    virtual void accept(const core::accepted_event &ev) = 0;
+    // Called on the emitting thread (any thread); must be thread-safe and must not block for long. `stored` (may be
+    // empty) runs once the event is as durable as this sink makes it: the uplink's once its queue committed it, a
+    // file's once the line is written and fsynced, stdout's once the line is written. A sink that fails to keep the
+    // event never runs it: a device waiting for the commit stays unconfirmed rather than confirmed and lost.
+    virtual void accept(const core::accepted_event &ev, stored_fn stored) = 0;
     // Makes everything accepted so far durable where the sink can (fsync for files).
     virtual void flush() = 0;
     virtual std::string describe() const = 0;
@@ -39,7 +47,10 @@ std::unique_ptr<sink> make_stdout_sink();
 // JSON lines appended to a file, created if missing. Throws std::system_error when it cannot be opened.
 std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path);
 
-// Fans each event out to its sinks; a sink that throws is logged and skipped, never the others.
+// Fans each event out to its sinks; a sink that throws is logged and skipped, never the others. An event's
+// on_durable (firelink.commit/1) runs once every sink has stored it: with the uplink, once its durable queue
+// committed it; with only stdout or a JSON-lines file (no durable sink), once each took and wrote it; with no sink
+// at all, at once. A sink that throws never stores it, so the event is never reported durable.
 class event_pipeline {
 public:
     void add(std::unique_ptr<sink> s) { sinks_.push_back(std::move(s)); }
