@@ -86,7 +86,7 @@ public:
     // it. resume after pause reads again. Idempotent; strand only. Paused state survives a reconnect (a link that
     // reconnects while paused stays paused), and close() and open() too: it is the consumer's state, not the wire's.
     // On a shared bus, a paused device's request() answers FL_BUSY (its polls pause) and replies already in flight
-    // are delivered. Writing is not paused. While paused, a connection that breaks is noticed when the link next
+    // are delivered (a request queued before the pause still gets its turn: one turn's reply at most). Writing is not paused. While paused, a connection that breaks is noticed when the link next
     // writes or reads (after resume): with no read waiting, the link does not watch the socket.
     virtual void set_paused(bool paused) = 0;
     virtual bool paused() const = 0;
@@ -151,7 +151,9 @@ public:
     // Throws std::invalid_argument when peer_address is not an IP address literal.
     virtual std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) = 0;
     virtual std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) = 0;
-    virtual std::uint64_t unmatched_connections() const = 0;  // connections no device claimed (closed)
+    // Connections no device claimed (closed): unknown peers and identities, identify refusals, more than 4 KiB or
+    // 10 s without an identity, and connections beyond the 64 identifying at once.
+    virtual std::uint64_t unmatched_connections() const = 0;
 };
 // Throws std::system_error when the address cannot be bound. It keeps accepting while it or any link attached to it
 // exists.
