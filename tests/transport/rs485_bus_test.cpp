@@ -274,6 +274,52 @@ TEST(Rs485Bus, BroadcastEndedAtOnceIsStillSent) {
     on(ex, [&] { return link->close(); });
 }
 
+// Pausing a bus device pauses its polls: request() is FL_BUSY, the reply already in flight is delivered, and the other
+// devices keep their turns.
+TEST(Rs485Bus, PausedDeviceIsBusyItsReplyInFlightArrivesAndTheOthersKeepTheirTurns) {
+    io_runner run;
+    pty_pair pty;
+    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
+    recorder rec_a, rec_b;
+    auto ex_a = run.strand(), ex_b = run.strand();
+    auto a = bus->attach(ex_a, rec_a.events());
+    auto b = bus->attach(ex_b, rec_b.events());
+    on(ex_a, [&] { return a->open(); });
+    on(ex_b, [&] { return b->open(); });
+    ASSERT_TRUE(rec_a.wait_state(FL_LINK_OPEN));
+    ASSERT_TRUE(rec_b.wait_state(FL_LINK_OPEN));
+
+    const std::uint8_t a1[2] = {1, 1};
+    EXPECT_EQ(on(ex_a, [&] { return a->request(a1, 2, 2s); }), FL_OK);
+    EXPECT_EQ(read_exact(pty.master, 2), std::string("\x01\x01", 2));
+    on(ex_a, [&] { a->set_paused(true); });  // in its turn, awaiting the reply
+    EXPECT_TRUE(on(ex_a, [&] { return a->paused(); }));
+    write_all(pty.master, std::string("\x01\x01\xA5\x5A", 4));
+    EXPECT_TRUE(rec_a.wait_data(std::string("\x01\x01\xA5\x5A", 4))) << "the reply in flight is delivered";
+    EXPECT_EQ(on(ex_a, [&] { return a->end_request(); }), FL_OK);
+    const std::uint8_t a2[2] = {1, 2};
+    EXPECT_EQ(on(ex_a, [&] { return a->request(a2, 2, 2s); }), FL_BUSY) << "a paused device polls nothing";
+    EXPECT_EQ(a->counters().pauses, 1u);
+
+    for (std::uint8_t seq = 1; seq <= 3; ++seq) {
+        const std::uint8_t req[2] = {2, seq};
+        EXPECT_EQ(on(ex_b, [&] { return b->request(req, 2, 2s); }), FL_OK);
+        EXPECT_EQ(read_exact(pty.master, 2), std::string(reinterpret_cast<const char *>(req), 2))
+            << "device B's turn " << int(seq) << " while A is paused";
+        write_all(pty.master, std::string{'\x02', static_cast<char>(seq)});
+        ASSERT_TRUE(eventually([&] { return rec_b.received_size() == 2u * seq; }));
+        EXPECT_EQ(on(ex_b, [&] { return b->end_request(); }), FL_OK);
+    }
+    EXPECT_EQ(read_exact(pty.master, 1, 200ms), "") << "nothing else went out on the bus";
+
+    on(ex_a, [&] { a->set_paused(false); });
+    EXPECT_EQ(on(ex_a, [&] { return a->request(a2, 2, 2s); }), FL_OK) << "resumed: polls again";
+    EXPECT_EQ(read_exact(pty.master, 2), std::string("\x01\x02", 2));
+    EXPECT_EQ(bus->counters().bytes_discarded, 0u);
+    on(ex_a, [&] { return a->close(); });
+    on(ex_b, [&] { return b->close(); });
+}
+
 TEST(Rs485Bus, LostPortIsReopenedForEveryDevice) {
     io_runner run;
     char dir[] = "/tmp/fl-bus-XXXXXX";

@@ -234,6 +234,83 @@ TEST(SerialLink, LostPortIsReopened) {
     on(ex, [&] { return link->close(); });
 }
 
+// The pty stands in for a UART: paused, the link reads nothing, the tty buffer fills and the device's writes stall;
+// on resume every byte arrives in order.
+TEST(SerialLink, PausedLinkLeavesBytesInTheTtyUntilResume) {
+    io_runner run;
+    pty_pair pty;
+    recorder rec;
+    auto ex = run.strand();
+    auto settings = settings_for(pty.path);
+    settings.parity = 'N';
+    auto link = ft::make_serial_link(ex, settings, fast_retry, rec.events());
+    on(ex, [&] { return link->open(); });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+
+    on(ex, [&] { link->set_paused(true); });
+    EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
+    const std::string payload = pattern(1 << 20);
+    set_nonblocking(pty.master);
+    const std::size_t sent = write_until_stalled(pty.master, payload, 0);
+    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
+    std::this_thread::sleep_for(200ms);
+    EXPECT_LE(rec.data_calls(), 1u) << "only the read already waiting when the link paused";
+    EXPECT_LE(rec.received_size(), 4096u);
+
+    on(ex, [&] { link->set_paused(false); });
+    write_rest(pty.master, payload, sent);
+    EXPECT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
+    const auto c = link->counters();
+    EXPECT_EQ(c.bytes_in, payload.size());
+    EXPECT_EQ(c.bytes_discarded, 0u);
+    EXPECT_EQ(c.pauses, 1u);
+    on(ex, [&] { return link->close(); });
+}
+
+TEST(SerialLink, PauseSurvivesAReopenedPort) {
+    io_runner run;
+    port_alias alias;
+    auto first = std::make_unique<pty_pair>();
+    alias.point_at(first->path);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = ft::make_serial_link(ex, settings_for(alias.path.string()), fast_retry, rec.events());
+    on(ex, [&] { return link->open(); });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    on(ex, [&] { link->set_paused(true); });  // the read already waiting sees the port go
+
+    first.reset();  // unplugged
+    ASSERT_TRUE(rec.wait_state(FL_LINK_LOST));
+    pty_pair second;
+    alias.point_at(second.path);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
+    write_all(second.master, "after replug");
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(rec.received(), "") << "a link reopened while paused reads nothing";
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_TRUE(rec.wait_data("after replug"));
+    EXPECT_EQ(link->counters().bytes_discarded, 0u);
+    on(ex, [&] { return link->close(); });
+}
+
+// Stale bytes in the tty buffer when the port opens are flushed, and counted.
+TEST(SerialLink, BytesWaitingBeforeOpenAreFlushedAndCounted) {
+    io_runner run;
+    pty_pair pty;
+    recorder rec;
+    auto ex = run.strand();
+    write_all(pty.master, "stale");
+    std::this_thread::sleep_for(50ms);
+    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
+    on(ex, [&] { return link->open(); });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    EXPECT_EQ(link->counters().bytes_discarded, 5u);
+    write_all(pty.master, "fresh");
+    EXPECT_TRUE(rec.wait_data("fresh"));
+    on(ex, [&] { return link->close(); });
+}
+
 TEST(SerialLink, BadLineSettingsFail) {
     io_runner run;
     pty_pair pty;

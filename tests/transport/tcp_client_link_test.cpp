@@ -74,5 +74,110 @@ TEST(TcpClientLink, RefusedConnectionFailsThenOpensWhenTheServerAppears) {
     on(ex, [&] { return link->close(); });
 }
 
+// Backpressure reaches the device: a paused link leaves the bytes in the kernel, the TCP window closes and the
+// device's own writes stall; on resume every byte arrives, in order.
+TEST(TcpClientLink, PausedLinkStopsReadingSoTheDevicesWritesBlockAndResumeDeliversEveryByte) {
+    io_runner run;
+    fd_holder server = tcp_listen();
+    ASSERT_TRUE(server);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", local_port(server.fd), fast_retry, rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder conn = tcp_accept(server.fd);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+
+    EXPECT_FALSE(on(ex, [&] { return link->paused(); }));
+    on(ex, [&] {
+        link->set_paused(true);
+        link->set_paused(true);  // idempotent: one pause
+    });
+    EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
+    EXPECT_EQ(link->counters().pauses, 1u);
+
+    const std::string payload = pattern(8 << 20);
+    set_nonblocking(conn.fd);
+    const std::size_t sent = write_until_stalled(conn.fd, payload, 0);
+    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
+    std::this_thread::sleep_for(200ms);
+    // The read that was already waiting when the link paused may complete (it is delivered); nothing after it.
+    EXPECT_LE(rec.data_calls(), 1u);
+    EXPECT_LE(rec.received_size(), 4096u);
+    EXPECT_EQ(rec.received(), payload.substr(0, rec.received_size()));
+
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_FALSE(on(ex, [&] { return link->paused(); }));
+    write_rest(conn.fd, payload, sent);
+    EXPECT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
+    const auto c = link->counters();
+    EXPECT_EQ(c.bytes_in, payload.size());
+    EXPECT_EQ(c.bytes_discarded, 0u);
+    EXPECT_EQ(c.pauses, 1u);
+    on(ex, [&] { return link->close(); });
+}
+
+TEST(TcpClientLink, PauseSurvivesAReconnectAndACloseAndOpen) {
+    io_runner run;
+    fd_holder server = tcp_listen();
+    ASSERT_TRUE(server);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", local_port(server.fd), fast_retry, rec.events());
+    on(ex, [&] {
+        link->set_paused(true);  // before open(): the first connection starts paused
+        return link->open();
+    });
+    fd_holder conn = tcp_accept(server.fd);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+
+    // Writing is not paused: the link notices the device hung up when its write fails (no read is waiting).
+    conn.reset();
+    const auto x = bytes("x");
+    ASSERT_TRUE(eventually([&] {
+        on(ex, [&] { return link->write(x.data(), x.size()); });
+        return rec.count(FL_LINK_LOST) >= 1;
+    })) << "the broken connection is noticed by writing";
+    fd_holder again = tcp_accept(server.fd);
+    ASSERT_TRUE(again);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    EXPECT_TRUE(on(ex, [&] { return link->paused(); })) << "still paused after the reconnect";
+    write_all(again.fd, "after reconnect");
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(rec.received(), "") << "a link that reconnected while paused reads nothing";
+
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_TRUE(rec.wait_data("after reconnect"));
+
+    // Paused, closed and opened again: still paused.
+    on(ex, [&] {
+        link->set_paused(true);
+        link->close();
+        return link->open();
+    });
+    fd_holder third = tcp_accept(server.fd);
+    ASSERT_TRUE(third);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 3));
+    write_all(third.fd, "!");
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(rec.received(), "after reconnect");
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_TRUE(rec.wait_data("after reconnect!"));
+    EXPECT_EQ(link->counters().pauses, 2u);
+    EXPECT_EQ(link->counters().bytes_discarded, 0u);
+
+    // Bytes still in the kernel when a paused link is closed go with the socket: counted, not silently gone.
+    // The read waiting when the link pauses still completes and is delivered; the pause holds after it.
+    on(ex, [&] { link->set_paused(true); });
+    write_all(third.fd, "tail1");
+    EXPECT_TRUE(rec.wait_data("after reconnect!tail1"));
+    write_all(third.fd, "tail2");
+    std::this_thread::sleep_for(200ms);  // loopback: in the link's receive buffer long before this
+    on(ex, [&] { return link->close(); });
+    EXPECT_EQ(link->counters().bytes_discarded, 5u);
+    EXPECT_EQ(rec.received(), "after reconnect!tail1");
+}
+
 }  // namespace
 }  // namespace transport_test

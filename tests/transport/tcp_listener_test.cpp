@@ -1,6 +1,7 @@
 // The TCP listener devices connect in to: binding by peer address, binding by identity from the first bytes, and
 // closing what nobody claims.
 #include <system_error>
+#include <vector>
 
 #include "transport_test_support.hpp"
 
@@ -159,6 +160,132 @@ TEST(TcpListener, WithoutAMatchOrAnIdentifierTheConnectionIsClosed) {
     fd_holder early = tcp_connect(listener->port());
     EXPECT_TRUE(wait_closed(early.fd));
     EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 2; }));
+    on(ex, [&] { return link->close(); });
+}
+
+TEST(TcpListener, PausedConnectionBlocksTheDeviceAndResumeDeliversEveryByteAlsoAfterAReconnect) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_peer(ex, "127.0.0.1", rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder device = tcp_connect(listener->port());
+    ASSERT_TRUE(device);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+
+    on(ex, [&] { link->set_paused(true); });
+    EXPECT_EQ(link->counters().pauses, 1u);
+    const std::string payload = pattern(8 << 20);
+    set_nonblocking(device.fd);
+    const std::size_t sent = write_until_stalled(device.fd, payload, 0);
+    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
+    std::this_thread::sleep_for(200ms);
+    EXPECT_LE(rec.data_calls(), 1u) << "only the read already waiting when the link paused";
+    EXPECT_LE(rec.received_size(), 4096u);
+
+    on(ex, [&] { link->set_paused(false); });
+    write_rest(device.fd, payload, sent);
+    ASSERT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
+
+    // The device reconnects while the link is paused: the new connection replaces the old one and stays paused.
+    on(ex, [&] { link->set_paused(true); });
+    fd_holder newer = tcp_connect(listener->port());
+    ASSERT_TRUE(newer);
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    EXPECT_TRUE(wait_closed(device.fd)) << "the replaced connection is closed";
+    write_all(newer.fd, "fresh");
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(rec.received_size(), payload.size()) << "nothing read from the new connection while paused";
+    EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_TRUE(rec.wait_large(payload + "fresh"));
+    const auto c = link->counters();
+    EXPECT_EQ(c.bytes_in, payload.size() + 5);
+    EXPECT_EQ(c.bytes_discarded, 0u);
+    EXPECT_EQ(c.pauses, 2u);
+    on(ex, [&] { return link->close(); });
+}
+
+// The bytes identify read are delivered even to a paused device (they are out of the kernel); the rest wait.
+TEST(TcpListener, APausedDeviceGetsTheIdentifiedBytesAndNothingMoreUntilResume) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    listener->set_identifier(identify_by_first_line);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_identity(ex, "A", rec.events());
+    on(ex, [&] {
+        link->set_paused(true);
+        return link->open();
+    });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPENING));
+
+    const std::string payload = "ID:A\n" + pattern(8 << 20);  // more than both kernels buffer
+    fd_holder device = tcp_connect(listener->port());
+    ASSERT_TRUE(device);
+    set_nonblocking(device.fd);
+    const std::size_t sent = write_until_stalled(device.fd, payload, 0);
+    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked";
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    std::this_thread::sleep_for(200ms);
+    const std::size_t first = rec.received_size();
+    EXPECT_GE(first, 5u) << "the identified bytes are delivered";
+    EXPECT_LE(first, 4096u) << "identify holds at most 4 KiB";
+    EXPECT_EQ(rec.data_calls(), 1u);
+
+    on(ex, [&] { link->set_paused(false); });
+    write_rest(device.fd, payload, sent);
+    EXPECT_TRUE(rec.wait_large(payload));
+    on(ex, [&] { return link->close(); });
+}
+
+// What a listener holds for strangers is bounded: a peer sending endless bytes without identifying is closed after
+// 4 KiB, and at most 64 connections identify at once (more are closed at accept); each refusal is counted.
+TEST(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    listener->set_identifier(identify_by_first_line);
+
+    fd_holder endless = tcp_connect(listener->port());
+    ASSERT_TRUE(endless);
+    set_nonblocking(endless.fd);
+    const std::string garbage = "ID:" + std::string(64 << 20, 'x');  // never a newline: identify keeps asking
+    std::size_t sent = 0;
+    bool refused = false;
+    const auto until = std::chrono::steady_clock::now() + patience;
+    while (!refused && sent < garbage.size() && std::chrono::steady_clock::now() < until) {
+        // send with MSG_NOSIGNAL: writing to the connection the listener reset must not SIGPIPE the test.
+        const ssize_t n = ::send(endless.fd, garbage.data() + sent, std::min<std::size_t>(garbage.size() - sent, 65536),
+                                 MSG_NOSIGNAL);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+        else if (errno == EPIPE || errno == ECONNRESET) refused = true;
+        else std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_TRUE(refused) << "the listener kept taking bytes from a peer that never identified (" << sent << " sent)";
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 1; }));
+
+    std::vector<fd_holder> silent;
+    for (int i = 0; i < 64; ++i) {
+        silent.push_back(tcp_connect(listener->port()));
+        ASSERT_TRUE(silent.back());
+    }
+    fd_holder one_too_many = tcp_connect(listener->port());
+    ASSERT_TRUE(one_too_many);
+    EXPECT_TRUE(wait_closed(one_too_many.fd)) << "the 65th identifying connection is closed";
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 2; }));
+    EXPECT_FALSE(wait_closed(silent.front().fd, 100ms)) << "the first 64 are still identifying";
+
+    // A slot frees when one of them goes: the next connection is identified again.
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_identity(ex, "A", rec.events());
+    on(ex, [&] { return link->open(); });
+    silent.front().reset();
+    ASSERT_TRUE(eventually([&] { return listener->unmatched_connections() == 3; }));  // it closed unidentified
+    fd_holder device = tcp_connect(listener->port());
+    write_all(device.fd, "ID:A\nhi");
+    EXPECT_TRUE(rec.wait_data("ID:A\nhi"));
     on(ex, [&] { return link->close(); });
 }
 

@@ -12,7 +12,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -148,9 +151,34 @@ struct recorder {
         std::lock_guard lock(mu);
         return order.size();
     }
+    std::size_t data_calls() const {
+        std::lock_guard lock(mu);
+        return static_cast<std::size_t>(std::count(order.begin(), order.end(), 'D'));
+    }
+    std::size_t received_size() const {
+        std::lock_guard lock(mu);
+        return data.size();
+    }
+    // Waits for `expected.size()` bytes without copying megabytes on every poll, then compares once.
+    bool wait_large(const std::string &expected) {
+        return eventually([&] { return received_size() >= expected.size(); }) && received() == expected;
+    }
 };
 
 inline std::vector<std::uint8_t> bytes(const std::string &s) { return {s.begin(), s.end()}; }
+
+// n bytes no two stretches of which look alike, so a lost, repeated or reordered chunk shows.
+inline std::string pattern(std::size_t n) {
+    std::string out(n, '\0');
+    std::uint32_t x = 2463534242u;
+    for (auto &c : out) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        c = static_cast<char>(x);
+    }
+    return out;
+}
 
 // ---- file descriptors with deadlines ---------------------------------------------------------------------------
 
@@ -181,6 +209,35 @@ inline void write_all(int fd, const std::string &s) {
         ASSERT_GT(n, 0) << "write failed";
         done += static_cast<std::size_t>(n);
     }
+}
+
+inline void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Writes `data` from `from` on to a non-blocking fd until the fd stays unwritable for `quiet` (the reader stopped
+// reading and every buffer on the way is full) or everything is written; returns the new offset. A reader that keeps
+// reading lets the writes go on, so a stall here means backpressure reached the writer.
+inline std::size_t write_until_stalled(int fd, const std::string &data, std::size_t from,
+                                       std::chrono::milliseconds quiet = 500ms) {
+    while (from < data.size()) {
+        const ssize_t n = ::write(fd, data.data() + from, std::min<std::size_t>(data.size() - from, 64 * 1024));
+        if (n > 0) {
+            from += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            ADD_FAILURE() << "write failed: " << std::strerror(errno);
+            return from;
+        }
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(quiet.count())) == 0) return from;  // stalled
+    }
+    return from;
+}
+
+// Writes the rest of `data` to a non-blocking fd; fails the test if the reader stalls for `patience`.
+inline void write_rest(int fd, const std::string &data, std::size_t from) {
+    from = write_until_stalled(fd, data, from, patience);
+    EXPECT_EQ(from, data.size()) << "the reader stopped taking bytes";
 }
 
 // True when the peer closed the connection (read returns 0 or an error) before the deadline.

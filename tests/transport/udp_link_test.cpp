@@ -50,6 +50,7 @@ TEST(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
     fd_holder stranger = udp_socket();
     send_to(stranger.fd, link_port, "spoof");
     ASSERT_TRUE(eventually([&] { return link->counters().errors == 1; }));
+    EXPECT_EQ(link->counters().bytes_discarded, 5u) << "read and not delivered: counted";
     send_to(peer.fd, link_port, "pong2");
     EXPECT_TRUE(rec.wait_data("pongpong2")) << "the stranger's datagram was never delivered";
 
@@ -69,6 +70,42 @@ TEST(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
     send_to(peer.fd, link_port, "late");
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(rec.late_calls(), 0);
+}
+
+// UDP has no flow control: a paused link leaves datagrams in the socket's receive buffer (the kernel drops what does
+// not fit) and delivers them on resume.
+TEST(UdpLink, PausedLinkReceivesNothingAndDeliversTheWaitingDatagramsOnResume) {
+    io_runner run;
+    fd_holder peer = udp_socket();
+    recorder rec;
+    auto ex = run.strand();
+    auto link = ft::make_udp_link(ex, "127.0.0.1", local_port(peer.fd), rec.events());
+    on(ex, [&] { return link->open(); });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    const auto hi = bytes("hi");
+    EXPECT_EQ(on(ex, [&] { return link->write(hi.data(), hi.size()); }), FL_OK);
+    const std::uint16_t link_port = receive(peer.fd).second;
+    ASSERT_NE(link_port, 0);
+
+    on(ex, [&] { link->set_paused(true); });
+    EXPECT_EQ(link->counters().pauses, 1u);
+    std::string expected;
+    for (int i = 0; i < 20; ++i) {
+        const std::string d = "d" + std::to_string(i) + ";";
+        send_to(peer.fd, link_port, d);
+        expected += d;
+    }
+    std::this_thread::sleep_for(300ms);
+    EXPECT_LE(rec.data_calls(), 1u) << "only the receive already waiting when the link paused";
+    EXPECT_EQ(rec.received(), expected.substr(0, rec.received_size()));
+
+    on(ex, [&] { link->set_paused(false); });
+    EXPECT_TRUE(rec.wait_data(expected)) << rec.received();
+    EXPECT_EQ(rec.data_calls(), 20u) << "one call per datagram";
+    const auto c = link->counters();
+    EXPECT_EQ(c.bytes_in, expected.size());
+    EXPECT_EQ(c.bytes_discarded, 0u);
+    on(ex, [&] { return link->close(); });
 }
 
 }  // namespace

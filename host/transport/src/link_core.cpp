@@ -68,6 +68,14 @@ fl_status link_core::close() {
     return FL_OK;
 }
 
+void link_core::set_paused(bool paused) {
+    if (paused == paused_) return;
+    paused_ = paused;
+    if (paused) ++counters_.pauses;
+    // Also when closed: the flag is only read when a read would start, and a closed link starts none.
+    else if (opened_ && !detached_.load()) resume_reading();
+}
+
 void link_core::detach() {
     detached_.store(true);
     // Inline when the handle dies on the executor (the usual case); otherwise queued to it.

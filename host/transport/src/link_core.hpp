@@ -43,6 +43,7 @@ struct atomic_counters {
     std::atomic<std::uint64_t> reconnects{0};
     std::atomic<std::uint64_t> reply_timeouts{0};
     std::atomic<std::uint64_t> bytes_discarded{0};
+    std::atomic<std::uint64_t> pauses{0};
 
     link_counters snapshot() const {
         link_counters c;
@@ -52,6 +53,7 @@ struct atomic_counters {
         c.reconnects = reconnects.load();
         c.reply_timeouts = reply_timeouts.load();
         c.bytes_discarded = bytes_discarded.load();
+        c.pauses = pauses.load();
         return c;
     }
 };
@@ -71,6 +73,8 @@ public:
     fl_status end_request();
     virtual fl_status close();
     link_counters counters() const { return counters_.snapshot(); }
+    void set_paused(bool paused);
+    bool paused() const { return paused_; }
 
     // The handle is gone (from any thread): no callback from now on; the wire is closed on the executor.
     void detach();
@@ -84,6 +88,9 @@ protected:
     virtual void send_next() = 0;
     // Largest single write() the wire takes (a datagram is smaller than the queue).
     virtual std::size_t max_write() const { return send_queue_limit; }
+    // set_paused(false) after a pause: start reading again if the wire is open and no read is waiting. Runs on the
+    // executor. (Pausing needs no hook: the read loop checks paused_ before it starts each read.)
+    virtual void resume_reading() = 0;
 
     // True while a completion started in `epoch` may still act and call back.
     bool alive(std::uint64_t epoch) const { return !detached_.load() && opened_ && epoch == epoch_; }
@@ -103,6 +110,7 @@ protected:
     atomic_counters counters_;
 
     bool opened_ = false;  // open() was called and close() not since
+    bool paused_ = false;  // set_paused(true): start no read; kept across reconnects, close() and open()
     std::uint64_t epoch_ = 0;
     int state_ = FL_LINK_CLOSED;
 
@@ -133,6 +141,8 @@ public:
     fl_status end_request() override { return impl_->end_request(); }
     fl_status close() override { return impl_->close(); }
     link_counters counters() const override { return impl_->counters(); }
+    void set_paused(bool paused) override { impl_->set_paused(paused); }
+    bool paused() const override { return impl_->paused(); }
 
 private:
     std::shared_ptr<Impl> impl_;

@@ -135,7 +135,8 @@ public:
     fl_status request(const std::uint8_t *data, std::size_t size, std::chrono::milliseconds timeout) {
         if (!data || size == 0) return data ? FL_INVALID_ARGUMENT : FL_MISUSE;
         if (!opened_ || state_ != FL_LINK_OPEN) return FL_CLOSED;
-        if (outstanding_) return FL_BUSY;
+        // A paused device polls nothing, so its device sends nothing; the other devices keep their turns.
+        if (outstanding_ || paused_) return FL_BUSY;
         if (size > send_queue_limit) return FL_INVALID_ARGUMENT;
         outstanding_ = ++request_seq_;
         bus_->device_request(id_, outstanding_, std::vector<std::uint8_t>(data, data + size), timeout);
@@ -160,6 +161,15 @@ public:
     }
 
     link_counters counters() const { return counters_.snapshot(); }
+
+    // The bus port is shared and keeps being read for the other devices; pausing one device stops its polls. A
+    // request already queued or in its turn goes ahead and its reply is delivered (a turn's bytes are bounded by the
+    // reply timeout at the line's baud rate).
+    void set_paused(bool paused) {
+        if (paused && !paused_) ++counters_.pauses;
+        paused_ = paused;
+    }
+    bool paused() const { return paused_; }
 
     void detach() {
         detached_.store(true);
@@ -208,6 +218,7 @@ private:
     std::uint64_t epoch_ = 0;
     int state_ = FL_LINK_CLOSED;
     std::uint64_t outstanding_ = 0;  // the request queued or in its turn, 0 when none
+    bool paused_ = false;            // kept across reconnects, close() and open()
     std::uint64_t request_seq_ = 0;
 };
 
@@ -296,7 +307,7 @@ void bus_core::give(device_entry &d, std::uint64_t request, const std::uint8_t *
 // ---- bus_core: the port ----------------------------------------------------------------------------------------
 
 void bus_core::open_port() {
-    if (const error_code ec = open_serial_port(port_, settings_)) {
+    if (const error_code ec = open_serial_port(port_, settings_, counters_.bytes_discarded)) {
         ++counters_.errors;
         if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
         for (auto &[id, d] : devices_) {

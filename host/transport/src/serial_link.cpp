@@ -27,7 +27,7 @@ private:
 
     void do_open() {
         const std::uint64_t epoch = epoch_;
-        if (const error_code ec = open_serial_port(stream_, settings_)) {
+        if (const error_code ec = open_serial_port(stream_, settings_, counters_.bytes_discarded)) {
             ++counters_.errors;
             // One warning per outage, not one per retry.
             if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());

@@ -1,5 +1,6 @@
 #include "serial_port_setup.hpp"
 
+#include <sys/ioctl.h>
 #include <termios.h>
 
 #include <cctype>
@@ -28,13 +29,21 @@ error_code configure_serial_port(asio::serial_port &port, const serial_settings 
     return ec;
 }
 
-error_code open_serial_port(asio::serial_port &port, const serial_settings &settings) {
+error_code open_serial_port(asio::serial_port &port, const serial_settings &settings,
+                            std::atomic<std::uint64_t> &discarded) {
     error_code ec;
     // asio opens O_NONBLOCK | O_NOCTTY and puts the line in raw mode (no echo, no canonical input, CLOCAL).
     port.open(settings.path, ec);
     if (!ec) ec = configure_serial_port(port, settings);
-    // Bytes that sat in the kernel buffer before we opened belong to nobody: drop them.
-    if (!ec) ::tcflush(port.native_handle(), TCIFLUSH);
+    // Bytes that sat in the kernel buffer before we opened belong to nobody (a frame cut by the last close, noise
+    // from the plug-in): drop them, and count them so that bytes_discarded tells the whole story. A byte arriving
+    // between the two calls is flushed uncounted; the count is a lower bound.
+    if (!ec) {
+        int waiting = 0;
+        if (::ioctl(port.native_handle(), TIOCINQ, &waiting) == 0 && waiting > 0)
+            discarded += static_cast<std::uint64_t>(waiting);
+        ::tcflush(port.native_handle(), TCIFLUSH);
+    }
     if (ec) {
         error_code ignored;
         port.close(ignored);

@@ -2,6 +2,8 @@
 // what happens when the stream breaks. How the stream gets opened, and what to do after it breaks, is the subclass's.
 #pragma once
 
+#include <sys/ioctl.h>
+
 #include <array>
 
 #include <boost/asio/write.hpp>
@@ -29,10 +31,12 @@ protected:
         set_state(FL_LINK_OPEN, FL_OK);
         if (!alive(epoch) || !connected_) return;
         if (!first.empty()) {
+            // Read before the link owned the stream: delivered even when paused (read bytes are never held back
+            // or dropped); the pause stops the next read.
             deliver(first.data(), first.size());
             if (!alive(epoch) || !connected_) return;
         }
-        do_read();
+        maybe_read();
         send_next();
     }
 
@@ -51,8 +55,10 @@ protected:
         ++session_;
         connected_ = false;
         writing_ = false;
+        reading_ = false;  // the old session's read completes stale
         write_timer_.cancel();
         reset_session();
+        count_unread();
         error_code ignored;
         stream_.close(ignored);
     }
@@ -76,12 +82,29 @@ protected:
 
     bool connected() const { return connected_; }
 
+    void resume_reading() override { maybe_read(); }
+
     Stream stream_;
 
 private:
+    // Bytes the device sent that are still in the kernel when the stream closes (typically: it was paused and the
+    // connection ended, or close() was called) go with the stream. Count them, so bytes_discarded tells the truth.
+    void count_unread() {
+        if (!stream_.is_open()) return;
+        int unread = 0;
+        if (::ioctl(stream_.native_handle(), FIONREAD, &unread) != 0 || unread <= 0) return;
+        counters_.bytes_discarded += static_cast<std::uint64_t>(unread);
+        spdlog::warn("[{}] {} unread byte(s) from the device closed with the {}", name_, unread,
+                     paused_ ? "connection while paused" : "connection");
+    }
+
     bool current(std::uint64_t epoch, std::uint64_t session) const { return alive(epoch) && session == session_; }
 
-    void do_read() {
+    // One read at a time, into the fixed buffer, and none while paused: the bytes stay in the kernel (the TCP window
+    // closes; the tty buffer fills) until resume_reading().
+    void maybe_read() {
+        if (!connected_ || reading_ || paused_) return;
+        reading_ = true;
         stream_.async_read_some(asio::buffer(read_buffer_),
                                 [self = self<stream_link>(), epoch = epoch_, session = session_](const error_code &ec,
                                                                                                  std::size_t n) {
@@ -91,12 +114,14 @@ private:
 
     void on_read(std::uint64_t epoch, std::uint64_t session, const error_code &ec, std::size_t n) {
         if (!current(epoch, session)) return;
+        reading_ = false;
         if (ec) {
             lose(ec, "read");
             return;
         }
+        // Delivered even if the device paused since the read began: the bytes are out of the kernel now.
         deliver(read_buffer_.data(), n);
-        if (current(epoch, session)) do_read();
+        if (current(epoch, session)) maybe_read();
     }
 
     void on_write(std::uint64_t epoch, std::uint64_t session, const error_code &ec, std::size_t n) {
@@ -119,6 +144,7 @@ private:
     std::uint64_t write_seq_ = 0;  // a deadline that fired as its write completed must not hit the next write
     bool connected_ = false;
     bool writing_ = false;
+    bool reading_ = false;  // a read of this session is waiting on the stream
 };
 
 }  // namespace firelink::transport::detail

@@ -30,6 +30,9 @@ using tcp = asio::ip::tcp;
 // A connection that has not identified itself within this time, or in this many bytes, is closed.
 constexpr std::chrono::seconds identify_deadline{10};
 constexpr std::size_t identify_limit = 4096;
+// Connections identifying at once; one more is closed at accept. With identify_limit this bounds what a listener
+// buffers for strangers (64 x 4.5 KiB), however many connect: a flood of silent or chatty peers costs no more.
+constexpr std::size_t identify_sessions_limit = 64;
 
 asio::ip::address normalized(const asio::ip::address &a) {
     if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
@@ -64,6 +67,7 @@ public:
     bool claim_identity(const std::string &identity, tcp::socket &socket, std::vector<std::uint8_t> &first,
                         const std::string &peer);
     void reject(tcp::socket &socket, const std::string &peer, const std::string &why);
+    void identify_ended() { --identifying_; }
 
 private:
     struct device_entry {
@@ -88,6 +92,8 @@ private:
     std::uint16_t port_ = 0;
     std::string name_;
     std::atomic<std::uint64_t> unmatched_{0};
+    // Identify sessions alive. Atomic only because a session torn down with the io_context dies off the strand.
+    std::atomic<std::size_t> identifying_{0};
 
     mutable std::mutex mu_;  // guards everything below
     identify_fn identify_;
@@ -190,6 +196,8 @@ public:
     fl_status end_request() override { return impl_->end_request(); }
     fl_status close() override { return impl_->close(); }
     link_counters counters() const override { return impl_->counters(); }
+    void set_paused(bool paused) override { impl_->set_paused(paused); }
+    bool paused() const override { return impl_->paused(); }
 
 private:
     std::shared_ptr<accepted_link> impl_;
@@ -201,6 +209,10 @@ public:
     identify_session(tcp::socket socket, std::weak_ptr<listener_core> listener, std::string peer)
         : socket_(std::move(socket)), deadline_(socket_.get_executor()), listener_(std::move(listener)),
           peer_(std::move(peer)) {}
+    // Normally the last completion of a session, on the listener strand, destroys it.
+    ~identify_session() {
+        if (const auto listener = listener_.lock()) listener->identify_ended();
+    }
 
     void start() {
         deadline_.expires_after(identify_deadline);
@@ -361,8 +373,14 @@ void listener_core::on_accept(const error_code &ec, tcp::socket socket) {
     }
     const bool identifying = static_cast<bool>(identify_);
     lock.unlock();
-    if (identifying) std::make_shared<identify_session>(std::move(socket), weak_from_this(), peer)->start();
-    else reject(socket, peer, "no device attached for this address");
+    if (!identifying) {
+        reject(socket, peer, "no device attached for this address");
+    } else if (identifying_ >= identify_sessions_limit) {
+        reject(socket, peer, std::to_string(identify_sessions_limit) + " connections are identifying already");
+    } else {
+        ++identifying_;
+        std::make_shared<identify_session>(std::move(socket), weak_from_this(), peer)->start();
+    }
 }
 
 fl_status listener_core::identify(const std::vector<std::uint8_t> &bytes, std::string &identity) {

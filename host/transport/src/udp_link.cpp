@@ -80,11 +80,17 @@ private:
         spdlog::info("[{}] open (local port {})", name_, socket_.local_endpoint(ec).port());
         set_state(FL_LINK_OPEN, FL_OK);
         if (!alive(epoch) || !open_) return;
-        do_receive();
+        maybe_receive();
         send_next();
     }
 
-    void do_receive() {
+    void resume_reading() override { maybe_receive(); }
+
+    // One datagram at a time, none while paused. UDP has no flow control: while paused, datagrams wait in the
+    // socket's receive buffer and the kernel drops what does not fit (counted by the kernel, not by us).
+    void maybe_receive() {
+        if (!open_ || receiving_ || paused_) return;
+        receiving_ = true;
         socket_.async_receive_from(asio::buffer(read_buffer_), sender_,
                                    [self = self<udp_link>(), epoch = epoch_, session = session_](
                                        const error_code &ec, std::size_t n) { self->on_receive(epoch, session, ec, n); });
@@ -92,6 +98,7 @@ private:
 
     void on_receive(std::uint64_t epoch, std::uint64_t session, const error_code &ec, std::size_t n) {
         if (!alive(epoch) || session != session_) return;
+        receiving_ = false;
         if (ec) {
             close_socket();
             ++counters_.errors;
@@ -103,12 +110,13 @@ private:
         }
         if (sender_ != peer_) {
             // Not our device: count it, never deliver it.
+            counters_.bytes_discarded += n;
             if (counters_.errors++ == 0) spdlog::warn("[{}] dropping datagrams from {}", name_, sender_.address().to_string());
         } else {
             deliver(read_buffer_.data(), n);
             if (!alive(epoch) || session != session_) return;
         }
-        do_receive();
+        maybe_receive();
     }
 
     void send_next() override {
@@ -144,6 +152,7 @@ private:
         ++session_;
         open_ = false;
         sending_ = false;
+        receiving_ = false;  // the old socket's receive completes stale
         reset_session();
         error_code ignored;
         socket_.close(ignored);
@@ -172,6 +181,7 @@ private:
     std::uint64_t session_ = 0;
     bool open_ = false;
     bool sending_ = false;
+    bool receiving_ = false;  // a receive of this session is waiting on the socket
 };
 
 }  // namespace

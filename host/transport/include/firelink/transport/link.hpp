@@ -12,6 +12,26 @@
 //     FL_LINK_REPLY_TIMEOUT); on a point-to-point wire request() is a write plus the same reply timeout;
 //   - after close() or destruction, no callback is made (so a link does not report FL_LINK_CLOSED itself: whoever
 //     calls close() knows). A link may be destroyed on any thread, but before its executor's io_context.
+//
+// Bounded at every hop, and nothing read is dropped:
+//   - reading: one read at a time into a fixed buffer (4 KiB on a serial port or a TCP connection, one datagram of
+//     up to 65 507 bytes on UDP, 1 KiB on the shared bus port), handed to on_data before the next read starts. The
+//     link holds no other inbound bytes, so a slow on_data slows the wire, not memory.
+//   - backpressure: set_paused(true) stops reading; the bytes wait where the wire keeps them. TCP: the kernel's
+//     socket buffer, then the TCP window closes and the device's own stack stops sending (its writes block). Serial:
+//     the tty driver's buffer (a few KiB to 64 KiB; with no hardware flow control configured, a device that keeps
+//     sending past it overruns it - the same as a host that does not read fast enough). UDP has no flow control:
+//     datagrams wait in the socket's receive buffer (net.core.rmem_default, about 200 KiB on Linux) and the kernel
+//     drops what arrives beyond it; a UDP device's protocol must retry. A shared bus: the device's polls pause.
+//     A read already waiting on the wire when set_paused(true) is called still completes and is delivered (never
+//     discarded), so at most one read buffer arrives after pausing.
+//   - writing: write() and request() queue at most 64 KiB per link (including the write in progress); past that
+//     they answer FL_BUSY, and a single write larger than the link's max is FL_INVALID_ARGUMENT. A write the wire
+//     does not take within 10 s ends the connection (LOST). On a shared bus a device has at most one request queued
+//     or in its turn (a second is FL_BUSY), of at most 64 KiB.
+//   - a TCP listener holds at most 4 KiB per connection that has not yet identified itself (a peer that sends more
+//     without identifying, or takes more than 10 s, is closed and counted in unmatched_connections), and at most
+//     64 such connections at once (more are closed at once, also counted).
 #pragma once
 
 #include <chrono>
@@ -42,7 +62,11 @@ struct link_counters {
     std::uint64_t errors = 0;         // failed opens, read/write errors, drops
     std::uint64_t reconnects = 0;     // successful re-opens after a drop or failure
     std::uint64_t reply_timeouts = 0; // requests whose turn ended by timeout
-    std::uint64_t bytes_discarded = 0; // bytes no turn claimed (a shared bus: arrived outside any device's turn)
+    // Bytes read from the wire and not delivered to a device: on a shared bus, bytes outside any device's turn (or
+    // after it ended); on UDP, datagrams from another address than the device's; on a serial port, stale bytes that
+    // sat in the tty buffer before the port was (re)opened. No other path reads bytes without delivering them.
+    std::uint64_t bytes_discarded = 0;
+    std::uint64_t pauses = 0;          // times set_paused(true) paused the link (a repeat while paused is not counted)
 };
 
 class link {
@@ -56,9 +80,16 @@ public:
     virtual fl_status end_request() = 0;
     virtual fl_status close() = 0;
     virtual link_counters counters() const = 0;
-    // Backpressure: while paused the link reads nothing from its wire and makes no on_data call.
-    virtual void set_paused(bool) {}
-    virtual bool paused() const { return false; }
+    // Backpressure. While paused the link reads nothing from its wire and makes no on_data call; bytes wait where the
+    // wire keeps them (the kernel's socket buffer and TCP window: the device's own flow control holds it; the serial
+    // driver's buffer). A read already completed is still delivered (never discarded); the pause takes effect after
+    // it. resume after pause reads again. Idempotent; strand only. Paused state survives a reconnect (a link that
+    // reconnects while paused stays paused), and close() and open() too: it is the consumer's state, not the wire's.
+    // On a shared bus, a paused device's request() answers FL_BUSY (its polls pause) and replies already in flight
+    // are delivered (a request queued before the pause still gets its turn: one turn's reply at most). Writing is not paused. While paused, a connection that breaks is noticed when the link next
+    // writes or reads (after resume): with no read waiting, the link does not watch the socket.
+    virtual void set_paused(bool paused) = 0;
+    virtual bool paused() const = 0;
     void set_unit(int unit) { unit_ = unit; }
 
 private:
@@ -120,7 +151,9 @@ public:
     // Throws std::invalid_argument when peer_address is not an IP address literal.
     virtual std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) = 0;
     virtual std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) = 0;
-    virtual std::uint64_t unmatched_connections() const = 0;  // connections no device claimed (closed)
+    // Connections no device claimed (closed): unknown peers and identities, identify refusals, more than 4 KiB or
+    // 10 s without an identity, and connections beyond the 64 identifying at once.
+    virtual std::uint64_t unmatched_connections() const = 0;
 };
 // Throws std::system_error when the address cannot be bound. It keeps accepting while it or any link attached to it
 // exists.
