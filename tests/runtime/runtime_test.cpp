@@ -341,6 +341,9 @@ public:
     }
     ~fake_link() override { *alive_ = false; }
     int kind() const override { return FL_TRANSPORT_TCP_CLIENT; }
+    void set_paused(bool p) override { paused_ = p; }
+    bool paused() const override { return paused_; }
+    bool paused_ = false;
     fl_status open() override {
         boost::asio::post(ex_, [on_state = ev_.on_state, alive = alive_] {
             if (*alive) on_state(FL_LINK_OPEN, FL_OK);
