@@ -340,7 +340,9 @@ TEST(class_scenarios, the_panel_commit_check_fails_a_driver_that_confirms_on_fl_
     EXPECT_EQ(r.exit_code, 1) << r.console;
     for (const auto &[id, st] : r.status) {
         if (id == "scenario.fire_panel.commit") continue;
-        if (id.rfind("scenario.fire_panel.", 0) == 0) EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
+        if (id.rfind("scenario.fire_panel.", 0) == 0) {
+            EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
+        }
     }
     EXPECT_EQ(r.status["scenario.fire_panel.commit"], "failed") << r.console;
     EXPECT_NE(r.message["scenario.fire_panel.commit"].find("before the host reported its event committed"),

@@ -137,8 +137,6 @@ class KillNine(unittest.TestCase):
     def test_in_process(self):
         self.run_kills("in_process")
 
-    @unittest.skip("out of process the runner does not forward firelink.commit/1 yet: the lead enables this case once "
-                   "runner_supervisor's proxy device returns fl_device_commit and forwards on_committed")
     def test_out_of_process(self):
         self.run_kills("process")
 

@@ -1,0 +1,108 @@
+// lines: the boundary tests' device (issue 13), built like a vendor plugin. A push-only device on a TCP wire: every
+// '\n'-terminated line it sends becomes one event with the line as its message and the line's number "n" over the
+// instance's life. Every `alarm_every`-th line is an alarm (event_id "a<n>"), the rest telemetry.
+//
+// An event answered FL_BUSY is kept, in order, and emitted again from a 5 ms timer (FL-PLUGIN-28); the host pauses
+// the wire meanwhile, so what is kept stays small (one read's worth, and `max_kept` bounds it: beyond, the driver
+// says so in a log line and keeps going — a test then sees the log and fails).
+//
+// With `ok_log` (a folder): every event emit answered FL_OK for is recorded as "<instance> <n>\n", written with
+// write(2) to <ok_log>/<pid>-<instance>.log before the next emit, so the record survives a kill -9 of the runner and a
+// test can check that each of them reached the sink. `instance` (random) tells instances apart in the events.
+#include <firelink/driver.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <string>
+
+namespace {
+
+class lines_device : public firelink::device {
+public:
+    lines_device(firelink::host_handle host, const firelink::config &cfg)
+        : device(host),
+          alarm_every_(cfg.get<std::int64_t>("alarm_every", 0)),
+          max_kept_(static_cast<std::size_t>(cfg.get<std::int64_t>("max_kept", 100000))),
+          instance_(std::to_string(std::random_device{}() & 0xffffff)) {
+        cfg.reject_unknown({"alarm_every", "ok_log", "max_kept"});
+        const auto dir = cfg.get<std::string>("ok_log", "");
+        if (!dir.empty()) {
+            const auto path = dir + "/" + std::to_string(::getpid()) + "-" + instance_ + ".log";
+            ok_log_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            if (ok_log_ < 0) throw firelink::config_error("config key 'ok_log': cannot open " + path);
+        }
+    }
+    ~lines_device() override {
+        if (ok_log_ >= 0) ::close(ok_log_);
+    }
+
+    void start() override {
+        if (host().open_wire() != FL_OK) throw std::runtime_error("the host gave no wire");
+        if (!host().start_timer(std::chrono::milliseconds(5))) throw std::runtime_error("the host gave no timer");
+    }
+
+    void on_data(std::span<const std::uint8_t> bytes) override {
+        for (auto b : bytes) {
+            if (b != '\n') {
+                if (line_.size() < 4096) line_.push_back(static_cast<char>(b));
+                continue;
+            }
+            ++lines_;
+            auto ev = alarm_every_ > 0 && lines_ % alarm_every_ == 0
+                          ? firelink::event{firelink::event_kind::alarm, "x.tests.line_alarm"}.id(
+                                "a" + std::to_string(lines_))
+                          : firelink::event{firelink::event_kind::telemetry, "line"};
+            kept_.emplace_back(lines_, ev.message(line_).value("n", lines_).value("instance", instance_).pack());
+            line_.clear();
+        }
+        if (kept_.size() > max_kept_ && !warned_) {
+            warned_ = true;
+            host().log(FL_LOG_ERROR, "kept " + std::to_string(kept_.size()) + " events: the host kept sending");
+        }
+        flush();
+    }
+
+    void on_timer(std::uint64_t) override { flush(); }
+
+private:
+    void flush() {
+        while (!kept_.empty()) {
+            const auto &[n, ev] = kept_.front();
+            const fl_status st = host().emit_raw(ev.data(), ev.size());
+            if (st == FL_BUSY) return;  // kept: again on the next tick
+            if (st == FL_OK && ok_log_ >= 0) {
+                const auto rec = instance_ + " " + std::to_string(n) + "\n";
+                [[maybe_unused]] auto w = ::write(ok_log_, rec.data(), rec.size());
+            }
+            kept_.pop_front();
+        }
+    }
+
+    std::int64_t alarm_every_;
+    std::size_t max_kept_;
+    std::string instance_;
+    int ok_log_ = -1;
+    std::string line_;
+    std::int64_t lines_ = 0;
+    bool warned_ = false;
+    std::deque<std::pair<std::int64_t, std::vector<std::uint8_t>>> kept_;
+};
+
+}  // namespace
+
+FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.tests.lines",
+                                       .name = "Lines (test)",
+                                       .vendor = "firelink tests",
+                                       .version = "1.0.0",
+                                       .license = "Apache-2.0",
+                                       .description = "One event per line a device sends over TCP."}),
+                (firelink::driver<lines_device>{.id = "lines",
+                                                .name = "Line device",
+                                                .device_class = "vendor:org.firelink.tests.lines",
+                                                .description = "A push-only device: one event per line.",
+                                                .wires = FL_WIRE_TCP_CLIENT}))
