@@ -78,6 +78,7 @@ struct runner {
     std::optional<iso::ring_memory> rings;
     std::optional<iso::ring_producer> producer;
     std::mutex emit_mutex;
+    std::uint64_t emit_order = 0;  // emit_mutex: every event's place among all of the runner's events
     std::atomic<std::uint64_t> logs_suppressed{0};
     std::unique_ptr<asio::steady_timer> relief_timer;
 
@@ -267,11 +268,13 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         if (r.busy_kinds.count(summary->kind)) return busy();
     }
     // In the ring, which the host maps, or not taken: what FL_OK answers survives this process's death (FL-HOST-30).
-    if (!r.producer->push(l, d->handle, summary ? d->emitted + 1 : 0, data, size)) {
+    const auto number = summary ? d->emitted + 1 : 0;
+    if (!r.producer->push(l, d->handle, number, r.emit_order + 1, data, size)) {
         r.rings->head().runner_waiting.store(1);  // the host tells us when it has made room
-        if (!r.producer->push(l, d->handle, summary ? d->emitted + 1 : 0, data, size))
+        if (!r.producer->push(l, d->handle, number, r.emit_order + 1, data, size))
             return summary ? busy() : FL_INVALID_ARGUMENT;
     }
+    ++r.emit_order;
     r.ring_bell();
     if (!summary) return FL_INVALID_ARGUMENT;
     ++d->emitted;

@@ -101,8 +101,8 @@ bool ring_producer::room(lane l, std::size_t size) const {
     return head - tail + need <= cap;
 }
 
-bool ring_producer::push(lane l, std::uint64_t device, std::uint64_t number, const std::uint8_t *event,
-                         std::size_t size) {
+bool ring_producer::push(lane l, std::uint64_t device, std::uint64_t number, std::uint64_t order,
+                         const std::uint8_t *event, std::size_t size) {
     if (size > core::max_event_bytes || !room(l, size)) return false;
     auto &lh = m_.head().lanes[static_cast<int>(l)];
     const std::uint64_t cap = m_.capacity();
@@ -119,6 +119,7 @@ bool ring_producer::push(lane l, std::uint64_t device, std::uint64_t number, con
     put32(data + off + 4, 0);
     put64(data + off + 8, device);
     put64(data + off + 16, number);
+    put64(data + off + 24, order);
     if (size) std::memcpy(data + off + ring_record_header, event, size);
     // seq_cst: the host's "sleeping" flag and this head are a Dekker pair (neither side misses the other).
     lh.head.store(head + rec, std::memory_order_seq_cst);
@@ -156,6 +157,7 @@ const ring_record *ring_consumer::front() {
         std::memcpy(hdr, data + off, ring_record_header);
         std::memcpy(&front_.device, hdr + 8, 8);
         std::memcpy(&front_.number, hdr + 16, 8);
+        std::memcpy(&front_.order, hdr + 24, 8);
         front_.event.assign(data + off + ring_record_header, data + off + ring_record_header + size);
         front_size_ = rec;
         return &front_;

@@ -532,34 +532,39 @@ void runner_supervisor::drain(bool forced) {
         auto it = devices_.find(handle);
         return it == devices_.end() ? nullptr : it->second.get();
     };
-    for (int l = 0; l < lane_count; ++l) {
-        bool freed = false;
-        for (auto &c : rings_) {
-            if (c->rings_broken) continue;
-            auto &lane_in = c->lanes[l];
-            bool blocked = false;
-            try {
-                while (const auto *r = lane_in.front()) {
-                    if (auto *d = device(r->device); d && !hand_over(*d, *r, c->generation, forced)) {
-                        blocked = true;
-                        break;
-                    }
-                    lane_in.pop();  // taken, refused, or of a device no longer here
-                    freed = true;
+    std::array<bool, lane_count> blocked{}, freed{};
+    for (auto &c : rings_) {  // oldest first: a lane blocked in an older runner's rings waits in the newer ones
+        if (c->rings_broken) continue;
+        try {
+            for (;;) {
+                // The next record in the runner's emit order among the lanes that are not blocked.
+                int next = -1;
+                const ring_record *r = nullptr;
+                for (int l = 0; l < lane_count; ++l) {
+                    if (blocked[l]) continue;
+                    const auto *f = c->lanes[l].front();
+                    if (f && (!r || f->order < r->order)) r = f, next = l;
                 }
-            } catch (const ring_corrupt &e) {
-                c->rings_broken = true;
-                spdlog::error("[{}] firelink-runner pid {}: {}; its events are not read further", plugin_id_,
-                              c->proc.pid, e.what());
-                if (!c->ended) ::kill(c->proc.pid, SIGKILL);
+                if (!r) break;
+                if (auto *d = device(r->device); d && !hand_over(*d, *r, c->generation, forced)) {
+                    blocked[next] = true;  // this lane waits; the others go on
+                    continue;
+                }
+                c->lanes[next].pop();  // taken, refused, or of a device no longer here
+                freed[next] = true;
             }
-            if (blocked) break;  // this lane waits; a newer runner's events of it come after these
+        } catch (const ring_corrupt &e) {
+            c->rings_broken = true;
+            spdlog::error("[{}] firelink-runner pid {}: {}; its events are not read further", plugin_id_, c->proc.pid,
+                          e.what());
+            if (!c->ended) ::kill(c->proc.pid, SIGKILL);
         }
-        // A runner that found the lane full waits to be told of room.
-        if (freed && !rings_.empty() && rings_.back()->rings->head().runner_waiting.exchange(0)) {
-            auto f = encoded(taken_msg{static_cast<lane>(l), 0});
-            rings_.back()->out->send_always(f);
-        }
+    }
+    // A runner that found a lane full waits to be told of room.
+    if (!rings_.empty() && (freed[0] || freed[1] || freed[2]) &&
+        rings_.back()->rings->head().runner_waiting.exchange(0)) {
+        auto f = encoded(taken_msg{lane::event, 0});
+        rings_.back()->out->send_always(f);
     }
     // A dead runner's rings go once they are empty.
     while (rings_.size() > 1 && rings_.front()->ended && rings_.front()->lanes_empty()) rings_.pop_front();

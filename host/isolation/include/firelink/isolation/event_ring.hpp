@@ -7,8 +7,11 @@
 //     the ring (the lane waits) instead of in host memory (FL-HOST-32). No syscall per event.
 //
 // One producer per ring (the runner, under its emit lock) and one consumer (the host, under its lock). Positions
-// are byte counts that only grow; a record is [u32 size][u32 lane-local flags 0][u64 device][u64 number][event,
-// padded to 8]; a size of `wrap` means "continue at the ring's start". The runner owns `head`, the host `tail`.
+// are byte counts that only grow; a record is [u32 size][u32 0][u64 device][u64 number][u64 order][event, padded to
+// 8]; a size of `wrap` means "continue at the ring's start". The runner owns `head`, the host `tail`. `order` counts
+// the runner's emits across all lanes: the host takes records in that order, so a device's events keep the order
+// they were emitted in, except that a lane the queue refuses is passed by the others (an alarm never waits behind
+// refused faults or telemetry) — just as in the host's process, where the refused emit is the driver's to retry.
 //
 // The host never trusts the shared memory: it keeps its own tail, checks every head and record against the ring's
 // bounds, and copies a record out before it reads it (the runner could change it meanwhile). A violation is
@@ -72,14 +75,15 @@ private:
 };
 
 inline constexpr std::uint32_t ring_wrap = 0xffffffffu;
-inline constexpr std::size_t ring_record_header = 24;
+inline constexpr std::size_t ring_record_header = 32;
 
 // The runner's side: pushes records; one thread at a time (the runner's emit lock).
 class ring_producer {
 public:
     explicit ring_producer(ring_memory &m) : m_(m) {}
     // False when the lane has no room for it now (FL_BUSY): nothing was written.
-    bool push(lane l, std::uint64_t device, std::uint64_t number, const std::uint8_t *event, std::size_t size);
+    bool push(lane l, std::uint64_t device, std::uint64_t number, std::uint64_t order, const std::uint8_t *event,
+              std::size_t size);
     // Whether a record of `size` bytes would fit now.
     bool room(lane l, std::size_t size) const;
 
@@ -89,7 +93,7 @@ private:
 
 // One record as the host copied it out.
 struct ring_record {
-    std::uint64_t device = 0, number = 0;
+    std::uint64_t device = 0, number = 0, order = 0;
     std::vector<std::uint8_t> event;
 };
 
