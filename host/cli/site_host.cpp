@@ -551,7 +551,8 @@ std::string site_host::devices_json() const {
         if (st->has_link)
             d["wire"] = {{"bytes_in", st->link.bytes_in},     {"bytes_out", st->link.bytes_out},
                          {"errors", st->link.errors},         {"reconnects", st->link.reconnects},
-                         {"reply_timeouts", st->link.reply_timeouts}};
+                         {"reply_timeouts", st->link.reply_timeouts}, {"pauses", st->link.pauses},
+                         {"paused", st->link_paused},             {"bytes_discarded", st->link.bytes_discarded}};
         {
             std::lock_guard lock(cfg_mutex_);
             if (const auto *cfg = cfg_.find_device(id)) d["site"] = site_map(cfg->meta);

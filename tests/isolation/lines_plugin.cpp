@@ -1,6 +1,7 @@
 // lines: the boundary tests' device (issue 13), built like a vendor plugin. A push-only device on a TCP wire: every
 // '\n'-terminated line it sends becomes one event with the line as its message and the line's number "n" over the
-// instance's life. Every `alarm_every`-th line is an alarm (event_id "a<n>"), the rest telemetry.
+// instance's life. Every `alarm_every`-th line is an alarm (event_id "a<n>"), a line beginning "F " a status (the
+// uplink's event lane), the rest telemetry.
 //
 // An event answered FL_BUSY is kept, in order, and emitted again from a 5 ms timer (FL-PLUGIN-28); the host pauses
 // the wire meanwhile, so what is kept stays small (one read's worth, and `max_kept` bounds it: beyond, the driver
@@ -56,7 +57,8 @@ public:
             auto ev = alarm_every_ > 0 && lines_ % alarm_every_ == 0
                           ? firelink::event{firelink::event_kind::alarm, "x.tests.line_alarm"}.id(
                                 "a" + std::to_string(lines_))
-                          : firelink::event{firelink::event_kind::telemetry, "line"};
+                      : line_.rfind("F ", 0) == 0 ? firelink::event{firelink::event_kind::status, "x.tests.line_status"}
+                                                  : firelink::event{firelink::event_kind::telemetry, "line"};
             kept_.emplace_back(lines_, ev.message(line_).value("n", lines_).value("instance", instance_).pack());
             line_.clear();
         }

@@ -990,6 +990,7 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
         // link counters are atomics, safe to read from here
         st.link = s->link->counters();
         st.has_link = true;
+        st.link_paused = s->link->paused();
     }
     st.takes_commits = s->commit_ext != nullptr;
     st.emitted = s->emitted.load();

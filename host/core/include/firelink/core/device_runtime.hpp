@@ -106,6 +106,7 @@ struct device_status {
     std::optional<std::chrono::system_clock::time_point> last_seen;  // last traffic: bytes in or an event
     transport::link_counters link;
     bool has_link = false;
+    bool link_paused = false;  // backpressure: the host reads nothing from the device's wire now
     std::size_t open_conditions = 0;      // firelink.conditions/1: held for this device id now
     std::uint64_t conditions_dropped = 0; // dropped at condition_list::max_open since the host started
     bool takes_commits = false;           // the driver returned fl_device_commit (firelink.commit/1)
