@@ -16,10 +16,26 @@ void global_init() {
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+// What one transfer collects, with the caps it must stay within.
+struct transfer {
+    http_response &r;
+    std::size_t max_body;
+    std::size_t max_header;
+    std::size_t header_bytes = 0;
+};
+
+// Returning less than it was given makes libcurl abort the transfer (CURLE_WRITE_ERROR): beyond the cap nothing more
+// is read, so memory stays at the cap whatever the platform sends.
 std::size_t on_body(char *p, std::size_t size, std::size_t n, void *user) {
-    auto *r = static_cast<http_response *>(user);
-    r->body.insert(r->body.end(), p, p + size * n);
-    return size * n;
+    auto *t = static_cast<transfer *>(user);
+    const std::size_t len = size * n;
+    if (t->r.body.size() + len > t->max_body) {
+        t->r.too_large = true;
+        t->r.error = "response body over " + std::to_string(t->max_body) + " bytes";
+        return 0;
+    }
+    t->r.body.insert(t->r.body.end(), p, p + len);
+    return len;
 }
 
 std::string trimmed(std::string_view s) {
@@ -29,7 +45,16 @@ std::string trimmed(std::string_view s) {
 }
 
 std::size_t on_header(char *p, std::size_t size, std::size_t n, void *user) {
-    auto *r = static_cast<http_response *>(user);
+    auto *t = static_cast<transfer *>(user);
+    auto *r = &t->r;
+    // Counted over every header line of the transfer (1xx answers included): only two values are kept, but a
+    // platform that streams headers for ever must still end the request.
+    t->header_bytes += size * n;
+    if (t->header_bytes > t->max_header) {
+        r->too_large = true;
+        r->error = "response headers over " + std::to_string(t->max_header) + " bytes";
+        return 0;
+    }
     const std::string_view line(p, size * n);
     const auto colon = line.find(':');
     if (colon == std::string_view::npos) return size * n;
@@ -91,6 +116,8 @@ http_client::http_client(http_options options) : options_(std::move(options)) {
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &aborted_);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    // A Content-Length over the cap fails before a byte of the body is read; a chunked body is stopped by on_body.
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options_.max_response_bytes));
     if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
     if (!options_.client_cert.empty()) {
         curl_easy_setopt(c, CURLOPT_SSLCERT, options_.client_cert.c_str());
@@ -133,8 +160,9 @@ http_response http_client::perform(bool post, std::string_view path, const std::
     const std::string url = options_.base_url + std::string(path);
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    transfer t{r, options_.max_response_bytes, options_.max_header_bytes};
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
     if (post) {
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, static_cast<curl_slist *>(post_headers_));
         curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -148,8 +176,15 @@ http_response http_client::perform(bool post, std::string_view path, const std::
     if (rc == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     } else {
-        r.error = aborted_ ? "stopped" : curl_easy_strerror(rc);
+        if (rc == CURLE_FILESIZE_EXCEEDED) {
+            r.too_large = true;
+            r.error = "response body over " + std::to_string(options_.max_response_bytes) + " bytes";
+        }
+        if (aborted_) r.error = "stopped";
+        else if (!r.too_large) r.error = curl_easy_strerror(rc);
+        r.status = 0;  // an answer not read whole is no answer: the request failed
         r.body.clear();
+        r.body.shrink_to_fit();
     }
     return r;
 }

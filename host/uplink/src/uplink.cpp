@@ -218,6 +218,7 @@ void uplink::send_lane(lane l) {
             std::lock_guard lock(mutex_);
             auto &rep = reports_[i];
             rep.failures++;
+            if (r.too_large) rep.oversized++;
             rep.last_status = r.status;
             rep.last_error = why;
             rep.backoff = wait;

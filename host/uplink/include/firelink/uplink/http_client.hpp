@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,11 +23,17 @@ struct http_options {
     std::string gateway_id;
     std::chrono::milliseconds connect_timeout{5000};
     std::chrono::milliseconds timeout{10000};  // a whole request
+    // A platform's answer is an acknowledgement or a command list: small. Beyond these the transfer is aborted and
+    // the request fails (the events stay queued), so a broken or hostile platform cannot make the gateway buffer
+    // without limit. The protocol's answers are far below them (docs/uplink-protocol.md, "The acknowledgement").
+    std::size_t max_response_bytes = 1u << 20;  // the body
+    std::size_t max_header_bytes = 64u << 10;   // all header lines of one answer together
 };
 
 struct http_response {
     long status = 0;          // 0: no HTTP answer (see error)
-    std::string error;        // transport failure: refused, timeout, TLS...
+    std::string error;        // transport failure: refused, timeout, TLS, an answer over the caps...
+    bool too_large = false;   // aborted: the body or the headers went over http_options' caps (error says which)
     std::vector<std::uint8_t> body;
     std::string content_type;
     std::optional<std::chrono::milliseconds> retry_after;  // from Retry-After, at most 300 s

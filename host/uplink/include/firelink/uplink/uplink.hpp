@@ -57,6 +57,7 @@ using command_handler = std::function<std::string(const downlink_command &)>;
 struct lane_report {
     std::uint64_t batches = 0;      // acknowledged requests
     std::uint64_t failures = 0;     // failed requests (any reason)
+    std::uint64_t oversized = 0;    // of them: answers aborted for going over http_options' body or header cap
     std::uint64_t sent_through = 0; // the highest seq acknowledged
     long last_status = 0;
     std::string last_error;         // empty after a success
