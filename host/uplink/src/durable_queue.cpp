@@ -303,7 +303,8 @@ durable_queue::~durable_queue() {
 
 bool durable_queue::admits(lane l) const {
     const int i = static_cast<int>(l);
-    if (pending_.load() >= options_.max_pending) return false;
+    // Alarms are never refused for the memory of what waits for the writer: telemetry must not crowd them out.
+    if (l != lane::alarm && pending_.load() >= options_.max_pending) return false;
     if (l == lane::telemetry) return !disk_full_.load();
     if (disk_full_.load() && l != lane::alarm) return false;
     return bytes_[i].load() < options_.cap_bytes[i];

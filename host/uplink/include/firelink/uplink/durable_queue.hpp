@@ -50,8 +50,11 @@ struct queue_options {
     std::array<std::uint64_t, lane_count> cap_bytes{64ull << 20, 256ull << 20, 512ull << 20};
     // Disk space set aside (a preallocated file beside the database) and given up to alarms when the disk is full.
     std::uint64_t reserve_bytes = 16ull << 20;
-    // Events taken but not yet committed, at most; beyond it nothing is admitted.
-    std::size_t max_pending = 200000;
+    // Events taken but not yet committed, at most; beyond it nothing but alarms is admitted (the runtime answers
+    // FL_BUSY, and the device's wire pauses). Four groups of max_group: the writer always has the next group ready,
+    // and what waits in memory stays a few MiB (measured: at 200 000 the host's peak RSS reached 210 MiB under a
+    // 1 M-line burst, docs/performance.md "The boundary").
+    std::size_t max_pending = 16384;
     // At most this many events in one transaction: bounds how long an alarm can wait behind a group of telemetry.
     std::size_t max_group = 4096;
     // A file the queue closed cleanly and larger than this opens without quick_check (which reads every page);
