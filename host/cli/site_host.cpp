@@ -93,6 +93,8 @@ struct catalog {
         ro.restart_window = cfg.isolation.restart_window;
         ro.backoff_initial = cfg.isolation.backoff_initial;
         ro.backoff_max = cfg.isolation.backoff_max;
+        ro.ring_kb = cfg.isolation.ring_kb;
+        ro.data_credit_kb = cfg.isolation.data_credit_kb;
     }
 
     // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved
@@ -689,6 +691,7 @@ bool site_host::start_uplink() {
     q.cap_bytes = {static_cast<std::uint64_t>(u.alarm_cap_mb) << 20, static_cast<std::uint64_t>(u.event_cap_mb) << 20,
                    static_cast<std::uint64_t>(u.telemetry_cap_mb) << 20};
     q.reserve_bytes = static_cast<std::uint64_t>(u.reserve_mb) << 20;
+    q.max_pending = static_cast<std::size_t>(u.max_pending);
     uplink::uplink_options o;
     o.gateway_id = cfg_.gateway_id;
     o.http.base_url = u.url;

@@ -250,10 +250,10 @@ TEST(Runner, BackoffMaxIsAtLeastBackoffInitial) {
 TEST(Runner, UnknownKey) {
     EXPECT_EQ(snippet_error("[runner]\nuid = 65534\n"),
               "site.toml:2:1: runner.uid: unknown key (expected one of: path, user, memory_mb, open_files, hang_ms, "
-              "restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms)");
+              "restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
     EXPECT_EQ(snippet_error("[runner]\nisolation = \"process\"\n"),
               "site.toml:2:1: runner.isolation: unknown key (expected one of: path, user, memory_mb, open_files, "
-              "hang_ms, restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms)");
+              "hang_ms, restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
 }
 
 TEST(Runner, SectionOfTheWrongType) {

@@ -385,5 +385,5 @@ TEST(Uplink, Rules) {
     EXPECT_EQ(snippet_error("[uplink]\nretry = 3\n" + u + q),
               "site.toml:2:1: uplink.retry: unknown key (expected one of: url, token_file, ca_file, client_cert, "
               "client_key, queue_path, timeout_s, batch_max_events, batch_max_bytes, alarm_cap_mb, event_cap_mb, "
-              "telemetry_cap_mb, reserve_mb, poll_commands, backoff_max_s)");
+              "telemetry_cap_mb, reserve_mb, poll_commands, backoff_max_s, max_pending)");
 }

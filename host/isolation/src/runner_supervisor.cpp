@@ -761,7 +761,7 @@ void runner_supervisor::supervise() {
     }
 }
 
-// Heartbeat, admission and held events, for a runner that is up.
+// Heartbeat, admission, and the lanes the queue refused, for a runner that is up.
 void runner_supervisor::tick(const std::shared_ptr<connection> &c) {
     const bool waiting = c->pong_seen.load() < c->ping_sent;
     const auto silent = clock::now() - c->ping_sent_at;

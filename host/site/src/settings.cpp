@@ -184,7 +184,7 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     table_reader r(*t, "uplink", cx.diag,
                    {"url", "token_file", "ca_file", "client_cert", "client_key", "queue_path", "timeout_s",
                     "batch_max_events", "batch_max_bytes", "alarm_cap_mb", "event_cap_mb", "telemetry_cap_mb",
-                    "reserve_mb", "poll_commands", "backoff_max_s"});
+                    "reserve_mb", "poll_commands", "backoff_max_s", "max_pending"});
     if (const auto url = r.nonempty_string("url", need::required)) {
         const bool http = url->rfind("http://", 0) == 0 && url->size() > 7;
         const bool https = url->rfind("https://", 0) == 0 && url->size() > 8;
@@ -217,6 +217,7 @@ void read_uplink(const toml::table &root, load_context &cx, site_config &out) {
     if (const auto v = r.integer("reserve_mb", 0, 1 << 16, need::optional)) u.reserve_mb = *v;
     if (const auto v = r.boolean("poll_commands", need::optional)) u.poll_commands = *v;
     if (const auto v = r.integer("backoff_max_s", 1, 3600, need::optional)) u.backoff_max = std::chrono::seconds(*v);
+    if (const auto v = r.integer("max_pending", 4096, 1 << 20, need::optional)) u.max_pending = *v;
 }
 
 // A user name as the runners' user: [a-z_][a-z0-9_-]*.
@@ -231,7 +232,7 @@ void read_runner(const toml::table &root, load_context &cx, site_config &out) {
     if (!t) return;
     table_reader r(*t, "runner", cx.diag,
                    {"path", "user", "memory_mb", "open_files", "hang_ms", "restart_limit", "restart_window_s",
-                    "backoff_initial_ms", "backoff_max_ms"});
+                    "backoff_initial_ms", "backoff_max_ms", "ring_kb", "data_credit_kb"});
     auto &iso = out.isolation;
     if (const auto p = r.nonempty_string("path", need::optional)) iso.runner = cx.resolve(*p);
     if (const auto user = r.string("user", need::optional)) {
@@ -254,6 +255,8 @@ void read_runner(const toml::table &root, load_context &cx, site_config &out) {
     if (const auto v = r.integer("hang_ms", 100, 600000, need::optional)) iso.hang_timeout = milliseconds(*v);
     if (const auto v = r.integer("restart_limit", 1, 1000, need::optional)) iso.restart_limit = static_cast<int>(*v);
     if (const auto v = r.integer("restart_window_s", 1, 86400, need::optional)) iso.restart_window = seconds(*v);
+    if (const auto v = r.integer("ring_kb", 256, 65536, need::optional)) iso.ring_kb = *v;
+    if (const auto v = r.integer("data_credit_kb", 16, 65536, need::optional)) iso.data_credit_kb = *v;
     const auto initial = r.integer("backoff_initial_ms", 10, 60000, need::optional);
     if (initial) iso.backoff_initial = milliseconds(*initial);
     const bool initial_ok = initial || !r.has("backoff_initial_ms");

@@ -39,7 +39,7 @@ struct supervisor_options {
     // wire is paused (backpressure to the device).
     std::int64_t data_credit_kb = 256;
     // Each lane's event ring (event_ring.hpp): what the runner may have emitted that the host has not yet handed
-    // to its queue. A power of two, at least 64.
+    // to its queue. Rounded up to a power of two, at least 256 (two of the largest events).
     std::int64_t ring_kb = 512;
     // Whether the host takes events of a kind now (the runtime's admits); the runner answers FL_BUSY for the others.
     std::function<bool(std::string_view kind)> admits;

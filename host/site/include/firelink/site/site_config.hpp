@@ -111,6 +111,7 @@ struct uplink_config {
     std::int64_t reserve_mb = 16;       // disk kept back for alarms
     bool poll_commands = true;          // long-poll the platform for commands
     std::chrono::seconds backoff_max{30};  // the longest wait between retries (the alarm lane: at most 2 s)
+    std::int64_t max_pending = 16384;      // events taken, not yet committed, at most (alarms always taken)
 };
 
 // How plugins run: each in its own supervised firelink-runner process (the default), or inside the host.
@@ -133,6 +134,9 @@ struct isolation_config {
     std::chrono::seconds restart_window{300};        // [runner] restart_window_s (1..86400)
     std::chrono::milliseconds backoff_initial{100};  // [runner] backoff_initial_ms (10..60000)
     std::chrono::milliseconds backoff_max{30000};    // [runner] backoff_max_ms (>= backoff_initial, <= 3600000)
+    std::int64_t ring_kb = 512;                      // [runner] ring_kb: each lane's event ring (256..65536)
+    std::int64_t data_credit_kb = 256;               // [runner] data_credit_kb: a device's wire bytes in flight to
+                                                     //   its runner (16..65536)
     // True when the plugin runs inside the host process.
     bool in_process(const std::string &plugin_id) const;
 };
