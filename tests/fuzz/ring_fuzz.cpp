@@ -127,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     iso::ring_producer producer(m);
     iso::ring_consumer consumer(m, l);
     struct pushed {
-        std::uint64_t device, number;
+        std::uint64_t device, number, order;
         std::size_t size;
     };
     std::deque<pushed> expected;  // what honest pushes put in, while nothing hostile happened
@@ -141,7 +141,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         if (hostile) return;
         if (expected.empty()) fuzz::die("the consumer gave a record that was never pushed");
         const auto &e = expected.front();
-        if (r->device != e.device || r->number != e.number || !is_pattern(r->event, e.number, e.size))
+        if (r->device != e.device || r->number != e.number || r->order != e.order ||
+            !is_pattern(r->event, e.number, e.size))
             fuzz::die("the consumer gave a record other than the one pushed");
     };
     const auto popped = [&] {
@@ -179,9 +180,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
                 if (head % 8 != 0 || head < tail || head - tail > cap) break;
                 static std::uint8_t e[max_event_bytes];
                 for (std::size_t i = 0; i < n; ++i) e[i] = pattern_at(number + 1, i);
-                if (producer.push(l, device, number + 1, e, n)) {
+                // The emit order counts across lanes in the runner; here, with one lane, a different series from
+                // the number (so that a swapped field shows).
+                if (producer.push(l, device, number + 1, (number + 1) * 3, e, n)) {
                     ++number;
-                    if (!hostile) expected.push_back({device, number, n});
+                    if (!hostile) expected.push_back({device, number, number * 3, n});
                 } else if (!hostile && expected.empty()) {
                     fuzz::die("an empty lane refused an event of " + std::to_string(n) + " bytes");
                 }
