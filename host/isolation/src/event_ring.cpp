@@ -27,8 +27,11 @@ void put64(unsigned char *p, std::uint64_t v) { std::memcpy(p, &v, 8); }
 }  // namespace
 
 ring_memory ring_memory::create(std::size_t capacity) {
+    // At least twice the largest record: an empty lane must take any valid event wherever its head is (a record
+    // that does not fit before the end skips the rest, up to a record's size less 8; a 64 or 128 KiB lane
+    // answered FL_BUSY forever for an event near max_event_bytes).
     std::size_t cap = 64 << 10;
-    while (cap < capacity) cap <<= 1;
+    while (cap < capacity || cap < 2 * (ring_record_header + core::max_event_bytes)) cap <<= 1;
     ring_memory m;
     m.fd_ = ::memfd_create("firelink-events", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (m.fd_ < 0) throw std::system_error(errno, std::generic_category(), "memfd_create");

@@ -37,7 +37,8 @@ struct ring_corrupt : std::runtime_error {
 // The shared mapping: a header and `lane_count` rings of `capacity` bytes each.
 class ring_memory {
 public:
-    // Host: makes the memfd (capacity rounded up to a power of two, at least 64 KiB).
+    // Host: makes the memfd (capacity rounded up to a power of two, at least 256 KiB: room for any event in an
+    // empty lane).
     static ring_memory create(std::size_t capacity);
     // Runner: maps the memfd it was given; throws std::runtime_error when it is not a ring.
     static ring_memory attach(int fd);
