@@ -247,6 +247,28 @@ class BoundaryTest(unittest.TestCase):
         self.assertLess(took, 5.0, "the alarms waited")  # a hang guard, not a speed claim: without the lanes they
         # wait until the platform comes back
 
+    def test_AHostileRunnerIsKilledWithTheReason(self):
+        """Each kind of malformed message a plugin can make its runner send: the host kills that runner, logs why, and
+        goes on (the runner is restarted, the admin endpoint answers)."""
+        site = self.start(site_body(self.device.port),
+                          runner="[runner]\nrestart_limit = 100\nbackoff_initial_ms = 10\nbackoff_max_ms = 20\n")
+        reasons = {
+            "short_pong": "sent a malformed message: pong has 1 fields, expected 2",
+            "huge_array": "sent a frame that is not msgpack",
+            "unknown_type": "sent a malformed message: an unknown message type 99 from the runner",
+            "event_on_channel": "sent a malformed message: an event on the channel",
+            "ring_head": "ring's head is outside the ring",
+        }
+        for kind, reason in reasons.items():
+            pid = runner_pid(site)
+            site.command("dev-1", "hostile", {"kind": kind})
+            wait_for(lambda: reason in site.output(), f"the host to name '{reason}'")
+            wait_for(lambda: runner_pid(site) not in (pid, -1), "the hostile runner to be replaced")
+            self.device.accept()  # the restarted driver connects again
+            self.assertIn(f"firelink-runner pid {pid}", site.output())
+        self.assertEqual(site.get("/healthz")[0], 200)
+        self.assertIsNone(site.proc.poll(), "the host died")
+
     def uplink_lane(self, site, name):
         status, body = site.get("/api/uplink")
         return json.loads(body)["lanes"][name]

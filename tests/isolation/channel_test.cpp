@@ -4,6 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <csignal>
+#include <vector>
 #include <unistd.h>
 
 #include <cstring>
@@ -11,6 +16,7 @@
 #include <thread>
 
 #include <firelink/isolation/channel.hpp>
+#include <firelink/isolation/event_ring.hpp>
 
 namespace iso = firelink::isolation;
 
@@ -151,4 +157,59 @@ TEST(Channel, AWriterToADeadPeerReportsBroken) {
     }
     EXPECT_TRUE(out.broken());
     EXPECT_FALSE(out.send(frame));
+}
+
+// FL-HOST-30 at its root: a runner that pushed events into its rings and was killed -9 the next instant left every
+// one of them readable by the host, in order, and a lane it filled refuses (FL_BUSY) rather than overwrites.
+TEST(EventRings, WhatARunnerPushedSurvivesItsKill) {
+    auto rings = iso::ring_memory::create(256 << 10);
+    constexpr int count = 3000;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {  // the runner: its own mapping of the host's memfd, then SIGKILL, no cleanup of any kind
+        auto mine = iso::ring_memory::attach(::dup(rings.fd()));
+        iso::ring_producer out(mine);
+        std::uint64_t order = 0;
+        for (int i = 1; i <= count; ++i) {
+            const std::string ev = "event " + std::to_string(i);
+            const auto l = i % 10 == 0 ? iso::lane::alarm : iso::lane::telemetry;
+            if (!out.push(l, 7, static_cast<std::uint64_t>(i), ++order, reinterpret_cast<const std::uint8_t *>(ev.data()),
+                          ev.size()))
+                ::_exit(3);  // the ring was too small for the test: a failure, not a kill
+        }
+        ::raise(SIGKILL);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+    std::vector<std::uint64_t> seen;
+    iso::ring_consumer alarm(rings, iso::lane::alarm), telemetry(rings, iso::lane::telemetry);
+    for (auto *lane : {&alarm, &telemetry})
+        while (const auto *r = lane->front()) {
+            EXPECT_EQ(r->device, 7u);
+            EXPECT_EQ(std::string(r->event.begin(), r->event.end()), "event " + std::to_string(r->number));
+            seen.push_back(r->number);
+            lane->pop();
+        }
+    std::sort(seen.begin(), seen.end());
+    ASSERT_EQ(seen.size(), static_cast<std::size_t>(count));
+    for (int i = 0; i < count; ++i) EXPECT_EQ(seen[i], static_cast<std::uint64_t>(i + 1));
+}
+
+TEST(EventRings, AFullLaneRefusesAndTheOthersStillTake) {
+    auto rings = iso::ring_memory::create(256 << 10);
+    iso::ring_producer out(rings);
+    const std::string ev(1000, 't');
+    const auto *p = reinterpret_cast<const std::uint8_t *>(ev.data());
+    std::uint64_t n = 0;
+    while (out.push(iso::lane::telemetry, 1, ++n, n, p, ev.size())) {
+    }
+    EXPECT_GT(n, 200u);
+    EXPECT_FALSE(out.push(iso::lane::telemetry, 1, n, n, p, ev.size())) << "a full lane took more";
+    EXPECT_TRUE(out.push(iso::lane::alarm, 1, n + 1, n + 1, p, ev.size())) << "an alarm waited behind telemetry";
+    iso::ring_consumer t(rings, iso::lane::telemetry);
+    std::uint64_t first = t.front()->number;
+    t.pop();
+    EXPECT_EQ(first, 1u);  // nothing was overwritten
+    EXPECT_EQ(t.front()->number, 2u);
 }

@@ -7,12 +7,18 @@
 // the wire meanwhile, so what is kept stays small (one read's worth, and `max_kept` bounds it: beyond, the driver
 // says so in a log line and keeps going — a test then sees the log and fails).
 //
+// Command "hostile" {"kind": ...} makes the plugin attack its host the way a compromised plugin in a runner could:
+// it writes straight to the runner's channel (descriptor 3) a message the host must refuse — "short_pong" ([26]),
+// "huge_array" (a 5-byte header claiming 4 G elements), "unknown_type" ([99]), "event_on_channel" (an emit frame,
+// which only the rings may carry) — or, "ring_head", sets its alarm ring's head past the ring (descriptor 4).
+//
 // With `ok_log` (a folder): every event emit answered FL_OK for is recorded as "<instance> <n>\n", written with
 // write(2) to <ok_log>/<pid>-<instance>.log before the next emit, so the record survives a kill -9 of the runner and a
 // test can check that each of them reached the sink. `instance` (random) tells instances apart in the events.
 #include <firelink/driver.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -70,6 +76,28 @@ public:
     }
 
     void on_timer(std::uint64_t) override { flush(); }
+
+    fl_status on_command(const firelink::command &cmd) override {
+        if (cmd.name() != "hostile") return FL_UNSUPPORTED;
+        const auto kind = cmd.args().get<std::string>("kind", "");
+        std::string frame;
+        if (kind == "short_pong") frame = std::string("\x02\0\0\0\x91\x1a", 6);
+        else if (kind == "huge_array") frame = std::string("\x05\0\0\0\xdd\xff\xff\xff\xff", 9);
+        else if (kind == "unknown_type") frame = std::string("\x02\0\0\0\x91\x63", 6);
+        else if (kind == "event_on_channel") frame = std::string("\x07\0\0\0\x95\x17\x01\x00\x00\xc4\x00", 11);
+        else if (kind == "ring_head") {
+            // The header's first lane head sits at offset 64 (event_ring.hpp's layout, alignas(64)).
+            void *m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 4, 0);
+            if (m == MAP_FAILED) return FL_ERROR;
+            *reinterpret_cast<volatile std::uint64_t *>(static_cast<char *>(m) + 64) = ~std::uint64_t{0} >> 1;
+            ::munmap(m, 4096);
+            return FL_OK;
+        } else {
+            return FL_INVALID_ARGUMENT;
+        }
+        [[maybe_unused]] auto n = ::write(3, frame.data(), frame.size());
+        return FL_OK;
+    }
 
 private:
     void flush() {
