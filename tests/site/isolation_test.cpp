@@ -287,5 +287,5 @@ spare = 1
                             "site.toml:12:17: runner.restart_limit: expected an integer from 1 to 1000, got -1",
                             "site.toml:13:1: runner.spare: unknown key (expected one of: path, user, memory_mb, "
                             "open_files, hang_ms, restart_limit, restart_window_s, backoff_initial_ms, "
-                            "backoff_max_ms)"));
+                            "backoff_max_ms, ring_kb, data_credit_kb)"));
 }
