@@ -56,7 +56,7 @@ using clock_type = std::chrono::steady_clock;
 constexpr int channel_fd = 3;
 constexpr int rings_fd = 4;  // the event rings (host/isolation/event_ring.hpp)
 constexpr int bell_fd = 5;   // an eventfd: rung after a push while the host sleeps
-// Control frames (logs, replies, wire operations) that may wait for the host; events never wait here (send_now).
+// Control frames (logs, replies, wire operations) that may wait for the host; events go into the rings.
 constexpr std::size_t max_pending = 1 << 20;
 
 struct device;
@@ -606,7 +606,7 @@ void runner::handle(const iso::host_message &message) {
         relieve();
         return;
     }
-    if (std::holds_alternative<iso::taken_msg>(message)) {  // the host made room in a ring we waited for
+    if (std::holds_alternative<iso::room_msg>(message)) {  // the host made room in a ring we waited for
         relieve();
         return;
     }

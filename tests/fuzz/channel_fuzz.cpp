@@ -34,12 +34,10 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
         d.required_extensions = {"firelink.commit/1"};
         d.flags = 1;
         info.drivers = {d, d};
-        const std::string event = "\x82\xa4kind\xa5" "alarm\xa4" "code\xa4" "fire";
         std::vector<std::pair<std::string, std::string>> s = {
             {"hello", fuzz::frame_bytes(iso::hello_msg{info, true})},
             {"refused", fuzz::frame_bytes(iso::refused_msg{"init_failed", "fl_plugin_init returned FL_ERROR"})},
             {"reply", fuzz::frame_bytes(iso::reply_msg{7, FL_TIMEOUT, "slow"})},
-            {"emit", fuzz::frame_bytes(iso::emit_msg{3, iso::lane::alarm, 42, event})},
             {"log", fuzz::frame_bytes(iso::log_msg{0, -2, "a line"})},
             {"wire", fuzz::frame_bytes(iso::wire_msg{3, iso::wire_op::request, "\x01\x03\x00\x00", 1000})},
             {"pong", fuzz::frame_bytes(iso::pong_msg{1ull << 40})},

@@ -31,7 +31,7 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
             {"state", fuzz::frame_bytes(iso::state_msg{3, 1, FL_CLOSED})},
             {"ping", fuzz::frame_bytes(iso::ping_msg{9})},
             {"admit", fuzz::frame_bytes(a)},
-            {"taken", fuzz::frame_bytes(iso::taken_msg{iso::lane::telemetry, 4096})},
+            {"room", fuzz::frame_bytes(iso::room_msg{iso::lane::telemetry})},
             {"committed", fuzz::frame_bytes(iso::committed_msg{3, 1000})},
         };
         std::string stream;

@@ -256,7 +256,7 @@ class BoundaryTest(unittest.TestCase):
             "short_pong": "sent a malformed message: pong has 1 fields, expected 2",
             "huge_array": "sent a frame that is not msgpack",
             "unknown_type": "sent a malformed message: an unknown message type 99 from the runner",
-            "event_on_channel": "sent a malformed message: an event on the channel",
+            "event_on_channel": "sent a malformed message: an unknown message type 23 from the runner",
             "ring_head": "ring's head is outside the ring",
         }
         for kind, reason in reasons.items():

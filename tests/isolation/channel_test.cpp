@@ -201,9 +201,8 @@ TEST(EventRings, AFullLaneRefusesAndTheOthersStillTake) {
     iso::ring_producer out(rings);
     const std::string ev(1000, 't');
     const auto *p = reinterpret_cast<const std::uint8_t *>(ev.data());
-    std::uint64_t n = 0;
-    while (out.push(iso::lane::telemetry, 1, ++n, n, p, ev.size())) {
-    }
+    std::uint64_t n = 0;  // pushed
+    while (out.push(iso::lane::telemetry, 1, n + 1, n + 1, p, ev.size())) ++n;
     EXPECT_GT(n, 200u);
     EXPECT_FALSE(out.push(iso::lane::telemetry, 1, n, n, p, ev.size())) << "a full lane took more";
     EXPECT_TRUE(out.push(iso::lane::alarm, 1, n + 1, n + 1, p, ev.size())) << "an alarm waited behind telemetry";

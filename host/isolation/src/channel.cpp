@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,30 +60,6 @@ bool frame_writer::queue(const msgpack::sbuffer &f, bool always) {
     const bool wake = queued_.empty();
     queued_.insert(queued_.end(), f.data() + off, f.data() + f.size());
     if (wake) cv_.notify_all();
-    return true;
-}
-
-bool frame_writer::send_now(const msgpack::sbuffer &f) {
-    std::unique_lock lock(mutex_);
-    // Frames ahead of this one go first (a partly sent one must be finished before anything else goes). While the
-    // writer thread sends a batch outside the lock the socket is full: no room now (never wait: emit must not block).
-    if (broken_ || stop_ || in_flight_) return false;
-    if (!queued_.empty()) {
-        std::size_t done = 0;
-        if (!write_some(queued_.data(), queued_.size(), done)) return false;
-        queued_.erase(queued_.begin(), queued_.begin() + static_cast<std::ptrdiff_t>(done));
-        if (!queued_.empty()) return false;
-    }
-    std::size_t off = 0;
-    if (!write_some(f.data(), f.size(), off)) return false;
-    if (off == 0) return false;
-    while (off < f.size()) {  // the kernel took part of it: the rest must follow, before any other frame
-        pollfd p{fd_, POLLOUT, 0};
-        lock.unlock();
-        ::poll(&p, 1, 100);
-        lock.lock();
-        if (!write_some(f.data(), f.size(), off)) return false;
-    }
     return true;
 }
 

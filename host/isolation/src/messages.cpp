@@ -164,15 +164,6 @@ runner_message decode_runner_message(const msgpack::object &m) {
         r.text = f.str("text");
         return r;
     }
-    case msg::emit: {
-        fields f(m, "emit", 5);
-        emit_msg e;
-        e.device = f.u64("device");
-        e.l = f.lane_field("lane");
-        e.number = f.u64("number");
-        e.event = f.bin("event");
-        return e;
-    }
     case msg::log: {
         fields f(m, "log", 4);
         log_msg l;
@@ -309,12 +300,11 @@ host_message decode_host_message(const msgpack::object &m) {
         a.busy_kinds = strings(f, f.array("kinds"), "kinds");
         return a;
     }
-    case msg::taken: {
-        fields f(m, "taken", 3);
-        taken_msg t;
-        t.l = f.lane_field("lane");
-        t.bytes = f.u64("bytes");
-        return t;
+    case msg::room: {
+        fields f(m, "room", 2);
+        room_msg r;
+        r.l = f.lane_field("lane");
+        return r;
     }
     case msg::committed: {
         fields f(m, "committed", 3);
@@ -343,11 +333,6 @@ void encode(frame &f, const refused_msg &m) {
 void encode(frame &f, const reply_msg &m) {
     head(f, msg::reply, 4);
     f.pack().pack(m.call), f.pack().pack(static_cast<std::int32_t>(m.status)), f.pack().pack(m.text);
-}
-void encode(frame &f, const emit_msg &m) {
-    head(f, msg::emit, 5);
-    f.pack().pack(m.device), f.pack().pack(static_cast<int>(m.l)), f.pack().pack(m.number);
-    bin(f.pack(), m.event);
 }
 void encode(frame &f, const log_msg &m) {
     head(f, msg::log, 4);
@@ -416,9 +401,9 @@ void encode(frame &f, const admit_msg &m) {
     f.pack().pack_array(static_cast<std::uint32_t>(m.busy_kinds.size()));
     for (auto k : m.busy_kinds) f.pack().pack(k);
 }
-void encode(frame &f, const taken_msg &m) {
-    head(f, msg::taken, 3);
-    f.pack().pack(static_cast<int>(m.l)), f.pack().pack(m.bytes);
+void encode(frame &f, const room_msg &m) {
+    head(f, msg::room, 2);
+    f.pack().pack(static_cast<int>(m.l));
 }
 void encode(frame &f, const committed_msg &m) {
     head(f, msg::committed, 3);

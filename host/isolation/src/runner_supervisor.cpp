@@ -433,8 +433,6 @@ void runner_supervisor::dispatch(connection &c, const runner_message &message) {
         auto it = devices_.find(handle);
         return it == devices_.end() ? nullptr : it->second.get();
     };
-    if (std::holds_alternative<emit_msg>(message))  // events come through the rings only
-        throw malformed("an event on the channel (events go through the event rings)");
     if (const auto *m = std::get_if<consumed_msg>(&message)) {
         std::lock_guard lock(devices_mutex_);
         auto *d = device(m->device);
@@ -563,7 +561,7 @@ void runner_supervisor::drain(bool forced) {
     // A runner that found a lane full waits to be told of room.
     if (!rings_.empty() && (freed[0] || freed[1] || freed[2]) &&
         rings_.back()->rings->head().runner_waiting.exchange(0)) {
-        auto f = encoded(taken_msg{lane::event, 0});
+        auto f = encoded(room_msg{lane::event});
         rings_.back()->out->send_always(f);
     }
     // A dead runner's rings go once they are empty.

@@ -33,13 +33,13 @@ enum class msg : std::uint8_t {
     state = 8,     // [8, device, link_state, reason]    the wire's on_state
     ping = 9,      // [9, n]                             answered by pong from the runner's driver thread
     admit = 10,    // [10, [kind, ...]]                  the event kinds the host now answers FL_BUSY for
-    taken = 11,    // [11, lane, bytes]                  credit back: the host took that many bytes of the lane's events
+    room = 11,     // [11, lane]                         the host made room in a ring the runner found full
     committed = 12,  // [12, device, through]            the device's events 1..through are committed
     // runner -> host
     hello = 20,    // [20, plugin_info map, can_identify] the plugin is loaded, negotiated and initialised
     refused = 21,  // [21, refusal, detail]              it is not
     reply = 22,    // [22, call, status, text]
-    emit = 23,     // [23, device, lane, number, event(bin)]
+    emit = 23,     // retired: events go through the event rings (event_ring.hpp); a runner that sends one is killed
     log = 24,      // [24, device (0: the plugin), level, text]
     wire = 25,     // [25, device, op, bytes(bin), timeout_ms]
     pong = 26,     // [26, n]
@@ -82,13 +82,6 @@ public:
     // to a burst of events, and wire data, which the data credit bounds).
     bool send_always(const msgpack::sbuffer &frame);
     bool send_always(frame &f) { return send_always(f.finish()); }
-    // The whole frame into the kernel's socket buffer now, or none of it: true only when the kernel holds all of it
-    // (then the peer reads it even if this process dies the next instant: what emit answers FL_OK for survives a
-    // runner's kill -9). False when the socket has no room or frames queued ahead of it cannot be flushed first:
-    // nothing of it was sent. A frame the kernel took in part is finished before returning (it cannot be taken back;
-    // the peer is reading, bounded by its credit).
-    bool send_now(const msgpack::sbuffer &frame);
-    bool send_now(frame &f) { return send_now(f.finish()); }
     bool broken() const;
     std::size_t pending() const;
 

@@ -6,10 +6,10 @@
 // the reason; the runner exits on one from the host. Decoded strings and byte fields are views into the frame: they
 // live as long as the msgpack object they came from.
 //
-// Flow control (docs/abi.md, "Drivers out of process"): every byte that crosses the channel in bulk has a credit.
-//   - Up, events: the runner may have at most `lane_credit` bytes of emitted events per lane that the host has not
-//     taken yet (`taken` gives them back). Beyond, emit answers FL_BUSY in the runner. So the host never has to stop
-//     reading the channel: what it holds for a runner is bounded, and an alarm is read as soon as it is written.
+// Flow control (docs/abi.md, "Drivers out of process", FL-HOST-30..32): nothing crosses in bulk without a bound.
+//   - Up, events: not on this channel but in the runner's event rings (event_ring.hpp), one per lane; a full ring is
+//     FL_BUSY in the runner, and `room` tells a runner that found one full that the host has taken from it. So the
+//     host never has to stop reading the channel, and an alarm is read as soon as it is written.
 //   - Down, wire bytes: the host sends at most `data_credit` bytes of a device's wire data that the runner has not
 //     consumed (`consumed` gives them back); beyond, the host pauses that device's wire (the device's own flow
 //     control holds the rest).
@@ -54,14 +54,6 @@ struct reply_msg {
     fl_status status = FL_OK;
     std::string_view text;
 };
-// `number`: the event's number in its runner-side instance (FL_OK answers from 1, firelink.commit/1); 0 for an event
-// the runner refused (forwarded so that the host counts and logs it).
-struct emit_msg {
-    std::uint64_t device = 0;
-    lane l = lane::event;
-    std::uint64_t number = 0;
-    std::string_view event;
-};
 struct log_msg {
     std::uint64_t device = 0;  // 0: the plugin
     std::int32_t level = 0;
@@ -86,7 +78,7 @@ struct consumed_msg {  // the driver has been given this many more of the device
     std::uint64_t bytes = 0;
 };
 using runner_message =
-    std::variant<hello_msg, refused_msg, reply_msg, emit_msg, log_msg, wire_msg, pong_msg, slow_msg, consumed_msg>;
+    std::variant<hello_msg, refused_msg, reply_msg, log_msg, wire_msg, pong_msg, slow_msg, consumed_msg>;
 
 // ---- host -> runner -----------------------------------------------------------------------------------------------
 struct condition_msg {  // an open condition of the device (firelink.conditions/1)
@@ -126,15 +118,14 @@ struct ping_msg {
 struct admit_msg {
     std::vector<std::string_view> busy_kinds;
 };
-struct taken_msg {  // the host has taken this many more bytes of the lane's events
+struct room_msg {  // the host has taken events from a ring the runner found full
     lane l = lane::event;
-    std::uint64_t bytes = 0;
 };
 struct committed_msg {  // events 1..through of the device's runner-side instance are committed
     std::uint64_t device = 0, through = 0;
 };
 using host_message = std::variant<create_msg, lifecycle_msg, command_msg, identify_msg, data_msg, state_msg, ping_msg,
-                                  admit_msg, taken_msg, committed_msg>;
+                                  admit_msg, room_msg, committed_msg>;
 
 // Decoders: throw malformed.
 runner_message decode_runner_message(const msgpack::object &m);
@@ -144,7 +135,6 @@ host_message decode_host_message(const msgpack::object &m);
 void encode(frame &f, const hello_msg &m);
 void encode(frame &f, const refused_msg &m);
 void encode(frame &f, const reply_msg &m);
-void encode(frame &f, const emit_msg &m);
 void encode(frame &f, const log_msg &m);
 void encode(frame &f, const wire_msg &m);
 void encode(frame &f, const pong_msg &m);
@@ -158,7 +148,7 @@ void encode(frame &f, const data_msg &m);
 void encode(frame &f, const state_msg &m);
 void encode(frame &f, const ping_msg &m);
 void encode(frame &f, const admit_msg &m);
-void encode(frame &f, const taken_msg &m);
+void encode(frame &f, const room_msg &m);
 void encode(frame &f, const committed_msg &m);
 
 template <class M>
