@@ -89,7 +89,7 @@ struct runner {
         return lh.head.load() - lh.tail.load() <= rings->capacity() * 3 / 4;
     }
     bool kind_open(std::string_view kind) {
-        if (!lane_open(iso::lane_of_kind(kind))) return false;
+        if (!lane_open(iso::lane_of(kind))) return false;
         std::lock_guard lock(busy_mutex);
         return !busy_kinds.count(kind);
     }
@@ -255,7 +255,7 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
     if (summary && !firelink::core::check_code_for_class(*summary, d->device_class, why)) summary.reset();
     // A refused event goes to the host as well, which refuses it again, counts it and logs why: the driver's answer
     // is given here, the record is kept there.
-    const auto l = summary ? iso::lane_of_kind(summary->kind) : iso::lane::event;
+    const auto l = summary ? iso::lane_of(summary->kind) : iso::lane::event;
     std::lock_guard lock(r.emit_mutex);
     const auto busy = [&] {
         d->held_kind = summary->kind;

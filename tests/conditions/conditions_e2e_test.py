@@ -23,27 +23,13 @@ import unittest
 import urllib.error
 import urllib.request
 
-HOST, RECEIVER, PLUGINS = (os.path.abspath(p) for p in sys.argv[1:4])
-del sys.argv[1:4]
+HOST, RECEIVER, PLUGINS, LIB = (os.path.abspath(p) for p in sys.argv[1:5])
+del sys.argv[1:5]
+sys.path.insert(0, LIB)
+from driverlib import Receiver, free_port, wait_for  # noqa: E402
+
 GUARD = 30.0  # hang guard only: every wait ends as soon as its condition holds
 DEVICE = "push-1"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what, timeout=GUARD):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what + " (last: " + repr(last) + ")")
 
 
 def get_json(url):
@@ -56,33 +42,9 @@ def get_json(url):
         return 0, None
 
 
-class Receiver:
-    def __init__(self, folder):
-        self.folder = folder
-        self.port = free_port()
-        self.db = os.path.join(folder, "receiver.db")
-        self.log = open(os.path.join(folder, "receiver.log"), "a")
-        self.proc = subprocess.Popen([RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
-                                     stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        assert ready, "the receiver did not start"
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on"), line
-
-    def events(self):
-        """The device's events the platform stored, in the order the gateway numbered them."""
-        import sqlite3
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
-            db.row_factory = sqlite3.Row
-            rows = db.execute("SELECT * FROM events WHERE device=? ORDER BY id", (DEVICE,)).fetchall()
-        return [json.loads(r["event"]) for r in rows]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-        self.proc.stdout.close()
-        self.log.close()
+def platform_events(receiver):
+    """The device's events the platform stored, in the order the gateway numbered them."""
+    return [json.loads(r["event"]) for r in receiver.rows("device=?", (DEVICE,))]
 
 
 class Device:
@@ -183,7 +145,7 @@ class ConditionsTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="firelink-conditions-")
         self.dir = self.tmp.name
-        self.receiver = Receiver(self.dir)
+        self.receiver = Receiver(RECEIVER, self.dir)
         self.device = Device()
         self.host = None
 
@@ -191,7 +153,7 @@ class ConditionsTest(unittest.TestCase):
         if self.host:
             self.host.stop()
         self.device.close()
-        self.receiver.stop()
+        self.receiver.close()
         if any(e for _, e in getattr(self._outcome, "errors", []) if e) or not self._outcome.success:
             for name in ("host.log", "receiver.log"):
                 path = os.path.join(self.dir, name)
@@ -205,7 +167,7 @@ class ConditionsTest(unittest.TestCase):
         self.host.start()
         self.device.accept()
         self.device.send("ALARM x")
-        alarm = wait_for(lambda: next((e for e in self.receiver.events() if e["kind"] == "alarm"), None),
+        alarm = wait_for(lambda: next((e for e in platform_events(self.receiver) if e["kind"] == "alarm"), None),
                          "the alarm at the platform")
         self.assertEqual(alarm["code"], "zone_alarm")
         self.assertEqual(alarm["message"], "zone x")
@@ -219,7 +181,7 @@ class ConditionsTest(unittest.TestCase):
     def restore_and_check(self, event_id):
         """RESTORE x must end the alarm: a restore with its `ends` at the platform, and no open condition left."""
         self.device.send("RESTORE x")
-        ended = wait_for(lambda: [e for e in self.receiver.events()
+        ended = wait_for(lambda: [e for e in platform_events(self.receiver)
                                   if e["kind"] == "restore" and e.get("ends") == event_id
                                   or e["code"] == "restore_unmatched"],
                          "the restore (or the driver's restore_unmatched) at the platform")
@@ -254,9 +216,9 @@ class ConditionsTest(unittest.TestCase):
         event_id = self.raise_alarm("in_process", use_conditions=False)
         self.kill_and_restart_host(event_id)
         self.device.send("RESTORE x")
-        wait_for(lambda: any(e["code"] == "restore_unmatched" for e in self.receiver.events()),
+        wait_for(lambda: any(e["code"] == "restore_unmatched" for e in platform_events(self.receiver)),
                  "the driver's restore_unmatched")
-        self.assertFalse(any(e["kind"] == "restore" for e in self.receiver.events()))
+        self.assertFalse(any(e["kind"] == "restore" for e in platform_events(self.receiver)))
         self.assertEqual(self.host.open_ids(), [event_id])
         self.check_clean_stop()
 

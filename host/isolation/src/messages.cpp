@@ -6,21 +6,6 @@
 
 namespace firelink::isolation {
 
-lane lane_of_kind(std::string_view kind) {
-    if (kind == "alarm" || kind == "pre_alarm") return lane::alarm;
-    if (kind == "telemetry") return lane::telemetry;
-    return lane::event;
-}
-
-const char *to_string(lane l) {
-    switch (l) {
-    case lane::alarm: return "alarm";
-    case lane::event: return "event";
-    case lane::telemetry: return "telemetry";
-    }
-    return "event";
-}
-
 namespace {
 
 // Reads one message's fields in order, each checked for its type; names the message and the field in every error.

@@ -80,21 +80,6 @@ std::string try_read_epoch(const std::filesystem::path &path) {
 
 }  // namespace
 
-lane lane_of(std::string_view kind) {
-    if (kind == "alarm" || kind == "pre_alarm") return lane::alarm;
-    if (kind == "telemetry") return lane::telemetry;
-    return lane::event;
-}
-
-const char *to_string(lane l) {
-    switch (l) {
-    case lane::alarm: return "alarm";
-    case lane::event: return "event";
-    case lane::telemetry: return "telemetry";
-    }
-    return "event";
-}
-
 // ---- open ------------------------------------------------------------------------------------------------------
 
 durable_queue::durable_queue(queue_options options) : options_(std::move(options)) {

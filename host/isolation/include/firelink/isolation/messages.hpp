@@ -24,6 +24,7 @@
 
 #include <msgpack.hpp>
 
+#include <firelink/core/lanes.hpp>
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/firelink.h>
 
@@ -35,11 +36,11 @@ struct malformed : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// The uplink's lanes, alarm > event > telemetry (docs/uplink-protocol.md, "Lanes"), as the channel keeps them apart.
-enum class lane : std::uint8_t { alarm = 0, event = 1, telemetry = 2 };
-inline constexpr int lane_count = 3;
-lane lane_of_kind(std::string_view kind);
-const char *to_string(lane l);
+// The uplink's lanes (core/lanes.hpp), which the event rings keep apart too.
+using core::lane;
+using core::lane_count;
+using core::lane_of;
+using core::to_string;
 
 // ---- runner -> host -----------------------------------------------------------------------------------------------
 struct hello_msg {

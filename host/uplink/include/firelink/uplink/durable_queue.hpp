@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <firelink/core/conditions.hpp>
+#include <firelink/core/lanes.hpp>
 
 namespace SQLite {
 class Database;
@@ -34,13 +35,12 @@ class Database;
 
 namespace firelink::uplink {
 
-enum class lane : int { alarm = 0, event = 1, telemetry = 2 };
-inline constexpr int lane_count = 3;
+// The lanes and the lane of an event kind (docs/uplink-protocol.md, "Lanes"): core/lanes.hpp.
+using core::lane;
+using core::lane_count;
+using core::lane_of;
+using core::to_string;
 inline constexpr std::array<lane, lane_count> all_lanes{lane::alarm, lane::event, lane::telemetry};
-
-// The lane of an event kind (docs/uplink-protocol.md, "Lanes").
-lane lane_of(std::string_view kind);
-const char *to_string(lane l);
 
 struct queue_options {
     std::filesystem::path path;
