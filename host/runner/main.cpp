@@ -278,11 +278,13 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
     r.ring_bell();
     if (!summary) return FL_INVALID_ARGUMENT;
     ++d->emitted;
-    d->conditions.apply(d->device_id, summary->kind, summary->code, summary->event_id, summary->ends,
-                        std::vector<std::uint8_t>(data, data + size),
-                        std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
+    // Only what can open or end a condition is copied for the list (not every telemetry event).
+    if (firelink::core::is_condition_kind(summary->kind) || summary->kind == "restore")
+        d->conditions.apply(d->device_id, summary->kind, summary->code, summary->event_id, summary->ends,
+                            std::vector<std::uint8_t>(data, data + size),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
     return FL_OK;
 }
 
