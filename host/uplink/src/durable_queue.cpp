@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -151,7 +152,9 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
 int durable_queue::on_wal_commit(void *self, void *, const char *, int frames) {
     auto *q = static_cast<durable_queue *>(self);
     q->wal_frames_ = frames;
-    if (frames >= 1000) {
+    // Past twice the threshold the writer checkpoints between its commits (writer_loop); the checkpointer stays out of
+    // its way then, or the two would keep finding each other's checkpoint running and the log would never restart.
+    if (frames >= q->checkpoint_frames_ && frames <= 2 * q->checkpoint_frames_) {
         {
             std::lock_guard lock(q->checkpoint_mutex_);
             q->checkpoint_due_ = true;
@@ -185,15 +188,17 @@ void durable_queue::checkpoint_loop() {
 }
 
 void durable_queue::open_database() {
+    size_for_disk();
     db_ = std::make_unique<SQLite::Database>(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    page_size_ = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA page_size").getInt64());
     db_->exec("PRAGMA journal_mode=WAL");
     db_->exec("PRAGMA synchronous=FULL");
     // No checkpoint inside the writer's commits: the checkpointer thread runs them (on_wal_commit).
     sqlite3_wal_hook(db_->getHandle(), reinterpret_cast<int (*)(void *, sqlite3 *, const char *, int)>(&on_wal_commit),
                      this);
-    db_->exec("PRAGMA journal_size_limit=" + std::to_string(64 << 20));
+    db_->exec("PRAGMA journal_size_limit=" + std::to_string(std::min<std::uint64_t>(64 << 20, wal_room_)));
     db_->exec("PRAGMA temp_store=MEMORY");
-    if (options_.max_page_count) db_->exec("PRAGMA max_page_count=" + std::to_string(options_.max_page_count));
+    fit_to_disk(false);
     // Writes only for a new file: an existing queue opens without writing, so a full disk does not stop a start.
     const bool ready = db_->tableExists("meta") && db_->tableExists("lane_state") && db_->tableExists("events") &&
                        db_->tableExists("quarantine") && db_->tableExists("conditions") &&
@@ -321,6 +326,7 @@ bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t p
         (l == lane::alarm ? alarm_ops_ : ops_).push_back(std::move(o));
         ++pushed_;
         ++pending_;
+        ++waiting_[static_cast<int>(l)];
     }
     cv_.notify_one();
     return true;
@@ -334,6 +340,7 @@ void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, 
     o.pairs = 0;  // 0: a gateway event's payload; the writer wraps it in a record with the gateway's own seq
     {
         std::lock_guard lock(mutex_);
+        ++waiting_[static_cast<int>(o.l)];
         (o.l == lane::alarm ? alarm_ops_ : ops_).push_back(std::move(o));
         ++pushed_;
         ++pending_;
@@ -399,7 +406,25 @@ bool durable_queue::flush(std::chrono::milliseconds timeout) {
 void durable_queue::writer_loop() {
     std::deque<op> batch;
     auto retry_at = clock::time_point{};
+    // Commits ops and tells whoever waits; false leaves them for a retry.
+    auto commit = [&](std::deque<op> &ops) {
+        const std::size_t n = ops.size();
+        if (!apply(ops)) return false;
+        std::array<std::uint64_t, lane_count> last{};
+        for (auto l : all_lanes) last[static_cast<int>(l)] = last_seq_[static_cast<int>(l)];
+        std::vector<std::function<void(const std::array<std::uint64_t, lane_count> &)>> listeners;
+        {
+            std::lock_guard lock(mutex_);
+            finished_ += n;
+            listeners = listeners_;
+        }
+        done_cv_.notify_all();
+        for (auto &f : listeners) f(last);
+        ops.clear();
+        return true;
+    };
     for (;;) {
+        bool reserve_due = false;
         {
             std::unique_lock lock(mutex_);
             const bool gap_due = unreported_evicted_ > 0;
@@ -413,41 +438,50 @@ void durable_queue::writer_loop() {
             if (stopping_ && ops_.empty() && alarm_ops_.empty() && batch.empty() && unreported_evicted_ == 0) return;
             final_ = stopping_ && ops_.empty() && alarm_ops_.empty();
             // Room freed by someone else (an operator, logrotate) reopens the lanes without waiting for an event.
-            if (disk_full_ && ops_.empty() && batch.empty() && disk_has_room()) {
-                disk_full_ = false;
-                spdlog::warn("uplink queue: the disk has room again; all lanes are admitted");
-                refresh_reserve();
-            }
+            if (disk_full_ && ops_.empty() && batch.empty() && disk_has_room()) reopen_lanes();
+            // A reserve given up (or never made: the disk was full at start) is tried again every second.
+            reserve_due = !disk_full_ && !reserve_held_ && reserve_target_ && clock::now() - last_shrink_ >= 1s;
             // A failed batch stays at the front: take new ops behind it. Alarms first: while alarms wait, a round
-            // takes only them, so an alarm waits at most for the transaction already running.
+            // takes only them, so an alarm waits at most for the transaction already running. A round takes at most
+            // max_group ops and about group_bytes_ of records (what one transaction may add to the log).
+            std::uint64_t bytes = 0;
+            for (const auto &o : batch) bytes += o.body.size();
+            auto room = [&] { return batch.size() < options_.max_group && (batch.empty() || bytes < group_bytes_); };
             const bool alarms_only = !alarm_ops_.empty();
-            while (!alarm_ops_.empty() && batch.size() < options_.max_group) {
+            while (!alarm_ops_.empty() && room()) {
+                bytes += alarm_ops_.front().body.size();
                 batch.push_back(std::move(alarm_ops_.front()));
                 alarm_ops_.pop_front();
             }
-            while (!alarms_only && !ops_.empty() && batch.size() < options_.max_group) {
+            while (!alarms_only && !ops_.empty() && room()) {
+                bytes += ops_.front().body.size();
                 batch.push_back(std::move(ops_.front()));
                 ops_.pop_front();
             }
         }
+        if (reserve_due) refresh_reserve();  // not under the lock: it may VACUUM a drained file
         if (batch.empty() && unreported_evicted_ == 0) continue;
-        const std::size_t n = batch.size();
-        if (apply(batch)) {
-            retry_at = {};
-            std::array<std::uint64_t, lane_count> last{};
-            for (auto l : all_lanes) last[static_cast<int>(l)] = last_seq_[static_cast<int>(l)];
-            std::vector<std::function<void(const std::array<std::uint64_t, lane_count> &)>> listeners;
-            {
-                std::lock_guard lock(mutex_);
-                finished_ += n;
-                listeners = listeners_;
+        // On a full disk, what frees room or must not wait (acknowledgements, the command cursor, alarms) commits on
+        // its own, ahead of the events the disk will not take yet: an ack that waited behind them would never come.
+        if (disk_full_) {
+            std::deque<op> urgent, rest;
+            for (auto &o : batch)
+                ((o.what == op::type::insert && o.l != lane::alarm) || o.what == op::type::forget ? rest : urgent)
+                    .push_back(std::move(o));
+            if (!urgent.empty() && !rest.empty() && commit(urgent)) {
+                batch = std::move(rest);
+                retry_at = clock::now() + 500ms;
+                continue;
             }
-            done_cv_.notify_all();
-            for (auto &f : listeners) f(last);
-            batch.clear();
+            batch = std::move(urgent);
+            for (auto &o : rest) batch.push_back(std::move(o));
+        }
+        if (commit(batch)) {
+            retry_at = {};
             // While commits keep coming the checkpointer never catches the log's end, and the log only restarts
-            // once a checkpoint did: past 16 MB the writer copies the (few) frames it has not, between commits.
-            if (wal_frames_ > 4096) {
+            // once a checkpoint did: past twice the checkpointer's threshold the writer copies the (few) frames it
+            // has not, between commits.
+            if (wal_frames_ > 2 * checkpoint_frames_) {
                 try {
                     db_->exec("PRAGMA wal_checkpoint(PASSIVE)");
                 } catch (const std::exception &e) {
@@ -463,9 +497,12 @@ void durable_queue::writer_loop() {
             if (stop) {
                 // Shutting down with a batch the disk will not take: it was never accepted (never committed);
                 // the drivers re-report active conditions on their next start (FL-PLUGIN-29).
+                const std::size_t n = batch.size();
                 spdlog::error("uplink queue: stopping with {} events not committed (disk full or failing)", n);
-                for (auto &o : batch)
+                for (auto &o : batch) {
                     if (o.done) o.done->set_value(false);
+                    if (o.what == op::type::insert) waiting_[static_cast<int>(o.l)]--;
+                }
                 {
                     std::lock_guard lock(mutex_);
                     finished_ += n;
@@ -481,7 +518,10 @@ void durable_queue::writer_loop() {
 
 // One transaction for a batch of ops. Lane state is computed in copies and published only after the commit, so a
 // failed transaction leaves nothing half-done.
-bool durable_queue::apply(std::deque<op> &ops) {
+bool durable_queue::apply(std::deque<op> &ops, int attempt) {
+    const bool for_alarms =
+        std::all_of(ops.begin(), ops.end(), [](const op &o) { return o.what != op::type::insert || o.l == lane::alarm; });
+    fit_to_disk(for_alarms);
     auto next = next_seq_;
     std::array<std::uint64_t, lane_count> bytes{}, depth{}, acked_through{};
     for (int i = 0; i < lane_count; ++i) {
@@ -491,6 +531,7 @@ bool durable_queue::apply(std::deque<op> &ops) {
     }
     std::array<std::uint64_t, lane_count> committed{}, acked{}, quarantined{}, evicted{};
     std::vector<std::pair<std::size_t, std::uint64_t>> assigned;  // op index → seq
+    std::vector<std::pair<lane, std::uint64_t>> continued;        // acknowledgements this transaction did in part
     auto gateway_seq = gateway_seq_;
     auto cursor = command_cursor_.load();
     std::uint64_t evicted_first = 0, evicted_last = 0;
@@ -537,7 +578,7 @@ bool durable_queue::apply(std::deque<op> &ops) {
                 }
             } else if (o.what == op::type::ack) {
                 const int i = static_cast<int>(o.l);
-                const auto through = std::min<std::uint64_t>(o.value, next[i] - 1);
+                auto through = std::min<std::uint64_t>(o.value, next[i] - 1);
                 if (through <= acked_through[i] && o.rejects.empty()) continue;
                 for (const auto &r : o.rejects) {
                     SQLite::Statement q(*db_,
@@ -550,6 +591,19 @@ bool durable_queue::apply(std::deque<op> &ops) {
                     q.bind(5, wall_ms());
                     q.bind(6, row_id(o.l, r.seq));
                     quarantined[i] += static_cast<std::uint64_t>(q.exec());
+                }
+                // Deleting rows writes their pages to the log: one transaction deletes about group_bytes_ of
+                // records, and the rest of a long acknowledgement follows in the next (a full disk has room for that
+                // much log, not for a whole lane's).
+                const auto avg = std::max<std::uint64_t>(1, depth[i] ? bytes[i] / depth[i] : 1);
+                const auto chunk = std::max<std::uint64_t>(64, group_bytes_ / avg);
+                SQLite::Statement nth(*db_, "SELECT id FROM events WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?");
+                nth.bind(1, row_id(o.l, 0));
+                nth.bind(2, row_id(o.l, through));
+                nth.bind(3, static_cast<std::int64_t>(chunk));
+                if (nth.executeStep()) {
+                    continued.push_back({o.l, through});
+                    through = (static_cast<std::uint64_t>(nth.getColumn(0).getInt64()) & seq_mask) - 1;
                 }
                 SQLite::Statement sum(*db_, "SELECT count(*), coalesce(sum(size), 0) FROM events WHERE id BETWEEN ? AND ?");
                 sum.bind(1, row_id(o.l, 0));
@@ -684,16 +738,24 @@ bool durable_queue::apply(std::deque<op> &ops) {
         gateway_seq_ = gateway_seq;
         command_cursor_ = cursor;
         pending_ -= std::min<std::uint64_t>(pending_, inserts);
+        for (const auto &o : ops)
+            if (o.what == op::type::insert) waiting_[static_cast<int>(o.l)]--;
         transactions_++;
         const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
         last_commit_ms_ = ms;
         if (ms > max_commit_ms_) max_commit_ms_ = ms;
-        // While the disk is tight only alarms are admitted; the other lanes open again once there is room for the
-        // reserve and as much again.
-        if (disk_full_ && disk_has_room()) {
-            disk_full_ = false;
-            spdlog::warn("uplink queue: the disk has room again; all lanes are admitted");
-            refresh_reserve();
+        // While the disk is tight only alarms are admitted; the other lanes open again once there is room.
+        if (disk_full_ && disk_has_room()) reopen_lanes();
+        if (!continued.empty()) {
+            std::lock_guard lock(mutex_);
+            for (const auto &[l, through] : continued) {
+                op rest;
+                rest.what = op::type::ack;
+                rest.l = l;
+                rest.value = through;
+                ops_.push_front(std::move(rest));
+                ++pushed_;
+            }
         }
         for (auto &[k, seq] : assigned)
             if (ops[k].on_commit) ops[k].on_commit(seq);
@@ -705,10 +767,10 @@ bool durable_queue::apply(std::deque<op> &ops) {
         const int code = e.getErrorCode() & 0xff;
         if (code == SQLITE_FULL) {
             if (!disk_full_.exchange(true))
-                spdlog::critical("uplink queue: the disk is full ({}); telemetry is evicted, then the reserve is given "
-                                 "to alarms; other events wait",
+                spdlog::critical("uplink queue: the disk is full ({}); only alarms are admitted; telemetry is evicted, "
+                                 "then the reserve is given to alarms; other events wait in memory for room",
                                  e.what());
-            if (free_space_for_alarms()) return apply(ops);
+            if (attempt < 16 && make_room(for_alarms, attempt)) return apply(ops, attempt + 1);
         } else {
             spdlog::error("uplink queue: a transaction of {} operations failed: {}; retrying", ops.size(), e.what());
         }
@@ -750,84 +812,202 @@ void durable_queue::store_condition(const op &o) {
     }
 }
 
-// The disk is full: evict telemetry (its pages are reused by later inserts), else give up the reserve file.
-bool durable_queue::free_space_for_alarms() {
-    constexpr int t = static_cast<int>(lane::telemetry);
-    try {
-        if (depth_[t] > 0) {
-            SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-            // A tenth of the telemetry lane, at least 1000 records.
-            const auto n = std::max<std::uint64_t>(1000, depth_[t] / 10);
-            SQLite::Statement q(*db_, "SELECT id FROM events WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?");
-            q.bind(1, row_id(lane::telemetry, 0));
-            q.bind(2, row_id(lane::telemetry, seq_mask));
-            q.bind(3, static_cast<std::int64_t>(std::min(n, depth_[t].load()) - 1));
-            std::int64_t last_id = row_id(lane::telemetry, seq_mask);
-            if (q.executeStep()) last_id = q.getColumn(0).getInt64();
-            SQLite::Statement sum(*db_, "SELECT count(*), coalesce(sum(size), 0), min(id) FROM events WHERE id BETWEEN ? AND ?");
-            sum.bind(1, row_id(lane::telemetry, 0));
-            sum.bind(2, last_id);
-            sum.executeStep();
-            const auto count = static_cast<std::uint64_t>(sum.getColumn(0).getInt64());
-            const auto freed = static_cast<std::uint64_t>(sum.getColumn(1).getInt64());
-            const auto first = static_cast<std::uint64_t>(sum.getColumn(2).getInt64()) & seq_mask;
-            SQLite::Statement del(*db_, "DELETE FROM events WHERE id BETWEEN ? AND ?");
-            del.bind(1, row_id(lane::telemetry, 0));
-            del.bind(2, last_id);
-            del.exec();
-            SQLite::Statement state(*db_, "UPDATE lane_state SET bytes = ?, depth = ? WHERE lane = ?");
-            state.bind(1, static_cast<std::int64_t>(bytes_[t] - std::min<std::uint64_t>(bytes_[t], freed)));
-            state.bind(2, static_cast<std::int64_t>(depth_[t] - std::min<std::uint64_t>(depth_[t], count)));
-            state.bind(3, t);
-            state.exec();
-            tx.commit();
-            bytes_[t] -= std::min<std::uint64_t>(bytes_[t], freed);
-            depth_[t] -= std::min<std::uint64_t>(depth_[t], count);
-            evicted_[t] += count;
-            if (!unreported_evicted_) unreported_first_ = first;
-            unreported_evicted_ += count;
-            unreported_last_ = static_cast<std::uint64_t>(last_id) & seq_mask;
-            spdlog::warn("uplink queue: disk full: evicted {} telemetry records to make room", count);
-            return count > 0;
-        }
-    } catch (const SQLite::Exception &e) {
-        spdlog::error("uplink queue: disk full and evicting telemetry failed: {}", e.what());
-    }
-    const auto reserve = std::filesystem::path(options_.path.string() + ".reserve");
-    std::error_code ec;
-    if (std::filesystem::remove(reserve, ec)) {
-        spdlog::critical("uplink queue: disk full: released the {} byte reserve for alarms", options_.reserve_bytes);
-        return true;
-    }
-    return false;
-}
+// ---- fitting the disk -----------------------------------------------------------------------------------------
+//
+// A full disk must not wedge the queue: an acknowledgement deletes records, but even a delete writes to the
+// write-ahead log, and a checkpoint that moves new pages from the log into the database grows the file. If the
+// database were let to grow until the disk is full, neither could happen, and the queue would stay full after the
+// platform came back. So the database's growth is capped (SQLite's max_page_count, set before each transaction from
+// the disk's free space) to stop `wal_room_` short of the disk's end, and for any lane but alarms another
+// `reserve_target_` short: the last of the disk is the log's and the alarms'. Transactions are cut to a quarter of the
+// log's room, and the checkpointer runs often enough on a small disk that the log restarts within it. On top, a
+// preallocated reserve file keeps room for alarms against other programs that fill the disk.
 
-bool durable_queue::disk_has_room() const {
+// Sizes for the queue's file system, from its total size: a 4 MiB disk keeps 512 KiB for the log, a large one 32 MiB.
+void durable_queue::size_for_disk() {
     struct statvfs vfs {};
     const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
-    if (::statvfs(dir.c_str(), &vfs) != 0) return false;
-    return static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize >= 2 * options_.reserve_bytes + (1u << 20);
+    const std::uint64_t total =
+        ::statvfs(dir.c_str(), &vfs) == 0 ? static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize : 1ull << 40;
+    wal_room_ = std::clamp<std::uint64_t>(total / 8, 256 << 10, 32 << 20);
+    reserve_target_ = std::min<std::uint64_t>(options_.reserve_bytes, total / 8);
+    reopen_room_ = std::clamp<std::uint64_t>(total / 16, 128 << 10, 16 << 20);
+    group_bytes_ = wal_room_ / 4;
+    checkpoint_frames_ = static_cast<int>(std::clamp<std::uint64_t>(wal_room_ / 4 / (page_size_ + 24), 16, 1000));
 }
 
-// Keeps a preallocated reserve file beside the database while the disk has room for it and as much again.
+// Sets the database's page cap from the disk's free space now (see above). A disk with plenty of room has no cap.
+void durable_queue::fit_to_disk(bool for_alarms) {
+    struct statvfs vfs {};
+    const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
+    if (::statvfs(dir.c_str(), &vfs) != 0) return;
+    const auto avail = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    const auto keep = wal_room_ + (for_alarms ? 0 : reserve_target_);
+    std::uint64_t cap = 0;
+    if (avail < keep + (256ull << 20)) {
+        std::error_code ec;
+        const auto file = std::filesystem::file_size(options_.path, ec);
+        cap = (ec ? 0 : file / page_size_) + (avail > keep ? (avail - keep) / page_size_ : 0);
+        cap = std::max<std::uint64_t>(cap, 1);
+    }
+    if (options_.max_page_count) cap = cap ? std::min(cap, options_.max_page_count) : options_.max_page_count;
+    if (cap == page_cap_) return;
+    // Below the database's size SQLite keeps the size: nothing new is taken but free pages.
+    db_->exec("PRAGMA max_page_count=" + std::to_string(cap ? cap : 0xfffffffeull));
+    page_cap_ = cap;
+}
+
+// Room the other lanes could use now: free pages inside the database and its growth allowed by the cap.
+bool durable_queue::disk_has_room() {
+    try {
+        fit_to_disk(false);
+        if (!page_cap_) return true;
+        const auto pages = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA page_count").getInt64());
+        const auto free = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA freelist_count").getInt64());
+        const auto room = (free + (page_cap_ > pages ? page_cap_ - pages : 0)) * page_size_;
+        return room >= reopen_room_;
+    } catch (const SQLite::Exception &e) {
+        spdlog::warn("uplink queue: cannot measure the room left in the database: {}", e.what());
+        return false;
+    }
+}
+
+void durable_queue::reopen_lanes() {
+    disk_full_ = false;
+    spdlog::warn("uplink queue: the disk has room again; all lanes are admitted");
+    refresh_reserve();
+}
+
+// A transaction failed for a full disk: free what can be freed, in the order that loses least. True: try again.
+bool durable_queue::make_room(bool for_alarms, int attempt) {
+    // The log first: once checkpointed it is cut to nothing (when no reader holds it), and its pages are the disk's.
+    if (attempt == 0) {
+        try {
+            db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        } catch (const SQLite::Exception &e) {
+            // A checkpoint that cannot grow the database would leave every later transaction, acks included,
+            // without a log to write: the reserve exists for that too.
+            spdlog::warn("uplink queue: disk full: checkpoint failed: {}", e.what());
+            if ((e.getErrorCode() & 0xff) == SQLITE_FULL) release_reserve("to let the log be checkpointed");
+        }
+        return true;
+    }
+    if (evict_telemetry_for_room()) return true;
+    return for_alarms && release_reserve("for alarms");
+}
+
+bool durable_queue::release_reserve(const char *why) {
+    std::error_code ec;
+    if (!std::filesystem::remove(options_.path.string() + ".reserve", ec)) return false;
+    spdlog::critical("uplink queue: disk full: released the {} byte reserve {}", reserve_held_.load(), why);
+    reserve_held_ = 0;
+    last_shrink_ = clock::now();
+    return true;
+}
+
+// Evicts the oldest tenth of the telemetry lane (at least 1000 records, at most group_bytes_ of them); its pages are
+// reused by later inserts.
+bool durable_queue::evict_telemetry_for_room() {
+    constexpr int t = static_cast<int>(lane::telemetry);
+    if (depth_[t] == 0) return false;
+    try {
+        SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+        // Bounded by bytes too: the delete's pages go through the log, which has group_bytes_ of room per transaction.
+        const auto avg = std::max<std::uint64_t>(1, bytes_[t] / std::max<std::uint64_t>(1, depth_[t]));
+        const auto n = std::min(std::max<std::uint64_t>(1000, depth_[t] / 10), std::max<std::uint64_t>(64, group_bytes_ / avg));
+        SQLite::Statement q(*db_, "SELECT id FROM events WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?");
+        q.bind(1, row_id(lane::telemetry, 0));
+        q.bind(2, row_id(lane::telemetry, seq_mask));
+        q.bind(3, static_cast<std::int64_t>(std::min(n, depth_[t].load()) - 1));
+        std::int64_t last_id = row_id(lane::telemetry, seq_mask);
+        if (q.executeStep()) last_id = q.getColumn(0).getInt64();
+        SQLite::Statement sum(*db_, "SELECT count(*), coalesce(sum(size), 0), min(id) FROM events WHERE id BETWEEN ? AND ?");
+        sum.bind(1, row_id(lane::telemetry, 0));
+        sum.bind(2, last_id);
+        sum.executeStep();
+        const auto count = static_cast<std::uint64_t>(sum.getColumn(0).getInt64());
+        const auto freed = static_cast<std::uint64_t>(sum.getColumn(1).getInt64());
+        const auto first = static_cast<std::uint64_t>(sum.getColumn(2).getInt64()) & seq_mask;
+        SQLite::Statement del(*db_, "DELETE FROM events WHERE id BETWEEN ? AND ?");
+        del.bind(1, row_id(lane::telemetry, 0));
+        del.bind(2, last_id);
+        del.exec();
+        SQLite::Statement state(*db_, "UPDATE lane_state SET bytes = ?, depth = ? WHERE lane = ?");
+        state.bind(1, static_cast<std::int64_t>(bytes_[t] - std::min<std::uint64_t>(bytes_[t], freed)));
+        state.bind(2, static_cast<std::int64_t>(depth_[t] - std::min<std::uint64_t>(depth_[t], count)));
+        state.bind(3, t);
+        state.exec();
+        tx.commit();
+        bytes_[t] -= std::min<std::uint64_t>(bytes_[t], freed);
+        depth_[t] -= std::min<std::uint64_t>(depth_[t], count);
+        evicted_[t] += count;
+        if (!unreported_evicted_) unreported_first_ = first;
+        unreported_evicted_ += count;
+        unreported_last_ = static_cast<std::uint64_t>(last_id) & seq_mask;
+        spdlog::warn("uplink queue: disk full: evicted {} telemetry records to make room", count);
+        return count > 0;
+    } catch (const SQLite::Exception &e) {
+        spdlog::error("uplink queue: disk full and evicting telemetry failed: {}", e.what());
+        return false;
+    }
+}
+
+// Keeps a preallocated reserve file beside the database while the disk has room for it beside the log's. A
+// database that grew into the room the reserve needs is shrunk first once it has drained.
 void durable_queue::refresh_reserve() {
-    if (!options_.reserve_bytes) return;
+    if (!reserve_target_) return;
+    last_shrink_ = clock::now();
     const auto reserve = std::filesystem::path(options_.path.string() + ".reserve");
     std::error_code ec;
-    if (std::filesystem::exists(reserve, ec)) return;
-    if (!disk_has_room()) {
-        spdlog::warn("uplink queue: too little room on the queue's disk to keep a {} byte reserve for alarms",
-                     options_.reserve_bytes);
+    if (std::filesystem::exists(reserve, ec)) {
+        reserve_held_ = std::filesystem::file_size(reserve, ec);
+        if (!ec && reserve_held_ >= reserve_target_) return;
+    }
+    auto avail = [&]() -> std::uint64_t {
+        struct statvfs vfs {};
+        const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
+        return ::statvfs(dir.c_str(), &vfs) == 0 ? static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize : 0;
+    };
+    if (avail() < reserve_target_ + wal_room_) shrink_drained_file();
+    if (avail() < reserve_target_ + wal_room_) {
+        if (!reserve_missing_logged_)
+            spdlog::warn("uplink queue: too little room on the queue's disk to keep a {} byte reserve for alarms; "
+                         "alarms still have the last {} bytes the other lanes may not take",
+                         reserve_target_, reserve_target_);
+        reserve_missing_logged_ = true;
         return;
     }
     const int fd = ::open(reserve.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return;
-    const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(options_.reserve_bytes));
+    const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_target_));
     ::close(fd);
     if (rc != 0) {
         std::filesystem::remove(reserve, ec);
         spdlog::warn("uplink queue: could not set aside a reserve for alarms: {}", std::strerror(rc));
+        return;
     }
+    reserve_held_ = reserve_target_;
+    if (reserve_missing_logged_) spdlog::info("uplink queue: the {} byte reserve for alarms is set aside again", reserve_target_);
+    reserve_missing_logged_ = false;
+}
+
+// A database that filled the disk keeps its size after it drains (its pages are free inside it). Once what it holds
+// fits in the log's room, VACUUM rewrites it small and the checkpoint gives the rest back to the disk.
+void durable_queue::shrink_drained_file() {
+    std::uint64_t live = 0;
+    for (const auto &b : bytes_) live += b;
+    if (live * 2 + (64 << 10) > wal_room_) return;
+    std::error_code ec;
+    const auto before = std::filesystem::file_size(options_.path, ec);
+    try {
+        db_->exec("VACUUM");
+        db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (const SQLite::Exception &e) {
+        spdlog::warn("uplink queue: could not shrink the drained queue file: {}", e.what());
+        return;
+    }
+    const auto after = std::filesystem::file_size(options_.path, ec);
+    if (after < before) spdlog::info("uplink queue: shrank the drained queue file from {} to {} bytes", before, after);
 }
 
 // ---- reading ---------------------------------------------------------------------------------------------------
@@ -875,12 +1055,15 @@ queue_stats durable_queue::stats() const {
         l.evicted = evicted_[i];
         l.refused = refused_[i];
         l.near_full = near_full_[i];
+        l.waiting = waiting_[i];
     }
     s.pending = pending_;
     s.transactions = transactions_;
     s.quarantine_total = quarantine_total_;
     s.commit_errors = commit_errors_;
     s.disk_full = disk_full_;
+    s.reserve_bytes = reserve_held_;
+    s.reserve_target = reserve_target_;
     s.last_commit_ms = last_commit_ms_;
     s.max_commit_ms = max_commit_ms_;
     return s;

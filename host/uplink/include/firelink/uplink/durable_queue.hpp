@@ -48,7 +48,9 @@ struct queue_options {
     // Per-lane caps on the bytes of queued records. Telemetry beyond its cap is evicted oldest-first; the alarm and
     // event lanes are never evicted, and above their cap they stop admitting.
     std::array<std::uint64_t, lane_count> cap_bytes{64ull << 20, 256ull << 20, 512ull << 20};
-    // Disk space set aside (a preallocated file beside the database) and given up to alarms when the disk is full.
+    // Disk space set aside for alarms (a preallocated file beside the database, given up to alarms when the disk is
+    // full), at most an eighth of the disk. The same amount of the database's growth is kept for alarms too: other
+    // lanes stop that much short of the disk's end (durable_queue.cpp, "Fitting the disk").
     std::uint64_t reserve_bytes = 16ull << 20;
     // Events taken but not yet committed, at most; beyond it nothing but alarms is admitted (the runtime answers
     // FL_BUSY, and the device's wire pauses). Four groups of max_group: the writer always has the next group ready,
@@ -97,6 +99,7 @@ struct lane_stats {
     std::uint64_t quarantined = 0;    // records rejected (this process)
     std::uint64_t evicted = 0;        // telemetry evicted (this process)
     std::uint64_t refused = 0;        // pushes refused for backpressure (this process)
+    std::uint64_t waiting = 0;        // taken, not yet committed: in memory, waiting for the writer (or the disk)
     bool near_full = false;
 };
 
@@ -107,7 +110,9 @@ struct queue_stats {
     std::uint64_t transactions = 0;
     std::uint64_t quarantine_total = 0;  // rows in the quarantine table
     std::uint64_t commit_errors = 0;
-    bool disk_full = false;
+    bool disk_full = false;           // only alarms are admitted until the queue's disk has room again
+    std::uint64_t reserve_bytes = 0;  // the alarm reserve set aside on the queue's disk now (0: none held)
+    std::uint64_t reserve_target = 0; // what it should be (the option, cut to an eighth of a small disk)
     double last_commit_ms = 0;
     double max_commit_ms = 0;
 };
@@ -211,10 +216,16 @@ private:
     void store_condition(const op &o);
     void open_database();
     void writer_loop();
-    bool apply(std::deque<op> &ops);
-    bool free_space_for_alarms();
-    bool disk_has_room() const;
+    bool apply(std::deque<op> &ops, int attempt = 0);
+    bool make_room(bool for_alarms, int attempt);
+    bool release_reserve(const char *why);
+    bool evict_telemetry_for_room();
+    void size_for_disk();
+    void fit_to_disk(bool for_alarms);
+    bool disk_has_room();
+    void reopen_lanes();
     void refresh_reserve();
+    void shrink_drained_file();
 
     queue_options options_;
     open_report report_;
@@ -239,6 +250,19 @@ private:
     std::array<std::atomic<bool>, lane_count> near_full_{};
     std::atomic<std::uint64_t> pending_{0}, transactions_{0}, quarantine_total_{0}, commit_errors_{0};
     std::atomic<bool> disk_full_{false};
+    std::array<std::atomic<std::uint64_t>, lane_count> waiting_{};  // pending_ by lane
+
+    // Fitting the disk (writer thread): sizes taken from the queue's file system at open.
+    std::uint64_t page_size_ = 4096;
+    std::uint64_t wal_room_ = 0;        // kept free on the disk for the write-ahead log: acks and checkpoints
+    std::uint64_t reserve_target_ = 0;  // options_.reserve_bytes, at most an eighth of the disk
+    std::uint64_t reopen_room_ = 0;     // a full disk admits all lanes again once they have this much room
+    std::uint64_t group_bytes_ = 0;     // at most this many bytes of records in one transaction (a quarter of wal_room_)
+    int checkpoint_frames_ = 1000;      // the checkpointer runs past this many log frames
+    std::uint64_t page_cap_ = 0;        // max_page_count as set now (0: not set)
+    std::atomic<std::uint64_t> reserve_held_{0};
+    bool reserve_missing_logged_ = false;
+    std::chrono::steady_clock::time_point last_shrink_{};
     std::atomic<double> last_commit_ms_{0}, max_commit_ms_{0};
     std::atomic<std::uint64_t> command_cursor_{0};
     std::uint64_t gateway_seq_ = 0;
