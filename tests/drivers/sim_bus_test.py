@@ -34,8 +34,8 @@ unit 3    pyrolysis
 600    @3    ramp-level 700 500    # pre-alarm, then the latched alarm
 """
 
-DEVICES = {1: ("gas-1", "modbus-gas-valve", "gas_shutoff_valve"), 2: ("gas-2", "modbus-gas-valve", "gas_shutoff_valve"),
-           3: ("pyro-3", "modbus-pyrolysis", "pyrolysis_detector"), 4: ("gas-4", "modbus-gas-valve", "gas_shutoff_valve")}
+GAS, PYRO = ("modbus-gas-valve", "gas_shutoff_valve"), ("modbus-pyrolysis", "pyrolysis_detector")
+DEVICES = {1: ("gas-1", *GAS), 2: ("gas-2", *GAS), 3: ("pyro-3", *PYRO), 4: ("gas-4", *GAS)}
 
 
 def bus_site(path, units, uplink=""):
@@ -44,7 +44,8 @@ def bus_site(path, units, uplink=""):
     for unit in units:
         dev, driver, cls = DEVICES[unit]
         body += (f'[[device]]\nid = "{dev}"\ndriver = "{driver}"\nclass = "{cls}"\nheartbeat_s = 2\n'
-                 f'wire = {{ bus = "rs485-1", unit = {unit} }}\nconfig = {{ poll_ms = 50, debounce = 2, telemetry_ms = 0 }}\n\n')
+                 f'wire = {{ bus = "rs485-1", unit = {unit} }}\n'
+                 f'config = {{ poll_ms = 50, debounce = 2, telemetry_ms = 0 }}\n\n')
     return body
 
 

@@ -246,8 +246,8 @@ void usage(const options &o, FILE *to) {
     std::fprintf(to, "usage: firelink-sim %s (--listen HOST:PORT | --serial PATH) %s[options]\n", name,
                  bus ? "--unit LIST=MODEL... " : "");
     if (bus)
-        std::fprintf(to, "  simulates units of several device models on one bus (Modbus TCP with --listen, Modbus RTU with "
-                         "--serial)\n\n");
+        std::fprintf(to, "  simulates units of several device models on one bus (Modbus TCP with --listen, Modbus "
+                         "RTU with --serial)\n\n");
     else
         std::fprintf(to, "  simulates %s (Modbus TCP with --listen, Modbus RTU with --serial)\n\n",
                      models().at(o.model).what.c_str());
@@ -256,8 +256,8 @@ void usage(const options &o, FILE *to) {
                      "  --serial PATH        Modbus RTU on a serial line or pty (several units make an RS-485 bus)\n"
                      "  --baud N             line speed for --serial (default 9600)\n");
     if (bus)
-        std::fprintf(to, "  --unit LIST=MODEL    units served by a model, e.g. 1-2=gas-valve or 3=pyrolysis (repeatable)\n"
-                         "                       models: %s\n", model_names().c_str());
+        std::fprintf(to, "  --unit LIST=MODEL    units served by a model, e.g. 1-2=gas-valve or 3=pyrolysis "
+                         "(repeatable)\n                       models: %s\n", model_names().c_str());
     else
         std::fprintf(to, "  --units LIST         unit addresses, e.g. 1 or 1-4 or 1,3,7 (default 1)\n");
     std::fprintf(to, "  --do \"ACTION\"        run an action at start (repeatable); \"@N ACTION\" for one unit\n"
@@ -344,7 +344,8 @@ std::string check_action(const std::map<int, std::string> &units, const std::opt
         } catch (const std::exception &e) {
             err = e.what();
         }
-        if (!err.empty()) return unit ? err : "unit " + std::to_string(u) + " (" + m + "): " + err + "; name the unit (@N)";
+        if (!err.empty())
+            return unit ? err : "unit " + std::to_string(u) + " (" + m + "): " + err + "; name the unit (@N)";
     }
     return "";
 }
@@ -649,8 +650,10 @@ bool load_scenario(options &o, std::vector<scheduled> &script) {
             if (!o.model.empty())
                 return std::fprintf(stderr, "%s:%d: \"unit LIST MODEL\" lines are for firelink-sim bus\n",
                                     o.scenario.c_str(), lineno), false;
-            const auto err = words.size() == 3 ? add_units(words[1], words[2], o.units) : "expected \"unit LIST MODEL\"";
-            if (!err.empty()) return std::fprintf(stderr, "%s:%d: %s\n", o.scenario.c_str(), lineno, err.c_str()), false;
+            const auto err =
+                words.size() == 3 ? add_units(words[1], words[2], o.units) : "expected \"unit LIST MODEL\"";
+            if (!err.empty())
+                return std::fprintf(stderr, "%s:%d: %s\n", o.scenario.c_str(), lineno, err.c_str()), false;
             continue;
         }
         scheduled s;
@@ -688,8 +691,8 @@ int run_sim(options o, int argc, char **argv) {
         } else if (a == "--units" && o.model.empty()) {
             return std::fprintf(stderr, "%s: --units is for one model; give --unit LIST=MODEL\n", self.c_str()), 2;
         } else if (a == "--unit" && !o.model.empty()) {
-            return std::fprintf(stderr, "%s: every unit here is a %s (--units LIST); several models: firelink-sim bus\n",
-                                self.c_str(), o.model.c_str()), 2;
+            return std::fprintf(stderr, "%s: every unit here is a %s (--units LIST); for several models: firelink-sim "
+                                "bus\n", self.c_str(), o.model.c_str()), 2;
         } else if (a == "--listen" || a == "--serial" || a == "--baud" || a == "--units" || a == "--unit" ||
                    a == "--do" || a == "--scenario" || a == "--for" || a == "--silence-ms") {
             if (!(v = need(i))) return 2;

@@ -670,14 +670,14 @@ private:
     bool corrupt_next_ = false, silent_ = false;
     int split_parts_ = 0;
     int merging_ = 0;
-    std::mt19937 rng_{std::random_device{}()};  // the jitter of the connect backoff
-    int failed_attempts_ = 0;                    // in a row, since the centre last answered
-    bool answered_ = false;                      // the centre sent a frame on this connection
     std::vector<std::uint8_t> merge_buf_;
     int confirmed_ = 0, denied_ = 0, gave_up_ = 0;
     bool disconnected_ = false;
     bool stdin_closed_ = false;
     std::string stdin_buf_;
+    int failed_attempts_ = 0;                    // connect attempts in a row since the centre last answered
+    bool answered_ = false;                      // the centre sent a frame on this connection
+    std::mt19937 rng_{std::random_device{}()};  // the jitter of the connect backoff
 };
 
 void usage(FILE *to) {
