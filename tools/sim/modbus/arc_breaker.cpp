@@ -1,6 +1,5 @@
 // firelink-sim arc-breaker: the reference arc-fault breaker (FL-AFB200), register map shared with the driver
 // (plugins/arc_fault_breaker/reference_map.hpp).
-#include "../../common/subcommand.hpp"
 #include "../../../plugins/arc_fault_breaker/reference_map.hpp"
 #include "sim_core.hpp"
 
@@ -82,12 +81,9 @@ private:
     double self_test_ms_ = 0;
 };
 
-int run_arc_breaker(int argc, char **argv) {
-    return run_simulator("arc-breaker", "an arc-fault breaker / electrical-fire monitor (reference model FL-AFB200)", argc,
-                         argv, [] { return std::make_unique<arc_breaker_model>(); });
-}
-
-const firelink::tools::registration reg{"arc-breaker", "Modbus arc-fault breaker (FL-AFB200)", &run_arc_breaker};
+const model_registration reg{"arc-breaker", "Modbus arc-fault breaker (FL-AFB200)",
+                             "an arc-fault breaker / electrical-fire monitor (reference model FL-AFB200)",
+                             [] { return std::make_unique<arc_breaker_model>(); }};
 
 }  // namespace
 }  // namespace firelink::sim::modbus

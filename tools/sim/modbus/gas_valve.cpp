@@ -1,6 +1,5 @@
 // firelink-sim gas-valve: the reference gas detector with shutoff valve (FL-GV100), register map shared with the
 // driver (plugins/gas_shutoff_valve/reference_map.hpp).
-#include "../../common/subcommand.hpp"
 #include "../../../plugins/gas_shutoff_valve/reference_map.hpp"
 #include "sim_core.hpp"
 
@@ -95,12 +94,9 @@ private:
     double moving_ms_ = 0, travel_ms_ = 300, self_test_ms_ = 0;
 };
 
-int run_gas_valve(int argc, char **argv) {
-    return run_simulator("gas-valve", "a gas detector with shutoff valve (reference model FL-GV100)", argc, argv,
-                         [] { return std::make_unique<gas_valve_model>(); });
-}
-
-const firelink::tools::registration reg{"gas-valve", "Modbus gas detector + shutoff valve (FL-GV100)", &run_gas_valve};
+const model_registration reg{"gas-valve", "Modbus gas detector + shutoff valve (FL-GV100)",
+                             "a gas detector with shutoff valve (reference model FL-GV100)",
+                             [] { return std::make_unique<gas_valve_model>(); }};
 
 }  // namespace
 }  // namespace firelink::sim::modbus

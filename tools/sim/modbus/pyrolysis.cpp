@@ -1,7 +1,6 @@
 // firelink-sim pyrolysis: the reference pyrolysis-particle detector (FL-PD300), register map shared with the driver
 // (plugins/pyrolysis_detector/reference_map.hpp). Like the real device it latches its alarm at level 600 and keeps
 // a pre-alarm bit at level 300; a reset clears the latch only when the level is below 600.
-#include "../../common/subcommand.hpp"
 #include "../../../plugins/pyrolysis_detector/reference_map.hpp"
 #include "sim_core.hpp"
 
@@ -62,12 +61,9 @@ private:
     double self_test_ms_ = 0;
 };
 
-int run_pyrolysis(int argc, char **argv) {
-    return run_simulator("pyrolysis", "a pyrolysis-particle detector (reference model FL-PD300)", argc, argv,
-                         [] { return std::make_unique<pyrolysis_model>(); });
-}
-
-const firelink::tools::registration reg{"pyrolysis", "Modbus pyrolysis-particle detector (FL-PD300)", &run_pyrolysis};
+const model_registration reg{"pyrolysis", "Modbus pyrolysis-particle detector (FL-PD300)",
+                             "a pyrolysis-particle detector (reference model FL-PD300)",
+                             [] { return std::make_unique<pyrolysis_model>(); }};
 
 }  // namespace
 }  // namespace firelink::sim::modbus

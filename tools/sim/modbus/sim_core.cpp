@@ -21,6 +21,10 @@
 #include <random>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
+#include "../../common/subcommand.hpp"
+
 namespace firelink::sim::modbus {
 
 namespace {
@@ -199,17 +203,36 @@ std::string unit_model::run(const std::vector<std::string> &w) {
 
 namespace {
 
+struct model_kind {
+    std::string what;
+    model_factory make;
+};
+
+// Every model, by name (model_registration).
+std::map<std::string, model_kind> &models() {
+    static std::map<std::string, model_kind> all;
+    return all;
+}
+
+std::string model_names() {
+    std::string out;
+    for (const auto &[name, m] : models()) out += (out.empty() ? "" : ", ") + name;
+    return out;
+}
+
 struct scheduled {
     double at_ms;
     std::optional<int> unit;
     std::vector<std::string> words;
     std::string text;
+    int line = 0;  // in the scenario file
 };
 
 struct options {
+    std::string model;  // `firelink-sim MODEL`: every unit's; empty for `firelink-sim bus`
     std::string listen, serial;
     unsigned baud = 9600;
-    std::vector<int> units{1};
+    std::map<int, std::string> units;  // address -> model
     std::vector<std::string> startup;
     std::string scenario;
     double run_for_s = 0;
@@ -217,31 +240,47 @@ struct options {
     bool verbose = false;
 };
 
-void usage(const char *name, const char *what, const std::vector<std::string> &class_help, FILE *to) {
-    std::fprintf(to,
-                 "usage: firelink-sim %s (--listen HOST:PORT | --serial PATH) [options]\n"
-                 "  simulates %s (Modbus TCP with --listen, Modbus RTU with --serial)\n\n"
-                 "options:\n"
-                 "  --listen HOST:PORT   Modbus TCP server (port 0: any; the port is printed)\n"
-                 "  --serial PATH        Modbus RTU on a serial line or pty (several --units make an RS-485 bus)\n"
-                 "  --baud N             line speed for --serial (default 9600)\n"
-                 "  --units LIST         unit addresses, e.g. 1 or 1-4 or 1,3,7 (default 1)\n"
-                 "  --do \"ACTION\"        run an action at start (repeatable); \"@N ACTION\" for one unit\n"
-                 "  --scenario FILE      timed actions, one a line: \"<ms> [@N] ACTION\" (# comments)\n"
-                 "  --for SECONDS        exit after this long (default: until SIGINT/SIGTERM or 'quit')\n"
-                 "  --silence-ms N       a partial RTU frame older than this is discarded (default 20)\n"
-                 "  -v, --verbose        print every request and reply\n"
-                 "Standard input takes actions too, one a line (\"@N ACTION\" for one unit).\n\n"
-                 "actions of every device:\n"
-                 "  set POINT VALUE      set a point of the register map (engineering units)\n"
-                 "  ramp POINT TO MS     move a point linearly to TO over MS milliseconds\n"
-                 "  silent [on|off]      stop answering (a dead device)\n"
-                 "  garbage [on|off]     answer with bytes that are not a valid frame\n"
-                 "  exception CODE|off   answer every request with this Modbus exception\n"
-                 "  quit                 exit\n"
-                 "actions of %s:\n",
-                 name, what, name);
-    for (const auto &h : class_help) std::fprintf(to, "  %s\n", h.c_str());
+void usage(const options &o, FILE *to) {
+    const bool bus = o.model.empty();
+    const char *name = bus ? "bus" : o.model.c_str();
+    std::fprintf(to, "usage: firelink-sim %s (--listen HOST:PORT | --serial PATH) %s[options]\n", name,
+                 bus ? "--unit LIST=MODEL... " : "");
+    if (bus)
+        std::fprintf(to, "  simulates units of several device models on one bus (Modbus TCP with --listen, Modbus "
+                         "RTU with --serial)\n\n");
+    else
+        std::fprintf(to, "  simulates %s (Modbus TCP with --listen, Modbus RTU with --serial)\n\n",
+                     models().at(o.model).what.c_str());
+    std::fprintf(to, "options:\n"
+                     "  --listen HOST:PORT   Modbus TCP server (port 0: any; the port is printed)\n"
+                     "  --serial PATH        Modbus RTU on a serial line or pty (several units make an RS-485 bus)\n"
+                     "  --baud N             line speed for --serial (default 9600)\n");
+    if (bus)
+        std::fprintf(to, "  --unit LIST=MODEL    units served by a model, e.g. 1-2=gas-valve or 3=pyrolysis "
+                         "(repeatable)\n                       models: %s\n", model_names().c_str());
+    else
+        std::fprintf(to, "  --units LIST         unit addresses, e.g. 1 or 1-4 or 1,3,7 (default 1)\n");
+    std::fprintf(to, "  --do \"ACTION\"        run an action at start (repeatable); \"@N ACTION\" for one unit\n"
+                     "  --scenario FILE      timed actions, one a line: \"<ms> [@N] ACTION\" (# comments)%s\n"
+                     "  --for SECONDS        exit after this long (default: until SIGINT/SIGTERM or 'quit')\n"
+                     "  --silence-ms N       a partial RTU frame older than this is discarded (default 20)\n"
+                     "  -v, --verbose        print every request and reply\n"
+                     "Standard input takes actions too, one a line (\"@N ACTION\" for one unit). A request for a unit\n"
+                     "nobody serves gets no answer on --serial (as on RS-485) and exception 11 on --listen (as from a\n"
+                     "Modbus TCP gateway); both are counted, and the counts logged at exit.\n\n"
+                     "actions of every device:\n"
+                     "  set POINT VALUE      set a point of the register map (engineering units)\n"
+                     "  ramp POINT TO MS     move a point linearly to TO over MS milliseconds\n"
+                     "  silent [on|off]      stop answering (a dead device)\n"
+                     "  garbage [on|off]     answer with bytes that are not a valid frame\n"
+                     "  exception CODE|off   answer every request with this Modbus exception\n"
+                     "  quit                 exit\n",
+                 bus ? ",\n                       and \"unit LIST MODEL\" lines that add units" : "");
+    for (const auto &[m, kind] : models()) {
+        if (!bus && m != o.model) continue;
+        std::fprintf(to, "actions of %s:\n", m.c_str());
+        for (const auto &h : kind.make()->help()) std::fprintf(to, "  %s\n", h.c_str());
+    }
 }
 
 bool parse_units(const std::string &s, std::vector<int> &out) {
@@ -280,10 +319,41 @@ bool split_target(const std::string &line, std::optional<int> &unit, std::vector
     return true;
 }
 
+// Units LIST served by MODEL, into `units`. Returns an error, or "".
+std::string add_units(const std::string &list, const std::string &model, std::map<int, std::string> &units) {
+    std::vector<int> us;
+    if (!parse_units(list, us)) return "'" + list + "': expected units like 1, 1-4 or 1,3,7 (1..247)";
+    if (!models().count(model)) return "no model '" + model + "' (models: " + model_names() + ")";
+    for (int u : us)
+        if (const auto [it, fresh] = units.emplace(u, model); !fresh)
+            return "unit " + std::to_string(u) + " is given twice (" + it->second + " and " + model + ")";
+    return "";
+}
+
+// Whether every unit an action is aimed at takes it, tried on a fresh model of each: a typo or an action for the wrong
+// model in a scenario then fails at start, not minutes into a run. Returns an error, or "".
+std::string check_action(const std::map<int, std::string> &units, const std::optional<int> &unit,
+                         const std::vector<std::string> &words) {
+    if (words.empty() || words[0] == "quit") return "";
+    if (unit && !units.count(*unit)) return "no unit " + std::to_string(*unit) + " here";
+    for (const auto &[u, m] : units) {
+        if (unit && *unit != u) continue;
+        std::string err;
+        try {
+            err = models().at(m).make()->run(words);
+        } catch (const std::exception &e) {
+            err = e.what();
+        }
+        if (!err.empty())
+            return unit ? err : "unit " + std::to_string(u) + " (" + m + "): " + err + "; name the unit (@N)";
+    }
+    return "";
+}
+
 class server {
 public:
-    server(options o, const model_factory &make) : o_(std::move(o)) {
-        for (int u : o_.units) units_[u] = make();
+    explicit server(options o) : o_(std::move(o)) {
+        for (const auto &[u, m] : o_.units) units_[u] = models().at(m).make();
     }
 
     // Runs an action on its unit(s); prints what happened. Returns false for `quit`.
@@ -307,6 +377,15 @@ public:
     }
 
     int run(std::vector<scheduled> script) {
+        const int rc = serve(std::move(script));
+        // What the master asked of units nobody serves: a unit missing from the simulation, or a wrong unit in the
+        // site file.
+        for (const auto &[u, n] : unserved_) spdlog::info("unit {}: {} request(s) for a unit nobody serves", u, n);
+        return rc;
+    }
+
+private:
+    int serve(std::vector<scheduled> script) {
         if (!o_.serial.empty() ? !open_serial() : !open_listener()) return 1;
         std::signal(SIGINT, on_signal);
         std::signal(SIGTERM, on_signal);
@@ -343,7 +422,7 @@ public:
             const int n = ::poll(fds.data(), fds.size(), 10);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                std::perror("poll");
+                spdlog::error("poll: {}", std::strerror(errno));
                 return 1;
             }
             if (n == 0) {
@@ -384,7 +463,6 @@ public:
         return 0;
     }
 
-private:
     struct conn {
         int fd;
         mb::tcp_stream in;
@@ -392,7 +470,7 @@ private:
 
     bool open_serial() {
         main_fd_ = ::open(o_.serial.c_str(), O_RDWR | O_NOCTTY | O_NONBLOCK);
-        if (main_fd_ < 0) return std::fprintf(stderr, "cannot open %s: %s\n", o_.serial.c_str(), std::strerror(errno)), false;
+        if (main_fd_ < 0) return spdlog::error("cannot open {}: {}", o_.serial, std::strerror(errno)), false;
         termios t{};
         if (::tcgetattr(main_fd_, &t) == 0) {
             ::cfmakeraw(&t);
@@ -402,9 +480,7 @@ private:
             ::cfsetospeed(&t, sp);
             ::tcsetattr(main_fd_, TCSANOW, &t);
         }
-        std::printf("serial %s units", o_.serial.c_str());
-        for (int u : o_.units) std::printf(" %d", u);
-        std::printf("\n");
+        std::printf("serial %s units%s\n", o_.serial.c_str(), units_text().c_str());
         return true;
     }
 
@@ -429,13 +505,25 @@ private:
         const int one = 1;
         ::setsockopt(main_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (::bind(main_fd_, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0 || ::listen(main_fd_, 16) != 0)
-            return std::fprintf(stderr, "cannot listen on %s: %s\n", o_.listen.c_str(), std::strerror(errno)), false;
+            return spdlog::error("cannot listen on {}: {}", o_.listen, std::strerror(errno)), false;
         socklen_t len = sizeof a;
         ::getsockname(main_fd_, reinterpret_cast<sockaddr *>(&a), &len);
-        std::printf("listening %s:%d units", host.c_str(), ntohs(a.sin_port));
-        for (int u : o_.units) std::printf(" %d", u);
-        std::printf("\n");
+        std::printf("listening %s:%d units%s\n", host.c_str(), ntohs(a.sin_port), units_text().c_str());
         return true;
+    }
+
+    // " 1=gas-valve 2=gas-valve 3=pyrolysis"
+    std::string units_text() const {
+        std::string out;
+        for (const auto &[u, m] : o_.units) out += " " + std::to_string(u) + "=" + m;
+        return out;
+    }
+
+    // A request for a unit nobody serves: counted, and logged the first time.
+    void count_unserved(int unit) {
+        if (unserved_[unit]++ == 0)
+            spdlog::warn("unit {}: nobody serves this unit; its requests get {} (counted)", unit,
+                         o_.serial.empty() ? "exception 11, as from a Modbus TCP gateway" : "no answer, as on RS-485");
     }
 
     void accept_conn() {
@@ -490,9 +578,13 @@ private:
         last_rx_ = std::chrono::steady_clock::now();
         rtu_.feed(std::span<const std::uint8_t>(buf, static_cast<std::size_t>(r)));
         while (auto a = rtu_.next()) {
-            auto it = units_.find(a->unit);
             if (o_.verbose) trace("rx", mb::rtu_frame(a->unit, a->pdu));
-            if (it == units_.end() || a->unit == 0) continue;  // another unit's request, or a broadcast: no answer
+            if (a->unit == 0) continue;  // a broadcast: no answer
+            auto it = units_.find(a->unit);
+            if (it == units_.end()) {  // silence: the master's reply timeout, as on an RS-485 bus
+                count_unserved(a->unit);
+                continue;
+            }
             auto &m = *it->second;
             if (m.silent) continue;
             std::vector<std::uint8_t> out = m.garbage ? garbage_bytes(a->unit, false) : mb::rtu_frame(a->unit, m.serve(a->pdu));
@@ -515,6 +607,7 @@ private:
             auto it = units_.find(a->unit);
             std::vector<std::uint8_t> out;
             if (it == units_.end()) {
+                count_unserved(a->unit);
                 out = mb::tcp_frame(a->transaction, a->unit,
                                     mb::encode_exception(a->pdu.empty() ? 0 : a->pdu[0], mb::exception_code::gateway_target_failed));
             } else {
@@ -535,6 +628,7 @@ private:
 
     options o_;
     std::map<int, std::unique_ptr<unit_model>> units_;
+    std::map<int, std::uint64_t> unserved_;  // requests for units nobody serves, by unit
     int main_fd_ = -1;
     std::vector<conn> conns_;
     mb::rtu_stream rtu_{mb::direction::request};
@@ -542,11 +636,43 @@ private:
     std::mt19937 rng_{12345};
 };
 
-}  // namespace
+// The scenario file: "unit LIST MODEL" lines (firelink-sim bus) into o.units, timed actions into `script`.
+bool load_scenario(options &o, std::vector<scheduled> &script) {
+    std::ifstream in(o.scenario);
+    if (!in) return std::fprintf(stderr, "cannot read %s\n", o.scenario.c_str()), false;
+    int lineno = 0;
+    for (std::string line; std::getline(in, line);) {
+        ++lineno;
+        if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
+        auto words = split_words(line);
+        if (words.empty()) continue;
+        if (words[0] == "unit") {
+            if (!o.model.empty())
+                return std::fprintf(stderr, "%s:%d: \"unit LIST MODEL\" lines are for firelink-sim bus\n",
+                                    o.scenario.c_str(), lineno), false;
+            const auto err =
+                words.size() == 3 ? add_units(words[1], words[2], o.units) : "expected \"unit LIST MODEL\"";
+            if (!err.empty())
+                return std::fprintf(stderr, "%s:%d: %s\n", o.scenario.c_str(), lineno, err.c_str()), false;
+            continue;
+        }
+        scheduled s;
+        std::string err;
+        s.at_ms = parse_number(words[0], err);
+        s.line = lineno;
+        std::string rest = line.substr(line.find(words[0]) + words[0].size());
+        if (!err.empty() || s.at_ms < 0 || !split_target(rest, s.unit, s.words) || s.words.empty())
+            return std::fprintf(stderr, "%s:%d: expected \"<ms> [@unit] action args\"\n", o.scenario.c_str(), lineno), false;
+        s.text = rest.substr(rest.find_first_not_of(" \t"));
+        script.push_back(std::move(s));
+    }
+    std::stable_sort(script.begin(), script.end(), [](const scheduled &a, const scheduled &b) { return a.at_ms < b.at_ms; });
+    return true;
+}
 
-int run_simulator(const char *name, const char *what, int argc, char **argv, const model_factory &make) {
-    options o;
-    const auto help = make()->help();
+// `firelink-sim MODEL|bus ARGS`: parses argv, runs the server until a signal, `quit`, or --for. Returns the exit code.
+int run_sim(options o, int argc, char **argv) {
+    const std::string self = "firelink-sim " + std::string(argv[0]);
     auto need = [&](int &i) -> const char * {
         if (i + 1 >= argc) {
             std::fprintf(stderr, "%s needs a value\n", argv[i]);
@@ -558,19 +684,32 @@ int run_simulator(const char *name, const char *what, int argc, char **argv, con
         const std::string a = argv[i];
         const char *v = nullptr;
         if (a == "-h" || a == "--help") {
-            usage(name, what, help, stdout);
+            usage(o, stdout);
             return 0;
         } else if (a == "-v" || a == "--verbose") {
             o.verbose = true;
-        } else if (a == "--listen" || a == "--serial" || a == "--baud" || a == "--units" || a == "--do" ||
-                   a == "--scenario" || a == "--for" || a == "--silence-ms") {
+        } else if (a == "--units" && o.model.empty()) {
+            return std::fprintf(stderr, "%s: --units is for one model; give --unit LIST=MODEL\n", self.c_str()), 2;
+        } else if (a == "--unit" && !o.model.empty()) {
+            return std::fprintf(stderr, "%s: every unit here is a %s (--units LIST); for several models: firelink-sim "
+                                "bus\n", self.c_str(), o.model.c_str()), 2;
+        } else if (a == "--listen" || a == "--serial" || a == "--baud" || a == "--units" || a == "--unit" ||
+                   a == "--do" || a == "--scenario" || a == "--for" || a == "--silence-ms") {
             if (!(v = need(i))) return 2;
             try {
                 if (a == "--listen") o.listen = v;
                 else if (a == "--serial") o.serial = v;
                 else if (a == "--baud") o.baud = static_cast<unsigned>(std::stoul(v));
                 else if (a == "--units") {
-                    if (!parse_units(v, o.units)) return std::fprintf(stderr, "--units: expected e.g. 1, 1-4 or 1,3,7 (1..247)\n"), 2;
+                    o.units.clear();
+                    if (const auto err = add_units(v, o.model, o.units); !err.empty())
+                        return std::fprintf(stderr, "%s: --units %s\n", self.c_str(), err.c_str()), 2;
+                } else if (a == "--unit") {
+                    const std::string spec = v;
+                    const auto eq = spec.find('=');
+                    const auto err = eq == std::string::npos ? "expected LIST=MODEL, e.g. 1-2=gas-valve"
+                                                             : add_units(spec.substr(0, eq), spec.substr(eq + 1), o.units);
+                    if (!err.empty()) return std::fprintf(stderr, "%s: --unit %s: %s\n", self.c_str(), v, err.c_str()), 2;
                 } else if (a == "--do") o.startup.push_back(v);
                 else if (a == "--scenario") o.scenario = v;
                 else if (a == "--for") o.run_for_s = std::stod(v);
@@ -579,38 +718,49 @@ int run_simulator(const char *name, const char *what, int argc, char **argv, con
                 return std::fprintf(stderr, "%s: bad value '%s'\n", a.c_str(), v), 2;
             }
         } else {
-            std::fprintf(stderr, "firelink-sim %s: unknown argument '%s'\n", name, a.c_str());
-            usage(name, what, help, stderr);
+            std::fprintf(stderr, "%s: unknown argument '%s'\n", self.c_str(), a.c_str());
+            usage(o, stderr);
             return 2;
         }
     }
     if (o.listen.empty() == o.serial.empty()) {
-        std::fprintf(stderr, "firelink-sim %s: give exactly one of --listen HOST:PORT and --serial PATH\n", name);
+        std::fprintf(stderr, "%s: give exactly one of --listen HOST:PORT and --serial PATH\n", self.c_str());
         return 2;
     }
     std::vector<scheduled> script;
-    if (!o.scenario.empty()) {
-        std::ifstream in(o.scenario);
-        if (!in) return std::fprintf(stderr, "cannot read %s\n", o.scenario.c_str()), 2;
-        int lineno = 0;
-        for (std::string line; std::getline(in, line);) {
-            ++lineno;
-            if (auto h = line.find('#'); h != std::string::npos) line.erase(h);
-            auto words = split_words(line);
-            if (words.empty()) continue;
-            scheduled s;
-            std::string err;
-            s.at_ms = parse_number(words[0], err);
-            std::string rest = line.substr(line.find(words[0]) + words[0].size());
-            if (!err.empty() || s.at_ms < 0 || !split_target(rest, s.unit, s.words) || s.words.empty())
-                return std::fprintf(stderr, "%s:%d: expected \"<ms> [@unit] action args\"\n", o.scenario.c_str(), lineno), 2;
-            s.text = rest.substr(rest.find_first_not_of(" \t"));
-            script.push_back(std::move(s));
-        }
-        std::stable_sort(script.begin(), script.end(), [](const scheduled &a, const scheduled &b) { return a.at_ms < b.at_ms; });
+    if (!o.scenario.empty() && !load_scenario(o, script)) return 2;
+    if (o.units.empty() && !o.model.empty()) o.units[1] = o.model;
+    if (o.units.empty())
+        return std::fprintf(stderr, "%s: no units: give --unit LIST=MODEL, or \"unit LIST MODEL\" lines in the scenario\n",
+                            self.c_str()), 2;
+    for (const auto &line : o.startup) {
+        std::optional<int> unit;
+        std::vector<std::string> words;
+        const auto err = split_target(line, unit, words) ? check_action(o.units, unit, words) : "bad @unit";
+        if (!err.empty()) return std::fprintf(stderr, "%s: --do '%s': %s\n", self.c_str(), line.c_str(), err.c_str()), 2;
     }
-    server srv(std::move(o), make);
+    for (const auto &s : script)
+        if (const auto err = check_action(o.units, s.unit, s.words); !err.empty())
+            return std::fprintf(stderr, "%s:%d: %s: %s\n", o.scenario.c_str(), s.line, s.text.c_str(), err.c_str()), 2;
+    server srv(std::move(o));
     return srv.run(std::move(script));
+}
+
+// `firelink-sim MODEL ...` (argv[0] is the model's name) and `firelink-sim bus ...`.
+int run_model(int argc, char **argv) {
+    options o;
+    o.model = argv[0];
+    return run_sim(std::move(o), argc, argv);
+}
+int run_bus(int argc, char **argv) { return run_sim(options{}, argc, argv); }
+
+const firelink::tools::registration bus_reg{"bus", "Modbus units of several models on one bus (RS-485 or TCP)", &run_bus};
+
+}  // namespace
+
+model_registration::model_registration(const char *name, const char *summary, const char *what, model_factory make) {
+    models()[name] = model_kind{what, std::move(make)};
+    firelink::tools::subcommands()[name] = firelink::tools::subcommand{summary, &run_model};
 }
 
 }  // namespace firelink::sim::modbus

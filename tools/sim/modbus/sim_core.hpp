@@ -1,8 +1,10 @@
-// firelink-sim's Modbus slaves: one or more simulated units (devices) behind Modbus TCP (--listen HOST:PORT) or on one
-// serial line in RTU (--serial PATH: several units on it make a shared RS-485 bus of simulated devices). Each unit
-// serves the register map of its driver's reference model (the plugin's reference_map.hpp) and is scripted by
-// actions: from the command line (--do), from a scenario file (--scenario: "<ms> [@unit] action args"), or from
-// standard input, one action a line (for tests). Usage: firelink-sim <device> --help; docs/drivers/modbus.md.
+// firelink-sim's Modbus slaves: simulated units (devices) behind Modbus TCP (--listen HOST:PORT) or on one serial
+// line in RTU (--serial PATH: several units on it make a shared RS-485 bus of simulated devices). Each unit serves the
+// register map of its driver's reference model (the plugin's reference_map.hpp) and is scripted by actions: from the
+// command line (--do), from a scenario file (--scenario: "<ms> [@unit] action args"), or from standard input, one
+// action a line (for tests). `firelink-sim <model>` serves every unit with one model; `firelink-sim bus` serves
+// units of several models (--unit 1-2=gas-valve --unit 3=pyrolysis, or the scenario's "unit LIST MODEL" lines).
+// Usage: firelink-sim <model>|bus --help; docs/drivers/modbus.md.
 #pragma once
 
 #include <cstdint>
@@ -79,7 +81,11 @@ double parse_number(const std::string &s, std::string &err);
 
 using model_factory = std::function<std::unique_ptr<unit_model>()>;
 
-// The whole subcommand: parses argv, runs the server until a signal, `quit`, or --for. Returns the exit code.
-int run_simulator(const char *name, const char *what, int argc, char **argv, const model_factory &make);
+// A device model, registered by its source file: `firelink-sim NAME` serves every unit with it, and NAME is what
+// `firelink-sim bus --unit LIST=NAME` and a scenario's "unit LIST NAME" line give. `summary` is the subcommand list's
+// line, `what` the usage's ("a gas detector with shutoff valve (reference model FL-GV100)").
+struct model_registration {
+    model_registration(const char *name, const char *summary, const char *what, model_factory make);
+};
 
 }  // namespace firelink::sim::modbus

@@ -3,8 +3,9 @@
 // faults and restores, resends a frame that is not confirmed in time, answers the centre's requests and control
 // commands, and can send garbage, split or merged frames and wrong checksums.
 //
-// stdout: one JSON line per thing that happened (connected, sent, confirm, deny, gave_up, request, control, done), so
-// that a test can follow it. stderr: errors. Exit 0 when every frame that expected a confirm got an answer.
+// stdout: one JSON line per thing that happened (connected, connect_failed, disconnected, sent, confirm, deny, gave_up,
+// request, control, done), so that a test can follow it. stderr: the log. Exit 0 when every frame that expected a
+// confirm got an answer.
 // --confirmed-log FILE: one JSON line per frame the centre confirmed, written as the confirm arrives, so that what the
 // UITD now believes delivered (and will never send again) survives whatever happens to the centre.
 #include <arpa/inet.h>
@@ -16,18 +17,21 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <firelink/proto/gb26875.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/subcommand.hpp"
 
@@ -49,7 +53,9 @@ struct options {
     int tries = 3;
     int duty_answer_ms = 500;
     int utc_offset_min = 480;
-    int connect_timeout_s = 10;
+    int connect_attempts = 0;  // failed attempts in a row before giving up; 0: never give up, as a real UITD
+    int backoff_ms = 500;
+    int backoff_max_ms = 30000;
     bool exit_when_done = false;
     bool reconnect = false;
     bool steps_from_stdin = false;
@@ -139,7 +145,7 @@ public:
         if (!opt_.confirmed_log.empty()) {
             confirmed_log_ = std::fopen(opt_.confirmed_log.c_str(), "a");
             if (!confirmed_log_) {
-                std::fprintf(stderr, "uitd: cannot open %s: %s\n", opt_.confirmed_log.c_str(), std::strerror(errno));
+                spdlog::error("uitd: cannot open {}: {}", opt_.confirmed_log, std::strerror(errno));
                 return 2;
             }
         }
@@ -168,10 +174,14 @@ public:
                 if (n <= 0) {
                     say("{\"event\":\"disconnected\"}");
                     // --reconnect: like a real UITD, connect again keeping its state, script and unconfirmed frames
-                    // (resent when their confirm is due); frames already confirmed are not sent again.
+                    // (resent when their confirm is due); frames already confirmed are not sent again. A connection
+                    // the centre closed before answering anything is a failed attempt: a centre that accepts and
+                    // drops (as a host does while it stops) is not called again in a tight loop.
                     ::close(fd_);
                     dec_.reset();
-                    if (opt_.reconnect && !stop_requested && connect_to_centre()) {
+                    if (opt_.reconnect && !stop_requested &&
+                        (answered_ || failed_attempt("the centre closed the connection before answering")) &&
+                        connect_to_centre()) {
                         say("{\"event\":\"connected\",\"address\":\"" + gb::address_text(gb::make_address(opt_.address)) + "\"}");
                         send_heartbeat();
                         next_heartbeat_ = clock_type::now() + std::chrono::seconds(opt_.heartbeat_s);
@@ -187,6 +197,8 @@ public:
                         say(std::string("{\"event\":\"bad_frame\",\"reason\":\"") + gb::error_text(item->error) + "\"}");
                         continue;
                     }
+                    answered_ = true;
+                    failed_attempts_ = 0;
                     on_frame(item->value);
                 }
             }
@@ -216,30 +228,66 @@ private:
         std::uint8_t analog_type = 3;
     };
 
+    // Connects to the centre as a real UITD does: for as long as it takes (unless --connect-attempts).
     bool connect_to_centre() {
+        for (;;) {
+            std::string error;
+            if (try_connect(error)) {
+                answered_ = false;
+                if (failed_attempts_ > 0)
+                    spdlog::info("uitd: connected to {}:{} at attempt {}", opt_.host, opt_.port, failed_attempts_ + 1);
+                return true;
+            }
+            if (!failed_attempt(error)) return false;
+        }
+    }
+
+    // A failed attempt, counted until the centre answers: reported, logged, and waited after, --backoff-ms doubling
+    // with each to --backoff-max-ms, the wait drawn from the upper half of that so that UITDs cut off together do
+    // not all call back at once. Returns false when it was the last attempt (--connect-attempts) or a stop came.
+    bool failed_attempt(const std::string &error) {
+        const int attempt = ++failed_attempts_;
+        const std::string report = "{\"event\":\"connect_failed\",\"attempt\":" + std::to_string(attempt) +
+                                   ",\"error\":\"" + json_escape(error) + "\"";
+        const std::string of = opt_.connect_attempts > 0 ? " of " + std::to_string(opt_.connect_attempts) : "";
+        if (stop_requested || (opt_.connect_attempts > 0 && attempt >= opt_.connect_attempts)) {
+            say(report + "}");
+            spdlog::error("uitd: cannot connect to {}:{}: {} (attempt {}{}); giving up", opt_.host, opt_.port, error,
+                          attempt, of);
+            return false;
+        }
+        const double ceiling = std::min<double>(opt_.backoff_max_ms, opt_.backoff_ms * std::exp2(std::min(attempt - 1, 30)));
+        const auto wait = std::chrono::milliseconds(
+            static_cast<std::int64_t>(std::uniform_real_distribution<double>(ceiling / 2, ceiling)(rng_)));
+        say(report + ",\"retry_ms\":" + std::to_string(wait.count()) + "}");
+        spdlog::warn("uitd: cannot connect to {}:{}: {} (attempt {}{}); next attempt in {:.1f} s", opt_.host, opt_.port,
+                     error, attempt, of, std::chrono::duration<double>(wait).count());
+        for (const auto until = clock_type::now() + wait; !stop_requested && clock_type::now() < until;)
+            std::this_thread::sleep_for(std::min<clock_type::duration>(50ms, until - clock_type::now()));
+        return !stop_requested;
+    }
+
+    // One attempt; the name is resolved again each time, as the centre's address may change.
+    bool try_connect(std::string &error) {
         addrinfo hints{}, *res = nullptr;
         hints.ai_socktype = SOCK_STREAM;
         if (int e = ::getaddrinfo(opt_.host.c_str(), opt_.port.c_str(), &hints, &res); e != 0) {
-            std::fprintf(stderr, "uitd: cannot resolve %s: %s\n", opt_.host.c_str(), gai_strerror(e));
+            error = gai_strerror(e);
             return false;
         }
-        const auto give_up = clock_type::now() + std::chrono::seconds(opt_.connect_timeout_s);
-        for (;;) {
-            fd_ = ::socket(res->ai_family, SOCK_STREAM, 0);
-            if (::connect(fd_, res->ai_addr, res->ai_addrlen) == 0) break;
-            const int err = errno;
+        fd_ = ::socket(res->ai_family, SOCK_STREAM, 0);
+        const bool ok = ::connect(fd_, res->ai_addr, res->ai_addrlen) == 0;
+        if (!ok) {
+            error = std::strerror(errno);
             ::close(fd_);
-            if (clock_type::now() > give_up || stop_requested) {
-                std::fprintf(stderr, "uitd: cannot connect to %s:%s: %s\n", opt_.host.c_str(), opt_.port.c_str(), std::strerror(err));
-                ::freeaddrinfo(res);
-                return false;
-            }
-            std::this_thread::sleep_for(100ms);
+            fd_ = -1;
         }
         ::freeaddrinfo(res);
-        int one = 1;
-        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return true;
+        if (ok) {
+            int one = 1;
+            ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        return ok;
     }
 
     gb::timestamp now_local() const {
@@ -291,7 +339,7 @@ private:
             const ssize_t n = ::send(fd_, b.data() + at, b.size() - at, MSG_NOSIGNAL);
             if (n <= 0) {
                 if (errno == EINTR) continue;
-                std::fprintf(stderr, "uitd: write failed: %s\n", std::strerror(errno));
+                spdlog::error("uitd: write failed: {}", std::strerror(errno));
                 return;
             }
             at += static_cast<std::size_t>(n);
@@ -469,7 +517,7 @@ private:
             std::string error;
             auto more = parse_script(stdin_buf_.substr(0, nl), error);
             stdin_buf_.erase(0, nl + 1);
-            if (!error.empty()) std::fprintf(stderr, "uitd: %s\n", error.c_str());
+            if (!error.empty()) spdlog::error("uitd: {}", error);
             else steps_.insert(steps_.end(), more.begin(), more.end());
         }
     }
@@ -488,7 +536,7 @@ private:
             try {
                 do_step(s);
             } catch (const std::exception &e) {
-                std::fprintf(stderr, "uitd: script step '%s': %s\n", s.line.c_str(), e.what());
+                spdlog::error("uitd: script step '{}': {}", s.line, e.what());
                 stop_requested = 1;
                 return;
             }
@@ -627,6 +675,9 @@ private:
     bool disconnected_ = false;
     bool stdin_closed_ = false;
     std::string stdin_buf_;
+    int failed_attempts_ = 0;                    // connect attempts in a row since the centre last answered
+    bool answered_ = false;                      // the centre sent a frame on this connection
+    std::mt19937 rng_{std::random_device{}()};  // the jitter of the connect backoff
 };
 
 void usage(FILE *to) {
@@ -647,8 +698,12 @@ void usage(FILE *to) {
         "  --scenario FILE            steps from a file, one per line, '#' comments\n"
         "  --exit-when-done           exit once the script ran and every frame was answered or given up\n"
         "  --stdin                    also take steps from standard input, one a line, as they arrive\n"
-        "  --reconnect                when the centre drops the connection, connect again (trying for 10 s),\n"
-        "                             keeping the state, script and unconfirmed frames\n"
+        "  --reconnect                when the centre drops the connection, connect again, keeping the state,\n"
+        "                             script and unconfirmed frames\n"
+        "  --connect-attempts N       failed connect attempts in a row before giving up; 0 = never (default 0)\n"
+        "  --backoff-ms N             the wait after the first failed attempt, doubling after each (default 500)\n"
+        "  --backoff-max-ms N         the longest wait between attempts (default 30000); each wait is drawn\n"
+        "                             between half of it and all of it\n"
         "  --confirmed-log FILE       append one JSON line per confirmed frame: serial, type, tries and the\n"
         "                             script step that sent it (\"heartbeat\" for the UITD's own)\n\n"
         "Steps (key=value arguments; a component is addr=N or loop=L point=P, with sys= sys_addr= type= desc=):\n"
@@ -700,11 +755,16 @@ int run(int argc, char **argv) {
             } else if (a == "--exit-when-done") o.exit_when_done = true;
             else if (a == "--stdin") o.steps_from_stdin = true;
             else if (a == "--reconnect") o.reconnect = true;
+            else if (a == "--connect-attempts") o.connect_attempts = std::stoi(need(i));
+            else if (a == "--backoff-ms") o.backoff_ms = std::stoi(need(i));
+            else if (a == "--backoff-max-ms") o.backoff_max_ms = std::stoi(need(i));
             else if (a == "--confirmed-log") o.confirmed_log = need(i);
             else throw std::runtime_error("unknown option " + a);
         }
         if (o.port.empty()) throw std::runtime_error("--connect HOST:PORT is required");
         if (o.tries < 1 || o.confirm_timeout_ms < 1) throw std::runtime_error("--tries and --confirm-timeout-ms must be >= 1");
+        if (o.connect_attempts < 0 || o.backoff_ms < 1 || o.backoff_max_ms < o.backoff_ms)
+            throw std::runtime_error("--connect-attempts must be >= 0, --backoff-ms >= 1, --backoff-max-ms >= --backoff-ms");
     } catch (const std::exception &e) {
         std::fprintf(stderr, "firelink-sim uitd: %s\n", e.what());
         usage(stderr);
