@@ -777,8 +777,8 @@ void durable_queue::store_condition(const op &o, std::uint64_t seq) {
                              "first_lane, first_seq) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, event_id) "
                              "DO UPDATE SET change = excluded.change, kind = excluded.kind, code = excluded.code, "
                              "raised_wall_ms = excluded.raised_wall_ms, event = excluded.event, "
-                             "first_lane = CASE WHEN ? THEN conditions.first_lane ELSE excluded.first_lane END, "
-                             "first_seq = CASE WHEN ? THEN conditions.first_seq ELSE excluded.first_seq END "
+                             "first_lane = CASE WHEN ?10 THEN conditions.first_lane ELSE excluded.first_lane END, "
+                             "first_seq = CASE WHEN ?10 THEN conditions.first_seq ELSE excluded.first_seq END "
                              "WHERE excluded.change > conditions.change");
         up.bind(1, c.device_id);
         up.bind(2, x.event_id);
@@ -790,7 +790,6 @@ void durable_queue::store_condition(const op &o, std::uint64_t seq) {
         up.bind(8, static_cast<int>(o.l));
         up.bind(9, static_cast<std::int64_t>(seq));
         up.bind(10, c.rereport ? 1 : 0);
-        up.bind(11, c.rereport ? 1 : 0);
         up.exec();
     }
 }
