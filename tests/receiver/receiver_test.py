@@ -548,7 +548,8 @@ class Query(ReceiverCase):
         self.assertTrue(headers["content-type"].startswith("text/html"))
         page = body.decode()
         self.assertIn("<title>firelink-receiver</title>", page)
-        for api in ("/api/events?kind=alarm,pre_alarm", "/api/devices", "setInterval(refresh, 2000)"):
+        for api in ("/api/events?kind=alarm,pre_alarm&rereports=fold", "/api/devices", "setInterval(refresh, 2000)",
+                    "re-reported"):
             self.assertIn(api, page)
         self.assertNotIn("http://", page)
         self.assertNotIn("https://", page)
