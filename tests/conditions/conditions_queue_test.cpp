@@ -189,31 +189,32 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
     {
         durable_queue q(options_in(d));
         epoch = q.epoch();
-        f.raise(q, "a1");                                     // alarm seq 1
-        f.raise(q, "a2");                                     // alarm seq 2
-        f.raise(q, "f1", firelink::event_kind::fault);        // event seq 1
+        f.raise(q, "a1");                               // alarm seq 1
+        f.raise(q, "a2");                               // alarm seq 2
+        f.raise(q, "f1", firelink::event_kind::fault);  // event seq 1
+        // Alarm seq 3 re-reports seq 1, with news; event seq 2 re-reports event seq 1.
         f.emit(q, firelink::event{firelink::event_kind::alarm, "x.test.zone"}.id("a1").message("again").level(
-                      firelink::severity::major));            // alarm seq 3, re-reports seq 1
-        f.raise(q, "f1", firelink::event_kind::fault);        // event seq 2, re-reports event seq 1
+                      firelink::severity::major));
+        f.raise(q, "f1", firelink::event_kind::fault);
         ASSERT_TRUE(q.flush());
     }
     {
         durable_queue q(options_in(d));  // a host restart: the list comes back from the file
         f.list.load(q.open_conditions());
-        f.raise(q, "a1");                                     // alarm seq 4, re-reports seq 1 still
-        f.emit(q, firelink::event{firelink::event_kind::alarm, "x.test.other"}.id("a2"));  // a new condition
-        f.raise(q, "a2");                                     // alarm seq 6: another code, so no re-report of seq 5
-        f.raise(q, "a2");                                     // alarm seq 7, re-reports seq 6
+        f.raise(q, "a1");  // alarm seq 4, re-reports seq 1 still
+        f.emit(q, firelink::event{firelink::event_kind::alarm, "x.test.other"}.id("a2"));  // seq 5: another code
+        f.raise(q, "a2");  // alarm seq 6: the code changed back, so a new condition again
+        f.raise(q, "a2");  // alarm seq 7, re-reports seq 6
         ASSERT_TRUE(q.flush());
         const auto stored = q.open_conditions();
         EXPECT_EQ(ids_of(stored), (std::vector<std::string>{"f1", "a1", "a2"}));
     }
-    std::map<std::pair<lane, std::uint64_t>, std::optional<std::tuple<std::string, std::string, std::uint64_t>>> got;
+    using key = std::tuple<std::string, std::string, std::uint64_t>;
+    std::map<std::pair<lane, std::uint64_t>, std::optional<key>> got;
     for (const auto &c : committed_records(d.path / "queue.db")) {
         EXPECT_EQ(c.rereport(), repeats_of(c).has_value()) << to_string(c.l) << " " << c.seq;
         got[{c.l, c.seq}] = repeats_of(c);
     }
-    using key = std::tuple<std::string, std::string, std::uint64_t>;
     const std::map<std::pair<lane, std::uint64_t>, std::optional<key>> expected{
         {{lane::alarm, 1}, std::nullopt},
         {{lane::alarm, 2}, std::nullopt},
