@@ -8,6 +8,11 @@ The device sends "ALARM x"; the driver emits an alarm with a random event_id it 
 knows nothing of the alarm: only the host's list can give it the id. The receiver must get a restore whose `ends` is
 the alarm's event_id, and /api/devices must show the condition before the restore and not after.
 
+The Rereport cases: after the restart the device tells its active alarms again (as a panel does when a connection
+opens), and the new driver reports them again with their ids (FL-PLUGIN-29). The host must mark each a re-report
+naming the record that first raised it, keep one condition each, and the receiver must show each alarm once,
+"re-reported xN".
+
 Usage (ctest passes these): conditions_e2e_test.py FIRELINK_HOST FIRELINK_RECEIVER PUSH_PLUGIN_DIR [unittest args]
 """
 import json
@@ -45,6 +50,11 @@ def get_json(url):
 def platform_events(receiver):
     """The device's events the platform stored, in the order the gateway numbered them."""
     return [json.loads(r["event"]) for r in receiver.rows("device=?", (DEVICE,))]
+
+
+def platform_alarms(receiver):
+    """The device's alarm records as the platform stored them (rows of its events table), in arrival order."""
+    return receiver.rows("device=? AND kind='alarm'", (DEVICE,))
 
 
 class Device:
@@ -162,10 +172,13 @@ class ConditionsTest(unittest.TestCase):
                         sys.stderr.write(f"---- {name} (last 60 lines)\n" + "".join(f.readlines()[-60:]))
         self.tmp.cleanup()
 
-    def raise_alarm(self, isolation, use_conditions=True):
+    def start_host(self, isolation, use_conditions=True):
         self.host = Host(self.dir, self.receiver.port, self.device.port, isolation, use_conditions)
         self.host.start()
         self.device.accept()
+
+    def raise_alarm(self, isolation, use_conditions=True):
+        self.start_host(isolation, use_conditions)
         self.device.send("ALARM x")
         alarm = wait_for(lambda: next((e for e in platform_events(self.receiver) if e["kind"] == "alarm"), None),
                          "the alarm at the platform")
@@ -223,7 +236,6 @@ class ConditionsTest(unittest.TestCase):
         self.check_clean_stop()
 
     # Out of process the driver runs in a firelink-runner, which must pass the host's list to the plugin it runs.
-    # Disabled in CMake until the runner forwards it (host/isolation, host/runner).
     def test_OutOfProcessHostKill(self):
         event_id = self.raise_alarm("process")
         self.kill_and_restart_host(event_id)
@@ -241,6 +253,90 @@ class ConditionsTest(unittest.TestCase):
         self.device.follow()
         self.assertEqual(self.host.open_ids(), [event_id])  # the host-made driver_crashed is not listed
         self.restore_and_check(event_id)
+        self.check_clean_stop()
+
+    # ---- re-reports ---------------------------------------------------------------------------------------------
+
+    ZONES = {"x": "major", "y": "critical"}  # zone -> the severity of its first report
+
+    def raise_alarms(self, isolation):
+        """Two zones in alarm, both at the platform: their records, by zone."""
+        self.start_host(isolation)
+        for zone, level in self.ZONES.items():
+            self.device.send(f"ALARM {zone} {level}")
+        first = wait_for(lambda: (lambda rows: rows if len(rows) == 2 else None)(platform_alarms(self.receiver)),
+                         "both alarms at the platform")
+        by_zone = {json.loads(r["event"])["message"][len("zone "):]: r for r in first}
+        self.assertEqual(sorted(by_zone), sorted(self.ZONES))
+        for r in first:
+            self.assertEqual((r["rereport"], r["repeats_seq"], r["repeats_id"]), (0, None, None), r)
+        self.assertEqual(sorted(self.host.open_ids()), sorted(r["event_id"] for r in first))
+        return by_zone
+
+    def report_again_and_check(self, first, times):
+        """The device tells its active alarms again (x now critical). Each re-report must reach the platform, marked,
+        naming its first report; the host must keep one condition per alarm, and the platform show each alarm once,
+        re-reported `times` times in all."""
+        self.device.send("ALARM x critical")
+        self.device.send("ALARM y")
+        want = len(self.ZONES) * (times + 1)
+        rows = wait_for(lambda: (lambda r: r if len(r) >= want else None)(platform_alarms(self.receiver)),
+                        f"{want} alarm records at the platform")
+        self.assertEqual(len(rows), want, "more alarm records than reports")
+        for zone, f in first.items():
+            again = [r for r in rows if r["event_id"] == f["event_id"] and r["id"] != f["id"]]
+            self.assertEqual(len(again), times, zone)
+            for r in again:
+                # Marked, and naming the key of the first report: the platform finds it by its unique key.
+                self.assertEqual(r["rereport"], 1, r)
+                self.assertEqual((r["repeats_epoch"], r["repeats_lane"], r["repeats_seq"]),
+                                 (f["epoch"], f["lane"], f["seq"]), r)
+                self.assertEqual(r["repeats_id"], f["id"])
+        self.assertEqual(sorted(self.host.open_ids()), sorted(f["event_id"] for f in first.values()),
+                         "a re-report opened a second condition")
+        # What the reference platform shows: each alarm once, with its re-reports counted, and what the latest says.
+        status, shown = get_json(self.receiver.url() + f"/api/events?device={DEVICE}&kind=alarm&rereports=fold")
+        self.assertEqual(status, 200, shown)
+        self.assertEqual(sorted(e["id"] for e in shown), sorted(f["id"] for f in first.values()))
+        for e in shown:
+            self.assertEqual(e["rereports"]["count"], times, e)
+            self.assertTrue(e["rereports"]["last"]["rereport"])
+        latest = {e["event"]["message"]: e["rereports"]["last"]["severity"] for e in shown}
+        self.assertEqual(latest, {"zone x": "critical", "zone y": "critical"})
+        status, devices = get_json(self.receiver.url() + "/api/devices")
+        active = next(d for d in devices if d["device"] == DEVICE)["active"]
+        self.assertEqual(sorted((a["event_id"], a.get("rereports")) for a in active),
+                         sorted((f["event_id"], times) for f in first.values()))
+
+    def test_RereportInProcessHostRestart(self):
+        first = self.raise_alarms("in_process")
+        for times in (1, 2):  # a second restart still names the first report
+            self.host.kill9()
+            self.host.start()
+            self.device.accept()
+            self.report_again_and_check(first, times)
+        # The re-reported alarm still ends with its id, and only the other stays active.
+        self.device.send("RESTORE x")
+        wait_for(lambda: sorted(self.host.open_ids()) == [first["y"]["event_id"]], "x's restore at the host")
+        self.check_clean_stop()
+
+    def test_RereportOutOfProcessHostRestart(self):
+        first = self.raise_alarms("process")
+        self.check_clean_stop()
+        self.host.start()
+        self.device.accept()
+        self.report_again_and_check(first, 1)
+        self.check_clean_stop()
+
+    def test_RereportOutOfProcessRunnerKill(self):
+        first = self.raise_alarms("process")
+        before = self.host.runner()
+        os.kill(before["pid"], signal.SIGKILL)
+        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.runner()),
+                 "the runner to be restarted")
+        wait_for(lambda: self.host.device()["state"] == "started", "the device to be started again")
+        self.device.follow()
+        self.report_again_and_check(first, 1)
         self.check_clean_stop()
 
 

@@ -1,6 +1,7 @@
 // Host-kept conditions in the device runtime (firelink.conditions/1), with the push test plugin driven by commands:
 // a raise is listed, a restore ends it, a new instance of the device reads the list from create_device on and ends
 // its predecessor's alarm with the right id, host-made faults stay out, and the list is bounded.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -106,6 +107,11 @@ protected:
         });
         return r ? text_of(r->payload, "message") : "(no result)";
     }
+    std::size_t count(const std::string &device, const std::string &kind) {
+        std::lock_guard lock(events.m);
+        return std::count_if(events.events.begin(), events.events.end(),
+                             [&](const auto &e) { return e.device_id == device && e.kind == kind; });
+    }
     std::optional<core::accepted_event> last(const std::string &device, const std::string &kind) {
         std::lock_guard lock(events.m);
         for (auto it = events.events.rbegin(); it != events.events.rend(); ++it)
@@ -186,6 +192,55 @@ TEST_F(Conditions, ANewInstanceReadsTheListFromCreateDeviceOnAndEndsTheRightId) 
     const auto left = runtime->open_conditions("p1");
     ASSERT_EQ(left.size(), 1u);
     EXPECT_EQ(left[0].event_id, open[0].event_id);
+}
+
+// A new instance that reports its predecessor's alarm again (FL-PLUGIN-29) with the same id: the host marks the event
+// a re-report, delivers it, and keeps one condition.
+TEST_F(Conditions, AnAlarmReportedAgainByANewInstanceIsMarkedAndOpensNothingMore) {
+    make("p1");
+    run("p1", "alarm", "a");
+    const auto first = last("p1", "alarm");
+    ASSERT_TRUE(first);
+    EXPECT_FALSE(first->rereport());
+    const auto id = text_of(first->payload, "event_id");
+    runtime->destroy("p1");
+    make("p1");
+    run("p1", "alarm", "a");
+    const auto again = last("p1", "alarm");
+    ASSERT_TRUE(again);
+    ASSERT_EQ(count("p1", "alarm"), 2u) << "the re-report was not delivered";
+    EXPECT_EQ(text_of(again->payload, "event_id"), id);
+    EXPECT_TRUE(again->rereport());
+    ASSERT_TRUE(again->condition && again->condition->opened);
+    EXPECT_TRUE(again->condition->closed.empty());
+    const auto open = runtime->open_conditions("p1");
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(open[0].event, again->payload);  // the newer report is what the host now knows it by
+    // Another zone is a new alarm, and after its restore the same zone raised again is a new one too.
+    run("p1", "alarm", "b");
+    EXPECT_FALSE(last("p1", "alarm")->rereport());
+    run("p1", "restore", "a");
+    run("p1", "alarm", "a");
+    EXPECT_FALSE(last("p1", "alarm")->rereport());
+    EXPECT_EQ(runtime->open_conditions("p1").size(), 2u);
+}
+
+// The same re-report read back from a durable queue after a host restart: the marking needs only the list.
+TEST_F(Conditions, AnAlarmReportedAgainAfterAHostRestartIsMarked) {
+    core::open_condition c;
+    c.device_id = "p1";
+    c.event_id = "zone-stored";
+    c.kind = "alarm";
+    c.code = "zone_alarm";
+    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
+    runtime->load_conditions({c});
+    make("p1");
+    run("p1", "alarm", "q");
+    const auto again = last("p1", "alarm");
+    ASSERT_TRUE(again);
+    EXPECT_EQ(text_of(again->payload, "event_id"), "zone-stored");
+    EXPECT_TRUE(again->rereport());
+    EXPECT_EQ(runtime->open_conditions("p1").size(), 1u);
 }
 
 // What a durable queue stored before a host restart comes back through load_conditions.
@@ -291,4 +346,31 @@ TEST(ConditionList, ReplacesAnOpenIdIgnoresUnknownRestoresAndOtherKinds) {
     EXPECT_FALSE(list.apply("d", "alarm", "c", "", "", ev, 4));  // no event_id: it cannot be ended, so not kept
     EXPECT_TRUE(list.apply("d", "restore", "c", "", "f", ev, 5));
     EXPECT_EQ(list.size(), 1u);
+}
+
+TEST(ConditionList, ARaiseOfAnOpenIdIsARereportOnlyWithTheSameKindAndCode) {
+    core::condition_list list;
+    const std::vector<std::uint8_t> ev{0x80};
+    auto first = list.apply("d", "alarm", "c", "a", "", ev, 1);
+    ASSERT_TRUE(first);
+    EXPECT_FALSE(first->rereport);
+    auto again = list.apply("d", "alarm", "c", "a", "", ev, 2);
+    ASSERT_TRUE(again && again->opened);
+    EXPECT_TRUE(again->rereport);
+    EXPECT_TRUE(again->closed.empty());
+    EXPECT_EQ(list.size(), 1u);
+    auto other_code = list.apply("d", "alarm", "c2", "a", "", ev, 3);
+    ASSERT_TRUE(other_code);
+    EXPECT_FALSE(other_code->rereport) << "a reused id with another code is a new condition";
+    auto other_kind = list.apply("d", "fault", "c2", "a", "", ev, 4);
+    ASSERT_TRUE(other_kind);
+    EXPECT_FALSE(other_kind->rereport) << "a reused id with another kind is a new condition";
+    EXPECT_TRUE(list.apply("d", "fault", "c2", "a", "", ev, 5)->rereport);
+    EXPECT_TRUE(list.apply("d", "pre_alarm", "p", "p", "", ev, 6));
+    EXPECT_TRUE(list.apply("d", "pre_alarm", "p", "p", "", ev, 7)->rereport);
+    EXPECT_TRUE(list.apply("d", "restore", "c2", "", "a", ev, 8));
+    auto after_restore = list.apply("d", "fault", "c2", "a", "", ev, 9);
+    ASSERT_TRUE(after_restore);
+    EXPECT_FALSE(after_restore->rereport) << "once ended, the same id raised again is a new condition";
+    EXPECT_EQ(list.size(), 2u);
 }

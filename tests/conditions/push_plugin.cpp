@@ -1,12 +1,15 @@
 // push: a push-only alarm device for the tests of host-kept conditions (firelink.conditions/1).
 //
 // The device cannot be asked what is active; it only tells, one line at a time over its wire:
-//   "ALARM <zone>\n"    the driver emits an alarm `zone_alarm` with a random event_id it keeps only in memory
-//                       (zone -> id), and the message "zone <zone>"
-//   "RESTORE <zone>\n"  the driver ends that alarm: a restore with `ends` = its id
-// A restore for a zone this instance did not raise (an earlier instance did, before a driver or host restart) is
-// looked up among the host-kept open conditions, by the zone in the raising event's message. When it is not found
-// the driver emits a status `restore_unmatched` (message "zone <zone>"), so a test sees the failure at once.
+//   "ALARM <zone> [<severity>]\n"  the driver emits an alarm `zone_alarm` with the message "zone <zone>" (and the
+//                                  severity, when given). A zone not in alarm yet gets a random event_id the driver
+//                                  keeps only in memory (zone -> id); a zone in alarm keeps its id: the device
+//                                  telling it again (as it does for what is active when a new connection opens) is
+//                                  the same alarm re-reported (FL-PLUGIN-29), and the host marks it so
+//   "RESTORE <zone>\n"             the driver ends that alarm: a restore with `ends` = its id
+// A zone this instance did not raise (an earlier instance did, before a driver or host restart) is looked up among
+// the host-kept open conditions, by the zone in the raising event's message. When a restore's zone is not found the
+// driver emits a status `restore_unmatched` (message "zone <zone>"), so a test sees the failure at once.
 //
 // Config: use_conditions (default true). false makes the driver ignore the extension, like a driver written before
 // it: the end-to-end test uses it to show that the alarm then stays open at the platform.
@@ -80,10 +83,21 @@ public:
 private:
     void handle(const std::string &line) {
         if (line.rfind("ALARM ", 0) == 0) {
-            const auto zone = line.substr(6);
-            const auto id = random_id();
+            const auto words = line.substr(6);
+            const auto space = words.find(' ');
+            const auto zone = words.substr(0, space);
+            auto id = find(zone);
+            if (id.empty()) id = random_id();
             active_[zone] = id;
-            host().emit(firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id(id).message("zone " + zone));
+            firelink::event alarm{firelink::event_kind::alarm, "zone_alarm"};
+            alarm.id(id).message("zone " + zone);
+            if (space != std::string::npos) {
+                const auto level = words.substr(space + 1);
+                for (auto s : {firelink::severity::critical, firelink::severity::major, firelink::severity::minor,
+                               firelink::severity::warning, firelink::severity::info})
+                    if (level == firelink::to_string(s)) alarm.level(s);
+            }
+            host().emit(alarm);
         } else if (line.rfind("RESTORE ", 0) == 0) {
             const auto zone = line.substr(8);
             auto id = find(zone);

@@ -548,12 +548,130 @@ class Query(ReceiverCase):
         self.assertTrue(headers["content-type"].startswith("text/html"))
         page = body.decode()
         self.assertIn("<title>firelink-receiver</title>", page)
-        for api in ("/api/events?kind=alarm,pre_alarm", "/api/devices", "setInterval(refresh, 2000)"):
+        for api in ("/api/events?kind=alarm,pre_alarm&rereports=fold", "/api/devices", "setInterval(refresh, 2000)",
+                    "re-reported"):
             self.assertIn(api, page)
         self.assertNotIn("http://", page)
         self.assertNotIn("https://", page)
         status, _, _ = self.r.request("GET", "/nothing-here")
         self.assertEqual(status, 404)
+
+
+def rereport(rec, seq, lane="alarm", epoch=EPOCH):
+    """The record marked a re-report of the record (epoch, lane, seq), as the host sends it."""
+    return {**rec, "rereport": True, "repeats": {"epoch": epoch, "lane": lane, "seq": seq}}
+
+
+class Rereports(ReceiverCase):
+    """Re-reports (docs/uplink-protocol.md): every record is stored, but an alarm is shown once however often it was
+    reported."""
+
+    def setUp(self):
+        super().setUp()
+        self.r.ack(batch("alarm", [record(1, device="dev-1", kind="alarm", code="arc_fault", event_id="a1",
+                                          severity="major", message="first"),
+                                   record(2, device="dev-2", kind="alarm", code="gas_level_1", event_id="g1")]))
+        # After a restart: dev-1's alarm reported again, twice (the second names the first report too), in the same
+        # batch as a new alarm of dev-2 and its own re-report.
+        self.r.ack(batch("alarm", [
+            rereport(record(3, device="dev-1", kind="alarm", code="arc_fault", event_id="a1", message="again"), 1),
+            record(4, device="dev-2", kind="alarm", code="gas_level_2", event_id="g2"),
+            rereport(record(5, device="dev-2", kind="alarm", code="gas_level_2", event_id="g2"), 4),
+            rereport(record(6, device="dev-1", kind="alarm", code="arc_fault", event_id="a1", message="latest"), 1)]))
+
+    def rows(self):
+        return {seq: (rereport, rseq, rid) for seq, rereport, rseq, rid in
+                self.r.rows("SELECT seq, rereport, repeats_seq, repeats_id FROM events")}
+
+    def test_every_record_is_stored_and_a_rereport_points_at_its_first_report(self):
+        ids = dict(self.r.rows("SELECT seq, id FROM events"))
+        self.assertEqual(self.rows(), {1: (0, None, None), 2: (0, None, None), 3: (1, 1, ids[1]),
+                                       4: (0, None, None), 5: (1, 4, ids[4]), 6: (1, 1, ids[1])})
+        listed = {e["seq"]: e for e in self.r.get_json("/api/events")}
+        self.assertEqual(sorted(listed), [1, 2, 3, 4, 5, 6])
+        self.assertEqual(listed[6]["repeats"], {"epoch": EPOCH, "lane": "alarm", "seq": 1})
+        self.assertEqual((listed[6]["rereport"], listed[6]["repeats_id"]), (True, ids[1]))
+        self.assertNotIn("rereport", listed[1])
+        self.assertNotIn("repeats", listed[1])
+
+    def test_folded_each_alarm_is_listed_once_with_its_rereports(self):
+        shown = self.r.get_json("/api/events?kind=alarm&rereports=fold")
+        self.assertEqual([e["seq"] for e in shown], [4, 2, 1])
+        a1 = shown[2]
+        self.assertEqual(a1["rereports"]["count"], 2)
+        last = a1["rereports"]["last"]
+        self.assertEqual((last["seq"], last["event"]["message"], last["severity"]), (6, "latest", "critical"))
+        self.assertEqual(shown[0]["rereports"]["count"], 1)
+        self.assertNotIn("rereports", shown[1])
+        # Filters and paging apply to the entries.
+        self.assertEqual([e["seq"] for e in self.r.get_json("/api/events?rereports=fold&device=dev-1")], [1])
+        self.assertEqual([e["seq"] for e in self.r.get_json("/api/events?rereports=fold&limit=1")], [4])
+        self.assertEqual(len(self.r.get_json("/api/events?rereports=list")), 6)
+        status, _, body = self.r.request("GET", "/api/events?rereports=maybe")
+        self.assertEqual(status, 400, body)
+
+    def test_a_resent_rereport_is_a_duplicate_and_counts_once(self):
+        self.r.ack(batch("alarm", [rereport(record(6, device="dev-1", kind="alarm", code="arc_fault", event_id="a1",
+                                                   message="latest"), 1)]))
+        shown = self.r.get_json("/api/events?kind=alarm&rereports=fold&device=dev-1")
+        self.assertEqual(shown[0]["rereports"]["count"], 2)
+
+    def test_a_rereport_whose_first_report_is_not_here_is_listed_on_its_own(self):
+        self.r.ack(batch("alarm", [rereport(record(7, device="dev-3", kind="alarm", code="arc_fault", event_id="a7"),
+                                            99)]))
+        self.r.ack(batch("alarm", [record(8, device="dev-4", kind="alarm", code="arc_fault", event_id="a8",
+                                          rereport=True)]))  # marked inside the event: not the record's mark
+        shown = {e["seq"]: e for e in self.r.get_json("/api/events?kind=alarm&rereports=fold")}
+        self.assertIn(7, shown)
+        self.assertTrue(shown[7]["rereport"])
+        self.assertNotIn("repeats_id", shown[7])
+        self.assertNotIn("rereport", shown[8])
+
+    def test_active_conditions_show_each_once_with_the_count(self):
+        devices = {d["device"]: d for d in self.r.get_json("/api/devices")}
+        self.assertEqual([(a["event_id"], a["event"]["message"], a.get("rereports")) for a in devices["dev-1"]["active"]],
+                         [("a1", "latest", 2)])
+        self.assertEqual(sorted((a["event_id"], a.get("rereports")) for a in devices["dev-2"]["active"]),
+                         [("g1", None), ("g2", 1)])
+
+    def test_a_mistyped_mark_is_rejected_alone(self):
+        good = record(9, device="dev-1", kind="alarm", code="arc_fault", event_id="a1")
+        bad = [{**good, "rereport": "yes"}, {**rereport(good, 1), "repeats": 1},
+               rereport(good, 1, epoch="not-an-epoch"), rereport(good, 1, lane="urgent"), rereport(good, 0),
+               {**rereport(good, 1), "repeats": {"epoch": EPOCH, "lane": "alarm"}}]
+        for n, rec in enumerate(bad):
+            with self.subTest(rec=rec):
+                seq = 10 + n
+                ack = self.r.ack(batch("alarm", [{**rec, "seq": seq}]))
+                self.assertEqual([(x["seq"], x["status"]) for x in ack["rejects"]], [(seq, 422)], ack)
+
+    def test_a_store_of_schema_1_gets_the_columns_at_open(self):
+        folder = tempfile.TemporaryDirectory(prefix="firelink-receiver-")
+        db_path = os.path.join(folder.name, "receiver.db")
+        db = sqlite3.connect(db_path)
+        db.executescript("""
+CREATE TABLE events(id INTEGER PRIMARY KEY, gateway TEXT NOT NULL, epoch TEXT NOT NULL, lane TEXT NOT NULL,
+  seq INTEGER NOT NULL, device TEXT NOT NULL, class TEXT NOT NULL, plugin TEXT NOT NULL, device_seq INTEGER NOT NULL,
+  origin TEXT NOT NULL, wall_ms INTEGER NOT NULL, monotonic_ns INTEGER NOT NULL, boot_id TEXT NOT NULL,
+  clock_synced INTEGER NOT NULL, site TEXT, kind TEXT NOT NULL, code TEXT NOT NULL, severity TEXT NOT NULL,
+  event_id TEXT, ends TEXT, command_id TEXT, ok INTEGER, message TEXT, event TEXT NOT NULL, record BLOB NOT NULL,
+  stored_ms INTEGER NOT NULL, UNIQUE(gateway, epoch, lane, seq));
+INSERT INTO events(gateway, epoch, lane, seq, device, class, plugin, device_seq, origin, wall_ms, monotonic_ns,
+  boot_id, clock_synced, kind, code, severity, event_id, event, record, stored_ms)
+  VALUES('gw-1', '%s', 'alarm', 1, 'dev-1', 'c', 'p', 1, 'driver', 1, 1, 'b', 1, 'alarm', 'arc_fault', 'critical',
+         'a1', '{}', x'80', 1);
+PRAGMA user_version = 1;""" % EPOCH)
+        db.close()
+        old = Receiver(db=db_path, folder=folder).start()
+        try:
+            old.ack(batch("alarm", [rereport(record(2, device="dev-1", kind="alarm", code="arc_fault",
+                                                    event_id="a1"), 1)]))
+            shown = old.get_json("/api/events?rereports=fold")
+            self.assertEqual([(e["seq"], e["rereports"]["count"]) for e in shown], [(1, 1)])
+            self.assertEqual(old.rows("PRAGMA user_version"), [(2,)])
+        finally:
+            self.assertEqual(old.stop(), 0)
+            folder.cleanup()
 
 
 class Lifecycle(unittest.TestCase):

@@ -114,6 +114,13 @@ std::string default_severity(std::string_view kind) {
     return "info";
 }
 
+bool is_epoch(std::string_view e) {
+    if (e.size() != 32) return false;
+    for (char c : e)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
 void check_record(const msgpack::object &rec, record_row &row) {
     row.device = need_str(rec, "device");
     row.device_class = need_str(rec, "class");
@@ -139,6 +146,20 @@ void check_record(const msgpack::object &rec, record_row &row) {
                 throw bad_record("site '" + str_of(kv.key) + "' is " + type_name(kv.val));
         }
         row.site_json = to_json(*site).dump();
+    }
+
+    if (const auto *r = find(rec, "rereport")) {
+        if (r->type != msgpack::type::BOOLEAN) throw bad_record("'rereport' is " + type_name(*r));
+        row.rereport = r->via.boolean;
+    }
+    if (const auto *r = find(rec, "repeats")) {
+        if (r->type != msgpack::type::MAP) throw bad_record("'repeats' is " + type_name(*r));
+        record_row::key k{need_str(*r, "epoch", "repeats."), need_str(*r, "lane", "repeats."),
+                          need_uint(*r, "seq", "repeats.")};
+        if (!is_epoch(k.epoch)) throw bad_record("repeats.'epoch' is not 32 lowercase hex digits");
+        if (!is_lane(k.lane)) throw bad_record("repeats.'lane' is not alarm, event or telemetry");
+        if (k.seq == 0) throw bad_record("repeats.'seq' is 0");
+        row.repeats = std::move(k);
     }
 
     const auto &event = need(rec, "event", msgpack::type::MAP, "");
@@ -169,13 +190,6 @@ std::string hex(const char *p, std::size_t n) {
         out += digits[b & 15];
     }
     return out;
-}
-
-bool is_epoch(std::string_view e) {
-    if (e.size() != 32) return false;
-    for (char c : e)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-    return true;
 }
 
 }  // namespace

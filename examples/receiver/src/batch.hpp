@@ -36,6 +36,14 @@ struct record_row {
     std::optional<bool> ok;
     std::string event_json;  // the event map rendered as JSON: keys in wire order, binary as hex
     std::string raw;         // the record's own msgpack bytes, exactly as received
+    // A re-report of a condition already raised (docs/uplink-protocol.md, "Re-reports"), and the key of the record
+    // that first raised it, when the host named one.
+    bool rereport = false;
+    struct key {
+        std::string epoch, lane;
+        std::uint64_t seq = 0;
+    };
+    std::optional<key> repeats;
 };
 
 struct record_reject {

@@ -1,5 +1,6 @@
 // GET /: one self-contained page (no external assets) that shows the latest alarms and each device's state,
-// refreshed from /api/... every 2 s.
+// refreshed from /api/... every 2 s. An alarm is one row however often it was reported: its re-reports (after a
+// restart of the gateway or of its driver) update the row, "re-reported ×N, last at …".
 #pragma once
 
 #include <string_view>
@@ -31,8 +32,8 @@ inline constexpr std::string_view page_html = R"html(<!doctype html>
 <h1>firelink-receiver</h1>
 <div id="status">loading…</div>
 <h2>Latest alarms and pre-alarms</h2>
-<table><thead><tr><th>received</th><th>gateway</th><th>device</th><th>kind</th><th>code</th><th>severity</th><th>message</th><th>site</th></tr></thead>
-<tbody id="alarms"><tr><td colspan="8" class="muted">none yet</td></tr></tbody></table>
+<table><thead><tr><th>received</th><th>gateway</th><th>device</th><th>kind</th><th>code</th><th>severity</th><th>message</th><th>site</th><th>reports</th></tr></thead>
+<tbody id="alarms"><tr><td colspan="9" class="muted">none yet</td></tr></tbody></table>
 <h2>Devices</h2>
 <table><thead><tr><th>gateway</th><th>device</th><th>class</th><th>last event</th><th>active conditions</th><th>last seen</th><th>events</th></tr></thead>
 <tbody id="devices"><tr><td colspan="7" class="muted">none yet</td></tr></tbody></table>
@@ -47,6 +48,9 @@ function esc(v) {
 }
 function when(ms) { return ms === undefined || ms === null ? "" : new Date(ms).toLocaleString(); }
 function site(s) { return s ? Object.values(s).map(esc).join(" / ") : ""; }
+function rereported(n, last_ms) {
+  return "re-reported \u00d7" + esc(n) + (last_ms === undefined ? "" : ", last at " + esc(when(last_ms)));
+}
 function rows(id, items, cols, render) {
   const body = document.getElementById(id);
   body.innerHTML = items.length ? items.map(render).join("")
@@ -60,17 +64,21 @@ async function get(path) {
 async function refresh() {
   try {
     const [alarms, devices, commands, stats] = await Promise.all([
-      get("/api/events?kind=alarm,pre_alarm&limit=50"), get("/api/devices"),
+      get("/api/events?kind=alarm,pre_alarm&rereports=fold&limit=50"), get("/api/devices"),
       get("/api/commands?limit=20"), get("/api/stats")]);
-    rows("alarms", alarms, 8, e => '<tr><td>' + esc(when(e.stored_ms)) + '</td><td>' + esc(e.gateway) +
+    // A re-reported alarm shows what its latest report says (it may have raised the severity).
+    rows("alarms", alarms, 9, e => { const now = e.rereports ? e.rereports.last : e;
+      return '<tr><td>' + esc(when(e.stored_ms)) + '</td><td>' + esc(e.gateway) +
       '</td><td>' + esc(e.device) + '</td><td>' + esc(e.kind) + '</td><td><code>' + esc(e.code) +
-      '</code></td><td class="' + esc(e.severity) + '">' + esc(e.severity) + '</td><td>' +
-      esc(e.event && e.event.message) + '</td><td>' + site(e.site) + '</td></tr>');
+      '</code></td><td class="' + esc(now.severity) + '">' + esc(now.severity) + '</td><td>' +
+      esc(now.event && now.event.message) + '</td><td>' + site(e.site) + '</td><td>' +
+      (e.rereports ? rereported(e.rereports.count, e.rereports.last.stored_ms) : "") + '</td></tr>'; });
     rows("devices", devices, 7, d => '<tr class="' + (d.active.length ? "active" : "") + '"><td>' +
       esc(d.gateway) + '</td><td>' + esc(d.device) + '</td><td>' + esc(d["class"]) + '</td><td>' +
       esc(d.last_event.kind) + ' <code>' + esc(d.last_event.code) + '</code></td><td>' +
       (d.active.map(a => '<span class="' + esc(a.severity) + '">' + esc(a.kind) + ' <code>' + esc(a.code) +
-        '</code></span>').join("<br>") || '<span class="muted">none</span>') + '</td><td>' +
+        '</code></span>' + (a.rereports ? ' <span class="muted">' + rereported(a.rereports) + '</span>' : ""))
+        .join("<br>") || '<span class="muted">none</span>') + '</td><td>' +
       esc(when(d.last_seen_ms)) + '</td><td>' + esc(d.events) + '</td></tr>');
     rows("commands", commands, 6, c => '<tr><td>' + esc(c.id) + '</td><td>' + esc(c.gateway) + '</td><td>' +
       esc(c.device) + '</td><td>' + esc(c.name) + '</td><td>' + esc(c.status) + '</td><td>' +

@@ -533,6 +533,10 @@ response get_events(server_state &st, const request &req, reply_to to) {
     eq.until_wall_ms = q.integer("until_wall_ms", INT64_MIN, INT64_MAX);
     eq.before_id = q.integer("before_id", 1, INT64_MAX);
     eq.limit = q.integer("limit", 1, max_event_limit).value_or(100);
+    if (const auto r = q.text("rereports")) {
+        if (*r != "list" && *r != "fold") throw bad_request("'rereports' must be list or fold");
+        eq.fold_rereports = *r == "fold";
+    }
     return json_reply(to, 200, st.db.events(eq));
 }
 

@@ -12,7 +12,8 @@ namespace firelink::receiver {
 
 namespace {
 
-constexpr int schema_version = 1;
+// 2: the re-report columns (rereport, repeats_*, repeats_id); a version 1 store gets them at open.
+constexpr int schema_version = 2;
 
 // Bounds one group commit: enough to amortise the fsync, small enough that an alarm behind it waits little.
 constexpr std::size_t group_weight = 20000;
@@ -31,12 +32,16 @@ CREATE TABLE IF NOT EXISTS events(
   event TEXT NOT NULL,                   -- the whole event as JSON
   record BLOB NOT NULL,                  -- the record's msgpack bytes as received
   stored_ms INTEGER NOT NULL,            -- the receiver's wall clock at the commit's start
+  rereport INTEGER NOT NULL DEFAULT 0,   -- the record's `rereport`
+  repeats_epoch TEXT, repeats_lane TEXT, repeats_seq INTEGER,  -- its `repeats`: the key of the first report
+  repeats_id INTEGER,                    -- the id of that first report's row, when it is stored here
   UNIQUE(gateway, epoch, lane, seq));
 CREATE INDEX IF NOT EXISTS events_by_device ON events(gateway, device, id);
 CREATE INDEX IF NOT EXISTS events_by_kind ON events(kind, id);
 CREATE INDEX IF NOT EXISTS events_by_stored ON events(stored_ms);
 CREATE INDEX IF NOT EXISTS events_by_ends ON events(gateway, device, ends) WHERE ends IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_command ON events(gateway, command_id) WHERE command_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_repeats ON events(repeats_id) WHERE repeats_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS commands(
   seq INTEGER PRIMARY KEY,               -- order over all gateways; id = 'cmd-' || seq
   id TEXT NOT NULL UNIQUE, gateway TEXT NOT NULL, cursor INTEGER NOT NULL,
@@ -47,11 +52,25 @@ CREATE TABLE IF NOT EXISTS counters(
   lane TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY(lane, name));
 )sql";
 
+constexpr const char *migrate_v1_sql = R"sql(
+ALTER TABLE events ADD COLUMN rereport INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN repeats_epoch TEXT;
+ALTER TABLE events ADD COLUMN repeats_lane TEXT;
+ALTER TABLE events ADD COLUMN repeats_seq INTEGER;
+ALTER TABLE events ADD COLUMN repeats_id INTEGER;
+)sql";
+
 constexpr const char *insert_event_sql =
     "INSERT INTO events(gateway, epoch, lane, seq, device, class, plugin, device_seq, origin, wall_ms, monotonic_ns,"
     " boot_id, clock_synced, site, kind, code, severity, event_id, ends, command_id, ok, message, event, record,"
-    " stored_ms) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " stored_ms, rereport, repeats_epoch, repeats_lane, repeats_seq, repeats_id)"
+    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT(gateway, epoch, lane, seq) DO NOTHING";
+
+// The row a re-report folds into: the record it repeats, or the row that one folds into when it is a re-report
+// itself, so every report of a condition folds into one row.
+constexpr const char *first_report_sql =
+    "SELECT coalesce(repeats_id, id) FROM events WHERE gateway = ? AND epoch = ? AND lane = ? AND seq = ?";
 
 void bind_opt(SQLite::Statement &st, int i, const std::optional<std::string> &v) {
     if (v)
@@ -102,6 +121,7 @@ store::store(const std::string &path)
             throw store_error("the store '" + path + "' has schema " + std::to_string(version) +
                               ", newer than this receiver's " + std::to_string(schema_version));
         write_db_.exec("BEGIN IMMEDIATE");
+        if (version == 1) write_db_.exec(migrate_v1_sql);
         write_db_.exec(schema_sql);
         write_db_.exec("PRAGMA user_version = " + std::to_string(schema_version));
         write_db_.exec("COMMIT");
@@ -221,6 +241,7 @@ void store::ingest(std::shared_ptr<const parsed_batch> batch,
         *result = {};
         const auto stored_ms = now_ms();
         SQLite::Statement st(db, insert_event_sql);
+        SQLite::Statement first(db, first_report_sql);
         for (const auto &r : batch->records) {
             st.reset();
             st.clearBindings();
@@ -253,6 +274,30 @@ void store::ingest(std::shared_ptr<const parsed_batch> batch,
             st.bind(++i, r.event_json);
             st.bind(++i, r.raw.data(), static_cast<int>(r.raw.size()));
             st.bind(++i, stored_ms);
+            st.bind(++i, r.rereport ? 1 : 0);
+            std::optional<std::int64_t> repeats_id;
+            if (r.repeats) {
+                st.bind(++i, r.repeats->epoch);
+                st.bind(++i, r.repeats->lane);
+                st.bind(++i, static_cast<std::int64_t>(r.repeats->seq));
+                // Found when stored: the first report travels ahead of its re-reports (the same lane, a lower seq).
+                if (r.rereport) {
+                    first.reset();
+                    first.bind(1, batch->gateway);
+                    first.bind(2, r.repeats->epoch);
+                    first.bind(3, r.repeats->lane);
+                    first.bind(4, static_cast<std::int64_t>(r.repeats->seq));
+                    if (first.executeStep()) repeats_id = first.getColumn(0).getInt64();
+                }
+            } else {
+                st.bind(++i);
+                st.bind(++i);
+                st.bind(++i);
+            }
+            if (repeats_id)
+                st.bind(++i, *repeats_id);
+            else
+                st.bind(++i);
             if (st.exec() > 0)
                 ++result->stored;
             else
@@ -359,7 +404,9 @@ namespace {
 
 constexpr const char *event_columns =
     "id, stored_ms, gateway, epoch, lane, seq, device, class, plugin, device_seq, origin, wall_ms, monotonic_ns,"
-    " boot_id, clock_synced, site, kind, code, severity, event";
+    " boot_id, clock_synced, site, kind, code, severity, event, rereport, repeats_epoch, repeats_lane, repeats_seq,"
+    " repeats_id";
+constexpr int event_column_count = 25;
 
 nlohmann::json event_row_json(SQLite::Statement &st) {
     int i = 0;
@@ -387,13 +434,23 @@ nlohmann::json event_row_json(SQLite::Statement &st) {
     j["code"] = col().getString();
     j["severity"] = col().getString();
     j["event"] = nlohmann::ordered_json::parse(col().getString(), nullptr, false);
+    if (col().getInt() != 0) j["rereport"] = true;
+    const auto epoch = col(), lane = col(), seq = col();
+    if (!seq.isNull()) j["repeats"] = {{"epoch", epoch.getString()}, {"lane", lane.getString()}, {"seq", seq.getInt64()}};
+    if (const auto id = col(); !id.isNull()) j["repeats_id"] = id.getInt64();
     return j;
 }
 
 }  // namespace
 
 nlohmann::json store::events(const event_query &q) {
-    std::string sql = std::string("SELECT ") + event_columns + " FROM events WHERE 1";
+    // Folded: each re-report stored with its first report is counted there instead of listed.
+    std::string sql = std::string("SELECT ") + event_columns;
+    if (q.fold_rereports)
+        sql += ", (SELECT COUNT(*) FROM events r WHERE r.repeats_id = events.id),"
+               " (SELECT MAX(r.id) FROM events r WHERE r.repeats_id = events.id)";
+    sql += " FROM events WHERE 1";
+    if (q.fold_rereports) sql += " AND repeats_id IS NULL";
     std::vector<std::function<void(SQLite::Statement &, int &)>> binds;
     const auto text = [&](const char *clause, const std::optional<std::string> &v) {
         if (!v) return;
@@ -429,7 +486,17 @@ nlohmann::json store::events(const event_query &q) {
     int i = 0;
     for (auto &b : binds) b(st, i);
     auto out = nlohmann::json::array();
-    while (st.executeStep()) out.push_back(event_row_json(st));
+    while (st.executeStep()) {
+        auto e = event_row_json(st);
+        if (q.fold_rereports) {
+            if (const auto n = st.getColumn(event_column_count).getInt64(); n > 0) {
+                SQLite::Statement last(*read_db_, std::string("SELECT ") + event_columns + " FROM events WHERE id = ?");
+                last.bind(1, st.getColumn(event_column_count + 1).getInt64());
+                if (last.executeStep()) e["rereports"] = {{"count", n}, {"last", event_row_json(last)}};
+            }
+        }
+        out.push_back(std::move(e));
+    }
     return out;
 }
 
@@ -454,8 +521,8 @@ WHERE ranked.rn = 1 ORDER BY gateway, device)sql");
         d["class"] = last["class"];
         d["plugin"] = last["plugin"];
         if (last.contains("site")) d["site"] = last["site"];
-        d["events"] = st.getColumn(20).getInt64();
-        d["last_seen_ms"] = st.getColumn(21).getInt64();
+        d["events"] = st.getColumn(event_column_count).getInt64();
+        d["last_seen_ms"] = st.getColumn(event_column_count + 1).getInt64();
         d["last_event"] = std::move(last);
         d["active"] = nlohmann::json::array();
         std::pair<std::string, std::string> key{d["gateway"], d["device"]};  // before the move below
@@ -463,9 +530,11 @@ WHERE ranked.rn = 1 ORDER BY gateway, device)sql");
     }
 
     // Active conditions: an alarm, pre-alarm, fault or offline with an event_id and no later restore that ends it.
-    // "Later" by the host's monotonic clock within one boot, by its wall clock across boots.
+    // "Later" by the host's monotonic clock within one boot, by its wall clock across boots. One per event_id (the
+    // latest report), with the count of re-reports folded into its first report.
     SQLite::Statement active(*read_db_, R"sql(
-SELECT c.gateway, c.device, c.event_id, c.id, c.stored_ms, c.kind, c.code, c.severity, c.message, c.wall_ms, c.event
+SELECT c.gateway, c.device, c.event_id, c.id, c.stored_ms, c.kind, c.code, c.severity, c.message, c.wall_ms, c.event,
+       (SELECT COUNT(*) FROM events r WHERE r.repeats_id = coalesce(c.repeats_id, c.id))
 FROM events c
 WHERE c.kind IN ('alarm', 'pre_alarm', 'fault', 'offline') AND c.event_id IS NOT NULL
   AND NOT EXISTS (
@@ -486,6 +555,7 @@ ORDER BY c.wall_ms, c.monotonic_ns, c.id)sql");
         if (!active.getColumn(8).isNull()) a["message"] = active.getColumn(8).getString();
         a["wall_ms"] = active.getColumn(9).getInt64();
         a["event"] = nlohmann::ordered_json::parse(active.getColumn(10).getString(), nullptr, false);
+        if (const auto n = active.getColumn(11).getInt64(); n > 0) a["rereports"] = n;
         std::tuple<std::string, std::string, std::string> key{active.getColumn(0).getString(),
                                                               active.getColumn(1).getString(), a["event_id"]};
         latest[std::move(key)] = std::move(a);

@@ -52,6 +52,8 @@ struct event_query {
     std::optional<std::int64_t> since_wall_ms, until_wall_ms;  // the record's received.wall_ms
     std::optional<std::int64_t> before_id;                     // paging: rows with id < before_id
     std::int64_t limit = 100;
+    // rereports=fold: a re-report stored with its first report is not listed; the first report counts it instead.
+    bool fold_rereports = false;
 };
 
 std::int64_t now_ms();

@@ -26,9 +26,16 @@ std::optional<condition_change> condition_list::apply(const std::string &device_
         open_.erase(it);
         return change;
     }
-    // A raise with an id already open replaces it: the driver re-reported it (FL-PLUGIN-29), and the newer event is
-    // the one the driver now knows the condition by. It moves to the end, as the newest.
-    if (auto it = find(event_id); it != open_.end()) open_.erase(it);
+    // A raise with an id already open replaces it: the newer event is the one the driver now knows the condition by
+    // (it may carry news, a raised severity), and it moves to the end, as the newest. With the same kind and code it
+    // is the same condition reported again (FL-PLUGIN-29, after a restart of the driver or the host); another kind or
+    // code under a reused id is a new condition.
+    if (auto it = find(event_id); it != open_.end()) {
+        change.rereport = it->kind == kind && it->code == code;
+        if (change.rereport)
+            spdlog::debug("device {}: {} '{}' re-reported: it is open already", device_id, kind, event_id);
+        open_.erase(it);
+    }
     open_condition c;
     c.device_id = device_id;
     c.event_id = std::string(event_id);

@@ -1023,8 +1023,9 @@ fl_status take_kept_event(const fl_host *h, const std::uint8_t *data, std::size_
         s->refused++;
         return FL_INVALID_ARGUMENT;
     }
+    // A driver's event like any other: it opens, ends or re-reports a condition as it would have through emit.
     s->deliver(std::vector<std::uint8_t>(data, data + size), std::move(summary->kind), std::move(summary->code),
-               false);
+               false, summary->event_id, summary->ends);
     return FL_OK;
 }
 

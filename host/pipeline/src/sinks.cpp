@@ -154,6 +154,7 @@ std::string record_json(const core::accepted_event &ev) {
     out += ",\"seq\":" + std::to_string(ev.sequence);
     out += ",\"origin\":";
     out += ev.from_host ? "\"host\"" : "\"driver\"";
+    if (ev.rereport()) out += ",\"rereport\":true";
     out += ",\"received\":{\"wall_ms\":" +
            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(ev.received_wall.time_since_epoch())
                               .count()) +

@@ -200,8 +200,12 @@ void durable_queue::open_database() {
     db_->exec("PRAGMA temp_store=MEMORY");
     fit_to_disk(false);
     // Writes only for a new file: an existing queue opens without writing, so a full disk does not stop a start.
+    const auto has_first_record = [&] {
+        return db_->execAndGet("SELECT count(*) FROM pragma_table_info('conditions') WHERE name = 'first_seq'")
+                   .getInt() == 1;
+    };
     const bool ready = db_->tableExists("meta") && db_->tableExists("lane_state") && db_->tableExists("events") &&
-                       db_->tableExists("quarantine") && db_->tableExists("conditions") &&
+                       db_->tableExists("quarantine") && db_->tableExists("conditions") && has_first_record() &&
                        db_->execAndGet("SELECT count(*) FROM lane_state").getInt() == lane_count &&
                        db_->execAndGet("SELECT count(*) FROM meta WHERE key='epoch'").getInt() == 1;
     if (!ready) {
@@ -219,11 +223,16 @@ void durable_queue::open_database() {
                   "PRIMARY KEY(lane, seq))");
         // Host-kept conditions (firelink.conditions/1): a device's open alarms, pre-alarms and faults. `change` is
         // the order of the change that wrote the row (durable_queue::push), so a change committed late never
-        // overwrites or deletes a newer one. Queue files made before this table get it here too (all statements
-        // above are idempotent).
+        // overwrites or deletes a newer one. first_lane and first_seq are the key of the record that first raised
+        // the condition, which its re-reports name (`repeats`); NULL in rows stored before they existed. Queue files
+        // made before this table or these columns get them here too (all statements above are idempotent).
         db_->exec("CREATE TABLE IF NOT EXISTS conditions(device TEXT NOT NULL, event_id TEXT NOT NULL, change INTEGER "
                   "NOT NULL, kind TEXT NOT NULL, code TEXT NOT NULL, raised_wall_ms INTEGER NOT NULL, event BLOB NOT "
-                  "NULL, PRIMARY KEY(device, event_id))");
+                  "NULL, first_lane INTEGER, first_seq INTEGER, PRIMARY KEY(device, event_id))");
+        if (!has_first_record()) {
+            db_->exec("ALTER TABLE conditions ADD COLUMN first_lane INTEGER");
+            db_->exec("ALTER TABLE conditions ADD COLUMN first_seq INTEGER");
+        }
         SQLite::Statement put(*db_, "INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', ?)");
         put.bind(1, random_epoch());
         put.exec();
@@ -566,9 +575,24 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
             auto &o = ops[k];
             if (o.what == op::type::insert) {
                 ++inserts;
-                // pairs == 0: a gateway event's bare payload, wrapped here with the gateway's own sequence number.
-                assigned.emplace_back(k, o.pairs == 0 ? gateway_event(o.body, o.l) : put(o.l, o.body, o.pairs));
-                if (o.condition) store_condition(o);
+                std::uint64_t seq;
+                if (o.pairs == 0) {
+                    // A gateway event's bare payload, wrapped here with the gateway's own sequence number.
+                    seq = gateway_event(o.body, o.l);
+                } else if (const auto first = o.condition && o.condition->rereport ? first_record(*o.condition)
+                                                                                    : std::nullopt) {
+                    // A re-report names the record that first raised its condition. That record was pushed before
+                    // it, in the same lane (same kind), so it is committed by now, earlier in this transaction at the
+                    // latest. A copy: the op's own body stays as pushed, for a retry of this transaction.
+                    auto body = o.body;
+                    auto pairs = o.pairs;
+                    append_repeats(body, pairs, epoch_, first->first, first->second);
+                    seq = put(o.l, body, pairs);
+                } else {
+                    seq = put(o.l, o.body, o.pairs);
+                }
+                assigned.emplace_back(k, seq);
+                if (o.condition) store_condition(o, seq);
             } else if (o.what == op::type::forget) {
                 SQLite::Statement del(*db_, "DELETE FROM conditions WHERE device = ?");
                 for (const auto &d : o.devices) {
@@ -778,9 +802,24 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
     }
 }
 
+// Inside apply's transaction: the key of the record that first raised the condition a re-report repeats, when the
+// row has one.
+std::optional<std::pair<lane, std::uint64_t>> durable_queue::first_record(const core::condition_change &c) {
+    if (!c.opened) return std::nullopt;
+    SQLite::Statement q(*db_, "SELECT first_lane, first_seq FROM conditions WHERE device = ? AND event_id = ? AND "
+                              "first_seq IS NOT NULL");
+    q.bind(1, c.device_id);
+    q.bind(2, c.opened->event_id);
+    if (!q.executeStep()) return std::nullopt;
+    const int l = q.getColumn(0).getInt();
+    if (l < 0 || l >= lane_count) return std::nullopt;
+    return std::pair{static_cast<lane>(l), static_cast<std::uint64_t>(q.getColumn(1).getInt64())};
+}
+
 // Inside apply's transaction. An op that alarm priority moved ahead of an older one for the same condition carries
-// a higher `change`: the older, committed after it, neither overwrites its row nor deletes it.
-void durable_queue::store_condition(const op &o) {
+// a higher `change`: the older, committed after it, neither overwrites its row nor deletes it. `seq` is the op's
+// own record: the condition's first unless the op re-reports it, whose row keeps the first it has.
+void durable_queue::store_condition(const op &o, std::uint64_t seq) {
     const auto &c = *o.condition;
     const auto change = static_cast<std::int64_t>(o.change);
     if (!c.closed.empty()) {
@@ -796,10 +835,12 @@ void durable_queue::store_condition(const op &o) {
     if (c.opened) {
         const auto &x = *c.opened;
         SQLite::Statement up(*db_,
-                             "INSERT INTO conditions(device, event_id, change, kind, code, raised_wall_ms, event) "
-                             "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, event_id) DO UPDATE SET "
-                             "change = excluded.change, kind = excluded.kind, code = excluded.code, "
-                             "raised_wall_ms = excluded.raised_wall_ms, event = excluded.event "
+                             "INSERT INTO conditions(device, event_id, change, kind, code, raised_wall_ms, event, "
+                             "first_lane, first_seq) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device, event_id) "
+                             "DO UPDATE SET change = excluded.change, kind = excluded.kind, code = excluded.code, "
+                             "raised_wall_ms = excluded.raised_wall_ms, event = excluded.event, "
+                             "first_lane = CASE WHEN ?10 THEN conditions.first_lane ELSE excluded.first_lane END, "
+                             "first_seq = CASE WHEN ?10 THEN conditions.first_seq ELSE excluded.first_seq END "
                              "WHERE excluded.change > conditions.change");
         up.bind(1, c.device_id);
         up.bind(2, x.event_id);
@@ -808,6 +849,9 @@ void durable_queue::store_condition(const op &o) {
         up.bind(5, x.code);
         up.bind(6, x.raised_wall_ms);
         up.bind(7, x.event.data(), static_cast<int>(x.event.size()));
+        up.bind(8, static_cast<int>(o.l));
+        up.bind(9, static_cast<std::int64_t>(seq));
+        up.bind(10, c.rereport ? 1 : 0);
         up.exec();
     }
 }

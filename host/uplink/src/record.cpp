@@ -20,7 +20,7 @@ void pack_str(Packer &pk, std::string_view s) {
 }
 
 std::vector<std::uint8_t> encode(const std::string &gateway_device, const std::string &device_class,
-                                 const std::string &plugin, std::uint64_t device_seq, bool from_host,
+                                 const std::string &plugin, std::uint64_t device_seq, bool from_host, bool rereport,
                                  std::chrono::system_clock::time_point wall,
                                  std::chrono::steady_clock::time_point monotonic,
                                  const std::map<std::string, std::string> *site,
@@ -40,6 +40,11 @@ std::vector<std::uint8_t> encode(const std::string &gateway_device, const std::s
     pk.pack_uint64(device_seq);
     pack_str(pk, "origin");
     pack_str(pk, from_host ? "host" : "driver");
+    if (rereport) {
+        ++pairs;
+        pack_str(pk, "rereport");
+        pk.pack_true();
+    }
     pack_str(pk, "received");
     pk.pack_map(4);
     pack_str(pk, "wall_ms");
@@ -72,16 +77,30 @@ std::vector<std::uint8_t> encode(const std::string &gateway_device, const std::s
 }  // namespace
 
 std::vector<std::uint8_t> encode_record(const core::accepted_event &ev, std::uint32_t &pairs) {
-    return encode(ev.device_id, ev.device_class, ev.plugin_id, ev.sequence, ev.from_host, ev.received_wall,
-                  ev.received_monotonic, ev.site.get(), ev.payload, pairs);
+    return encode(ev.device_id, ev.device_class, ev.plugin_id, ev.sequence, ev.from_host, ev.rereport(),
+                  ev.received_wall, ev.received_monotonic, ev.site.get(), ev.payload, pairs);
 }
 
 std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uint64_t gateway_seq,
                                          const std::vector<std::uint8_t> &event_payload, std::uint32_t &pairs) {
-    return encode(gateway_id, "gateway", "firelink-host", gateway_seq, true, std::chrono::system_clock::now(),
+    return encode(gateway_id, "gateway", "firelink-host", gateway_seq, true, false, std::chrono::system_clock::now(),
                   std::chrono::steady_clock::now(), nullptr, event_payload, pairs);
 }
 
+void append_repeats(std::vector<std::uint8_t> &body, std::uint32_t &pairs, std::string_view epoch, core::lane l,
+                    std::uint64_t seq) {
+    byte_buffer buf{body};
+    msgpack::packer<byte_buffer> pk(buf);
+    ++pairs;
+    pack_str(pk, "repeats");
+    pk.pack_map(3);
+    pack_str(pk, "epoch");
+    pack_str(pk, epoch);
+    pack_str(pk, "lane");
+    pack_str(pk, core::to_string(l));
+    pack_str(pk, "seq");
+    pk.pack_uint64(seq);
+}
 
 std::vector<std::uint8_t> full_record(std::uint64_t seq, std::uint32_t pairs, const std::vector<std::uint8_t> &body) {
     std::vector<std::uint8_t> out;

@@ -32,6 +32,10 @@ struct condition_change {
     std::string device_id;
     std::optional<open_condition> opened;  // raised, replacing an open one with the same event_id
     std::vector<std::string> closed;       // no longer open: ended by a restore, or dropped at the bound
+    // The open one it replaced had the same kind and code: the event is a re-report of a condition already raised
+    // (FL-PLUGIN-29: a driver emits what is active on every start), not a new one. The platform must show it once
+    // (docs/events.md "Re-reports"); a durable sink names the record that first raised it.
+    bool rereport = false;
 };
 
 // Whether an event of this kind, from a driver, opens a condition when it carries an event_id.
@@ -49,7 +53,8 @@ public:
     static constexpr std::size_t max_open = 256;
 
     // Applies a driver event the host accepted. Returns the change to store, or nullopt when the list is unchanged
-    // (a kind that opens nothing, no event_id, a restore of an id that is not open).
+    // (a kind that opens nothing, no event_id, a restore of an id that is not open). A raise of an open id of the same
+    // kind and code is a re-report (condition_change::rereport): it replaces the open one, and opens nothing more.
     std::optional<condition_change> apply(const std::string &device_id, std::string_view kind, std::string_view code,
                                           std::string_view event_id, std::string_view ends,
                                           const std::vector<std::uint8_t> &event, std::int64_t wall_ms);

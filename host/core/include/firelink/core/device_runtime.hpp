@@ -48,6 +48,8 @@ struct accepted_event {
     // Set when this driver event opened or closed one of the device's open conditions (conditions.hpp): a durable
     // sink stores it with the event, in the same transaction.
     std::optional<condition_change> condition;
+    // A re-report of a condition already open (condition_change::rereport): every sink marks its record so.
+    bool rereport() const { return condition && condition->rereport; }
     // Set for a driver's event when its device takes commit notifications (firelink.commit/1); empty otherwise. The
     // pipeline runs it once, from any thread, when the event is durable (event_pipeline::accept says when that is);
     // never for an event that is lost. It must not block: it only advances the device's commit watermark.

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <firelink/core/conditions.hpp>
@@ -213,7 +214,8 @@ private:
         std::uint64_t change = 0;                         // insert with a condition: its order (change_seq_)
         std::vector<std::string> devices;                 // forget
     };
-    void store_condition(const op &o);
+    void store_condition(const op &o, std::uint64_t seq);
+    std::optional<std::pair<lane, std::uint64_t>> first_record(const core::condition_change &c);
     void open_database();
     void writer_loop();
     bool apply(std::deque<op> &ops, int attempt = 0);

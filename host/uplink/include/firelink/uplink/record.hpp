@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/core/lanes.hpp>
 
 namespace firelink::uplink {
 
@@ -17,6 +19,12 @@ std::vector<std::uint8_t> encode_record(const core::accepted_event &ev, std::uin
 // The pairs of a gateway event's record (device = gateway id, class `gateway`, plugin `firelink-host`).
 std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uint64_t gateway_seq,
                                          const std::vector<std::uint8_t> &event_payload, std::uint32_t &pairs);
+
+// Appends the pair `repeats`, {epoch, lane, seq}: the key of the record that first raised the condition a re-report
+// repeats (docs/uplink-protocol.md, "Re-reports"). The queue adds it when it commits the re-report, the only time the
+// key is known; `pairs` is incremented.
+void append_repeats(std::vector<std::uint8_t> &body, std::uint32_t &pairs, std::string_view epoch, core::lane l,
+                    std::uint64_t seq);
 
 // The whole record: a map of `seq` and the pairs.
 std::vector<std::uint8_t> full_record(std::uint64_t seq, std::uint32_t pairs, const std::vector<std::uint8_t> &body);
