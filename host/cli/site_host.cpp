@@ -670,6 +670,8 @@ std::string site_host::metrics_text() {
     lane_series("firelink_uplink_evicted_total", [&](int i) { return q.lanes[i].evicted; });
     family("firelink_uplink_deferred_total", "counter", "Events refused for backpressure (FL_BUSY).");
     lane_series("firelink_uplink_deferred_total", [&](int i) { return q.lanes[i].refused; });
+    family("firelink_uplink_waiting", "gauge", "Events taken, waiting in memory for the queue's writer (or the disk).");
+    lane_series("firelink_uplink_waiting", [&](int i) { return q.lanes[i].waiting; });
     family("firelink_uplink_request_failures_total", "counter", "Failed requests to the platform.");
     lane_series("firelink_uplink_request_failures_total", [&](int i) { return r.lanes[i].failures; });
     family("firelink_uplink_last_ack_timestamp_seconds", "gauge", "When the platform last acknowledged.");
@@ -678,6 +680,8 @@ std::string site_host::metrics_text() {
     text += "firelink_uplink_quarantine_size " + std::to_string(q.quarantine_total) + "\n";
     family("firelink_uplink_disk_full", "gauge", "1 while the queue's disk is full (only alarms are taken).");
     text += std::string("firelink_uplink_disk_full ") + (q.disk_full ? "1" : "0") + "\n";
+    family("firelink_uplink_reserve_bytes", "gauge", "The alarm reserve set aside on the queue's disk (0: none).");
+    text += "firelink_uplink_reserve_bytes " + std::to_string(q.reserve_bytes) + "\n";
     family("firelink_uplink_commands_total", "counter", "Commands received from the platform.");
     text += "firelink_uplink_commands_total " + std::to_string(r.commands_received) + "\n";
     return text;
@@ -791,7 +795,8 @@ std::string site_host::uplink_json() const {
             {"last_seq", ql.last_seq},     {"acked_through", ql.acked_through},
             {"committed", ql.committed},   {"acked", ql.acked},
             {"quarantined", ql.quarantined}, {"evicted", ql.evicted},
-            {"deferred", ql.refused},      {"batches", rl.batches},
+            {"deferred", ql.refused},      {"waiting", ql.waiting},
+            {"batches", rl.batches},
             {"failures", rl.failures},     {"last_status", rl.last_status},
             {"last_error", rl.last_error}, {"last_ack_wall_ms", rl.last_ack_wall_ms},
             {"backoff_ms", rl.backoff.count()}};
@@ -816,6 +821,8 @@ std::string site_host::uplink_json() const {
                           {"pending", q.pending},
                           {"transactions", q.transactions},
                           {"disk_full", q.disk_full},
+                          {"reserve_bytes", q.reserve_bytes},
+                          {"reserve_target_bytes", q.reserve_target},
                           {"last_commit_ms", q.last_commit_ms},
                           {"max_commit_ms", q.max_commit_ms},
                           {"commands_received", r.commands_received},

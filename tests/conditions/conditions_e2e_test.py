@@ -31,9 +31,8 @@ import urllib.request
 HOST, RECEIVER, PLUGINS, LIB = (os.path.abspath(p) for p in sys.argv[1:5])
 del sys.argv[1:5]
 sys.path.insert(0, LIB)
-from driverlib import Receiver, free_port, wait_for  # noqa: E402
+from driverlib import LineDevice, Receiver, free_port, wait_for  # noqa: E402
 
-GUARD = 30.0  # hang guard only: every wait ends as soon as its condition holds
 DEVICE = "push-1"
 
 
@@ -55,46 +54,6 @@ def platform_events(receiver):
 def platform_alarms(receiver):
     """The device's alarm records as the platform stored them (rows of its events table), in arrival order."""
     return receiver.rows("device=? AND kind='alarm'", (DEVICE,))
-
-
-class Device:
-    """The push-only device: a TCP server the host's wire connects to."""
-
-    def __init__(self):
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(4)
-        self.port = self.server.getsockname()[1]
-        self.conn = None
-
-    def accept(self):
-        if self.conn:
-            self.conn.close()
-        self.server.settimeout(GUARD)
-        self.conn, _ = self.server.accept()
-
-    def follow(self, timeout=5.0):
-        """After a driver restart the host may open the device's wire again: take the new connection if one comes
-        (or the old one closes) within `timeout`, else keep the old one."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            ready, _, _ = select.select([self.server, self.conn], [], [], max(0.0, end - time.monotonic()))
-            if self.server in ready:
-                self.accept()
-                return True
-            if self.conn in ready and not self.conn.recv(4096, socket.MSG_PEEK):
-                self.accept()  # closed by the host: its new connection follows
-                return True
-        return False
-
-    def send(self, line):
-        self.conn.sendall(line.encode() + b"\n")
-
-    def close(self):
-        if self.conn:
-            self.conn.close()
-        self.server.close()
 
 
 class Host:
@@ -156,7 +115,7 @@ class ConditionsTest(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory(prefix="firelink-conditions-")
         self.dir = self.tmp.name
         self.receiver = Receiver(RECEIVER, self.dir)
-        self.device = Device()
+        self.device = LineDevice()
         self.host = None
 
     def tearDown(self):

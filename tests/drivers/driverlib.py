@@ -7,6 +7,7 @@ holds a state for the driver to sample (and then the assertion does not depend o
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -226,6 +227,46 @@ class Receiver:
             self.proc.wait(timeout=DEADLINE)
         self.proc.stdout.close()
         self.log.close()
+
+
+class LineDevice:
+    """A push-only device that speaks lines: a TCP server the host's wire (`tcp = ...`) connects to."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.port = self.server.getsockname()[1]
+        self.conn = None
+
+    def accept(self):
+        if self.conn:
+            self.conn.close()
+        self.server.settimeout(DEADLINE)
+        self.conn, _ = self.server.accept()
+
+    def follow(self, timeout=5.0):
+        """After a driver restart the host may open the device's wire again: take the new connection if one comes
+        (or the old one closes) within `timeout`, else keep the old one."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.server, self.conn], [], [], max(0.0, end - time.monotonic()))
+            if self.server in ready:
+                self.accept()
+                return True
+            if self.conn in ready and not self.conn.recv(4096, socket.MSG_PEEK):
+                self.accept()  # closed by the host: its new connection follows
+                return True
+        return False
+
+    def send(self, line):
+        self.conn.sendall(line.encode() + b"\n")
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        self.server.close()
 
 
 class PtyPair:

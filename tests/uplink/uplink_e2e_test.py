@@ -10,6 +10,7 @@ import json
 import os
 import random
 import select
+import shutil
 import signal
 import socket
 import sqlite3
@@ -101,17 +102,17 @@ class Receiver:
 
 
 class Host:
-    def __init__(self, folder, receiver_port, devices, uplink_extra="", env=None):
+    def __init__(self, folder, receiver_port, devices, uplink_extra="", env=None, queue="queue.db", reserve_mb=0):
         self.folder = folder
         self.admin = free_port()
-        self.queue = os.path.join(folder, "queue.db")
+        self.queue = os.path.join(folder, queue)
         self.config = os.path.join(folder, "site.toml")
         self.env = env
         with open(self.config, "w") as f:
             f.write(f'[gateway]\nid = "gw-e2e"\n\n[plugins]\ndirs = ["{PLUGINS}"]\n\n'
                     f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'
-                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "queue.db"\n'
-                    f'backoff_max_s = 1\nreserve_mb = 0\n{uplink_extra}\n')
+                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "{self.queue}"\n'
+                    f'backoff_max_s = 1\nreserve_mb = {reserve_mb}\n{uplink_extra}\n')
             for dev_id, cfg in devices.items():
                 f.write(f'[[device]]\nid = "{dev_id}"\ndriver = "load"\nclass = "vendor:org.firelink.test.load"\n'
                         f'heartbeat_s = 0\nsite = {{ building = "B1" }}\n[device.config]\n')
@@ -187,6 +188,7 @@ def load_numbers(receiver, device):
 class Base(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="firelink-uplink-")
+        self.addCleanup(self.tmp.cleanup)  # after tearDown and after the test's own cleanups (a mount in the folder)
         self.dir = self.tmp.name
         self.procs = []
 
@@ -202,7 +204,6 @@ class Base(unittest.TestCase):
                 if os.path.exists(path):
                     with open(path, errors="replace") as f:
                         sys.stderr.write(f"---- {name} (last 60 lines) ----\n" + "".join(f.readlines()[-60:]))
-        self.tmp.cleanup()
 
     def _outcome_failed(self):
         outcome = getattr(self, "_outcome", None)
@@ -462,6 +463,60 @@ class CorruptQueue(Base):
         wait_for(host.drained, "drained")
         epoch, last = host.lane_last_seqs()
         self.assertEqual(epoch, new_epoch)
+        assert_exactly_once(self, rx, epoch, last)
+
+
+class FullDisk(Base):
+    """The queue on a real small file system (an 8 MiB tmpfs; needs root and mount, as in CI) that another program
+    filled while the host was down."""
+
+    def test_a_disk_full_before_start_takes_alarms_at_once_and_all_lanes_once_freed(self):
+        small = os.path.join(self.dir, "small")
+        os.mkdir(small)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", small], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here: " + (mounted.stderr.strip() or str(mounted.returncode)))
+        self.addCleanup(subprocess.run, ["umount", "-l", small])
+        rx = self.receiver().start()
+        # 400 events a second of about 250 bytes, one in ten an alarm, the rest telemetry.
+        host = self.host(rx.port, {"load-1": {"period_ms": 50, "per_tick": 20, "alarm_every": 10, "status_every": 0,
+                                              "pad": 200}},
+                         queue=os.path.join(small, "queue.db"), reserve_mb=1).start()
+        wait_for(lambda: host.uplink()["reserve_bytes"] == 1 << 20, "the alarm reserve set aside")
+        wait_for(lambda: len(rx.rows("device='load-1' AND kind='alarm'")) >= 5, "the first run's alarms")
+        host.stop()
+        # Another program takes every byte left.
+        filler = os.path.join(small, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        self.assertLess(shutil.disk_usage(small).free, 65536)
+        before = len(rx.rows("device='load-1' AND kind='alarm'"))
+        started = time.monotonic()
+        host.start()
+        wait_for(lambda: len(rx.rows("device='load-1' AND kind='alarm'")) > before, "an alarm from the full disk")
+        took = time.monotonic() - started
+        print(f"full disk at start: the first alarm reached the platform {took * 1000:.0f} ms after the host started "
+              "(host start included)", file=sys.stderr)
+        self.assertEqual(host.uplink()["reserve_bytes"], 0, "the reserve was not given up to open the queue")
+        # Telemetry takes the pages the database has free inside it, then the disk is full: only alarms commit.
+        wait_for(lambda: host.uplink()["disk_full"], "the queue to find its disk full")
+        wait_for(lambda: host.uplink()["lanes"]["telemetry"]["deferred"] > 0, "telemetry refused while the disk is full")
+        # The disk is freed: every lane is admitted again, and the reserve is set aside again.
+        os.remove(filler)
+        wait_for(lambda: not host.uplink()["disk_full"], "the disk full state to clear")
+        wait_for(lambda: host.uplink()["reserve_bytes"] == 1 << 20, "the reserve set aside again")
+        committed = host.uplink()["lanes"]["telemetry"]["committed"]
+        wait_for(lambda: host.uplink()["lanes"]["telemetry"]["committed"] > committed, "telemetry committed again")
+        # Nothing committed was lost on the way, in any lane: a host without devices drains the queue.
+        host.stop()
+        epoch, last = host.lane_last_seqs()
+        drain = self.host(rx.port, {}, queue=os.path.join(small, "queue.db"), reserve_mb=1).start()
+        wait_for(drain.drained, "drained")
         assert_exactly_once(self, rx, epoch, last)
 
 

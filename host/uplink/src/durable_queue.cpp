@@ -89,6 +89,11 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
     if (options_.path.has_parent_path()) std::filesystem::create_directories(options_.path.parent_path(), ec);
     const auto started = clock::now();
     const bool existed = std::filesystem::exists(options_.path, ec);
+    // A disk another program filled while the host was down: SQLite cannot even make the log's index to open the
+    // file. What the reserve is for: give it up now, so the queue opens and alarms commit (the writer sets it aside
+    // again once there is room).
+    size_for_disk();
+    if (disk_avail() < wal_room_) release_reserve("to open the queue on a full disk");
     if (existed) {
         std::string problem;
         try {
@@ -119,6 +124,12 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
             if (problems)
                 problem = "quick_check: " + first + (problems > 1 ? " (and " + std::to_string(problems - 1) + " more)" : "");
         } catch (const SQLite::Exception &e) {
+            // Only a file that is not a database, or a damaged one, is moved aside. A disk that is full or failing,
+            // or a file that cannot be opened, keeps its queue: starting a new one would lose what it holds.
+            const int code = e.getErrorCode() & 0xff;
+            if (code != SQLITE_CORRUPT && code != SQLITE_NOTADB && code != SQLITE_FORMAT)
+                throw std::runtime_error("cannot open the queue " + options_.path.string() + ": " + e.what() +
+                                         " (the file is kept as it is; free space on its disk or fix its permissions)");
             problem = e.what();
         }
         if (!problem.empty()) {
@@ -188,7 +199,6 @@ void durable_queue::checkpoint_loop() {
 }
 
 void durable_queue::open_database() {
-    size_for_disk();
     db_ = std::make_unique<SQLite::Database>(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
     page_size_ = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA page_size").getInt64());
     db_->exec("PRAGMA journal_mode=WAL");
@@ -868,6 +878,13 @@ void durable_queue::store_condition(const op &o, std::uint64_t seq) {
 // preallocated reserve file keeps room for alarms against other programs that fill the disk.
 
 // Sizes for the queue's file system, from its total size: a 4 MiB disk keeps 512 KiB for the log, a large one 32 MiB.
+std::uint64_t durable_queue::disk_avail() const {
+    struct statvfs vfs {};
+    const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
+    // A file system that cannot say is taken as roomy: no cap, no reserve given up.
+    return ::statvfs(dir.c_str(), &vfs) == 0 ? static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize : UINT64_MAX;
+}
+
 void durable_queue::size_for_disk() {
     struct statvfs vfs {};
     const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
@@ -882,14 +899,13 @@ void durable_queue::size_for_disk() {
 
 // Sets the database's page cap from the disk's free space now (see above). A disk with plenty of room has no cap.
 void durable_queue::fit_to_disk(bool for_alarms) {
-    struct statvfs vfs {};
-    const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
-    if (::statvfs(dir.c_str(), &vfs) != 0) return;
-    const auto avail = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    const auto avail = disk_avail();
+    // The whole of the log's room is kept beside what its file holds now: a log that did not restart (a reader held
+    // it, a checkpoint was running) grows past its file, and a checkpoint then still has to grow the database.
+    std::error_code ec;
     const auto keep = wal_room_ + (for_alarms ? 0 : reserve_target_);
     std::uint64_t cap = 0;
     if (avail < keep + (256ull << 20)) {
-        std::error_code ec;
         const auto file = std::filesystem::file_size(options_.path, ec);
         cap = (ec ? 0 : file / page_size_) + (avail > keep ? (avail - keep) / page_size_ : 0);
         cap = std::max<std::uint64_t>(cap, 1);
@@ -941,9 +957,11 @@ bool durable_queue::make_room(bool for_alarms, int attempt) {
 }
 
 bool durable_queue::release_reserve(const char *why) {
+    const auto reserve = options_.path.string() + ".reserve";
     std::error_code ec;
-    if (!std::filesystem::remove(options_.path.string() + ".reserve", ec)) return false;
-    spdlog::critical("uplink queue: disk full: released the {} byte reserve {}", reserve_held_.load(), why);
+    const auto size = std::filesystem::file_size(reserve, ec);
+    if (ec || !std::filesystem::remove(reserve, ec)) return false;
+    spdlog::critical("uplink queue: disk full: released the {} byte reserve {}", size, why);
     reserve_held_ = 0;
     last_shrink_ = clock::now();
     return true;
@@ -1007,13 +1025,8 @@ void durable_queue::refresh_reserve() {
         reserve_held_ = std::filesystem::file_size(reserve, ec);
         if (!ec && reserve_held_ >= reserve_target_) return;
     }
-    auto avail = [&]() -> std::uint64_t {
-        struct statvfs vfs {};
-        const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
-        return ::statvfs(dir.c_str(), &vfs) == 0 ? static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize : 0;
-    };
-    if (avail() < reserve_target_ + wal_room_) shrink_drained_file();
-    if (avail() < reserve_target_ + wal_room_) {
+    if (disk_avail() < reserve_target_ + wal_room_) shrink_drained_file();
+    if (disk_avail() < reserve_target_ + wal_room_) {
         if (!reserve_missing_logged_)
             spdlog::warn("uplink queue: too little room on the queue's disk to keep a {} byte reserve for alarms; "
                          "alarms still have the last {} bytes the other lanes may not take",

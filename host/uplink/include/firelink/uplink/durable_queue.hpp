@@ -222,6 +222,7 @@ private:
     bool make_room(bool for_alarms, int attempt);
     bool release_reserve(const char *why);
     bool evict_telemetry_for_room();
+    std::uint64_t disk_avail() const;
     void size_for_disk();
     void fit_to_disk(bool for_alarms);
     bool disk_has_room();
