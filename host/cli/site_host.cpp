@@ -719,6 +719,8 @@ std::string site_host::metrics_text() {
     text += "firelink_uplink_quarantine_size " + std::to_string(q.quarantine_total) + "\n";
     family("firelink_uplink_disk_full", "gauge", "1 while the queue's disk is full (only alarms are taken).");
     text += std::string("firelink_uplink_disk_full ") + (q.disk_full ? "1" : "0") + "\n";
+    family("firelink_uplink_reserve_held", "gauge", "1 while the queue's disk holds its reserve for alarms.");
+    text += std::string("firelink_uplink_reserve_held ") + (q.reserve_held ? "1" : "0") + "\n";
     family("firelink_uplink_commands_total", "counter", "Commands received from the platform.");
     text += "firelink_uplink_commands_total " + std::to_string(r.commands_received) + "\n";
     return text;
@@ -895,6 +897,7 @@ std::string site_host::uplink_json() const {
                           {"pending", q.pending},
                           {"transactions", q.transactions},
                           {"disk_full", q.disk_full},
+                          {"reserve_held", q.reserve_held},
                           {"last_commit_ms", q.last_commit_ms},
                           {"max_commit_ms", q.max_commit_ms},
                           {"commands_received", r.commands_received},

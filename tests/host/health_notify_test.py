@@ -9,26 +9,30 @@ start it, its admin endpoint, and firelink-receiver as the platform.
 - /healthz: "degraded" names the device that failed to start and why; ?strict answers 503 then, 200 when all is
   well; a missing alarm reserve on the queue's disk is a reason too, and a fault at the platform.
 - The local record ([sink]) has the gateway's own events, as the platform does.
+- A stop is quiet: the listener stops accepting before its devices close, so a UITD that reconnects at once is
+  refused by the kernel, not accepted and closed with a warning each time.
 
 Waits are hang guards (they end as soon as their condition holds), except where the test must see that nothing
 comes: then it watches for several ping intervals while the loop is known to be wedged.
 
-Usage (ctest passes these): health_notify_test.py FIRELINK_HOST FIRELINK_RECEIVER EXAMPLES_PLUGIN_DIR DRIVERLIB_DIR
-[unittest args]
+Usage (ctest passes these): health_notify_test.py FIRELINK_HOST FIRELINK_RECEIVER FIRELINK_SIM EXAMPLES_PLUGIN_DIR
+DRIVERLIB_DIR [unittest args]
 """
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import unittest
 import urllib.request
 
-HOST, RECEIVER, EXAMPLES, LIB = (os.path.abspath(p) for p in sys.argv[1:5])
-del sys.argv[1:5]
+HOST, RECEIVER, SIM, EXAMPLES, LIB = (os.path.abspath(p) for p in sys.argv[1:6])
+del sys.argv[1:6]
 sys.path.insert(0, LIB)
-from driverlib import DEADLINE, Receiver, Site, new_workdir, wait_for  # noqa: E402
+from driverlib import DEADLINE, Receiver, Site, free_port, new_workdir, wait_for  # noqa: E402
 
 WATCHDOG_USEC = 1_200_000      # systemd's timeout: the host pings every 0.6 s
 PING = WATCHDOG_USEC / 2 / 1e6  # seconds
@@ -238,6 +242,25 @@ class Health(Base):
         self.assertEqual(local["origin"], "host")
         self.assertEqual(local["event"]["code"], "command_failed")
         self.assertEqual(local["seq"], at_platform["device_seq"], "the same event, numbered the same")
+
+
+class QuietStop(Base):
+    def test_a_stop_closes_the_listener_before_its_devices(self):
+        port = free_port()
+        site = self.site(f'\n[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{port}"\n\n[[device]]\nid = "panel-1"\n'
+                         'driver = "gb26875-uitd"\nclass = "fire_panel"\n'
+                         'wire = { listener = "centre", identity = "000000000379" }\n')
+        # A UITD that connects again at once whenever the centre drops it, as real ones do.
+        uitd = subprocess.Popen([SIM, "uitd", "--connect", f"127.0.0.1:{port}", "--reconnect", "--heartbeat-s", "1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (uitd.kill(), uitd.wait()))
+        wait_for(lambda: site.devices()["panel-1"]["wire"]["bytes_in"] > 0, "the UITD on its device's wire")
+        self.assertEqual(site.stop(), 0)
+        log = site.output()
+        stopping = log.index("signal 15: stopping")
+        self.assertIn("no longer accepting", log[stopping:])
+        self.assertLess(log.index("no longer accepting", stopping), log.index("summary:", stopping))
+        self.assertNotIn("closed a connection", log[stopping:], "refusals while stopping:\n" + log[stopping:])
 
 
 if __name__ == "__main__":
