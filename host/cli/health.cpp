@@ -33,7 +33,7 @@ std::vector<reason> reasons_of(const health_facts &f) {
         std::string problem = "runner " + r.state;
         if (r.state == "parked")
             problem += " after " + std::to_string(r.failures) + " failure(s): its devices are not monitored until "
-                                                                 "a reload or restart";
+                                                                 "the host restarts";
         if (!r.last_failure.empty()) problem += " (last failure: " + r.last_failure + ")";
         out.push_back({"plugin", p.id, problem});
     }
@@ -127,7 +127,8 @@ std::string health_summary(const health_facts &f) {
     std::size_t started = 0;
     for (const auto &d : f.devices) started += d.state == "started";
     out += ", " + std::to_string(started) + " device(s) running";
-    for (const auto &r : reasons) out += "; " + r.component + (r.id.empty() ? "" : " '" + r.id + "'") + ": " + r.problem;
+    for (const auto &r : reasons)
+        out += "; " + r.component + (r.id.empty() ? "" : " '" + r.id + "'") + ": " + r.problem;
     for (auto &c : out)
         if (c == '\n' || c == '\r') c = ' ';  // one line: STATUS= ends at a newline
     return out;

@@ -34,8 +34,8 @@
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/payload.hpp>
-#include <firelink/site/suggest.hpp>
 #include <firelink/pipeline/sinks.hpp>
+#include <firelink/site/suggest.hpp>
 #include <firelink/transport/link.hpp>
 #include <firelink/uplink/uplink.hpp>
 
@@ -628,7 +628,8 @@ health_facts site_host::health_now() const {
     {
         std::lock_guard lock(cfg_mutex_);
         f.not_started = not_started_;
-        for (const auto &p : loaded_plugins_) f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p)});
+        for (const auto &p : loaded_plugins_)
+            f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p)});
     }
     if (uplink_) f.uplink = health_facts::uplink_facts{queue_->stats(), uplink_->report()};
     return f;
@@ -852,7 +853,8 @@ std::pair<unsigned, std::string> site_host::test_hook(const std::string &name, c
     spdlog::warn("test hook: wedging the {} loop for {} s", loop, seconds);
     // The latch has no timed wait: poll it, bounded, so a loop that is already stuck does not hang the admin thread.
     for (auto until = std::chrono::steady_clock::now() + 10s; !blocked->try_wait();) {
-        if (std::chrono::steady_clock::now() >= until) return fail(504, "the " + loop + " loop did not pick up the wedge");
+        if (std::chrono::steady_clock::now() >= until)
+            return fail(504, "the " + loop + " loop did not pick up the wedge");
         std::this_thread::sleep_for(5ms);
     }
     return {202, nlohmann::json{{"wedged", loop}, {"seconds", seconds}}.dump()};

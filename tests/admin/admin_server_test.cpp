@@ -147,7 +147,8 @@ protected:
     AdminServer() {
         handlers_.metrics_text = [] { return std::string("firelink_up 1\n"); };
         handlers_.health = [this] {
-            return firelink::admin::health_answer{healthy_, healthy_ ? R"({"status":"ok"})" : R"({"status":"degraded"})"};
+            return firelink::admin::health_answer{healthy_,
+                                                  healthy_ ? R"({"status":"ok"})" : R"({"status":"degraded"})"};
         };
         handlers_.devices_json = [] { return std::string(R"([{"id":"valve-3","state":"started"}])"); };
         handlers_.command = [this](const std::string &id, const std::string &body) {
