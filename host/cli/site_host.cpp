@@ -1,5 +1,8 @@
 #include "site_host.hpp"
 
+#include "health.hpp"
+#include "sd_notify.hpp"
+
 #include <condition_variable>
 #include <cctype>
 #include <cerrno>
@@ -8,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <latch>
 #include <map>
 #include <mutex>
 #include <set>
@@ -16,6 +20,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
@@ -30,6 +35,7 @@
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/payload.hpp>
 #include <firelink/pipeline/sinks.hpp>
+#include <firelink/site/suggest.hpp>
 #include <firelink/transport/link.hpp>
 #include <firelink/uplink/uplink.hpp>
 
@@ -129,8 +135,7 @@ struct catalog {
         for (const auto &p : plugins)
             if ((d.plugin.empty() || p->info().id == d.plugin) && p->info().find_driver(d.driver)) found.push_back(p);
         if (found.empty()) {
-            why = d.plugin.empty() ? "no loaded plugin has driver '" + d.driver + "'"
-                                   : "plugin '" + d.plugin + "' is not loaded or has no driver '" + d.driver + "'";
+            why = not_found(d);
             return nullptr;
         }
         if (found.size() > 1) {
@@ -145,6 +150,23 @@ struct catalog {
             return nullptr;
         }
         return found[0];
+    }
+
+    // Why no loaded plugin matches what the device names, with the closest names there are: a misspelt id is the
+    // usual reason.
+    std::string not_found(const site::device_config &d) const {
+        std::vector<std::string> ids, drivers;
+        const core::plugin *named = nullptr;
+        for (const auto &p : plugins) {
+            ids.push_back(p->info().id);
+            if (p->info().id == d.plugin) named = p.get();
+            if (d.plugin.empty() || p->info().id == d.plugin)
+                for (const auto &driver : p->info().drivers) drivers.push_back(driver.id);
+        }
+        if (!d.plugin.empty() && !named)
+            return "plugin '" + d.plugin + "' is not loaded" + site::did_you_mean(d.plugin, ids);
+        return (named ? "plugin '" + d.plugin + "' has no driver '" : "no loaded plugin has driver '") + d.driver +
+               "'" + site::did_you_mean(d.driver, drivers);
     }
 };
 
@@ -292,6 +314,11 @@ public:
         return it == listeners_.end() ? nullptr : it->second.listener;
     }
 
+    // The host is stopping: no listener takes a new connection while its devices close.
+    void stop_accepting() {
+        for (auto &[id, entry] : listeners_) entry.listener->stop_accepting();
+    }
+
 private:
     struct bus_entry {
         site::bus_config config;
@@ -323,7 +350,9 @@ private:
     std::pair<unsigned, std::string> reload();
     std::pair<unsigned, std::string> command(const std::string &device, const std::string &body);
     std::string devices_json() const;
-    std::string health_json() const;
+    health_facts health_now() const;
+    void watchdog_tick();
+    std::pair<unsigned, std::string> test_hook(const std::string &name, const std::string &body);
     std::string metrics_text();
     std::string uplink_json() const;
     bool start_uplink();
@@ -352,10 +381,12 @@ private:
     site::site_config cfg_;      // the devices' configuration, as last (re)loaded
     site::site_config running_;  // as started: gateway, admin, sink and watchdog change only with a restart
     run_options opt_;
+    systemd_notifier sd_;        // first: it reads the environment before any thread runs
     asio::io_context io_;        // devices and their wires
     asio::io_context admin_io_;  // the admin endpoint, apart, so a slow handler never delays a device
     admin::host_metrics metrics_;
     pipeline::event_pipeline pipeline_;
+    pipeline::sink *record_ = nullptr;  // the local record ([sink]) among the pipeline's sinks, if there is one
     std::unique_ptr<uplink::durable_queue> queue_;  // with [uplink]: the durable queue...
     std::unique_ptr<uplink::uplink> uplink_;        // ...and its senders and command poll
     std::unique_ptr<core::device_runtime> runtime_;
@@ -366,6 +397,12 @@ private:
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
     std::atomic<std::uint64_t> next_command_{1};
     std::atomic<bool> ready_{false};  // every configured device has been tried once
+    std::map<std::string, std::string> not_started_;  // enabled devices that did not start: id -> why (cfg_mutex_)
+    unsigned io_threads_ = 0;
+    // systemd's watchdog (control thread): each event loop answers a post between two pings, or no ping is sent.
+    std::atomic<bool> io_answered_{true}, admin_answered_{true};
+    bool pings_withheld_ = false;
+    std::string last_status_;
 
     std::mutex control_mutex_;
     std::condition_variable control_cv_;
@@ -416,10 +453,20 @@ void site_host::apply(const site::site_config &next, std::vector<std::string> &p
         }
     }
     wires_.prune(next);
+    {
+        std::lock_guard lock(cfg_mutex_);
+        std::erase_if(not_started_, [&](const auto &n) { return !wanted.count(n.first); });
+    }
     for (const auto &d : next.devices) {
         if (!d.enabled || fingerprints_.count(d.id)) continue;
         std::string why;
-        if (start_device(next, d, why)) {
+        const bool started = start_device(next, d, why);
+        {
+            std::lock_guard lock(cfg_mutex_);  // for /healthz, which names every device that is not running
+            if (started) not_started_.erase(d.id);
+            else not_started_[d.id] = at(d.where) + ": " + why;
+        }
+        if (started) {
             fingerprints_[d.id] = wanted[d.id];
             spdlog::info("device {} ({} / {}) started", d.id, d.driver, d.device_class);
         } else {
@@ -564,56 +611,51 @@ std::string site_host::devices_json() const {
     return list.dump();
 }
 
-std::string site_host::health_json() const {
-    std::size_t started = 0, offline = 0, faulted = 0, other = 0;
+health_facts site_host::health_now() const {
+    health_facts f;
+    f.ready = ready_;
+    f.gateway = running_.gateway_id;
+    f.uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
     for (const auto &id : runtime_->device_ids()) {
         auto st = runtime_->status(id);
         if (!st) continue;
-        if (st->state == "started") ++started;
-        else if (st->state == "offline") ++offline;
-        else if (st->state == "faulted") ++faulted;
-        else ++other;
+        health_facts::device d{id, st->state, {}};
+        if (d.state != "started")
+            for (const auto &c : runtime_->open_conditions(id))
+                if (c.kind == "fault") d.faults.push_back(c.code);
+        f.devices.push_back(std::move(d));
     }
-    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
-    std::string uplink_problem;
-    if (uplink_) {
-        const auto q = queue_->stats();
-        const auto r = uplink_->report();
-        if (q.disk_full) uplink_problem = "the queue's disk is full";
-        else if (q.lanes[0].near_full || q.lanes[1].near_full) uplink_problem = "the queue is near full";
-        else if (r.credentials_refused) uplink_problem = "the platform refuses this gateway's credentials";
-        else
-            for (const auto &l : r.lanes)
-                if (!l.last_error.empty()) uplink_problem = "the platform is not reachable: " + l.last_error;
-    }
-    // Each plugin, and for those out of process what their runner's supervisor is doing.
-    nlohmann::json plugins = nlohmann::json::array();
-    bool runners_ok = true;
     {
         std::lock_guard lock(cfg_mutex_);
-        for (const auto &p : loaded_plugins_) {
-            nlohmann::json j{{"id", p->info().id}, {"isolation", p->remote() ? "process" : "in_process"}};
-            if (auto r = isolation::status_of(*p)) {
-                j.update({{"state", r->state},
-                          {"pid", r->pid},
-                          {"restarts", r->restarts},
-                          {"failures", r->failures},
-                          {"last_failure", r->last_failure}});
-                runners_ok = runners_ok && r->state == "running";
-            }
-            plugins.push_back(std::move(j));
-        }
+        f.not_started = not_started_;
+        for (const auto &p : loaded_plugins_)
+            f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p)});
     }
-    const char *status = !ready_ ? "starting"
-                         : offline + faulted + other == 0 && uplink_problem.empty() && runners_ok ? "ok"
-                                                                                                 : "degraded";
-    nlohmann::json out{{"status", status},
-                       {"gateway", running_.gateway_id},
-                       {"uptime_s", uptime.count()},
-                       {"devices", {{"started", started}, {"offline", offline}, {"faulted", faulted}, {"other", other}}}};
-    if (uplink_) out["uplink"] = {{"ok", uplink_problem.empty()}, {"problem", uplink_problem}};
-    out["plugins"] = std::move(plugins);
-    return out.dump();
+    if (uplink_) f.uplink = health_facts::uplink_facts{queue_->stats(), uplink_->report()};
+    return f;
+}
+
+// systemd's watchdog, from the control loop itself: a wedged control thread sends nothing, and a ping also needs the
+// devices' and the admin's event loops to have run what was posted to them at the last tick.
+void site_host::watchdog_tick() {
+    if (sd_.watchdog_interval()) {
+        const bool io = io_answered_.exchange(false), admin = admin_answered_.exchange(false);
+        if (io && admin) {
+            sd_.notify("WATCHDOG=1");
+            if (pings_withheld_) spdlog::info("watchdog: every event loop answers again; pinging systemd");
+            pings_withheld_ = false;
+        } else if (!pings_withheld_) {
+            pings_withheld_ = true;
+            spdlog::critical("watchdog: the {} event loop has not answered for {} ms; systemd is no longer pinged",
+                             io ? "admin" : "devices'",
+                             std::chrono::duration_cast<std::chrono::milliseconds>(*sd_.watchdog_interval()).count());
+        }
+        asio::post(io_, [this] { io_answered_ = true; });
+        asio::post(admin_io_, [this] { admin_answered_ = true; });
+    }
+    auto status = health_summary(health_now());
+    if (status != last_status_) sd_.notify("STATUS=" + status);
+    last_status_ = std::move(status);
 }
 
 std::string site_host::metrics_text() {
@@ -682,6 +724,8 @@ std::string site_host::metrics_text() {
     text += std::string("firelink_uplink_disk_full ") + (q.disk_full ? "1" : "0") + "\n";
     family("firelink_uplink_reserve_bytes", "gauge", "The alarm reserve set aside on the queue's disk (0: none).");
     text += "firelink_uplink_reserve_bytes " + std::to_string(q.reserve_bytes) + "\n";
+    family("firelink_uplink_reserve_held", "gauge", "1 while the queue's disk holds its reserve for alarms.");
+    text += std::string("firelink_uplink_reserve_held ") + (q.reserve_held ? "1" : "0") + "\n";
     family("firelink_uplink_commands_total", "counter", "Commands received from the platform.");
     text += "firelink_uplink_commands_total " + std::to_string(r.commands_received) + "\n";
     return text;
@@ -696,6 +740,11 @@ bool site_host::start_uplink() {
                    static_cast<std::uint64_t>(u.telemetry_cap_mb) << 20};
     q.reserve_bytes = static_cast<std::uint64_t>(u.reserve_mb) << 20;
     q.max_pending = static_cast<std::size_t>(u.max_pending);
+    // The platform gets the gateway's own events (queue_near_full, command_failed, ...) from the queue; the local
+    // record gets the same, so that what the platform has is also on the gateway's disk.
+    q.on_gateway_event = [this](const core::accepted_event &ev) {
+        if (record_) record_->accept(ev, {});
+    };
     uplink::uplink_options o;
     o.gateway_id = cfg_.gateway_id;
     o.http.base_url = u.url;
@@ -781,6 +830,40 @@ std::string site_host::run_platform_command(const uplink::downlink_command &c) {
     return {};
 }
 
+// FIRELINK_TEST_HOOKS=1 only. "wedge" {"loop": "control" | "devices", "seconds": N} blocks that event loop for N
+// seconds (every thread of it), as a driver stuck in a call or a deadlock would, so a test can see systemd's
+// watchdog pings stop. Answers once the loop is blocked.
+std::pair<unsigned, std::string> site_host::test_hook(const std::string &name, const std::string &body) {
+    auto fail = [](unsigned status, const std::string &why) {
+        return std::pair<unsigned, std::string>{status, nlohmann::json{{"error", why}}.dump()};
+    };
+    if (name != "wedge") return fail(404, "no test hook '" + name + "' (there is: wedge)");
+    const auto args = nlohmann::json::parse(body.empty() ? "{}" : body, nullptr, false);
+    if (!args.is_object()) return fail(400, "the body is not a JSON object");
+    const auto loop = args.value("loop", std::string("control"));
+    const double seconds = args.value("seconds", 10.0);
+    if (!(seconds > 0 && seconds <= 600)) return fail(400, "seconds: from 0 to 600");
+    const auto wedged_for = std::chrono::duration<double>(seconds);
+    const unsigned threads = loop == "devices" ? io_threads_ : 1;
+    auto blocked = std::make_shared<std::latch>(threads);
+    auto block = [blocked, wedged_for] {
+        blocked->count_down();
+        std::this_thread::sleep_for(wedged_for);
+    };
+    if (loop == "control") post_control(block);
+    else if (loop == "devices")
+        for (unsigned i = 0; i < threads; ++i) asio::post(io_, block);
+    else return fail(400, "loop: \"control\" or \"devices\"");
+    spdlog::warn("test hook: wedging the {} loop for {} s", loop, seconds);
+    // The latch has no timed wait: poll it, bounded, so a loop that is already stuck does not hang the admin thread.
+    for (auto until = std::chrono::steady_clock::now() + 10s; !blocked->try_wait();) {
+        if (std::chrono::steady_clock::now() >= until)
+            return fail(504, "the " + loop + " loop did not pick up the wedge");
+        std::this_thread::sleep_for(5ms);
+    }
+    return {202, nlohmann::json{{"wedged", loop}, {"seconds", seconds}}.dump()};
+}
+
 std::string site_host::uplink_json() const {
     if (!uplink_) return R"({"configured":false})";
     const auto q = queue_->stats();
@@ -823,6 +906,7 @@ std::string site_host::uplink_json() const {
                           {"disk_full", q.disk_full},
                           {"reserve_bytes", q.reserve_bytes},
                           {"reserve_target_bytes", q.reserve_target},
+                          {"reserve_held", q.reserve_held},
                           {"last_commit_ms", q.last_commit_ms},
                           {"max_commit_ms", q.max_commit_ms},
                           {"commands_received", r.commands_received},
@@ -838,8 +922,11 @@ std::string site_host::uplink_json() const {
 int site_host::run() {
     // Sinks first: nothing is accepted before there is somewhere to put it.
     try {
-        if (cfg_.sink_kind == "jsonl") pipeline_.add(pipeline::make_jsonl_file_sink(cfg_.sink_path));
-        else if (cfg_.sink_kind == "stdout") pipeline_.add(pipeline::make_stdout_sink());
+        std::unique_ptr<pipeline::sink> record;
+        if (cfg_.sink_kind == "jsonl") record = pipeline::make_jsonl_file_sink(cfg_.sink_path);
+        else if (cfg_.sink_kind == "stdout") record = pipeline::make_stdout_sink();
+        record_ = record.get();
+        if (record) pipeline_.add(std::move(record));
     } catch (const std::exception &e) {
         spdlog::critical("{}: sink: {}", cfg_.file.string(), e.what());
         return 1;
@@ -881,8 +968,8 @@ int site_host::run() {
 
     auto work = asio::make_work_guard(io_);
     std::vector<std::thread> threads;
-    const unsigned n_threads = std::max(2u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < n_threads; ++i) threads.emplace_back([this] { io_.run(); });
+    io_threads_ = std::max(2u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < io_threads_; ++i) threads.emplace_back([this] { io_.run(); });
 
     // The admin endpoint.
     std::unique_ptr<admin::admin_server> admin;
@@ -892,7 +979,7 @@ int site_host::run() {
         const auto addr = admin::parse_listen_address(opt_.admin_listen.value_or(cfg_.admin_listen));
         admin::admin_handlers h;
         h.metrics_text = [this] { return metrics_text(); };
-        h.health_json = [this] { return health_json(); };
+        h.health = [this] { return judge_health(health_now()); };
         h.devices_json = [this] { return devices_json(); };
         h.uplink_json = [this] { return uplink_json(); };
         h.command = [this](const std::string &device, const std::string &body) { return command(device, body); };
@@ -905,6 +992,10 @@ int site_host::run() {
                 return std::pair<unsigned, std::string>{503, R"({"error":"reload did not finish within 60 s"})"};
             return result.get();
         };
+        if (const char *hooks = std::getenv("FIRELINK_TEST_HOOKS"); hooks && std::string_view(hooks) == "1") {
+            spdlog::warn("FIRELINK_TEST_HOOKS=1: POST /api/test/* can wedge this host; for tests only");
+            h.test_hook = [this](const std::string &name, const std::string &body) { return test_hook(name, body); };
+        }
         admin = std::make_unique<admin::admin_server>(admin_io_, admin::admin_options{addr.host, addr.port}, h);
         admin->start();
         spdlog::info("admin endpoint on http://{}:{}/ (/healthz /metrics /api/devices)", addr.host, admin->port());
@@ -923,6 +1014,9 @@ int site_host::run() {
     ready_ = true;
     spdlog::info("site {} (gateway {}): {} device(s) running, {} not started", cfg_.file.string(), cfg_.gateway_id,
                  fingerprints_.size(), problems.size());
+    // Up: every device was tried and the admin endpoint listens. systemd's Type=notify waits for this.
+    last_status_ = health_summary(health_now());
+    sd_.notify("READY=1\nSTATUS=" + last_status_);
 
     // Signals: TERM/INT stop, HUP reloads; each becomes work for this (the control) thread.
     asio::signal_set signals(io_, SIGINT, SIGTERM, SIGHUP);
@@ -946,20 +1040,32 @@ int site_host::run() {
                                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                                      std::chrono::duration<double>(opt_.seconds))
                                            : std::chrono::steady_clock::time_point::max();
+    // With systemd, the loop also wakes to ping its watchdog (half its timeout) or, without one, to update STATUS.
+    const auto tick = sd_.enabled() ? std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                          sd_.watchdog_interval().value_or(std::chrono::seconds(10)))
+                                    : std::chrono::steady_clock::duration::max();
+    auto next_tick = sd_.enabled() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point::max();
     for (;;) {
         control_job job;
         {
             std::unique_lock lock(control_mutex_);
-            control_cv_.wait_until(lock, deadline, [&] { return stopping_ || !control_.empty(); });
+            control_cv_.wait_until(lock, std::min(deadline, next_tick), [&] { return stopping_ || !control_.empty(); });
             if (stopping_ || std::chrono::steady_clock::now() >= deadline) {
                 stopping_ = true;
                 break;
             }
-            job = std::move(control_.front());
-            control_.pop_front();
+            if (!control_.empty()) {
+                job = std::move(control_.front());
+                control_.pop_front();
+            }
         }
-        job.run();
+        if (const auto now = std::chrono::steady_clock::now(); now >= next_tick) {
+            watchdog_tick();
+            next_tick = now + tick;  // from now, not from the last tick: a late tick is not followed by a hasty one
+        }
+        if (job.run) job.run();
     }
+    sd_.notify("STOPPING=1\nSTATUS=stopping");
     {
         std::lock_guard lock(control_mutex_);
         for (auto &job : control_)
@@ -974,6 +1080,7 @@ int site_host::run() {
         std::_Exit(1);
     }).detach();
     signals.cancel();
+    wires_.stop_accepting();
     const auto ids = runtime_->device_ids();
     runtime_->stop_all();
     pipeline_.flush();

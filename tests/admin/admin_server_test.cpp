@@ -6,6 +6,7 @@
 #include <firelink/admin/admin_server.hpp>
 #include <firelink/admin/host_metrics.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <stdexcept>
@@ -145,7 +146,10 @@ class AdminServer : public ::testing::Test {
 protected:
     AdminServer() {
         handlers_.metrics_text = [] { return std::string("firelink_up 1\n"); };
-        handlers_.health_json = [] { return std::string(R"({"status":"ok"})"); };
+        handlers_.health = [this] {
+            return firelink::admin::health_answer{healthy_,
+                                                  healthy_ ? R"({"status":"ok"})" : R"({"status":"degraded"})"};
+        };
         handlers_.devices_json = [] { return std::string(R"([{"id":"valve-3","state":"started"}])"); };
         handlers_.command = [this](const std::string &id, const std::string &body) {
             last_device_ = id;
@@ -189,6 +193,7 @@ protected:
     std::promise<void> ran_out_;
     std::future<void> ran_out_future_ = ran_out_.get_future();
     std::string last_device_, last_body_;
+    std::atomic<bool> healthy_{true};  // what the health handler says, set by a test
 };
 
 }  // namespace
@@ -241,6 +246,45 @@ TEST_F(AdminServer, JsonEndpointsServeTheirHandlersBodies) {
 TEST_F(AdminServer, AQueryStringDoesNotChangeTheRoute) {
     start();
     EXPECT_EQ(fetch(url("/healthz?verbose=1")).status, 200);
+}
+
+// A monitor reads the status from the body and always gets it; a load balancer reads only the code (?strict).
+TEST_F(AdminServer, HealthIs200WithTheStatusInTheBodyAnd503OnlyWhenStrict) {
+    start();
+    healthy_ = false;
+    const auto plain = fetch(url("/healthz"));
+    EXPECT_EQ(plain.status, 200);
+    EXPECT_EQ(plain.body, R"({"status":"degraded"})");
+    for (const char *strict : {"/healthz?strict", "/healthz?strict=1", "/healthz?strict=true", "/healthz?x=2&strict"}) {
+        const auto r = fetch(url(strict));
+        EXPECT_EQ(r.status, 503) << strict;
+        EXPECT_EQ(r.body, R"({"status":"degraded"})") << strict;
+    }
+    EXPECT_EQ(fetch(url("/healthz?strict=0")).status, 200);
+    EXPECT_EQ(fetch(url("/healthz?strictly")).status, 200);  // another parameter, not "strict"
+    const auto bad = fetch(url("/healthz?strict=maybe"));
+    EXPECT_EQ(bad.status, 400);
+    EXPECT_NE(bad.body.find("strict takes"), std::string::npos) << bad.body;
+    healthy_ = true;
+    EXPECT_EQ(fetch(url("/healthz?strict")).status, 200);
+}
+
+// Test hooks exist only where the host provides them: in production the route is an unknown path.
+TEST_F(AdminServer, TestHooksAreAbsentUnlessProvided) {
+    start();
+    EXPECT_EQ(fetch(url("/api/test/wedge"), "POST").status, 404);
+}
+
+TEST_F(AdminServer, TestHooksGetTheirNameAndBody) {
+    handlers_.test_hook = [](const std::string &name, const std::string &body) {
+        return std::pair<unsigned, std::string>{202, json{{"hook", name}, {"body", body}}.dump()};
+    };
+    start();
+    const std::string body = R"({"seconds":1})";
+    const auto r = fetch(url("/api/test/wedge"), "POST", &body);
+    EXPECT_EQ(r.status, 202);
+    EXPECT_EQ(json::parse(r.body), (json{{"hook", "wedge"}, {"body", body}}));
+    EXPECT_EQ(fetch(url("/api/test/wedge")).status, 405);
 }
 
 TEST_F(AdminServer, CommandGetsTheDecodedIdAndTheBody) {

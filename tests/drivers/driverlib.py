@@ -56,10 +56,11 @@ class Site:
         self.proc = None
         self.log = None
 
-    def start(self):
+    def start(self, env=None):
+        """`env`: more environment for the host (NOTIFY_SOCKET, ...), on top of this process's."""
         self.log = open(os.path.join(self.dir, "host.log"), "w")
         self.proc = subprocess.Popen([self.host, "run", "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
         def ready():
             h = self.get("/healthz")
@@ -76,9 +77,12 @@ class Site:
             return f.read()
 
     def get(self, path):
+        """(status, body); None while nothing answers. An error status is an answer too (/healthz?strict's 503)."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
                 return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
         except (urllib.error.URLError, ConnectionError):
             return None
 

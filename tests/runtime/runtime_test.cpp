@@ -13,7 +13,6 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
-#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <firelink/core/device_runtime.hpp>
@@ -21,6 +20,7 @@
 #include <firelink/core/plugin_loader.hpp>
 
 #include "fixture_paths.h"
+#include "log_capture.hpp"
 
 namespace core = firelink::core;
 using namespace std::chrono_literals;
@@ -576,35 +576,6 @@ TEST(EventJson, EscapesWhatJsonCannotHoldRaw) {
 // The commit fixture logs "committed <through>" for each notification and "emitted <n>" after its command emit3: the
 // host's log lines are captured to see what the device was told, and when.
 namespace {
-
-class log_capture {
-public:
-    log_capture() {
-        spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink_));
-        spdlog::set_pattern("%v");
-    }
-    ~log_capture() { spdlog::set_default_logger(previous_); }
-    bool has(const std::string &needle) const {
-        for (const auto &l : sink_->last_formatted())
-            if (l.find(needle) != std::string::npos) return true;
-        return false;
-    }
-    bool wait(const std::string &needle) const {
-        for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;
-             std::this_thread::sleep_for(2ms))
-            if (has(needle)) return true;
-        return false;
-    }
-    std::size_t count(const std::string &needle) const {
-        std::size_t n = 0;
-        for (const auto &l : sink_->last_formatted()) n += l.find(needle) != std::string::npos;
-        return n;
-    }
-
-private:
-    std::shared_ptr<spdlog::logger> previous_ = spdlog::default_logger();
-    std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
-};
 
 // Long enough for a notification posted to the strand to have run.
 constexpr auto quiet = 100ms;

@@ -30,7 +30,8 @@ TEST(ErrorText, FileLineColumnKeyMessage) {
 
 TEST(File, SyntaxErrorIsOneErrorWithTomlPosition) {
     EXPECT_THAT(errors_of("[gateway]\nid = = 1\n" + plugins),
-                ElementsAre("site.toml:2:6: Error while parsing value: could not determine value type"));
+                ElementsAre("site.toml:2:6: not a value: text needs quotes (\"...\"); numbers, true, false, dates and "
+                            "[arrays] are written bare"));
 }
 
 TEST(File, MissingFileIsOneErrorNamingIt) {

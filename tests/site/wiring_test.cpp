@@ -275,7 +275,7 @@ TEST(Wire, BusRules) {
     EXPECT_EQ(snippet_error(rs485 + device("d", "wire = { bus = \"rs485-1\", unit = \"3\" }\n")),
               "site.toml:9:34: device[0].wire.unit: expected an integer from 0 to 247, got a string");
     EXPECT_EQ(snippet_error(rs485 + device("d", "wire = { bus = \"rs485-9\", unit = 3 }\n")),
-              "site.toml:9:16: device[0].wire.bus: bus 'rs485-9' is not defined");
+              "site.toml:9:16: device[0].wire.bus: bus 'rs485-9' is not defined (did you mean 'rs485-1'?)");
     EXPECT_EQ(snippet_error(rs485 + device("d", "wire = { bus = \"rs485-1\" }\n")),
               "site.toml:9:8: device[0].wire.unit: missing (expected an integer from 0 to 247: the device's address on "
               "rs485 bus 'rs485-1')");
@@ -356,7 +356,7 @@ TEST(Wire, ListenerByPeerOrIdentity) {
 TEST(Wire, ListenerRules) {
     // uitd lines 1-3, the device from line 4, its wire on line 8.
     EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd2\", peer = \"10.0.0.5\" }\n")),
-              "site.toml:8:21: device[0].wire.listener: listener 'uitd2' is not defined");
+              "site.toml:8:21: device[0].wire.listener: listener 'uitd2' is not defined (did you mean 'uitd'?)");
     EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", peer = \"panel-1\" }\n")),
               "site.toml:8:36: device[0].wire.peer: expected an IP address, got \"panel-1\"");
     EXPECT_EQ(

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 
+#include "log_capture.hpp"
 #include "transport_test_support.hpp"
 
 namespace transport_test {
@@ -229,6 +230,25 @@ TEST(Rs485Bus, SecondRequestIsBusyAndWriteIsMisuse) {
     EXPECT_EQ(dead_rec.late_calls(), 0);
     EXPECT_EQ(dead_rec.count(FL_LINK_REPLY_TIMEOUT), 0);
     on(ex, [&] { return link->close(); });
+}
+
+// The port opens for the first device to open; its log line counts every device that shares the bus.
+TEST(Rs485Bus, TheOpenLogCountsTheDevicesOnTheBus) {
+    log_capture logs;
+    io_runner run;
+    pty_pair pty;
+    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
+    recorder rec, rec2, rec3, rec4;
+    auto ex = run.strand();
+    auto first = bus->attach(ex, rec.events());
+    auto second = bus->attach(run.strand(), rec2.events());
+    auto third = bus->attach(run.strand(), rec3.events());
+    auto gone = bus->attach(run.strand(), rec4.events());
+    gone.reset();  // detached before the port opened: not on the bus
+    on(ex, [&] { return first->open(); });
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    EXPECT_TRUE(logs.wait("] open (9600 baud, 8N1), 3 device(s) on the bus")) << "the first to open is not alone";
+    on(ex, [&] { return first->close(); });
 }
 
 TEST(Rs485Bus, BytesOutsideAnyTurnAreDiscardedAndCounted) {

@@ -3,6 +3,7 @@
 #include <system_error>
 #include <vector>
 
+#include "log_capture.hpp"
 #include "transport_test_support.hpp"
 
 namespace transport_test {
@@ -140,6 +141,50 @@ TEST(TcpListener, ClosesConnectionsNobodyClaims) {
     EXPECT_EQ(rec.count(FL_LINK_OPEN), 0);
     EXPECT_EQ(rec.received(), "");
     on(ex, [&] { return link->close(); });
+}
+
+// A device that reconnects as soon as it is refused (a panel whose identity no open device has) costs a few log
+// lines and one count per window, not a line per connection.
+TEST(TcpListener, RefusalsAreLoggedAFewAtATimeAndTheRestCounted) {
+    log_capture logs;
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_peer(ex, "192.0.2.7", rec.events());  // some other device
+    on(ex, [&] { return link->open(); });
+    for (int i = 0; i < 200; ++i) {
+        fd_holder client = tcp_connect(listener->port());
+        ASSERT_TRUE(wait_closed(client.fd));
+    }
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 200; }));
+    EXPECT_EQ(logs.count("closed a connection from 127.0.0.1"), 5u);
+    EXPECT_EQ(logs.count("are counted, not logged"), 1u);
+    on(ex, [&] { return link->close(); });
+}
+
+// A stopping host closes the acceptor before its devices: a device that reconnects meanwhile is refused by the
+// kernel (nothing is listening) instead of accepted, identified and closed, with a warning each time.
+TEST(TcpListener, StopAcceptingReleasesThePortAndKeepsTheConnectedDevices) {
+    log_capture logs;
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_peer(ex, "127.0.0.1", rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder device = tcp_connect(listener->port());
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+
+    listener->stop_accepting();
+    ASSERT_TRUE(logs.wait("no longer accepting"));
+    EXPECT_FALSE(tcp_connect(listener->port())) << "the port is released";
+    write_all(device.fd, "still here");
+    EXPECT_TRUE(rec.wait_data("still here")) << "a connected device keeps its connection";
+    on(ex, [&] { return link->close(); });
+    EXPECT_TRUE(wait_closed(device.fd));
+    EXPECT_EQ(logs.count("closed a connection"), 0u);
+    EXPECT_EQ(listener->unmatched_connections(), 0u);
 }
 
 TEST(TcpListener, WithoutAMatchOrAnIdentifierTheConnectionIsClosed) {

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <msgpack.hpp>
@@ -565,4 +567,106 @@ TEST(Queue, OnlyAQueueLeftByACrashIsReadWholeAtStart) {
     EXPECT_EQ(q.opened().backlog, 100u);
     // And a small file is always checked.
     EXPECT_TRUE(durable_queue(options_in(temp_dir{})).opened().created);
+}
+
+namespace {
+
+// The gateway's events of the event lane as "kind code" (restores: "restore ends"), in order.
+std::vector<std::string> gateway_events_of(const durable_queue &q) {
+    std::vector<std::string> out;
+    for (const auto &r : q.open_reader()->read(lane::event, 0, 1000, 1 << 30)) {
+        const auto rec = decode(r);
+        if (rec.get("class")->as<std::string>() != "gateway") continue;
+        const auto kind = rec.event("kind")->as<std::string>();
+        out.push_back(kind + " " + (kind == "restore" ? rec.event("ends") : rec.event("code"))->as<std::string>());
+    }
+    return out;
+}
+
+// Waits (a hang guard, not a timing) until the queue has committed what `done` looks for.
+template <typename Done>
+bool eventually(durable_queue &q, Done done) {
+    for (auto end = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < end;) {
+        q.flush();
+        if (done()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+}  // namespace
+
+// No room for the reserve (here: something else sits where its file goes) is a fault of the gateway at the platform,
+// restored once the reserve is held again; the host's local record gets both (on_gateway_event).
+TEST(Queue, WithoutItsAlarmReserveTheGatewayHasAFaultUntilItIsBack) {
+    temp_dir d;
+    auto o = options_in(d);
+    o.reserve_bytes = 64 << 10;
+    std::mutex m;
+    std::vector<std::string> recorded;
+    o.on_gateway_event = [&](const firelink::core::accepted_event &ev) {
+        std::lock_guard lock(m);
+        recorded.push_back(ev.device_id + " " + ev.device_class + " " + ev.kind + " #" + std::to_string(ev.sequence));
+    };
+    const auto reserve = d.path / "queue.db.reserve";
+    fs::create_directories(reserve);
+    durable_queue q(o);
+    EXPECT_FALSE(q.stats().reserve_held);
+    ASSERT_TRUE(eventually(q, [&] { return gateway_events_of(q).size() == 1; }));
+    EXPECT_EQ(gateway_events_of(q), std::vector<std::string>{"fault alarm_reserve_missing"});
+    const auto fault = decode(q.open_reader()->read(lane::event, 0, 1, 1 << 20).at(0));
+    EXPECT_EQ(fault.event("event_id")->as<std::string>(), "alarm-reserve-missing");
+    EXPECT_EQ(fault.event("severity")->as<std::string>(), "major");
+
+    fs::remove(reserve);  // the writer makes the file at its next check
+    ASSERT_TRUE(eventually(q, [&] { return gateway_events_of(q).size() == 2; }));
+    EXPECT_EQ(gateway_events_of(q),
+              (std::vector<std::string>{"fault alarm_reserve_missing", "restore alarm-reserve-missing"}));
+    EXPECT_TRUE(q.stats().reserve_held);
+    EXPECT_TRUE(fs::is_regular_file(reserve));
+    EXPECT_GE(fs::file_size(reserve), o.reserve_bytes);
+    std::lock_guard lock(m);
+    EXPECT_EQ(recorded, (std::vector<std::string>{"gw-test gateway fault #1", "gw-test gateway restore #2"}));
+}
+
+// What the platform was told survives a restart: a fault still open is neither raised again nor forgotten.
+TEST(Queue, TheReserveFaultIsRestoredAfterARestartAndNotRaisedTwice) {
+    temp_dir d;
+    auto o = options_in(d);
+    o.reserve_bytes = 64 << 10;
+    const auto reserve = d.path / "queue.db.reserve";
+    fs::create_directories(reserve);
+    {
+        durable_queue q(o);
+        ASSERT_TRUE(eventually(q, [&] { return gateway_events_of(q).size() == 1; }));
+    }
+    {
+        durable_queue q(o);  // still missing: nothing new
+        push(q, lane::event, "poke");
+        ASSERT_TRUE(q.flush());
+        std::this_thread::sleep_for(100ms);  // several checks: none may raise the fault again
+        ASSERT_TRUE(q.flush());
+        EXPECT_EQ(gateway_events_of(q), std::vector<std::string>{"fault alarm_reserve_missing"});
+    }
+    fs::remove(reserve);
+    durable_queue q(o);  // the reserve is made at open: the restore follows
+    EXPECT_TRUE(q.stats().reserve_held);
+    ASSERT_TRUE(eventually(q, [&] { return gateway_events_of(q).size() == 2; }));
+    EXPECT_EQ(gateway_events_of(q).back(), "restore alarm-reserve-missing");
+}
+
+// With a reserve in place, or none asked for, there is nothing to report.
+TEST(Queue, AHeldReserveRaisesNothing) {
+    for (const std::uint64_t bytes : {std::uint64_t{0}, std::uint64_t{64} << 10}) {
+        temp_dir d;
+        auto o = options_in(d);
+        o.reserve_bytes = bytes;
+        durable_queue q(o);
+        ASSERT_TRUE(push(q, lane::event, "poke"));
+        ASSERT_TRUE(q.flush());
+        std::this_thread::sleep_for(100ms);
+        ASSERT_TRUE(q.flush());
+        EXPECT_TRUE(q.stats().reserve_held);
+        EXPECT_TRUE(gateway_events_of(q).empty());
+    }
 }

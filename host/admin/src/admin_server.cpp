@@ -118,18 +118,52 @@ response status_reply(const request &req, std::pair<unsigned, std::string> answe
     return reply(req, answer.first, std::move(answer.second), json_type);
 }
 
+// The value of `name` in a query string ("strict" in "a=1&strict"): "" for a bare name, nullopt when absent.
+std::optional<std::string_view> query_value(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto item = query.substr(0, amp);
+        const auto eq = item.find('=');
+        if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    return std::nullopt;
+}
+
+response health_endpoint(const request &req, const std::function<health_answer()> &handler, std::string_view query) {
+    if (req.method() != http::verb::get) return not_allowed(req, "GET");
+    const auto strict = query_value(query, "strict");
+    if (strict && *strict != "" && *strict != "1" && *strict != "true" && *strict != "0" && *strict != "false")
+        return error(req, 400, "strict takes no value, 1 or true (503 when not healthy), or 0 or false");
+    const bool strict_on = strict && *strict != "0" && *strict != "false";
+    if (!handler) return error(req, 501, "not provided by this host");
+    return guarded(req, [&] {
+        auto answer = handler();
+        return reply(req, strict_on && !answer.healthy ? 503 : 200, std::move(answer.json), json_type);
+    });
+}
+
 response route(const request &req, const admin_handlers &h) {
-    std::string_view path(req.target().data(), req.target().size());  // Boost 1.74: boost::string_view
-    path = path.substr(0, path.find('?'));  // a query string changes nothing here
+    std::string_view target(req.target().data(), req.target().size());  // Boost 1.74: boost::string_view
+    const auto question = target.find('?');
+    const auto path = target.substr(0, question);
+    const auto query = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
 
     if (path == "/metrics") return text_endpoint(req, h.metrics_text, metrics_type);
-    if (path == "/healthz") return text_endpoint(req, h.health_json, json_type);
+    if (path == "/healthz") return health_endpoint(req, h.health, query);
     if (path == "/api/devices") return text_endpoint(req, h.devices_json, json_type);
     if (path == "/api/uplink") return text_endpoint(req, h.uplink_json, json_type);
     if (path == "/api/reload") {
         if (req.method() != http::verb::post) return not_allowed(req, "POST");
         if (!h.reload) return error(req, 501, "not provided by this host");
         return guarded(req, [&] { return status_reply(req, h.reload()); });
+    }
+
+    constexpr std::string_view test_prefix = "/api/test/";
+    if (h.test_hook && path.substr(0, test_prefix.size()) == test_prefix) {
+        if (req.method() != http::verb::post) return not_allowed(req, "POST");
+        const std::string name(path.substr(test_prefix.size()));
+        return guarded(req, [&] { return status_reply(req, h.test_hook(name, req.body())); });
     }
 
     constexpr std::string_view prefix = "/api/devices/", suffix = "/commands";

@@ -1,6 +1,7 @@
 #include <firelink/site/site_config.hpp>
 
 #include "sections.hpp"
+#include "toml_errors.hpp"
 
 #include <fstream>
 #include <sstream>
@@ -80,7 +81,7 @@ load_result parse_site_config(const std::string &toml_text, const fs::path &file
     try {
         root = toml::parse(std::string_view(toml_text), std::string_view(cx.diag.file()));
     } catch (const toml::parse_error &e) {
-        cx.diag.error(e.source(), "", std::string(e.description()));
+        cx.diag.error(e.source(), "", detail::plain_toml_error(e.description(), toml_text, e.source().begin));
         return cx.diag.take();
     }
 

@@ -5,6 +5,8 @@
 #include "names.hpp"
 #include "sections.hpp"
 
+#include <firelink/site/suggest.hpp>
+
 #include <algorithm>
 #include <array>
 #include <functional>
@@ -277,7 +279,11 @@ void wiring_reader::wire(table_reader &device, const device_config &d, wire_conf
 void wiring_reader::bus_wire(table_reader &r, const device_config &d, wire_config &out) {
     const auto bus_id = r.string("bus", need::required);
     const bus_config *bus = bus_id ? out_.find_bus(*bus_id) : nullptr;
-    if (bus_id && !bus) r.error("bus", "bus '" + *bus_id + "' is not defined");
+    if (bus_id && !bus) {
+        std::vector<std::string> ids;
+        for (const auto &b : out_.buses) ids.push_back(b.id);
+        r.error("bus", "bus '" + *bus_id + "' is not defined" + did_you_mean(*bus_id, ids));
+    }
     // A shared bus addresses its devices by unit; a point-to-point bus needs none.
     const bool unit_required = bus && bus->shared;
     if (unit_required && !r.has("unit")) {
@@ -306,7 +312,11 @@ void wiring_reader::bus_wire(table_reader &r, const device_config &d, wire_confi
 void wiring_reader::listener_wire(table_reader &r, const device_config &d, wire_config &out) {
     const auto listener_id = r.string("listener", need::required);
     const listener_config *listener = listener_id ? out_.find_listener(*listener_id) : nullptr;
-    if (listener_id && !listener) r.error("listener", "listener '" + *listener_id + "' is not defined");
+    if (listener_id && !listener) {
+        std::vector<std::string> ids;
+        for (const auto &l : out_.listeners) ids.push_back(l.id);
+        r.error("listener", "listener '" + *listener_id + "' is not defined" + did_you_mean(*listener_id, ids));
+    }
 
     const bool has_peer = r.has("peer"), has_identity = r.has("identity");
     if (has_peer == has_identity) {

@@ -46,6 +46,7 @@ public:
                         std::chrono::milliseconds timeout);
     void device_end(std::uint64_t device, std::uint64_t request);
     void count_discarded(std::size_t n) { counters_.bytes_discarded += n; }
+    void detached() { --attached_; }
 
     const std::string &name() const { return name_; }
 
@@ -100,6 +101,9 @@ private:
     std::string name_;
     atomic_counters counters_;
     std::atomic<std::uint64_t> next_device_{0};
+    // Devices attached (their links exist), open or not: the port opens for the first to open, and the log should
+    // say how many share it, not how many had opened by then.
+    std::atomic<std::size_t> attached_{0};
 
     // On the strand only.
     std::map<std::uint64_t, device_entry> devices_;  // devices that called open()
@@ -172,7 +176,7 @@ public:
     bool paused() const { return paused_; }
 
     void detach() {
-        detached_.store(true);
+        if (!detached_.exchange(true)) bus_->detached();
         asio::dispatch(ex_, [self = shared_from_this()] { self->close(); });
     }
 
@@ -225,6 +229,7 @@ private:
 // ---- bus_core: device requests -------------------------------------------------------------------------------
 
 std::unique_ptr<link> bus_core::attach(executor ex, link_events events) {
+    ++attached_;
     auto impl = std::make_shared<bus_link>(std::move(ex), std::move(events), shared_from_this(), ++next_device_);
     return std::make_unique<link_handle<bus_link>>(std::move(impl));
 }
@@ -322,8 +327,8 @@ void bus_core::open_port() {
     ++port_epoch_;
     if (backoff_.succeeded()) ++counters_.reconnects;
     last_turn_end_ = bus_clock::now();
-    spdlog::info("[{}] open ({} baud, {}{}{}), {} device(s)", name_, settings_.baud, settings_.data_bits,
-                 settings_.parity, settings_.stop_bits, devices_.size());
+    spdlog::info("[{}] open ({} baud, {}{}{}), {} device(s) on the bus", name_, settings_.baud, settings_.data_bits,
+                 settings_.parity, settings_.stop_bits, attached_.load());
     for (auto &[id, d] : devices_) {
         if (d.troubled)
             if (auto l = d.link.lock()) ++l->counters_ref().reconnects;

@@ -54,6 +54,7 @@ public:
     std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) override;
     std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) override;
     std::uint64_t unmatched_connections() const override { return unmatched_.load(); }
+    void stop_accepting() override;
 
     void start() { do_accept(); }
 
@@ -92,6 +93,13 @@ private:
     std::uint16_t port_ = 0;
     std::string name_;
     std::atomic<std::uint64_t> unmatched_{0};
+    std::atomic<bool> stopped_{false};  // stop_accepting(): what is accepted after it closes quietly
+    // reject()'s warnings, on the strand: a few per window, then one line at the window's end that counts the rest.
+    // A device that reconnects at once after each refusal would otherwise write thousands of lines a second.
+    asio::steady_timer reject_window_;
+    unsigned rejects_logged_ = 0;     // in this window; 0: no window open
+    std::uint64_t rejects_quiet_ = 0; // counted, not logged
+    std::string last_quiet_;          // the last of them: "10.0.0.5:4711: why"
     // Identify sessions alive. Atomic only because a session torn down with the io_context dies off the strand.
     std::atomic<std::size_t> identifying_{0};
 
@@ -272,7 +280,7 @@ private:
 // ---- listener_core ---------------------------------------------------------------------------------------------
 
 listener_core::listener_core(asio::io_context &io, const std::string &address, std::uint16_t port)
-    : strand_(asio::make_strand(io)), acceptor_(strand_), accept_retry_(strand_) {
+    : strand_(asio::make_strand(io)), acceptor_(strand_), accept_retry_(strand_), reject_window_(strand_) {
     error_code ec;
     const auto ip = asio::ip::make_address(address.empty() ? "0.0.0.0" : address, ec);
     if (ec)
@@ -339,8 +347,18 @@ void listener_core::do_accept() {
     });
 }
 
+void listener_core::stop_accepting() {
+    if (stopped_.exchange(true)) return;
+    asio::post(strand_, [self = shared_from_this()] {
+        error_code ignored;
+        self->acceptor_.close(ignored);
+        self->accept_retry_.cancel();
+        spdlog::info("[{}] no longer accepting", self->name_);
+    });
+}
+
 void listener_core::on_accept(const error_code &ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted) return;
+    if (ec == asio::error::operation_aborted || stopped_) return;  // a socket accepted meanwhile closes with it
     if (ec) {
         // E.g. out of file descriptors: pause instead of spinning.
         spdlog::warn("[{}] accept failed ({}); retrying", name_, ec.message());
@@ -420,7 +438,32 @@ void listener_core::hand_over(device_entry &d, tcp::socket socket, std::vector<s
 
 void listener_core::reject(tcp::socket &socket, const std::string &peer, const std::string &why) {
     ++unmatched_;
-    spdlog::warn("[{}] closed a connection from {}: {}", name_, peer, why);
+    constexpr std::chrono::seconds window{10};
+    constexpr unsigned logged_per_window = 5;
+    if (stopped_) {
+        spdlog::debug("[{}] closed a connection from {} while stopping: {}", name_, peer, why);
+    } else if (rejects_logged_ < logged_per_window) {
+        if (rejects_logged_++ == 0) {
+            reject_window_.expires_after(window);
+            reject_window_.async_wait([weak = weak_from_this(), window](const error_code &ec) {
+                const auto self = weak.lock();
+                if (ec || !self) return;
+                if (self->rejects_quiet_)
+                    spdlog::warn("[{}] closed {} more connection(s) in the last {} s that no device claimed (the "
+                                 "last from {})",
+                                 self->name_, self->rejects_quiet_, window.count(), self->last_quiet_);
+                self->rejects_logged_ = 0;
+                self->rejects_quiet_ = 0;
+            });
+        }
+        spdlog::warn("[{}] closed a connection from {}: {}{}", name_, peer, why,
+                     rejects_logged_ == logged_per_window
+                         ? " (more within " + std::to_string(window.count()) + " s are counted, not logged)"
+                         : "");
+    } else {
+        ++rejects_quiet_;
+        last_quiet_ = peer + ": " + why;
+    }
     error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     socket.close(ignored);

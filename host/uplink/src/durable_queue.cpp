@@ -273,12 +273,14 @@ void durable_queue::open_database() {
         last_seq_[l] = next_seq_[l] - 1;
         near_full_[l] = l != static_cast<int>(lane::telemetry) && bytes_[l] * 10 >= options_.cap_bytes[l] * 9;
     }
-    SQLite::Statement meta(*db_, "SELECT key, value FROM meta WHERE key IN ('command_cursor', 'gateway_seq')");
+    SQLite::Statement meta(*db_, "SELECT key, value FROM meta WHERE key IN ('command_cursor', 'gateway_seq', "
+                                 "'reserve_fault')");
     while (meta.executeStep()) {
         const auto key = meta.getColumn(0).getString();
         const auto value = std::stoull(meta.getColumn(1).getString());
         if (key == "command_cursor") command_cursor_ = value;
-        else gateway_seq_ = value;
+        else if (key == "gateway_seq") gateway_seq_ = value;
+        else reserve_fault_open_ = value != 0;
     }
     quarantine_total_ = static_cast<std::uint64_t>(db_->execAndGet("SELECT count(*) FROM quarantine").getInt64());
     change_seq_ = static_cast<std::uint64_t>(db_->execAndGet("SELECT coalesce(max(change), 0) FROM conditions").getInt64());
@@ -355,6 +357,7 @@ void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, 
     op o;
     o.what = op::type::insert;
     o.l = lane_of(kind);
+    o.kind = std::string(kind);
     o.body = std::move(event_payload);
     o.pairs = 0;  // 0: a gateway event's payload; the writer wraps it in a record with the gateway's own seq
     {
@@ -452,6 +455,10 @@ void durable_queue::writer_loop() {
             };
             if (gap_due || retry_at > clock::now() || disk_full_)
                 cv_.wait_until(lock, std::max(retry_at, clock::now() + (gap_due ? 1s : disk_full_ ? 5s : 0s)), ready);
+            else if (reserve_missing() != reserve_fault_open_)
+                ;  // the platform is yet to hear that the reserve went or came back: no wait
+            else if (reserve_missing())
+                cv_.wait_until(lock, clock::now() + 1s, ready);  // idle, the reserve is still tried again
             else
                 cv_.wait(lock, ready);
             if (stopping_ && ops_.empty() && alarm_ops_.empty() && batch.empty() && unreported_evicted_ == 0) return;
@@ -459,7 +466,7 @@ void durable_queue::writer_loop() {
             // Room freed by someone else (an operator, logrotate) reopens the lanes without waiting for an event.
             if (disk_full_ && ops_.empty() && batch.empty() && disk_has_room()) reopen_lanes();
             // A reserve given up (or never made: the disk was full at start) is tried again every second.
-            reserve_due = !disk_full_ && !reserve_held_ && reserve_target_ && clock::now() - last_shrink_ >= 1s;
+            reserve_due = !disk_full_ && reserve_missing() && clock::now() - last_shrink_ >= 1s;
             // A failed batch stays at the front: take new ops behind it. Alarms first: while alarms wait, a round
             // takes only them, so an alarm waits at most for the transaction already running. A round takes at most
             // max_group ops and about group_bytes_ of records (what one transaction may add to the log).
@@ -479,7 +486,8 @@ void durable_queue::writer_loop() {
             }
         }
         if (reserve_due) refresh_reserve();  // not under the lock: it may VACUUM a drained file
-        if (batch.empty() && unreported_evicted_ == 0) continue;
+        const bool reserve_news = reserve_missing() != reserve_fault_open_;  // the platform is yet to hear of it
+        if (batch.empty() && unreported_evicted_ == 0 && !reserve_news) continue;
         // On a full disk, what frees room or must not wait (acknowledgements, the command cursor, alarms) commits on
         // its own, ahead of the events the disk will not take yet: an ack that waited behind them would never come.
         if (disk_full_) {
@@ -551,7 +559,9 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
     std::array<std::uint64_t, lane_count> committed{}, acked{}, quarantined{}, evicted{};
     std::vector<std::pair<std::size_t, std::uint64_t>> assigned;  // op index → seq
     std::vector<std::pair<lane, std::uint64_t>> continued;        // acknowledgements this transaction did in part
+    std::vector<core::accepted_event> gateway_events;              // for the local record, once committed
     auto gateway_seq = gateway_seq_;
+    bool reserve_fault = reserve_fault_open_;
     auto cursor = command_cursor_.load();
     std::uint64_t evicted_first = 0, evicted_last = 0;
     std::array<bool, lane_count> near = {near_full_[0].load(), near_full_[1].load(), near_full_[2].load()};
@@ -575,10 +585,13 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
             committed[i]++;
             return seq;
         };
-        auto gateway_event = [&](const std::vector<std::uint8_t> &payload, lane l) {
+        auto gateway_event = [&](std::vector<std::uint8_t> payload, lane l, std::string kind) {
             std::uint32_t pairs = 0;
-            const auto body = gateway_record(options_.gateway_id, ++gateway_seq, payload, pairs);
-            return put(l, body, pairs);
+            auto ev = uplink::gateway_event(options_.gateway_id, ++gateway_seq, std::move(kind), std::move(payload));
+            const auto body = encode_record(ev, pairs);
+            const auto seq = put(l, body, pairs);
+            if (options_.on_gateway_event) gateway_events.push_back(std::move(ev));
+            return seq;
         };
 
         for (std::size_t k = 0; k < ops.size(); ++k) {
@@ -588,7 +601,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                 std::uint64_t seq;
                 if (o.pairs == 0) {
                     // A gateway event's bare payload, wrapped here with the gateway's own sequence number.
-                    seq = gateway_event(o.body, o.l);
+                    seq = gateway_event(o.body, o.l, o.kind);
                 } else if (const auto first = o.condition && o.condition->rereport ? first_record(*o.condition)
                                                                                     : std::nullopt) {
                     // A re-report names the record that first raised its condition. That record was pushed before
@@ -702,7 +715,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                               .value("first_seq", static_cast<std::int64_t>(first))
                               .value("last_seq", static_cast<std::int64_t>(last))
                               .pack(),
-                          lane::event);
+                          lane::event, "gap");
         }
 
         // Near full: a local alarm at 90 % of the alarm or event lane's cap, its restore below 80 %.
@@ -723,12 +736,35 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                                   .value("bytes", static_cast<std::int64_t>(bytes[i]))
                                   .value("cap_bytes", static_cast<std::int64_t>(cap))
                                   .pack(),
-                              lane::alarm);
+                              lane::alarm, "fault");
             } else if (near[i] && bytes[i] * 10 < cap * 8) {
                 near[i] = false;
                 spdlog::info("uplink queue: the {} lane is below 80 % again", to_string(l));
-                gateway_event(event{event_kind::restore, "queue_near_full"}.ends(id).pack(), lane::event);
+                gateway_event(event{event_kind::restore, "queue_near_full"}.ends(id).pack(), lane::event, "restore");
             }
+        }
+
+        // Without its reserve the queue has nothing kept for alarms against other programs that fill the disk: a
+        // fault of the gateway, restored once the file is back. In the event lane, where fault and restore keep
+        // their order.
+        if (const bool missing = reserve_missing(); missing != reserve_fault) {
+            reserve_fault = missing;
+            constexpr const char *id = "alarm-reserve-missing";
+            if (missing)
+                gateway_event(event{event_kind::fault, "alarm_reserve_missing"}
+                                  .id(id)
+                                  .level(severity::major)
+                                  .message("the gateway's queue holds no disk space in reserve for alarms: when its "
+                                           "disk fills up, alarms may be refused")
+                                  .value("reserve_bytes", static_cast<std::int64_t>(reserve_target_))
+                                  .pack(),
+                              lane::event, "fault");
+            else
+                gateway_event(event{event_kind::restore, "alarm_reserve_missing"}.ends(id).pack(), lane::event,
+                              "restore");
+            SQLite::Statement q(*db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('reserve_fault', ?)");
+            q.bind(1, missing ? "1" : "0");
+            q.exec();
         }
 
         SQLite::Statement state(*db_, "UPDATE lane_state SET next_seq = ?, bytes = ?, depth = ? WHERE lane = ?");
@@ -770,6 +806,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
             unreported_last_ = last;
         }
         gateway_seq_ = gateway_seq;
+        reserve_fault_open_ = reserve_fault;
         command_cursor_ = cursor;
         pending_ -= std::min<std::uint64_t>(pending_, inserts);
         for (const auto &o : ops)
@@ -791,6 +828,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                 ++pushed_;
             }
         }
+        for (const auto &ev : gateway_events) options_.on_gateway_event(ev);
         for (auto &[k, seq] : assigned)
             if (ops[k].on_commit) ops[k].on_commit(seq);
         for (auto &o : ops)
@@ -1022,7 +1060,8 @@ void durable_queue::refresh_reserve() {
     const auto reserve = std::filesystem::path(options_.path.string() + ".reserve");
     std::error_code ec;
     if (std::filesystem::exists(reserve, ec)) {
-        reserve_held_ = std::filesystem::file_size(reserve, ec);
+        const auto size = std::filesystem::file_size(reserve, ec);  // fails for what is not a regular file
+        reserve_held_ = ec ? 0 : size;
         if (!ec && reserve_held_ >= reserve_target_) return;
     }
     if (disk_avail() < reserve_target_ + wal_room_) shrink_drained_file();
@@ -1121,6 +1160,7 @@ queue_stats durable_queue::stats() const {
     s.disk_full = disk_full_;
     s.reserve_bytes = reserve_held_;
     s.reserve_target = reserve_target_;
+    s.reserve_held = !reserve_missing();
     s.last_commit_ms = last_commit_ms_;
     s.max_commit_ms = max_commit_ms_;
     return s;

@@ -81,10 +81,20 @@ std::vector<std::uint8_t> encode_record(const core::accepted_event &ev, std::uin
                   ev.received_wall, ev.received_monotonic, ev.site.get(), ev.payload, pairs);
 }
 
-std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uint64_t gateway_seq,
-                                         const std::vector<std::uint8_t> &event_payload, std::uint32_t &pairs) {
-    return encode(gateway_id, "gateway", "firelink-host", gateway_seq, true, false, std::chrono::system_clock::now(),
-                  std::chrono::steady_clock::now(), nullptr, event_payload, pairs);
+core::accepted_event gateway_event(const std::string &gateway_id, std::uint64_t gateway_seq, std::string kind,
+                                   std::vector<std::uint8_t> event_payload) {
+    core::accepted_event ev;
+    ev.gateway_id = gateway_id;
+    ev.plugin_id = "firelink-host";
+    ev.device_id = gateway_id;
+    ev.device_class = "gateway";
+    ev.sequence = gateway_seq;
+    ev.from_host = true;
+    ev.kind = std::move(kind);
+    ev.received_wall = std::chrono::system_clock::now();
+    ev.received_monotonic = std::chrono::steady_clock::now();
+    ev.payload = std::move(event_payload);
+    return ev;
 }
 
 void append_repeats(std::vector<std::uint8_t> &body, std::uint32_t &pairs, std::string_view epoch, core::lane l,

@@ -2,11 +2,18 @@
 // loopback by default. It knows nothing of the runtime: what each endpoint answers comes from admin_handlers.
 //
 //   GET  /metrics                    200 text/plain; version=0.0.4    metrics_text()
-//   GET  /healthz                    200 application/json             health_json()
+//   GET  /healthz                    200 application/json             health().json, healthy or not
+//   GET  /healthz?strict             200, or 503 when not healthy     health().json
 //   GET  /api/devices                200 application/json             devices_json()
 //   GET  /api/uplink                 200 application/json             uplink_json()
 //   POST /api/devices/{id}/commands  status and JSON from command(id, body); {id} is percent-decoded
 //   POST /api/reload                 status and JSON from reload()
+//   POST /api/test/{name}            status and JSON from test_hook(name, body); 404 unless the host provides it
+//
+// Why /healthz has two forms: a monitor (Prometheus' blackbox exporter, an operator's curl) wants the whole story
+// every time and reads the status from the body: a 503 would hide it behind "probe failed". A load balancer or an
+// orchestrator reads only the status code and needs it to say "do not count on this host": ?strict (or ?strict=1)
+// is for them. ?strict=0 is the plain form.
 //
 // Errors are JSON {"error": "..."}: 404 unknown path, 405 wrong method (with Allow), 400 a malformed request or a
 // device id that is empty or holds '/' or a control character once decoded, 413 a body over body_limit, 431 a header
@@ -38,15 +45,24 @@
 
 namespace firelink::admin {
 
+// GET /healthz: the host's health as JSON, and whether it is healthy (what ?strict turns into 200 or 503).
+struct health_answer {
+    bool healthy = true;
+    std::string json;
+};
+
 struct admin_handlers {
     std::function<std::string()> metrics_text;  // GET /metrics: Prometheus text
-    std::function<std::string()> health_json;   // GET /healthz
+    std::function<health_answer()> health;      // GET /healthz
     std::function<std::string()> devices_json;  // GET /api/devices
     std::function<std::string()> uplink_json;   // GET /api/uplink: the queue, the senders, the quarantine
     // POST /api/devices/{id}/commands: (HTTP status, JSON body), e.g. {202, {"id": "cmd-7"}}. See command_json.hpp.
     std::function<std::pair<unsigned, std::string>(const std::string &device_id, const std::string &json_body)>
         command;
     std::function<std::pair<unsigned, std::string>()> reload;  // POST /api/reload: (HTTP status, JSON body)
+    // POST /api/test/{name}: hooks for tests that need to reach inside a running host (e.g. wedge its event loop).
+    // Left empty in production, where the route answers 404 like any unknown path.
+    std::function<std::pair<unsigned, std::string>(const std::string &name, const std::string &json_body)> test_hook;
 };
 
 struct admin_options {

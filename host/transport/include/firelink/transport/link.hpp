@@ -154,6 +154,10 @@ public:
     // Connections no device claimed (closed): unknown peers and identities, identify refusals, more than 4 KiB or
     // 10 s without an identity, and connections beyond the 64 identifying at once.
     virtual std::uint64_t unmatched_connections() const = 0;
+    // Stops accepting for good and releases the port; links already connected keep their connections. For a host
+    // that is stopping: call it before its devices close, or every device that reconnects in the meantime (a panel
+    // retries within milliseconds) is accepted only to be closed again as unclaimed. Any thread; returns at once.
+    virtual void stop_accepting() = 0;
 };
 // Throws std::system_error when the address cannot be bound. It keeps accepting while it or any link attached to it
 // exists.

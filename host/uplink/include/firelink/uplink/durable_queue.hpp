@@ -34,6 +34,10 @@ namespace SQLite {
 class Database;
 }
 
+namespace firelink::core {
+struct accepted_event;
+}
+
 namespace firelink::uplink {
 
 // The lanes and the lane of an event kind (docs/uplink-protocol.md, "Lanes"): core/lanes.hpp.
@@ -52,6 +56,8 @@ struct queue_options {
     // Disk space set aside for alarms (a preallocated file beside the database, given up to alarms when the disk is
     // full), at most an eighth of the disk. The same amount of the database's growth is kept for alarms too: other
     // lanes stop that much short of the disk's end (durable_queue.cpp, "Fitting the disk").
+    // While the reserve file is missing (the disk too tight to make it, it was given up, or something else is at its
+    // path) the platform has an open `fault` `alarm_reserve_missing`, restored once the queue holds it again.
     std::uint64_t reserve_bytes = 16ull << 20;
     // Events taken but not yet committed, at most; beyond it nothing but alarms is admitted (the runtime answers
     // FL_BUSY, and the device's wire pauses). Four groups of max_group: the writer always has the next group ready,
@@ -65,6 +71,10 @@ struct queue_options {
     std::uint64_t check_max_bytes = 32ull << 20;
     // Testing: SQLite's max_page_count (0 = none), to make the database "full" without filling a disk.
     std::uint64_t max_page_count = 0;
+    // Called on the writer thread once a gateway event (queue_near_full, a gap, command_failed, ...) has committed,
+    // as the record the platform gets, so the host's local record (its [sink]) has every event the platform has.
+    // Must not block, and must not call back into the queue.
+    std::function<void(const core::accepted_event &)> on_gateway_event;
 };
 
 // One queued record, as the sender reads it.
@@ -114,6 +124,7 @@ struct queue_stats {
     bool disk_full = false;           // only alarms are admitted until the queue's disk has room again
     std::uint64_t reserve_bytes = 0;  // the alarm reserve set aside on the queue's disk now (0: none held)
     std::uint64_t reserve_target = 0; // what it should be (the option, cut to an eighth of a small disk)
+    bool reserve_held = true;         // reserve_bytes is reserve_target (always so when none is asked for)
     double last_commit_ms = 0;
     double max_commit_ms = 0;
 };
@@ -204,6 +215,7 @@ private:
     struct op {
         enum class type { insert, ack, cursor, forget } what = type::insert;
         lane l = lane::event;
+        std::string kind;  // a gateway event's kind (pairs == 0), for the local record
         std::vector<std::uint8_t> body;
         std::uint32_t pairs = 0;
         std::function<void(std::uint64_t)> on_commit;
@@ -228,6 +240,7 @@ private:
     bool disk_has_room();
     void reopen_lanes();
     void refresh_reserve();
+    bool reserve_missing() const { return reserve_target_ && reserve_held_ < reserve_target_; }
     void shrink_drained_file();
 
     queue_options options_;
@@ -265,6 +278,7 @@ private:
     std::uint64_t page_cap_ = 0;        // max_page_count as set now (0: not set)
     std::atomic<std::uint64_t> reserve_held_{0};
     bool reserve_missing_logged_ = false;
+    bool reserve_fault_open_ = false;  // the platform was told of a missing reserve (meta reserve_fault)
     std::chrono::steady_clock::time_point last_shrink_{};
     std::atomic<double> last_commit_ms_{0}, max_commit_ms_{0};
     std::atomic<std::uint64_t> command_cursor_{0};

@@ -16,9 +16,10 @@ namespace firelink::uplink {
 // The pairs of an accepted event's record; `pairs` is set to their count.
 std::vector<std::uint8_t> encode_record(const core::accepted_event &ev, std::uint32_t &pairs);
 
-// The pairs of a gateway event's record (device = gateway id, class `gateway`, plugin `firelink-host`).
-std::vector<std::uint8_t> gateway_record(const std::string &gateway_id, std::uint64_t gateway_seq,
-                                         const std::vector<std::uint8_t> &event_payload, std::uint32_t &pairs);
+// A gateway event as an accepted event (device = gateway id, class `gateway`, plugin `firelink-host`, origin host),
+// received now: encode_record() makes its record for the platform, and the host's local record writes the same.
+core::accepted_event gateway_event(const std::string &gateway_id, std::uint64_t gateway_seq, std::string kind,
+                                   std::vector<std::uint8_t> event_payload);
 
 // Appends the pair `repeats`, {epoch, lane, seq}: the key of the record that first raised the condition a re-report
 // repeats (docs/uplink-protocol.md, "Re-reports"). The queue adds it when it commits the re-report, the only time the
