@@ -848,10 +848,11 @@ void device_runtime::set_down(const down_spec &spec, const std::string &reason) 
         s->placeholder = true;
         s->sink = &sink_;
         s->device_id = spec.device_id;
-        s->plugin_id = spec.plugin_id;
+        // Its records name a plugin as every record must: the host's own name when none has its driver.
+        s->plugin_id = spec.plugin_id.empty() ? host_name : spec.plugin_id;
         s->driver_id = spec.driver_id;
         s->device_class = spec.device_class;
-        s->label = spec.plugin_id.empty() ? host_name : spec.plugin_id;
+        s->label = s->plugin_id;
         s->site = std::make_shared<const std::map<std::string, std::string>>(spec.site);
         std::lock_guard lock(mutex_);
         s->conditions = conditions_of(spec.device_id);

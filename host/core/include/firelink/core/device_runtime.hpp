@@ -116,7 +116,7 @@ struct open_host_fault {
 // What a device that has no instance is, for the place the runtime keeps for it (set_down).
 struct down_spec {
     std::string device_id;
-    std::string plugin_id;  // empty when no loaded plugin has its driver
+    std::string plugin_id;  // empty when no loaded plugin has its driver: its events then name "firelink-host"
     std::string driver_id;
     std::string device_class;
     std::map<std::string, std::string> site;
