@@ -46,6 +46,7 @@ constexpr const char *event_kinds[] = {"alarm",  "pre_alarm", "fault",          
 struct reply {
     fl_status status = FL_CLOSED;
     std::string text;
+    bool answered = false;  // by the runner; else `text` is why the call never reached the driver
 };
 
 // What the runner said once it had loaded the plugin, or why it did not.
@@ -454,7 +455,7 @@ void runner_supervisor::dispatch(connection &c, const runner_message &message) {
             p = std::move(it->second);
             c.pending.erase(it);
         }
-        p->set_value({m->status, std::string(m->text)});
+        p->set_value({m->status, std::string(m->text), true});
         return;
     }
     if (const auto *m = std::get_if<pong_msg>(&message)) {
@@ -631,6 +632,9 @@ fl_status runner_supervisor::create_device(const char *driver_id, const fl_host 
         creating_[d->handle] = host;
     }
     const auto r = create_in_runner(*d);
+    // A create that never reached the driver (its process is down, or did not answer) says so where the driver
+    // would have: the runtime reports it as this create's reason.
+    if (r.status != FL_OK && !r.answered) host->log(host, FL_LOG_ERROR, r.text.c_str());
     std::lock_guard lock(devices_mutex_);
     creating_.erase(d->handle);
     if (r.status != FL_OK) return r.status;
