@@ -57,7 +57,8 @@ struct reload_plan {
 };
 
 // Why a definition cannot be created (a plugin it names is missing, its driver refuses it), or nothing.
-using trial_fn = std::function<std::optional<site::config_error>(const site::site_config &, const site::device_config &)>;
+using trial_fn =
+    std::function<std::optional<site::config_error>(const site::site_config &, const site::device_config &)>;
 
 // `running` is the configuration the running devices were made from, `fingerprints` theirs (device id -> print). Every
 // running device whose definition changes is tried first; `trial` is never asked about another device.

@@ -426,15 +426,16 @@ void site_host::apply(reload_plan &plan, const site::site_config &previous, relo
         const auto *old = changed.count(d.id) ? previous.find_device(d.id) : nullptr;
         std::string old_why;
         if (old && same_shared_wire(previous, next, *old) && start_device(previous, *old, old_why)) {
-            out.kept.push_back({d.id, site::config_error{d.where, "", "device '" + d.id +
-                                                                          "': its new definition did not start: " + why}});
+            const std::string refused = "device '" + d.id + "': its new definition did not start: " + why;
+            out.kept.push_back({d.id, site::config_error{d.where, "", refused}});
             site::device_config back = *old;
             back.heartbeat = previous.heartbeat_of(*old);
             d = std::move(back);
             fingerprints_[d.id] = device_fingerprint(next, d);
             continue;
         }
-        if (old) why += "; its previous definition did not start either: " + (old_why.empty() ? "its wire changed" : old_why);
+        if (old)
+            why += "; its previous definition did not start either: " + (old_why.empty() ? "its wire changed" : old_why);
         out.problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
         spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
         mark_down(d, why);

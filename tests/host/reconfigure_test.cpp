@@ -37,6 +37,8 @@ std::map<std::string, std::string> prints_of(const site::site_config &cfg) {
     return out;
 }
 
+const std::string refusal = "create: config key 'poll_ms': 5 is outside 10..3600000";
+
 // Refuses any definition whose config holds poll_ms = 5, as the gas driver does; remembers whom it was asked about.
 struct trial_recorder {
     std::vector<std::string> asked;
@@ -46,7 +48,7 @@ struct trial_recorder {
             const std::string poll_5 = {'\xa7', 'p', 'o', 'l', 'l', '_', 'm', 's', '\x05'};
             const std::string bytes(d.driver_config.begin(), d.driver_config.end());
             if (bytes.find(poll_5) == std::string::npos) return std::nullopt;
-            return site::driver_config_error(d, "device '" + d.id + "': create: config key 'poll_ms': 5 is outside 10..3600000");
+            return site::driver_config_error(d, "device '" + d.id + "': " + refusal);
         };
     }
 };

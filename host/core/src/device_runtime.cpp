@@ -379,8 +379,9 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         wire_timer->async_wait([self = shared_from_this(), budget](const boost::system::error_code &ec) {
             if (ec || !self->started() || self->wire_opened) return;
             const auto failed = self->link->counters().errors;
-            std::string why = "its wire" + (self->wire_name.empty() ? "" : " (" + self->wire_name + ")") +
-                              fmt::format(" has not opened within {:g} s of the device's start", budget.count() / 1000.0);
+            std::string why = fmt::format("its wire{} has not opened within {:g} s of the device's start",
+                                          self->wire_name.empty() ? "" : " (" + self->wire_name + ")",
+                                          budget.count() / 1000.0);
             if (failed > 0)
                 why += ": " + std::to_string(failed) + " attempt(s) failed, the last with status " +
                        std::to_string(self->last_link_reason);
@@ -1141,7 +1142,8 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
         s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
         return st;
     };
-    if (s->placeholder) return refuse(FL_CLOSED, "the device is down: " + s->faults->message(host_fault::device_down).value_or("it has no instance"));
+    if (s->placeholder)
+        return refuse(FL_CLOSED, "the device is down: " + s->faults->message(host_fault::device_down).value_or("?"));
     if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");
     if (s->driver_down) {
         std::string reason;

@@ -194,7 +194,8 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
         if (const toml::table *config = r.subtable("config", need::optional)) {
             d.driver_config = to_msgpack(*config);
             d.config_where = cx_.diag.where(config->source());
-            for (const auto &[key, value] : *config) d.config_keys[std::string(key.str())] = cx_.diag.where(value.source());
+            for (const auto &[key, value] : *config)
+                d.config_keys[std::string(key.str())] = cx_.diag.where(value.source());
         }
     } else {
         d.driver_config = to_msgpack(toml::table{});
