@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
                     "with --for: fail unless every device emitted at least N events");
 
     std::string check_path;
-    auto *check = app.add_subcommand("check-config", "Validate a site configuration and the drivers it names");
+    auto *check = app.add_subcommand(
+        "check-config", "Validate a site configuration, its drivers, and each device's config with its driver");
     check->add_option("CONFIG", check_path, "the site configuration (TOML)")->required();
 
     try {

@@ -1,8 +1,10 @@
 #include "site_host.hpp"
+#include "reconfigure.hpp"
 
 #include "health.hpp"
 #include "sd_notify.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <cctype>
 #include <cerrno>
@@ -170,49 +172,20 @@ struct catalog {
     }
 };
 
+// What `run` would refuse of a device's definition, at its place in the site file: no plugin for it, or its driver's
+// own refusal of its config.
+std::optional<site::config_error> trial(core::device_runtime &runtime, const catalog &plugins,
+                                        const site::site_config &cfg, const site::device_config &d) {
+    std::string why;
+    auto p = plugins.resolve(d, why);
+    if (!p) return site::config_error{d.where, "", "device '" + d.id + "': " + why};
+    return try_device(runtime, p, cfg, d);
+}
+
 // ---- wires -----------------------------------------------------------------------------------------------------
 
 transport::serial_settings serial_of(const site::serial_config &s) {
     return {s.path, s.baud, s.data_bits, s.parity, s.stop_bits};
-}
-
-bool same_serial(const site::serial_config &a, const site::serial_config &b) {
-    return a.path == b.path && a.baud == b.baud && a.data_bits == b.data_bits && a.parity == b.parity &&
-           a.stop_bits == b.stop_bits;
-}
-
-bool same_bus(const site::bus_config &a, const site::bus_config &b) {
-    return a.shared == b.shared && same_serial(a.serial, b.serial) && a.request_timeout == b.request_timeout &&
-           a.inter_frame_gap == b.inter_frame_gap;
-}
-
-// Everything a device depends on, to tell whether a reload changed it.
-std::string device_fingerprint(const site::site_config &cfg, const site::device_config &d) {
-    std::string f = d.plugin + "|" + d.driver + "|" + d.device_class + "|" + (d.enabled ? "1" : "0") + "|" +
-                    std::to_string(static_cast<int>(d.wire.type)) + "|" + d.wire.bus + "|" + d.wire.host + "|" +
-                    std::to_string(d.wire.port) + "|" + d.wire.listener + "|" + d.wire.peer + "|" +
-                    d.wire.identity + "|" + std::to_string(d.wire.unit) + "|" +
-                    std::to_string(cfg.heartbeat_of(d).count()) + "|" + d.meta.site + "|" + d.meta.building + "|" +
-                    d.meta.floor + "|" + d.meta.location + "|" + d.meta.sector + "|";
-    f.append(d.driver_config.begin(), d.driver_config.end());
-    if (const auto *b = d.wire.type == site::wire_config::kind::bus ? cfg.find_bus(d.wire.bus) : nullptr)
-        f += "|bus:" + b->serial.path + ":" + std::to_string(b->serial.baud) + b->serial.parity +
-             std::to_string(b->serial.data_bits) + std::to_string(b->serial.stop_bits) + ":" +
-             std::to_string(b->request_timeout.count()) + ":" + std::to_string(b->inter_frame_gap.count()) +
-             (b->shared ? "s" : "p");
-    if (const auto *l = d.wire.type == site::wire_config::kind::listener ? cfg.find_listener(d.wire.listener) : nullptr)
-        f += "|listener:" + l->address + ":" + std::to_string(l->port);
-    return f;
-}
-
-std::map<std::string, std::string> site_map(const site::site_metadata &m) {
-    std::map<std::string, std::string> out;
-    if (!m.site.empty()) out["site"] = m.site;
-    if (!m.building.empty()) out["building"] = m.building;
-    if (!m.floor.empty()) out["floor"] = m.floor;
-    if (!m.location.empty()) out["location"] = m.location;
-    if (!m.sector.empty()) out["sector"] = m.sector;
-    return out;
 }
 
 // The shared wires of a site: RS-485 buses and TCP listeners, made on first use.
@@ -344,9 +317,12 @@ public:
     int run();
 
 private:
-    void apply(const site::site_config &next, std::vector<std::string> &problems);
+    void scan(const site::site_config &cfg);
+    void apply(reload_plan &plan, const site::site_config &previous, reload_outcome &out);
     void identify_on_listeners(const site::site_config &cfg);
     bool start_device(const site::site_config &cfg, const site::device_config &d, std::string &why);
+    void mark_down(const site::device_config &d, const std::string &why);
+    void forget(const std::string &device_id);
     std::pair<unsigned, std::string> reload();
     std::pair<unsigned, std::string> command(const std::string &device, const std::string &body);
     std::string devices_json() const;
@@ -378,7 +354,7 @@ private:
     }
 
     mutable std::mutex cfg_mutex_;  // cfg_ is replaced by a reload while the admin thread reads it
-    site::site_config cfg_;      // the devices' configuration, as last (re)loaded
+    site::site_config cfg_;      // the devices' configuration as it runs: as last (re)loaded, but kept definitions
     site::site_config running_;  // as started: gateway, admin, sink and watchdog change only with a restart
     run_options opt_;
     systemd_notifier sd_;        // first: it reads the environment before any thread runs
@@ -397,7 +373,6 @@ private:
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
     std::atomic<std::uint64_t> next_command_{1};
     std::atomic<bool> ready_{false};  // every configured device has been tried once
-    std::map<std::string, std::string> not_started_;  // enabled devices that did not start: id -> why (cfg_mutex_)
     unsigned io_threads_ = 0;
     // systemd's watchdog (control thread): each event loop answers a post between two pings, or no ping is sent.
     std::atomic<bool> io_answered_{true}, admin_answered_{true};
@@ -413,66 +388,97 @@ private:
 bool site_host::start_device(const site::site_config &cfg, const site::device_config &d, std::string &why) {
     auto plugin = catalog_.resolve(d, why);
     if (!plugin) return false;
-    core::device_spec spec;
-    spec.device_id = d.id;
-    spec.driver_id = d.driver;
-    spec.config = d.driver_config;
-    spec.site = site_map(d.meta);
-    spec.heartbeat = cfg.heartbeat_of(d);
+    auto spec = spec_of(cfg, d);
     spec.make_link = wires_.factory(cfg, d, why);
     if (!why.empty()) return false;
     if (runtime_->create(plugin, spec, why) != FL_OK) return false;
-    if (fl_status st = runtime_->start(d.id); st != FL_OK) {
-        why = "start returned " + std::to_string(st) + " (the driver logged why)";
+    if (runtime_->start(d.id, why) != FL_OK) {
         runtime_->destroy(d.id);
         return false;
     }
     return true;
 }
 
-// Brings the running devices to `next`: removed and changed devices are destroyed, new and changed ones created;
-// the others are not touched.
-void site_host::apply(const site::site_config &next, std::vector<std::string> &problems) {
-    catalog_.scan(next.plugin_dirs);
-    {
-        std::lock_guard lock(cfg_mutex_);
-        loaded_plugins_ = catalog_.plugins;
-    }
-    std::map<std::string, std::string> wanted;
+// A device that does not run stays listed, down, and the platform hears why (device_down), never silence.
+void site_host::mark_down(const site::device_config &d, const std::string &why) {
+    core::down_spec spec{d.id, d.plugin, d.driver, d.device_class, site_map(d.meta)};
+    std::string unresolved;
+    if (auto p = catalog_.resolve(d, unresolved)) spec.plugin_id = p->info().id;
+    runtime_->set_down(spec, why);
+}
+
+// A device the site no longer has: what the host raised for it ends (nothing is left open at the platform that no
+// one will ever end), then it goes, with its metrics.
+void site_host::forget(const std::string &device_id) {
+    const std::string gone = "the device was removed from the site file";
+    runtime_->end_fault(device_id, core::host_fault::config_rejected, gone);
+    runtime_->end_fault(device_id, core::host_fault::device_down, gone);
+    spdlog::info("device {}: removed", device_id);
+    runtime_->destroy(device_id);
+    metrics_.remove_device(device_id);
+    fingerprints_.erase(device_id);
+}
+
+void site_host::scan(const site::site_config &cfg) {
+    catalog_.scan(cfg.plugin_dirs);
+    std::lock_guard lock(cfg_mutex_);
+    loaded_plugins_ = catalog_.plugins;
+}
+
+// Brings the running devices to plan.effective. Every removed and changed device is destroyed first, so that a bus or
+// listener whose settings change is closed before it opens anew; then the changed and new devices are created. A
+// changed device whose new definition passed its trial and still did not start (its start, or its wire, failed) is
+// put back on its previous definition when that can still run; a device that cannot run at all is down.
+void site_host::apply(reload_plan &plan, const site::site_config &previous, reload_outcome &out) {
+    auto &next = plan.effective;
+    std::set<std::string> wanted;
     for (const auto &d : next.devices)
-        if (d.enabled) wanted[d.id] = device_fingerprint(next, d);
-    for (auto it = fingerprints_.begin(); it != fingerprints_.end();) {
-        auto w = wanted.find(it->first);
-        if (w == wanted.end() || w->second != it->second) {
-            spdlog::info("device {}: {}", it->first, w == wanted.end() ? "removed" : "changed, recreating");
-            runtime_->destroy(it->first);
-            metrics_.remove_device(it->first);
-            it = fingerprints_.erase(it);
-        } else {
-            ++it;
-        }
+        if (d.enabled) wanted.insert(d.id);
+    for (const auto &down : runtime_->down_devices())
+        if (!wanted.count(down.device_id) && !fingerprints_.count(down.device_id)) forget(down.device_id);
+    for (const auto &id : plan.removed) forget(id);
+    for (const auto &id : plan.changed) {
+        spdlog::info("device {}: changed, recreating", id);
+        runtime_->destroy(id);
+        metrics_.remove_device(id);
+        fingerprints_.erase(id);
     }
     wires_.prune(next);
-    {
-        std::lock_guard lock(cfg_mutex_);
-        std::erase_if(not_started_, [&](const auto &n) { return !wanted.count(n.first); });
-    }
-    for (const auto &d : next.devices) {
-        if (!d.enabled || fingerprints_.count(d.id)) continue;
+    out.added = plan.added;
+    out.removed = plan.removed;
+    out.kept = plan.kept;
+    out.notes.insert(out.notes.end(), plan.notes.begin(), plan.notes.end());
+    const std::set<std::string> changed(plan.changed.begin(), plan.changed.end());
+    for (auto &d : next.devices) {
+        if (!d.enabled || fingerprints_.count(d.id)) continue;  // unchanged, or kept on its previous definition
         std::string why;
-        const bool started = start_device(next, d, why);
-        {
-            std::lock_guard lock(cfg_mutex_);  // for /healthz, which names every device that is not running
-            if (started) not_started_.erase(d.id);
-            else not_started_[d.id] = at(d.where) + ": " + why;
-        }
-        if (started) {
-            fingerprints_[d.id] = wanted[d.id];
+        if (start_device(next, d, why)) {
+            fingerprints_[d.id] = device_fingerprint(next, d);
             spdlog::info("device {} ({} / {}) started", d.id, d.driver, d.device_class);
-        } else {
-            problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
-            spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
+            if (changed.count(d.id)) out.changed.push_back(d.id);
+            runtime_->end_fault(d.id, core::host_fault::config_rejected, "the device runs on its new definition");
+            continue;
         }
+        const auto *old = changed.count(d.id) ? previous.find_device(d.id) : nullptr;
+        std::string old_why;
+        if (old && same_shared_wire(previous, next, *old) && start_device(previous, *old, old_why)) {
+            const std::string refused = "device '" + d.id + "': its new definition did not start: " + why;
+            out.kept.push_back({d.id, site::config_error{d.where, "", refused}});
+            site::device_config back = *old;
+            back.heartbeat = previous.heartbeat_of(*old);
+            d = std::move(back);
+            fingerprints_[d.id] = device_fingerprint(next, d);
+            continue;
+        }
+        if (old)
+            why += "; its previous definition did not start either: " + (old_why.empty() ? "its wire changed" : old_why);
+        out.problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
+        spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
+        mark_down(d, why);
+    }
+    for (const auto &k : out.kept) {
+        spdlog::error("{}; device {} keeps running on its previous definition", k.refusal.str(), k.device_id);
+        runtime_->raise_fault(k.device_id, core::host_fault::config_rejected, rejection_message(k.refusal));
     }
     identify_on_listeners(next);
 }
@@ -534,16 +540,21 @@ std::pair<unsigned, std::string> site_host::reload() {
         next.sink_kind != running_.sink_kind || next.sink_path != running_.sink_path ||
         next.watchdog_warn != running_.watchdog_warn || next.watchdog_fault != running_.watchdog_fault)
         notes.push_back("gateway, admin, sink and watchdog settings take effect at the next restart");
-    std::vector<std::string> problems;
-    apply(next, problems);
+    scan(next);
+    // Every changed device's new definition is tried with its driver before anything is destroyed.
+    auto plan = plan_reload(cfg_, next, fingerprints_, [this](const auto &c, const auto &d) {
+        return trial(*runtime_, catalog_, c, d);
+    });
+    reload_outcome out;
+    out.notes = std::move(notes);
+    apply(plan, cfg_, out);
     {
         std::lock_guard lock(cfg_mutex_);
-        cfg_ = std::move(next);
+        cfg_ = std::move(plan.effective);
     }
-    spdlog::info("reloaded {}: {} device(s) running, {} problem(s)", cfg_.file.string(), fingerprints_.size(),
-                 problems.size());
-    body = {{"reloaded", true}, {"devices", fingerprints_.size()}, {"problems", problems}, {"notes", notes}};
-    return {problems.empty() ? 200u : 207u, body.dump()};
+    spdlog::info("reloaded {}: {} device(s) running; {}; {} problem(s)", cfg_.file.string(), fingerprints_.size(),
+                 out.summary(), out.problems.size());
+    return {out.clean() ? 200u : 207u, out.to_json(fingerprints_.size()).dump()};
 }
 
 std::pair<unsigned, std::string> site_host::command(const std::string &device, const std::string &body) {
@@ -584,6 +595,9 @@ std::string site_host::devices_json() const {
                          {"events_refused", st->refused}, {"events_deferred", st->deferred},
                          {"slow_callbacks", st->slow_callbacks},
                          {"commands", st->commands}};
+        auto text_or_null = [](const std::string &t) { return t.empty() ? nlohmann::json(nullptr) : nlohmann::json(t); };
+        d["down_reason"] = text_or_null(st->down_reason);
+        d["config_rejected"] = text_or_null(st->config_rejected);
         d["last_seen_ms"] = st->last_seen ? nlohmann::json(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                                st->last_seen->time_since_epoch())
                                                                .count())
@@ -618,16 +632,20 @@ health_facts site_host::health_now() const {
     f.uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
     for (const auto &id : runtime_->device_ids()) {
         auto st = runtime_->status(id);
-        if (!st) continue;
+        if (!st || st->state == "down") continue;  // listed below with why
         health_facts::device d{id, st->state, {}};
         if (d.state != "started")
             for (const auto &c : runtime_->open_conditions(id))
                 if (c.kind == "fault") d.faults.push_back(c.code);
         f.devices.push_back(std::move(d));
     }
+    const auto down = runtime_->down_devices();
     {
         std::lock_guard lock(cfg_mutex_);
-        f.not_started = not_started_;
+        for (const auto &x : down) {
+            const auto *cfg = cfg_.find_device(x.device_id);
+            f.not_started[x.device_id] = (cfg ? at(cfg->where) + ": " : std::string()) + x.message;
+        }
         for (const auto &p : loaded_plugins_)
             f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p)});
     }
@@ -1009,8 +1027,11 @@ int site_host::run() {
     }
 
     restore_conditions();
-    std::vector<std::string> problems;
-    apply(cfg_, problems);
+    scan(cfg_);
+    auto plan = plan_reload(cfg_, cfg_, fingerprints_, {});  // nothing runs yet: nothing to try
+    reload_outcome started;
+    apply(plan, cfg_, started);
+    const auto &problems = started.problems;
     ready_ = true;
     spdlog::info("site {} (gateway {}): {} device(s) running, {} not started", cfg_.file.string(), cfg_.gateway_id,
                  fingerprints_.size(), problems.size());
@@ -1160,6 +1181,15 @@ int check_config(const std::filesystem::path &config) {
     catalog plugins;
     plugins.isolate(cfg);  // a plugin that crashes while loading is refused here as it would be at run time
     plugins.scan(cfg.plugin_dirs);
+    // Each device's driver judges its config as `run` would have it created, where `run` runs the plugin (in its
+    // runner by default). A runtime of its own, whose io_context never runs: nothing is started.
+    asio::io_context io;
+    core::device_runtime runtime(io, [](core::accepted_event &&) {},
+                                 core::runtime_options{.gateway_id = cfg.gateway_id,
+                                                       .watchdog_warn = cfg.watchdog_warn,
+                                                       .watchdog_fault = cfg.watchdog_fault,
+                                                       .observer = {},
+                                                       .admits = {}});
     std::vector<std::string> problems;
     std::map<std::string, int> by_class;
     for (const auto &d : cfg.devices) {
@@ -1169,12 +1199,16 @@ int check_config(const std::filesystem::path &config) {
             problems.push_back(at(d.where) + ": device '" + d.id + "': " + why);
             continue;
         }
-        const auto *driver = p->info().find_driver(d.driver);
-        for (const auto &ext : driver->required_extensions)
-            if (ext == FL_EXT_TRANSPORT && d.wire.type == site::wire_config::kind::none)
-                problems.push_back(at(d.where) + ": device '" + d.id + "': driver '" + d.driver +
-                                   "' needs a wire; give the device a wire");
         by_class[d.device_class]++;
+        const auto *driver = p->info().find_driver(d.driver);
+        const bool needs_wire = std::find(driver->required_extensions.begin(), driver->required_extensions.end(),
+                                          FL_EXT_TRANSPORT) != driver->required_extensions.end();
+        if (needs_wire && d.wire.type == site::wire_config::kind::none) {
+            problems.push_back(at(d.where) + ": device '" + d.id + "': driver '" + d.driver +
+                               "' needs a wire; give the device a wire");
+            continue;
+        }
+        if (auto refused = try_device(runtime, p, cfg, d)) problems.push_back(refused->str());
     }
     for (const auto &p : problems) std::fprintf(stderr, "%s\n", p.c_str());
     if (!problems.empty()) {

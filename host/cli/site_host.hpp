@@ -23,7 +23,8 @@ struct run_options {
 // `firelink-host run --config site.toml`. Returns the exit code.
 int run_site(const run_options &options);
 
-// `firelink-host check-config site.toml`: the file, then its devices against the plugins they name.
+// `firelink-host check-config site.toml`: the file, then its devices against the plugins they name, and each device's
+// config with its driver (created and destroyed at once, where `run` would run it; nothing starts).
 int check_config(const std::filesystem::path &config);
 
 }  // namespace firelink::cli

@@ -326,6 +326,10 @@ struct fake_wire_peer {
     std::mutex m;
     std::string written;
     std::function<void(std::string)> inject;
+    // With refuse_open, every open fails (FL_LINK_FAILED, FL_IO) until open_now() opens the wire.
+    std::atomic<bool> refuse_open{false};
+    std::atomic<std::uint64_t> failed_opens{0};
+    std::function<void()> open_now;
 };
 
 class fake_link : public firelink::transport::link {
@@ -338,6 +342,11 @@ public:
                 if (*alive) on_data(reinterpret_cast<const std::uint8_t *>(bytes.data()), bytes.size());
             });
         };
+        peer_->open_now = [ex = ex_, on_state = ev_.on_state, alive] {
+            boost::asio::post(ex, [on_state, alive] {
+                if (*alive) on_state(FL_LINK_OPEN, FL_OK);
+            });
+        };
     }
     ~fake_link() override { *alive_ = false; }
     int kind() const override { return FL_TRANSPORT_TCP_CLIENT; }
@@ -345,9 +354,14 @@ public:
     bool paused() const override { return paused_; }
     bool paused_ = false;
     fl_status open() override {
-        boost::asio::post(ex_, [on_state = ev_.on_state, alive = alive_] {
-            if (*alive) on_state(FL_LINK_OPEN, FL_OK);
-        });
+        if (peer_->refuse_open) {
+            peer_->failed_opens++;
+            boost::asio::post(ex_, [on_state = ev_.on_state, alive = alive_] {
+                if (*alive) on_state(FL_LINK_FAILED, FL_IO);
+            });
+            return FL_OK;
+        }
+        peer_->open_now();
         return FL_OK;
     }
     fl_status write(const std::uint8_t *data, std::size_t size) override {
@@ -363,7 +377,11 @@ public:
         *alive_ = false;
         return FL_OK;
     }
-    firelink::transport::link_counters counters() const override { return {}; }
+    firelink::transport::link_counters counters() const override {
+        firelink::transport::link_counters c;
+        c.errors = peer_->failed_opens;
+        return c;
+    }
 
 private:
     firelink::transport::executor ex_;
@@ -640,4 +658,182 @@ TEST_F(Runtime, ADeviceWithoutTheCommitExtensionIsToldNothing) {
     EXPECT_FALSE(events.of("g-1")[0].on_durable) << "no watermark is kept for a device that cannot be told";
     EXPECT_FALSE(runtime->status("g-1")->takes_commits);
     EXPECT_EQ(runtime->status("g-1")->emitted, 1u);
+}
+
+// ---- a device never leaves monitoring silently (issue 14) --------------------------------------------------------
+
+namespace {
+
+std::string json_of(const core::accepted_event &e) { return core::msgpack_to_json(e.payload.data(), e.payload.size()); }
+
+std::vector<core::accepted_event> host_events(collector &events, const std::string &device, const std::string &code) {
+    std::vector<core::accepted_event> out;
+    for (auto &e : events.of(device))
+        if (e.from_host && e.code == code) out.push_back(e);
+    return out;
+}
+
+// Hang guard only: true as soon as f() is.
+template <class F>
+bool eventually(F f) {
+    for (auto end = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < end;) {
+        if (f()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
+    auto p = load(EXAMPLE_HELLO_CPP);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-1", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{2})}}), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-1"), FL_OK);
+    ASSERT_TRUE(events.wait_for("dev-1", 3));
+
+    // The same id, running: a trial instance of it beside the running one, which the driver refuses in its words.
+    core::device_spec spec;
+    spec.device_id = "dev-1";
+    spec.driver_id = "hello";
+    spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}});
+    EXPECT_EQ(runtime->try_create(p, spec, why), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(why, "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1");
+    spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}});
+    EXPECT_EQ(runtime->try_create(p, spec, why), FL_OK) << why;
+
+    // Nothing registered, nothing emitted, the running instance untouched: its sequence runs on without a break.
+    EXPECT_EQ(runtime->device_ids(), std::vector<std::string>{"dev-1"});
+    const auto before = events.count("dev-1");
+    ASSERT_TRUE(events.wait_for("dev-1", before + 3));
+    const auto evs = events.of("dev-1");
+    for (std::size_t i = 0; i < evs.size(); ++i) {
+        EXPECT_EQ(evs[i].sequence, i + 1);
+        EXPECT_FALSE(evs[i].from_host) << json_of(evs[i]);
+    }
+    EXPECT_EQ(runtime->status("dev-1")->state, "started");
+
+    // create() says the same in its refusal.
+    EXPECT_EQ(runtime->create(p, "hello", "dev-x", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}}), why),
+              FL_INVALID_ARGUMENT);
+    EXPECT_EQ(why, "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1");
+}
+
+TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
+    auto p = load(EXAMPLE_HELLO_C);
+    ASSERT_TRUE(p);
+    const core::down_spec spec{"dev-2", p->info().id, "hello", "vendor:org.firelink.examples.hello", {{"site", "Longhua"}}};
+    runtime->set_down(spec, "first reason");
+    runtime->set_down(spec, "first reason");  // the same again: nothing new for the platform
+    auto st = runtime->status("dev-2");
+    ASSERT_TRUE(st) << "a device that cannot run stays listed";
+    EXPECT_EQ(st->state, "down");
+    EXPECT_EQ(st->down_reason, "first reason");
+    EXPECT_EQ(st->device_class, "vendor:org.firelink.examples.hello");
+    ASSERT_EQ(runtime->down_devices().size(), 1u);
+    EXPECT_EQ(runtime->down_devices()[0].device_id, "dev-2");
+    auto down = host_events(events, "dev-2", "device_down");
+    ASSERT_EQ(down.size(), 1u);
+    EXPECT_EQ(down[0].kind, "fault");
+    EXPECT_EQ(down[0].sequence, 1u);
+    ASSERT_TRUE(down[0].site);
+    EXPECT_EQ(down[0].site->at("site"), "Longhua");
+    EXPECT_EQ(json_of(down[0]), R"({"schema":1,"kind":"fault","code":"device_down","event_id":"device-down",)"
+                                R"("severity":"major","message":"first reason"})");
+
+    // A new reason replaces the open fault (same event_id); a command is refused with a result.
+    runtime->set_down(spec, "second reason");
+    ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 2u);
+    EXPECT_NE(json_of(host_events(events, "dev-2", "device_down")[1]).find(R"("event_id":"device-down")"), std::string::npos);
+    std::string why;
+    EXPECT_EQ(runtime->command("dev-2", command_bytes("c-1", "ping"), why), FL_CLOSED);
+    EXPECT_EQ(why, "the device is down: second reason");
+    EXPECT_EQ(host_events(events, "dev-2", "command_failed").size(), 1u);
+    EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE) << "a place holder has nothing to start";
+
+    // An instance takes its place; once it runs, the fault ends.
+    ASSERT_EQ(runtime->create(p, "hello", "dev-2", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}}), why),
+              FL_OK) << why;
+    EXPECT_EQ(runtime->status("dev-2")->state, "down") << "created is not running";
+    ASSERT_EQ(runtime->start("dev-2"), FL_OK);
+    ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 3u);
+    const auto restore = host_events(events, "dev-2", "device_down")[2];
+    EXPECT_EQ(restore.kind, "restore");
+    EXPECT_EQ(json_of(restore), R"({"schema":1,"kind":"restore","code":"device_down","ends":"device-down",)"
+                                R"("message":"the device runs"})");
+    EXPECT_EQ(runtime->status("dev-2")->state, "started");
+    EXPECT_EQ(runtime->status("dev-2")->down_reason, "");
+    EXPECT_TRUE(runtime->down_devices().empty());
+}
+
+TEST_F(Runtime, ConfigRejectedIsRaisedOnceAndEndedByALaterInstance) {
+    auto p = load(EXAMPLE_HELLO_CPP);
+    ASSERT_TRUE(p);
+    std::string why;
+    const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}});
+    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-3"), FL_OK);
+    EXPECT_FALSE(runtime->raise_fault("no-such", core::host_fault::config_rejected, "m"));
+    EXPECT_TRUE(runtime->raise_fault("dev-3", core::host_fault::config_rejected, "poll_ms refused"));
+    EXPECT_FALSE(runtime->raise_fault("dev-3", core::host_fault::config_rejected, "poll_ms refused"));
+    EXPECT_EQ(runtime->status("dev-3")->state, "started") << "a kept device runs";
+    EXPECT_EQ(runtime->status("dev-3")->config_rejected, "poll_ms refused");
+    auto raised = host_events(events, "dev-3", "config_rejected");
+    ASSERT_EQ(raised.size(), 1u);
+    EXPECT_EQ(json_of(raised[0]), R"({"schema":1,"kind":"fault","code":"config_rejected","event_id":"config-rejected",)"
+                                  R"("severity":"minor","message":"poll_ms refused"})");
+
+    // A new instance of the same id (a later reload) still knows it is open, and ends it.
+    runtime->destroy("dev-3");
+    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-3"), FL_OK);
+    EXPECT_EQ(runtime->open_faults(core::host_fault::config_rejected).size(), 1u);
+    EXPECT_TRUE(runtime->end_fault("dev-3", core::host_fault::config_rejected, "the device runs on its new definition"));
+    EXPECT_FALSE(runtime->end_fault("dev-3", core::host_fault::config_rejected, "again"));
+    const auto ended = host_events(events, "dev-3", "config_rejected");
+    ASSERT_EQ(ended.size(), 2u);
+    EXPECT_EQ(json_of(ended[1]), R"({"schema":1,"kind":"restore","code":"config_rejected","ends":"config-rejected",)"
+                                 R"("message":"the device runs on its new definition"})");
+    EXPECT_EQ(runtime->status("dev-3")->config_rejected, "");
+}
+
+TEST_F(RuntimeWithWire, AWireThatNeverOpensIsDeviceDownWithinTheBudgetUntilItOpens) {
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    peer->refuse_open = true;
+    auto spec = wired("panel-9", 150ms);
+    spec.wire_name = "tcp 127.0.0.1:9";
+    std::string why;
+    ASSERT_EQ(runtime->create(p, spec, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-9"), FL_OK);
+    std::size_t at = 0;
+    ASSERT_TRUE(wait_code("panel-9", "device_down", &at));
+    {
+        std::lock_guard lock(events.m);
+        const auto json = json_of(events.events[at]);
+        EXPECT_NE(json.find(R"("message":"its wire (tcp 127.0.0.1:9) has not opened within 0.15 s of the device's )"
+                            R"(start: 1 attempt(s) failed, the last with status -8")"),
+                  std::string::npos)
+            << json;
+    }
+    EXPECT_EQ(runtime->status("panel-9")->state, "down");
+    EXPECT_EQ(runtime->down_devices().size(), 1u);
+
+    peer->open_now();
+    ASSERT_TRUE(eventually([&] { return host_events(events, "panel-9", "device_down").size() == 2; }));
+    EXPECT_EQ(host_events(events, "panel-9", "device_down")[1].kind, "restore");
+    EXPECT_EQ(runtime->status("panel-9")->down_reason, "");
+    EXPECT_TRUE(runtime->down_devices().empty());
+}
+
+TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
+    auto p = load(FIXTURE_WIRE);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, wired("panel-8", 100ms), why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("panel-8"), FL_OK);
+    ASSERT_TRUE(wait_code("panel-8", "x.test.link_open"));
+    std::this_thread::sleep_for(300ms);  // past the budget: a check that would fire has fired
+    EXPECT_TRUE(host_events(events, "panel-8", "device_down").empty());
 }

@@ -127,3 +127,27 @@ TEST(DriverConfig, KeysInsideAreTheDriversOwn) {
     EXPECT_EQ(d.map.at("anything_at_all").as<int>(), 1);
     EXPECT_EQ(d.map.at("id").as<std::string>(), "not the device id");
 }
+
+// A driver's refusal points at the config key it names (the SDK writes "config key '<key>': ..."), at its value.
+TEST(DriverConfig, ARefusalPointsAtTheKeyTheDriverNames) {
+    const auto c = snippet_loads("[[device]]\nid = \"a\"\ndriver = \"x\"\nclass = \"fire_panel\"\n\n"
+                                 "[[device]]\nid = \"b\"\ndriver = \"x\"\nclass = \"fire_panel\"\n"
+                                 "config = { telemetry_ms = 0, poll_ms = 5 }\n\n"
+                                 "[[device]]\nid = \"c\"\ndriver = \"x\"\nclass = \"fire_panel\"\n"
+                                 "[device.config]\nregisters = { gas = 3 }\n");
+    ASSERT_EQ(c.devices.size(), 3u);
+    const auto &b = c.devices[1];
+    EXPECT_EQ(firelink::site::driver_config_error(b, "create: config key 'poll_ms': 5 is outside 10..3600000").str(),
+              "site.toml:10:40: device[1].config.poll_ms: create: config key 'poll_ms': 5 is outside 10..3600000");
+    // Words that name no key of the table point at the table.
+    EXPECT_EQ(firelink::site::driver_config_error(b, "create: no point to poll").str(),
+              "site.toml:10:10: device[1].config: create: no point to poll");
+    EXPECT_EQ(firelink::site::driver_config_error(b, "config key 'nope': unknown key").str(),
+              "site.toml:10:10: device[1].config: config key 'nope': unknown key");
+    // A nested key is pointed at by its top-level table; a [device.config] table has a line of its own.
+    EXPECT_EQ(firelink::site::driver_config_error(c.devices[2], "config key 'registers.gas': 3 is taken").str(),
+              "site.toml:17:13: device[2].config.registers: config key 'registers.gas': 3 is taken");
+    EXPECT_EQ(firelink::site::driver_config_error(c.devices[2], "bad").str(), "site.toml:16:1: device[2].config: bad");
+    // A device without [config]: its own table.
+    EXPECT_EQ(firelink::site::driver_config_error(c.devices[0], "bad").str(), "site.toml:1:1: device[0].config: bad");
+}

@@ -53,7 +53,7 @@ host_metrics::host_metrics(std::string_view version, std::shared_ptr<prometheus:
       overruns_(counter_family(*registry_, "firelink_callback_overruns_total",
                                "Driver callbacks that ran past the watchdog's bound, by device.")),
       state_(gauge_family(*registry_, "firelink_device_state",
-                          "1 for the device's current state (created, started, stopped, offline, faulted), else 0.")),
+                          "1 for the device's current state (created, started, stopped, offline, faulted, down), else 0.")),
       last_seen_(gauge_family(*registry_, "firelink_device_last_seen_seconds",
                               "When the device was last heard from, in unix seconds.")),
       commands_(counter_family(*registry_, "firelink_commands_total",

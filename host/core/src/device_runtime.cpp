@@ -1,6 +1,7 @@
 #include "firelink/core/device_runtime.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <firelink/payload.hpp>
@@ -41,7 +43,36 @@ template <class F>
 void notify(const F &f, auto &&...args) {
     if (f) f(std::forward<decltype(args)>(args)...);
 }
+
+// What a driver says while the host waits on one of its calls, kept for the host's report of that call: enough for
+// a reason, not a log.
+constexpr std::size_t said_max = 900;
+
+// Defined below, after the slot; the slot's strand work raises and ends its device's host faults too.
+std::string state_name(const device_runtime::device_slot &s);
+bool raise_on(device_runtime::device_slot &s, host_fault f, const std::string &message);
+bool end_on(device_runtime::device_slot &s, host_fault f, const std::string &message);
 }  // namespace
+
+const char *to_string(host_fault f) {
+    switch (f) {
+    case host_fault::device_down: return "device_down";
+    case host_fault::config_rejected: return "config_rejected";
+    }
+    return "device_down";
+}
+
+// One device id's open host faults. The mutex also orders a raise and its restore into the sink.
+struct device_runtime::fault_list {
+    mutable std::mutex mutex;
+    std::map<host_fault, open_host_fault> open;
+
+    std::optional<std::string> message(host_fault f) const {
+        std::lock_guard lock(mutex);
+        auto it = open.find(f);
+        return it == open.end() ? std::nullopt : std::optional<std::string>(it->second.message);
+    }
+};
 
 // The plugin-level context: its fl_host (device_id NULL, emit refused).
 struct device_runtime::plugin_slot {
@@ -63,6 +94,8 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::shared_ptr<const std::map<std::string, std::string>> site;
     std::shared_ptr<plugin> owner;
     std::shared_ptr<condition_list> conditions;  // of this device id: outlives the instance
+    std::shared_ptr<device_runtime::fault_list> faults;  // of this device id too (a trial's own)
+    bool placeholder = false;  // set_down's place for a device with no instance: no plugin, no driver
     fl_host host{};
     const fl_device *device = nullptr;
     const fl_device_timer *timer_ext = nullptr;
@@ -107,9 +140,41 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     unsigned wire_holds = 0;
     std::string refused_kind;
     std::unique_ptr<asio::steady_timer> relief_timer;
+    // Whether the wire has ever opened since the device started (strand-only): a wire that never does is device_down
+    // with what its opens answered.
+    std::unique_ptr<asio::steady_timer> wire_timer;
+    bool wire_opened = false;
+    fl_status last_link_reason = FL_OK;
+    std::string wire_name;
+
+    // The driver's warnings and errors while the host waits to report on one of its calls (create, start): its own
+    // reason for a refusal, which the status alone does not give. Logged as ever; kept only while listening.
+    std::mutex said_mutex;
+    bool listening = false;
+    std::string said;
+
+    void listen() {
+        std::lock_guard lock(said_mutex);
+        listening = true;
+        said.clear();
+    }
+    void heard(std::int32_t level, const char *message) {
+        if (level < FL_LOG_WARN || !message) return;
+        std::lock_guard lock(said_mutex);
+        if (!listening || said.size() >= said_max) return;
+        if (!said.empty()) said += "; ";
+        said.append(message, std::min(std::strlen(message), said_max - std::min(said.size(), said_max)));
+    }
+    // What was heard since listen(), and listening ends.
+    std::string take_said() {
+        std::lock_guard lock(said_mutex);
+        listening = false;
+        return std::move(said);
+    }
 
     bool started() const { return state == life::started; }
     bool callable() const { return started() && !faulted; }
+    bool down() const { return faults->message(host_fault::device_down).has_value(); }
 
     // Runs one call into the plugin on this thread, visible to the watchdog while it runs.
     template <class F>
@@ -268,7 +333,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         if (!offline.exchange(false)) return;
         spdlog::info("[{}] device {}: traffic again, back online", label, device_id);
         host_event(event{event_kind::restore, "offline"}.ends(offline_event_id).message("the device is answering again"));
-        notify(options.observer.state, device_id, std::string(faulted ? "faulted" : "started"));
+        notify(options.observer.state, device_id, state_name(*this));
     }
 
     // ---- liveness (strand) -------------------------------------------------------------------------------------
@@ -301,7 +366,28 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
                        .level(severity::major)
                        .message("no traffic from the device for " + std::to_string(static_cast<long>(secs)) +
                                 " s (budget " + std::to_string(heartbeat.count() / 1000) + " s)"));
-        notify(options.observer.state, device_id, std::string("offline"));
+        notify(options.observer.state, device_id, state_name(*this));
+    }
+
+    // After a start with a wire: one that has not opened within the liveness budget (60 s with liveness off) means
+    // the device cannot run; device_down says so, and its restore follows the first open (link_events).
+    void arm_wire_check() {
+        if (!link || wire_opened) return;
+        if (!wire_timer) wire_timer = std::make_unique<asio::steady_timer>(strand);
+        const auto budget = heartbeat.count() > 0 ? heartbeat : std::chrono::milliseconds(60s);
+        wire_timer->expires_after(budget);
+        wire_timer->async_wait([self = shared_from_this(), budget](const boost::system::error_code &ec) {
+            if (ec || !self->started() || self->wire_opened) return;
+            const auto failed = self->link->counters().errors;
+            std::string why = fmt::format("its wire{} has not opened within {:g} s of the device's start",
+                                          self->wire_name.empty() ? "" : " (" + self->wire_name + ")",
+                                          budget.count() / 1000.0);
+            if (failed > 0)
+                why += ": " + std::to_string(failed) + " attempt(s) failed, the last with status " +
+                       std::to_string(self->last_link_reason);
+            spdlog::error("[{}] device {}: {}: the device is down", self->label, self->device_id, why);
+            raise_on(*self, host_fault::device_down, why);
+        });
     }
 
     // ---- backpressure on the wire (strand) -------------------------------------------------------------------
@@ -339,6 +425,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
         for (auto &[id, t] : timers) t.timer->cancel();
         timers.clear();
         if (liveness_timer) liveness_timer->cancel();
+        if (wire_timer) wire_timer->cancel();
     }
 
     void arm(std::uint64_t id) {
@@ -393,6 +480,12 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
             }
             if (state == FL_LINK_LOST || state == FL_LINK_FAILED || state == FL_LINK_REPLY_TIMEOUT)
                 notify(self->options.observer.transport_errors, self->device_id, std::uint64_t{1});
+            if (state == FL_LINK_FAILED || state == FL_LINK_LOST) self->last_link_reason = reason;
+            if (state == FL_LINK_OPEN && !self->wire_opened) {
+                self->wire_opened = true;
+                if (self->wire_timer) self->wire_timer->cancel();
+                end_on(*self, host_fault::device_down, "its wire is open: the device runs");
+            }
             if (self->callable() && self->transport_ext)
                 self->timed("on_state", [&] { self->transport_ext->on_state(self->device, state, reason); });
         };
@@ -534,6 +627,7 @@ void device_log(const fl_host *h, std::int32_t level, const char *message) {
     auto *s = slot_of(h);
     if (!s) return;
     spdlog::log(to_spdlog(level), "[{}] device {}: {}", s->label, s->device_id, message ? message : "");
+    s->heard(level, message);
 }
 
 // firelink.conditions/1. A snapshot under the list's own lock, then the visits without it: visit may call back into
@@ -579,6 +673,7 @@ void plugin_log(const fl_host *h, std::int32_t level, const char *message) {
 const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
 
 std::string state_name(const device_slot &s) {
+    if (s.down()) return "down";
     if (s.faulted || s.driver_down) return "faulted";
     switch (s.state.load()) {
     case life::created: return "created";
@@ -588,10 +683,88 @@ std::string state_name(const device_slot &s) {
     return "created";
 }
 
+// A message the platform stores: at most the boundary's 1024 bytes, cut at a UTF-8 character.
+std::string bounded(std::string m) {
+    if (m.size() <= 1024) return m;
+    std::size_t n = 1021;
+    while (n > 0 && (static_cast<unsigned char>(m[n]) & 0xC0) == 0x80) --n;
+    return m.substr(0, n) + "...";
+}
+
+std::string event_id_of(host_fault f) {
+    std::string id = to_string(f);
+    std::replace(id.begin(), id.end(), '_', '-');
+    return id;
+}
+
+bool raise_on(device_slot &s, host_fault f, const std::string &text) {
+    const auto message = bounded(text);
+    {
+        std::lock_guard lock(s.faults->mutex);
+        auto [it, fresh] = s.faults->open.try_emplace(f);
+        if (!fresh && it->second.message == message) return false;
+        if (fresh) {
+            it->second.device_id = s.device_id;
+            it->second.fault = f;
+            it->second.since_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count();
+        }
+        it->second.message = message;
+        // The same event_id again replaces the open one at the platform: the newer reason is the one that holds.
+        s.host_event(event{event_kind::fault, to_string(f)}
+                         .id(event_id_of(f))
+                         .level(f == host_fault::device_down ? severity::major : severity::minor)
+                         .message(message));
+    }
+    notify(s.options.observer.state, s.device_id, state_name(s));
+    return true;
+}
+
+bool end_on(device_slot &s, host_fault f, const std::string &text) {
+    {
+        std::lock_guard lock(s.faults->mutex);
+        if (!s.faults->open.erase(f)) return false;
+        s.host_event(event{event_kind::restore, to_string(f)}.ends(event_id_of(f)).message(bounded(text)));
+    }
+    spdlog::info("[{}] device {}: {} ended: {}", s.label, s.device_id, to_string(f), text);
+    notify(s.options.observer.state, s.device_id, state_name(s));
+    return true;
+}
+
+// A wire of the right kind that never opens (try_create).
+class dormant final : public transport::link {
+public:
+    explicit dormant(int kind) : kind_(kind) {}
+    int kind() const override { return kind_; }
+    fl_status open() override { return FL_CLOSED; }
+    fl_status write(const std::uint8_t *, std::size_t) override { return FL_CLOSED; }
+    fl_status request(const std::uint8_t *, std::size_t, std::chrono::milliseconds) override { return FL_CLOSED; }
+    fl_status end_request() override { return FL_MISUSE; }
+    fl_status close() override { return FL_OK; }
+    transport::link_counters counters() const override { return {}; }
+    void set_paused(bool) override {}
+    bool paused() const override { return false; }
+
+private:
+    int kind_;
+};
+
 }  // namespace
 
+link_factory dormant_link(int fl_transport_kind, int unit) {
+    return [fl_transport_kind, unit](transport::executor, transport::link_events) -> std::unique_ptr<transport::link> {
+        auto l = std::make_unique<dormant>(fl_transport_kind);
+        l->set_unit(unit);
+        return l;
+    };
+}
+
 device_runtime::device_runtime(asio::io_context &io, event_sink sink, runtime_options options)
-    : io_(io), sink_(std::move(sink)), options_(std::move(options)) {
+    : io_(io), sink_(std::move(sink)), options_(std::move(options)), no_sink_([](accepted_event &&) {}) {
+    trial_options_.gateway_id = options_.gateway_id;
+    trial_options_.watchdog_warn = options_.watchdog_warn;
+    trial_options_.watchdog_fault = options_.watchdog_fault;
     watchdog_ = std::thread([this] { watchdog_loop(); });
 }
 
@@ -663,6 +836,58 @@ void device_runtime::load_conditions(std::vector<open_condition> stored) {
     for (auto &[id, list] : by_device) conditions_of(id)->load(std::move(list));
 }
 
+std::shared_ptr<device_runtime::fault_list> device_runtime::faults_of(const std::string &device_id) {
+    auto &list = faults_[device_id];
+    if (!list) list = std::make_shared<fault_list>();
+    return list;
+}
+
+void device_runtime::set_down(const down_spec &spec, const std::string &reason) {
+    auto s = find(spec.device_id);
+    if (!s) {
+        s = std::make_shared<device_slot>(io_, options_);
+        s->placeholder = true;
+        s->sink = &sink_;
+        s->device_id = spec.device_id;
+        // Its records name a plugin as every record must: the host's own name when none has its driver.
+        s->plugin_id = spec.plugin_id.empty() ? host_name : spec.plugin_id;
+        s->driver_id = spec.driver_id;
+        s->device_class = spec.device_class;
+        s->label = s->plugin_id;
+        s->site = std::make_shared<const std::map<std::string, std::string>>(spec.site);
+        std::lock_guard lock(mutex_);
+        s->conditions = conditions_of(spec.device_id);
+        s->faults = faults_of(spec.device_id);
+        devices_[spec.device_id] = s;
+    }
+    raise_on(*s, host_fault::device_down, reason);
+}
+
+bool device_runtime::raise_fault(const std::string &device_id, host_fault f, const std::string &message) {
+    auto s = find(device_id);
+    return s && raise_on(*s, f, message);
+}
+
+bool device_runtime::end_fault(const std::string &device_id, host_fault f, const std::string &message) {
+    auto s = find(device_id);
+    return s && end_on(*s, f, message);
+}
+
+std::vector<open_host_fault> device_runtime::open_faults(host_fault f) const {
+    std::vector<std::shared_ptr<fault_list>> lists;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto &[id, list] : faults_) lists.push_back(list);
+    }
+    std::vector<open_host_fault> out;
+    for (const auto &list : lists) {
+        std::lock_guard lock(list->mutex);
+        if (auto it = list->open.find(f); it != list->open.end()) out.push_back(it->second);
+    }
+    std::sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.since_wall_ms < b.since_wall_ms; });
+    return out;
+}
+
 std::vector<open_condition> device_runtime::open_conditions(const std::string &device_id) const {
     std::lock_guard lock(mutex_);
     auto it = conditions_.find(device_id);
@@ -707,36 +932,41 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &p, const std::st
     return create(p, spec, why);
 }
 
-fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const device_spec &spec, std::string &why) {
+std::shared_ptr<device_slot> device_runtime::instantiate(const std::shared_ptr<plugin> &shared,
+                                                         const device_spec &spec, bool trial, fl_status &status,
+                                                         std::string &why) {
+    auto fail = [&](fl_status st, std::string reason) {
+        status = st;
+        why = std::move(reason);
+        return nullptr;
+    };
     auto &p = *shared;
     const auto *driver = p.info().find_driver(spec.driver_id);
-    if (!driver) {
-        why = "plugin " + p.info().id + " has no driver '" + spec.driver_id + "'";
-        return FL_NOT_FOUND;
-    }
+    if (!driver) return fail(FL_NOT_FOUND, "plugin " + p.info().id + " has no driver '" + spec.driver_id + "'");
     for (const auto &ext : driver->required_extensions) {
-        if (ext == FL_EXT_TRANSPORT && !spec.make_link) {
-            why = "driver '" + spec.driver_id + "' needs extension " + ext + ", but device '" + spec.device_id +
-                  "' has no wire configured";
-            return FL_UNSUPPORTED;
-        }
-        if (!provides(ext)) {
-            why = "driver '" + spec.driver_id + "' needs extension " + ext + ", which this host does not provide";
-            return FL_UNSUPPORTED;
-        }
+        if (ext == FL_EXT_TRANSPORT && !spec.make_link)
+            return fail(FL_UNSUPPORTED, "driver '" + spec.driver_id + "' needs extension " + ext + ", but device '" +
+                                            spec.device_id + "' has no wire configured");
+        if (!provides(ext))
+            return fail(FL_UNSUPPORTED,
+                        "driver '" + spec.driver_id + "' needs extension " + ext + ", which this host does not provide");
     }
-    if (has_device(spec.device_id)) {
-        why = "a device with id '" + spec.device_id + "' already exists";
-        return FL_MISUSE;
+    if (auto existing = find(spec.device_id); !trial && existing && !existing->placeholder)
+        return fail(FL_MISUSE, "a device with id '" + spec.device_id + "' already exists");
+    if (fl_status st = attach(shared, why); st != FL_OK) {
+        status = st;
+        return nullptr;
     }
-    if (fl_status st = attach(shared, why); st != FL_OK) return st;
 
-    auto slot = std::make_shared<device_slot>(io_, options_);
-    slot->sink = &sink_;
+    // A trial's instance emits into nothing and reports to no one: should its runner die meanwhile, the real device's
+    // record and state are not its to change.
+    auto slot = std::make_shared<device_slot>(io_, trial ? trial_options_ : options_);
+    slot->sink = trial ? &no_sink_ : &sink_;
     slot->owner = shared;
     {
         std::lock_guard lock(mutex_);
         slot->conditions = conditions_of(spec.device_id);
+        slot->faults = trial ? std::make_shared<fault_list>() : faults_of(spec.device_id);
     }
     slot->device_id = spec.device_id;
     slot->plugin_id = p.info().id;
@@ -745,6 +975,7 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
     slot->label = p.info().id;
     slot->site = std::make_shared<const std::map<std::string, std::string>>(spec.site);
     slot->heartbeat = spec.heartbeat;
+    slot->wire_name = spec.wire_name;
     slot->host.struct_size = sizeof(fl_host);
     slot->host.abi_version = p.info().agreed_abi_version;
     slot->host.host_data = slot.get();
@@ -758,30 +989,35 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
         try {
             slot->link = spec.make_link(slot->strand, slot->link_events());
         } catch (const std::exception &e) {
-            why = "device '" + spec.device_id + "': its wire cannot be made: " + e.what();
-            return FL_IO;
+            return fail(FL_IO, "device '" + spec.device_id + "': its wire cannot be made: " + e.what());
         }
-        if (!slot->link) {
-            why = "device '" + spec.device_id + "': its wire cannot be made";
-            return FL_IO;
-        }
+        if (!slot->link) return fail(FL_IO, "device '" + spec.device_id + "': its wire cannot be made");
     }
 
     const fl_device *dev = nullptr;
+    slot->listen();
     const fl_status st = slot->timed("create_device", [&] {
         return p.create_device(spec.driver_id.c_str(), &slot->host,
                                spec.config.empty() ? nullptr : spec.config.data(), spec.config.size(), &dev);
     });
-    if (st != FL_OK || !dev) {
-        why = "create_device(" + spec.driver_id + ") returned " + std::to_string(st) + " (the plugin logged why)";
-        return st != FL_OK ? st : FL_ERROR;
-    }
+    const auto said = slot->take_said();
+    if (st != FL_OK || !dev)
+        return fail(st != FL_OK ? st : FL_ERROR,
+                    "create_device(" + spec.driver_id + ") returned " + std::to_string(st) +
+                        (said.empty() ? " (the driver logged no reason)" : ": " + said));
     if (dev->struct_size < FL_V1_0_SIZEOF_DEVICE || !dev->start || !dev->stop || !dev->destroy || !dev->command ||
-        !dev->get_extension) {
-        why = "create_device returned an instance smaller than a v1.0 fl_device or with NULL functions";
-        return FL_ERROR;  // it may be unusable: leak it rather than call through a bad pointer
-    }
+        !dev->get_extension)  // it may be unusable: leak it rather than call through a bad pointer
+        return fail(FL_ERROR, "create_device returned an instance smaller than a v1.0 fl_device or with NULL functions");
     slot->device = dev;
+    status = FL_OK;
+    return slot;
+}
+
+fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const device_spec &spec, std::string &why) {
+    fl_status st = FL_OK;
+    auto slot = instantiate(shared, spec, false, st, why);
+    if (!slot) return st;
+    const auto *dev = slot->device;
     const auto *timer_ext = static_cast<const fl_device_timer *>(dev->get_extension(dev, FL_EXT_TIMER));
     if (FL_HAS_FIELD(timer_ext, fl_device_timer, on_timer) && timer_ext->on_timer) slot->timer_ext = timer_ext;
     const auto *tx = static_cast<const fl_device_transport *>(dev->get_extension(dev, FL_EXT_TRANSPORT));
@@ -794,9 +1030,23 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
 
     {
         std::lock_guard lock(mutex_);
-        devices_[spec.device_id] = slot;
+        devices_[spec.device_id] = slot;  // in place of a place holder, if set_down left one
     }
-    notify(options_.observer.state, spec.device_id, std::string("created"));
+    notify(options_.observer.state, spec.device_id, state_name(*slot));
+    return FL_OK;
+}
+
+fl_status device_runtime::try_create(const std::shared_ptr<plugin> &shared, const device_spec &spec,
+                                     std::string &why) {
+    fl_status st = FL_OK;
+    auto slot = instantiate(shared, spec, true, st, why);
+    if (!slot) return st;
+    // Never started: destroy may come from this thread (its tag is `thread: any`), and nothing else can call it.
+    slot->timed("destroy", [&] {
+        slot->device->destroy(slot->device);
+        return 0;
+    });
+    slot->device = nullptr;
     return FL_OK;
 }
 
@@ -809,14 +1059,21 @@ std::shared_ptr<device_runtime::device_slot> device_runtime::find(const std::str
 bool device_runtime::has_device(const std::string &device_id) const { return find(device_id) != nullptr; }
 
 fl_status device_runtime::start(const std::string &device_id) {
+    std::string why;
+    return start(device_id, why);
+}
+
+fl_status device_runtime::start(const std::string &device_id, std::string &why) {
     auto s = find(device_id);
     if (!s) return FL_NOT_FOUND;
-    if (s->faulted) return FL_MISUSE;
+    if (s->faulted || s->placeholder) return FL_MISUSE;
+    s->listen();
     const fl_status st = s->on_strand<fl_status>(
         [s] {
             if (s->started()) return FL_MISUSE;
             s->state = life::started;  // before the call: start may open the wire, arm timers and emit
             s->last_traffic_ns = now_ns();
+            s->wire_opened = false;
             const fl_status r = s->timed("start", [&] { return s->device->start(s->device); });
             if (r != FL_OK) {
                 s->state = life::created;
@@ -825,11 +1082,17 @@ fl_status device_runtime::start(const std::string &device_id) {
                 return r;
             }
             s->arm_liveness();
+            // A device with a wire runs once its wire opens (link_events); one without, now.
+            if (s->link) s->arm_wire_check();
+            else end_on(*s, host_fault::device_down, "the device runs");
             // Commits while it was stopped are told now, after start returned (never from inside it).
             if (s->commit_ext) asio::post(s->strand, [s] { s->tell_committed(); });
             return r;
         },
         FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
+    const auto said = s->take_said();
+    if (st != FL_OK)
+        why = "start returned " + std::to_string(st) + (said.empty() ? " (the driver logged no reason)" : ": " + said);
     if (st == FL_OK) notify(options_.observer.state, device_id, state_name(*s));
     return st;
 }
@@ -879,6 +1142,8 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
         s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
         return st;
     };
+    if (s->placeholder)
+        return refuse(FL_CLOSED, "the device is down: " + s->faults->message(host_fault::device_down).value_or("?"));
     if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");
     if (s->driver_down) {
         std::string reason;
@@ -982,6 +1247,8 @@ std::optional<device_status> device_runtime::status(const std::string &device_id
     st.deferred = s->deferred;
     st.slow_callbacks = s->slow_callbacks;
     st.commands = s->commands;
+    st.down_reason = s->faults->message(host_fault::device_down).value_or("");
+    st.config_rejected = s->faults->message(host_fault::config_rejected).value_or("");
     st.open_conditions = s->conditions->size();
     st.conditions_dropped = s->conditions->dropped();
     if (auto ms = s->last_seen_wall_ms.load())
@@ -1041,6 +1308,10 @@ void set_driver_down(const fl_host *h, const std::string &code, const std::strin
                       .level(alarm ? severity::critical : severity::major)
                       .message(reason));
     notify(s->options.observer.state, s->device_id, std::string("faulted"));
+}
+
+void set_device_down(const fl_host *h, const std::string &reason) {
+    if (auto *s = slot_of(h)) raise_on(*s, host_fault::device_down, reason);
 }
 
 void set_driver_up(const fl_host *h, const std::string &message) {

@@ -46,6 +46,7 @@ constexpr const char *event_kinds[] = {"alarm",  "pre_alarm", "fault",          
 struct reply {
     fl_status status = FL_CLOSED;
     std::string text;
+    bool answered = false;  // by the runner; else `text` is why the call never reached the driver
 };
 
 // What the runner said once it had loaded the plugin, or why it did not.
@@ -224,6 +225,7 @@ private:
     std::shared_mutex calls_mutex_;
     std::mutex devices_mutex_;
     std::map<std::uint64_t, std::unique_ptr<proxy_device>> devices_;  // by handle: the order of creation
+    std::map<std::uint64_t, const fl_host *> creating_;                 // handles whose create has not answered
 
     // Supervisor thread.
     std::thread supervisor_;
@@ -453,7 +455,7 @@ void runner_supervisor::dispatch(connection &c, const runner_message &message) {
             p = std::move(it->second);
             c.pending.erase(it);
         }
-        p->set_value({m->status, std::string(m->text)});
+        p->set_value({m->status, std::string(m->text), true});
         return;
     }
     if (const auto *m = std::get_if<pong_msg>(&message)) {
@@ -461,12 +463,20 @@ void runner_supervisor::dispatch(connection &c, const runner_message &message) {
         return;
     }
     if (const auto *m = std::get_if<log_msg>(&message)) {
-        std::string who;
+        // A device's line goes through the device's own fl_host, as it would in process: the runtime names the
+        // device, and keeps what a driver says while it creates or starts as that call's reason. That includes a
+        // device still being created, which is not among devices_ until its create succeeds.
         if (m->device) {
             std::lock_guard lock(devices_mutex_);
-            if (auto *d = device(m->device)) who = " device " + d->device_id + ":";
+            const fl_host *host = nullptr;
+            if (auto *d = device(m->device)) host = d->host;
+            else if (auto it = creating_.find(m->device); it != creating_.end()) host = it->second;
+            if (host) {
+                host->log(host, m->level, std::string(m->text).c_str());
+                return;
+            }
         }
-        core::log_for_plugin(m->level, "[" + plugin_id_ + "]" + who + " " + std::string(m->text));
+        core::log_for_plugin(m->level, "[" + plugin_id_ + "] " + std::string(m->text));
         return;
     }
     if (const auto *m = std::get_if<wire_msg>(&message)) {
@@ -617,11 +627,19 @@ fl_status runner_supervisor::create_device(const char *driver_id, const fl_host 
     d->tx.on_state = proxy_on_state;
 
     std::shared_lock calls(calls_mutex_);
+    {
+        std::lock_guard lock(devices_mutex_);
+        creating_[d->handle] = host;
+    }
     const auto r = create_in_runner(*d);
+    // A create that never reached the driver (its process is down, or did not answer) says so where the driver
+    // would have: the runtime reports it as this create's reason.
+    if (r.status != FL_OK && !r.answered) host->log(host, FL_LOG_ERROR, r.text.c_str());
+    std::lock_guard lock(devices_mutex_);
+    creating_.erase(d->handle);
     if (r.status != FL_OK) return r.status;
     if (auto c = current()) d->generation = c->generation;
     *out = &d->dev;
-    std::lock_guard lock(devices_mutex_);
     devices_[d->handle] = std::move(d);
     return FL_OK;
 }
@@ -832,13 +850,14 @@ void runner_supervisor::on_failure(connection &c) {
         std::lock_guard lock(devices_mutex_);
         for (auto &[handle, d] : devices_) {
             if (!d->down) core::set_driver_down(d->host, code, reason + "; restarting it", false);
-            if (park)
-                core::set_driver_down(d->host, "driver_parked",
-                                      "the driver failed " + std::to_string(failures_in_window_.size()) +
-                                          " times within " + std::to_string(opt_.restart_window.count()) +
-                                          " s and is no longer restarted (last: " + what +
-                                          "); restart the host after fixing or removing the plugin",
-                                      true);
+            if (park) {
+                const std::string why = "the driver failed " + std::to_string(failures_in_window_.size()) +
+                                        " times within " + std::to_string(opt_.restart_window.count()) +
+                                        " s and is no longer restarted (last: " + what +
+                                        "); restart the host after fixing or removing the plugin";
+                core::set_driver_down(d->host, "driver_parked", why, true);
+                core::set_device_down(d->host, why);  // the one fault every cause of an unmonitored device shares
+            }
             d->down = true;
             // What it had emitted and the runtime still refused stays held: emit answered FL_OK for it. Wire bytes
             // it had not consumed died with it (the wire is closed and opened again for its replacement).

@@ -19,6 +19,24 @@ std::string config_error::str() const {
     return out + message;
 }
 
+config_error driver_config_error(const device_config &d, std::string message) {
+    config_error e{d.config_where, d.path + ".config", std::move(message)};
+    constexpr std::string_view named = "config key '";
+    const auto at = e.message.find(named);
+    if (at == std::string::npos) return e;
+    const auto from = at + named.size();
+    const auto to = e.message.find('\'', from);
+    if (to == std::string::npos) return e;
+    // A nested key ("registers.gas") is pointed at by its top-level table, the one whose position is kept.
+    std::string key = e.message.substr(from, to - from);
+    if (!d.config_keys.count(key)) key = key.substr(0, key.find('.'));
+    if (auto it = d.config_keys.find(key); it != d.config_keys.end()) {
+        e.where = it->second;
+        e.key += "." + key;
+    }
+    return e;
+}
+
 const std::vector<std::string> &sectors() {
     static const std::vector<std::string> all = {"religious_site", "elderly_care", "hospital",   "school",
                                                  "rental_housing", "high_rise",    "enterprise", "residential",

@@ -167,6 +167,8 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
                    {"id", "driver", "plugin", "class", "enabled", "heartbeat_s", "wire", "site", "config"});
     device_config d;
     d.where = cx_.diag.where(t.source());
+    d.path = path;
+    d.config_where = d.where;
     if (auto id = unique_id(r, "device", device_ids_)) d.id = *id;
     if (auto driver = r.string("driver", need::required)) {
         if (is_driver_id(*driver))
@@ -191,7 +193,12 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
     wire(r, d, d.wire);
     site_metadata_of(r, d.meta);
     if (r.has("config")) {
-        if (const toml::table *config = r.subtable("config", need::optional)) d.driver_config = to_msgpack(*config);
+        if (const toml::table *config = r.subtable("config", need::optional)) {
+            d.driver_config = to_msgpack(*config);
+            d.config_where = cx_.diag.where(config->source());
+            for (const auto &[key, value] : *config)
+                d.config_keys[std::string(key.str())] = cx_.diag.where(value.source());
+        }
     } else {
         d.driver_config = to_msgpack(toml::table{});
     }

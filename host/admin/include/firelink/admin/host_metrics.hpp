@@ -29,7 +29,8 @@ template <typename T> class Family;
 namespace firelink::admin {
 
 // The states firelink_device_state reports, in the order they are exposed.
-inline constexpr std::array<std::string_view, 5> device_states{"created", "started", "stopped", "offline", "faulted"};
+inline constexpr std::array<std::string_view, 6> device_states{"created", "started", "stopped", "offline", "faulted",
+                                                                "down"};
 
 // The results firelink_commands_total counts.
 inline constexpr std::array<std::string_view, 3> command_results{"accepted", "refused", "failed"};

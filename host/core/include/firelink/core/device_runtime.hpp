@@ -92,6 +92,36 @@ struct device_spec {
     std::map<std::string, std::string> site;          // site metadata, copied into every event
     std::chrono::milliseconds heartbeat{0};           // liveness budget; 0 = off
     link_factory make_link;                           // empty: no wire
+    std::string wire_name;                            // the wire, for messages ("tcp 10.0.0.5:502 unit 1")
+};
+
+// A wire that has the kind and unit the device's real wire would have and never opens, for try_create: the driver
+// sees the wire it will get, and nothing touches the real one (a port, a bus, a listener's binding).
+link_factory dormant_link(int fl_transport_kind, int unit);
+
+// Faults the host raises for a device about whether it runs as configured (docs/events.md, "Events the host makes").
+// Kept per device id, like its conditions, across instances (a reload, a place holder replaced by an instance), so
+// the restore comes from whichever instance sees the cause end. Never listed in firelink.conditions/1.
+enum class host_fault {
+    device_down,      // major: the device cannot run (create or start refused, its wire never opened, runner parked)
+    config_rejected,  // minor: a reload's new definition was refused; the device runs on its previous one
+};
+const char *to_string(host_fault f);  // its event code: "device_down", "config_rejected"
+
+struct open_host_fault {
+    std::string device_id;
+    host_fault fault = host_fault::device_down;
+    std::string message;
+    std::int64_t since_wall_ms = 0;  // when first raised (a new message does not move it)
+};
+
+// What a device that has no instance is, for the place the runtime keeps for it (set_down).
+struct down_spec {
+    std::string device_id;
+    std::string plugin_id;  // empty when no loaded plugin has its driver: its events then name "firelink-host"
+    std::string driver_id;
+    std::string device_class;
+    std::map<std::string, std::string> site;
 };
 
 struct device_status {
@@ -99,7 +129,9 @@ struct device_status {
     std::string plugin_id;
     std::string driver_id;
     std::string device_class;
-    std::string state;  // created, started, stopped, offline, faulted
+    std::string state;  // created, started, stopped, offline, faulted, down
+    std::string down_reason;      // while down: why the device cannot run (its device_down fault's message)
+    std::string config_rejected;  // while its config_rejected fault is open: why its new definition was refused
     std::uint64_t accepted = 0;
     std::uint64_t refused = 0;         // events refused at the boundary
     std::uint64_t deferred = 0;        // events answered FL_BUSY (backpressure)
@@ -132,8 +164,18 @@ public:
     fl_status create(const std::shared_ptr<plugin> &p, const device_spec &spec, std::string &why);
     fl_status create(const std::shared_ptr<plugin> &p, const std::string &driver_id, const std::string &device_id,
                      const std::vector<std::uint8_t> &config, std::string &why);
+    // What the driver logged at warn or error during its create_device (or its start) is in `why`, after the status:
+    // "create_device(modbus-gas-valve) returned -4: create: config key 'poll_ms': 5 is outside 10..3600000".
+
+    // Creates the instance as create() would and destroys it at once, so that the driver judges its config before
+    // anything depends on it (FL-PLUGIN-18: create_device only checks the config and allocates). Nothing is
+    // registered, started or emitted, and the device id may be running meanwhile; its open conditions are offered to
+    // the driver as to a real instance. Give it a dormant_link for a device with a wire. FL_OK, or the status with
+    // `why` as create() says it.
+    fl_status try_create(const std::shared_ptr<plugin> &p, const device_spec &spec, std::string &why);
 
     fl_status start(const std::string &device_id);
+    fl_status start(const std::string &device_id, std::string &why);  // `why`: the driver's words when it fails
     fl_status stop(const std::string &device_id);
     // Routes a command (msgpack {"id","name","args"}) to a started device. When the device cannot take it (not
     // started, offline, faulted) or the driver refuses it, the host emits the command_result itself (ok false, the
@@ -167,12 +209,32 @@ public:
     void load_conditions(std::vector<open_condition> stored);
     std::vector<open_condition> open_conditions(const std::string &device_id) const;
 
+    // A device that cannot run. Its device_down fault goes to the platform with `reason` (again when the reason
+    // changes), and it stays listed (device_ids, status, its metrics) in state `down`. Without an instance of that id
+    // the runtime keeps a place holder for it, which only refuses commands, with the reason; create() replaces it.
+    // The fault ends when an instance of the device runs: started, and with a wire, once its wire has opened. A
+    // started device whose wire has not opened within its liveness budget (60 s with liveness off) is down too.
+    void set_down(const down_spec &spec, const std::string &reason);
+    // The host's faults other than device_down (config_rejected): raised through the device's instance or place
+    // holder, again only when the message changed; ended with a restore. False when the runtime has neither for the
+    // id, or when nothing changed.
+    bool raise_fault(const std::string &device_id, host_fault f, const std::string &message);
+    bool end_fault(const std::string &device_id, host_fault f, const std::string &message);
+    std::vector<open_host_fault> open_faults(host_fault f) const;
+    // The devices that cannot run now, oldest first: for /healthz and operators.
+    std::vector<open_host_fault> down_devices() const { return open_faults(host_fault::device_down); }
+
     struct device_slot;
     struct plugin_slot;
+    struct fault_list;
 
 private:
     std::shared_ptr<device_slot> find(const std::string &device_id) const;
     std::shared_ptr<condition_list> conditions_of(const std::string &device_id);  // made on first use; mutex_ held
+    std::shared_ptr<fault_list> faults_of(const std::string &device_id);          // made on first use; mutex_ held
+    // The instance create() and try_create() make: checked, its create_device called, not registered.
+    std::shared_ptr<device_slot> instantiate(const std::shared_ptr<plugin> &p, const device_spec &spec, bool trial,
+                                             fl_status &status, std::string &why);
     void watchdog_loop();
 
     boost::asio::io_context &io_;
@@ -182,6 +244,9 @@ private:
     std::map<std::string, std::shared_ptr<device_slot>> devices_;
     std::vector<std::unique_ptr<plugin_slot>> plugins_;
     std::map<std::string, std::shared_ptr<condition_list>> conditions_;  // by device id, never erased
+    std::map<std::string, std::shared_ptr<fault_list>> faults_;          // by device id, never erased
+    runtime_options trial_options_;  // try_create's instances: no observer, nothing admitted, nothing emitted
+    event_sink no_sink_;
 
     std::mutex watchdog_mutex_;
     std::condition_variable watchdog_cv_;
@@ -201,6 +266,9 @@ void post_to_device(const fl_host *h, std::function<void(transport::link *)> f);
 // commands with `reason` until set_driver_up, which emits the restore of every such fault.
 void set_driver_down(const fl_host *h, const std::string &code, const std::string &reason, bool alarm);
 void set_driver_up(const fl_host *h, const std::string &message);
+
+// The device cannot run while its driver does not (its runner is parked): device_down with `reason`, as set_down.
+void set_device_down(const fl_host *h, const std::string &reason);
 
 // Why a device's wire is paused (backpressure: the link reads nothing while any reason holds). The runtime holds it
 // itself while the queue refuses the device's events; a supervisor holds it while its runner has not consumed the

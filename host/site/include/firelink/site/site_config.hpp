@@ -91,7 +91,17 @@ struct device_config {
     std::optional<std::chrono::milliseconds> heartbeat;
     site_metadata meta;
     source_position where;
+    // Where a message about the driver's config points: the device's path ("device[2]"), its [config] table (the
+    // device's own table when it has none) and the value of each top-level key of that table.
+    std::string path;
+    source_position config_where;
+    std::map<std::string, source_position> config_keys;
 };
+
+// An error about a device's driver config, in the words of its driver (or of whoever refused it), at the value of the
+// config key those words name in the SDK's form ("config key 'poll_ms': 5 is outside 10..3600000"), else at the
+// [config] table: "site.toml:14:20: device[1].config.poll_ms: <message>".
+config_error driver_config_error(const device_config &d, std::string message);
 
 // The file paths here are made absolute, relative to the config file's folder.
 struct uplink_config {
