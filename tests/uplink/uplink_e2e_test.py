@@ -503,6 +503,9 @@ class FullDisk(Base):
         print(f"full disk at start: the first alarm reached the platform {took * 1000:.0f} ms after the host started "
               "(host start included)", file=sys.stderr)
         self.assertEqual(host.uplink()["reserve_bytes"], 0, "the reserve was not given up to open the queue")
+        # The missing reserve is a fault of the gateway, at the platform while the disk is still full.
+        wait_for(lambda: rx.rows("device='gw-e2e' AND kind='fault' AND code='alarm_reserve_missing'"),
+                 "the alarm_reserve_missing fault at the platform")
         # Telemetry takes the pages the database has free inside it, then the disk is full: only alarms commit.
         wait_for(lambda: host.uplink()["disk_full"], "the queue to find its disk full")
         wait_for(lambda: host.uplink()["lanes"]["telemetry"]["deferred"] > 0, "telemetry refused while the disk is full")
@@ -510,6 +513,8 @@ class FullDisk(Base):
         os.remove(filler)
         wait_for(lambda: not host.uplink()["disk_full"], "the disk full state to clear")
         wait_for(lambda: host.uplink()["reserve_bytes"] == 1 << 20, "the reserve set aside again")
+        wait_for(lambda: rx.rows("device='gw-e2e' AND kind='restore' AND code='alarm_reserve_missing'"),
+                 "the alarm_reserve_missing fault restored")
         committed = host.uplink()["lanes"]["telemetry"]["committed"]
         wait_for(lambda: host.uplink()["lanes"]["telemetry"]["committed"] > committed, "telemetry committed again")
         # Nothing committed was lost on the way, in any lane: a host without devices drains the queue.
