@@ -23,22 +23,17 @@ import unittest
 HOST, RECEIVER, PLUGINS, LIB = sys.argv[1:5]
 del sys.argv[1:5]
 sys.path.insert(0, LIB)
-from driverlib import DEADLINE, Receiver, Site, new_workdir, wait_for  # noqa: E402
+from driverlib import DEADLINE, LineDevice, Receiver, Site, new_workdir, wait_for  # noqa: E402
 
 CLASS = "vendor:org.firelink.tests.lines"
 
 
-class Device:
+class Device(LineDevice):
     """The device: listens where the host's TCP client wire connects, and sends numbered lines of about 200 bytes.
     sendall blocks when the host stops reading: that is the flow control the test expects to reach it."""
 
     def __init__(self):
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(4)
-        self.port = self.server.getsockname()[1]
-        self.conn = None
+        super().__init__()
         self.sent = 0
         self.lock = threading.Lock()
 
