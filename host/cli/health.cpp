@@ -113,7 +113,10 @@ admin::health_answer judge_health(const health_facts &f) {
                       {"pid", p.runner->pid},
                       {"restarts", p.runner->restarts},
                       {"failures", p.runner->failures},
-                      {"last_failure", p.runner->last_failure}});
+                      {"last_failure", p.runner->last_failure},
+                      {"ring_bytes", {{"alarm", p.runner->ring_bytes[0]},
+                                      {"event", p.runner->ring_bytes[1]},
+                                      {"telemetry", p.runner->ring_bytes[2]}}}});
         plugins.push_back(std::move(j));
     }
     out["plugins"] = std::move(plugins);

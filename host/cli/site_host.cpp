@@ -704,6 +704,11 @@ std::string site_host::metrics_text() {
         series("firelink_runner_failures_total", [](const auto &r) { return r.failures; });
         family("firelink_runner_restarts_total", "counter", "Runners started again after a failure.");
         series("firelink_runner_restarts_total", [](const auto &r) { return r.restarts; });
+        family("firelink_runner_ring_bytes", "gauge", "Events the runner emitted, waiting in its rings for the host.");
+        for (const auto &r : runners)
+            for (int i = 0; i < core::lane_count; ++i)
+                text += "firelink_runner_ring_bytes{plugin=\"" + r.plugin_id + "\",lane=\"" +
+                        core::to_string(static_cast<core::lane>(i)) + "\"} " + std::to_string(r.ring_bytes[i]) + "\n";
     }
     if (!uplink_) return text;
     // The uplink's series.

@@ -233,6 +233,9 @@ class BoundaryTest(unittest.TestCase):
         fill = threading.Thread(target=self.device.send_lines, args=(1, 20000, "F"))
         fill.start()
         wait_for(lambda: self.uplink_lane(site, "event")["deferred"] > 0, "the event lane to refuse", timeout=60)
+        # Where the refused faults wait is shown: in the runner's event ring.
+        wait_for(lambda: any(p.get("ring_bytes", {}).get("event", 0) > 0 for p in json.loads(site.get("/healthz")[1])["plugins"]),
+                 "/healthz to show the faults waiting in the runner's event ring")
         before = self.uplink_lane(site, "alarm")["committed"]
         t0 = time.monotonic()
         alarms.send_lines(1, 5)

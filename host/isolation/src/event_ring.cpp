@@ -174,6 +174,11 @@ void ring_consumer::pop() {
     m_.head().lanes[static_cast<int>(lane_)].tail.store(tail_, std::memory_order_release);
 }
 
+std::uint64_t ring_consumer::waiting_bytes() const {
+    const std::uint64_t head = m_.head().lanes[static_cast<int>(lane_)].head.load(std::memory_order_acquire);
+    return head < tail_ ? 0 : std::min<std::uint64_t>(head - tail_, m_.capacity());
+}
+
 bool ring_consumer::empty() {
     if (front_size_) return false;
     return m_.head().lanes[static_cast<int>(lane_)].head.load(std::memory_order_acquire) == tail_;

@@ -223,7 +223,7 @@ private:
 
     // Calls into devices share this; a restart takes it alone while it recreates them.
     std::shared_mutex calls_mutex_;
-    std::mutex devices_mutex_;
+    mutable std::mutex devices_mutex_;
     std::map<std::uint64_t, std::unique_ptr<proxy_device>> devices_;  // by handle: the order of creation
     std::map<std::uint64_t, const fl_host *> creating_;                 // handles whose create has not answered
 
@@ -1010,6 +1010,13 @@ runner_status runner_supervisor::status() const {
     if (auto c = current()) s.pid = c->proc.pid;
     s.restarts = restarts_;
     s.failures = failures_;
+    {
+        std::lock_guard lock(devices_mutex_);
+        for (const auto &c : rings_)
+            if (!c->rings_broken)
+                for (std::size_t l = 0; l < c->lanes.size() && l < s.ring_bytes.size(); ++l)
+                    s.ring_bytes[l] += c->lanes[l].waiting_bytes();
+    }
     std::lock_guard lock(wake_mutex_);
     s.state = state_;
     s.last_failure = last_failure_;

@@ -107,6 +107,9 @@ public:
     // Consumes the front record and publishes the new tail (room for the runner).
     void pop();
     bool empty();
+    // Bytes the runner published that the host has not consumed yet (events waiting in this lane). Read for stats:
+    // a head outside the ring shows as the whole ring, and front() reports it.
+    std::uint64_t waiting_bytes() const;
 
 private:
     ring_memory &m_;

@@ -9,6 +9,7 @@
 // Nothing another plugin does can reach this plugin's devices, and nothing this plugin does can reach the host.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include <firelink/core/lanes.hpp>
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/isolation/process.hpp>
 
@@ -53,6 +55,9 @@ struct runner_status {
     std::uint64_t restarts = 0;   // runners started after the first
     std::uint64_t failures = 0;   // crashes, exits and hangs
     std::string last_failure;     // "killed by signal 11 (SIGSEGV)", "no answer to a heartbeat for 2000 ms", ...
+    // Events the runner emitted that wait in its rings for the host, by lane (alarm, event, telemetry): a lane the
+    // queue refuses holds its events here, in the rings of every runner still being drained.
+    std::array<std::uint64_t, core::lane_count> ring_bytes{};
 };
 
 // Starts a runner for `file`, which loads, negotiates and initialises the plugin there. A plugin the runner
