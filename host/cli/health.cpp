@@ -21,6 +21,7 @@ std::string joined(const std::vector<std::string> &words) {
 std::vector<reason> reasons_of(const health_facts &f) {
     std::vector<reason> out;
     for (const auto &[id, why] : f.not_started) out.push_back({"device", id, "not started: " + why});
+    for (const auto &[id, why] : f.rejected) out.push_back({"device", id, "config rejected: " + why});
     for (const auto &d : f.devices) {
         if (d.state == "started") continue;
         std::string problem = d.state;

@@ -29,6 +29,7 @@ struct health_facts {
     };
     std::vector<device> devices;                      // created in the runtime
     std::map<std::string, std::string> not_started;   // enabled in the site file but not running: id -> why
+    std::map<std::string, std::string> rejected;      // running on a previous definition (config_rejected): id -> why
     struct plugin {
         std::string id;
         bool remote = false;

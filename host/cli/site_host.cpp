@@ -639,6 +639,7 @@ health_facts site_host::health_now() const {
                 if (c.kind == "fault") d.faults.push_back(c.code);
         f.devices.push_back(std::move(d));
     }
+    for (const auto &x : runtime_->open_faults(core::host_fault::config_rejected)) f.rejected[x.device_id] = x.message;
     const auto down = runtime_->down_devices();
     {
         std::lock_guard lock(cfg_mutex_);

@@ -149,6 +149,12 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(d["state"], "started")
         self.assertIn(REFUSAL, d["config_rejected"])
         self.assertIn(alarm["event_id"], [c["event_id"] for c in d["open_conditions"]])
+        # /healthz names the device and why, and ?strict fails while it runs on its old definition.
+        status, health = s.get("/healthz?strict")
+        health = json.loads(health)
+        self.assertEqual((status, health["status"]), (503, "degraded"), health)
+        self.assertTrue([r for r in health["reasons"] if r["id"] == DEVICE and REFUSAL in r["problem"]
+                         and r["problem"].startswith("config rejected: ")], health)
         # The same instance: its sequence ran on (a recreated device would start again at 1), and it still polls.
         bytes_in = d["wire"]["bytes_in"]
         wait_for(lambda: self.device(s)["wire"]["bytes_in"] > bytes_in, "polls after the reload")
