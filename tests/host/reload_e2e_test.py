@@ -199,6 +199,10 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(d["down_reason"], down["message"])
         self.assertIn(f'firelink_device_state{{device="{DEVICE}",state="down"}} 1', s.get("/metrics")[1])
         self.assertIn("device-down", self.platform.active())
+        status, health = s.get("/healthz?strict")
+        self.assertEqual(status, 503, health)
+        self.assertTrue([r for r in json.loads(health)["reasons"] if r["id"] == DEVICE and "has not opened" in r["problem"]],
+                        health)
 
         # The device appears at its address: the wire opens and the fault ends.
         sim = Sim(SIM, "gas-valve", "--listen", f"127.0.0.1:{port}")
@@ -206,6 +210,7 @@ class ReloadTest(unittest.TestCase):
         self.platform.wait("device_down restored", lambda e: e["kind"] == "restore" and e["code"] == "device_down")
         wait_for(lambda: "device-down" not in self.platform.active(), "the fault to end at the platform")
         wait_for(lambda: self.device(s)["down_reason"] is None, "the device no longer down")
+        wait_for(lambda: s.get("/healthz?strict")[0] == 200, "/healthz?strict to answer 200 again")
         self.assertEqual(s.stop(), 0, s.output())
 
     def test_RefusedAtStart(self):
