@@ -476,6 +476,13 @@ void site_host::apply(reload_plan &plan, const site::site_config &previous, relo
         spdlog::error("{}: device '{}' not started: {}", at(d.where), d.id, why);
         mark_down(d, why);
     }
+    // A device kept on its previous definition whose site file was put back to that definition is no longer refused.
+    std::set<std::string> kept;
+    for (const auto &k : out.kept) kept.insert(k.device_id);
+    for (const auto &x : runtime_->open_faults(core::host_fault::config_rejected))
+        if (!kept.count(x.device_id) && fingerprints_.count(x.device_id))
+            runtime_->end_fault(x.device_id, core::host_fault::config_rejected,
+                                "the site file again matches the definition the device runs on");
     for (const auto &k : out.kept) {
         spdlog::error("{}; device {} keeps running on its previous definition", k.refusal.str(), k.device_id);
         runtime_->raise_fault(k.device_id, core::host_fault::config_rejected, rejection_message(k.refusal));
@@ -1141,11 +1148,12 @@ int site_host::run() {
                      static_cast<unsigned long long>(q.lanes[2].depth),
                      static_cast<unsigned long long>(q.quarantine_total));
     }
-    uplink_.reset();  // its command poll calls into the runtime
+    // The admin thread goes first: its /healthz, /metrics and /api/uplink read the uplink.
     if (admin) admin->stop();
     admin_work.reset();
     admin_io_.stop();
     if (admin_thread.joinable()) admin_thread.join();
+    uplink_.reset();  // its command poll calls into the runtime
     work.reset();
     io_.stop();
     for (auto &t : threads) t.join();

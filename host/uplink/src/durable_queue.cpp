@@ -446,25 +446,31 @@ void durable_queue::writer_loop() {
         return true;
     };
     for (;;) {
-        bool reserve_due = false;
+        bool reserve_due = false, room_due = false;
         {
             std::unique_lock lock(mutex_);
             const bool gap_due = unreported_evicted_ > 0;
+            // A new alarm never waits for a retry time; other ops wait for it.
             auto ready = [&] {
-                return stopping_ || ((!ops_.empty() || !alarm_ops_.empty()) && clock::now() >= retry_at);
+                return stopping_ || !alarm_ops_.empty() || (!ops_.empty() && clock::now() >= retry_at);
             };
-            if (gap_due || retry_at > clock::now() || disk_full_)
-                cv_.wait_until(lock, std::max(retry_at, clock::now() + (gap_due ? 1s : disk_full_ ? 5s : 0s)), ready);
-            else if (reserve_missing() != reserve_fault_open_)
+            // Wake for a held batch's retry, a due gap report, on a full disk every 5 s to look for room, and while
+            // the reserve is missing every second to try it again.
+            auto deadline = clock::time_point::max();
+            if (!batch.empty()) deadline = retry_at;
+            if (gap_due) deadline = std::min(deadline, clock::now() + 1s);
+            if (disk_full_) deadline = std::min(deadline, clock::now() + 5s);
+            if (reserve_missing()) deadline = std::min(deadline, clock::now() + 1s);
+            if (reserve_missing() != reserve_fault_open_)
                 ;  // the platform is yet to hear that the reserve went or came back: no wait
-            else if (reserve_missing())
-                cv_.wait_until(lock, clock::now() + 1s, ready);  // idle, the reserve is still tried again
-            else
+            else if (deadline == clock::time_point::max())
                 cv_.wait(lock, ready);
+            else
+                cv_.wait_until(lock, deadline, ready);
             if (stopping_ && ops_.empty() && alarm_ops_.empty() && batch.empty() && unreported_evicted_ == 0) return;
             final_ = stopping_ && ops_.empty() && alarm_ops_.empty();
             // Room freed by someone else (an operator, logrotate) reopens the lanes without waiting for an event.
-            if (disk_full_ && ops_.empty() && batch.empty() && disk_has_room()) reopen_lanes();
+            room_due = disk_full_ && ops_.empty() && batch.empty();
             // A reserve given up (or never made: the disk was full at start) is tried again every second.
             reserve_due = !disk_full_ && reserve_missing() && clock::now() - last_shrink_ >= 1s;
             // A failed batch stays at the front: take new ops behind it. Alarms first: while alarms wait, a round
@@ -485,7 +491,9 @@ void durable_queue::writer_loop() {
                 ops_.pop_front();
             }
         }
-        if (reserve_due) refresh_reserve();  // not under the lock: it may VACUUM a drained file
+        // Not under the lock, which every push takes: these read the database, and refresh_reserve may VACUUM.
+        if (room_due && disk_has_room()) reopen_lanes();
+        if (reserve_due) refresh_reserve();
         const bool reserve_news = reserve_missing() != reserve_fault_open_;  // the platform is yet to hear of it
         if (batch.empty() && unreported_evicted_ == 0 && !reserve_news) continue;
         // On a full disk, what frees room or must not wait (acknowledgements, the command cursor, alarms) commits on
@@ -538,7 +546,11 @@ void durable_queue::writer_loop() {
                 done_cv_.notify_all();
                 return;
             }
-            retry_at = clock::now() + 500ms;
+            // A batch with alarms is tried again soon; others wait longer while the disk is full.
+            const bool alarms = std::any_of(batch.begin(), batch.end(), [](const op &o) {
+                return o.what == op::type::insert && o.l == lane::alarm;
+            });
+            retry_at = clock::now() + (alarms ? 200ms : disk_full_ ? 2s : 500ms);
         }
     }
 }
@@ -1090,12 +1102,18 @@ void durable_queue::refresh_reserve() {
 // A database that filled the disk keeps its size after it drains (its pages are free inside it). Once what it holds
 // fits in the log's room, VACUUM rewrites it small and the checkpoint gives the rest back to the disk.
 void durable_queue::shrink_drained_file() {
+    // Only when it gives back at least the log's room, and at most once a minute: a disk another program keeps tight
+    // must not have a near-empty queue rewritten every second.
+    if (clock::now() < next_shrink_) return;
     std::uint64_t live = 0;
     for (const auto &b : bytes_) live += b;
     if (live * 2 + (64 << 10) > wal_room_) return;
     std::error_code ec;
     const auto before = std::filesystem::file_size(options_.path, ec);
     try {
+        const auto free = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA freelist_count").getInt64());
+        if (free * page_size_ < wal_room_) return;
+        next_shrink_ = clock::now() + 60s;
         db_->exec("VACUUM");
         db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (const SQLite::Exception &e) {

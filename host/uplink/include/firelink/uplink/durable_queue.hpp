@@ -279,7 +279,8 @@ private:
     std::atomic<std::uint64_t> reserve_held_{0};
     bool reserve_missing_logged_ = false;
     bool reserve_fault_open_ = false;  // the platform was told of a missing reserve (meta reserve_fault)
-    std::chrono::steady_clock::time_point last_shrink_{};
+    std::chrono::steady_clock::time_point last_shrink_{};  // the reserve was last tried (refresh_reserve)
+    std::chrono::steady_clock::time_point next_shrink_{};  // no VACUUM before (shrink_drained_file)
     std::atomic<double> last_commit_ms_{0}, max_commit_ms_{0};
     std::atomic<std::uint64_t> command_cursor_{0};
     std::uint64_t gateway_seq_ = 0;
