@@ -94,7 +94,8 @@ class Receiver:
         return self
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:  # stop() closes it; a failed tearDown still prints the log
+            self.log.flush()
         with open(os.path.join(self.dir.name, "receiver.log")) as f:
             return f.read()
 
