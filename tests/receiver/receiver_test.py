@@ -470,6 +470,40 @@ class Access(ReceiverCase):
         self.assertEqual(self.r.get_json("/api/stats", token="read-secret")["since_start"]["unauthorized"], 40)
 
 
+class Slowloris(ReceiverCase):
+    """Connections that never finish a header are closed, and past the connection cap new ones are closed at once."""
+
+    def test_a_header_that_never_ends_is_closed_after_10_s(self):
+        with socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) as sock:
+            start = time.monotonic()
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(5):  # a byte a second keeps the socket busy, not the header deadline
+                time.sleep(1)
+                sock.sendall(b"X")
+            self.assertEqual(sock.recv(100), b"", "closed, unanswered")
+            self.assertGreater(time.monotonic() - start, 9)
+
+    def test_connections_past_the_cap_are_closed(self):
+        idle = [socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) for _ in range(512)]
+        try:
+            # Accepted in the order they connected, so the 513th finds 512 open: closed at once, not after the
+            # header deadline (10 s) that would close it anyway.
+            with socket.create_connection(("127.0.0.1", self.r.port), timeout=3) as extra:
+                self.assertEqual(extra.recv(100), b"", "the 513th is closed")
+            self.assertIn("512 connections open: closing a new one", self.r.output())
+        finally:
+            for sock in idle:
+                sock.close()
+
+        def answers():  # once the receiver has seen the idle ones close
+            try:
+                return self.r.request("GET", "/api/stats", conn=self.r.new_conn())[0] == 200
+            except (OSError, http.client.HTTPException):
+                return False
+
+        wait_for(answers, "an answer once the idle connections are gone")
+
+
 class NoTokenFile(ReceiverCase):
     """Secure by default: without --token-file nobody is admitted, and the answer says how to configure."""
     receiver_args = {"tokens": None}
