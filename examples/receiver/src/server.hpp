@@ -26,7 +26,7 @@ struct server_options {
     std::size_t small_body_limit = 64u << 10;  // every other route (a command, a fault plan; GETs have none)
     std::size_t max_connections = 512;         // beyond it a new connection is closed at once
     std::size_t max_json_depth = 32;           // deeper JSON bodies are 400, never parsed further
-    std::chrono::milliseconds header_timeout{10000};   // a request's header must arrive within it (slowloris)
+    std::chrono::milliseconds header_timeout{10000};   // a connection's first header within it (slowloris)
     std::chrono::milliseconds request_timeout{60000};  // idle keep-alive and whole-request read deadline
     std::chrono::milliseconds drain_timeout{5000};     // reading what a refused client still sends, before closing
 };
