@@ -12,7 +12,7 @@ namespace firelink::receiver {
 
 enum class role {
     read,      // GET /, /api/...
-    operator_, // read, and POST /api/commands (and /test/faults)
+    operator_,  // read, and POST /api/commands (and /test/faults)
     gateway,   // POST /v1/events, GET /v1/commands: as its own gateway only
     anyone,    // --insecure-loopback: every role, every gateway
 };
