@@ -211,8 +211,10 @@ class Receiver:
         self.port = free_port()
         self.db = os.path.join(workdir, "receiver.db")
         self.log = open(os.path.join(workdir, "receiver.log"), "a")
-        self.proc = subprocess.Popen([exe, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+        # --insecure-loopback: these tests are about the host, not the platform's tokens (tests/receiver and
+        # tests/uplink run the receiver with tokens).
+        self.proc = subprocess.Popen([exe, "--listen", f"127.0.0.1:{self.port}", "--db", self.db,
+                                      "--insecure-loopback"], stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on"):
             raise AssertionError("firelink-receiver did not start: " + line)

@@ -4,11 +4,14 @@ Each test starts its own receiver in its own temporary folder.
 
 Usage (ctest passes these): receiver_test.py FIRELINK_RECEIVER [unittest args, e.g. Ingest]
 """
+import base64
+import hashlib
 import http.client
 import json
 import os
 import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,20 +56,26 @@ def wait_for(predicate, what):
     raise AssertionError("timed out waiting for " + what)
 
 
+GATEWAY_TOKEN = "gw-any-secret"
+OPERATOR_TOKEN = "op-any-secret"
+# What every test's receiver grants unless it says otherwise: a gateway token for any gateway (the uplink's routes)
+# and an operator token (the operator's), sent by request() according to the path.
+TOKENS = f"# role gateway token\ngateway * {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n"
+
+
 class Receiver:
     """A firelink-receiver child process on 127.0.0.1:0 with its own folder."""
 
-    def __init__(self, token=None, test_faults=True, db=None, folder=None):
+    def __init__(self, tokens=TOKENS, test_faults=True, db=None, folder=None, args=()):
         self.dir = folder or tempfile.TemporaryDirectory(prefix="firelink-receiver-")
         self.db = db or os.path.join(self.dir.name, "receiver.db")
-        self.args = [RECEIVER, "--listen", "127.0.0.1:0", "--db", self.db, "--log-level", "debug"]
+        self.args = [RECEIVER, "--listen", "127.0.0.1:0", "--db", self.db, "--log-level", "debug", *args]
         if test_faults:
             self.args.append("--test-faults")
-        self.token = token
-        if token is not None:
-            path = os.path.join(self.dir.name, "token")
+        if tokens is not None:
+            path = os.path.join(self.dir.name, "tokens")
             with open(path, "w") as f:
-                f.write("  " + token + "\n")
+                f.write(tokens)
             self.args += ["--token-file", path]
         self.proc = None
         self.conn = None
@@ -85,7 +94,8 @@ class Receiver:
         return self
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:  # stop() closes it; a failed tearDown still prints the log
+            self.log.flush()
         with open(os.path.join(self.dir.name, "receiver.log")) as f:
             return f.read()
 
@@ -105,9 +115,14 @@ class Receiver:
             self.log.close()
         return self.proc.returncode
 
-    def request(self, method, path, body=None, headers=None, conn=None):
+    def request(self, method, path, body=None, headers=None, conn=None, token=None):
+        """token None: the default token for the path's routes (TOKENS); "": no Authorization header."""
         conn = conn or self.conn
         hdrs = dict(headers or {})
+        if token is None:
+            token = GATEWAY_TOKEN if path.startswith("/v1/") else OPERATOR_TOKEN
+        if token:
+            hdrs["Authorization"] = "Bearer " + token
         conn.request(method, path, body=body, headers=hdrs)
         res = conn.getresponse()
         return res.status, dict((k.lower(), v) for k, v in res.getheaders()), res.read()
@@ -115,11 +130,8 @@ class Receiver:
     def post_batch(self, b, token=None, conn=None):
         headers = {"Content-Type": "application/msgpack", "Accept": "application/msgpack",
                    "X-Firelink-Protocol": "1", "X-Firelink-Gateway": b.get("gateway", "") if isinstance(b, dict) else ""}
-        token = self.token if token is None else token
-        if token:
-            headers["Authorization"] = "Bearer " + token
         body = b if isinstance(b, (bytes, bytearray)) else mp.packb(b)
-        return self.request("POST", "/v1/events", body, headers, conn)
+        return self.request("POST", "/v1/events", body, headers, conn, token)
 
     def ack(self, b, **kw):
         status, headers, body = self.post_batch(b, **kw)
@@ -129,15 +141,15 @@ class Receiver:
             raise AssertionError("ack content type %r" % headers.get("content-type"))
         return mp.unpackb(body)
 
-    def get_json(self, path, conn=None):
-        status, headers, body = self.request("GET", path, conn=conn)
+    def get_json(self, path, conn=None, token=None):
+        status, headers, body = self.request("GET", path, conn=conn, token=token)
         if status != 200:
             raise AssertionError("GET %s answered %d: %r" % (path, status, body))
         return json.loads(body)
 
-    def post_json(self, path, value, conn=None):
-        status, _, body = self.request("POST", path, json.dumps(value).encode(),
-                                       {"Content-Type": "application/json"}, conn)
+    def post_json(self, path, value, conn=None, token=None):
+        body = value if isinstance(value, bytes) else json.dumps(value).encode()
+        status, _, body = self.request("POST", path, body, {"Content-Type": "application/json"}, conn, token)
         return status, json.loads(body)
 
     def faults(self, value):
@@ -146,12 +158,10 @@ class Receiver:
             raise AssertionError("faults answered %d: %r" % (status, body))
         return body
 
-    def poll(self, gateway, after, wait, conn=None):
+    def poll(self, gateway, after, wait, conn=None, token=None):
         q = urllib.parse.urlencode({"gateway": gateway, "after": after, "wait": wait})
         headers = {"Accept": "application/msgpack"}
-        if self.token:
-            headers["Authorization"] = "Bearer " + self.token
-        status, hdrs, body = self.request("GET", "/v1/commands?" + q, headers=headers, conn=conn)
+        status, hdrs, body = self.request("GET", "/v1/commands?" + q, headers=headers, conn=conn, token=token)
         if status != 200:
             raise AssertionError("poll answered %d: %r" % (status, body))
         return mp.unpackb(body)
@@ -284,23 +294,238 @@ class Ingest(ReceiverCase):
         self.assertEqual(self.r.rows("SELECT COUNT(*) FROM events")[0][0], 4500)
 
 
-class Token(ReceiverCase):
-    receiver_args = {"token": "s3cret-token"}
+def sha256_hex(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
-    def test_the_uplink_needs_the_bearer_token(self):
+
+def raw_exchange(port, head, body_bytes=0, chunk=b"x" * 65536):
+    """Sends a request header by hand, then as much of a body as the receiver reads, and returns the status line's
+    code and how many body bytes were sent before the answer came: a receiver that refuses from the header answers
+    before the body is sent (or while it is, the socket buffers holding a little)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as sock:
+        sock.sendall(head)
+        sent = 0
+        sock.setblocking(False)
+        answer = b""
+        deadline = time.monotonic() + GUARD
+        while b"\r\n" not in answer and time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock] if sent < body_bytes else [], [], 0.5)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+            elif writable:
+                try:
+                    sent += sock.send(chunk[:body_bytes - sent])
+                except (BlockingIOError, ConnectionError):
+                    pass
+        if not answer:
+            raise AssertionError("no answer after sending %d body bytes" % sent)
+        return int(answer.split(b" ", 2)[1]), sent
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+
+
+class Access(ReceiverCase):
+    """Every route needs a token of the right role; a gateway's token writes as that gateway only."""
+    receiver_args = {"tokens": "\n".join([
+        "# role    gateway  token (plain, or sha256:HEX of it)",
+        "gateway   gw-1     gw1-secret",
+        "gateway   gw-2     sha256:" + sha256_hex("gw2-secret") + "   # stored hashed",
+        "operator  *        op-secret",
+        "operator  gw-2     sha256:" + sha256_hex("op2-secret"),
+        "read      *        read-secret",
+        ""])}
+    close_valve = {"gateway": "gw-1", "device": "valve-1", "name": "close_valve", "args": {"why": "test"}}
+
+    def commands_queued(self):
+        return self.r.rows("SELECT COUNT(*) FROM commands")[0][0]
+
+    def test_a_command_without_a_token_is_401_and_nothing_is_queued(self):
+        for token in ("", "wrong", "op-secre", "op-secret-", "gw1-secret", "read-secret", sha256_hex("op-secret")):
+            status, body = self.r.post_json("/api/commands", self.close_valve, token=token)
+            expected = 403 if token in ("gw1-secret", "read-secret") else 401
+            self.assertEqual(status, expected, (token, body))
+            self.assertIn("error", body)
+        self.assertEqual(self.commands_queued(), 0)
+        self.assertEqual(self.r.poll("gw-1", 0, 0, token="gw1-secret"), {"commands": [], "cursor": 0})
+        status, body = self.r.post_json("/api/commands", self.close_valve, token="op-secret")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.r.poll("gw-1", 0, 0, token="gw1-secret")["commands"][0]["name"], "close_valve")
+        stats = self.r.get_json("/api/stats", token="read-secret")["since_start"]
+        self.assertEqual((stats["unauthorized"], stats["forbidden"]), (5, 2))
+
+    def test_every_route_needs_a_token_and_the_right_role(self):
         b = batch("alarm", [record(1, kind="alarm", code="arc_fault")])
-        for token in ("wrong", "s3cret-token-", "s3cret-toke"):
-            status, headers, _ = self.r.post_batch(b, token=token)
-            self.assertEqual(status, 401, token)
-            self.assertEqual(headers.get("www-authenticate"), "Bearer")
-        status, _, _ = self.r.request("POST", "/v1/events", mp.packb(b), {"Content-Type": "application/msgpack"})
-        self.assertEqual(status, 401, "no Authorization header")
-        status, _, _ = self.r.request("GET", "/v1/commands?gateway=gw-1&after=0&wait=0")
-        self.assertEqual(status, 401)
+        routes = [("GET", "/"), ("GET", "/index.html"), ("GET", "/api/events"), ("GET", "/api/devices"),
+                  ("GET", "/api/stats"), ("GET", "/api/commands"), ("GET", "/no/such/path"),
+                  ("GET", "/test/faults"), ("POST", "/test/faults"),
+                  ("GET", "/v1/commands?gateway=gw-1&after=0&wait=0"), ("POST", "/v1/events")]
+        for method, path in routes:
+            status, headers, _ = self.r.request(method, path, b"{}", token="", conn=self.r.new_conn())
+            self.assertEqual(status, 401, path)
+            self.assertIn("Bearer", headers.get("www-authenticate", ""))
+        for path in ("/", "/api/events", "/api/devices", "/api/stats", "/api/commands", "/test/faults"):
+            self.assertEqual(self.r.request("GET", path, token="read-secret")[0], 200, path)
+            self.assertEqual(self.r.request("GET", path, token="gw1-secret", conn=self.r.new_conn())[0], 403, path)
+        self.assertEqual(self.r.request("GET", "/no/such/path", token="read-secret")[0], 404)
+        self.assertEqual(self.r.post_json("/test/faults", {"clear": True}, token="read-secret")[0], 403)
+        self.assertEqual(self.r.post_batch(b, token="read-secret", conn=self.r.new_conn())[0], 403)
+        self.assertEqual(self.r.post_batch(b, token="op-secret", conn=self.r.new_conn())[0], 403)
         self.assertEqual(self.r.rows("SELECT COUNT(*) FROM events")[0][0], 0)
-        self.assertEqual(self.r.ack(b)["acked_through"], {"alarm": 1}, "the file's token, whitespace removed")
-        self.assertEqual(self.r.poll("gw-1", 0, 0), {"commands": [], "cursor": 0})
-        self.assertEqual(self.r.get_json("/api/stats")["since_start"]["unauthorized"], 5)
+        # A browser's login prompt: Basic, the token as the password, any user name.
+        basic = "Basic " + base64.b64encode(b"anyone:read-secret").decode()
+        status, _, page = self.r.request("GET", "/", headers={"Authorization": basic}, token="")
+        self.assertEqual(status, 200)
+        self.assertIn(b"<html", page.lower())
+        status, headers, _ = self.r.request("GET", "/", headers={"Authorization": "Basic bm8tY29sb24="}, token="",
+                                            conn=self.r.new_conn())
+        self.assertEqual(status, 401)
+        self.assertIn('Basic realm="firelink-receiver"', headers["www-authenticate"])
+
+    def test_a_gateway_token_writes_and_polls_as_its_own_gateway_only(self):
+        as_gw2 = batch("alarm", [record(1, kind="alarm", code="arc_fault")], gateway="gw-2")
+        status, _, body = self.r.post_batch(as_gw2, token="gw1-secret")
+        self.assertEqual(status, 403, body)
+        self.assertIn(b"gw-2", body)
+        self.assertEqual(self.r.rows("SELECT COUNT(*) FROM events")[0][0], 0, "nothing stored as gw-2")
+        self.assertEqual(self.r.ack(batch("alarm", [record(1)], gateway="gw-1"), token="gw1-secret")["acked_through"],
+                         {"alarm": 1})
+        self.assertEqual(self.r.ack(as_gw2, token="gw2-secret")["acked_through"], {"alarm": 1}, "a hashed line")
+        self.assertEqual(self.r.rows("SELECT gateway FROM events ORDER BY id"), [("gw-1",), ("gw-2",)])
+        # Polls: gw-1's token may not take gw-2's commands (a poll marks them delivered).
+        status, body = self.r.post_json("/api/commands", dict(self.close_valve, gateway="gw-2"), token="op2-secret")
+        self.assertEqual(status, 200, body)
+        q = "/v1/commands?gateway=gw-2&after=0&wait=0"
+        self.assertEqual(self.r.request("GET", q, token="gw1-secret")[0], 403)
+        self.assertEqual(self.r.rows("SELECT delivered_ms FROM commands"), [(None,)], "not handed to gw-1")
+        self.assertEqual(len(self.r.poll("gw-2", 0, 0, token="gw2-secret")["commands"]), 1)
+        # An operator token of gw-2 commands gw-2 only.
+        status, body = self.r.post_json("/api/commands", self.close_valve, token="op2-secret")
+        self.assertEqual((status, body["error"]), (403, "this token may not command gateway 'gw-1'"))
+        self.assertEqual(self.commands_queued(), 1)
+
+    def test_deep_json_is_400_and_the_receiver_still_answers(self):
+        deep = b'{"gateway":"gw-1","device":"valve-1","name":"close_valve","args":' + \
+            b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}"
+        self.assertGreater(len(deep), 600_000)
+        # Over the route's 64 KiB cap first; under it, the depth limit.
+        self.assertEqual(self.r.post_json("/api/commands", deep, token="op-secret")[0], 413)
+        for depth, expected in ((10_000, 400), (40, 400), (20, 200)):
+            body = b'{"gateway":"gw-1","device":"v","name":"n","args":' + b'{"a":' * depth + b"1" + \
+                b"}" * depth + b"}"
+            status, answer = self.r.post_json("/api/commands", body, token="op-secret", conn=self.r.new_conn())
+            self.assertEqual(status, expected, (depth, len(body), answer))
+            if expected == 400:
+                self.assertIn("nested deeper than 32", answer["error"])
+        status, answer = self.r.post_json("/test/faults", b'{"a":' * 1000 + b"1" + b"}" * 1000, token="op-secret",
+                                          conn=self.r.new_conn())
+        self.assertEqual(status, 400, answer)
+        # msgpack: an array nested 100 000 deep where a batch's events go.
+        packed = mp.packb({"protocol": 1, "gateway": "gw-1", "epoch": EPOCH, "lane": "alarm"})
+        deep_mp = bytes([packed[0] + 1]) + packed[1:] + mp.packb("events") + b"\x91" * 100_000 + b"\xc0"
+        status, _, body = self.r.post_batch(deep_mp, token="gw1-secret", conn=self.r.new_conn())
+        self.assertEqual(status, 400, body)
+        self.assertEqual(self.r.proc.poll(), None, "still running")
+        self.assertEqual(self.r.request("GET", "/api/stats", token="read-secret", conn=self.r.new_conn())[0], 200)
+        self.assertEqual(self.commands_queued(), 1, "the 20 deep one")
+
+    def test_floods_of_unauthenticated_bodies_are_refused_unread(self):
+        size = 15 << 20
+        results = []
+
+        def flood(i):
+            head = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % (b"/v1/events" if i % 2 else b"/api/commands", size))
+            results.append(raw_exchange(self.r.port, head, size))
+
+        threads = [threading.Thread(target=flood, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(GUARD * 2)
+        self.assertEqual(len(results), 40)
+        self.assertEqual({status for status, _ in results}, {401})
+        # Answered before the body: at most what the socket buffers took, never the 15 MiB.
+        self.assertLess(max(sent for _, sent in results), size // 2, results)
+        # Authenticated but over the route's cap: 413 from the Content-Length alone (the body is never sent).
+        auth = b"Authorization: Bearer gw1-secret\r\n"
+        status, _ = raw_exchange(self.r.port, b"POST /v1/events HTTP/1.1\r\nHost: x\r\n" + auth +
+                                 b"Content-Length: %d\r\n\r\n" % (17 << 20))
+        self.assertEqual(status, 413)
+        status, _ = raw_exchange(self.r.port, b"POST /api/commands HTTP/1.1\r\nHost: x\r\n"
+                                 b"Authorization: Bearer op-secret\r\nContent-Length: %d\r\n\r\n" % size)
+        self.assertEqual(status, 413)
+        # Chunked: no length to refuse from, so the cap applies while reading.
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        status, _ = raw_exchange(self.r.port, b"POST /api/commands HTTP/1.1\r\nHost: x\r\n"
+                                 b"Authorization: Bearer op-secret\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+        self.assertEqual(status, 413)
+        hwm_mb = vm_hwm_kib(self.r.proc.pid) / 1024
+        self.assertLess(hwm_mb, 64, "the receiver's peak resident memory, MB")
+        self.assertEqual(self.r.get_json("/api/stats", token="read-secret")["since_start"]["unauthorized"], 40)
+
+
+class Slowloris(ReceiverCase):
+    """Connections that never finish a header are closed, and past the connection cap new ones are closed at once."""
+
+    def test_a_header_that_never_ends_is_closed_after_10_s(self):
+        with socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) as sock:
+            start = time.monotonic()
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(5):  # a byte a second keeps the socket busy, not the header deadline
+                time.sleep(1)
+                sock.sendall(b"X")
+            self.assertEqual(sock.recv(100), b"", "closed, unanswered")
+            self.assertGreater(time.monotonic() - start, 9)
+
+    def test_connections_past_the_cap_are_closed(self):
+        idle = [socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) for _ in range(512)]
+        try:
+            # Accepted in the order they connected, so the 513th finds 512 open: closed at once, not after the
+            # header deadline (10 s) that would close it anyway.
+            with socket.create_connection(("127.0.0.1", self.r.port), timeout=3) as extra:
+                self.assertEqual(extra.recv(100), b"", "the 513th is closed")
+            self.assertIn("512 connections open: closing a new one", self.r.output())
+        finally:
+            for sock in idle:
+                sock.close()
+
+        def answers():  # once the receiver has seen the idle ones close
+            try:
+                return self.r.request("GET", "/api/stats", conn=self.r.new_conn())[0] == 200
+            except (OSError, http.client.HTTPException):
+                return False
+
+        wait_for(answers, "an answer once the idle connections are gone")
+
+
+class NoTokenFile(ReceiverCase):
+    """Secure by default: without --token-file nobody is admitted, and the answer says how to configure."""
+    receiver_args = {"tokens": None}
+
+    def test_everything_is_401_with_how_to_configure(self):
+        status, body = self.r.post_json("/api/commands", Access.close_valve, token="")
+        self.assertEqual(status, 401)
+        self.assertIn("--token-file", body["error"])
+        self.assertIn("--insecure-loopback", body["error"])
+        status, _, text = self.r.post_batch(batch("alarm", [record(1)]), token="anything", conn=self.r.new_conn())
+        self.assertEqual(status, 401)
+        self.assertIn(b"--token-file", text)
+        self.assertEqual(self.r.rows("SELECT COUNT(*) FROM commands")[0][0], 0)
+
+
+class InsecureLoopback(ReceiverCase):
+    receiver_args = {"tokens": None, "args": ["--insecure-loopback"]}
+
+    def test_anyone_may_do_anything(self):
+        self.assertEqual(self.r.post_json("/api/commands", Access.close_valve, token="")[0], 200)
+        self.assertEqual(self.r.ack(batch("alarm", [record(1)]), token="")["acked_through"], {"alarm": 1})
+        self.assertEqual(len(self.r.poll("gw-1", 0, 0, token="")["commands"]), 1)
 
 
 class Faults(ReceiverCase):
@@ -337,7 +562,8 @@ class Faults(ReceiverCase):
         # A long delay holds one batch; the server keeps answering everything else meanwhile.
         self.r.faults({"delay_ms": 600000, "count": 1})
         held = self.r.new_conn()
-        held.request("POST", "/v1/events", mp.packb(self.alarm(2)), {"Content-Type": "application/msgpack"})
+        held.request("POST", "/v1/events", mp.packb(self.alarm(2)),
+                     {"Content-Type": "application/msgpack", "Authorization": "Bearer " + GATEWAY_TOKEN})
         wait_for(lambda: self.r.faults({})["delay_count"] == 0, "the held batch to arrive")
         self.assertEqual(self.r.ack(self.alarm(3))["acked_through"], {"alarm": 3})
         self.assertEqual([r[0] for r in self.r.rows("SELECT seq FROM events ORDER BY seq")], [1, 3])
@@ -739,7 +965,19 @@ class Lifecycle(unittest.TestCase):
             empty = os.path.join(d, "empty-token")
             open(empty, "w").close()
             self.expect_refusal(["--listen", "127.0.0.1:0", "--db", os.path.join(d, "r.db"), "--token-file", empty],
-                                "empty")
+                                "grants nothing")
+            bad = os.path.join(d, "bad-tokens")
+            for text, needle in (("operator * a\nwriter * b\n", "bad-tokens:2: unknown role 'writer'"),
+                                 ("gateway gw-1\n", "bad-tokens:1: expected"),
+                                 ("read gw-1 t\n", "bad-tokens:1: a read token reads every gateway"),
+                                 ("gateway gw-1 sha256:abc\n", "64 hex digits"),
+                                 ("gateway gw-1 t\noperator * t\n", "bad-tokens:2: the same token is listed twice")):
+                with open(bad, "w") as f:
+                    f.write(text)
+                self.expect_refusal(["--listen", "127.0.0.1:0", "--db", os.path.join(d, "r.db"), "--token-file", bad],
+                                    needle)
+            self.expect_refusal(["--listen", "0.0.0.0:0", "--db", os.path.join(d, "r.db"), "--insecure-loopback"],
+                                "--insecure-loopback needs a loopback --listen")
 
 
 if __name__ == "__main__":

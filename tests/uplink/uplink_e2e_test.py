@@ -49,9 +49,16 @@ def wait_for(predicate, what, timeout=GUARD):
     raise AssertionError("timed out waiting for " + what + " (last: " + repr(last) + ")")
 
 
+# The receiver admits nobody without a token (examples/receiver/README.md, "Tokens"): the host writes as gw-e2e with
+# the gateway token (its [uplink] token_file), the tests post commands and read with the operator token.
+GATEWAY_TOKEN = "e2e-gateway-secret"
+OPERATOR_TOKEN = "e2e-operator-secret"
+
+
 def http(method, url, body=None, timeout=10):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + OPERATOR_TOKEN}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")
@@ -68,7 +75,10 @@ class Receiver:
         self.proc = None
 
     def start(self):
-        args = [RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db]
+        tokens = os.path.join(self.folder, "receiver-tokens")
+        with open(tokens, "w") as f:
+            f.write(f"gateway gw-e2e {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n")
+        args = [RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db, "--token-file", tokens]
         if self.faults:
             args.append("--test-faults")
         self.log = open(os.path.join(self.folder, "receiver.log"), "a")
@@ -108,6 +118,10 @@ class Host:
         self.queue = os.path.join(folder, queue)
         self.config = os.path.join(folder, "site.toml")
         self.env = env
+        if "token_file" not in uplink_extra:
+            with open(os.path.join(folder, "gateway-token"), "w") as f:
+                f.write(GATEWAY_TOKEN + "\n")
+            uplink_extra += '\ntoken_file = "gateway-token"'
         with open(self.config, "w") as f:
             f.write(f'[gateway]\nid = "gw-e2e"\n\n[plugins]\ndirs = ["{PLUGINS}"]\n\n'
                     f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'

@@ -1,13 +1,12 @@
 // firelink-receiver: the reference platform side of docs/uplink-protocol.md. See examples/receiver/README.md.
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -16,20 +15,6 @@
 #include "store.hpp"
 
 namespace {
-
-std::string read_token(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read the token file '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto token = ss.str();
-    const auto space = " \t\r\n\f\v";
-    token.erase(0, token.find_first_not_of(space));
-    const auto last = token.find_last_not_of(space);
-    token.erase(last == std::string::npos ? 0 : last + 1);
-    if (token.empty()) throw std::runtime_error("the token file '" + path + "' is empty");
-    return token;
-}
 
 // "HOST:PORT", "[v6]:PORT".
 std::pair<std::string, std::uint16_t> parse_listen(const std::string &text) {
@@ -61,11 +46,15 @@ std::pair<std::string, std::uint16_t> parse_listen(const std::string &text) {
 int main(int argc, char **argv) {
     CLI::App app{"firelink-receiver: the reference 秒响应 platform side of the firelink uplink (docs/uplink-protocol.md)"};
     std::string listen, db_path, token_file, log_level = "info";
-    bool test_faults = false;
+    bool test_faults = false, insecure_loopback = false;
     unsigned threads = 2;
     app.add_option("--listen", listen, "HOST:PORT to serve HTTP on (port 0: any free port)")->required();
     app.add_option("--db", db_path, "the SQLite store (created when missing)")->required();
-    app.add_option("--token-file", token_file, "require 'Authorization: Bearer <the file's content>' on /v1/...");
+    app.add_option("--token-file", token_file,
+                   "the tokens, one a line: '<read|operator|gateway> <gateway-id|*> <token|sha256:HEX>' (README)");
+    app.add_flag("--insecure-loopback", insecure_loopback,
+                 "no tokens: anyone may do anything (demos and tests; only with a loopback --listen)")
+        ->excludes(app.get_option("--token-file"));
     app.add_flag("--test-faults", test_faults, "serve POST /test/faults (fault injection for tests)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -81,7 +70,16 @@ int main(int argc, char **argv) {
         firelink::receiver::server_options options;
         std::tie(options.host, options.port) = parse_listen(listen);
         options.test_faults = test_faults;
-        if (!token_file.empty()) options.token = read_token(token_file);
+        if (!token_file.empty()) options.access = firelink::receiver::access_list::load(token_file);
+        if (insecure_loopback) {
+            // Refused anywhere a neighbour could reach: open access is for one machine's demo or test.
+            boost::system::error_code ec;
+            const auto address = boost::asio::ip::make_address(options.host, ec);
+            if (ec || !address.is_loopback())
+                throw std::runtime_error("--insecure-loopback needs a loopback --listen (127.0.0.1, [::1]), not '" +
+                                         options.host + "'");
+            options.access = firelink::receiver::access_list::insecure();
+        }
 
         firelink::receiver::store db(db_path);
         boost::asio::io_context ioc;
@@ -89,9 +87,13 @@ int main(int argc, char **argv) {
         const auto at = srv.endpoint();
         const auto address = at.address().is_v6() ? "[" + at.address().to_string() + "]" : at.address().to_string();
         std::cout << "listening on " << address << ":" << at.port() << std::endl;  // flushed
-        spdlog::info("listening on {}:{}, store {}{}{}", address, at.port(), db_path,
-                     options.token.empty() ? "" : ", bearer token required",
+        spdlog::info("listening on {}:{}, store {}, {}{}", address, at.port(), db_path,
+                     options.access.open()    ? "INSECURE: no tokens (--insecure-loopback)"
+                     : options.access.empty() ? "no --token-file: every request is refused"
+                                              : std::to_string(options.access.size()) + " token(s)",
                      test_faults ? ", fault injection on" : "");
+        if (options.access.empty() && !options.access.open())
+            spdlog::warn("no --token-file: every request is answered 401 (see examples/receiver/README.md)");
 
         boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
         signals.async_wait([&](const boost::system::error_code &ec, int sig) {

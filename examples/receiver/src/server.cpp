@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <optional>
 #include <system_error>
@@ -56,7 +57,7 @@ struct server_state {
     fault_plan faults;
     std::atomic<bool> stopped{false};
     const std::int64_t started_ms = now_ms();
-    std::atomic<std::uint64_t> bad_batches{0}, unauthorized{0}, store_failures{0}, polls{0};
+    std::atomic<std::uint64_t> bad_batches{0}, unauthorized{0}, forbidden{0}, store_failures{0}, polls{0};
     net::thread_pool::executor_type bulk;  // parses large batches; outlives every session (see ~server)
 };
 
@@ -92,6 +93,21 @@ response text_error(reply_to to, unsigned status, std::string message) {
     return reply(to, status, std::move(message) + "\n", text_type);
 }
 
+struct bad_request : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// nlohmann's parser keeps its own stack, but what is done with the value afterwards (dump, pack_json, the store)
+// recurses: a body nested 100 000 deep crashed the receiver. The callback sees each value's depth as it is parsed and
+// stops the parse there, so nothing deeper is ever built.
+nlohmann::json parse_json(std::string_view body, std::size_t max_depth) {
+    return nlohmann::json::parse(body, [max_depth](int depth, nlohmann::json::parse_event_t, nlohmann::json &) {
+        if (static_cast<std::size_t>(depth) > max_depth)
+            throw bad_request("the JSON is nested deeper than " + std::to_string(max_depth) + " levels");
+        return true;
+    });
+}
+
 // ---- query strings ----
 
 std::optional<std::string> form_decode(std::string_view in) {
@@ -112,10 +128,6 @@ std::optional<std::string> form_decode(std::string_view in) {
     }
     return out;
 }
-
-struct bad_request : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 class query_params {
 public:
@@ -214,8 +226,12 @@ private:
     void do_read() {
         if (state_->stopped) return do_close();
         parser_.emplace();  // a fresh parser per request; buffer_ keeps bytes a client pipelined
-        parser_->body_limit(state_->options.body_limit);
-        stream_.expires_after(state_->options.request_timeout);
+        // No limit while the header is read: Beast would refuse a large Content-Length with 413 before we know
+        // whether the caller may send anything at all. admit() sets the route's limit before any body byte is read.
+        // (Not boost::none: this Beast compares a Content-Length with an empty optional as larger.)
+        parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+        stream_.expires_after(grant_ ? state_->options.request_timeout : state_->options.header_timeout);
+        grant_.reset();
         http::async_read_header(stream_, buffer_, *parser_,
                                 beast::bind_front_handler(&session::on_read_header, shared_from_this()));
     }
@@ -223,6 +239,8 @@ private:
     void on_read_header(beast::error_code ec, std::size_t) {
         if (ec) return on_read_failed(ec);
         const auto &req = parser_->get();
+        if (auto refusal = admit(req)) return respond(std::move(*refusal));
+        stream_.expires_after(state_->options.request_timeout);
         // curl sends "Expect: 100-continue" before a large body and waits for this answer.
         if (!parser_->is_done() && beast::iequals(req[http::field::expect], "100-continue")) {
             continue_ = http::response<http::empty_body>{http::status::continue_, req.version()};
@@ -243,13 +261,15 @@ private:
 
     void on_read(beast::error_code ec, std::size_t);  // routes: below, after the handlers
 
+    // From the header alone: who is asking, whether they may, and how large a body the route takes. A refusal is
+    // answered before any of the body is read, and closes the connection (the unread body is drained, not kept).
+    std::optional<response> admit(const request &req);
+
     void on_read_failed(beast::error_code ec) {
         if (ec == http::error::end_of_stream) return do_close();
         const reply_to to{11, false};
         if (ec == http::error::body_limit)
-            return respond(text_error(to, 413,
-                                      "the body is larger than " + std::to_string(state_->options.body_limit) +
-                                          " bytes"));
+            return respond(text_error(to, 413, "the body is larger than " + std::to_string(body_cap_) + " bytes"));
         if (ec == http::error::header_limit) return respond(text_error(to, 431, "the request header is too large"));
         const bool malformed = ec.category() == http::make_error_code(http::error::bad_target).category() &&
                                ec != http::error::partial_message && ec != http::error::need_more;
@@ -270,7 +290,7 @@ private:
         beast::error_code ec;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         if (ec) return;
-        stream_.expires_after(state_->options.request_timeout);
+        stream_.expires_after(state_->options.drain_timeout);
         do_drain();
     }
 
@@ -291,33 +311,18 @@ private:
     response res_;
     std::function<void()> cancel_;
     std::array<char, 4096> drain_;
+    std::size_t body_cap_ = 0;    // the route's body limit, from admit()
+    std::optional<grant> grant_;  // the request's, from admit(); kept until the next header so keep-alive waits long
 };
 
 using session_ptr = std::shared_ptr<session>;
 
 // ---- the uplink: /v1/... ----
 
-// Constant time in the token's content: a bearer token is a secret.
-bool authorized(const server_state &st, const request &req) {
-    if (st.options.token.empty()) return true;
-    const auto header = req[http::field::authorization];
-    const std::string_view value(header.data(), header.size());
-    constexpr std::string_view scheme = "Bearer ";
-    if (value.size() < scheme.size()) return false;
-    for (std::size_t i = 0; i < scheme.size(); ++i)  // the scheme is case-insensitive (RFC 9110)
-        if (std::tolower(static_cast<unsigned char>(value[i])) != std::tolower(static_cast<unsigned char>(scheme[i])))
-            return false;
-    const auto given = value.substr(scheme.size());
-    const auto &want = st.options.token;
-    unsigned char diff = given.size() == want.size() ? 0 : 1;
-    for (std::size_t i = 0; i < want.size(); ++i)
-        diff |= static_cast<unsigned char>(want[i] ^ (i < given.size() ? given[i] : 0));
-    return diff == 0;
-}
-
 // Parses, stores and answers a batch. Runs on the session's strand or on the bulk thread: it answers through
 // respond_later either way.
-void store_batch(const session_ptr &s, const std::shared_ptr<server_state> &st, reply_to to, const std::string &body) {
+void store_batch(const session_ptr &s, const std::shared_ptr<server_state> &st, reply_to to, const grant &g,
+                 const std::string &body) {
     parsed_batch batch;
     const auto started = std::chrono::steady_clock::now();
     try {
@@ -329,6 +334,12 @@ void store_batch(const session_ptr &s, const std::shared_ptr<server_state> &st, 
         ++st->bad_batches;
         spdlog::info("refused a batch (400): {}", e.what());
         return s->respond_later(text_error(to, 400, e.what()));
+    }
+    // The batch names its gateway in the body, so this is the first moment it can be checked.
+    if (!g.covers(batch.gateway)) {
+        ++st->forbidden;
+        spdlog::warn("refused a batch (403): a token of gateway {} wrote as {}", g.gateway, batch.gateway);
+        return s->respond_later(text_error(to, 403, "this token may not write as gateway '" + batch.gateway + "'"));
     }
     auto shared = std::make_shared<const parsed_batch>(std::move(batch));
     st->db.ingest(shared, [s, st, shared, to](std::exception_ptr err, ingest_result r) {
@@ -358,12 +369,14 @@ void store_batch(const session_ptr &s, const std::shared_ptr<server_state> &st, 
 
 // A small body (an alarm batch is sent the moment it is committed, so it is small) is parsed on the I/O thread at
 // once; a large one on the bulk thread, so a telemetry backlog never occupies the threads an alarm arrives on.
-void parse_and_store(const session_ptr &s, const std::shared_ptr<server_state> &st, reply_to to, std::string body) {
-    if (body.size() <= inline_parse_bytes) return store_batch(s, st, to, body);
-    net::post(st->bulk, [s, st, to, body = std::move(body)] { store_batch(s, st, to, body); });
+void parse_and_store(const session_ptr &s, const std::shared_ptr<server_state> &st, reply_to to, grant g,
+                     std::string body) {
+    if (body.size() <= inline_parse_bytes) return store_batch(s, st, to, g, body);
+    net::post(st->bulk, [s, st, to, g = std::move(g), body = std::move(body)] { store_batch(s, st, to, g, body); });
 }
 
-void post_events(const session_ptr &s, const std::shared_ptr<server_state> &st, request &&req, reply_to to) {
+void post_events(const session_ptr &s, const std::shared_ptr<server_state> &st, request &&req, reply_to to,
+                 const grant &g) {
     if (const auto f = st->faults.take_status()) {
         spdlog::info("fault injection: answering a batch {} without storing it", f->status);
         auto res = text_error(to, f->status, "injected fault: " + std::to_string(f->status));
@@ -371,14 +384,14 @@ void post_events(const session_ptr &s, const std::shared_ptr<server_state> &st, 
         return s->respond(std::move(res));
     }
     const auto delay = st->faults.take_delay_ms();
-    if (delay == 0) return parse_and_store(s, st, to, std::move(req.body()));
+    if (delay == 0) return parse_and_store(s, st, to, g, std::move(req.body()));
     spdlog::info("fault injection: holding a batch {} ms before storing and answering it", delay);
     auto timer = std::make_shared<net::steady_timer>(s->executor(), std::chrono::milliseconds(delay));
     s->on_close([timer] { timer->cancel(); });
-    timer->async_wait([s, st, to, timer, body = std::move(req.body())](beast::error_code ec) mutable {
+    timer->async_wait([s, st, to, g, timer, body = std::move(req.body())](beast::error_code ec) mutable {
         if (ec || st->stopped) return;
         s->on_close(nullptr);
-        parse_and_store(s, st, to, std::move(body));
+        parse_and_store(s, st, to, std::move(g), std::move(body));
     });
 }
 
@@ -413,7 +426,8 @@ std::string encode_commands(const std::vector<command_row> &rows, std::uint64_t 
     return {buf.data(), buf.size()};
 }
 
-void poll_commands(const session_ptr &s, const std::shared_ptr<server_state> &st, const request &req, reply_to to) {
+void poll_commands(const session_ptr &s, const std::shared_ptr<server_state> &st, const request &req, reply_to to,
+                   const grant &g) {
     std::string gateway;
     std::uint64_t after = 0;
     unsigned wait_s = 0;
@@ -427,6 +441,10 @@ void poll_commands(const session_ptr &s, const std::shared_ptr<server_state> &st
             std::min<std::int64_t>(q.integer("wait", 0, 86400).value_or(0), max_poll_wait_s));
     } catch (const bad_request &e) {
         return s->respond(text_error(to, 400, e.what()));
+    }
+    if (!g.covers(gateway)) {
+        ++st->forbidden;
+        return s->respond(text_error(to, 403, "this token may not poll the commands of gateway '" + gateway + "'"));
     }
     ++st->polls;
 
@@ -472,10 +490,11 @@ void poll_commands(const session_ptr &s, const std::shared_ptr<server_state> &st
 
 // ---- the operator's API: /api/... ----
 
-void post_command(const session_ptr &s, const std::shared_ptr<server_state> &st, const request &req, reply_to to) {
+void post_command(const session_ptr &s, const std::shared_ptr<server_state> &st, const request &req, reply_to to,
+                  const grant &g) {
     command_request cmd;
     try {
-        const auto j = nlohmann::json::parse(req.body());
+        const auto j = parse_json(req.body(), st->options.max_json_depth);
         if (!j.is_object()) throw bad_request("the body must be a JSON object");
         const auto text = [&](const char *key) {
             if (!j.contains(key) || !j.at(key).is_string() || j.at(key).get_ref<const std::string &>().empty())
@@ -499,6 +518,10 @@ void post_command(const session_ptr &s, const std::shared_ptr<server_state> &st,
         return s->respond(json_error(to, 400, std::string("the body is not JSON: ") + e.what()));
     } catch (const bad_request &e) {
         return s->respond(json_error(to, 400, e.what()));
+    }
+    if (!g.covers(cmd.gateway)) {
+        ++st->forbidden;
+        return s->respond(json_error(to, 403, "this token may not command gateway '" + cmd.gateway + "'"));
     }
     const auto gateway = cmd.gateway;
     st->db.add_command(std::move(cmd), [s, st, to, gateway](std::exception_ptr err, command_row row) {
@@ -545,6 +568,7 @@ response get_stats(server_state &st, reply_to to) {
     j["since_start"] = {{"started_ms", st.started_ms},
                         {"bad_batches", st.bad_batches.load()},
                         {"unauthorized", st.unauthorized.load()},
+                        {"forbidden", st.forbidden.load()},
                         {"store_failures", st.store_failures.load()},
                         {"command_polls", st.polls.load()},
                         {"waiting_polls", st.board.waiting()}};
@@ -558,29 +582,23 @@ response not_allowed(reply_to to, std::string_view allow) {
     return res;
 }
 
-void route(const session_ptr &s, const std::shared_ptr<server_state> &st, request &&req) {
+void route(const session_ptr &s, const std::shared_ptr<server_state> &st, request &&req, const grant &g) {
     const reply_to to{req.version(), req.keep_alive()};
     std::string_view target(req.target().data(), req.target().size());
     const auto path = target.substr(0, target.find('?'));
     const auto method = req.method();
     try {
         if (path.substr(0, 4) == "/v1/") {
-            if (!authorized(*st, req)) {
-                ++st->unauthorized;
-                auto res = text_error(to, 401, "a valid bearer token is required");
-                res.set(http::field::www_authenticate, "Bearer");
-                return s->respond(std::move(res));
-            }
             if (path == "/v1/events") {
                 if (method != http::verb::post) return s->respond(not_allowed(to, "POST"));
-                return post_events(s, st, std::move(req), to);
+                return post_events(s, st, std::move(req), to, g);
             }
             if (path == "/v1/commands") {
                 if (method != http::verb::get) return s->respond(not_allowed(to, "GET"));
-                return poll_commands(s, st, req, to);
+                return poll_commands(s, st, req, to, g);
             }
         } else if (path == "/api/commands") {
-            if (method == http::verb::post) return post_command(s, st, req, to);
+            if (method == http::verb::post) return post_command(s, st, req, to, g);
             if (method != http::verb::get) return s->respond(not_allowed(to, "GET, POST"));
             const query_params q(target);
             const auto limit = q.integer("limit", 1, max_event_limit).value_or(100);
@@ -595,7 +613,7 @@ void route(const session_ptr &s, const std::shared_ptr<server_state> &st, reques
         } else if (path == "/test/faults" && st->options.test_faults) {
             if (method == http::verb::post) {
                 try {
-                    st->faults.apply(nlohmann::json::parse(req.body()));
+                    st->faults.apply(parse_json(req.body(), st->options.max_json_depth));
                 } catch (const std::exception &e) {
                     return s->respond(json_error(to, 400, e.what()));
                 }
@@ -615,13 +633,62 @@ void route(const session_ptr &s, const std::shared_ptr<server_state> &st, reques
     }
 }
 
+// What a route needs of the caller. Unknown paths need a read grant too, so a stranger learns nothing (not even which
+// paths exist) without a token.
+role needed_role(std::string_view path, http::verb method) {
+    if (path == "/v1/events" || path == "/v1/commands") return role::gateway;
+    if ((path == "/api/commands" || path == "/test/faults") && method != http::verb::get) return role::operator_;
+    return role::read;
+}
+
+std::optional<response> session::admit(const request &req) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto path = target.substr(0, target.find('?'));
+    const bool uplink = path.substr(0, 4) == "/v1/";
+    const reply_to to{req.version(), false};  // a refusal closes: the body it did not read is not a next request
+    const auto refuse = [&](unsigned status, std::string message) {
+        return uplink ? text_error(to, status, std::move(message)) : json_error(to, status, message);
+    };
+    const auto &access = state_->options.access;
+    const auto header = req[http::field::authorization];
+    const auto g = access.authorize(std::string_view(header.data(), header.size()));
+    const auto needed = needed_role(path, req.method());
+    if (!g) {
+        ++state_->unauthorized;
+        auto res = refuse(401, access.empty() && !access.open()
+                                   ? "this receiver has no token file, so it admits nobody: start it with "
+                                     "--token-file FILE (lines '<read|operator|gateway> <gateway-id|*> "
+                                     "<token|sha256:HEX>', see examples/receiver/README.md) or, for a demo on "
+                                     "loopback, --insecure-loopback"
+                                   : "a valid bearer token is required");
+        // A browser asks for the page's token with its own prompt (Basic, the token as the password).
+        res.set(http::field::www_authenticate, uplink ? "Bearer" : "Basic realm=\"firelink-receiver\", Bearer");
+        return res;
+    }
+    if (!g->allows(needed)) {
+        ++state_->forbidden;
+        spdlog::info("{} {}: refused a {} token (403): needs {}", std::string(req.method_string()),
+                     std::string(path), role_name(g->what), role_name(needed));
+        return refuse(403, "this token's role (" + std::string(role_name(g->what)) + ") may not do this; it needs " +
+                               std::string(role_name(needed)));
+    }
+    body_cap_ = path == "/v1/events" ? state_->options.body_limit : state_->options.small_body_limit;
+    // Refused from the header, so a hostile Content-Length costs nothing; a chunked body meets the same cap in Beast
+    // while it is read.
+    if (const auto length = parser_->content_length(); length && *length > body_cap_)
+        return refuse(413, "the body is larger than " + std::to_string(body_cap_) + " bytes");
+    parser_->body_limit(body_cap_);
+    grant_ = *g;
+    return std::nullopt;
+}
+
 void session::on_read(beast::error_code ec, std::size_t) {
     if (ec) return on_read_failed(ec);
     if (state_->stopped) return do_close();
     stream_.expires_never();  // the handler's own deadlines apply now (a poll's wait, a commit)
     auto req = parser_->release();
     spdlog::debug("{} {}", std::string(req.method_string()), std::string(req.target()));
-    route(shared_from_this(), state_, std::move(req));
+    route(shared_from_this(), state_, std::move(req), *grant_);
 }
 
 }  // namespace
@@ -646,8 +713,16 @@ struct server::impl : std::enable_shared_from_this<impl> {
                 if (!e) self->do_accept();
             });
         }
-        auto s = std::make_shared<session>(std::move(socket), state);
         std::erase_if(sessions, [](const std::weak_ptr<session> &w) { return w.expired(); });
+        // Each connection holds a descriptor and buffers; past the cap a flood is closed here, unread, and the
+        // connections already open (the gateways' polls among them) go on.
+        if (sessions.size() >= state->options.max_connections) {
+            spdlog::warn("{} connections open: closing a new one from {}", sessions.size(),
+                         socket.remote_endpoint(ec).address().to_string());
+            socket.close(ec);
+            return do_accept();
+        }
+        auto s = std::make_shared<session>(std::move(socket), state);
         sessions.push_back(s);
         s->run();
         do_accept();
