@@ -54,8 +54,8 @@ class Guard(unittest.TestCase):
         self.site = driverlib.Site(HOST, PLUGINS, body, self.work)
         self.addCleanup(self.site.close)
 
-    def uitd(self, name):
-        u = driverlib.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--stdin", name=name)
+    def uitd(self):
+        u = driverlib.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--stdin", name="real")
         self.addCleanup(u.close)
         return u
 
@@ -64,16 +64,19 @@ class Guard(unittest.TestCase):
 
     def test_a_second_connection_claiming_a_connected_uitd_is_refused(self):
         self.site.start()
-        real = self.uitd("real")
+        real = self.uitd()
         driverlib.wait_for(lambda: real.events("connected"), "the real UITD to call in")
         real.step("fire loop=1 point=1")
         self.at_receiver("the real fire alarm", "event_id = ?", (component_alarm(1, 1),))
 
-        forger = self.uitd("forger")
-        driverlib.wait_for(lambda: forger.events("connected"), "the forger to connect")
-        # Its first frame names the real UITD's address: a forged fire alarm, then a restore of the real one.
-        forger.step("fire loop=9 point=9")
-        forger.step("restore loop=1 point=1")
+        # The forger names the real UITD's address in its first frame (a heartbeat, as a UITD does), and sends at once
+        # a forged fire alarm and a restore of the real one.
+        scenario = os.path.join(self.work, "forged.txt")
+        with open(scenario, "w") as f:
+            f.write("fire loop=9 point=9\nrestore loop=1 point=1\n")
+        forger = driverlib.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--scenario", scenario,
+                                name="forger")
+        self.addCleanup(forger.close)
         conflict = self.at_receiver("identity_conflict at the receiver", "device = ? AND code = ?",
                                     ("panel-1", "identity_conflict"))[0]
         self.assertEqual((conflict["kind"], conflict["origin"], conflict["severity"]), ("fault", "host", "major"))
@@ -116,7 +119,7 @@ class Guard(unittest.TestCase):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         self.site.start(open_files=HOST_FILES)
-        real = self.uitd("real")
+        real = self.uitd()
         driverlib.wait_for(lambda: real.events("connected"), "the real UITD to call in")
         real.step("fire loop=1 point=1")
         self.at_receiver("the first fire alarm", "event_id = ?", (component_alarm(1, 1),))
