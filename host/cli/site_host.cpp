@@ -963,10 +963,12 @@ void site_host::budget_descriptors() {
         return;
     }
     const rlim_t before = rl.rlim_cur;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
+    // An unlimited hard limit is still capped by the kernel (fs.nr_open, 1048576 by default), which refuses more.
+    const rlim_t target = rl.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rl.rlim_cur = target;
         if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-            spdlog::warn("descriptors: cannot raise the limit from {} to {}: {}", before, rl.rlim_max,
+            spdlog::warn("descriptors: cannot raise the limit from {} to {}: {}", before, target,
                          std::strerror(errno));
             rl.rlim_cur = before;
         }

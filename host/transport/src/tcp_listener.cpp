@@ -116,7 +116,7 @@ private:
     std::string last_quiet_;          // the last of them: "10.0.0.5:4711: why"
     // Identify sessions alive. Atomic only because a session torn down with the io_context dies off the strand.
     std::atomic<std::size_t> identifying_{0};
-    std::map<std::string, conflict_report> conflicts_;
+    std::map<std::string, conflict_report> conflicts_;  // by identity; only attached devices' identities get here
 
     mutable std::mutex mu_;  // guards everything below
     identify_fn identify_;
@@ -309,7 +309,8 @@ private:
 
 listener_core::listener_core(asio::io_context &io, const std::string &address, std::uint16_t port,
                              listener_limits limits)
-    : strand_(asio::make_strand(io)), limits_(limits), acceptor_(strand_), accept_retry_(strand_), reject_window_(strand_) {
+    : strand_(asio::make_strand(io)), limits_(limits), acceptor_(strand_), accept_retry_(strand_),
+      reject_window_(strand_) {
     error_code ec;
     const auto ip = asio::ip::make_address(address.empty() ? "0.0.0.0" : address, ec);
     if (ec)

@@ -218,9 +218,9 @@ public:
     // The fault ends when an instance of the device runs: started, and with a wire, once its wire has opened. A
     // started device whose wire has not opened within its liveness budget (60 s with liveness off) is down too.
     void set_down(const down_spec &spec, const std::string &reason);
-    // The host's faults other than device_down (config_rejected, identity_conflict): raised through the device's instance or place
-    // holder, again only when the message changed; ended with a restore. False when the runtime has neither for the
-    // id, or when nothing changed.
+    // The host's faults other than device_down (config_rejected, identity_conflict): raised through the device's
+    // instance or place holder, again only when the message changed; ended with a restore. False when the runtime
+    // has neither for the id, or when nothing changed.
     bool raise_fault(const std::string &device_id, host_fault f, const std::string &message);
     bool end_fault(const std::string &device_id, host_fault f, const std::string &message);
     std::vector<open_host_fault> open_faults(host_fault f) const;
