@@ -383,6 +383,34 @@ TEST(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
     on(ex, [&] { return link->close(); });
 }
 
+// The caps come from the site file ([[listener]] max_unbound, identify_timeout_ms): a flood beyond max_unbound is
+// closed at accept while a bound device keeps flowing, and a silent connection goes at identify_timeout.
+TEST(TcpListener, ConfiguredLimitsBoundTheUnboundAndNeverTheBound) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0, {.max_unbound = 2, .identify_timeout = 2s});
+    listener->set_identifier(identify_by_first_line);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_identity(ex, "A", rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder device = tcp_connect(listener->port());
+    write_all(device.fd, "ID:A\n1");
+    ASSERT_TRUE(rec.wait_data("ID:A\n1"));
+
+    std::vector<fd_holder> silent;
+    for (int i = 0; i < 2; ++i) silent.push_back(tcp_connect(listener->port()));
+    std::vector<fd_holder> flood;
+    for (int i = 0; i < 50; ++i) flood.push_back(tcp_connect(listener->port()));
+    for (auto &f : flood) EXPECT_TRUE(wait_closed(f.fd, 1s)) << "beyond max_unbound: closed at accept";
+    write_all(device.fd, "2");
+    EXPECT_TRUE(rec.wait_data("ID:A\n12")) << "the bound device keeps flowing";
+    EXPECT_FALSE(wait_closed(silent[0].fd, 50ms)) << "the first two are still given their time";
+    for (auto &s : silent) EXPECT_TRUE(wait_closed(s.fd, 10s)) << "and closed once identify_timeout passes";
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 52; }));
+    EXPECT_FALSE(wait_closed(device.fd, 50ms));
+    on(ex, [&] { return link->close(); });
+}
+
 TEST(TcpListener, BindFailureAndBadAddressesThrow) {
     io_runner run;
     auto first = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
