@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -254,7 +255,8 @@ public:
             if (!entry.listener || entry.address != l->address || entry.port != l->port) {
                 entry.listener.reset();  // release the old port before binding the new address
                 try {
-                    entry.listener = transport::make_tcp_listener(io_, l->address, l->port);
+                    entry.listener = transport::make_tcp_listener(io_, l->address, l->port,
+                                                                  {l->max_unbound, l->identify_timeout});
                 } catch (const std::exception &e) {
                     why = "listener '" + l->id + "' cannot listen on " + l->address + ":" +
                           std::to_string(l->port) + ": " + e.what();
@@ -289,7 +291,10 @@ public:
 
     // The host is stopping: no listener takes a new connection while its devices close.
     void stop_accepting() {
-        for (auto &[id, entry] : listeners_) entry.listener->stop_accepting();
+        for (auto &[id, entry] : listeners_) {
+            entry.listener->stop_accepting();
+            entry.listener->set_conflict_handler({});  // it names the runtime, which goes before the listeners may
+        }
     }
 
 private:
@@ -320,6 +325,7 @@ private:
     void scan(const site::site_config &cfg);
     void apply(reload_plan &plan, const site::site_config &previous, reload_outcome &out);
     void identify_on_listeners(const site::site_config &cfg);
+    void budget_descriptors();  // at start: the descriptor limit, and what strangers may hold of it
     bool start_device(const site::site_config &cfg, const site::device_config &d, std::string &why);
     void mark_down(const site::device_config &d, const std::string &why);
     void forget(const std::string &device_id);
@@ -413,6 +419,7 @@ void site_host::forget(const std::string &device_id) {
     const std::string gone = "the device was removed from the site file";
     runtime_->end_fault(device_id, core::host_fault::config_rejected, gone);
     runtime_->end_fault(device_id, core::host_fault::device_down, gone);
+    runtime_->end_fault(device_id, core::host_fault::identity_conflict, gone);
     spdlog::info("device {}: removed", device_id);
     runtime_->destroy(device_id);
     metrics_.remove_device(device_id);
@@ -497,6 +504,7 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
         std::string driver;
     };
     std::map<std::string, std::vector<candidate>> by_listener;
+    std::map<std::string, std::map<std::string, std::string>> device_of;  // listener -> identity -> device id
     for (const auto &d : cfg.devices) {
         if (!fingerprints_.count(d.id) || d.wire.type != site::wire_config::kind::listener || d.wire.identity.empty())
             continue;
@@ -509,6 +517,7 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
                           at(d.where), d.id, d.driver, FL_EXT_IDENTIFY);
             continue;
         }
+        device_of[d.wire.listener][d.wire.identity] = d.id;
         auto &list = by_listener[d.wire.listener];
         bool seen = false;
         for (const auto &c : list) seen = seen || (c.plugin == p && c.driver == d.driver);
@@ -525,6 +534,13 @@ void site_host::identify_on_listeners(const site::site_config &cfg) {
                 more = more || st == FL_BUSY;
             }
             return more ? FL_BUSY : FL_INVALID_ARGUMENT;
+        });
+        // The listener refused someone claiming a connected device's identity: the platform hears of it from that
+        // device, as a host fault (the listener limits how often).
+        l->set_conflict_handler([devices = device_of[id], runtime = runtime_.get()](
+                                    const std::string &identity, const std::string &, const std::string &what) {
+            if (auto it = devices.find(identity); it != devices.end())
+                runtime->raise_fault(it->second, core::host_fault::identity_conflict, what);
         });
     }
 }
@@ -950,7 +966,46 @@ std::string site_host::uplink_json() const {
         .dump();
 }
 
+// Each connection a listener holds unbound, or the admin port holds, is a descriptor a stranger chose to take. The
+// soft limit is raised to the hard one, and those caps together kept within it less a reserve, so that device
+// connections, runners (socketpairs, memfds), the queue and the uplink always find descriptors, whatever connects.
+void site_host::budget_descriptors() {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        spdlog::warn("descriptors: getrlimit(RLIMIT_NOFILE): {}", std::strerror(errno));
+        return;
+    }
+    const rlim_t before = rl.rlim_cur;
+    // An unlimited hard limit is still capped by the kernel (fs.nr_open, 1048576 by default), which refuses more.
+    const rlim_t target = rl.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rl.rlim_cur = target;
+        if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            spdlog::warn("descriptors: cannot raise the limit from {} to {}: {}", before, target,
+                         std::strerror(errno));
+            rl.rlim_cur = before;
+        }
+    }
+    const auto limit = static_cast<std::size_t>(std::min<rlim_t>(rl.rlim_cur, 1 << 30));
+    const std::size_t reserve = std::max<std::size_t>(256, limit / 4);
+    const std::size_t budget = limit > reserve ? limit - reserve : 0;
+    std::size_t wanted = cfg_.admin_max_connections;
+    for (const auto &l : cfg_.listeners) wanted += l.max_unbound;
+    spdlog::info("descriptors: limit {} (was {}); {} kept for devices, runners and the uplink; listeners' unbound "
+                 "connections and the admin port may hold {} of the rest",
+                 limit, before, reserve, std::min(wanted, budget));
+    if (wanted <= budget) return;
+    // Scaled down alike, each keeping at least one: the site asked for more than the machine allows.
+    const auto scaled = [&](std::size_t n) { return std::max<std::size_t>(1, n * budget / wanted); };
+    spdlog::warn("descriptors: [[listener]] max_unbound and [admin] max_connections add up to {}, more than the {} "
+                 "the limit leaves; each is scaled down to fit (raise the hard limit, e.g. LimitNOFILE=, to keep them)",
+                 wanted, budget);
+    cfg_.admin_max_connections = scaled(cfg_.admin_max_connections);
+    for (auto &l : cfg_.listeners) l.max_unbound = scaled(l.max_unbound);
+}
+
 int site_host::run() {
+    budget_descriptors();
     // Sinks first: nothing is accepted before there is somewhere to put it.
     try {
         std::unique_ptr<pipeline::sink> record;
@@ -1027,7 +1082,10 @@ int site_host::run() {
             spdlog::warn("FIRELINK_TEST_HOOKS=1: POST /api/test/* can wedge this host; for tests only");
             h.test_hook = [this](const std::string &name, const std::string &body) { return test_hook(name, body); };
         }
-        admin = std::make_unique<admin::admin_server>(admin_io_, admin::admin_options{addr.host, addr.port}, h);
+        admin::admin_options admin_opt{addr.host, addr.port};
+        admin_opt.request_timeout = cfg_.admin_request_timeout;
+        admin_opt.max_connections = cfg_.admin_max_connections;
+        admin = std::make_unique<admin::admin_server>(admin_io_, admin_opt, h);
         admin->start();
         spdlog::info("admin endpoint on http://{}:{}/ (/healthz /metrics /api/devices)", addr.host, admin->port());
         admin_thread = std::thread([this] { admin_io_.run(); });

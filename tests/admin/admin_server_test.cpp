@@ -9,9 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -487,6 +489,27 @@ TEST_F(AdminServer, AnIncompleteRequestIsClosedAtTheDeadline) {
     EXPECT_TRUE(silent.closed_within(10s));
     EXPECT_TRUE(half.closed_within(10s));
     EXPECT_EQ(fetch(url("/healthz")).status, 200);
+}
+
+// Each connection holds a descriptor: a flood of silent ones takes max_connections of them, no more. One beyond is
+// closed at accept; the slot frees when a connection goes.
+TEST_F(AdminServer, ConnectionsBeyondTheCapAreClosedAtOnce) {
+    start({.request_timeout = 60s, .max_connections = 3});
+    std::vector<std::unique_ptr<raw_client>> held;
+    for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<raw_client>(server_->port()));
+    held[1]->send("GET /healthz HTTP/1.1\r\nHost: x\r\n");  // a slowloris: half a header
+    raw_client one_too_many(server_->port());
+    EXPECT_TRUE(one_too_many.closed_within(5s)) << "the 4th connection is closed at once, not at the deadline";
+    for (auto &c : held) EXPECT_FALSE(c->closed_within(50ms)) << "the first 3 are still being served";
+    EXPECT_NE(fetch(url("/healthz")).status, 200) << "no room for a 4th, however polite";
+
+    held.pop_back();  // one goes: the next connection is served
+    bool served = false;
+    for (int i = 0; i < 100 && !served; ++i) {
+        served = fetch(url("/healthz")).status == 200;
+        if (!served) std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(served);
 }
 
 TEST_F(AdminServer, TheDeadlineCoversTheWholeRequestNotEachRead) {

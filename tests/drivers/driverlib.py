@@ -7,6 +7,7 @@ holds a state for the driver to sample (and then the assertion does not depend o
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -56,11 +57,17 @@ class Site:
         self.proc = None
         self.log = None
 
-    def start(self, env=None):
-        """`env`: more environment for the host (NOTIFY_SOCKET, ...), on top of this process's."""
+    def start(self, env=None, open_files=None):
+        """`env`: more environment for the host (NOTIFY_SOCKET, ...), on top of this process's. `open_files`: the
+        host's RLIMIT_NOFILE, soft and hard (it may raise only its soft limit, to the hard one)."""
         self.log = open(os.path.join(self.dir, "host.log"), "w")
+
+        def limit():
+            if open_files:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
         self.proc = subprocess.Popen([self.host, "run", "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                     preexec_fn=limit if open_files else None)
 
         def ready():
             h = self.get("/healthz")
@@ -233,6 +240,40 @@ class Receiver:
             self.proc.wait(timeout=DEADLINE)
         self.proc.stdout.close()
         self.log.close()
+
+
+class Uitd:
+    """`firelink-sim uitd` (address 0x0379 unless `args` say otherwise, no heartbeat) with steps on its stdin; its
+    JSON events go to NAME.jsonl in `work`, read back whole each time."""
+
+    def __init__(self, sim, work, *args, name="uitd"):
+        self.events_path = os.path.join(work, name + ".jsonl")
+        self.log_path = os.path.join(work, name + ".log")
+        with open(self.events_path, "w") as out, open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen([sim, "uitd", "--address", "0x0379", "--heartbeat-s", "0", *args],
+                                         stdin=subprocess.PIPE, stdout=out, stderr=log, text=True)
+
+    def events(self, name=None):
+        with open(self.events_path) as f:
+            lines = [json.loads(l) for l in f if l.endswith("\n")]
+        return [l for l in lines if name is None or l["event"] == name]
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def step(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=DEADLINE)
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
 class LineDevice:

@@ -6,9 +6,7 @@ back. With --connect-attempts it gives up after that many failed attempts in a r
 
 Usage (ctest passes these): uitd_reconnect_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
-import json
 import os
-import subprocess
 import sys
 import time
 import unittest
@@ -25,36 +23,6 @@ BACKOFF_MS, BACKOFF_MAX_MS = 100, 800
 def component_alarm(loop, point):
     """The event id of a component's fire alarm, as the fire_panel driver names it."""
     return f"fire_alarm@c1.1.{loop | point << 16:08x}"
-
-
-class Uitd:
-    """The simulated UITD; its JSON events go to a file, read back whole each time."""
-
-    def __init__(self, work, *args):
-        self.events_path = os.path.join(work, "uitd.jsonl")
-        self.log_path = os.path.join(work, "uitd.log")
-        with open(self.events_path, "w") as out, open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen([SIM, "uitd", "--address", "0x0379", "--heartbeat-s", "0", *args],
-                                         stdin=subprocess.PIPE, stdout=out, stderr=log, text=True)
-
-    def events(self, name=None):
-        with open(self.events_path) as f:
-            lines = [json.loads(l) for l in f if l.endswith("\n")]
-        return [l for l in lines if name is None or l["event"] == name]
-
-    def log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def step(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=driverlib.DEADLINE)
-        self.proc.stdin.close()
 
 
 class Reconnect(unittest.TestCase):
@@ -77,7 +45,7 @@ class Reconnect(unittest.TestCase):
     def test_calls_for_as_long_as_it_takes_and_delivers_once_the_centre_is_back(self):
         work = driverlib.new_workdir(self)
         listen = driverlib.free_port()
-        uitd = Uitd(work, "--connect", f"127.0.0.1:{listen}", "--reconnect", "--stdin",
+        uitd = driverlib.Uitd(SIM, work, "--connect", f"127.0.0.1:{listen}", "--reconnect", "--stdin",
                     "--backoff-ms", str(BACKOFF_MS), "--backoff-max-ms", str(BACKOFF_MAX_MS))
         self.addCleanup(uitd.close)
 
@@ -114,7 +82,7 @@ class Reconnect(unittest.TestCase):
 
     def test_connect_attempts_limits_the_attempts(self):
         work = driverlib.new_workdir(self)
-        uitd = Uitd(work, "--connect", f"127.0.0.1:{driverlib.free_port()}", "--connect-attempts", "3",
+        uitd = driverlib.Uitd(SIM, work, "--connect", f"127.0.0.1:{driverlib.free_port()}", "--connect-attempts", "3",
                     "--backoff-ms", "50", "--backoff-max-ms", "100")
         self.addCleanup(uitd.close)
         self.assertEqual(uitd.proc.wait(timeout=driverlib.DEADLINE), 1)

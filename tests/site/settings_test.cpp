@@ -197,6 +197,19 @@ TEST(Admin, DefaultAndGiven) {
     EXPECT_EQ(snippet_loads("[admin]\nlisten = \"gw.local:65535\"\n").admin_listen, "gw.local:65535");
 }
 
+TEST(Admin, ConnectionLimits) {
+    const auto plain = snippet_loads("");
+    EXPECT_EQ(plain.admin_max_connections, 64u);
+    EXPECT_EQ(plain.admin_request_timeout, std::chrono::milliseconds(10000));
+    const auto set = snippet_loads("[admin]\nmax_connections = 16\nrequest_timeout_ms = 3000\n");
+    EXPECT_EQ(set.admin_max_connections, 16u);
+    EXPECT_EQ(set.admin_request_timeout, std::chrono::milliseconds(3000));
+    EXPECT_EQ(snippet_error("[admin]\nmax_connections = 5000\n"),
+              "site.toml:2:19: admin.max_connections: expected an integer from 1 to 4096, got 5000");
+    EXPECT_EQ(snippet_error("[admin]\nrequest_timeout_ms = 10\n"),
+              "site.toml:2:22: admin.request_timeout_ms: expected an integer from 100 to 600000, got 10");
+}
+
 TEST(Admin, ListenForm) {
     const std::string form = "expected \"HOST:PORT\" (an IPv6 address in brackets: \"[::1]:9180\"), got ";
     EXPECT_EQ(snippet_error("[admin]\nlisten = \"localhost\"\n"),
@@ -213,7 +226,7 @@ TEST(Admin, ListenForm) {
     EXPECT_EQ(snippet_error("[admin]\nlisten = 9180\n"),
               "site.toml:2:10: admin.listen: expected a string, got an integer");
     EXPECT_EQ(snippet_error("[admin]\nport = 9180\n"),
-              "site.toml:2:1: admin.port: unknown key (expected one of: listen)");
+              "site.toml:2:1: admin.port: unknown key (expected one of: listen, max_connections, request_timeout_ms)");
 }
 
 // ---- [sink] --------------------------------------------------------------------------------------------------

@@ -135,7 +135,21 @@ TEST(Listener, Rules) {
               "site.toml:3:10: listener[0].listen: expected \"HOST:PORT\" with a port from 0 to 65535, got "
               "\"0.0.0.0:65536\"");
     EXPECT_EQ(snippet_error(uitd + "backlog = 5\n"),
-              "site.toml:4:1: listener[0].backlog: unknown key (expected one of: id, listen)");
+              "site.toml:4:1: listener[0].backlog: unknown key (expected one of: id, listen, max_unbound, "
+              "identify_timeout_ms)");
+}
+
+TEST(Listener, LimitsForConnectionsNotYetBound) {
+    const auto plain = snippet_loads(uitd);
+    EXPECT_EQ(plain.listeners[0].max_unbound, 64u);
+    EXPECT_EQ(plain.listeners[0].identify_timeout, std::chrono::milliseconds(10000));
+    const auto set = snippet_loads(uitd + "max_unbound = 8\nidentify_timeout_ms = 2500\n");
+    EXPECT_EQ(set.listeners[0].max_unbound, 8u);
+    EXPECT_EQ(set.listeners[0].identify_timeout, std::chrono::milliseconds(2500));
+    EXPECT_EQ(snippet_error(uitd + "max_unbound = 0\n"),
+              "site.toml:4:15: listener[0].max_unbound: expected an integer from 1 to 4096, got 0");
+    EXPECT_EQ(snippet_error(uitd + "identify_timeout_ms = \"10s\"\n"),
+              "site.toml:4:23: listener[0].identify_timeout_ms: expected an integer from 100 to 600000, got a string");
 }
 
 TEST(Listener, DuplicateIdAndAddress) {

@@ -143,6 +143,55 @@ TEST(TcpListener, ClosesConnectionsNobodyClaims) {
     on(ex, [&] { return link->close(); });
 }
 
+// The protocol has no authentication: a second connection naming a connected device must not take it over (it
+// could inject alarms and end the real ones). It is closed, the live one keeps flowing, and the conflict is reported
+// with the newcomer's address, once and then at most once a minute, counting the rest.
+TEST(TcpListener, ASecondConnectionClaimingAConnectedIdentityIsRefused) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+    listener->set_identifier(identify_by_first_line);
+    std::mutex mu;
+    std::vector<std::string> reports;
+    listener->set_conflict_handler([&](const std::string &identity, const std::string &peer, const std::string &what) {
+        std::lock_guard lock(mu);
+        reports.push_back(identity + "|" + peer + "|" + what);
+    });
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_identity(ex, "A", rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder real = tcp_connect(listener->port());
+    write_all(real.fd, "ID:A\n1");
+    ASSERT_TRUE(rec.wait_data("ID:A\n1"));
+
+    for (int i = 0; i < 3; ++i) {
+        fd_holder forger = tcp_connect(listener->port());
+        write_all(forger.fd, "ID:A\nforged");
+        EXPECT_TRUE(wait_closed(forger.fd)) << "the newcomer is closed";
+    }
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 3; }));
+    EXPECT_FALSE(wait_closed(real.fd, 100ms)) << "the live connection stays";
+    write_all(real.fd, "2");
+    EXPECT_TRUE(rec.wait_data("ID:A\n12")) << "and keeps flowing, with nothing of the forger's";
+    EXPECT_EQ(rec.count(FL_LINK_OPEN), 1) << "never replaced";
+    {
+        std::lock_guard lock(mu);
+        ASSERT_EQ(reports.size(), 1u) << "reported once, the rest counted for the next report";
+        EXPECT_EQ(reports[0].rfind("A|127.0.0.1:", 0), 0u) << reports[0];
+        EXPECT_NE(reports[0].find("claimed identity 'A', which is connected from 127.0.0.1:"), std::string::npos)
+            << reports[0];
+    }
+
+    // Once the device's own connection ends, its next connection is taken as always.
+    real.reset();
+    ASSERT_TRUE(rec.wait_state(FL_LINK_LOST));
+    fd_holder again = tcp_connect(listener->port());
+    write_all(again.fd, "ID:A\n3");
+    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    EXPECT_TRUE(rec.wait_data("ID:A\n12ID:A\n3"));
+    on(ex, [&] { return link->close(); });
+}
+
 // A device that reconnects as soon as it is refused (a panel whose identity no open device has) costs a few log
 // lines and one count per window, not a line per connection.
 TEST(TcpListener, RefusalsAreLoggedAFewAtATimeAndTheRestCounted) {
@@ -331,6 +380,34 @@ TEST(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
     fd_holder device = tcp_connect(listener->port());
     write_all(device.fd, "ID:A\nhi");
     EXPECT_TRUE(rec.wait_data("ID:A\nhi"));
+    on(ex, [&] { return link->close(); });
+}
+
+// The caps come from the site file ([[listener]] max_unbound, identify_timeout_ms): a flood beyond max_unbound is
+// closed at accept while a bound device keeps flowing, and a silent connection goes at identify_timeout.
+TEST(TcpListener, ConfiguredLimitsBoundTheUnboundAndNeverTheBound) {
+    io_runner run;
+    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0, {.max_unbound = 2, .identify_timeout = 2s});
+    listener->set_identifier(identify_by_first_line);
+    recorder rec;
+    auto ex = run.strand();
+    auto link = listener->attach_identity(ex, "A", rec.events());
+    on(ex, [&] { return link->open(); });
+    fd_holder device = tcp_connect(listener->port());
+    write_all(device.fd, "ID:A\n1");
+    ASSERT_TRUE(rec.wait_data("ID:A\n1"));
+
+    std::vector<fd_holder> silent;
+    for (int i = 0; i < 2; ++i) silent.push_back(tcp_connect(listener->port()));
+    std::vector<fd_holder> flood;
+    for (int i = 0; i < 50; ++i) flood.push_back(tcp_connect(listener->port()));
+    for (auto &f : flood) EXPECT_TRUE(wait_closed(f.fd, 1s)) << "beyond max_unbound: closed at accept";
+    write_all(device.fd, "2");
+    EXPECT_TRUE(rec.wait_data("ID:A\n12")) << "the bound device keeps flowing";
+    EXPECT_FALSE(wait_closed(silent[0].fd, 50ms)) << "the first two are still given their time";
+    for (auto &s : silent) EXPECT_TRUE(wait_closed(s.fd, 10s)) << "and closed once identify_timeout passes";
+    EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 52; }));
+    EXPECT_FALSE(wait_closed(device.fd, 50ms));
     on(ex, [&] { return link->close(); });
 }
 

@@ -370,11 +370,32 @@ private:
                 if (!wait_ec) self->do_accept();
             });
         }
-        auto s = std::make_shared<session>(std::move(socket), state_);
         std::erase_if(sessions_, [](const std::weak_ptr<session> &w) { return w.expired(); });
+        if (sessions_.size() >= state_->options.max_connections) {
+            refuse(socket);
+            return do_accept();
+        }
+        auto s = std::make_shared<session>(std::move(socket), state_);
         sessions_.push_back(s);
         s->run();
         do_accept();
+    }
+
+    // Closes a connection beyond max_connections at once. Logged once a window with the count, so a flood costs a
+    // line every few seconds, not one per connection.
+    void refuse(tcp::socket &socket) {
+        ++refused_;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_refusal_log_ >= std::chrono::seconds(10)) {
+            spdlog::warn("admin: {} connection(s) are open, the most allowed: closed {} new one(s) since the last "
+                         "report",
+                         state_->options.max_connections, refused_ - refused_logged_);
+            refused_logged_ = refused_;
+            last_refusal_log_ = now;
+        }
+        beast::error_code ignored;
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
     }
 
     void close_all() {
@@ -391,6 +412,8 @@ private:
     net::steady_timer retry_;
     std::shared_ptr<server_state> state_;
     std::vector<std::weak_ptr<session>> sessions_;  // touched on the acceptor's strand only
+    std::uint64_t refused_ = 0, refused_logged_ = 0;  // beyond max_connections; as is what follows, on the strand
+    std::chrono::steady_clock::time_point last_refusal_log_{};
     std::atomic<bool> started_{false};
 };
 

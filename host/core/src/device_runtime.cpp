@@ -58,6 +58,7 @@ const char *to_string(host_fault f) {
     switch (f) {
     case host_fault::device_down: return "device_down";
     case host_fault::config_rejected: return "config_rejected";
+    case host_fault::identity_conflict: return "identity_conflict";
     }
     return "device_down";
 }
@@ -714,7 +715,7 @@ bool raise_on(device_slot &s, host_fault f, const std::string &text) {
         // The same event_id again replaces the open one at the platform: the newer reason is the one that holds.
         s.host_event(event{event_kind::fault, to_string(f)}
                          .id(event_id_of(f))
-                         .level(f == host_fault::device_down ? severity::major : severity::minor)
+                         .level(f == host_fault::config_rejected ? severity::minor : severity::major)
                          .message(message));
     }
     notify(s.options.observer.state, s.device_id, state_name(s));

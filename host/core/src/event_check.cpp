@@ -216,7 +216,7 @@ const std::map<std::string, std::set<std::string>, std::less<>> &class_codes() {
     static const std::map<std::string, std::set<std::string>, std::less<>> table = {
         {"", {"offline", "driver_crashed", "driver_hung", "driver_parked", "communication_fault", "power_fault",
               "tamper", "self_test", "self_test_fault", "low_battery", "sensor_fault", "reset", "maintenance",
-              "device_down", "config_rejected"}},
+              "device_down", "config_rejected", "identity_conflict"}},
         {"arc_fault_breaker",
          {"arc_fault", "residual_current_high", "over_temperature", "over_voltage", "under_voltage", "over_current",
           "short_circuit", "phase_loss", "breaker_tripped", "breaker_closed", "breaker_fault"}},

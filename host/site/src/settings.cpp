@@ -116,7 +116,7 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
 void read_admin(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "admin", cx.diag);
     if (!t) return;
-    table_reader r(*t, "admin", cx.diag, {"listen"});
+    table_reader r(*t, "admin", cx.diag, {"listen", "max_connections", "request_timeout_ms"});
     if (auto listen = r.string("listen", need::optional)) {
         std::string expected;
         if (parse_host_port(*listen, 0, expected))
@@ -124,6 +124,10 @@ void read_admin(const toml::table &root, load_context &cx, site_config &out) {
         else
             r.error("listen", "expected " + expected + ", got " + in_quotes(*listen));
     }
+    if (auto v = r.integer("max_connections", 1, 4096, need::optional))
+        out.admin_max_connections = static_cast<std::size_t>(*v);
+    if (auto v = r.integer("request_timeout_ms", 100, 600000, need::optional))
+        out.admin_request_timeout = std::chrono::milliseconds(*v);
 }
 
 void read_sink(const toml::table &root, load_context &cx, site_config &out) {

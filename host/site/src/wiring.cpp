@@ -133,7 +133,7 @@ void wiring_reader::bus(const toml::table &t, const std::string &path) {
 }
 
 void wiring_reader::listener(const toml::table &t, const std::string &path) {
-    table_reader r(t, path, cx_.diag, {"id", "listen"});
+    table_reader r(t, path, cx_.diag, {"id", "listen", "max_unbound", "identify_timeout_ms"});
     listener_config l;
     l.where = cx_.diag.where(t.source());
     if (auto id = unique_id(r, "listener", listener_ids_)) l.id = *id;
@@ -159,6 +159,8 @@ void wiring_reader::listener(const toml::table &t, const std::string &path) {
             r.error("listen", "expected " + expected + ", got " + in_quotes(*listen));
         }
     }
+    if (auto v = r.integer("max_unbound", 1, 4096, need::optional)) l.max_unbound = static_cast<std::size_t>(*v);
+    if (auto v = r.integer("identify_timeout_ms", 100, 600000, need::optional)) l.identify_timeout = milliseconds(*v);
     out_.listeners.push_back(std::move(l));
 }
 

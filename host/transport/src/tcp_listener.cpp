@@ -1,6 +1,8 @@
 // A TCP listener devices connect in to (e.g. a fire panel's UITD). Each accepted connection is claimed by a device
 // attached by its peer address, or else by the identity that the plugin's identify function reads from the
-// connection's first bytes; a connection nobody claims is closed and counted.
+// connection's first bytes; a connection nobody claims is closed and counted. GB/T 26875.3 has no authentication, so
+// a connection naming a device that is connected already is refused, not handed over: otherwise anyone who can reach
+// the port could take over a fire panel's identity, inject alarms and end the real ones.
 //
 // Threading: accepting and identifying run on the listener's strand (so identify is never called concurrently); the
 // registry of attached devices is shared with the device links' executors and guarded by a mutex. A claimed socket
@@ -27,12 +29,10 @@ namespace {
 
 using tcp = asio::ip::tcp;
 
-// A connection that has not identified itself within this time, or in this many bytes, is closed.
-constexpr std::chrono::seconds identify_deadline{10};
+// A connection that has not identified itself in this many bytes is closed. With listener_limits::max_unbound this
+// bounds what a listener buffers, and the descriptors it holds, for strangers (64 x 4.5 KiB by default), however
+// many connect: a flood of silent or chatty peers costs no more, and bound devices keep flowing.
 constexpr std::size_t identify_limit = 4096;
-// Connections identifying at once; one more is closed at accept. With identify_limit this bounds what a listener
-// buffers for strangers (64 x 4.5 KiB), however many connect: a flood of silent or chatty peers costs no more.
-constexpr std::size_t identify_sessions_limit = 64;
 
 asio::ip::address normalized(const asio::ip::address &a) {
     if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
@@ -43,13 +43,17 @@ class accepted_link;
 
 class listener_core final : public tcp_listener, public std::enable_shared_from_this<listener_core> {
 public:
-    listener_core(asio::io_context &io, const std::string &address, std::uint16_t port);
+    listener_core(asio::io_context &io, const std::string &address, std::uint16_t port, listener_limits limits);
     ~listener_core() override;
 
     std::uint16_t port() const override { return port_; }
     void set_identifier(identify_fn identify) override {
         std::lock_guard lock(mu_);
         identify_ = std::move(identify);
+    }
+    void set_conflict_handler(conflict_fn on_conflict) override {
+        std::lock_guard lock(mu_);
+        on_conflict_ = std::move(on_conflict);
     }
     std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) override;
     std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) override;
@@ -65,8 +69,9 @@ public:
 
     // From identify sessions, on the listener strand.
     fl_status identify(const std::vector<std::uint8_t> &bytes, std::string &identity);
-    bool claim_identity(const std::string &identity, tcp::socket &socket, std::vector<std::uint8_t> &first,
-                        const std::string &peer);
+    enum class claim { taken, nobody, conflict };
+    claim claim_identity(const std::string &identity, tcp::socket &socket, std::vector<std::uint8_t> &first,
+                         const std::string &peer);
     void reject(tcp::socket &socket, const std::string &peer, const std::string &why);
     void identify_ended() { --identifying_; }
 
@@ -78,7 +83,15 @@ private:
         executor ex;
         bool open = false;       // the device called open() and is waiting for (or has) a connection
         std::uint64_t token = 0; // the connection handed to it last; 0 when it has none
+        std::string token_peer;  // where that connection came from
     };
+    // Conflicts reported to on_conflict_, per identity: the first at once, then at most one a window, counting the
+    // rest; a forger retrying in a loop must not flood the platform with faults. On the strand.
+    struct conflict_report {
+        std::chrono::steady_clock::time_point last{};
+        std::uint64_t quiet = 0;  // refused since the last report
+    };
+    void report_conflict(const std::string &identity, const std::string &peer, const std::string &live_peer);
 
     std::unique_ptr<link> attach(executor ex, std::optional<asio::ip::address> peer, std::string identity,
                                  link_events events);
@@ -88,6 +101,7 @@ private:
     void hand_over(device_entry &d, tcp::socket socket, std::vector<std::uint8_t> first, const std::string &peer);
 
     asio::strand<asio::io_context::executor_type> strand_;
+    const listener_limits limits_;
     tcp::acceptor acceptor_;
     asio::steady_timer accept_retry_;
     std::uint16_t port_ = 0;
@@ -102,9 +116,11 @@ private:
     std::string last_quiet_;          // the last of them: "10.0.0.5:4711: why"
     // Identify sessions alive. Atomic only because a session torn down with the io_context dies off the strand.
     std::atomic<std::size_t> identifying_{0};
+    std::map<std::string, conflict_report> conflicts_;  // by identity; only attached devices' identities get here
 
     mutable std::mutex mu_;  // guards everything below
     identify_fn identify_;
+    conflict_fn on_conflict_;
     std::map<std::uint64_t, device_entry> devices_;
     std::uint64_t next_device_ = 0;
     std::uint64_t next_token_ = 0;
@@ -214,16 +230,17 @@ private:
 // A connection reading its first bytes until identify names its device.
 class identify_session final : public std::enable_shared_from_this<identify_session> {
 public:
-    identify_session(tcp::socket socket, std::weak_ptr<listener_core> listener, std::string peer)
+    identify_session(tcp::socket socket, std::weak_ptr<listener_core> listener, std::string peer,
+                     std::chrono::milliseconds deadline)
         : socket_(std::move(socket)), deadline_(socket_.get_executor()), listener_(std::move(listener)),
-          peer_(std::move(peer)) {}
+          peer_(std::move(peer)), timeout_(deadline) {}
     // Normally the last completion of a session, on the listener strand, destroys it.
     ~identify_session() {
         if (const auto listener = listener_.lock()) listener->identify_ended();
     }
 
     void start() {
-        deadline_.expires_after(identify_deadline);
+        deadline_.expires_after(timeout_);
         deadline_.async_wait([self = shared_from_this()](const error_code &ec) {
             if (ec) return;
             self->timed_out_ = true;
@@ -263,15 +280,26 @@ private:
             return;
         }
         deadline_.cancel();
-        if (s != FL_OK) listener->reject(socket_, peer_, "identify refused the first bytes");
-        else if (!listener->claim_identity(identity, socket_, first_, peer_))
+        if (s != FL_OK) {
+            listener->reject(socket_, peer_, "identify refused the first bytes");
+            return;
+        }
+        switch (listener->claim_identity(identity, socket_, first_, peer_)) {
+        case listener_core::claim::taken: break;
+        case listener_core::claim::nobody:
             listener->reject(socket_, peer_, "no open device with identity '" + identity + "'");
+            break;
+        case listener_core::claim::conflict:
+            listener->reject(socket_, peer_, "identity '" + identity + "' is connected already");
+            break;
+        }
     }
 
     tcp::socket socket_;
     asio::steady_timer deadline_;
     std::weak_ptr<listener_core> listener_;
     std::string peer_;
+    const std::chrono::milliseconds timeout_;
     std::vector<std::uint8_t> first_;
     std::array<std::uint8_t, 512> chunk_{};
     bool timed_out_ = false;
@@ -279,8 +307,10 @@ private:
 
 // ---- listener_core ---------------------------------------------------------------------------------------------
 
-listener_core::listener_core(asio::io_context &io, const std::string &address, std::uint16_t port)
-    : strand_(asio::make_strand(io)), acceptor_(strand_), accept_retry_(strand_), reject_window_(strand_) {
+listener_core::listener_core(asio::io_context &io, const std::string &address, std::uint16_t port,
+                             listener_limits limits)
+    : strand_(asio::make_strand(io)), limits_(limits), acceptor_(strand_), accept_retry_(strand_),
+      reject_window_(strand_) {
     error_code ec;
     const auto ip = asio::ip::make_address(address.empty() ? "0.0.0.0" : address, ec);
     if (ec)
@@ -321,7 +351,7 @@ std::unique_ptr<link> listener_core::attach(executor ex, std::optional<asio::ip:
     std::lock_guard lock(mu_);
     const std::uint64_t id = ++next_device_;
     auto impl = std::make_shared<accepted_link>(ex, std::move(events), shared_from_this(), id, "tcp-in " + name);
-    devices_.emplace(id, device_entry{peer, std::move(identity), impl, ex});
+    devices_.emplace(id, device_entry{peer, std::move(identity), impl, ex, false, 0, {}});
     return std::make_unique<accepted_link_handle>(std::move(impl));
 }
 
@@ -393,11 +423,12 @@ void listener_core::on_accept(const error_code &ec, tcp::socket socket) {
     lock.unlock();
     if (!identifying) {
         reject(socket, peer, "no device attached for this address");
-    } else if (identifying_ >= identify_sessions_limit) {
-        reject(socket, peer, std::to_string(identify_sessions_limit) + " connections are identifying already");
+    } else if (identifying_ >= limits_.max_unbound) {
+        reject(socket, peer, std::to_string(limits_.max_unbound) + " connections are identifying already");
     } else {
         ++identifying_;
-        std::make_shared<identify_session>(std::move(socket), weak_from_this(), peer)->start();
+        std::make_shared<identify_session>(std::move(socket), weak_from_this(), peer, limits_.identify_timeout)
+            ->start();
     }
 }
 
@@ -416,20 +447,57 @@ fl_status listener_core::identify(const std::vector<std::uint8_t> &bytes, std::s
     }
 }
 
-bool listener_core::claim_identity(const std::string &identity, tcp::socket &socket,
-                                   std::vector<std::uint8_t> &first, const std::string &peer) {
-    std::lock_guard lock(mu_);
+listener_core::claim listener_core::claim_identity(const std::string &identity, tcp::socket &socket,
+                                                   std::vector<std::uint8_t> &first, const std::string &peer) {
+    std::unique_lock lock(mu_);
     for (auto &[id, d] : devices_) {
         if (d.peer || !d.open || d.identity != identity) continue;
+        if (d.token != 0) {
+            // Its connection is open: keepalive ends one whose device vanished within about a minute, and the
+            // device's next connection is taken then. Until then the live connection keeps the identity.
+            const std::string live_peer = d.token_peer;
+            lock.unlock();
+            report_conflict(identity, peer, live_peer);
+            return claim::conflict;
+        }
         hand_over(d, std::move(socket), std::move(first), peer);
-        return true;
+        return claim::taken;
     }
-    return false;
+    return claim::nobody;
+}
+
+void listener_core::report_conflict(const std::string &identity, const std::string &peer,
+                                    const std::string &live_peer) {
+    constexpr std::chrono::seconds window{60};
+    auto &r = conflicts_[identity];
+    const auto now = std::chrono::steady_clock::now();
+    if (r.last != std::chrono::steady_clock::time_point{} && now - r.last < window) {
+        ++r.quiet;
+        return;
+    }
+    std::string what = "a connection from " + peer + " claimed identity '" + identity +
+                       "', which is connected from " + live_peer + ": refused, the connected one kept";
+    if (r.quiet) what += " (" + std::to_string(r.quiet) + " more refused since the last report)";
+    r.last = now;
+    r.quiet = 0;
+    spdlog::warn("[{}] {}", name_, what);
+    conflict_fn on_conflict;
+    {
+        std::lock_guard lock(mu_);
+        on_conflict = on_conflict_;
+    }
+    if (!on_conflict) return;
+    try {
+        on_conflict(identity, peer, what);
+    } catch (const std::exception &e) {
+        spdlog::error("[{}] the identity conflict handler threw: {}", name_, e.what());
+    }
 }
 
 void listener_core::hand_over(device_entry &d, tcp::socket socket, std::vector<std::uint8_t> first,
                               const std::string &peer) {
     d.token = ++next_token_;
+    d.token_peer = peer;
     asio::post(d.ex, [link = d.link, socket = std::move(socket), first = std::move(first), token = d.token,
                       peer]() mutable {
         if (const auto l = link.lock()) l->adopt(std::move(socket), std::move(first), token, peer);
@@ -472,8 +540,9 @@ void listener_core::reject(tcp::socket &socket, const std::string &peer, const s
 }  // namespace
 }  // namespace detail
 
-std::shared_ptr<tcp_listener> make_tcp_listener(boost::asio::io_context &io, std::string address, std::uint16_t port) {
-    auto listener = std::make_shared<detail::listener_core>(io, address, port);
+std::shared_ptr<tcp_listener> make_tcp_listener(boost::asio::io_context &io, std::string address, std::uint16_t port,
+                                                listener_limits limits) {
+    auto listener = std::make_shared<detail::listener_core>(io, address, port, limits);
     listener->start();
     return listener;
 }

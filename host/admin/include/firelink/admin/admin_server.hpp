@@ -68,8 +68,13 @@ struct admin_handlers {
 struct admin_options {
     std::string host = "127.0.0.1";  // an address or a name that resolves; loopback unless told otherwise
     std::uint16_t port = 0;          // 0: an ephemeral port, which port() then tells
-    std::chrono::milliseconds request_timeout{10'000};  // a whole request, and each response write
+    // A whole request from its first byte (so a slowloris sending a header a byte at a time is cut off), the wait
+    // for the next request on a kept-alive connection, and each response write.
+    std::chrono::milliseconds request_timeout{10'000};
     std::size_t body_limit = 64 * 1024;
+    // Connections open at once; one more is closed at accept (counted, logged a few at a time). Each holds a
+    // descriptor: a flood on the admin port must not take the ones devices, runners and the uplink need.
+    std::size_t max_connections = 64;
 };
 
 // "127.0.0.1:9100", "localhost:9100", "[::1]:9100" (the form of --admin-listen). Throws std::invalid_argument saying

@@ -105,8 +105,11 @@ link_factory dormant_link(int fl_transport_kind, int unit);
 enum class host_fault {
     device_down,      // major: the device cannot run (create or start refused, its wire never opened, runner parked)
     config_rejected,  // minor: a reload's new definition was refused; the device runs on its previous one
+    // major: a connection claimed the identity of the device while its connection was open, and was refused (the
+    // protocol has no authentication: someone may be forging the device). No restore: an operator looks.
+    identity_conflict,
 };
-const char *to_string(host_fault f);  // its event code: "device_down", "config_rejected"
+const char *to_string(host_fault f);  // its event code: "device_down", "config_rejected", "identity_conflict"
 
 struct open_host_fault {
     std::string device_id;
@@ -215,9 +218,9 @@ public:
     // The fault ends when an instance of the device runs: started, and with a wire, once its wire has opened. A
     // started device whose wire has not opened within its liveness budget (60 s with liveness off) is down too.
     void set_down(const down_spec &spec, const std::string &reason);
-    // The host's faults other than device_down (config_rejected): raised through the device's instance or place
-    // holder, again only when the message changed; ended with a restore. False when the runtime has neither for the
-    // id, or when nothing changed.
+    // The host's faults other than device_down (config_rejected, identity_conflict): raised through the device's
+    // instance or place holder, again only when the message changed; ended with a restore. False when the runtime
+    // has neither for the id, or when nothing changed.
     bool raise_fault(const std::string &device_id, host_fault f, const std::string &message);
     bool end_fault(const std::string &device_id, host_fault f, const std::string &message);
     std::vector<open_host_fault> open_faults(host_fault f) const;

@@ -53,6 +53,10 @@ struct listener_config {
     std::string id;
     std::string address;  // "0.0.0.0", "::" (an IPv6 address without its brackets)
     std::uint16_t port = 0;
+    // Connections not yet bound to a device: at most this many at once (more are closed at accept), each closed if
+    // it has not identified within the timeout. A flood of strangers costs these descriptors, never a device's.
+    std::size_t max_unbound = 64;                          // max_unbound (1..4096)
+    std::chrono::milliseconds identify_timeout{10'000};    // identify_timeout_ms (100..600000)
     source_position where;
 };
 
@@ -157,6 +161,8 @@ struct site_config {
     std::string gateway_name;
     std::vector<std::filesystem::path> plugin_dirs;  // made absolute, relative to the config file's folder
     std::string admin_listen = "127.0.0.1:9180";
+    std::size_t admin_max_connections = 64;                   // [admin] max_connections (1..4096)
+    std::chrono::milliseconds admin_request_timeout{10'000};  // [admin] request_timeout_ms (100..600000)
     std::string sink_kind = "stdout";                // "stdout", "jsonl" or "none" (default "none" with an [uplink])
     std::filesystem::path sink_path;                 // for "jsonl", made absolute
     std::chrono::milliseconds watchdog_warn{100};

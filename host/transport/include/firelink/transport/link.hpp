@@ -30,8 +30,9 @@
 //     does not take within 10 s ends the connection (LOST). On a shared bus a device has at most one request queued
 //     or in its turn (a second is FL_BUSY), of at most 64 KiB.
 //   - a TCP listener holds at most 4 KiB per connection that has not yet identified itself (a peer that sends more
-//     without identifying, or takes more than 10 s, is closed and counted in unmatched_connections), and at most
-//     64 such connections at once (more are closed at once, also counted).
+//     without identifying, or takes longer than listener_limits::identify_timeout, 10 s by default, is closed and
+//     counted in unmatched_connections), and at most listener_limits::max_unbound (64) such connections at once
+//     (more are closed at once, also counted).
 #pragma once
 
 #include <chrono>
@@ -148,19 +149,32 @@ public:
     // Called on the listener's strand (never concurrently with itself, but not on any device's executor).
     using identify_fn = std::function<fl_status(const std::uint8_t *data, std::size_t size, std::string &identity)>;
     virtual void set_identifier(identify_fn identify) = 0;
+    // A connection identified as a device whose connection is open is closed (the open one keeps flowing) and
+    // reported here: at once for the first, then at most once a minute per identity (`what` counts the rest). On the
+    // listener's strand. `what` names both peers, for a log or a fault.
+    using conflict_fn =
+        std::function<void(const std::string &identity, const std::string &peer, const std::string &what)>;
+    virtual void set_conflict_handler(conflict_fn on_conflict) = 0;
     // Throws std::invalid_argument when peer_address is not an IP address literal.
     virtual std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) = 0;
     virtual std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) = 0;
-    // Connections no device claimed (closed): unknown peers and identities, identify refusals, more than 4 KiB or
-    // 10 s without an identity, and connections beyond the 64 identifying at once.
+    // Connections no device claimed (closed): unknown peers and identities, identities connected already, identify
+    // refusals, more than 4 KiB or identify_timeout without an identity, and connections beyond max_unbound.
     virtual std::uint64_t unmatched_connections() const = 0;
     // Stops accepting for good and releases the port; links already connected keep their connections. For a host
     // that is stopping: call it before its devices close, or every device that reconnects in the meantime (a panel
     // retries within milliseconds) is accepted only to be closed again as unclaimed. Any thread; returns at once.
     virtual void stop_accepting() = 0;
 };
+// What a listener gives connections that no device has claimed yet ([[listener]] in the site file). Each holds a
+// descriptor, so the cap, not the peers, says how many a flood costs; connections beyond it are closed at accept.
+struct listener_limits {
+    std::size_t max_unbound = 64;                       // connections identifying at once
+    std::chrono::milliseconds identify_timeout{10'000};  // to identify, from accept
+};
 // Throws std::system_error when the address cannot be bound. It keeps accepting while it or any link attached to it
 // exists.
-std::shared_ptr<tcp_listener> make_tcp_listener(boost::asio::io_context &io, std::string address, std::uint16_t port);
+std::shared_ptr<tcp_listener> make_tcp_listener(boost::asio::io_context &io, std::string address, std::uint16_t port,
+                                                listener_limits limits = {});
 
 }  // namespace firelink::transport
