@@ -68,6 +68,16 @@ struct catalog {
     site::signing_config signing{.policy = "off", .trusted = {}};
     // What the check of each plugin file found (its signer, or why it has none), for /healthz and the log.
     std::map<std::filesystem::path, signing::verdict> signatures;
+    // The descriptors plugins were loaded through in this process, open as long as the catalog: dlopen knows a
+    // library by the name it was opened as, so a /proc/self/fd/N reused by the next file would give back the last.
+    std::vector<int> mapped_fds;
+
+    catalog() = default;
+    catalog(const catalog &) = delete;
+    catalog &operator=(const catalog &) = delete;
+    ~catalog() {
+        for (int fd : mapped_fds) ::close(fd);
+    }
 
     // Loads every plugin file under dirs that was not loaded before.
     void scan(const std::vector<std::filesystem::path> &dirs) {
@@ -137,16 +147,22 @@ struct catalog {
     // when [plugins.isolation_of] says otherwise for that id.
     core::load_result load(const std::filesystem::path &file) {
         int fd = -1;
+        bool kept = false;  // in mapped_fds
         struct closer {
             int &fd;
+            bool &kept;
             ~closer() {
-                if (fd >= 0) ::close(fd);
+                if (fd >= 0 && !kept) ::close(fd);
             }
-        } close_fd{fd};
+        } close_fd{fd, kept};
         if (auto refused = check_signature(file, fd)) return *refused;
         auto load_in = [&](bool in_process) -> core::load_result {
-            if (in_process)
-                return fd < 0 ? loader.load(file) : loader.load("/proc/self/fd/" + std::to_string(fd), file);
+            if (in_process && fd >= 0) {
+                if (!kept) mapped_fds.push_back(fd);
+                kept = true;
+                return loader.load("/proc/self/fd/" + std::to_string(fd), file);
+            }
+            if (in_process) return loader.load(file);
             auto r = isolation::load_out_of_process(file, runner_options, fd);
             if (auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r)) {
                 const auto &id = (*p)->info().id;

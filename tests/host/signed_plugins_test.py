@@ -68,7 +68,9 @@ class SignedPlugins(unittest.TestCase):
         self.unsigned = self.copy("hello-cpp.so", "hello-cpp.so")
         self.untrusted = self.copy("hello-cpp.so", "other-vendor.so")
         self.tampered = self.copy("hello-cpp.so", "tampered.so")
+        self.second = self.copy("fire_panel.so", "zz-panel.so")  # a second signed plugin, loaded after the refusals
         run(SIGN, "sign", "-s", self.sec, "-t", "hello-c 1.0 for the test", self.good)
+        run(SIGN, "sign", "-s", self.sec, self.second)
         run(SIGN, "sign", "-s", self.other_sec, self.untrusted)
         run(SIGN, "sign", "-s", self.sec, self.tampered)
         with open(self.tampered, "r+b") as f:  # one byte, where the dynamic linker does not look
@@ -166,8 +168,10 @@ config = {{ period_ms = 50 }}
         refused = "\n".join(health["plugins_refused"])
         self.assertEqual(len(health["plugins_refused"]), 3, health)
         self.assertIn(f"{self.untrusted}: signature_refused: signed by key ID {key_id(self.other_pub)}", refused)
-        [plugin] = health["plugins"]
+        plugin, second = health["plugins"]
         self.assertEqual(plugin["id"], "org.firelink.examples.hello-c")
+        self.assertTrue(second["signature"]["verified"], second)
+        self.assertNotEqual(second["id"], plugin["id"])
         self.assertEqual(plugin["isolation"], isolation)
         self.assertEqual(plugin["signature"], {"verified": True, "key_id": key_id(self.pub),
                                                "trusted_comment": "hello-c 1.0 for the test"})
@@ -223,7 +227,7 @@ config = {{ period_ms = 50 }}
         self.write_site("require", "in_process")
         p = run(HOST, "check-config", self.config)  # the device's plugin is signed: the site is valid
         self.check_refusals(p.stderr)
-        self.assertIn("1 plugin(s)", p.stdout)
+        self.assertIn("2 plugin(s)", p.stdout)
 
     def test_BadKeyFileIsNamedAtItsLine(self):
         missing = os.path.join(self.keys, "missing.pub")
