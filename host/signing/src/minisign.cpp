@@ -186,10 +186,14 @@ std::variant<signature, std::string> parse_signature(std::string_view text) {
 std::optional<std::string> read_small_file(const std::filesystem::path &file, std::size_t max_bytes) {
     std::ifstream in(file, std::ios::binary);
     if (!in) return std::nullopt;
-    std::string out(max_bytes + 1, '\0');
-    in.read(out.data(), static_cast<std::streamsize>(out.size()));
-    if (in.bad() || static_cast<std::size_t>(in.gcount()) > max_bytes) return std::nullopt;
-    out.resize(static_cast<std::size_t>(in.gcount()));
+    // In chunks, to the end: memory grows with the file, never past the cap, whatever the file claims to be.
+    std::string out;
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        if (out.size() + static_cast<std::size_t>(in.gcount()) > max_bytes) return std::nullopt;
+        out.append(buf, static_cast<std::size_t>(in.gcount()));
+    }
+    if (in.bad()) return std::nullopt;
     return out;
 }
 
