@@ -10,7 +10,8 @@ namespace firelink::cli {
 
 // `firelink-host plugins PATH...`: lists each plugin's id, version, ABI version and drivers, and one clear reason for
 // each refused file.
-int list_plugins(const std::vector<std::string> &paths);
+// `trusted_keys`: minisign public key files; each plugin's signature is checked against them and its signer shown.
+int list_plugins(const std::vector<std::string> &paths, const std::vector<std::string> &trusted_keys = {});
 
 struct try_options {
     std::vector<std::string> paths;

@@ -118,9 +118,15 @@ admin::health_answer judge_health(const health_facts &f) {
                       {"ring_bytes", {{"alarm", p.runner->ring_bytes[0]},
                                       {"event", p.runner->ring_bytes[1]},
                                       {"telemetry", p.runner->ring_bytes[2]}}}});
+        if (p.signature) {
+            const auto &v = *p.signature;
+            j["signature"] = {{"verified", v.ok()}, {"key_id", v.id ? signing::to_hex(*v.id) : ""}};
+            j["signature"][v.ok() ? "trusted_comment" : "problem"] = v.ok() ? v.trusted_comment : v.why;
+        }
         plugins.push_back(std::move(j));
     }
     out["plugins"] = std::move(plugins);
+    out["plugins_refused"] = f.refused_plugins;
     // replace: a driver's or the platform's error text need not be valid UTF-8.
     return {status == "ok", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }

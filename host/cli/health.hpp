@@ -14,6 +14,7 @@
 
 #include <firelink/admin/admin_server.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
+#include <firelink/signing/minisign.hpp>
 #include <firelink/uplink/uplink.hpp>
 
 namespace firelink::cli {
@@ -34,8 +35,12 @@ struct health_facts {
         std::string id;
         bool remote = false;
         std::optional<isolation::runner_status> runner;
+        std::optional<signing::verdict> signature;  // unless [plugins] signatures = "off"
     };
     std::vector<plugin> plugins;
+    // Plugin files not loaded, each "file: reason: detail". Not a reason to be degraded by itself: the devices that
+    // needed one are not started, and are.
+    std::vector<std::string> refused_plugins;
     struct uplink_facts {
         uplink::queue_stats queue;
         uplink::uplink_report report;

@@ -2,10 +2,14 @@
 #include <string>
 #include <variant>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/signing/minisign.hpp>
 
 #include "commands.hpp"
 
@@ -52,6 +56,31 @@ void print_plugin(const core::plugin_info &info) {
                     info.extra_exports.size(), FL_ENTRY_SYMBOL, join(info.extra_exports).c_str());
 }
 
+// Who signed the file: checked against the trusted keys when there are some, else only what the signature claims.
+void print_signature(const std::filesystem::path &file, const std::vector<signing::public_key> &trusted) {
+    const std::string sig_file = file.string() + ".minisig";
+    if (!trusted.empty()) {
+        const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return;
+        const auto v = signing::verify_fd(fd, sig_file, trusted);
+        ::close(fd);
+        if (v.ok())
+            std::printf("  signed by key ID %s | trusted comment: %s\n", signing::to_hex(*v.id).c_str(),
+                        v.trusted_comment.c_str());
+        else
+            std::printf("  signature: NOT VERIFIED: %s\n", v.why.c_str());
+        return;
+    }
+    const auto text = signing::read_small_file(sig_file, signing::max_signature_bytes);
+    if (!text) return (void)std::printf("  signature: none (no .minisig beside it)\n");
+    auto parsed = signing::parse_signature(*text);
+    if (auto *why = std::get_if<std::string>(&parsed))
+        return (void)std::printf("  signature: unreadable: %s\n", why->c_str());
+    const auto &s = std::get<signing::signature>(parsed);
+    std::printf("  signature: claims key ID %s | trusted comment: %s (not checked: give --trusted-key)\n",
+                signing::to_hex(s.id).c_str(), s.trusted_comment.c_str());
+}
+
 // The plugin-level fl_host for the init/deinit probe of a listing: logs go to stderr through spdlog's default.
 void probe_log(const fl_host *, std::int32_t level, const char *message) {
     std::fprintf(stderr, "  plugin log (%d): %s\n", level, message ? message : "");
@@ -61,7 +90,16 @@ const void *probe_extension(const fl_host *, const char *) { return nullptr; }
 
 }  // namespace
 
-int list_plugins(const std::vector<std::string> &paths) {
+int list_plugins(const std::vector<std::string> &paths, const std::vector<std::string> &trusted_keys) {
+    std::vector<signing::public_key> trusted;
+    for (const auto &k : trusted_keys) {
+        auto parsed = signing::read_public_key(k);
+        if (auto *why = std::get_if<std::string>(&parsed)) {
+            std::fprintf(stderr, "%s: %s\n", k.c_str(), why->c_str());
+            return 2;
+        }
+        trusted.push_back(std::get<signing::public_key>(parsed));
+    }
     core::plugin_loader loader;
     std::size_t loaded = 0, refused = 0;
     // Loaded plugins stay loaded until the end, so that a duplicate id in a later file is recognised.
@@ -97,6 +135,7 @@ int list_plugins(const std::vector<std::string> &paths) {
             }
             p->deinit();
             print_plugin(p->info());
+            print_signature(file, trusted);
             ++loaded;
             keep.push_back(std::move(p));
         }

@@ -18,9 +18,11 @@ int main(int argc, char **argv) {
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->check(
         CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
 
-    std::vector<std::string> list_paths;
+    std::vector<std::string> list_paths, list_keys;
     auto *plugins = app.add_subcommand("plugins", "List plugins (files or directories); exit 1 if any is refused");
     plugins->add_option("PATH", list_paths, "plugin files or directories of them")->required();
+    plugins->add_option("--trusted-key", list_keys, "minisign public key file to check each plugin's signature with")
+        ->allow_extra_args(false);  // one per --trusted-key: the paths that follow are plugins
 
     firelink::cli::try_options try_opt;
     auto *try_cmd = app.add_subcommand(
@@ -59,7 +61,7 @@ int main(int argc, char **argv) {
     spdlog::set_default_logger(logger);
     spdlog::set_level(spdlog::level::from_str(log_level));
 
-    if (*plugins) return firelink::cli::list_plugins(list_paths);
+    if (*plugins) return firelink::cli::list_plugins(list_paths, list_keys);
     if (*run) {
         if (!admin_listen.empty()) run_opt.admin_listen = admin_listen;
         return firelink::cli::run_site(run_opt);

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/payload.hpp>
 #include <firelink/pipeline/sinks.hpp>
+#include <firelink/signing/minisign.hpp>
 #include <firelink/site/suggest.hpp>
 #include <firelink/transport/link.hpp>
 #include <firelink/uplink/uplink.hpp>
@@ -60,9 +62,23 @@ struct catalog {
     std::vector<std::shared_ptr<core::plugin>> plugins;
     std::set<std::filesystem::path> seen;
     std::vector<std::string> refusals;
-    // Where plugins run; until isolate() is called, in this process.
+    // Where plugins run; until configure() is called, in this process.
     std::optional<site::isolation_config> isolation;
     isolation::supervisor_options runner_options;
+    // Whose plugins load ([plugins] signatures, trusted_keys); nothing is checked until configure() is called.
+    site::signing_config signing{.policy = "off", .trusted = {}};
+    // What the check of each plugin file found (its signer, or why it has none), for /healthz and the log.
+    std::map<std::filesystem::path, signing::verdict> signatures;
+    // The descriptors plugins were loaded through in this process, open as long as the catalog: dlopen knows a
+    // library by the name it was opened as, so a /proc/self/fd/N reused by the next file would give back the last.
+    std::vector<int> mapped_fds;
+
+    catalog() = default;
+    catalog(const catalog &) = delete;
+    catalog &operator=(const catalog &) = delete;
+    ~catalog() {
+        for (int fd : mapped_fds) ::close(fd);
+    }
 
     // Loads every plugin file under dirs that was not loaded before.
     void scan(const std::vector<std::filesystem::path> &dirs) {
@@ -89,8 +105,9 @@ struct catalog {
         }
     }
 
-    // Plugins load where the site says, with its runner settings.
-    void isolate(const site::site_config &cfg) {
+    // Plugins load where the site says, with its runner settings, if signed as it says.
+    void configure(const site::site_config &cfg) {
+        signing = cfg.signing;
         isolation = cfg.isolation;
         auto &ro = runner_options;
         ro.runner = cfg.isolation.runner;
@@ -106,12 +123,48 @@ struct catalog {
         ro.data_credit_kb = cfg.isolation.data_credit_kb;
     }
 
+    // The file is opened once; its signature is checked on what this descriptor reads, and the plugin is loaded
+    // through it (here as /proc/self/fd/N, in a runner as the descriptor handed over), so that the file checked is
+    // the file mapped even if another is renamed into its place meanwhile. The refusal under "require"; nullopt
+    // otherwise ("warn" logs and loads; "off" checks nothing and leaves fd at -1).
+    std::optional<core::load_error> check_signature(const std::filesystem::path &file, int &fd) {
+        if (signing.policy == "off") return std::nullopt;
+        fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return core::load_error{file, core::refusal::not_found, std::strerror(errno)};
+        auto v = signing::verify_fd(fd, file.string() + ".minisig", signing.keys());
+        if (v.ok())
+            spdlog::info("plugin {}: signed by key ID {}, trusted comment: {}", file.string(), signing::to_hex(*v.id),
+                         v.trusted_comment);
+        else if (signing.policy == "warn")
+            spdlog::warn("plugin {}: {}; loaded all the same ([plugins] signatures = \"warn\")", file.string(), v.why);
+        const bool refuse = !v.ok() && signing.policy == "require";
+        const std::string why = v.why;
+        signatures[file] = std::move(v);
+        if (refuse) return core::load_error{file, core::refusal::signature_refused, why};
+        return std::nullopt;
+    }
+
     // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved
     // when [plugins.isolation_of] says otherwise for that id.
     core::load_result load(const std::filesystem::path &file) {
+        int fd = -1;
+        bool kept = false;  // in mapped_fds
+        struct closer {
+            int &fd;
+            bool &kept;
+            ~closer() {
+                if (fd >= 0 && !kept) ::close(fd);
+            }
+        } close_fd{fd, kept};
+        if (auto refused = check_signature(file, fd)) return *refused;
         auto load_in = [&](bool in_process) -> core::load_result {
+            if (in_process && fd >= 0) {
+                if (!kept) mapped_fds.push_back(fd);
+                kept = true;
+                return loader.load("/proc/self/fd/" + std::to_string(fd), file);
+            }
             if (in_process) return loader.load(file);
-            auto r = isolation::load_out_of_process(file, runner_options);
+            auto r = isolation::load_out_of_process(file, runner_options, fd);
             if (auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r)) {
                 const auto &id = (*p)->info().id;
                 for (const auto &other : plugins)
@@ -374,6 +427,8 @@ private:
     std::unique_ptr<core::device_runtime> runtime_;
     catalog catalog_;                                            // control thread only
     std::vector<std::shared_ptr<core::plugin>> loaded_plugins_;  // what it has loaded, for the admin thread (cfg_mutex_)
+    std::vector<std::string> refused_plugins_;                   // and what it refused, "file: why" (cfg_mutex_)
+    std::map<std::filesystem::path, signing::verdict> plugin_signatures_;  // the catalog's, for the admin thread
     wiring wires_;
     std::map<std::string, std::string> fingerprints_;  // running device -> what it was made from
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
@@ -427,9 +482,12 @@ void site_host::forget(const std::string &device_id) {
 }
 
 void site_host::scan(const site::site_config &cfg) {
+    catalog_.signing = cfg.signing;  // a reload's trusted keys are the ones its new plugin files are checked against
     catalog_.scan(cfg.plugin_dirs);
     std::lock_guard lock(cfg_mutex_);
     loaded_plugins_ = catalog_.plugins;
+    refused_plugins_ = catalog_.refusals;
+    plugin_signatures_ = catalog_.signatures;
 }
 
 // Brings the running devices to plan.effective. Every removed and changed device is destroyed first, so that a bus or
@@ -670,8 +728,12 @@ health_facts site_host::health_now() const {
             const auto *cfg = cfg_.find_device(x.device_id);
             f.not_started[x.device_id] = (cfg ? at(cfg->where) + ": " : std::string()) + x.message;
         }
-        for (const auto &p : loaded_plugins_)
-            f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p)});
+        for (const auto &p : loaded_plugins_) {
+            const auto sig = plugin_signatures_.find(p->info().file);
+            f.plugins.push_back({p->info().id, p->remote(), isolation::status_of(*p),
+                                 sig == plugin_signatures_.end() ? std::nullopt : std::optional(sig->second)});
+        }
+        f.refused_plugins = refused_plugins_;
     }
     if (uplink_) f.uplink = health_facts::uplink_facts{queue_->stats(), uplink_->report()};
     return f;
@@ -1037,7 +1099,7 @@ int site_host::run() {
     // Through the queue, which outlives the runtime (the runners' supervisors ask until the runtime is gone).
     if (uplink_)
         options.admits = [q = queue_.get()](std::string_view kind) { return q->admit(uplink::lane_of(kind)); };
-    catalog_.isolate(cfg_);
+    catalog_.configure(cfg_);
     catalog_.runner_options.admits = options.admits;
     std::mutex counts_mutex;
     std::map<std::string, std::uint64_t> counts;
@@ -1251,7 +1313,7 @@ int check_config(const std::filesystem::path &config) {
     }
     const auto &cfg = std::get<site::site_config>(loaded);
     catalog plugins;
-    plugins.isolate(cfg);  // a plugin that crashes while loading is refused here as it would be at run time
+    plugins.configure(cfg);  // a plugin that crashes while loading is refused here as it would be at run time
     plugins.scan(cfg.plugin_dirs);
     // Each device's driver judges its config as `run` would have it created, where `run` runs the plugin (in its
     // runner by default). A runtime of its own, whose io_context never runs: nothing is started.

@@ -6,8 +6,8 @@
 // the device's timers, checks every emitted event at the boundary, and passes what crosses the process boundary on:
 // events and logs up, wire bytes and states down, wire operations up. The wires themselves stay in the host.
 //
-// Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--memory-mb N] [--open-files N]
-// [--user NAME] [--warn-ms N]`.
+// Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--plugin-fd N] [--memory-mb N]
+// [--open-files N] [--user NAME] [--warn-ms N]`.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -643,6 +643,7 @@ void refuse(iso::frame_writer &out, std::string_view reason, std::string_view de
 
 int main(int argc, char **argv) {
     std::string plugin_file;
+    int plugin_fd = -1;  // --plugin-fd: the file as the host opened and checked it
     iso::runner_limits limits;
     bool have_channel = false, have_rings = false;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -650,6 +651,7 @@ int main(int argc, char **argv) {
         const char *value = argv[i + 1];
         if (key == "--channel") have_channel = std::atoi(value) == channel_fd;
         else if (key == "--plugin") plugin_file = value;
+        else if (key == "--plugin-fd") plugin_fd = std::atoi(value);
         else if (key == "--memory-mb") limits.memory_mb = std::atoll(value);
         else if (key == "--open-files") limits.open_files = std::atoll(value);
         else if (key == "--user") limits.user = value;
@@ -682,7 +684,7 @@ int main(int argc, char **argv) {
         r.out.reset();
         return 3;
     }
-    const int plugin_fd = ::open(plugin_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (plugin_fd < 3) plugin_fd = ::open(plugin_file.c_str(), O_RDONLY | O_CLOEXEC);
     if (plugin_fd < 0) {
         refuse(*r.out, "not_found", plugin_file + ": " + std::strerror(errno));
         r.out.reset();

@@ -30,6 +30,7 @@ std::string_view to_string(refusal r) noexcept {
     case refusal::invalid_descriptor: return "invalid_descriptor";
     case refusal::duplicate_plugin_id: return "duplicate_plugin_id";
     case refusal::init_failed: return "init_failed";
+    case refusal::signature_refused: return "signature_refused";
     }
     return "unknown";
 }
@@ -172,8 +173,10 @@ void plugin_loader::forget(const std::string &plugin_id) {
     loaded_ids_.erase(std::remove(loaded_ids_.begin(), loaded_ids_.end(), plugin_id), loaded_ids_.end());
 }
 
-load_result plugin_loader::load(const fs::path &file) {
-    auto refuse = [&](refusal r, std::string detail) -> load_result { return load_error{file, r, std::move(detail)}; };
+load_result plugin_loader::load(const fs::path &file, const fs::path &named) {
+    auto refuse = [&](refusal r, std::string detail) -> load_result {
+        return load_error{named.empty() ? file : named, r, std::move(detail)};
+    };
 
     std::error_code ec;
     if (!fs::exists(file, ec)) return refuse(refusal::not_found, "no such file");
@@ -182,7 +185,7 @@ load_result plugin_loader::load(const fs::path &file) {
 
     std::unique_ptr<plugin> p(new plugin());
     p->lib_ = std::make_unique<plugin::library>();
-    p->info_.file = fs::absolute(file, ec);
+    p->info_.file = fs::absolute(named.empty() ? file : named, ec);
     try {
         // The throwing overload carries dlerror()'s text (missing dependency, undefined symbol) in what().
         p->lib_->lib.load(boost::dll::fs::path(file.string()),

@@ -51,7 +51,9 @@ void close_from(int lowest) {
 }  // namespace
 
 runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, const runner_limits &limits,
-                            const std::vector<int> &extra_fds) {
+                            const std::vector<int> &given_fds, int plugin_fd) {
+    std::vector<int> extra_fds = given_fds;
+    if (plugin_fd >= 0) extra_fds.push_back(plugin_fd);
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
         throw std::system_error(errno, std::generic_category(), "socketpair");
@@ -62,7 +64,10 @@ runner_process spawn_runner(const fs::path &runner, const fs::path &plugin, cons
     std::vector<const char *> argv = {runner_s.c_str(),   "--channel",   "3",          "--plugin",    plugin_s.c_str(),
                                       "--memory-mb",      mem.c_str(),   "--open-files", files.c_str(), "--user",
                                       limits.user.c_str(), "--warn-ms",  warn.c_str(), "--rings",
-                                      "4",                nullptr};
+                                      "4"};
+    const std::string plugin_fd_s = std::to_string(3 + extra_fds.size());  // where it lands in the child
+    if (plugin_fd >= 0) argv.insert(argv.end(), {"--plugin-fd", plugin_fd_s.c_str()});
+    argv.push_back(nullptr);
     const int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     const pid_t parent = ::getpid();
     const pid_t pid = ::fork();

@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -62,7 +63,7 @@ core::refusal refusal_named(std::string_view name) {
     for (auto r : {refusal::not_found, refusal::not_a_shared_library, refusal::load_failed, refusal::no_entry_symbol,
                    refusal::entry_too_small, refusal::incompatible_major, refusal::negotiation_refused,
                    refusal::negotiation_invalid, refusal::invalid_descriptor, refusal::duplicate_plugin_id,
-                   refusal::init_failed})
+                   refusal::init_failed, refusal::signature_refused})
         if (core::to_string(r) == name) return r;
     return refusal::load_failed;
 }
@@ -150,12 +151,17 @@ struct proxy_device {
 
 class runner_supervisor final : public core::plugin_backend, public std::enable_shared_from_this<runner_supervisor> {
 public:
-    runner_supervisor(std::filesystem::path file, supervisor_options options)
-        : file_(std::move(file)), opt_(std::move(options)) {
+    runner_supervisor(std::filesystem::path file, supervisor_options options, int plugin_fd)
+        : file_(std::move(file)), opt_(std::move(options)),
+          plugin_fd_(plugin_fd >= 0 ? ::fcntl(plugin_fd, F_DUPFD_CLOEXEC, 0) : -1) {
         if (opt_.runner.empty()) opt_.runner = default_runner_path();
         if (opt_.data_credit_kb > 0) data_credit_ = static_cast<std::uint64_t>(opt_.data_credit_kb) << 10;
+        if (plugin_fd >= 0 && plugin_fd_ < 0) throw std::system_error(errno, std::generic_category(), "dup");
     }
-    ~runner_supervisor() override { shutdown(); }
+    ~runner_supervisor() override {
+        shutdown();
+        if (plugin_fd_ >= 0) ::close(plugin_fd_);
+    }
 
     // Starts the first runner and waits for its hello.
     hello start();
@@ -209,6 +215,7 @@ private:
 
     std::filesystem::path file_;
     supervisor_options opt_;
+    int plugin_fd_;  // the file as the host checked it, for every runner started (restarts too); -1: by its path
     std::string plugin_id_;
     core::plugin_info info_;
     bool can_identify_ = false;
@@ -281,7 +288,7 @@ std::shared_ptr<connection> runner_supervisor::spawn() {
     for (auto l : {lane::alarm, lane::event, lane::telemetry}) c->lanes.emplace_back(*c->rings, l);
     c->bell = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->bell < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-    c->proc = spawn_runner(opt_.runner, file_, opt_.limits, {c->rings->fd(), c->bell});
+    c->proc = spawn_runner(opt_.runner, file_, opt_.limits, {c->rings->fd(), c->bell}, plugin_fd_);
     c->out = std::make_unique<frame_writer>(c->proc.fd, max_pending);
     {
         std::lock_guard lock(devices_mutex_);
@@ -1025,10 +1032,11 @@ runner_status runner_supervisor::status() const {
 
 }  // namespace
 
-core::load_result load_out_of_process(const std::filesystem::path &file, const supervisor_options &options) {
+core::load_result load_out_of_process(const std::filesystem::path &file, const supervisor_options &options,
+                                      int plugin_fd) {
     if (auto why = check_plugin_file(file); !why.empty())
         return core::load_error{file, core::refusal::load_failed, "the plugin file is not safe to load: " + why};
-    auto sup = std::make_shared<runner_supervisor>(file, options);
+    auto sup = std::make_shared<runner_supervisor>(file, options, plugin_fd);
     auto h = sup->start();
     if (!h.info) return core::load_error{file, h.reason, h.detail};
     return core::plugin::remote(*h.info, sup);

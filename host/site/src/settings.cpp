@@ -85,6 +85,42 @@ void read_isolation_of(const toml::table &t, load_context &cx, site_config &out)
     }
 }
 
+// [plugins] trusted_keys: minisign public key files, each read now so that a bad one is named at its line.
+void read_trusted_keys(table_reader &r, load_context &cx, site_config &out) {
+    constexpr std::string_view expected = "an array of minisign public key file paths";
+    const toml::node *keys = r.find("trusted_keys");
+    if (!keys) {
+        if (out.signing.policy == "require")
+            r.missing("trusted_keys", "with signatures = \"require\", " + std::string(expected));
+        return;
+    }
+    if (!keys->is_array()) return r.wrong_type("trusted_keys", expected);
+    const toml::array &a = *keys->as_array();
+    if (a.empty() && out.signing.policy == "require")
+        return r.error("trusted_keys", "signatures = \"require\" refuses every plugin without a trusted key");
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const toml::node &e = a[i];
+        const std::string key = "plugins.trusted_keys[" + std::to_string(i) + "]";
+        if (!e.is_string() || e.as_string()->get().empty()) {
+            cx.diag.error(e.source(), key, "expected a public key file path (a non-empty string), got " +
+                                               (e.is_string() ? std::string("\"\"") : type_phrase(e)));
+            continue;
+        }
+        const auto file = cx.resolve(e.as_string()->get());
+        auto parsed = signing::read_public_key(file);
+        if (auto *why = std::get_if<std::string>(&parsed)) {
+            cx.diag.error(e.source(), key, file.string() + ": " + *why);
+            continue;
+        }
+        const auto &k = std::get<signing::public_key>(parsed);
+        for (const auto &t : out.signing.trusted)
+            if (t.key.id == k.id && t.key.key != k.key)
+                cx.diag.error(e.source(), key, file.string() + ": key ID " + signing::to_hex(k.id) +
+                                                   " is also the id of another key, " + t.file.string());
+        out.signing.trusted.push_back({file, cx.diag.where(e.source()), k});
+    }
+}
+
 void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
     constexpr std::string_view expected = "an array of directory paths";
     const toml::table *t = section(root, "plugins", cx.diag);
@@ -93,8 +129,11 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
             cx.diag.error(root.source(), "plugins.dirs", "missing (expected " + std::string(expected) + ")");
         return;
     }
-    table_reader r(*t, "plugins", cx.diag, {"dirs", "isolation", "isolation_of"});
+    table_reader r(*t, "plugins", cx.diag, {"dirs", "isolation", "isolation_of", "signatures", "trusted_keys"});
     if (const auto mode = r.choice("isolation", isolation_modes, need::optional)) out.isolation.default_mode = *mode;
+    if (const auto policy = r.choice("signatures", {"require", "warn", "off"}, need::optional))
+        out.signing.policy = *policy;
+    read_trusted_keys(r, cx, out);
     if (const toml::table *of = r.subtable("isolation_of", need::optional)) read_isolation_of(*of, cx, out);
     const toml::node *dirs = r.find("dirs");
     if (!dirs) return r.missing("dirs", expected);

@@ -73,6 +73,12 @@ std::chrono::milliseconds site_config::heartbeat_of(const device_config &d) cons
     return seconds(60);
 }
 
+std::vector<signing::public_key> signing_config::keys() const {
+    std::vector<signing::public_key> out;
+    for (const auto &t : trusted) out.push_back(t.key);
+    return out;
+}
+
 bool isolation_config::in_process(const std::string &plugin_id) const {
     const auto it = by_plugin.find(plugin_id);
     return (it != by_plugin.end() ? it->second : default_mode) == "in_process";

@@ -29,6 +29,7 @@ enum class refusal {
     invalid_descriptor,
     duplicate_plugin_id,
     init_failed,
+    signature_refused,  // [plugins] signatures = "require" and no trusted signature (the host checks, before loading)
 };
 
 std::string_view to_string(refusal r) noexcept;
@@ -137,8 +138,9 @@ public:
     // The ABI version this host offers. Tests offer other versions to exercise negotiation.
     explicit plugin_loader(std::uint32_t host_abi_version = FL_ABI_VERSION) : host_version_(host_abi_version) {}
 
-    // Loads and negotiates one file and validates its descriptor. Does not call init.
-    load_result load(const std::filesystem::path &file);
+    // Loads and negotiates one file and validates its descriptor. Does not call init. `named`: the path to report
+    // as the plugin's file when `file` is a descriptor's /proc/self/fd/N (empty: `file` itself).
+    load_result load(const std::filesystem::path &file, const std::filesystem::path &named = {});
 
     // Every candidate file under `path`: the file itself, or the regular files of a directory (not recursive) whose
     // names end in ".so", sorted by name.

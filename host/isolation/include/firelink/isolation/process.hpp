@@ -30,8 +30,10 @@ struct runner_process {
 // Starts `runner` for `plugin`: the runner gets its end of a new socket pair as descriptor 3, `extra_fds` as 4, 5,
 // ... (the event rings, the bell), /dev/null as stdin and stdout, the host's stderr, and no other descriptor; it dies
 // with the host (PR_SET_PDEATHSIG). Throws std::system_error when the socket pair or the process cannot be made.
+// `plugin_fd` >= 0: the plugin file as the host opened (and checked) it, given to the runner after `extra_fds`
+// (--plugin-fd), which loads through it instead of opening `plugin` again.
 runner_process spawn_runner(const std::filesystem::path &runner, const std::filesystem::path &plugin,
-                            const runner_limits &limits, const std::vector<int> &extra_fds = {});
+                            const runner_limits &limits, const std::vector<int> &extra_fds = {}, int plugin_fd = -1);
 
 // In the runner, before the plugin loads: sets the limits and, when root, becomes limits.user (groups dropped,
 // no new privileges). Empty when done; else why not (the runner then refuses to load). The runner opens the plugin

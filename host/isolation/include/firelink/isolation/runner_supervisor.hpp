@@ -62,8 +62,11 @@ struct runner_status {
 
 // Starts a runner for `file`, which loads, negotiates and initialises the plugin there. A plugin the runner
 // refuses comes back as the load_error the in-process loader would give; a runner that dies or does not answer
-// while loading is load_failed with what happened.
-core::load_result load_out_of_process(const std::filesystem::path &file, const supervisor_options &options);
+// while loading is load_failed with what happened. `plugin_fd` >= 0: `file` as the caller opened and checked it (its
+// signature); every runner, restarted ones too, loads through a copy of it, so what runs is what was checked even if
+// another file is renamed to `file` meanwhile.
+core::load_result load_out_of_process(const std::filesystem::path &file, const supervisor_options &options,
+                                      int plugin_fd = -1);
 
 // The supervisor's status of a plugin load_out_of_process made; nullopt for an in-process plugin.
 std::optional<runner_status> status_of(const core::plugin &p);

@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include <firelink/signing/minisign.hpp>
+
 namespace firelink::site {
 
 // Where a value came from, for error messages.
@@ -155,6 +157,18 @@ struct isolation_config {
     bool in_process(const std::string &plugin_id) const;
 };
 
+// [plugins] signatures and trusted_keys: which plugin files the host loads (docs/deployment.md, "Signed plugins").
+struct signing_config {
+    std::string policy = "warn";  // "require": refuse unsigned or wrongly signed plugins; "warn": load, warn; "off"
+    struct trusted_key {
+        std::filesystem::path file;  // made absolute, relative to the config file's folder
+        source_position where;       // its entry in trusted_keys
+        signing::public_key key;
+    };
+    std::vector<trusted_key> trusted;
+    std::vector<signing::public_key> keys() const;
+};
+
 struct site_config {
     std::filesystem::path file;  // absolute
     std::string gateway_id;
@@ -171,6 +185,7 @@ struct site_config {
     std::map<std::string, std::chrono::milliseconds> liveness;
     uplink_config uplink;
     isolation_config isolation;
+    signing_config signing;
     std::vector<bus_config> buses;
     std::vector<listener_config> listeners;
     std::vector<device_config> devices;
