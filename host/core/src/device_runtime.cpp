@@ -96,7 +96,7 @@ struct device_runtime::device_slot : std::enable_shared_from_this<device_slot> {
     std::shared_ptr<plugin> owner;
     std::shared_ptr<condition_list> conditions;  // of this device id: outlives the instance
     std::shared_ptr<device_runtime::fault_list> faults;  // of this device id too (a trial's own)
-    bool placeholder = false;  // set_down's place for a device with no instance: no plugin, no driver
+    bool no_instance = false;  // a down device's slot (set_down): listed with its faults; no driver to call
     fl_host host{};
     const fl_device *device = nullptr;
     const fl_device_timer *timer_ext = nullptr;
@@ -847,7 +847,7 @@ void device_runtime::set_down(const down_spec &spec, const std::string &reason) 
     auto s = find(spec.device_id);
     if (!s) {
         s = std::make_shared<device_slot>(io_, options_);
-        s->placeholder = true;
+        s->no_instance = true;
         s->sink = &sink_;
         s->device_id = spec.device_id;
         // Its records name a plugin as every record must: the host's own name when none has its driver.
@@ -952,7 +952,7 @@ std::shared_ptr<device_slot> device_runtime::instantiate(const std::shared_ptr<p
             return fail(FL_UNSUPPORTED,
                         "driver '" + spec.driver_id + "' needs extension " + ext + ", which this host does not provide");
     }
-    if (auto existing = find(spec.device_id); !trial && existing && !existing->placeholder)
+    if (auto existing = find(spec.device_id); !trial && existing && !existing->no_instance)
         return fail(FL_MISUSE, "a device with id '" + spec.device_id + "' already exists");
     if (fl_status st = attach(shared, why); st != FL_OK) {
         status = st;
@@ -1067,7 +1067,7 @@ fl_status device_runtime::start(const std::string &device_id) {
 fl_status device_runtime::start(const std::string &device_id, std::string &why) {
     auto s = find(device_id);
     if (!s) return FL_NOT_FOUND;
-    if (s->faulted || s->placeholder) return FL_MISUSE;
+    if (s->faulted || s->no_instance) return FL_MISUSE;
     s->listen();
     const fl_status st = s->on_strand<fl_status>(
         [s] {
@@ -1143,7 +1143,7 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
         s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
         return st;
     };
-    if (s->placeholder)
+    if (s->no_instance)
         return refuse(FL_CLOSED, "the device is down: " + s->faults->message(host_fault::device_down).value_or("?"));
     if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");
     if (s->driver_down) {
