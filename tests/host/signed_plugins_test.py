@@ -5,13 +5,13 @@ run / check-config / plugins, with [plugins] signatures = "require", load only w
 The plugin folder holds hello-c.so signed by the trusted key, hello-cpp.so unsigned, and two copies of hello-cpp.so:
 one signed by a key the site does not trust, one signed by the trusted key and then changed by one byte.
 
-Usage (ctest passes these): signed_plugins_test.py FIRELINK_HOST FIRELINK_SIGN PLUGIN_DIR [unittest args]
+Usage (ctest passes these): signed_plugins_test.py FIRELINK_HOST FIRELINK_SIGN PLUGIN_DIR DRIVERLIB_DIR
+[unittest args]
 """
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,24 +20,10 @@ import unittest
 import urllib.error
 import urllib.request
 
-HOST, SIGN, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-DEADLINE = 20.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+HOST, SIGN, PLUGINS, LIB = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+del sys.argv[1:5]
+sys.path.insert(0, LIB)
+from driverlib import free_port, wait_for  # noqa: E402
 
 
 def run(*args, check=True):
@@ -261,4 +247,4 @@ config = {{ period_ms = 50 }}
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:])
+    unittest.main()
