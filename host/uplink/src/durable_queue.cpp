@@ -533,15 +533,19 @@ void durable_queue::writer_loop() {
                 // Shutting down with a batch the disk will not take: it was never accepted (never committed);
                 // the drivers re-report active conditions on their next start (FL-PLUGIN-29).
                 const std::size_t n = batch.size();
-                spdlog::error("uplink queue: stopping with {} events not committed (disk full or failing)", n);
+                std::uint64_t inserts = 0;  // pending_ counts inserts only (acks and the cursor are not events)
                 for (auto &o : batch) {
                     if (o.done) o.done->set_value(false);
-                    if (o.what == op::type::insert) waiting_[static_cast<int>(o.l)]--;
+                    if (o.what == op::type::insert) {
+                        waiting_[static_cast<int>(o.l)]--;
+                        ++inserts;
+                    }
                 }
+                spdlog::error("uplink queue: stopping with {} events not committed (disk full or failing)", inserts);
                 {
                     std::lock_guard lock(mutex_);
                     finished_ += n;
-                    pending_ -= std::min<std::uint64_t>(pending_, n);
+                    pending_ -= std::min<std::uint64_t>(pending_, inserts);
                 }
                 done_cv_.notify_all();
                 return;
