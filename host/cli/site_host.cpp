@@ -1130,8 +1130,10 @@ int site_host::run() {
         h.health = [this] { return judge_health(health_now()); };
         h.devices_json = [this] { return devices_json(); };
         h.uplink_json = [this] { return uplink_json(); };
-        h.command = [this](const std::string &device, const std::string &body) { return command(device, body); };
-        h.reload = [this] {
+        h.command = [this](const admin::principal &, const std::string &device, const std::string &body) {
+            return command(device, body);
+        };
+        h.reload = [this](const admin::principal &) {
             auto done = std::make_shared<std::promise<std::pair<unsigned, std::string>>>();
             auto result = done->get_future();
             post_control([this, done] { done->set_value(reload()); },

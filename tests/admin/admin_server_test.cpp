@@ -153,12 +153,12 @@ protected:
                                                   healthy_ ? R"({"status":"ok"})" : R"({"status":"degraded"})"};
         };
         handlers_.devices_json = [] { return std::string(R"([{"id":"valve-3","state":"started"}])"); };
-        handlers_.command = [this](const std::string &id, const std::string &body) {
+        handlers_.command = [this](const firelink::admin::principal &, const std::string &id, const std::string &body) {
             last_device_ = id;
             last_body_ = body;
             return std::pair<unsigned, std::string>{202, json{{"id", "cmd-1"}, {"device", id}}.dump()};
         };
-        handlers_.reload = [] { return std::pair<unsigned, std::string>{200, R"({"reloaded":3})"}; };
+        handlers_.reload = [](const firelink::admin::principal &) { return std::pair<unsigned, std::string>{200, R"({"reloaded":3})"}; };
     }
 
     ~AdminServer() override {
@@ -302,7 +302,7 @@ TEST_F(AdminServer, CommandGetsTheDecodedIdAndTheBody) {
 }
 
 TEST_F(AdminServer, CommandStatusComesFromTheHandler) {
-    handlers_.command = [](const std::string &, const std::string &) {
+    handlers_.command = [](const firelink::admin::principal &, const std::string &, const std::string &) {
         return std::pair<unsigned, std::string>{409, R"({"error":"device offline"})"};
     };
     start();
@@ -402,7 +402,7 @@ TEST_F(AdminServer, AnswersExpectContinueBeforeTheBody) {
 
 TEST_F(AdminServer, AThrowingHandlerIs500AndTheServerGoesOn) {
     handlers_.devices_json = []() -> std::string { throw std::runtime_error("device table \"locked\""); };
-    handlers_.reload = []() -> std::pair<unsigned, std::string> { throw 42; };
+    handlers_.reload = [](const firelink::admin::principal &) -> std::pair<unsigned, std::string> { throw 42; };
     start();
     const auto r = fetch(url("/api/devices"));
     ASSERT_EQ(r.code, CURLE_OK);
@@ -418,7 +418,7 @@ TEST_F(AdminServer, AThrowingHandlerIs500AndTheServerGoesOn) {
 }
 
 TEST_F(AdminServer, AHandlerStatusOutsideHttpIs500) {
-    handlers_.reload = [] { return std::pair<unsigned, std::string>{42, "{}"}; };
+    handlers_.reload = [](const firelink::admin::principal &) { return std::pair<unsigned, std::string>{42, "{}"}; };
     start();
     EXPECT_EQ(fetch(url("/api/reload"), "POST").status, 500);
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <system_error>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
@@ -143,7 +144,36 @@ response health_endpoint(const request &req, const std::function<health_answer()
     });
 }
 
-response route(const request &req, const admin_handlers &h) {
+// The device id of /api/devices/{id}/{action}, checked; or the error to answer.
+std::variant<std::string, response> device_in_path(const request &req, std::string_view raw) {
+    const auto id = percent_decode(raw);
+    if (!id) return error(req, 400, "the device id in the path has a malformed %-escape");
+    if (id->empty()) return error(req, 400, "the device id in the path is empty");
+    for (unsigned char c : *id)
+        if (c == '/' || c < 0x20 || c == 0x7f) return error(req, 400, "the device id in the path holds '/' or a control character");
+    return *id;
+}
+
+template <typename Handler, typename... Args>
+response call_status(const request &req, const Handler &handler, Args &&...args) {
+    if (!handler) return error(req, 501, "not provided by this host");
+    return guarded(req, [&] { return status_reply(req, handler(std::forward<Args>(args)...)); });
+}
+
+}  // namespace
+
+const char *role_name(role r) {
+    switch (r) {
+    case role::read: return "read";
+    case role::operate: return "operate";
+    case role::admin: return "admin";
+    }
+    return "?";
+}
+
+namespace {
+
+response route(const request &req, const admin_handlers &h, const principal &who) {
     std::string_view target(req.target().data(), req.target().size());  // Boost 1.74: boost::string_view
     const auto question = target.find('?');
     const auto path = target.substr(0, question);
@@ -153,33 +183,43 @@ response route(const request &req, const admin_handlers &h) {
     if (path == "/healthz") return health_endpoint(req, h.health, query);
     if (path == "/api/devices") return text_endpoint(req, h.devices_json, json_type);
     if (path == "/api/uplink") return text_endpoint(req, h.uplink_json, json_type);
+    if (path == "/api/control") return text_endpoint(req, h.control_json, json_type);
+    if (path == "/api/audit") {
+        if (req.method() != http::verb::get) return not_allowed(req, "GET");
+        if (!h.audit_json) return error(req, 501, "not provided by this host");
+        return guarded(req, [&] { return reply(req, 200, h.audit_json(query), json_type); });
+    }
     if (path == "/api/reload") {
         if (req.method() != http::verb::post) return not_allowed(req, "POST");
-        if (!h.reload) return error(req, 501, "not provided by this host");
-        return guarded(req, [&] { return status_reply(req, h.reload()); });
+        return call_status(req, h.reload, who);
     }
 
     constexpr std::string_view test_prefix = "/api/test/";
     if (h.test_hook && path.substr(0, test_prefix.size()) == test_prefix) {
         if (req.method() != http::verb::post) return not_allowed(req, "POST");
         const std::string name(path.substr(test_prefix.size()));
-        return guarded(req, [&] { return status_reply(req, h.test_hook(name, req.body())); });
+        return call_status(req, h.test_hook, name, req.body());
     }
 
-    constexpr std::string_view prefix = "/api/devices/", suffix = "/commands";
-    if (path.size() >= prefix.size() + suffix.size() && path.substr(0, prefix.size()) == prefix &&
-        path.substr(path.size() - suffix.size()) == suffix) {
-        const auto raw = path.substr(prefix.size(), path.size() - prefix.size() - suffix.size());
-        if (raw.find('/') == std::string_view::npos) {  // else: more segments than the route has, a 404
-            if (req.method() != http::verb::post) return not_allowed(req, "POST");
-            const auto id = percent_decode(raw);
-            if (!id) return error(req, 400, "the device id in the path has a malformed %-escape");
-            if (id->empty()) return error(req, 400, "the device id in the path is empty");
-            for (unsigned char c : *id)
-                if (c == '/' || c < 0x20 || c == 0x7f)
-                    return error(req, 400, "the device id in the path holds '/' or a control character");
-            if (!h.command) return error(req, 501, "not provided by this host");
-            return guarded(req, [&] { return status_reply(req, h.command(*id, req.body())); });
+    constexpr std::string_view prefix = "/api/devices/";
+    if (path.substr(0, prefix.size()) == prefix) {
+        const auto rest = path.substr(prefix.size());
+        const auto slash = rest.find('/');
+        if (slash != std::string_view::npos && rest.find('/', slash + 1) == std::string_view::npos) {
+            const auto action = rest.substr(slash + 1);
+            if (action == "commands" || action == "select" || action == "mode") {
+                auto id = device_in_path(req, rest.substr(0, slash));
+                if (auto *bad = std::get_if<response>(&id)) return std::move(*bad);
+                const auto &device = std::get<std::string>(id);
+                if (action == "select") {
+                    if (req.method() == http::verb::post) return call_status(req, h.select, who, device, req.body());
+                    if (req.method() == http::verb::delete_) return call_status(req, h.cancel, who, device);
+                    return not_allowed(req, "POST, DELETE");
+                }
+                if (req.method() != http::verb::post) return not_allowed(req, "POST");
+                if (action == "commands") return call_status(req, h.command, who, device, req.body());
+                return call_status(req, h.mode, who, device, req.body());
+            }
         }
     }
     return error(req, 404, "no such endpoint: " + std::string(path));
@@ -234,7 +274,9 @@ private:
         if (ec) return on_read_failed(ec);
         if (state_->stopped) return do_close();
         const request req = parser_->release();
-        auto res = route(req, state_->handlers);
+        // Until authentication lands every request acts as an unauthenticated admin, as before.
+        const principal who{"anonymous", role::admin, false, {}};
+        auto res = route(req, state_->handlers, who);
         spdlog::debug("admin: {} {} -> {}", std::string(req.method_string()), std::string(req.target()),
                       res.result_int());
         do_write(std::move(res));

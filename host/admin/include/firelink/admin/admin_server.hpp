@@ -6,9 +6,16 @@
 //   GET  /healthz?strict             200, or 503 when not healthy     health().json
 //   GET  /api/devices                200 application/json             devices_json()
 //   GET  /api/uplink                 200 application/json             uplink_json()
-//   POST /api/devices/{id}/commands  status and JSON from command(id, body); {id} is percent-decoded
-//   POST /api/reload                 status and JSON from reload()
+//   GET  /api/control                200 application/json             control_json(): selections, device modes
+//   GET  /api/audit?after=N&limit=M  200 application/json             audit_json(query)
+//   POST   /api/devices/{id}/select    status and JSON from select(who, id, body)     (select-before-operate)
+//   DELETE /api/devices/{id}/select    status and JSON from cancel(who, id)
+//   POST   /api/devices/{id}/commands  status and JSON from command(who, id, body)    (operate)
+//   POST   /api/devices/{id}/mode      status and JSON from mode(who, id, body)       (remote / local)
+//   POST /api/reload                 status and JSON from reload(who)
 //   POST /api/test/{name}            status and JSON from test_hook(name, body); 404 unless the host provides it
+// {id} is percent-decoded. Every route has the role it needs (route_role); `who` is the principal the request
+// authenticated as.
 //
 // Why /healthz has two forms: a monitor (Prometheus' blackbox exporter, an operator's curl) wants the whole story
 // every time and reads the status from the body: a 503 would hide it behind "probe failed". A load balancer or an
@@ -45,6 +52,21 @@
 
 namespace firelink::admin {
 
+// What a principal may do. Each role includes the ones before it.
+enum class role { read = 1, operate = 2, admin = 3 };
+const char *role_name(role r);  // "read", "operate", "admin"
+
+// Who sent a request, as the server authenticated it: the name its token (or client certificate) carries, or
+// "anonymous" for a read from loopback without credentials.
+struct principal {
+    std::string name;
+    admin::role role = role::read;
+    bool authenticated = false;  // false: anonymous
+    std::string peer;            // the client's address, "127.0.0.1:40312"
+};
+
+using status_json = std::pair<unsigned, std::string>;  // (HTTP status, JSON body)
+
 // GET /healthz: the host's health as JSON, and whether it is healthy (what ?strict turns into 200 or 503).
 struct health_answer {
     bool healthy = true;
@@ -56,13 +78,20 @@ struct admin_handlers {
     std::function<health_answer()> health;      // GET /healthz
     std::function<std::string()> devices_json;  // GET /api/devices
     std::function<std::string()> uplink_json;   // GET /api/uplink: the queue, the senders, the quarantine
-    // POST /api/devices/{id}/commands: (HTTP status, JSON body), e.g. {202, {"id": "cmd-7"}}. See command_json.hpp.
-    std::function<std::pair<unsigned, std::string>(const std::string &device_id, const std::string &json_body)>
+    std::function<std::string()> control_json;                  // GET /api/control
+    std::function<std::string(std::string_view query)> audit_json;  // GET /api/audit; the raw query string
+    // POST /api/devices/{id}/commands, e.g. {202, {"command_id": "cmd-7"}}. See command_json.hpp.
+    std::function<status_json(const principal &who, const std::string &device_id, const std::string &json_body)>
         command;
-    std::function<std::pair<unsigned, std::string>()> reload;  // POST /api/reload: (HTTP status, JSON body)
+    std::function<status_json(const principal &who, const std::string &device_id, const std::string &json_body)>
+        select;                                                                         // POST .../select
+    std::function<status_json(const principal &who, const std::string &device_id)> cancel;  // DELETE .../select
+    std::function<status_json(const principal &who, const std::string &device_id, const std::string &json_body)>
+        mode;                                                                           // POST .../mode
+    std::function<status_json(const principal &who)> reload;  // POST /api/reload
     // POST /api/test/{name}: hooks for tests that need to reach inside a running host (e.g. wedge its event loop).
     // Left empty in production, where the route answers 404 like any unknown path.
-    std::function<std::pair<unsigned, std::string>(const std::string &name, const std::string &json_body)> test_hook;
+    std::function<status_json(const std::string &name, const std::string &json_body)> test_hook;
 };
 
 struct admin_options {

@@ -43,6 +43,15 @@ struct load_error {
 };
 
 // A copy of one driver's descriptor, owned by the host.
+// A command a driver declares (fl_driver_descriptor.commands, docs/abi.md): what the control plane needs to know
+// before it hands the command over.
+struct command_decl {
+    std::string name;
+    std::string description;
+    bool actuates = false;  // FL_COMMAND_ACTUATES: moves something; the host requires select-before-operate
+    bool restores = false;  // FL_COMMAND_RESTORES: reopens or re-energises; interlocked while the device is in alarm
+};
+
 struct driver_info {
     std::string id;
     std::string name;
@@ -51,6 +60,15 @@ struct driver_info {
     std::uint32_t wires = 0;
     std::vector<std::string> required_extensions;
     std::uint64_t flags = 0;
+    // What the driver declared. A driver that declares none (an ABI 1.0 plugin, or commands NULL) has every
+    // command treated as actuating and restoring: the safe reading of silence.
+    bool declares_commands = false;
+    std::vector<command_decl> commands;
+    const command_decl *find_command(std::string_view name) const {
+        for (const auto &c : commands)
+            if (c.name == name) return &c;
+        return nullptr;
+    }
 };
 
 // A copy of the plugin's descriptor and what the loader learnt about it.
