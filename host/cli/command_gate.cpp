@@ -84,7 +84,12 @@ void command_gate::observe(const core::accepted_event &ev) {
     if (ev.kind == "command_result") {
         const auto e = event_json(ev.payload);
         if (!e.is_object() || !e.contains("command_id")) return;
-        json after{{"code", e.value("code", "")}, {"values", e.value("values", json::object())}};
+        json after{{"code", e.value("code", "")}, {"values", e.value("values", json::array())}, {"last_state", nullptr}};
+        {
+            std::lock_guard lock(last_mutex_);  // the read-back: what the device reported last, before its result
+            if (auto it = last_state_.find(ev.device_id); it != last_state_.end())
+                after["last_state"] = event_json(it->second);
+        }
         plane_.result(ev.device_id, e.value("command_id", ""), e.value("ok", false), e.value("message", ""), after);
     } else if (ev.kind == "status" || ev.kind == "telemetry") {
         std::lock_guard lock(last_mutex_);
