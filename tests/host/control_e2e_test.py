@@ -3,7 +3,10 @@
 its runner) against firelink-sim gas-valve over Modbus TCP on loopback; commands on the admin port; the audit chain
 read at /api/audit and checked with `firelink-host audit verify`, before and after one byte of it is changed.
 
-Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR DRIVERLIB_DIR [unittest args]
+The platform's downlink is firelink-receiver's command route: the site lets it close the valve and not open it.
+
+Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR FIRELINK_RECEIVER DRIVERLIB_DIR
+                            [unittest args]
 """
 import json
 import os
@@ -13,11 +16,13 @@ import sys
 import time
 import unittest
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-sys.path.insert(0, sys.argv[4])
-del sys.argv[1:5]
+HOST, SIM, PLUGINS, RECEIVER = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+sys.path.insert(0, sys.argv[5])
+del sys.argv[1:6]
 
-from driverlib import Sim, Site, driver_events, new_workdir, wait_for  # noqa: E402
+import urllib.request  # noqa: E402
+
+from driverlib import Receiver, Sim, Site, driver_events, new_workdir, wait_for  # noqa: E402
 
 FAST = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
 
@@ -147,6 +152,44 @@ class ControlTest(unittest.TestCase):
         s.wait_event("the restore", lambda r: r["event"]["kind"] == "restore")
         status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "li"}, cid="op-o")
         self.assertEqual(status, 202, answer)
+
+
+    def test_the_platform_may_close_but_not_open(self):
+        rx = Receiver(RECEIVER, self.dir)
+        self.addCleanup(rx.close)
+        s = self.site(f'platform_may = ["close_valve"]\n\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\n'
+                      f'backoff_max_s = 1\nreserve_mb = 0\n')
+
+        def platform_command(name, args=None):
+            body = json.dumps({"gateway": "gw-modbus", "device": "gas-1", "name": name, "args": args or {}}).encode()
+            req = urllib.request.Request(rx.url() + "/api/commands", data=body, method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read().decode())["id"]
+
+        def result(cid):
+            rows = rx.rows("command_id=?", (cid,))
+            return rows[0] if rows else None
+
+        close = platform_command("close_valve")
+        r = wait_for(lambda: result(close), "the close's result at the platform")
+        self.assertEqual((r["device"], r["ok"]), ("gas-1", 1), r)
+        opened = platform_command("open_valve", {"operator_confirmed": True, "operator": "platform"})
+        r = wait_for(lambda: result(opened), "the open's refusal at the platform")
+        self.assertEqual(r["ok"], 0, r)
+        self.assertIn("not_authorized", r["message"])
+        self.assertIn("platform_may", r["message"])
+        time.sleep(0.3)
+        self.assertEqual(driver_events(s, "gas-1", "status", "valve_opened"), [])
+        # Both are in the chain as the principal "platform", and the chain's steps reached the platform too.
+        recs = self.audit(s)
+        platform_steps = [(r["step"], r["command"], r["granted"]) for r in recs if r["principal"] == "platform"]
+        self.assertIn(("operate", "close_valve", True), platform_steps)
+        self.assertIn(("operate", "open_valve", False), platform_steps)
+        wait_for(lambda: rx.rows("device='gw-modbus' AND code='audit'"), "audit events at the platform")
+        self.assertEqual(s.stop(), 0, s.output())
+        ok = subprocess.run([HOST, "audit", "verify", os.path.join(self.dir, "queue.db")], capture_output=True,
+                            text=True, timeout=60)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
 
 
 if __name__ == "__main__":
