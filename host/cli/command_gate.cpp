@@ -72,6 +72,22 @@ command_gate::command_gate(control::control_options options, std::shared_ptr<con
     : audit_(audit), audit_error_(std::move(audit_error)),
       plane_(std::move(options), std::move(audit), std::move(on_audit)), driver_of_(std::move(driver_of)) {}
 
+admin::status_json command_gate::refuse(const control::actor &who, const std::string &device,
+                                        const std::string &command, const control::decision &d) const {
+    {
+        std::lock_guard lock(refusals_mutex_);
+        ++refusals_[control::to_string(d.why)];
+    }
+    spdlog::warn("control: {} ({}, {}) '{}' on {}: refused, {}: {}", who.name, who.role, who.source, command, device,
+                 control::to_string(d.why), d.detail);
+    return refused(device, d);
+}
+
+std::map<std::string, std::uint64_t> command_gate::refusals() const {
+    std::lock_guard lock(refusals_mutex_);
+    return refusals_;
+}
+
 std::optional<admin::status_json> command_gate::unaudited(const std::string &device) const {
     if (audit_) return std::nullopt;
     control::decision d;
@@ -136,7 +152,7 @@ admin::status_json command_gate::select(const admin::principal &who, const std::
     const std::string name = doc["name"];
     const json args = doc.value("args", json::object());
     const auto d = plane_.select(actor_of(who), device, name, args, facts(device, name));
-    if (!d.granted()) return refused(device, d);
+    if (!d.granted()) return refuse(actor_of(who), device, name, d);
     return {200, dump({{"device", device},
                        {"select_id", d.select_id},
                        {"command", name},
@@ -148,7 +164,7 @@ admin::status_json command_gate::select(const admin::principal &who, const std::
 admin::status_json command_gate::cancel(const admin::principal &who, const std::string &device) {
     if (auto no = unaudited(device)) return *no;
     const auto d = plane_.cancel(actor_of(who), device);
-    if (!d.granted()) return refused(device, d);
+    if (!d.granted()) return refuse(actor_of(who), device, "select", d);
     return {200, dump({{"device", device}, {"cancelled", d.select_id}, {"audit_seq", d.audit_seq}})};
 }
 
@@ -175,7 +191,7 @@ admin::status_json command_gate::operate(const admin::principal &who, const std:
     const std::string command_id = doc.value("id", generated);
     const json args = doc.value("args", json::object());
     const auto d = plane_.operate(actor_of(who), device, name, args, command_id, select_id, facts(device, name));
-    if (!d.granted()) return refused(device, d);
+    if (!d.granted()) return refuse(actor_of(who), device, name, d);
     return send(device, command_id, bytes, d);
 }
 
@@ -212,7 +228,7 @@ admin::status_json command_gate::mode(const admin::principal &who, const std::st
         return bad_request("the body must be {\"mode\": \"local\" | \"remote\", \"why\": \"...\"}");
     const std::string why = doc.contains("why") && doc["why"].is_string() ? doc["why"].get<std::string>() : "";
     const auto d = plane_.set_mode(actor_of(who), device, doc["mode"], why);
-    if (!d.granted()) return refused(device, d);
+    if (!d.granted()) return refuse(actor_of(who), device, "mode", d);
     return {200, dump({{"device", device}, {"mode", plane_.mode(device)}, {"audit_seq", d.audit_seq}})};
 }
 
@@ -247,7 +263,10 @@ std::string command_gate::platform(const std::string &id, const std::string &dev
     const json args = doc.value("args", json::object());
     const control::actor platform{"platform", "platform", "platform"};
     const auto d = plane_.direct_operate(platform, device, name, args, id, facts(device, name));
-    if (!d.granted()) return std::string("refused (") + control::to_string(d.why) + "): " + d.detail;
+    if (!d.granted()) {
+        refuse(platform, device, name, d);
+        return std::string("refused (") + control::to_string(d.why) + "): " + d.detail;
+    }
     std::string why;
     const fl_status st = runtime_->command(device, command, why);
     spdlog::info("platform command {} '{}' for device {}: status {}{}{}", id, name, device, static_cast<int>(st),

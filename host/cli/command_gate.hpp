@@ -47,8 +47,14 @@ public:
     std::string platform(const std::string &id, const std::string &device, const std::vector<std::uint8_t> &command);
 
     bool audited() const { return audit_ != nullptr; }
+    // Refusals since start, by reason code (for /metrics), and the chain's size and head.
+    std::map<std::string, std::uint64_t> refusals() const;
+    std::uint64_t audit_records() const { return audit_ ? audit_->size() : 0; }
 
 private:
+    // Counts and logs a refusal; returns the HTTP answer for it.
+    admin::status_json refuse(const control::actor &who, const std::string &device, const std::string &command,
+                              const control::decision &d) const;
     control::command_facts facts(const std::string &device, const std::string &command) const;
     // Hands a granted command to the runtime; the HTTP answer.
     admin::status_json send(const std::string &device, const std::string &command_id,
@@ -63,6 +69,8 @@ private:
     std::function<std::optional<core::driver_info>(const std::string &)> driver_of_;
     core::device_runtime *runtime_ = nullptr;
     std::atomic<std::uint64_t> next_command_{1};
+    mutable std::mutex refusals_mutex_;
+    mutable std::map<std::string, std::uint64_t> refusals_;
     mutable std::mutex last_mutex_;
     std::map<std::string, std::vector<std::uint8_t>> last_state_;  // device -> its last status/telemetry event
 };

@@ -769,6 +769,12 @@ std::string site_host::metrics_text() {
                 text += "firelink_runner_ring_bytes{plugin=\"" + r.plugin_id + "\",lane=\"" +
                         core::to_string(static_cast<core::lane>(i)) + "\"} " + std::to_string(r.ring_bytes[i]) + "\n";
     }
+    family("firelink_control_refused_total", "counter",
+           "Selections, commands and mode changes the control plane refused, by reason.");
+    for (const auto &[reason, n] : gate_->refusals())
+        text += "firelink_control_refused_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+    family("firelink_audit_records", "gauge", "Records kept in the audit chain.");
+    text += "firelink_audit_records " + std::to_string(gate_->audit_records()) + "\n";
     if (!uplink_) return text;
     // The uplink's series.
     const auto q = queue_->stats();

@@ -63,6 +63,9 @@ class ControlTest(unittest.TestCase):
         time.sleep(0.3)  # several polls: had the command gone out, the valve would read closed by now
         self.assertEqual(driver_events(s, "gas-1", "status", "valve_closed"), [])
         self.assertEqual([r for r in s.events("gas-1") if r["event"].get("command_id") == "op-bare"], [])
+        status, metrics = s.get("/metrics")
+        self.assertIn('firelink_control_refused_total{reason="not_selected"} 1', metrics)
+        self.assertIn("firelink_audit_records 1", metrics)
 
     def test_select_then_operate_runs_is_read_back_and_audited(self):
         s = self.site(config=FAST.replace("telemetry_ms = 0", "telemetry_ms = 100"))
