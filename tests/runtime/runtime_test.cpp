@@ -837,3 +837,30 @@ TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
     std::this_thread::sleep_for(300ms);  // past the budget: a check that would fire has fired
     EXPECT_TRUE(host_events(events, "panel-8", "device_down").empty());
 }
+
+// FL-HOST-37: a name the driver did not declare is refused by the host, with a result, and never reaches the driver;
+// a declared one does (this fixture's driver knows none, so its own answer is FL_UNSUPPORTED: a different reason).
+TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
+    auto p = load(FIXTURE_COMMANDS);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "dev-decl", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-decl"), FL_OK);
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "driver 'panel' does not declare a command 'ping'");
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "the driver does not know this command") << "a declared name reaches the driver";
+    ASSERT_TRUE(events.wait_for("dev-decl", 2));
+    const auto first = core::msgpack_to_json(events.of("dev-decl").front().payload.data(),
+                                             events.of("dev-decl").front().payload.size());
+    EXPECT_NE(first.find("command 'ping' not executed: driver 'panel' does not declare a command 'ping'"),
+              std::string::npos) << first;
+
+    // A driver that declares none has every name handed over, as before 1.1.
+    auto good = load(FIXTURE_GOOD);
+    ASSERT_TRUE(good);
+    ASSERT_EQ(runtime->create(good, "panel", "dev-undecl", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-undecl"), FL_OK);
+    EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "the driver does not know this command");
+}

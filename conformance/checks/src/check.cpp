@@ -141,6 +141,7 @@ const std::vector<check> &all_checks() {
                      }});
         add_library_checks(v);
         add_device_checks(v);
+        add_command_checks(v);
         add_host_fault_checks(v);
         add_scenario_checks(v);
         add_soak_checks(v);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -124,7 +126,104 @@ bool is_elf_shared_object(const fs::path &file) {
 
 std::string str_or_empty(const char *s) { return s ? std::string(s) : std::string(); }
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), with no C0 control character or
+// DEL: a description is printed on one line of a listing, and a newline in it could forge another line.
+bool is_printable_utf8(std::string_view s) {
+    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
+    for (std::size_t i = 0; i < s.size();) {
+        const unsigned char c = p[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) return false;
+            ++i;
+            continue;
+        }
+        std::size_t n;
+        std::uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
+        else return false;
+        if (s.size() - i < n) return false;
+        for (std::size_t k = 1; k < n; ++k) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+// A string of the plugin's read at most `cap` + 1 bytes far: a missing terminator shows as "too long" instead of a
+// read through the plugin's whole address space.
+std::string bounded(const char *s, std::size_t cap) { return s ? std::string(s, ::strnlen(s, cap + 1)) : std::string(); }
+
+// Copies and checks a 1.1 driver's declared commands (FL-PLUGIN-36). Returns the refusal detail, or empty.
+std::string read_commands(const fl_driver_descriptor &dd, driver_info &di) {
+    if (dd.struct_size < FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR || !dd.commands) return {};  // declares none (1.0: not read)
+    di.declares_commands = true;
+    for (std::size_t k = 0; dd.commands[k]; ++k) {
+        if (k >= FL_MAX_COMMANDS)
+            return "declares more than " + std::to_string(FL_MAX_COMMANDS) + " commands (or its list has no NULL "
+                   "terminator)";
+        const fl_command_descriptor *c = dd.commands[k];
+        const std::string where = "command #" + std::to_string(k);
+        if (c->struct_size < FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR)
+            return where + ": struct_size " + std::to_string(c->struct_size) + " is smaller than v1.1 (" +
+                   std::to_string(FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR) + ")";
+        command_decl decl;
+        decl.name = bounded(c->name, max_command_name);
+        if (!c->name || decl.name.empty()) return where + ": no name";
+        if (!is_command_name(decl.name))
+            return where + ": command name '" + decl.name.substr(0, max_command_name) +
+                   (decl.name.size() > max_command_name ? "...' is longer than 64 bytes"
+                                                        : "' is not [a-z0-9][a-z0-9_.-]*");
+        const std::string named = "command '" + decl.name + "'";
+        decl.description = bounded(c->description, max_command_description);
+        if (!is_command_description(decl.description))
+            return named + ": the description is " +
+                   (decl.description.size() > max_command_description ? "longer than 256 bytes"
+                                                                      : "not UTF-8 without control characters");
+        constexpr std::uint64_t known = FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES;
+        if (c->flags & ~known) {
+            char hex[32];
+            std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(c->flags & ~known));
+            return named + ": unknown flag bits " + hex + " (this host knows FL_COMMAND_ACTUATES and "
+                   "FL_COMMAND_RESTORES)";
+        }
+        decl.actuates = c->flags & FL_COMMAND_ACTUATES;
+        decl.restores = c->flags & FL_COMMAND_RESTORES;
+        if (decl.restores && !decl.actuates)
+            return named + ": FL_COMMAND_RESTORES without FL_COMMAND_ACTUATES (restoring moves something)";
+        if (di.find_command(decl.name)) return "duplicate command name '" + decl.name + "'";
+        di.commands.push_back(std::move(decl));
+    }
+    return {};
+}
+
 }  // namespace
+
+bool is_command_name(std::string_view name) { return is_driver_id(name) && name.size() <= max_command_name; }
+
+bool is_command_description(std::string_view d) {
+    return d.size() <= max_command_description && is_printable_utf8(d);
+}
+
+std::string command_decls_problem(const std::vector<command_decl> &commands) {
+    if (commands.size() > FL_MAX_COMMANDS)
+        return "declares " + std::to_string(commands.size()) + " commands, more than " +
+               std::to_string(FL_MAX_COMMANDS);
+    for (std::size_t k = 0; k < commands.size(); ++k) {
+        const auto &c = commands[k];
+        if (!is_command_name(c.name)) return "command #" + std::to_string(k) + ": bad command name";
+        if (!is_command_description(c.description)) return "command '" + c.name + "': bad description";
+        if (c.restores && !c.actuates) return "command '" + c.name + "': restores without actuating";
+        for (std::size_t j = 0; j < k; ++j)
+            if (commands[j].name == c.name) return "duplicate command name '" + c.name + "'";
+    }
+    return {};
+}
 
 bool is_reverse_dns(std::string_view id) {
     if (id.size() > 255) return false;
@@ -270,6 +369,8 @@ load_result plugin_loader::load(const fs::path &file, const fs::path &named) {
                 if (di.required_extensions.size() >= 64) return bad("driver '" + di.id + "': too many extensions");
                 di.required_extensions.emplace_back(*e);
             }
+        if (auto why = read_commands(*dd, di); !why.empty())
+            return bad("plugin '" + info.id + "': driver '" + di.id + "': " + why);
         info.drivers.push_back(std::move(di));
     }
 
