@@ -135,7 +135,7 @@ TEST(Layout, DescriptorsArePinned) {
     EXPECT_EQ(sizeof(fl_command_descriptor), 32u);
     EXPECT_EQ(FL_COMMAND_ACTUATES, 1u);
     EXPECT_EQ(FL_COMMAND_RESTORES, 2u);
-    EXPECT_EQ(FL_MAX_COMMANDS, 64);
+    EXPECT_EQ(FL_MAX_COMMANDS, 64u);
 
     EXPECT_EQ(offsetof(fl_plugin_descriptor, struct_size), 0u);
     EXPECT_EQ(offsetof(fl_plugin_descriptor, driver_count), 4u);

@@ -57,7 +57,7 @@ typedef struct fl_command_descriptor {
 } fl_command_descriptor;
 
 /* At most this many commands per driver; the host refuses a longer list. */
-#define FL_MAX_COMMANDS 64
+#define FL_MAX_COMMANDS 64u
 
 typedef struct fl_driver_descriptor {
     uint32_t struct_size;   /* sizeof(fl_driver_descriptor) as the plugin compiled it */
