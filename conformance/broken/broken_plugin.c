@@ -366,7 +366,9 @@ static const char *const probe_needs[] = {FL_EXT_TRANSPORT, FL_EXT_TIMER, NULL};
 #endif
 
 /* Its one command, reset, clears the latched alarm: it actuates (the class pyrolysis_detector says so). */
-#if defined(BROKEN_RESET_NOT_ACTUATING)
+#if defined(BROKEN_DECLARES_NO_COMMANDS)
+#define PROBE_COMMANDS NULL
+#elif defined(BROKEN_RESET_NOT_ACTUATING)
 static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "reset", "Clear the latch", 0};
 #elif defined(BROKEN_BAD_COMMAND_NAME)
 static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "Reset!", "Clear the latch",
@@ -375,9 +377,7 @@ static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor),
 static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "reset", "Clear the latch",
                                                   FL_COMMAND_ACTUATES};
 #endif
-#ifdef BROKEN_DECLARES_NO_COMMANDS
-#define PROBE_COMMANDS NULL
-#else
+#ifndef PROBE_COMMANDS
 static const fl_command_descriptor *const probe_commands[] = {&probe_reset, NULL};
 #define PROBE_COMMANDS probe_commands
 #endif

@@ -767,7 +767,7 @@ TEST_F(Wrapper, ACommandTheDriverDidNotDeclareNeverReachesOnCommand) {
         EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_UNSUPPORTED) << name;
     }
     EXPECT_TRUE(journal.commands.empty()) << "on_command saw an undeclared name";
-    EXPECT_TRUE(dev_host.logged("command 'explode' (id c-undeclared) is not one this driver declares; refused"))
+    EXPECT_TRUE(dev_host.logged("command 'explode' (id c-undeclared) is not one this driver declares; refused", FL_LOG_WARN))
         << dev_host.all_logs();
     auto close = command_bytes("c-1", "close_valve");
     EXPECT_EQ(d->command(d, close.data(), close.size()), FL_OK);

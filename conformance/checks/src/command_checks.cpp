@@ -93,7 +93,6 @@ void undeclared_refused(const run_options &o, findings &f) {
                 f.fail("driver '" + drv->id + "': command '" + name + "', which it does not declare, returned " +
                        status_name(st) + ", not FL_UNSUPPORTED (FL-PLUGIN-36)");
             in.stop();
-            report_host(drv->id, in.host(), f);
         }
     }
     if (tried == 0) f.skip("no driver declares its commands");

@@ -130,6 +130,15 @@ std::string str_or_empty(const char *s) { return s ? std::string(s) : std::strin
 // read through the plugin's whole address space.
 std::string bounded(const char *s, std::size_t cap) { return s ? std::string(s, ::strnlen(s, cap + 1)) : std::string(); }
 
+// A name the plugin gave, fit to quote in a refusal: a byte outside printable ASCII shows as '?', so that a hostile
+// name cannot forge a line of the listing.
+std::string quotable(std::string_view s) {
+    std::string out(s);
+    for (auto &c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    return out;
+}
+
 // Copies and checks a 1.1 driver's declared commands (FL-PLUGIN-36). Returns the refusal detail, or empty.
 std::string read_commands(const fl_driver_descriptor &dd, driver_info &di) {
     if (dd.struct_size < FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR || !dd.commands) return {};  // declares none (1.0: not read)
@@ -147,7 +156,7 @@ std::string read_commands(const fl_driver_descriptor &dd, driver_info &di) {
         decl.name = bounded(c->name, max_command_name);
         if (!c->name || decl.name.empty()) return where + ": no name";
         if (!is_command_name(decl.name))
-            return where + ": command name '" + decl.name.substr(0, max_command_name) +
+            return where + ": command name '" + quotable(decl.name.substr(0, max_command_name)) +
                    (decl.name.size() > max_command_name ? "...' is longer than 64 bytes"
                                                         : "' is not [a-z0-9][a-z0-9_.-]*");
         const std::string named = "command '" + decl.name + "'";
