@@ -211,7 +211,7 @@ TEST(report, json_and_junit_carry_what_a_certificate_needs) {
     run r = conform(BROKEN_LEAK, "--seed 7 --skip '^device\\.'");
     EXPECT_TRUE(std::regex_search(r.json, std::regex(R"("sha256": "[0-9a-f]{64}")"))) << r.json;
     for (const char *key : {"\"file\": \"leak.so\"", "\"id\": \"org.firelink.conformance.leak\"", "\"version\": \"1.0.0\"",
-                            "\"abi_version\": \"1.0.0\"", "\"suite\": {\"name\": \"firelink-conform\"", "\"level\": \"standard\"",
+                            "\"abi_version\": \"1.1.0\"", "\"suite\": {\"name\": \"firelink-conform\"", "\"level\": \"standard\"",
                             "\"seed\": 7", "\"host\": \"Linux", "\"started\": \"20", "\"ended\": \"20",
                             "\"requirements\": [\"FL-PLUGIN-22\"]", "\"verdict\": \"fail\""})
         EXPECT_NE(r.json.find(key), std::string::npos) << key << "\n" << r.json;
