@@ -330,7 +330,12 @@ static fl_status probe_command(const fl_device *d, const uint8_t *cmd, size_t si
     if (!fl_mp_is_map(cmd, size) || !fl_mp_find(cmd, size, "name", &name) || name.type != FL_MP_STR ||
         !fl_mp_find(cmd, size, "id", &id) || id.type != FL_MP_STR || id.str_len == 0 || id.str_len > 64)
         return FL_INVALID_ARGUMENT;
+#ifdef BROKEN_PREFIX_COMMANDS
+    /* Matches by prefix: "reset_undeclared" resets too, though the driver declared only "reset". */
+    if (!(name.str_len >= 5 && memcmp(name.str, "reset", 5) == 0)) return FL_UNSUPPORTED;
+#else
     if (!(name.str_len == 5 && memcmp(name.str, "reset", 5) == 0)) return FL_UNSUPPORTED;
+#endif
     memcpy(idbuf, id.str, id.str_len);
     idbuf[id.str_len] = 0;
     dev->alarm_active = 0;
@@ -360,9 +365,26 @@ static const char *const probe_needs[] = {FL_EXT_TRANSPORT, NULL}; /* uses the t
 static const char *const probe_needs[] = {FL_EXT_TRANSPORT, FL_EXT_TIMER, NULL};
 #endif
 
+/* Its one command, reset, clears the latched alarm: it actuates (the class pyrolysis_detector says so). */
+#if defined(BROKEN_DECLARES_NO_COMMANDS)
+#define PROBE_COMMANDS NULL
+#elif defined(BROKEN_RESET_NOT_ACTUATING)
+static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "reset", "Clear the latch", 0};
+#elif defined(BROKEN_BAD_COMMAND_NAME)
+static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "Reset!", "Clear the latch",
+                                                  FL_COMMAND_ACTUATES};
+#else
+static const fl_command_descriptor probe_reset = {sizeof(fl_command_descriptor), "reset", "Clear the latch",
+                                                  FL_COMMAND_ACTUATES};
+#endif
+#ifndef PROBE_COMMANDS
+static const fl_command_descriptor *const probe_commands[] = {&probe_reset, NULL};
+#define PROBE_COMMANDS probe_commands
+#endif
+
 static const fl_driver_descriptor probe_driver = {
     sizeof(fl_driver_descriptor), PROBE_WIRES, "probe", "Probe detector (conformance)",
-    PROBE_CLASS, "A toy STX/ETX protocol for proving the suite's checks", probe_needs, 0,
+    PROBE_CLASS, "A toy STX/ETX protocol for proving the suite's checks", probe_needs, 0, PROBE_COMMANDS,
 };
 static const fl_driver_descriptor *const probe_drivers[] = {&probe_driver};
 

@@ -125,6 +125,12 @@ static const void *hello_get_extension(const fl_device *d, const char *id) {
 
 static const char *const hello_needs[] = {FL_EXT_TIMER, NULL};
 
+/* Declares that it takes no command at all (ABI 1.1): a list holding only the terminator. NULL would declare none,
+ * and the host would treat every command as actuating. A driver with commands lists one fl_command_descriptor each:
+ *     static const fl_command_descriptor close_valve = {sizeof(fl_command_descriptor), "close_valve",
+ *                                                       "Close the shutoff valve", FL_COMMAND_ACTUATES}; */
+static const fl_command_descriptor *const hello_commands[] = {NULL};
+
 static const fl_driver_descriptor hello_driver = {
     sizeof(fl_driver_descriptor),
     0, /* no wire: it only ticks */
@@ -134,6 +140,7 @@ static const fl_driver_descriptor hello_driver = {
     "Counts timer ticks; raises and restores an alarm every few ticks.",
     hello_needs,
     0,
+    hello_commands,
 };
 
 static const fl_driver_descriptor *const hello_drivers[] = {&hello_driver};

@@ -71,4 +71,7 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.examples.hello-cpp",
                                                 .name = "Hello device (C++)",
                                                 .device_class = "vendor:org.firelink.examples.hello",
                                                 .description = "Counts ticks; raises and restores a periodic alarm.",
-                                                .needs = {FL_EXT_TIMER}}))
+                                                .needs = {FL_EXT_TIMER},
+                                                // ping moves nothing: no select-before-operate. Any other name is
+                                                // answered FL_UNSUPPORTED by the SDK before on_command.
+                                                .commands = {{"ping", "Answers pong with the tick count", 0}}}))

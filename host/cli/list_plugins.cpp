@@ -37,6 +37,17 @@ std::string join(const std::vector<std::string> &v) {
     return out.empty() ? "nothing" : out;
 }
 
+// The driver's declared commands (ABI 1.1), one line each: what select-before-operate and the interlock will do.
+void print_commands(const core::driver_info &d) {
+    if (!d.declares_commands)
+        return (void)std::printf("    commands: none declared (every command is treated as actuating and restoring)\n");
+    if (d.commands.empty()) return (void)std::printf("    commands: none (it takes no command)\n");
+    for (const auto &c : d.commands)
+        std::printf("    command %s | %s%s\n", c.name.c_str(),
+                    c.restores ? "actuates, restores" : (c.actuates ? "actuates" : "does not actuate"),
+                    c.description.empty() ? "" : (" | " + c.description).c_str());
+}
+
 void print_plugin(const core::plugin_info &info) {
     std::printf("%s %s  (ABI %s, agreed %s)  %s\n", info.id.c_str(), info.version.c_str(),
                 version_text(info.built_abi_version).c_str(), version_text(info.agreed_abi_version).c_str(),
@@ -50,6 +61,7 @@ void print_plugin(const core::plugin_info &info) {
         std::printf("  driver %s | class %s | wires %s | needs %s%s\n", d.id.c_str(), d.device_class.c_str(),
                     wires_text(d.wires).c_str(), join(needs).c_str(),
                     (d.flags & FL_DRIVER_OWN_IO) ? " | does its own I/O" : "");
+        print_commands(d);
     }
     if (!info.extra_exports.empty())
         std::printf("  warning: exports %zu symbol(s) besides %s (build it with firelink_add_plugin): %s\n",

@@ -159,4 +159,13 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.arc-breaker",
                                                       .description = "Arc fault, residual current, temperature and voltage "
                                                                      "alarms; trip/close/reset/self_test confirmed by read-back.",
                                                       .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                      .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER}}))
+                                                      .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                      // A self-test presses the breaker's test button, which trips it.
+                                                      .commands = {{"trip", "Open the breaker; confirmed when it reads open",
+                                                                    FL_COMMAND_ACTUATES},
+                                                                   {"close", "Close the breaker (re-energise the line); "
+                                                                             "confirmed when it reads closed",
+                                                                    FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES},
+                                                                   {"reset", "Clear the arc-fault latch", FL_COMMAND_ACTUATES},
+                                                                   {"self_test", "Run the device's self-test (trips the breaker)",
+                                                                    FL_COMMAND_ACTUATES}}}))

@@ -131,4 +131,13 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.gas-valve",
                                                     .description = "%LEL level-1/level-2 alarms, sensor and valve faults, "
                                                                    "close_valve/open_valve/self_test confirmed by read-back.",
                                                     .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER}}))
+                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                    // A detector's self-test may drive the valve: it is treated as moving it.
+                                                    .commands = {{"close_valve", "Close the shutoff valve; confirmed when it "
+                                                                                 "reads closed",
+                                                                  FL_COMMAND_ACTUATES},
+                                                                 {"open_valve", "Reopen the valve (operator_confirmed and "
+                                                                                "operator required)",
+                                                                  FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES},
+                                                                 {"self_test", "Run the detector's self-test",
+                                                                  FL_COMMAND_ACTUATES}}}))

@@ -91,4 +91,10 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.pyrolysis",
                                                     .description = "Pre-alarm, latching alarm, sensor wire faults; "
                                                                    "reset/self_test confirmed by read-back.",
                                                     .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER}}))
+                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                    // Reset clears a latched alarm: it changes what the site is told.
+                                                    .commands = {{"reset", "Clear the latched alarm; confirmed when the latch "
+                                                                           "reads clear",
+                                                                  FL_COMMAND_ACTUATES},
+                                                                 {"self_test", "Run the detector's self-test (sounds it)",
+                                                                  FL_COMMAND_ACTUATES}}}))

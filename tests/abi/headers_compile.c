@@ -24,6 +24,19 @@ FL_EXPORT const fl_plugin_entry firelink_plugin_entry = {
     .negotiate = probe_negotiate,
 };
 
+/* A 1.1 driver declaring its commands, positionally as most C plugins write descriptors. */
+static const fl_command_descriptor probe_close = {sizeof(fl_command_descriptor), "close_valve", "Close the valve",
+                                                  FL_COMMAND_ACTUATES};
+static const fl_command_descriptor probe_open = {sizeof(fl_command_descriptor), "open_valve", NULL,
+                                                 FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES};
+static const fl_command_descriptor *const probe_commands[] = {&probe_close, &probe_open, NULL};
+static const char *const probe_needs[] = {NULL};
+extern const fl_driver_descriptor fl_probe_driver;
+const fl_driver_descriptor fl_probe_driver = {
+    sizeof(fl_driver_descriptor), FL_WIRE_RS485_BUS, "gv", "Probe valve", FL_CLASS_GAS_SHUTOFF_VALVE, NULL,
+    probe_needs, 0, probe_commands,
+};
+
 size_t fl_probe_emit_sample(const fl_host *host, uint8_t *buf, size_t cap);
 size_t fl_probe_emit_sample(const fl_host *host, uint8_t *buf, size_t cap) {
     fl_mp_writer w;

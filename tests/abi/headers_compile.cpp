@@ -41,5 +41,7 @@ private:
 FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.abi-probe", .name = "ABI probe", .vendor = "firelink tests",
                                        .version = "1.0.0", .license = "Apache-2.0"}),
                 (firelink::driver<probe_device>{.id = "probe", .name = "Probe", .device_class = "vendor:org.example.probe",
-                                                .needs = {FL_EXT_TIMER}}))
+                                                .needs = {FL_EXT_TIMER},
+                                                .commands = {{"ping", "Answers", 0},
+                                                             {"open", "Opens", FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES}}}))
 #endif

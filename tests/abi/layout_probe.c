@@ -18,7 +18,12 @@ const size_t fl_probe_c_layout[] = {
     FL_PROBE_FIELD(fl_driver_descriptor, id), FL_PROBE_FIELD(fl_driver_descriptor, name),
     FL_PROBE_FIELD(fl_driver_descriptor, device_class), FL_PROBE_FIELD(fl_driver_descriptor, description),
     FL_PROBE_FIELD(fl_driver_descriptor, required_extensions), FL_PROBE_FIELD(fl_driver_descriptor, flags),
+    FL_PROBE_FIELD(fl_driver_descriptor, commands),
     sizeof(fl_driver_descriptor),
+
+    FL_PROBE_FIELD(fl_command_descriptor, struct_size), FL_PROBE_FIELD(fl_command_descriptor, name),
+    FL_PROBE_FIELD(fl_command_descriptor, description), FL_PROBE_FIELD(fl_command_descriptor, flags),
+    sizeof(fl_command_descriptor),
 
     FL_PROBE_FIELD(fl_plugin_descriptor, struct_size), FL_PROBE_FIELD(fl_plugin_descriptor, driver_count),
     FL_PROBE_FIELD(fl_plugin_descriptor, id), FL_PROBE_FIELD(fl_plugin_descriptor, name),

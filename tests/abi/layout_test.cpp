@@ -33,7 +33,12 @@ const std::vector<std::size_t> cxx_layout = {
     FL_FIELD(fl_driver_descriptor, id), FL_FIELD(fl_driver_descriptor, name),
     FL_FIELD(fl_driver_descriptor, device_class), FL_FIELD(fl_driver_descriptor, description),
     FL_FIELD(fl_driver_descriptor, required_extensions), FL_FIELD(fl_driver_descriptor, flags),
+    FL_FIELD(fl_driver_descriptor, commands),
     sizeof(fl_driver_descriptor),
+
+    FL_FIELD(fl_command_descriptor, struct_size), FL_FIELD(fl_command_descriptor, name),
+    FL_FIELD(fl_command_descriptor, description), FL_FIELD(fl_command_descriptor, flags),
+    sizeof(fl_command_descriptor),
 
     FL_FIELD(fl_plugin_descriptor, struct_size), FL_FIELD(fl_plugin_descriptor, driver_count),
     FL_FIELD(fl_plugin_descriptor, id), FL_FIELD(fl_plugin_descriptor, name),
@@ -120,7 +125,17 @@ TEST(Layout, DescriptorsArePinned) {
     EXPECT_EQ(offsetof(fl_driver_descriptor, required_extensions), 40u);
     EXPECT_EQ(offsetof(fl_driver_descriptor, flags), 48u);
     EXPECT_EQ(sizeof(fl_driver_descriptor::flags), 8u);
-    EXPECT_EQ(sizeof(fl_driver_descriptor), 56u);
+    EXPECT_EQ(offsetof(fl_driver_descriptor, commands), 56u);  // 1.1
+    EXPECT_EQ(sizeof(fl_driver_descriptor), 64u);
+
+    EXPECT_EQ(offsetof(fl_command_descriptor, struct_size), 0u);
+    EXPECT_EQ(offsetof(fl_command_descriptor, name), 8u);
+    EXPECT_EQ(offsetof(fl_command_descriptor, description), 16u);
+    EXPECT_EQ(offsetof(fl_command_descriptor, flags), 24u);
+    EXPECT_EQ(sizeof(fl_command_descriptor), 32u);
+    EXPECT_EQ(FL_COMMAND_ACTUATES, 1u);
+    EXPECT_EQ(FL_COMMAND_RESTORES, 2u);
+    EXPECT_EQ(FL_MAX_COMMANDS, 64u);
 
     EXPECT_EQ(offsetof(fl_plugin_descriptor, struct_size), 0u);
     EXPECT_EQ(offsetof(fl_plugin_descriptor, driver_count), 4u);
@@ -196,22 +211,33 @@ TEST(Layout, ExtensionsArePinned) {
     EXPECT_EQ(FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS, sizeof(fl_host_conditions));
 }
 
-// v1.0 is the first version: its minimum sizes are today's sizes. When a minor appends a field, sizeof grows and
-// these macros must not (that is what lets a 1.1 host accept a 1.0 plugin).
-TEST(Layout, V1_0MinimumSizesEqualTodaysSizes) {
-    static_assert(FL_ABI_VERSION_MAJOR == 1 && FL_ABI_VERSION_MINOR == 0,
-                  "a new minor: compare the FL_V1_0_SIZEOF_* macros with the v1.0 numbers instead of sizeof");
+// The v1.0 minimum sizes never change when a minor appends a field: that is what lets a 1.1 host accept a 1.0
+// plugin. Stated as the v1.0 numbers (LP64), not as sizeof, since 1.1 grew fl_driver_descriptor.
+TEST(Layout, V1_0MinimumSizesNeverChange) {
+    static_assert(FL_ABI_VERSION_MAJOR == 1 && FL_ABI_VERSION_MINOR == 1,
+                  "a new minor: add its FL_V1_n_SIZEOF_* pins below and check the v1.0 ones still hold");
+    if (!lp64) GTEST_SKIP() << "layout pinned for LP64 only";
+    EXPECT_EQ(FL_V1_0_SIZEOF_HOST, 64u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, 56u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, 72u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE, 56u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_ENTRY, 56u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_HOST_TRANSPORT, 64u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE_TRANSPORT, 24u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_HOST_TIMER, 24u);
+    EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE_TIMER, 16u);
+    // Unchanged by 1.1: their sizes are still the v1.0 sizes.
     EXPECT_EQ(FL_V1_0_SIZEOF_HOST, sizeof(fl_host));
-    EXPECT_EQ(FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, sizeof(fl_driver_descriptor));
     EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, sizeof(fl_plugin_descriptor));
     EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE, sizeof(fl_device));
     EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_ENTRY, sizeof(fl_plugin_entry));
-    EXPECT_EQ(FL_V1_0_SIZEOF_HOST_TRANSPORT, sizeof(fl_host_transport));
-    EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE_TRANSPORT, sizeof(fl_device_transport));
-    EXPECT_EQ(FL_V1_0_SIZEOF_HOST_TIMER, sizeof(fl_host_timer));
-    EXPECT_EQ(FL_V1_0_SIZEOF_DEVICE_TIMER, sizeof(fl_device_timer));
+    // 1.1 appended fl_driver_descriptor.commands and added fl_command_descriptor.
+    EXPECT_LT(FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, sizeof(fl_driver_descriptor));
+    EXPECT_EQ(FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR, sizeof(fl_driver_descriptor));
+    EXPECT_EQ(FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR, sizeof(fl_command_descriptor));
     // They are uint32_t, so they compare with struct_size without a cast.
     static_assert(std::is_same_v<decltype(FL_V1_0_SIZEOF_HOST), std::uint32_t>);
+    static_assert(std::is_same_v<decltype(FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR), std::uint32_t>);
 }
 
 // ---- FL_HAS_FIELD -------------------------------------------------------------------------------------------

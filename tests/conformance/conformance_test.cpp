@@ -107,7 +107,8 @@ std::vector<broken_case> broken_cases() {
               "library.reload_cycles", "device.create", "device.misuse", "device.destroy_any_state",
               "device.config_garbage", "device.emit_valid", "device.callback_time", "device.quiet_after_stop",
               "device.chunked_input", "device.garbage_input", "device.leaks", "host.v1_0", "host.missing_extension",
-              "device.borrowed_arguments", "device.busy", "device.bus_turns", "extension.identify"},
+              "device.borrowed_arguments", "device.busy", "device.bus_turns", "extension.identify",
+              "commands.undeclared_refused"},
              "crashed"),
          "SIGSEGV"},
         {"hang_data", BROKEN_HANG_DATA,
@@ -136,6 +137,12 @@ std::vector<broken_case> broken_cases() {
         {"good_on_bus", BROKEN_GOOD_ON_BUS, {}},  // the probe on a shared bus, ending its turns: passes
         {"holds_bus", BROKEN_HOLDS_BUS, all({"device.bus_turns"}, "failed"), "ended none with end_request"},
         {"identify_anything", BROKEN_IDENTIFY_ANYTHING, all({"extension.identify"}, "failed"), "to identity 'probe-1'"},
+        // Declared commands (FL-PLUGIN-36).
+        {"reset_not_actuating", BROKEN_RESET_NOT_ACTUATING, all({"commands.declared"}, "failed"),
+         "command 'reset' is declared without FL_COMMAND_ACTUATES"},
+        {"bad_command_name", BROKEN_BAD_COMMAND_NAME, all({"library.load"}, "failed"), "command name 'Reset!'"},
+        {"prefix_commands", BROKEN_PREFIX_COMMANDS, all({"commands.undeclared_refused"}, "failed"),
+         "command 'reset_undeclared', which it does not declare, returned FL_OK"},
     };
 }
 
@@ -174,6 +181,16 @@ TEST(broken_plugin_extra, a_plugin_that_does_not_load_skips_every_other_check) {
     EXPECT_NE(r.json.find("\"refusal\": \"incompatible_major\""), std::string::npos) << r.json;
 }
 
+// Declaring no commands is not a pass: the host must treat every command as actuating. A warning naming the rule.
+TEST(broken_plugin_extra, a_driver_that_declares_no_commands_is_warned_not_passed) {
+    run r = conform(BROKEN_DECLARES_NO_COMMANDS, args);
+    EXPECT_EQ(not_passed(r), all({"commands.declared"}, "warning")) << r.console;
+    EXPECT_NE(r.message["commands.declared"].find("driver 'probe' declares no commands (FL-PLUGIN-36)"),
+              std::string::npos)
+        << r.message["commands.declared"];
+    EXPECT_EQ(r.status["commands.undeclared_refused"], "skipped") << r.console;
+}
+
 TEST(broken_plugin_extra, the_reproduce_line_reproduces_the_failure_alone) {
     run r = conform(BROKEN_SPLIT_DECODE, "--only '^device\\.chunked_input$' --seed 42");
     EXPECT_EQ(r.exit_code, 1) << r.console;
@@ -194,7 +211,7 @@ TEST(report, json_and_junit_carry_what_a_certificate_needs) {
     run r = conform(BROKEN_LEAK, "--seed 7 --skip '^device\\.'");
     EXPECT_TRUE(std::regex_search(r.json, std::regex(R"("sha256": "[0-9a-f]{64}")"))) << r.json;
     for (const char *key : {"\"file\": \"leak.so\"", "\"id\": \"org.firelink.conformance.leak\"", "\"version\": \"1.0.0\"",
-                            "\"abi_version\": \"1.0.0\"", "\"suite\": {\"name\": \"firelink-conform\"", "\"level\": \"standard\"",
+                            "\"abi_version\": \"1.1.0\"", "\"suite\": {\"name\": \"firelink-conform\"", "\"level\": \"standard\"",
                             "\"seed\": 7", "\"host\": \"Linux", "\"started\": \"20", "\"ended\": \"20",
                             "\"requirements\": [\"FL-PLUGIN-22\"]", "\"verdict\": \"fail\""})
         EXPECT_NE(r.json.find(key), std::string::npos) << key << "\n" << r.json;
@@ -221,6 +238,9 @@ TEST_P(reference_plugin, passes_standard) {
     EXPECT_EQ(r.exit_code, 0) << r.console;
     EXPECT_EQ(r.status["library.load"], "passed");
     EXPECT_EQ(r.status["device.emit_valid"] == "passed" || r.status["device.emit_valid"] == "warning", true);
+    // Every reference driver declares its commands, the class's moving ones as actuating.
+    EXPECT_EQ(r.status["commands.declared"], "passed") << r.message["commands.declared"];
+    EXPECT_EQ(r.status["commands.undeclared_refused"], "passed") << r.message["commands.undeclared_refused"];
     // A Modbus reference plugin runs its class's scenarios against firelink-sim, and passes every one.
     static const std::map<std::string, std::string> classes = {{"modbus-arc-breaker", "arc_fault_breaker"},
                                                                {"modbus-gas-valve", "gas_shutoff_valve"},

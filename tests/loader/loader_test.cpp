@@ -77,7 +77,78 @@ INSTANTIATE_TEST_SUITE_P(
         refusal_case{FIXTURE_NULL_DRIVER, refusal::invalid_descriptor, "driver #0 is NULL"},
         refusal_case{FIXTURE_SMALL_DRIVER, refusal::invalid_descriptor, "struct_size 8"},
         refusal_case{FIXTURE_UNKNOWN_CLASS, refusal::invalid_descriptor, "unknown device class 'smoke_detector'"},
-        refusal_case{FIXTURE_DUP_DRIVER, refusal::invalid_descriptor, "duplicate driver id 'panel'"}));
+        refusal_case{FIXTURE_DUP_DRIVER, refusal::invalid_descriptor, "duplicate driver id 'panel'"},
+        // Declared commands (FL-PLUGIN-36): each refusal names the plugin, the driver and the command.
+        refusal_case{FIXTURE_COMMANDS_BAD_NAME, refusal::invalid_descriptor,
+                     "plugin 'org.firelink.test.good': driver 'panel': command #1: command name 'Trip Now' is not"},
+        refusal_case{FIXTURE_COMMANDS_LONG_NAME, refusal::invalid_descriptor, "is longer than 64 bytes"},
+        refusal_case{FIXTURE_COMMANDS_DUP, refusal::invalid_descriptor, "driver 'panel': duplicate command name 'trip'"},
+        refusal_case{FIXTURE_COMMANDS_UNKNOWN_FLAG, refusal::invalid_descriptor,
+                     "driver 'panel': command 'trip': unknown flag bits 0x80"},
+        refusal_case{FIXTURE_COMMANDS_RESTORES_ONLY, refusal::invalid_descriptor,
+                     "command 'open_valve': FL_COMMAND_RESTORES without FL_COMMAND_ACTUATES"},
+        refusal_case{FIXTURE_COMMANDS_BAD_UTF8, refusal::invalid_descriptor,
+                     "command 'trip': the description is not UTF-8"},
+        refusal_case{FIXTURE_COMMANDS_NO_NAME, refusal::invalid_descriptor, "command #0: no name"},
+        refusal_case{FIXTURE_COMMANDS_LONG_DESCRIPTION, refusal::invalid_descriptor,
+                     "command 'trip': the description is longer than 256 bytes"},
+        refusal_case{FIXTURE_COMMANDS_SMALL, refusal::invalid_descriptor, "command #0: struct_size 8 is smaller"},
+        refusal_case{FIXTURE_COMMANDS_TOO_MANY, refusal::invalid_descriptor, "declares more than 64 commands"}));
+
+TEST(Loader, CopiesTheCommandsADriverDeclares) {
+    plugin_loader loader;
+    auto p = expect_loaded(loader.load(FIXTURE_COMMANDS));
+    ASSERT_TRUE(p);
+    const auto &d = p->info().drivers.at(0);
+    EXPECT_TRUE(d.declares_commands);
+    ASSERT_EQ(d.commands.size(), 3u);
+    EXPECT_EQ(d.commands[0].name, "emit3");
+    EXPECT_EQ(d.commands[0].description, "Emits three events");
+    EXPECT_FALSE(d.commands[0].actuates);
+    ASSERT_NE(d.find_command("trip"), nullptr);
+    EXPECT_TRUE(d.find_command("trip")->actuates);
+    EXPECT_FALSE(d.find_command("trip")->restores);
+    ASSERT_NE(d.find_command("close"), nullptr);
+    EXPECT_TRUE(d.find_command("close")->actuates && d.find_command("close")->restores);
+    EXPECT_EQ(d.find_command("Trip"), nullptr);
+}
+
+// A 1.0 driver (struct_size without `commands`) declares none: what lies past its struct is never read, though here
+// it points at a list the loader would refuse.
+TEST(Loader, ADriverOfA1_0PluginDeclaresNoCommands) {
+    plugin_loader loader;
+    auto p = expect_loaded(loader.load(FIXTURE_COMMANDS_V1_0));
+    ASSERT_TRUE(p);
+    EXPECT_FALSE(p->info().drivers.at(0).declares_commands);
+    EXPECT_TRUE(p->info().drivers.at(0).commands.empty());
+    auto good = expect_loaded(plugin_loader().load(FIXTURE_GOOD));
+    ASSERT_TRUE(good);
+    EXPECT_FALSE(good->info().drivers.at(0).declares_commands) << "commands NULL: declares none";
+    auto none = expect_loaded(plugin_loader().load(FIXTURE_COMMANDS_NONE));
+    ASSERT_TRUE(none);
+    EXPECT_TRUE(none->info().drivers.at(0).declares_commands) << "an empty list declares that it takes none";
+    EXPECT_TRUE(none->info().drivers.at(0).commands.empty());
+}
+
+TEST(DescriptorRules, CommandNamesAndDescriptions) {
+    using firelink::core::is_command_description;
+    using firelink::core::is_command_name;
+    for (const std::string ok : {"trip", "close_valve", "read-uitd.status", "0", "a"})
+        EXPECT_TRUE(is_command_name(ok)) << ok;
+    EXPECT_TRUE(is_command_name(std::string(64, 'a')));
+    for (const std::string bad : {"", "Trip", "_trip", "-x", "trip now", "trip\n", "阀"})
+        EXPECT_FALSE(is_command_name(bad)) << bad;
+    EXPECT_FALSE(is_command_name(std::string(65, 'a')));
+    EXPECT_TRUE(is_command_description(""));
+    EXPECT_TRUE(is_command_description("关闭燃气阀 (close the valve)"));
+    EXPECT_TRUE(is_command_description(std::string(256, 'd')));
+    EXPECT_FALSE(is_command_description(std::string(257, 'd')));
+    EXPECT_FALSE(is_command_description("two\nlines"));
+    EXPECT_FALSE(is_command_description("\xc0\xaf"));           // overlong '/'
+    EXPECT_FALSE(is_command_description("\xed\xa0\x80"));       // a surrogate
+    EXPECT_FALSE(is_command_description("\xe6\x96"));            // cut short
+    EXPECT_FALSE(is_command_description(std::string("a\0b", 3)));
+}
 
 TEST(Loader, LoadsAGoodPluginAndCopiesItsDescriptor) {
     plugin_loader loader;
@@ -219,12 +290,26 @@ run_result run(const std::string &args) {
 TEST(HostPluginsCommand, ListsTheExamplesAndExitsZero) {
     auto r = run(std::string("plugins ") + EXAMPLE_HELLO_C + " " + EXAMPLE_HELLO_CPP);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("org.firelink.examples.hello-c 1.0.0  (ABI 1.0.0, agreed 1.0.0)"), std::string::npos)
+    EXPECT_NE(r.output.find("org.firelink.examples.hello-c 1.0.0  (ABI 1.1.0, agreed 1.1.0)"), std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("org.firelink.examples.hello-cpp 1.0.0"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("driver hello | class vendor:org.firelink.examples.hello"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("2 plugin(s) loaded, 0 refused"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("warning"), std::string::npos) << r.output;
+    // Their declared commands: hello-c takes none, hello-cpp's ping moves nothing.
+    EXPECT_NE(r.output.find("    commands: none (it takes no command)\n"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("    command ping | does not actuate | Answers pong with the tick count\n"), std::string::npos)
+        << r.output;
+}
+
+TEST(HostPluginsCommand, ListsEachDeclaredCommandWithItsFlags) {
+    auto r = run(std::string("plugins ") + FIXTURE_COMMANDS + " " + FIXTURE_COMMANDS_V1_0);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    for (const char *expected : {"    command emit3 | does not actuate | Emits three events\n",
+                                 "    command trip | actuates | Moves something\n",
+                                 "    command close | actuates, restores | Re-energises\n",
+                                 "    commands: none declared (every command is treated as actuating and restoring)\n"})
+        EXPECT_NE(r.output.find(expected), std::string::npos) << "missing '" << expected << "' in:\n" << r.output;
 }
 
 TEST(HostPluginsCommand, GivesOneReasonPerRefusedFileAndExitsNonZero) {
@@ -239,7 +324,7 @@ TEST(HostPluginsCommand, GivesOneReasonPerRefusedFileAndExitsNonZero) {
         EXPECT_NE(r.output.find(expected), std::string::npos) << "missing '" << expected << "' in:\n" << r.output;
     }
     // dup_plugin_id.so sorts before good.so, so good.so is the later file with the same id.
-    EXPECT_NE(r.output.find("org.firelink.test.newer-minor 0.0.1  (ABI 1.99.0, agreed 1.0.0)"), std::string::npos)
+    EXPECT_NE(r.output.find("org.firelink.test.newer-minor 0.0.1  (ABI 1.99.0, agreed 1.1.0)"), std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("warning: exports"), std::string::npos) << r.output;
 }

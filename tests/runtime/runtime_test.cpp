@@ -837,3 +837,31 @@ TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
     std::this_thread::sleep_for(300ms);  // past the budget: a check that would fire has fired
     EXPECT_TRUE(host_events(events, "panel-8", "device_down").empty());
 }
+
+// FL-HOST-37: a name the driver did not declare is refused by the host, with a result, and never reaches the driver;
+// a declared one does (this fixture's driver knows none, so its own answer is FL_UNSUPPORTED: a different reason).
+TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
+    auto p = load(FIXTURE_COMMANDS);
+    ASSERT_TRUE(p);
+    std::string why;
+    ASSERT_EQ(runtime->create(p, "panel", "dev-decl", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-decl"), FL_OK);
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "driver 'panel' does not declare a command 'ping'");
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "the driver does not know this command") << "a declared name reaches the driver";
+    ASSERT_TRUE(events.wait_for("dev-decl", 3));  // started, then the two results
+    std::string results;
+    for (const auto &ev : events.of("dev-decl"))
+        if (ev.kind == "command_result") results += core::msgpack_to_json(ev.payload.data(), ev.payload.size()) + "\n";
+    EXPECT_NE(results.find("command 'ping' not executed: driver 'panel' does not declare a command 'ping'"),
+              std::string::npos) << results;
+
+    // A driver that declares none has every name handed over, as before 1.1.
+    auto good = load(FIXTURE_GOOD);
+    ASSERT_TRUE(good);
+    ASSERT_EQ(runtime->create(good, "panel", "dev-undecl", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->start("dev-undecl"), FL_OK);
+    EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping"), why), FL_UNSUPPORTED);
+    EXPECT_EQ(why, "the driver does not know this command");
+}

@@ -130,7 +130,17 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.example.wrapper-test", .name =
                                                 .flags = FL_DRIVER_OWN_IO}),
                 (firelink::driver<acker_device>{.id = "acker", .name = "Acker", .device_class = "vendor:org.example.acker",
                                                 .wires = FL_WIRE_TCP_CLIENT, .needs = {FL_EXT_TRANSPORT},
-                                                .confirms_on_commit = true}))
+                                                .confirms_on_commit = true}),
+                // The probe again, declaring its commands (ABI 1.1): "dance" and "explode" are not among them.
+                (firelink::driver<probe_device>{.id = "declared", .name = "Declared valve",
+                                                .device_class = FL_CLASS_GAS_SHUTOFF_VALVE,
+                                                .needs = {FL_EXT_TIMER},
+                                                .commands = {{"close_valve", "Close the valve", FL_COMMAND_ACTUATES},
+                                                             {"open_valve", "Reopen the valve",
+                                                              FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES},
+                                                             {"set_threshold", nullptr, 0}}}),
+                (firelink::driver<plain_device>{.id = "mute", .name = "Mute", .device_class = "vendor:org.example.plain",
+                                                .no_commands = true}))
 
 namespace {
 
@@ -366,7 +376,7 @@ TEST_F(Wrapper, DescriptorDescribesThePluginAndEveryDriver) {
     EXPECT_STREQ(p->license, "Apache-2.0");
     EXPECT_STREQ(p->url, "https://example.org/firelink");
     EXPECT_EQ(p->description, nullptr);
-    ASSERT_EQ(p->driver_count, 3u);
+    ASSERT_EQ(p->driver_count, 5u);
     ASSERT_NE(p->drivers, nullptr);
 
     const fl_driver_descriptor *probe = p->drivers[0];
@@ -387,6 +397,29 @@ TEST_F(Wrapper, DescriptorDescribesThePluginAndEveryDriver) {
     EXPECT_EQ(plain->flags, FL_DRIVER_OWN_IO);
     EXPECT_EQ(plain->wires, 0u);
     EXPECT_TRUE(plain->required_extensions == nullptr || plain->required_extensions[0] == nullptr);
+    EXPECT_EQ(probe->commands, nullptr) << "no .commands: declares none";
+
+    const fl_driver_descriptor *declared = p->drivers[3];
+    EXPECT_STREQ(declared->id, "declared");
+    ASSERT_NE(declared->commands, nullptr);
+    const fl_command_descriptor *const *c = declared->commands;
+    ASSERT_NE(c[0], nullptr);
+    EXPECT_EQ(c[0]->struct_size, sizeof(fl_command_descriptor));
+    EXPECT_STREQ(c[0]->name, "close_valve");
+    EXPECT_STREQ(c[0]->description, "Close the valve");
+    EXPECT_EQ(c[0]->flags, FL_COMMAND_ACTUATES);
+    ASSERT_NE(c[1], nullptr);
+    EXPECT_STREQ(c[1]->name, "open_valve");
+    EXPECT_EQ(c[1]->flags, FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES);
+    ASSERT_NE(c[2], nullptr);
+    EXPECT_STREQ(c[2]->name, "set_threshold");
+    EXPECT_EQ(c[2]->description, nullptr);
+    EXPECT_EQ(c[2]->flags, 0u);
+    EXPECT_EQ(c[3], nullptr) << "the list is NULL-terminated";
+
+    const fl_driver_descriptor *mute = p->drivers[4];
+    ASSERT_NE(mute->commands, nullptr) << ".no_commands declares an empty list, not none";
+    EXPECT_EQ(mute->commands[0], nullptr);
 }
 
 TEST_F(Wrapper, InitTwiceIsMisuseAndInitDeinitCyclesWork) {
@@ -722,6 +755,28 @@ TEST_F(Wrapper, UnknownCommandIsUnsupported) {
     ASSERT_EQ(plain->start(plain), FL_OK);
     auto close = command_bytes("c2", "close_valve");
     EXPECT_EQ(plain->command(plain, close.data(), close.size()), FL_UNSUPPORTED) << "the base class knows none";
+}
+
+// A driver that declares its commands never sees another name: the wrapper answers FL_UNSUPPORTED itself, logged.
+TEST_F(Wrapper, ACommandTheDriverDidNotDeclareNeverReachesOnCommand) {
+    const fl_device *d = make({}, "declared");
+    ASSERT_NE(d, nullptr);
+    ASSERT_EQ(d->start(d), FL_OK);
+    for (const char *name : {"dance", "explode", "close_valve_now", "CLOSE_VALVE", "close"}) {
+        auto cmd = command_bytes("c-undeclared", name);
+        EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_UNSUPPORTED) << name;
+    }
+    EXPECT_TRUE(journal.commands.empty()) << "on_command saw an undeclared name";
+    EXPECT_TRUE(dev_host.logged("command 'explode' (id c-undeclared) is not one this driver declares; refused", FL_LOG_WARN))
+        << dev_host.all_logs();
+    auto close = command_bytes("c-1", "close_valve");
+    EXPECT_EQ(d->command(d, close.data(), close.size()), FL_OK);
+    EXPECT_EQ(journal.commands, (std::vector<std::string>{"close_valve"}));
+
+    const fl_device *mute = make({}, "mute");
+    ASSERT_NE(mute, nullptr);
+    ASSERT_EQ(mute->start(mute), FL_OK);
+    EXPECT_EQ(mute->command(mute, close.data(), close.size()), FL_UNSUPPORTED) << "it declared that it takes none";
 }
 
 TEST_F(Wrapper, CommandThatThrowsIsErrorAndLogged) {

@@ -132,7 +132,7 @@ const std::vector<check> &all_checks() {
         std::vector<check> v;
         v.push_back({"library.load",
                      {"FL-PLUGIN-2", "FL-PLUGIN-3", "FL-PLUGIN-4", "FL-PLUGIN-5", "FL-PLUGIN-7", "FL-PLUGIN-8",
-                      "FL-PLUGIN-9", "FL-PLUGIN-11", "FL-PLUGIN-12", "FL-PLUGIN-13"},
+                      "FL-PLUGIN-9", "FL-PLUGIN-11", "FL-PLUGIN-12", "FL-PLUGIN-13", "FL-PLUGIN-36"},
                      level::basic,
                      "the host's loader loads it (RTLD_NOW | RTLD_LOCAL), negotiates 1.0 and accepts the descriptor",
                      [](const run_options &o, findings &f) {
@@ -141,6 +141,7 @@ const std::vector<check> &all_checks() {
                      }});
         add_library_checks(v);
         add_device_checks(v);
+        add_command_checks(v);
         add_host_fault_checks(v);
         add_scenario_checks(v);
         add_soak_checks(v);

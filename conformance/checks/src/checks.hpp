@@ -15,6 +15,7 @@ namespace firelink::conform {
 void add_library_checks(std::vector<check> &out);
 void add_device_checks(std::vector<check> &out);
 void add_scenario_checks(std::vector<check> &out);  // scenario_checks.cpp: the class scenarios
+void add_command_checks(std::vector<check> &out);   // command_checks.cpp: declared commands (FL-PLUGIN-36)
 
 // The plugin loaded by the host's loader; NULL (and a failure recorded) when it does not load.
 std::unique_ptr<core::plugin> load_plugin(const run_options &o, findings &f);

@@ -1143,6 +1143,11 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
         s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
         return st;
     };
+    // A driver that declares its commands never hears of another name (FL-HOST-37): the declaration is what
+    // select-before-operate judged, so a name outside it is refused here, before the driver.
+    if (s->owner)
+        if (const auto *d = s->owner->info().find_driver(s->driver_id); d && d->declares_commands && !d->find_command(name))
+            return refuse(FL_UNSUPPORTED, "driver '" + s->driver_id + "' does not declare a command '" + name + "'");
     if (s->no_instance)
         return refuse(FL_CLOSED, "the device is down: " + s->faults->message(host_fault::device_down).value_or("?"));
     if (s->faulted) return refuse(FL_CLOSED, "the device is faulted");

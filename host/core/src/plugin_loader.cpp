@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <system_error>
@@ -123,6 +125,62 @@ bool is_elf_shared_object(const fs::path &file) {
 }
 
 std::string str_or_empty(const char *s) { return s ? std::string(s) : std::string(); }
+
+// A string of the plugin's read at most `cap` + 1 bytes far: a missing terminator shows as "too long" instead of a
+// read through the plugin's whole address space.
+std::string bounded(const char *s, std::size_t cap) { return s ? std::string(s, ::strnlen(s, cap + 1)) : std::string(); }
+
+// A name the plugin gave, fit to quote in a refusal: a byte outside printable ASCII shows as '?', so that a hostile
+// name cannot forge a line of the listing.
+std::string quotable(std::string_view s) {
+    std::string out(s);
+    for (auto &c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    return out;
+}
+
+// Copies and checks a 1.1 driver's declared commands (FL-PLUGIN-36). Returns the refusal detail, or empty.
+std::string read_commands(const fl_driver_descriptor &dd, driver_info &di) {
+    if (dd.struct_size < FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR || !dd.commands) return {};  // declares none (1.0: not read)
+    di.declares_commands = true;
+    for (std::size_t k = 0; dd.commands[k]; ++k) {
+        if (k >= FL_MAX_COMMANDS)
+            return "declares more than " + std::to_string(FL_MAX_COMMANDS) + " commands (or its list has no NULL "
+                   "terminator)";
+        const fl_command_descriptor *c = dd.commands[k];
+        const std::string where = "command #" + std::to_string(k);
+        if (c->struct_size < FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR)
+            return where + ": struct_size " + std::to_string(c->struct_size) + " is smaller than v1.1 (" +
+                   std::to_string(FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR) + ")";
+        command_decl decl;
+        decl.name = bounded(c->name, max_command_name);
+        if (!c->name || decl.name.empty()) return where + ": no name";
+        if (!is_command_name(decl.name))
+            return where + ": command name '" + quotable(decl.name.substr(0, max_command_name)) +
+                   (decl.name.size() > max_command_name ? "...' is longer than 64 bytes"
+                                                        : "' is not [a-z0-9][a-z0-9_.-]*");
+        const std::string named = "command '" + decl.name + "'";
+        decl.description = bounded(c->description, max_command_description);
+        if (!is_command_description(decl.description))
+            return named + ": the description is " +
+                   (decl.description.size() > max_command_description ? "longer than 256 bytes"
+                                                                      : "not UTF-8 without control characters");
+        constexpr std::uint64_t known = FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES;
+        if (c->flags & ~known) {
+            char hex[32];
+            std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(c->flags & ~known));
+            return named + ": unknown flag bits " + hex + " (this host knows FL_COMMAND_ACTUATES and "
+                   "FL_COMMAND_RESTORES)";
+        }
+        decl.actuates = c->flags & FL_COMMAND_ACTUATES;
+        decl.restores = c->flags & FL_COMMAND_RESTORES;
+        if (decl.restores && !decl.actuates)
+            return named + ": FL_COMMAND_RESTORES without FL_COMMAND_ACTUATES (restoring moves something)";
+        if (di.find_command(decl.name)) return "duplicate command name '" + decl.name + "'";
+        di.commands.push_back(std::move(decl));
+    }
+    return {};
+}
 
 }  // namespace
 
@@ -270,6 +328,8 @@ load_result plugin_loader::load(const fs::path &file, const fs::path &named) {
                 if (di.required_extensions.size() >= 64) return bad("driver '" + di.id + "': too many extensions");
                 di.required_extensions.emplace_back(*e);
             }
+        if (auto why = read_commands(*dd, di); !why.empty())
+            return bad("plugin '" + info.id + "': driver '" + di.id + "': " + why);
         info.drivers.push_back(std::move(di));
     }
 

@@ -20,7 +20,7 @@ void pack_plugin_info(msgpack::packer<msgpack::sbuffer> &pk, const core::plugin_
     pk.pack("drivers");
     pk.pack_array(static_cast<std::uint32_t>(i.drivers.size()));
     for (const auto &d : i.drivers) {
-        pk.pack_map(7);
+        pk.pack_map(9);
         pk.pack("id"), pk.pack(d.id);
         pk.pack("name"), pk.pack(d.name);
         pk.pack("class"), pk.pack(d.device_class);
@@ -28,6 +28,15 @@ void pack_plugin_info(msgpack::packer<msgpack::sbuffer> &pk, const core::plugin_
         pk.pack("wires"), pk.pack(d.wires);
         pk.pack("requires"), pk.pack(d.required_extensions);
         pk.pack("flags"), pk.pack(d.flags);
+        pk.pack("declares_commands"), pk.pack(d.declares_commands);
+        // Each command as [name, description, FL_COMMAND_* bits].
+        pk.pack("commands");
+        pk.pack_array(static_cast<std::uint32_t>(d.commands.size()));
+        for (const auto &c : d.commands) {
+            pk.pack_array(3);
+            pk.pack(c.name), pk.pack(c.description);
+            pk.pack((c.actuates ? FL_COMMAND_ACTUATES : 0) | (c.restores ? FL_COMMAND_RESTORES : 0));
+        }
     }
 }
 
@@ -40,6 +49,40 @@ const msgpack::object &field(const msgpack::object &map, std::string_view key) {
             return kv.val;
     }
     throw std::runtime_error("plugin info: no '" + std::string(key) + "'");
+}
+
+// A driver's declared commands as a runner sent them: the runner is as hostile as the plugin it runs (FL-HOST-33),
+// so they are held to the loader's rules again, and bounded before anything is copied.
+std::vector<core::command_decl> unpack_commands(const msgpack::object &o, const std::string &driver) {
+    const std::string where = "plugin info: driver '" + driver + "': commands";
+    if (o.type != msgpack::type::ARRAY) throw std::runtime_error(where + " is not an array");
+    if (o.via.array.size > FL_MAX_COMMANDS)
+        throw std::runtime_error(where + ": " + std::to_string(o.via.array.size) + " commands, more than " +
+                                 std::to_string(FL_MAX_COMMANDS));
+    std::vector<core::command_decl> out;
+    out.reserve(o.via.array.size);
+    for (std::uint32_t k = 0; k < o.via.array.size; ++k) {
+        const auto &c = o.via.array.ptr[k];
+        const std::string at = where + " #" + std::to_string(k);
+        if (c.type != msgpack::type::ARRAY || c.via.array.size != 3)
+            throw std::runtime_error(at + " is not [name, description, flags]");
+        const auto &name = c.via.array.ptr[0], &description = c.via.array.ptr[1], &flags = c.via.array.ptr[2];
+        if (name.type != msgpack::type::STR || name.via.str.size > core::max_command_name)
+            throw std::runtime_error(at + ": the name is not a string of at most 64 bytes");
+        if (description.type != msgpack::type::STR || description.via.str.size > core::max_command_description)
+            throw std::runtime_error(at + ": the description is not a string of at most 256 bytes");
+        constexpr std::uint64_t known = FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES;
+        if (flags.type != msgpack::type::POSITIVE_INTEGER || (flags.via.u64 & ~known))
+            throw std::runtime_error(at + ": flags are not FL_COMMAND_* bits");
+        core::command_decl d;
+        d.name.assign(name.via.str.ptr, name.via.str.size);
+        d.description.assign(description.via.str.ptr, description.via.str.size);
+        d.actuates = flags.via.u64 & FL_COMMAND_ACTUATES;
+        d.restores = flags.via.u64 & FL_COMMAND_RESTORES;
+        out.push_back(std::move(d));
+    }
+    if (auto why = core::command_decls_problem(out); !why.empty()) throw std::runtime_error(where + ": " + why);
+    return out;
 }
 }  // namespace
 
@@ -68,6 +111,10 @@ core::plugin_info unpack_plugin_info(const msgpack::object &o) {
         di.wires = field(d, "wires").as<std::uint32_t>();
         di.required_extensions = field(d, "requires").as<std::vector<std::string>>();
         di.flags = field(d, "flags").as<std::uint64_t>();
+        di.declares_commands = field(d, "declares_commands").as<bool>();
+        di.commands = unpack_commands(field(d, "commands"), di.id);
+        if (!di.declares_commands && !di.commands.empty())
+            throw std::runtime_error("plugin info: driver '" + di.id + "' lists commands but declares none");
         i.drivers.push_back(std::move(di));
     }
     return i;

@@ -46,7 +46,7 @@ extern "C" {
 #define FL_VERSION_PATCH(version) ((uint32_t)(version) & 0xFFFu)
 
 #define FL_ABI_VERSION_MAJOR 1
-#define FL_ABI_VERSION_MINOR 0
+#define FL_ABI_VERSION_MINOR 1
 #define FL_ABI_VERSION_PATCH 0
 /* The version of the headers you compile against. */
 #define FL_ABI_VERSION FL_MAKE_VERSION(FL_ABI_VERSION_MAJOR, FL_ABI_VERSION_MINOR, FL_ABI_VERSION_PATCH)

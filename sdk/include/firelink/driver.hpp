@@ -236,6 +236,16 @@ struct plugin_info {
     const char *description = nullptr;
 };
 
+// A command the driver accepts (ABI 1.1, fl_command_descriptor): its name, as operators and the platform send it
+// ([a-z0-9][a-z0-9_.-]*, at most 64 bytes), what it does (UTF-8, at most 256 bytes) and whether it moves something:
+// FL_COMMAND_ACTUATES (the host requires select-before-operate), FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES (it reopens
+// or re-energises: interlocked while the device is in alarm), or 0 (a read, a clock set).
+struct command_info {
+    const char *name = nullptr;
+    const char *description = nullptr;
+    std::uint64_t flags = 0;
+};
+
 template <class Device>
 struct driver {
     const char *id = nullptr;
@@ -252,6 +262,13 @@ struct driver {
     // The device returns fl_device_commit (firelink.commit/1): it promises to confirm to its device only what the
     // host reported committed (FL-PLUGIN-35), through device::when_committed or on_committed.
     bool confirms_on_commit = false;
+    // Every command the device's on_command accepts (FL-PLUGIN-36), for example
+    //     .commands = {{"trip", "Open the breaker", FL_COMMAND_ACTUATES},
+    //                  {"close", "Close the breaker", FL_COMMAND_ACTUATES | FL_COMMAND_RESTORES}}
+    // The wrapper answers FL_UNSUPPORTED for any other name without calling on_command. Empty: declares none, and the
+    // host treats every command as actuating and restoring; a driver that takes no command says `.no_commands = true`.
+    std::vector<command_info> commands{};
+    bool no_commands = false;
 };
 
 namespace detail {
@@ -261,6 +278,16 @@ using factory = std::function<std::unique_ptr<device>(host_handle, const config 
 struct driver_record {
     fl_driver_descriptor descriptor{};
     std::vector<const char *> needs;
+    std::deque<fl_command_descriptor> commands;              // deque: the pointers below stay put
+    std::vector<const fl_command_descriptor *> command_list;  // NULL-terminated; empty when it declares none
+
+    // The name is one the driver declared, or it declares none (then the device decides).
+    bool declares(std::string_view name) const noexcept {
+        if (!descriptor.commands) return true;
+        for (const auto &c : commands)
+            if (c.name && name == c.name) return true;
+        return false;
+    }
     factory make;
     fl_status (*identify)(std::span<const std::uint8_t>, std::string &) = nullptr;
     bool confirms_on_commit = false;
@@ -293,6 +320,7 @@ struct device_box {
     host_handle host;
     std::unique_ptr<device> impl;
     bool commit = false;  // returns fl_device_commit: its driver was declared confirms_on_commit
+    const driver_record *driver = nullptr;  // the registry's, for the plugin's lifetime
 
     explicit device_box(const fl_host *h) : host(h) {}
 
@@ -391,7 +419,16 @@ inline void device_destroy(const fl_device *d) noexcept {
 inline fl_status device_command(const fl_device *d, const std::uint8_t *data, std::size_t size) noexcept {
     auto *box = device_box::from(d);
     if (!box || box->state != device_state::started || (!data && size)) return FL_MISUSE;
-    return box->guarded("command", [&] { return box->impl->on_command(command(data, size)); });
+    return box->guarded("command", [&] {
+        command parsed(data, size);
+        // A name the driver did not declare never reaches on_command (FL-PLUGIN-36): the declaration is the truth.
+        if (box->driver && !box->driver->declares(parsed.name())) {
+            box->host.warn("command '" + std::string(parsed.name()) + "' (id " + std::string(parsed.id()) +
+                           ") is not one this driver declares; refused");
+            return FL_UNSUPPORTED;
+        }
+        return box->impl->on_command(parsed);
+    });
 }
 
 inline void device_on_data(const fl_device *d, const std::uint8_t *data, std::size_t size) noexcept {
@@ -488,6 +525,7 @@ inline fl_status entry_create_device(const char *driver_id, const fl_host *host,
         return FL_NO_MEMORY;
     }
     box->commit = rec->confirms_on_commit;
+    box->driver = rec;
     fl_status st = box->guarded("create", [&] {
         config parsed(cfg, cfg_size);
         box->impl = rec->make(box->host, parsed);
@@ -579,6 +617,14 @@ private:
         rec.descriptor.description = d.description;
         rec.descriptor.required_extensions = rec.needs.data();
         rec.descriptor.flags = d.flags;
+        if (!d.commands.empty() || d.no_commands) {
+            for (const auto &c : d.commands)
+                rec.commands.push_back(fl_command_descriptor{sizeof(fl_command_descriptor), c.name, c.description,
+                                                             c.flags});
+            for (const auto &c : rec.commands) rec.command_list.push_back(&c);
+            rec.command_list.push_back(nullptr);
+            rec.descriptor.commands = rec.command_list.data();
+        }
         rec.identify = d.identify;
         rec.confirms_on_commit = d.confirms_on_commit;
         rec.make = [](host_handle h, const config &c) -> std::unique_ptr<device> {

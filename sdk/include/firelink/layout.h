@@ -41,7 +41,14 @@ FL_LAYOUT_ASSERT(offsetof(fl_driver_descriptor, device_class) == 24);
 FL_LAYOUT_ASSERT(offsetof(fl_driver_descriptor, description) == 32);
 FL_LAYOUT_ASSERT(offsetof(fl_driver_descriptor, required_extensions) == 40);
 FL_LAYOUT_ASSERT(offsetof(fl_driver_descriptor, flags) == 48);
-FL_LAYOUT_ASSERT(sizeof(fl_driver_descriptor) == 56);
+FL_LAYOUT_ASSERT(offsetof(fl_driver_descriptor, commands) == 56);  /* 1.1 */
+FL_LAYOUT_ASSERT(sizeof(fl_driver_descriptor) == 64);
+
+FL_LAYOUT_ASSERT(offsetof(fl_command_descriptor, struct_size) == 0);
+FL_LAYOUT_ASSERT(offsetof(fl_command_descriptor, name) == 8);
+FL_LAYOUT_ASSERT(offsetof(fl_command_descriptor, description) == 16);
+FL_LAYOUT_ASSERT(offsetof(fl_command_descriptor, flags) == 24);
+FL_LAYOUT_ASSERT(sizeof(fl_command_descriptor) == 32);
 
 FL_LAYOUT_ASSERT(offsetof(fl_plugin_descriptor, struct_size) == 0);
 FL_LAYOUT_ASSERT(offsetof(fl_plugin_descriptor, driver_count) == 4);
@@ -124,6 +131,10 @@ FL_LAYOUT_ASSERT(sizeof(fl_device_commit) == 16);
 #define FL_V1_0_SIZEOF_PLUGIN_IDENTIFY   ((uint32_t)(offsetof(fl_plugin_identify, identify) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_HOST_COMMIT       ((uint32_t)(offsetof(fl_host_commit, emitted) + sizeof(void *)))
 #define FL_V1_0_SIZEOF_DEVICE_COMMIT     ((uint32_t)(offsetof(fl_device_commit, on_committed) + sizeof(void *)))
+
+/* Fields added in 1.1: the size a struct must have for the reader to use them. */
+#define FL_V1_1_SIZEOF_DRIVER_DESCRIPTOR ((uint32_t)(offsetof(fl_driver_descriptor, commands) + sizeof(void *)))
+#define FL_V1_1_SIZEOF_COMMAND_DESCRIPTOR ((uint32_t)(offsetof(fl_command_descriptor, flags) + sizeof(uint64_t)))
 
 /* Extensions added after v1.0: the size of their first revision, the smallest a peer may present. */
 #define FL_CONDITIONS_1_SIZEOF_CONDITION ((uint32_t)(offsetof(fl_condition, raised_wall_ms) + sizeof(int64_t)))

@@ -33,6 +33,32 @@ extern "C" {
  * it, and the conformance suite cannot replay, garble or cut its wire. */
 #define FL_DRIVER_OWN_IO ((uint64_t)1 << 0)
 
+/* ---- Declaring commands (ABI 1.1) ----------------------------------------------------------------------------
+ * A driver lists the commands it accepts, and says of each whether it moves something in the world. The host
+ * requires select-before-operate for every actuating command, interlocks restoring ones while the device is in
+ * alarm, and refuses a name the driver did not declare (FL_UNSUPPORTED) before it reaches the driver. A driver that
+ * declares nothing (commands NULL, or a 1.0 plugin) has every command treated as actuating and restoring.
+ * Rationale: the host cannot tell a read from a valve opening by the command's name; only the driver knows. */
+
+/* Bits for fl_command_descriptor.flags. The host refuses a descriptor with any other bit set. */
+#define FL_COMMAND_ACTUATES ((uint64_t)1 << 0)  /* moves something in the world: the host requires select-before-operate */
+/* Reopens or re-energises (open a valve, close a breaker): interlocked while the device is in alarm. Only together
+ * with FL_COMMAND_ACTUATES. */
+#define FL_COMMAND_RESTORES ((uint64_t)1 << 1)
+
+typedef struct fl_command_descriptor {
+    uint32_t struct_size;    /* sizeof(fl_command_descriptor) as the plugin compiled it */
+
+    /* The command's "name" in {"id", "name", "args"} (docs/events.md): [a-z0-9][a-z0-9_.-]*, at most 64 bytes,
+     * unique within the driver, never changes once published: operators and the platform send it. */
+    const char *name;
+    const char *description; /* UTF-8, at most 256 bytes; may be NULL */
+    uint64_t flags;          /* FL_COMMAND_* bits */
+} fl_command_descriptor;
+
+/* At most this many commands per driver; the host refuses a longer list. */
+#define FL_MAX_COMMANDS 64u
+
 typedef struct fl_driver_descriptor {
     uint32_t struct_size;   /* sizeof(fl_driver_descriptor) as the plugin compiled it */
 
@@ -52,6 +78,11 @@ typedef struct fl_driver_descriptor {
     const char *const *required_extensions;
 
     uint64_t flags;          /* FL_DRIVER_* bits */
+
+    /* Added in 1.1; the host reads it only when struct_size covers it. NULL-terminated list of the commands the
+     * driver accepts, at most FL_MAX_COMMANDS. NULL: declares none (every command is treated as actuating and
+     * restoring); a list holding only the NULL terminator: accepts no command at all. */
+    const fl_command_descriptor *const *commands;
 } fl_driver_descriptor;
 
 typedef struct fl_plugin_descriptor {

@@ -18,9 +18,13 @@ static fl_status init(const fl_host *host, const char *path) {
 }
 static void deinit(void) {}
 
+/* The installed headers carry ABI 1.1's declared commands. */
+static const fl_command_descriptor close_valve = {sizeof(fl_command_descriptor), "close_valve", "Close the valve",
+                                                  FL_COMMAND_ACTUATES};
+static const fl_command_descriptor *const commands[] = {&close_valve, NULL};
 static const fl_driver_descriptor valve = {
     sizeof(fl_driver_descriptor), FL_WIRE_RS485_BUS, "gv20", "ACME GV20 gas valve", FL_CLASS_GAS_SHUTOFF_VALVE,
-    NULL, NULL, 0};
+    NULL, NULL, 0, commands};
 static const fl_driver_descriptor *const drivers[] = {&valve};
 static const fl_plugin_descriptor descriptor = {
     sizeof(fl_plugin_descriptor), 1, "com.example.acme.valve", "ACME valve", "ACME", "0.3.0", "proprietary", NULL,

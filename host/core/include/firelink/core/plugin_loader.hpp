@@ -177,4 +177,15 @@ bool is_reverse_dns(std::string_view id);
 bool is_driver_id(std::string_view id);
 bool is_device_class(std::string_view device_class);
 
+// Declared commands (ABI 1.1, FL-PLUGIN-36): a name is [a-z0-9][a-z0-9_.-]*, at most 64 bytes; a description
+// well-formed UTF-8 of at most 256 bytes without control characters.
+inline constexpr std::size_t max_command_name = 64;
+inline constexpr std::size_t max_command_description = 256;
+bool is_command_name(std::string_view name);
+bool is_command_description(std::string_view description);
+// What is wrong with one driver's declared commands, or empty: a bad name or description, a duplicate, more than
+// FL_MAX_COMMANDS. The loader checks the plugin's descriptor with it, and the host what a runner sent (FL-HOST-33).
+// Flags are checked where they are read (command_decl keeps only the two known bits).
+std::string command_decls_problem(const std::vector<command_decl> &commands);
+
 }  // namespace firelink::core
