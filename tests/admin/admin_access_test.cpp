@@ -104,7 +104,7 @@ TEST(AdminAccess, ATokenHasOneGrantAndANameOneGrantPerRole) {
     e = load_error(dir, "read prometheus hunter2\noperate alice sha256:" + std::string(hunter2_sha256) + "\n");
     EXPECT_NE(e.find(file + ":2: the same token is listed twice"), std::string::npos) << e;
     e = load_error(dir, "operate alice t-1\nread bob t-2\noperate alice t-3\n");
-    EXPECT_NE(e.find(file + ":3: 'alice' already has a operate token"), std::string::npos) << e;
+    EXPECT_NE(e.find(file + ":3: 'alice' already has a operate grant"), std::string::npos) << e;
     EXPECT_EQ(load_error(dir, "operate alice t-1\nadmin alice t-2\n"), "");  // one per role
 }
 
@@ -132,4 +132,28 @@ TEST(AdminAccess, AMissingOrEmptyFileIsAnError) {
     }
     const auto e = load_error(dir, "# nobody yet\n\n");
     EXPECT_NE(e.find("grants nothing"), std::string::npos) << e;
+}
+
+TEST(AdminAccess, CertLinesGrantByTheSubjectCn) {
+    temp_dir dir;
+    const std::string file = (dir.path() / "tokens").string();
+    const auto list = access_list::load(write_file(
+        dir.path() / "tokens", "cert operate alice@site-3 alice.site-3.example\ncert read scraper prom-1\n"));
+    EXPECT_EQ(list.size(), 2u);
+    EXPECT_EQ(list.find_cert("alice.site-3.example")->name, "alice@site-3");
+    EXPECT_EQ(list.find_cert("alice.site-3.example")->role, role::operate);
+    EXPECT_FALSE(list.find_cert("alice"));
+    EXPECT_FALSE(list.find_cert(""));
+    EXPECT_FALSE(list.find("alice.site-3.example"));  // a CN is not a token
+
+    auto e = load_error(dir, "cert operate alice\n");
+    EXPECT_NE(e.find(file + ":1: expected 'cert <read|operate|admin> <principal-name> <subject-CN>', got 3 word"),
+              std::string::npos)
+        << e;
+    e = load_error(dir, "cert operator alice cn-1\n");
+    EXPECT_NE(e.find(file + ":1: unknown role 'operator'"), std::string::npos) << e;
+    e = load_error(dir, "cert read a cn-1\ncert operate b cn-1\n");
+    EXPECT_NE(e.find(file + ":2: the subject CN 'cn-1' is listed twice"), std::string::npos) << e;
+    e = load_error(dir, "operate alice t-1\ncert operate alice cn-1\n");
+    EXPECT_NE(e.find(file + ":2: 'alice' already has a operate grant"), std::string::npos) << e;
 }

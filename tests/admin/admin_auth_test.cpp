@@ -460,6 +460,43 @@ TEST_F(AdminAuth, WithAClientCaOnlyClientsWithItsCertificatesGetIn) {
               202);
 }
 
+TEST_F(AdminAuth, AListedClientCertificateIsItsPrincipalWithoutAToken) {
+    pki keys;  // the client certificate's subject is CN=alice
+    const auto file = write_tokens(dir_.path(), "cert operate alice-by-cert alice\nread prometheus " + read_token + "\n");
+    start(opts().tokens(file).tls({keys.server_cert, keys.server_key, keys.ca}));
+    const tls_client good{keys.ca, keys.client_cert, keys.client_key};
+    const auto r = fetch_tls(url("/api/devices/valve-3/commands", "https"), good, "", "POST");
+    EXPECT_EQ(r.code, CURLE_OK) << curl_easy_strerror(r.code);
+    EXPECT_EQ(r.status, 202) << r.body;
+    {
+        std::lock_guard lock(mutex_);
+        EXPECT_EQ(who_.name, "alice-by-cert");
+        EXPECT_EQ(who_.role, role::operate);
+        EXPECT_TRUE(who_.authenticated);
+    }
+    // Its role is the line's: not admin.
+    called_ = false;
+    EXPECT_EQ(fetch_tls(url("/api/reload", "https"), good, "", "POST").status, 403);
+    EXPECT_FALSE(called_);
+    // A token, when sent, speaks for the request instead.
+    EXPECT_EQ(fetch_tls(url("/api/devices/valve-3/commands", "https"), good, "Bearer " + read_token, "POST").status,
+              403);
+    EXPECT_FALSE(called_);
+}
+
+TEST(AdminServerConfig, CertLinesNeedAClientCa) {
+    temp_dir dir;
+    const auto file = write_file(dir.path() / "tokens", "cert operate alice alice\n");
+    net::io_context ioc;
+    try {
+        admin_server server(ioc, opts().tokens(file), {});
+        ADD_FAILURE() << "started with cert lines and no client_ca";
+    } catch (const std::runtime_error &e) {
+        EXPECT_NE(std::string(e.what()).find("has 'cert' lines, but without [admin] client_ca"), std::string::npos)
+            << e.what();
+    }
+}
+
 TEST_F(AdminAuth, ATlsClientThatSaysNothingIsCutOffAtTheDeadline) {
     pki keys;
     start(opts().timeout(300ms).tls({keys.server_cert, keys.server_key, {}}));

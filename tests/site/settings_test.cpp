@@ -251,7 +251,8 @@ TEST(Admin, TokenAndTlsRules) {
     EXPECT_EQ(snippet_error("[admin]\ntoken_file = \"\"\n"),
               "site.toml:2:14: admin.token_file: expected a non-empty string, got \"\"");
     const auto lone_cert = snippet_error("[admin]\ntls_cert = \"a.pem\"\n");
-    EXPECT_NE(lone_cert.find("admin.tls_key: tls_cert and tls_key go together"), std::string::npos) << lone_cert;
+    EXPECT_NE(lone_cert.find("site.toml:2:12: admin.tls_cert: tls_cert and tls_key go together"), std::string::npos)
+        << lone_cert;
     const auto lone_ca = snippet_error("[admin]\nclient_ca = \"ca.pem\"\n");
     EXPECT_NE(lone_ca.find("admin.client_ca: client certificates need TLS"), std::string::npos) << lone_ca;
 }

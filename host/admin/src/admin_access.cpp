@@ -159,6 +159,10 @@ access_list access_list::load(const std::filesystem::path &file) {
             std::istringstream split(line);
             for (std::string w; split >> w;) words.push_back(std::move(w));
         }
+        if (!words.empty() && words[0] == "cert") {
+            list.add_cert(words, where);
+            continue;
+        }
         if (words.size() != 3)
             throw std::runtime_error(where + "expected " + std::string(line_shape) + ", got " +
                                      std::to_string(words.size()) + " word(s)");
@@ -180,19 +184,56 @@ access_list access_list::load(const std::filesystem::path &file) {
             // Kept only as its hash, like a hashed line: the process never holds a plain token past this point.
             e.hash = sha256(secret);
         }
-        for (const auto &other : list.entries_) {
+        for (const auto &other : list.entries_)
             if (CRYPTO_memcmp(other.hash.data(), e.hash.data(), e.hash.size()) == 0)
                 throw std::runtime_error(where + "the same token is listed twice: a token has one grant");
-            if (other.g.name == e.g.name && other.g.role == e.g.role)
-                throw std::runtime_error(where + "'" + name + "' already has a " + role_word +
-                                         " token: a name holds one grant per role");
-        }
+        list.check_one_per_role(e.g, where);
         list.entries_.push_back(std::move(e));
     }
-    if (list.entries_.empty())
+    if (list.empty())
         throw std::runtime_error("the token file '" + file.string() + "' grants nothing (expected lines " +
                                  std::string(line_shape) + ")");
     return list;
+}
+
+void access_list::check_one_per_role(const grant &g, const std::string &where) const {
+    const auto same = [&](const grant &other) { return other.name == g.name && other.role == g.role; };
+    for (const auto &e : entries_)
+        if (same(e.g))
+            throw std::runtime_error(where + "'" + g.name + "' already has a " + role_name(g.role) +
+                                     " grant: a name holds one grant per role");
+    for (const auto &c : certs_)
+        if (same(c.g))
+            throw std::runtime_error(where + "'" + g.name + "' already has a " + role_name(g.role) +
+                                     " grant: a name holds one grant per role");
+}
+
+void access_list::add_cert(const std::vector<std::string> &words, const std::string &where) {
+    if (words.size() != 4)
+        throw std::runtime_error(where + "expected 'cert <read|operate|admin> <principal-name> <subject-CN>', got " +
+                                 std::to_string(words.size()) + " word(s)");
+    cert_entry c;
+    const auto r = parse_role(words[1]);
+    if (!r) throw std::runtime_error(where + "unknown role '" + words[1] + "' (expected read, operate or admin)");
+    c.g.role = *r;
+    if (!is_principal_name(words[2]))
+        throw std::runtime_error(where + "the principal name '" + words[2] + "' is not " +
+                                 std::string(principal_name_rule) + " (it goes into the audit log)");
+    c.g.name = words[2];
+    c.subject_cn = words[3];
+    for (const auto &other : certs_)
+        if (other.subject_cn == c.subject_cn)
+            throw std::runtime_error(where + "the subject CN '" + c.subject_cn +
+                                     "' is listed twice: a certificate has one grant");
+    check_one_per_role(c.g, where);
+    certs_.push_back(std::move(c));
+}
+
+std::optional<grant> access_list::find_cert(std::string_view subject_cn) const {
+    if (subject_cn.empty()) return std::nullopt;
+    for (const auto &c : certs_)
+        if (c.subject_cn == subject_cn) return c.g;  // a CN is not a secret: no need for constant time
+    return std::nullopt;
 }
 
 std::optional<grant> access_list::find(std::string_view token) const {

@@ -301,7 +301,9 @@ std::string how_to(const server_state &s, role needed) {
                   "(docs/deployment.md#admin-tokens)";
 }
 
-std::variant<principal, refusal> authenticate(const server_state &s, const request &req, const tcp::endpoint &peer) {
+// `cert_cn`: the subject CN of the client's certificate, verified against [admin] client_ca; "" without one.
+std::variant<principal, refusal> authenticate(const server_state &s, const request &req, const tcp::endpoint &peer,
+                                              const std::string &cert_cn) {
     std::string_view target(req.target().data(), req.target().size());
     const role needed = route_role(std::string_view(req.method_string().data(), req.method_string().size()), target);
     const auto unauthorized = [&](std::size_t reason, std::string message) {
@@ -315,6 +317,11 @@ std::variant<principal, refusal> authenticate(const server_state &s, const reque
     if (!header.empty()) {
         const auto g = s.tokens.authorize(std::string_view(header.data(), header.size()));
         if (!g) return unauthorized(bad_token, "the credentials are not a token this host knows; " + how_to(s, needed));
+        who.name = g->name;
+        who.role = g->role;
+        who.authenticated = true;
+    } else if (const auto g = s.tokens.find_cert(cert_cn)) {
+        // A token, when sent, speaks for the request; without one a listed certificate does.
         who.name = g->name;
         who.role = g->role;
         who.authenticated = true;
@@ -336,6 +343,22 @@ std::variant<principal, refusal> authenticate(const server_state &s, const reque
         return refusal{forbidden, error(req, 403, std::string("this needs the ") + role_name(needed) + " role; '" +
                                                       who.name + "' holds " + role_name(who.role))};
     return who;
+}
+
+// The subject CN of the peer's certificate when OpenSSL verified it (only with client_ca); "" otherwise, and when
+// the subject holds no CN or several (which one would be the principal?).
+std::string verified_cn(SSL *ssl) {
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) return {};
+    X509_NAME *subject = X509_get_subject_name(cert);
+    const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (at < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, at) >= 0) return {};
+    unsigned char *utf8 = nullptr;
+    const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)));
+    if (n < 0) return {};
+    std::string cn(reinterpret_cast<char *>(utf8), static_cast<std::size_t>(n));
+    OPENSSL_free(utf8);
+    return cn;
 }
 
 // ---- one connection, over plain TCP or TLS ----
@@ -390,6 +413,7 @@ private:
             spdlog::debug("admin: TLS handshake with {} failed: {}", peer_text(peer_), ec.message());
             return;
         }
+        if constexpr (tls) cert_cn_ = verified_cn(stream_.native_handle());
         do_read();
     }
 
@@ -409,7 +433,7 @@ private:
         if (ec) return on_read_failed(ec);
         const auto &req = parser_->get();
         // Before the body: a stranger never makes the server read, buffer or parse what it sends.
-        auto outcome = authenticate(*state_, req, peer_);
+        auto outcome = authenticate(*state_, req, peer_, cert_cn_);
         if (auto *refused = std::get_if<refusal>(&outcome)) {
             state_->note_refusal(refused->reason, std::string(req.method_string()) + " " + std::string(req.target()) +
                                                       " from " + peer_text(peer_));
@@ -526,6 +550,7 @@ private:
     std::shared_ptr<server_state> state_;
     std::optional<http::request_parser<http::string_body>> parser_;
     principal who_;
+    std::string cert_cn_;  // the client certificate's subject CN, once the handshake verified it
     http::response<http::empty_body> continue_;
     response res_;
     std::array<char, 4096> drain_;
@@ -700,6 +725,10 @@ admin_server::admin_server(net::io_context &ioc, admin_options options, admin_ha
     state->options = std::move(options);
     state->handlers = std::move(handlers);
     if (!state->options.token_file.empty()) state->tokens = access_list::load(state->options.token_file);
+    if (state->tokens.has_certs() && state->options.tls.client_ca.empty())
+        throw std::runtime_error("the token file '" + state->options.token_file.string() +
+                                 "' has 'cert' lines, but without [admin] client_ca no client certificate is "
+                                 "verified: set tls_cert, tls_key and client_ca, or remove those lines");
     if (!state->options.tls.cert.empty()) state->tls.emplace(make_tls_context(state->options.tls));
     else if (!state->options.tls.key.empty() || !state->options.tls.client_ca.empty())
         throw std::runtime_error("admin TLS: tls_key or client_ca is set but tls_cert is not");

@@ -7,8 +7,12 @@
 //     read    prometheus    sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //     operate alice@site-3  5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
 //
+// With TLS and [admin] client_ca, a client certificate may stand for a principal too, by its subject's common name:
+//
+//     cert operate alice@site-3  alice.site-3.example     # cert <role> <principal-name> <subject-CN>
+//
 // A principal name is an operator id that goes into the audit log: [A-Za-z0-9_.@-]{1,64}. A name may hold one grant
-// per role at most, and a token one grant. A plain token is hashed (SHA-256) as the file is read and never kept.
+// per role at most, and a token or a CN one grant. A plain token is hashed (SHA-256) as the file is read and never kept.
 // The file must not be readable or writable by group or others (as ssh refuses a private key that is).
 #pragma once
 
@@ -45,8 +49,8 @@ public:
     // No token file: grants nothing.
     access_list() = default;
 
-    bool empty() const noexcept { return entries_.empty(); }
-    std::size_t size() const noexcept { return entries_.size(); }
+    bool empty() const noexcept { return entries_.empty() && certs_.empty(); }
+    std::size_t size() const noexcept { return entries_.size() + certs_.size(); }
     const std::filesystem::path &file() const noexcept { return file_; }
 
     // The grant of a presented token, or nullopt. Compares the token's SHA-256 with every entry in constant time
@@ -56,13 +60,25 @@ public:
     // browser's login prompt send). Nothing for another scheme or a malformed value.
     std::optional<grant> authorize(std::string_view header) const;
 
+    // The grant of a verified client certificate's subject CN ("cert" lines), or nullopt.
+    std::optional<grant> find_cert(std::string_view subject_cn) const;
+    bool has_certs() const noexcept { return !certs_.empty(); }
+
 private:
+    void check_one_per_role(const grant &g, const std::string &where) const;
+    void add_cert(const std::vector<std::string> &words, const std::string &where);
+
     using digest = std::array<unsigned char, 32>;
     struct entry {
         grant g;
         digest hash;
     };
+    struct cert_entry {
+        grant g;
+        std::string subject_cn;
+    };
     std::vector<entry> entries_;
+    std::vector<cert_entry> certs_;
     std::filesystem::path file_;
 };
 
