@@ -26,4 +26,8 @@ struct try_options {
 // prints a summary when stopped.
 int try_plugins(const try_options &options);
 
+// `firelink-host audit verify QUEUE_DB`: walks the audit chain; prints what holds, or the first broken link (exit 1).
+// `show`: also prints the last N records, one JSON line each.
+int verify_audit(const std::string &db, std::size_t show);
+
 }  // namespace firelink::cli

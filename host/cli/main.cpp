@@ -51,6 +51,17 @@ int main(int argc, char **argv) {
         "check-config", "Validate a site configuration, its drivers, and each device's config with its driver");
     check->add_option("CONFIG", check_path, "the site configuration (TOML)")->required();
 
+    std::string audit_db;
+    std::size_t audit_tail = 0;
+    auto *audit = app.add_subcommand("audit", "The audit chain of commands (select, operate, results, modes)");
+    audit->require_subcommand(1);
+    auto *audit_verify = audit->add_subcommand(
+        "verify", "Check every link of the audit chain in a queue (or audit) database; exit 1 at the first broken one");
+    audit_verify->add_option("QUEUE_DB", audit_db, "the SQLite file: [uplink] queue_path or [control] audit_path")
+        ->required()
+        ->check(CLI::ExistingFile);
+    audit_verify->add_option("--show", audit_tail, "also print the last N records");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
@@ -68,5 +79,6 @@ int main(int argc, char **argv) {
     }
     if (*check) return firelink::cli::check_config(check_path);
     if (*try_cmd) return firelink::cli::try_plugins(try_opt);
+    if (*audit_verify) return firelink::cli::verify_audit(audit_db, audit_tail);
     return 2;
 }

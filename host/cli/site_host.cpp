@@ -1,6 +1,7 @@
 #include "site_host.hpp"
 #include "reconfigure.hpp"
 
+#include "command_gate.hpp"
 #include "health.hpp"
 #include "sd_notify.hpp"
 
@@ -31,7 +32,6 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/admin/admin_server.hpp>
-#include <firelink/admin/command_json.hpp>
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/event_check.hpp>
@@ -383,7 +383,7 @@ private:
     void mark_down(const site::device_config &d, const std::string &why);
     void forget(const std::string &device_id);
     std::pair<unsigned, std::string> reload();
-    std::pair<unsigned, std::string> command(const std::string &device, const std::string &body);
+    void start_control();
     std::string devices_json() const;
     health_facts health_now() const;
     void watchdog_tick();
@@ -423,6 +423,7 @@ private:
     pipeline::event_pipeline pipeline_;
     pipeline::sink *record_ = nullptr;  // the local record ([sink]) among the pipeline's sinks, if there is one
     std::unique_ptr<uplink::durable_queue> queue_;  // with [uplink]: the durable queue...
+    std::unique_ptr<command_gate> gate_;            // every command passes here (select, operate, audit)
     std::unique_ptr<uplink::uplink> uplink_;        // ...and its senders and command poll
     std::unique_ptr<core::device_runtime> runtime_;
     catalog catalog_;                                            // control thread only
@@ -432,7 +433,6 @@ private:
     wiring wires_;
     std::map<std::string, std::string> fingerprints_;  // running device -> what it was made from
     std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
-    std::atomic<std::uint64_t> next_command_{1};
     std::atomic<bool> ready_{false};  // every configured device has been tried once
     unsigned io_threads_ = 0;
     // systemd's watchdog (control thread): each event loop answers a post between two pings, or no ping is sent.
@@ -638,33 +638,6 @@ std::pair<unsigned, std::string> site_host::reload() {
     return {out.clean() ? 200u : 207u, out.to_json(fingerprints_.size()).dump()};
 }
 
-std::pair<unsigned, std::string> site_host::command(const std::string &device, const std::string &body) {
-    const auto id = "cmd-" + std::to_string(::getpid()) + "-" + std::to_string(next_command_++);
-    auto parsed = admin::command_from_json(body, id);
-    if (auto *err = std::get_if<std::string>(&parsed)) return {400, nlohmann::json{{"error", *err}}.dump()};
-    const auto &bytes = std::get<std::vector<std::uint8_t>>(parsed);
-    // The body may name its own id; command_from_json checked the bytes, so this parse cannot fail.
-    const std::string command_id = firelink::command(bytes.data(), bytes.size()).id();
-    std::string why;
-    const fl_status st = runtime_->command(device, bytes, why);
-    const bool pending = st == FL_TIMEOUT;  // neither accepted nor refused: the driver's result will follow
-    nlohmann::json out{{"command_id", command_id},
-                       {"device", device},
-                       {"status", st == FL_OK ? "accepted" : pending ? "pending" : "refused"},
-                       {"detail", why}};
-    metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
-    switch (st) {
-    case FL_OK: return {202, out.dump()};
-    case FL_NOT_FOUND: return {404, out.dump()};
-    case FL_INVALID_ARGUMENT:
-    case FL_UNSUPPORTED: return {422, out.dump()};
-    case FL_CLOSED:
-    case FL_BUSY: return {409, out.dump()};
-    case FL_TIMEOUT: return {504, out.dump()};
-    default: return {500, out.dump()};
-    }
-}
-
 std::string site_host::devices_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto &id : runtime_->device_ids()) {
@@ -796,6 +769,12 @@ std::string site_host::metrics_text() {
                 text += "firelink_runner_ring_bytes{plugin=\"" + r.plugin_id + "\",lane=\"" +
                         core::to_string(static_cast<core::lane>(i)) + "\"} " + std::to_string(r.ring_bytes[i]) + "\n";
     }
+    family("firelink_control_refused_total", "counter",
+           "Selections, commands and mode changes the control plane refused, by reason.");
+    for (const auto &[reason, n] : gate_->refusals())
+        text += "firelink_control_refused_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
+    family("firelink_audit_records", "gauge", "Records kept in the audit chain.");
+    text += "firelink_audit_records " + std::to_string(gate_->audit_records()) + "\n";
     if (!uplink_) return text;
     // The uplink's series.
     const auto q = queue_->stats();
@@ -927,16 +906,65 @@ void site_host::restore_conditions() {
     runtime_->load_conditions(std::move(kept));
 }
 
-// A command from the platform: to its device like an operator's. The runtime reports what the device cannot take
-// as a command_result of that device; only a device this gateway does not run is the uplink's to report.
+// A command from the platform: through the control plane like an operator's, as the principal "platform". The
+// runtime reports what the device cannot take as a command_result of that device; what the control plane refuses,
+// or a device this gateway does not run, is the uplink's to report.
 std::string site_host::run_platform_command(const uplink::downlink_command &c) {
-    std::string why;
-    const fl_status st = runtime_ ? runtime_->command(c.device, c.command, why) : FL_NOT_FOUND;
-    spdlog::info("platform command {} '{}' for device {}: status {}{}{}", c.id, c.name, c.device, static_cast<int>(st),
-                 why.empty() ? "" : ": ", why);
-    metrics_.command(st == FL_OK ? "accepted" : (st == FL_INVALID_ARGUMENT || st == FL_UNSUPPORTED ? "refused" : "failed"));
-    if (st == FL_NOT_FOUND) return "this gateway has no device '" + c.device + "'";
-    return {};
+    auto why = gate_->platform(c.id, c.device, c.command);
+    metrics_.command(why.empty() ? "accepted" : "refused");
+    if (!why.empty()) spdlog::warn("platform command {} '{}' for device {}: {}", c.id, c.name, c.device, why);
+    return why;
+}
+
+// The audit chain: in the queue's file with an uplink (one file to keep and back up), else its own beside the site
+// file. A chain that cannot be opened leaves the host running — alarms still flow — and every command refused.
+void site_host::start_control() {
+    control::control_options o;
+    o.select_timeout = cfg_.control.select_timeout;
+    o.platform_may = {cfg_.control.platform_may.begin(), cfg_.control.platform_may.end()};
+    std::filesystem::path path = cfg_.control.audit_path;
+    if (path.empty())
+        path = cfg_.uplink.configured ? std::filesystem::path(cfg_.uplink.queue_path)
+                                      : cfg_.file.parent_path() / "firelink-audit.db";
+    std::shared_ptr<control::audit_log> audit;
+    std::string audit_error;
+    try {
+        audit = std::make_shared<control::audit_log>(path, static_cast<std::uint64_t>(cfg_.control.audit_keep));
+        spdlog::info("audit chain: {} ({} record(s) kept)", path.string(), audit->size());
+    } catch (const std::exception &e) {
+        audit_error = e.what();
+        spdlog::critical("audit chain: {}; every command is refused until it opens", audit_error);
+    }
+    // Each step goes upstream too, in the event lane, so the platform holds the chain's head.
+    auto upstream = [this](const control::audit_entry &e) {
+        if (!queue_) return;
+        const auto &r = e.record;
+        auto text = [&](const char *key) {
+            auto it = r.find(key);
+            return it != r.end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        firelink::event ev{firelink::event_kind::status, "audit"};
+        ev.message((text("step") + " '" + text("command") + "' on " + text("device") + " by " + text("principal") +
+                    " (" + text("source") + ")" + (text("reason").empty() ? "" : ": " + text("reason")))
+                       .substr(0, 1024));
+        ev.value("audit_seq", e.seq).value("audit_hash", e.hash).value("step", text("step"));
+        for (const char *key : {"principal", "role", "source", "device", "command", "command_id", "select_id", "reason"})
+            if (auto v = text(key); !v.empty()) ev.value(key, v.substr(0, 256));
+        if (auto g = r.find("granted"); g != r.end() && g->is_boolean()) ev.value("granted", g->get<bool>());
+        if (auto ok = r.find("ok"); ok != r.end() && ok->is_boolean()) ev.value("ok", ok->get<bool>());
+        queue_->push_gateway_event(ev.pack(), "status");
+    };
+    auto driver_of = [this](const std::string &device) -> std::optional<core::driver_info> {
+        const auto st = runtime_ ? runtime_->status(device) : std::nullopt;
+        if (!st) return std::nullopt;
+        std::lock_guard lock(cfg_mutex_);
+        for (const auto &p : loaded_plugins_)
+            if (p->info().id == st->plugin_id)
+                if (const auto *d = p->info().find_driver(st->driver_id)) return *d;
+        return std::nullopt;
+    };
+    gate_ = std::make_unique<command_gate>(std::move(o), std::move(audit), std::move(upstream), std::move(driver_of),
+                                           std::move(audit_error));
 }
 
 // FIRELINK_TEST_HOOKS=1 only. "wedge" {"loop": "control" | "devices", "seconds": N} blocks that event loop for N
@@ -1080,6 +1108,7 @@ int site_host::run() {
         return 1;
     }
     if (cfg_.uplink.configured && !start_uplink()) return 1;
+    start_control();
 
     core::runtime_options options;
     options.gateway_id = cfg_.gateway_id;
@@ -1110,9 +1139,11 @@ int site_host::run() {
                 std::lock_guard lock(counts_mutex);
                 counts[ev.device_id]++;
             }
+            gate_->observe(ev);
             pipeline_.accept(ev);
         },
         options);
+    gate_->attach(runtime_.get());
 
     auto work = asio::make_work_guard(io_);
     std::vector<std::thread> threads;
@@ -1130,8 +1161,19 @@ int site_host::run() {
         h.health = [this] { return judge_health(health_now()); };
         h.devices_json = [this] { return devices_json(); };
         h.uplink_json = [this] { return uplink_json(); };
-        h.command = [this](const admin::principal &, const std::string &device, const std::string &body) {
-            return command(device, body);
+        h.control_json = [this] { return gate_->control_json(); };
+        h.audit_json = [this](std::string_view query) { return gate_->audit_json(query); };
+        h.select = [this](const admin::principal &who, const std::string &device, const std::string &body) {
+            return gate_->select(who, device, body);
+        };
+        h.cancel = [this](const admin::principal &who, const std::string &device) { return gate_->cancel(who, device); };
+        h.command = [this](const admin::principal &who, const std::string &device, const std::string &body) {
+            auto answer = gate_->operate(who, device, body);
+            metrics_.command(answer.first == 202 ? "accepted" : answer.first < 500 ? "refused" : "failed");
+            return answer;
+        };
+        h.mode = [this](const admin::principal &who, const std::string &device, const std::string &body) {
+            return gate_->mode(who, device, body);
         };
         h.reload = [this](const admin::principal &) {
             auto done = std::make_shared<std::promise<std::pair<unsigned, std::string>>>();
@@ -1284,6 +1326,7 @@ int site_host::run() {
     work.reset();
     io_.stop();
     for (auto &t : threads) t.join();
+    gate_->attach(nullptr);  // nothing calls it any more: the admin port and the command poll are gone
     runtime_.reset();
     queue_.reset();
     if (!failures.empty()) {

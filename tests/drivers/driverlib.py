@@ -121,30 +121,33 @@ class Site:
         except (urllib.error.URLError, ConnectionError):
             return None
 
-    def post(self, path, body=None, timeout=60):
-        """POST `body` (JSON-encoded unless bytes) to the admin endpoint with ADMIN_TOKEN: (status, parsed JSON or
-        None)."""
-        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=data, method="POST")
+    def post(self, path, body=None, method="POST", timeout=60):
+        """(status, decoded JSON) of a request to the admin endpoint, with ADMIN_TOKEN. `body` is JSON-encoded unless
+        it is bytes."""
+        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read().decode() or "null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read().decode() or "null")
 
-    def command(self, device, name, args=None, cid=None):
+    def select(self, device, name, args=None):
+        return self.post(f"/api/devices/{device}/select", {"name": name, "args": args or {}})
+
+    def command(self, device, name, args=None, cid=None, select=True):
+        """An operator's command: select, then operate (docs/deployment.md, "Select before operate"). With
+        select=False only the operate is sent, as a test of the refusal needs."""
+        if select:
+            status, answer = self.select(device, name, args)
+            if status != 200:
+                return status, answer
         body = {"name": name}
         if args is not None:
             body["args"] = args
         if cid:
             body["id"] = cid
-        req = admin_request(f"http://127.0.0.1:{self.port}/api/devices/{device}/commands",
-                            data=json.dumps(body).encode(), method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read().decode())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode() or "null")
+        return self.post(f"/api/devices/{device}/commands", body)
 
     def devices(self):
         status, body = self.get("/api/devices")

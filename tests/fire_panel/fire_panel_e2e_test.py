@@ -85,8 +85,16 @@ class Site:
             return None
 
     def command(self, device, body):
-        req = admin_request(f"http://127.0.0.1:{self.admin}/api/devices/{device}/commands",
-                            data=json.dumps(body).encode(), method="POST")
+        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
+        status, answer = self._post(f"/api/devices/{device}/select",
+                                    {"name": body["name"], "args": body.get("args", {})})
+        if status != 200:
+            return status, answer
+        return self._post(f"/api/devices/{device}/commands", body)
+
+    def _post(self, path, body):
+        req = admin_request(f"http://127.0.0.1:{self.admin}{path}", data=json.dumps(body).encode(),
+                            method="POST")
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read().decode())

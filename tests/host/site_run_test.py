@@ -90,6 +90,20 @@ class Site:
             return None
 
     def post(self, path, body=b""):
+        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
+        if path.endswith("/commands"):
+            try:
+                cmd = json.loads(body)
+            except ValueError:
+                cmd = None
+            if isinstance(cmd, dict) and "name" in cmd:
+                status, answer = self._send(path[:-len("commands")] + "select",
+                                            json.dumps({"name": cmd["name"], "args": cmd.get("args", {})}).encode())
+                if status not in (200, 404):
+                    return status, answer
+        return self._send(path, body)
+
+    def _send(self, path, body=b""):
         req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=60) as r:

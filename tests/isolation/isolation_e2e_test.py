@@ -73,6 +73,16 @@ class Site:
             return f.read()
 
     def request(self, path, body=None):
+        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
+        if path.endswith("/commands") and body is not None:
+            cmd = json.loads(body)
+            status, answer = self._send(path[:-len("commands")] + "select",
+                                        json.dumps({"name": cmd["name"], "args": cmd.get("args", {})}).encode())
+            if status != 200:
+                return status, answer
+        return self._send(path, body)
+
+    def _send(self, path, body=None):
         req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body,
                             method="POST" if body is not None else "GET")
         try:

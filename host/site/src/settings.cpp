@@ -182,6 +182,30 @@ void read_admin(const toml::table &root, load_context &cx, site_config &out) {
         r.error("client_ca", "client certificates need TLS: set tls_cert and tls_key too");
 }
 
+// [control]: select-before-operate, what the platform may move, and where the audit chain is kept.
+void read_control(const toml::table &root, load_context &cx, site_config &out) {
+    const toml::table *t = section(root, "control", cx.diag);
+    if (!t) return;
+    table_reader r(*t, "control", cx.diag, {"select_timeout_ms", "platform_may", "audit_path", "audit_keep"});
+    if (auto v = r.integer("select_timeout_ms", 1000, 300000, need::optional))
+        out.control.select_timeout = milliseconds(*v);
+    if (auto v = r.integer("audit_keep", 10000, 100000000, need::optional)) out.control.audit_keep = *v;
+    if (auto path = r.nonempty_string("audit_path", need::optional)) out.control.audit_path = cx.resolve(*path);
+    if (const toml::node *may = r.find("platform_may")) {
+        const std::string expected = "an array of command names, e.g. [\"close_valve\", \"trip\"]";
+        if (!may->is_array()) return r.wrong_type("platform_may", expected);
+        const toml::array &a = *may->as_array();
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            const toml::node &e = a[i];
+            const std::string key = "control.platform_may[" + std::to_string(i) + "]";
+            if (!e.is_string() || e.as_string()->get().empty())
+                cx.diag.error(e.source(), key, "expected a command name (a non-empty string), got " + type_phrase(e));
+            else
+                out.control.platform_may.push_back(e.as_string()->get());
+        }
+    }
+}
+
 void read_sink(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "sink", cx.diag);
     if (!t) return;
@@ -336,6 +360,7 @@ void read_settings(const toml::table &root, load_context &cx, site_config &out) 
     read_gateway(root, cx, out);
     read_plugins(root, cx, out);
     read_admin(root, cx, out);
+    read_control(root, cx, out);
     read_sink(root, cx, out);
     read_watchdog(root, cx, out);
     read_liveness(root, cx, out);

@@ -114,8 +114,8 @@ load_result parse_site_config(const std::string &toml_text, const fs::path &file
     // Only reports unknown top-level keys; each section reads its own table.
     detail::table_reader top(
         root, "", cx.diag,
-        {"gateway", "plugins", "admin", "sink", "watchdog", "liveness", "uplink", "runner", "bus", "listener",
-         "device"});
+        {"gateway", "plugins", "admin", "control", "sink", "watchdog", "liveness", "uplink", "runner", "bus",
+         "listener", "device"});
     detail::read_settings(root, cx, out);
     detail::read_wiring(root, cx, out);
     if (!cx.diag.empty()) return cx.diag.take();

@@ -130,6 +130,14 @@ struct uplink_config {
     std::int64_t max_pending = 16384;      // events taken, not yet committed, at most (alarms always taken)
 };
 
+// [control]: who may move what (docs/deployment.md, "Select before operate").
+struct control_config {
+    std::chrono::milliseconds select_timeout{15'000};  // a selection's life (IEC 61850 SBO: 15 s)
+    std::vector<std::string> platform_may;              // actuating commands the platform's downlink may run
+    std::string audit_path;  // the audit chain's SQLite file; empty: the uplink's queue, else beside the site file
+    std::int64_t audit_keep = 100'000;  // records kept, at least 10 000 (GB 25506)
+};
+
 // How plugins run: each in its own supervised firelink-runner process (the default), or inside the host.
 // A runner that crashes, exits or stops answering its heartbeat is restarted with exponential backoff and jitter;
 // restart_limit failures within restart_window park the plugin, with an alarm. The plugin ids in by_plugin are not
@@ -174,6 +182,7 @@ struct site_config {
     std::string gateway_id;
     std::string gateway_name;
     std::vector<std::filesystem::path> plugin_dirs;  // made absolute, relative to the config file's folder
+    control_config control;
     std::string admin_listen = "127.0.0.1:9180";
     std::size_t admin_max_connections = 64;                   // [admin] max_connections (1..4096)
     std::chrono::milliseconds admin_request_timeout{10'000};  // [admin] request_timeout_ms (100..600000)

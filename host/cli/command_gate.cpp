@@ -1,0 +1,279 @@
+#include "command_gate.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <firelink/admin/command_json.hpp>
+#include <firelink/core/event_check.hpp>
+
+namespace firelink::cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+unsigned http_status(control::reason r) {
+    switch (r) {
+    case control::reason::none: return 200;
+    case control::reason::not_authorized: return 403;
+    case control::reason::unknown_command: return 422;
+    case control::reason::audit_failed: return 503;
+    default: return 409;
+    }
+}
+
+admin::status_json refused(const std::string &device, const control::decision &d) {
+    return {http_status(d.why), dump({{"device", device},
+                                      {"status", "refused"},
+                                      {"reason", control::to_string(d.why)},
+                                      {"detail", d.detail},
+                                      {"audit_seq", d.audit_seq}})};
+}
+
+admin::status_json bad_request(const std::string &why) { return {400, dump({{"error", why}})}; }
+
+control::actor actor_of(const admin::principal &who) { return {who.name, admin::role_name(who.role), "admin"}; }
+
+json event_json(const std::vector<std::uint8_t> &bytes) {
+    return json::parse(core::msgpack_to_json(bytes.data(), bytes.size()), nullptr, false);
+}
+
+std::optional<std::uint64_t> number(std::string_view text) {
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return v;
+}
+
+std::optional<std::string_view> query_value(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto item = query.substr(0, amp);
+        const auto eq = item.find('=');
+        if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+command_gate::command_gate(control::control_options options, std::shared_ptr<control::audit_log> audit,
+                           std::function<void(const control::audit_entry &)> on_audit,
+                           std::function<std::optional<core::driver_info>(const std::string &)> driver_of,
+                           std::string audit_error)
+    : audit_(audit), audit_error_(std::move(audit_error)),
+      plane_(std::move(options), std::move(audit), std::move(on_audit)), driver_of_(std::move(driver_of)) {}
+
+admin::status_json command_gate::refuse(const control::actor &who, const std::string &device,
+                                        const std::string &command, const control::decision &d) const {
+    {
+        std::lock_guard lock(refusals_mutex_);
+        ++refusals_[control::to_string(d.why)];
+    }
+    spdlog::warn("control: {} ({}, {}) '{}' on {}: refused, {}: {}", who.name, who.role, who.source, command, device,
+                 control::to_string(d.why), d.detail);
+    return refused(device, d);
+}
+
+std::map<std::string, std::uint64_t> command_gate::refusals() const {
+    std::lock_guard lock(refusals_mutex_);
+    return refusals_;
+}
+
+std::optional<admin::status_json> command_gate::unaudited(const std::string &device) const {
+    if (audit_) return std::nullopt;
+    control::decision d;
+    d.why = control::reason::audit_failed;
+    d.detail = "there is no audit chain (" + audit_error_ + "): no command is taken until it opens";
+    return refused(device, d);
+}
+
+void command_gate::observe(const core::accepted_event &ev) {
+    if (ev.kind == "command_result") {
+        const auto e = event_json(ev.payload);
+        if (!e.is_object() || !e.contains("command_id")) return;
+        json after{{"code", e.value("code", "")}, {"values", e.value("values", json::array())}, {"last_state", nullptr}};
+        {
+            std::lock_guard lock(last_mutex_);  // the read-back: what the device reported last, before its result
+            if (auto it = last_state_.find(ev.device_id); it != last_state_.end())
+                after["last_state"] = event_json(it->second);
+        }
+        plane_.result(ev.device_id, e.value("command_id", ""), e.value("ok", false), e.value("message", ""), after);
+    } else if (ev.kind == "status" || ev.kind == "telemetry") {
+        std::lock_guard lock(last_mutex_);
+        last_state_[ev.device_id] = ev.payload;
+    }
+}
+
+control::command_facts command_gate::facts(const std::string &device, const std::string &command) const {
+    control::command_facts f;
+    if (auto driver = driver_of_ ? driver_of_(device) : std::nullopt; driver && driver->declares_commands) {
+        if (const auto *decl = driver->find_command(command)) {
+            f.actuates = decl->actuates;
+            f.restores = decl->restores;
+        } else {
+            f.declared = false;
+        }
+    }
+    json open = json::array();
+    std::string state = "unknown";
+    if (runtime_) {
+        for (const auto &c : runtime_->open_conditions(device)) {
+            if (c.kind == "alarm") f.in_alarm = true;
+            open.push_back({{"kind", c.kind}, {"code", c.code}, {"event_id", c.event_id}});
+        }
+        if (auto st = runtime_->status(device)) state = st->state;
+    }
+    json last = nullptr;
+    {
+        std::lock_guard lock(last_mutex_);
+        if (auto it = last_state_.find(device); it != last_state_.end()) last = event_json(it->second);
+    }
+    f.before = {{"state", state}, {"open_conditions", std::move(open)}, {"last_state", std::move(last)},
+                {"mode", plane_.mode(device)}};
+    return f;
+}
+
+admin::status_json command_gate::select(const admin::principal &who, const std::string &device,
+                                        const std::string &body) {
+    if (auto no = unaudited(device)) return *no;
+    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    auto parsed = admin::command_from_json(body, "select");
+    if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
+    const auto doc = json::parse(body);  // command_from_json has checked it
+    const std::string name = doc["name"];
+    const json args = doc.value("args", json::object());
+    const auto d = plane_.select(actor_of(who), device, name, args, facts(device, name));
+    if (!d.granted()) return refuse(actor_of(who), device, name, d);
+    return {200, dump({{"device", device},
+                       {"select_id", d.select_id},
+                       {"command", name},
+                       {"principal", who.name},
+                       {"expires_in_ms", d.expires_in.count()},
+                       {"audit_seq", d.audit_seq}})};
+}
+
+admin::status_json command_gate::cancel(const admin::principal &who, const std::string &device) {
+    if (auto no = unaudited(device)) return *no;
+    const auto d = plane_.cancel(actor_of(who), device);
+    if (!d.granted()) return refuse(actor_of(who), device, "select", d);
+    return {200, dump({{"device", device}, {"cancelled", d.select_id}, {"audit_seq", d.audit_seq}})};
+}
+
+admin::status_json command_gate::operate(const admin::principal &who, const std::string &device,
+                                         const std::string &body) {
+    // "select_id" is the control plane's; the rest is the command the device takes.
+    json doc = json::parse(body, nullptr, false);
+    std::string select_id;
+    if (doc.is_object()) {
+        if (auto it = doc.find("select_id"); it != doc.end()) {
+            if (!it->is_string()) return bad_request("\"select_id\" must be a string");
+            select_id = it->get<std::string>();
+            doc.erase(it);
+        }
+    }
+    const std::string command_body = doc.is_object() ? dump(doc) : body;
+    const auto generated = "cmd-" + std::to_string(::getpid()) + "-" + std::to_string(next_command_++);
+    auto parsed = admin::command_from_json(command_body, generated);
+    if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
+    const auto &bytes = std::get<std::vector<std::uint8_t>>(parsed);
+    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    if (auto no = unaudited(device)) return *no;
+    const std::string name = doc["name"];
+    const std::string command_id = doc.value("id", generated);
+    const json args = doc.value("args", json::object());
+    const auto d = plane_.operate(actor_of(who), device, name, args, command_id, select_id, facts(device, name));
+    if (!d.granted()) return refuse(actor_of(who), device, name, d);
+    return send(device, command_id, bytes, d);
+}
+
+admin::status_json command_gate::send(const std::string &device, const std::string &command_id,
+                                      const std::vector<std::uint8_t> &bytes, const control::decision &d) {
+    std::string why;
+    const fl_status st = runtime_->command(device, bytes, why);
+    const bool pending = st == FL_TIMEOUT;  // neither accepted nor refused: the driver's result will follow
+    if (st != FL_OK && !pending) plane_.not_sent(device, command_id);
+    json out{{"command_id", command_id},
+             {"device", device},
+             {"status", st == FL_OK ? "accepted" : pending ? "pending" : "refused"},
+             {"detail", why},
+             {"audit_seq", d.audit_seq}};
+    if (!d.select_id.empty()) out["select_id"] = d.select_id;
+    switch (st) {
+    case FL_OK: return {202, dump(out)};
+    case FL_NOT_FOUND: return {404, dump(out)};
+    case FL_INVALID_ARGUMENT:
+    case FL_UNSUPPORTED: return {422, dump(out)};
+    case FL_CLOSED:
+    case FL_BUSY: return {409, dump(out)};
+    case FL_TIMEOUT: return {504, dump(out)};
+    default: return {500, dump(out)};
+    }
+}
+
+admin::status_json command_gate::mode(const admin::principal &who, const std::string &device,
+                                      const std::string &body) {
+    if (auto no = unaudited(device)) return *no;
+    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    const json doc = json::parse(body, nullptr, false);
+    if (!doc.is_object() || !doc.contains("mode") || !doc["mode"].is_string())
+        return bad_request("the body must be {\"mode\": \"local\" | \"remote\", \"why\": \"...\"}");
+    const std::string why = doc.contains("why") && doc["why"].is_string() ? doc["why"].get<std::string>() : "";
+    const auto d = plane_.set_mode(actor_of(who), device, doc["mode"], why);
+    if (!d.granted()) return refuse(actor_of(who), device, "mode", d);
+    return {200, dump({{"device", device}, {"mode", plane_.mode(device)}, {"audit_seq", d.audit_seq}})};
+}
+
+std::string command_gate::audit_json(std::string_view query) const {
+    if (!audit_) return dump({{"records", json::array()}, {"head", nullptr}, {"kept", 0}});
+    const auto number_of = [&](std::string_view name, std::uint64_t otherwise) {
+        const auto v = query_value(query, name);
+        return v ? number(*v).value_or(otherwise) : otherwise;
+    };
+    const auto after = number_of("after", 0);
+    const auto limit = std::clamp<std::uint64_t>(number_of("limit", 100), 1, 1000);
+    const std::string device(query_value(query, "device").value_or(""));
+    json records = json::array();
+    for (auto &e : audit_->list(after, limit, device)) {
+        json r = std::move(e.record);
+        r["seq"] = e.seq;
+        r["wall_ms"] = e.wall_ms;
+        r["hash"] = e.hash;
+        records.push_back(std::move(r));
+    }
+    json head = nullptr;
+    if (auto h = audit_->head()) head = {{"seq", h->seq}, {"hash", h->hash}};
+    return dump({{"records", std::move(records)}, {"head", std::move(head)}, {"kept", audit_->size()}});
+}
+
+std::string command_gate::platform(const std::string &id, const std::string &device,
+                                   const std::vector<std::uint8_t> &command) {
+    if (!runtime_ || !runtime_->has_device(device)) return "this gateway has no device '" + device + "'";
+    if (!audit_) return "refused (audit_failed): there is no audit chain (" + audit_error_ + ")";
+    const json doc = event_json(command);
+    const std::string name = doc.value("name", "");
+    const json args = doc.value("args", json::object());
+    const control::actor platform{"platform", "platform", "platform"};
+    const auto d = plane_.direct_operate(platform, device, name, args, id, facts(device, name));
+    if (!d.granted()) {
+        refuse(platform, device, name, d);
+        return std::string("refused (") + control::to_string(d.why) + "): " + d.detail;
+    }
+    std::string why;
+    const fl_status st = runtime_->command(device, command, why);
+    spdlog::info("platform command {} '{}' for device {}: status {}{}{}", id, name, device, static_cast<int>(st),
+                 why.empty() ? "" : ": ", why);
+    if (st != FL_OK && st != FL_TIMEOUT) plane_.not_sent(device, id);
+    if (st == FL_NOT_FOUND) return "this gateway has no device '" + device + "'";
+    return {};  // the runtime reports what the device could not take as the device's own command_result
+}
+
+}  // namespace firelink::cli

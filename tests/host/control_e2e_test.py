@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Issue 16, select-before-operate and the audit chain end to end: firelink-host run with the gas-valve plugin (in
+its runner) against firelink-sim gas-valve over Modbus TCP on loopback; commands on the admin port; the audit chain
+read at /api/audit and checked with `firelink-host audit verify`, before and after one byte of it is changed.
+
+The platform's downlink is firelink-receiver's command route: the site lets it close the valve and not open it.
+
+Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR FIRELINK_RECEIVER DRIVERLIB_DIR
+                            [unittest args]
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import unittest
+
+HOST, SIM, PLUGINS, RECEIVER = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+sys.path.insert(0, sys.argv[5])
+del sys.argv[1:6]
+
+import urllib.request  # noqa: E402
+
+from driverlib import Receiver, Sim, Site, driver_events, new_workdir, wait_for  # noqa: E402
+
+FAST = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
+
+
+def valve(port, control="", config=FAST):
+    return (f'[control]\nselect_timeout_ms = 1500\n{control}\n'
+            f'[[device]]\nid = "gas-1"\ndriver = "modbus-gas-valve"\nclass = "gas_shutoff_valve"\n'
+            f'wire = {{ tcp = "127.0.0.1:{port}", unit = 1 }}\nconfig = {{ {config} }}\n\n')
+
+
+class ControlTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = new_workdir(self)
+        self.sim = Sim(SIM, "gas-valve", "--listen", "127.0.0.1:0")
+        self.addCleanup(self.sim.close)
+
+    def site(self, control="", config=FAST):
+        s = Site(HOST, PLUGINS, valve(self.sim.port, control, config), self.dir)
+        self.addCleanup(s.close)
+        s.start()
+        wait_for(lambda: s.devices()["gas-1"].get("wire", {}).get("bytes_in", 0) > 0, "the first reply")
+        return s
+
+    def audit(self, s, after=0):
+        status, body = s.get(f"/api/audit?after={after}&limit=1000")
+        self.assertEqual(status, 200, body)
+        return json.loads(body)["records"]
+
+    def verify(self):
+        return subprocess.run([HOST, "audit", "verify", os.path.join(self.dir, "firelink-audit.db")],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_an_operate_without_a_select_is_refused_and_nothing_moves(self):
+        s = self.site()
+        status, answer = s.command("gas-1", "close_valve", cid="op-bare", select=False)
+        self.assertEqual(status, 409, answer)
+        self.assertEqual(answer["reason"], "not_selected")
+        time.sleep(0.3)  # several polls: had the command gone out, the valve would read closed by now
+        self.assertEqual(driver_events(s, "gas-1", "status", "valve_closed"), [])
+        self.assertEqual([r for r in s.events("gas-1") if r["event"].get("command_id") == "op-bare"], [])
+        status, metrics = s.get("/metrics")
+        self.assertIn('firelink_control_refused_total{reason="not_selected"} 1', metrics)
+        self.assertIn("firelink_audit_records 1", metrics)
+
+    def test_select_then_operate_runs_is_read_back_and_audited(self):
+        s = self.site(config=FAST.replace("telemetry_ms = 0", "telemetry_ms = 100"))
+        s.wait_event("telemetry", lambda r: r["event"]["kind"] == "telemetry")
+        status, sel = s.select("gas-1", "close_valve")
+        self.assertEqual(status, 200, sel)
+        self.assertTrue(sel["select_id"])
+        self.assertGreater(sel["expires_in_ms"], 0)
+        status, answer = s.post("/api/devices/gas-1/commands",
+                                {"name": "close_valve", "id": "op-close", "select_id": sel["select_id"]})
+        self.assertEqual(status, 202, answer)
+        res = s.wait_event("the result", lambda r: r["event"].get("command_id") == "op-close")["event"]
+        self.assertTrue(res["ok"], res)
+        # The selection is used up.
+        status, answer = s.command("gas-1", "close_valve", select=False)
+        self.assertEqual((status, answer["reason"]), (409, "not_selected"))
+
+        def steps():
+            recs = self.audit(s)
+            return recs if any(r["step"] == "result" for r in recs) else None
+        recs = wait_for(steps, "the result in the audit chain")
+        by_step = {r["step"]: r for r in recs if r.get("command") == "close_valve" and r["granted"]}
+        self.assertEqual(by_step["select"]["select_id"], sel["select_id"])
+        self.assertEqual(by_step["operate"]["command_id"], "op-close")
+        self.assertEqual(by_step["operate"]["before"]["state"], "started")
+        before = {v["name"]: v["value"] for v in by_step["operate"]["before"]["last_state"]["values"]}
+        self.assertEqual(before["valve"], "open")
+        self.assertTrue(by_step["result"]["ok"])
+        self.assertIn("closed", by_step["result"]["message"])
+        self.assertEqual(by_step["result"]["principal"], by_step["operate"]["principal"])
+        refusal = [r for r in recs if r.get("reason") == "not_selected"]
+        self.assertEqual(len(refusal), 1)
+        self.assertEqual(s.stop(), 0, s.output())
+
+        ok = self.verify()
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        self.assertIn("holds", ok.stdout)
+        # One byte of one record: the operate's command id "op-close" becomes "op-clos3".
+        db = sqlite3.connect(os.path.join(self.dir, "firelink-audit.db"))
+        seq = by_step["operate"]["seq"]
+        db.execute("UPDATE audit_chain SET record = replace(record, 'op-close', 'op-clos3') WHERE seq = ?", (seq,))
+        db.commit()
+        db.close()
+        bad = self.verify()
+        self.assertEqual(bad.returncode, 1, bad.stdout + bad.stderr)
+        self.assertIn(f"record {seq}", bad.stdout)
+
+    def test_a_selection_expires(self):
+        s = self.site()
+        status, sel = s.select("gas-1", "close_valve")
+        self.assertEqual(status, 200, sel)
+        time.sleep(1.7)  # the site's selections live 1.5 s
+        status, answer = s.command("gas-1", "close_valve", select=False)
+        self.assertEqual((status, answer["reason"]), (409, "select_expired"), answer)
+        time.sleep(0.3)
+        self.assertEqual(driver_events(s, "gas-1", "status", "valve_closed"), [])
+
+    def test_local_mode_refuses_remote_moves_and_survives_a_restart(self):
+        s = self.site()
+        status, answer = s.post("/api/devices/gas-1/mode", {"mode": "local", "why": "maintenance"})
+        self.assertEqual(status, 200, answer)
+        status, answer = s.select("gas-1", "close_valve")
+        self.assertEqual((status, answer["reason"]), (409, "local_mode"), answer)
+        self.assertEqual(s.stop(), 0, s.output())
+        s2 = self.site()
+        status, answer = s2.select("gas-1", "close_valve")
+        self.assertEqual((status, answer["reason"]), (409, "local_mode"), answer)
+        status, body = s2.get("/api/control")
+        self.assertEqual(json.loads(body)["modes"], {"gas-1": "local"})
+        status, answer = s2.post("/api/devices/gas-1/mode", {"mode": "remote"})
+        self.assertEqual(status, 200, answer)
+        status, answer = s2.command("gas-1", "close_valve", cid="op-after")
+        self.assertEqual(status, 202, answer)
+
+    def test_reopening_is_interlocked_while_the_gas_alarm_is_open(self):
+        s = self.site()
+        self.sim.do("valve closed")
+        self.sim.do("gas 40")
+        s.wait_event("gas_level_1", lambda r: r["event"]["code"] == "gas_level_1")
+        status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "li"})
+        self.assertEqual((status, answer["reason"]), (409, "interlocked"), answer)
+        self.assertIn("alarm", answer["detail"])
+        # Closing is not restoring: it still runs in alarm.
+        status, answer = s.command("gas-1", "close_valve", cid="op-c")
+        self.assertEqual(status, 202, answer)
+        self.sim.do("gas 0")
+        s.wait_event("the restore", lambda r: r["event"]["kind"] == "restore")
+        status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "li"}, cid="op-o")
+        self.assertEqual(status, 202, answer)
+
+
+    def test_the_platform_may_close_but_not_open(self):
+        rx = Receiver(RECEIVER, self.dir)
+        self.addCleanup(rx.close)
+        s = self.site(f'platform_may = ["close_valve"]\n\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\n'
+                      f'backoff_max_s = 1\nreserve_mb = 0\n')
+
+        def platform_command(name, args=None):
+            body = json.dumps({"gateway": "gw-modbus", "device": "gas-1", "name": name, "args": args or {}}).encode()
+            req = urllib.request.Request(rx.url() + "/api/commands", data=body, method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read().decode())["id"]
+
+        def result(cid):
+            rows = rx.rows("command_id=?", (cid,))
+            return rows[0] if rows else None
+
+        close = platform_command("close_valve")
+        r = wait_for(lambda: result(close), "the close's result at the platform")
+        self.assertEqual((r["device"], r["ok"]), ("gas-1", 1), r)
+        opened = platform_command("open_valve", {"operator_confirmed": True, "operator": "platform"})
+        r = wait_for(lambda: result(opened), "the open's refusal at the platform")
+        self.assertEqual(r["ok"], 0, r)
+        self.assertIn("not_authorized", r["message"])
+        self.assertIn("platform_may", r["message"])
+        time.sleep(0.3)
+        self.assertEqual(driver_events(s, "gas-1", "status", "valve_opened"), [])
+        # Both are in the chain as the principal "platform", and the chain's steps reached the platform too.
+        recs = self.audit(s)
+        platform_steps = [(r["step"], r["command"], r["granted"]) for r in recs if r["principal"] == "platform"]
+        self.assertIn(("operate", "close_valve", True), platform_steps)
+        self.assertIn(("operate", "open_valve", False), platform_steps)
+        wait_for(lambda: rx.rows("device='gw-modbus' AND code='audit'"), "audit events at the platform")
+        self.assertEqual(s.stop(), 0, s.output())
+        ok = subprocess.run([HOST, "audit", "verify", os.path.join(self.dir, "queue.db")], capture_output=True,
+                            text=True, timeout=60)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
