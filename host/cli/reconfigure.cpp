@@ -1,5 +1,7 @@
 #include "reconfigure.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <set>
 
@@ -46,22 +48,21 @@ void hold_wire(const site::site_config &running, const site::device_config &kept
 
 }  // namespace
 
+// A JSON array of everything the device is made from: unambiguous, where fields joined with a separator would let
+// two different building/floor pairs compare equal.
 std::string device_fingerprint(const site::site_config &cfg, const site::device_config &d) {
-    std::string f = d.plugin + "|" + d.driver + "|" + d.device_class + "|" + (d.enabled ? "1" : "0") + "|" +
-                    std::to_string(static_cast<int>(d.wire.type)) + "|" + d.wire.bus + "|" + d.wire.host + "|" +
-                    std::to_string(d.wire.port) + "|" + d.wire.listener + "|" + d.wire.peer + "|" +
-                    d.wire.identity + "|" + std::to_string(d.wire.unit) + "|" +
-                    std::to_string(cfg.heartbeat_of(d).count()) + "|" + d.meta.site + "|" + d.meta.building + "|" +
-                    d.meta.floor + "|" + d.meta.location + "|" + d.meta.sector + "|";
-    f.append(d.driver_config.begin(), d.driver_config.end());
+    nlohmann::json f = {d.plugin,         d.driver,          d.device_class,  d.enabled,
+                        static_cast<int>(d.wire.type), d.wire.bus, d.wire.host, d.wire.port,
+                        d.wire.listener,  d.wire.peer,       d.wire.identity, d.wire.allow_peers,
+                        d.wire.unit,      cfg.heartbeat_of(d).count(),        d.meta.site,
+                        d.meta.building,  d.meta.floor,      d.meta.location, d.meta.sector,
+                        nlohmann::json::binary(d.driver_config)};
     if (const auto *b = d.wire.type == site::wire_config::kind::bus ? cfg.find_bus(d.wire.bus) : nullptr)
-        f += "|bus:" + b->serial.path + ":" + std::to_string(b->serial.baud) + b->serial.parity +
-             std::to_string(b->serial.data_bits) + std::to_string(b->serial.stop_bits) + ":" +
-             std::to_string(b->request_timeout.count()) + ":" + std::to_string(b->inter_frame_gap.count()) +
-             (b->shared ? "s" : "p");
+        f.push_back({"bus", b->serial.path, b->serial.baud, std::string(1, b->serial.parity), b->serial.data_bits,
+                     b->serial.stop_bits, b->request_timeout.count(), b->inter_frame_gap.count(), b->shared});
     if (const auto *l = d.wire.type == site::wire_config::kind::listener ? cfg.find_listener(d.wire.listener) : nullptr)
-        f += "|listener:" + l->address + ":" + std::to_string(l->port);
-    return f;
+        f.push_back({"listener", l->address, l->port});
+    return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 bool same_bus(const site::bus_config &a, const site::bus_config &b) {

@@ -322,8 +322,9 @@ public:
             auto listener = entry.listener;
             auto peer = w.peer;
             auto identity = w.identity;
-            return [listener, peer, identity](transport::executor ex, transport::link_events ev) {
-                return peer.empty() ? listener->attach_identity(std::move(ex), identity, std::move(ev))
+            auto allow = w.allow_peers;
+            return [listener, peer, identity, allow](transport::executor ex, transport::link_events ev) {
+                return peer.empty() ? listener->attach_identity(std::move(ex), identity, std::move(ev), allow)
                                     : listener->attach_peer(std::move(ex), peer, std::move(ev));
             };
         }

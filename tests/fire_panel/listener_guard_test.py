@@ -46,11 +46,14 @@ class Guard(unittest.TestCase):
         self.receiver = driverlib.Receiver(RECEIVER, self.work)
         self.addCleanup(self.receiver.close)
         self.listen = driverlib.free_port()
+        self.make_site()
+
+    def make_site(self, wire_extra=""):
         body = (f'[uplink]\nurl = "{self.receiver.url()}"\nqueue_path = "queue.db"\nbackoff_max_s = 1\n'
                 f'reserve_mb = 0\n\n'
                 f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n'
                 f'[[device]]\nid = "panel-1"\ndriver = "gb26875-uitd"\nclass = "fire_panel"\nheartbeat_s = 0\n'
-                f'wire = {{ listener = "centre", identity = "{IDENTITY}" }}\n')
+                f'wire = {{ listener = "centre", identity = "{IDENTITY}"{wire_extra} }}\n')
         self.site = driverlib.Site(HOST, PLUGINS, body, self.work)
         self.addCleanup(self.site.close)
 
@@ -94,6 +97,27 @@ class Guard(unittest.TestCase):
         self.assertEqual(len([r for r in rows if r["code"] == "identity_conflict"]), 1, "one report")
         self.assertEqual(real.events("disconnected"), [], "the real UITD kept its connection")
         self.assertIn("refused, the connected one kept", self.site.output())
+
+    def test_a_uitd_outside_its_allow_peers_is_refused(self):
+        # The loopback UITD (127.0.0.1) is not in 10.9.9.0/24: however right its identity, it is refused.
+        self.make_site(', allow_peers = ["10.9.9.0/24"]')
+        self.site.start()
+        outsider = self.uitd()
+        conflict = self.at_receiver("identity_conflict at the receiver", "device = ? AND code = ?",
+                                    ("panel-1", "identity_conflict"))[0]
+        self.assertIn("may connect only from its allow_peers", conflict["message"])
+        driverlib.wait_for(lambda: outsider.events("disconnected") or outsider.proc.poll() is not None,
+                           "the outsider to be closed")
+        self.assertEqual(self.site.devices()["panel-1"]["wire"]["bytes_in"], 0, "nothing of it reached the driver")
+
+    def test_a_uitd_inside_its_allow_peers_connects(self):
+        self.make_site(', allow_peers = ["10.9.9.0/24", "127.0.0.0/8"]')
+        self.site.start()
+        real = self.uitd()
+        driverlib.wait_for(lambda: real.events("connected"), "the UITD to call in")
+        real.step("fire loop=1 point=1")
+        self.at_receiver("its fire alarm", "event_id = ?", (component_alarm(1, 1),))
+        self.assertEqual(self.receiver.rows("code = ?", ("identity_conflict",)), [])
 
     def flood(self, port, partial):
         """FLOOD connections that send nothing (or, with `partial`, every other one half an HTTP header)."""

@@ -54,10 +54,10 @@ TEST(File, DirectoryIsOneErrorNamingIt) {
 
 TEST(File, UnknownTopLevelKey) {
     EXPECT_EQ(snippet_error("[mqtt]\nhost = \"x\"\n"),
-              "site.toml:1:2: mqtt: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
+              "site.toml:1:2: mqtt: unknown key (expected one of: gateway, plugins, admin, control, sink, watchdog, liveness, "
               "uplink, runner, bus, listener, device)");
     EXPECT_EQ(snippet_error("title = \"x\"\n"),
-              "site.toml:1:1: title: unknown key (expected one of: gateway, plugins, admin, sink, watchdog, liveness, "
+              "site.toml:1:1: title: unknown key (expected one of: gateway, plugins, admin, control, sink, watchdog, liveness, "
               "uplink, runner, bus, listener, device)");
 }
 
@@ -208,6 +208,32 @@ TEST(Admin, ConnectionLimits) {
               "site.toml:2:19: admin.max_connections: expected an integer from 1 to 4096, got 5000");
     EXPECT_EQ(snippet_error("[admin]\nrequest_timeout_ms = 10\n"),
               "site.toml:2:22: admin.request_timeout_ms: expected an integer from 100 to 600000, got 10");
+}
+
+TEST(Control, DefaultsAndGiven) {
+    const auto plain = snippet_loads("");
+    EXPECT_EQ(plain.control.select_timeout, std::chrono::milliseconds(15000));
+    EXPECT_TRUE(plain.control.platform_may.empty());  // secure by default: the platform moves nothing
+    EXPECT_EQ(plain.control.audit_path, "");
+    EXPECT_EQ(plain.control.audit_keep, 100000);
+    const auto set = snippet_loads("[control]\nselect_timeout_ms = 5000\nplatform_may = [\"close_valve\", \"trip\"]\n"
+                                   "audit_path = \"audit.db\"\naudit_keep = 20000\n");
+    EXPECT_EQ(set.control.select_timeout, std::chrono::milliseconds(5000));
+    EXPECT_EQ(set.control.platform_may, (std::vector<std::string>{"close_valve", "trip"}));
+    EXPECT_TRUE(std::filesystem::path(set.control.audit_path).is_absolute());
+    EXPECT_EQ(set.control.audit_keep, 20000);
+}
+
+TEST(Control, Rules) {
+    EXPECT_EQ(snippet_error("[control]\nselect_timeout_ms = 100\n"),
+              "site.toml:2:21: control.select_timeout_ms: expected an integer from 1000 to 300000, got 100");
+    EXPECT_EQ(snippet_error("[control]\naudit_keep = 500\n"),
+              "site.toml:2:14: control.audit_keep: expected an integer from 10000 to 100000000, got 500");
+    EXPECT_EQ(snippet_error("[control]\nplatform_may = [\"close_valve\", 3]\n"),
+              "site.toml:2:32: control.platform_may[1]: expected a command name (a non-empty string), got an integer");
+    EXPECT_EQ(snippet_error("[control]\nplatform_mayy = []\n"),
+              "site.toml:2:1: control.platform_mayy: unknown key (expected one of: select_timeout_ms, platform_may, "
+              "audit_path, audit_keep)");
 }
 
 TEST(Admin, ListenForm) {

@@ -381,7 +381,27 @@ TEST(Wire, ListenerRules) {
     EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", identity = \"\" }\n")),
               "site.toml:8:40: device[0].wire.identity: expected a non-empty string, got \"\"");
     EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", peer = \"10.0.0.5\", unit = 1 }\n")),
-              "site.toml:8:55: device[0].wire.unit: not used by a listener wire (it takes: listener, peer, identity)");
+              "site.toml:8:55: device[0].wire.unit: not used by a listener wire (it takes: listener, peer, identity, "
+              "allow_peers)");
+}
+
+TEST(Wire, ListenerAllowPeers) {
+    const auto c = snippet_loads(
+        uitd + device("p", "wire = { listener = \"uitd\", identity = \"U1\", allow_peers = [\"10.0.0.7\", "
+                           "\"10.0.1.0/24\", \"0:0::1/128\"] }\n"));
+    EXPECT_EQ(c.devices.at(0).wire.allow_peers, (std::vector<std::string>{"10.0.0.7", "10.0.1.0/24", "::1/128"}));
+    EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", identity = \"U1\", allow_peers = "
+                                               "[\"10.0.1.0/33\"] }\n")),
+              "site.toml:8:61: device[0].wire.allow_peers[0]: expected an IP address or a network (ADDRESS/PREFIX), "
+              "got \"10.0.1.0/33\"");
+    EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", identity = \"U1\", allow_peers = "
+                                               "[\"gateway.local\"] }\n")),
+              "site.toml:8:61: device[0].wire.allow_peers[0]: expected an IP address or a network (ADDRESS/PREFIX), "
+              "got \"gateway.local\"");
+    EXPECT_EQ(snippet_error(uitd + device("p", "wire = { listener = \"uitd\", peer = \"10.0.0.5\", allow_peers = "
+                                               "[\"10.0.0.5\"] }\n")),
+              "site.toml:8:62: device[0].wire.allow_peers: not used with peer (the peer is the only address a "
+              "peer-bound device takes)");
 }
 
 TEST(Wire, ListenerBindingsAreUnique) {
@@ -408,7 +428,7 @@ TEST(Wire, ExactlyOneForm) {
               "site.toml:5:8: device[0].wire: expected one of the keys bus, tcp, udp, listener (or {} for no wire)");
     EXPECT_EQ(snippet_error(device("d", "wire = { tcp = \"h:1\", port = 2 }\n")),
               "site.toml:5:23: device[0].wire.port: unknown key (expected one of: bus, tcp, udp, listener, unit, peer, "
-              "identity)");
+              "identity, allow_peers)");
     EXPECT_EQ(snippet_error(device("d", "wire = \"rs485-1\"\n")),
               "site.toml:5:8: device[0].wire: expected a table ({ bus = ... }, { tcp = ... }, { udp = ... } or "
               "{ listener = ... }), got a string");

@@ -234,7 +234,7 @@ void wiring_reader::wire(table_reader &device, const device_config &d, wire_conf
     if (!n->is_table())
         return device.wrong_type("wire", "a table ({ bus = ... }, { tcp = ... }, { udp = ... } or { listener = ... })");
     table_reader r(*n->as_table(), device.path("wire"), cx_.diag,
-                   {"bus", "tcp", "udp", "listener", "unit", "peer", "identity"});
+                   {"bus", "tcp", "udp", "listener", "unit", "peer", "identity", "allow_peers"});
     if (r.table().empty()) return;  // {} = no wire
 
     std::vector<std::string_view> forms;
@@ -259,11 +259,11 @@ void wiring_reader::wire(table_reader &device, const device_config &d, wire_conf
         {"bus", {"bus", "unit"}},
         {"tcp", {"tcp", "unit"}},
         {"udp", {"udp"}},
-        {"listener", {"listener", "peer", "identity"}}};
+        {"listener", {"listener", "peer", "identity", "allow_peers"}}};
     const auto &allowed = form_keys.at(form);
     std::string takes;
     for (const auto k : allowed) takes += (takes.empty() ? "" : ", ") + std::string(k);
-    for (const std::string_view k : {"unit", "peer", "identity"})
+    for (const std::string_view k : {"unit", "peer", "identity", "allow_peers"})
         if (r.has(k) && std::find(allowed.begin(), allowed.end(), k) == allowed.end())
             r.error(k, "not used by a " + std::string(form) + " wire (it takes: " + takes + ")");
 
@@ -348,6 +348,36 @@ void wiring_reader::listener_wire(table_reader &r, const device_config &d, wire_
     } else if (auto identity = r.nonempty_string("identity", need::required)) {
         out.identity = *identity;
         bind = "identity " + in_quotes(*identity);
+    }
+    if (const toml::node *allow = r.find("allow_peers")) {
+        const std::string expected = "an array of IP addresses or networks, e.g. [\"10.0.0.7\", \"10.0.1.0/24\"]";
+        if (has_peer) {
+            r.error("allow_peers", "not used with peer (the peer is the only address a peer-bound device takes)");
+        } else if (!allow->is_array() || allow->as_array()->empty()) {
+            r.wrong_type("allow_peers", expected);
+        } else {
+            const toml::array &a = *allow->as_array();
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                const toml::node &e = a[i];
+                const std::string key = r.path("allow_peers") + "[" + std::to_string(i) + "]";
+                const auto text = e.is_string() ? e.as_string()->get() : std::string();
+                const auto slash = text.find('/');
+                const auto ip = canonical_ip(text.substr(0, slash));
+                int prefix = -1;
+                if (ip && slash != std::string::npos) {
+                    const auto digits = text.substr(slash + 1);
+                    const int bits = ip->find(':') == std::string::npos ? 32 : 128;
+                    if (!digits.empty() && digits.size() <= 3 &&
+                        digits.find_first_not_of("0123456789") == std::string::npos && std::stoi(digits) <= bits)
+                        prefix = std::stoi(digits);
+                }
+                if (!ip || (slash != std::string::npos && prefix < 0))
+                    cx_.diag.error(e.source(), key, "expected an IP address or a network (ADDRESS/PREFIX), got " +
+                                                        (e.is_string() ? in_quotes(text) : type_phrase(e)));
+                else
+                    out.allow_peers.push_back(*ip + (prefix >= 0 ? "/" + std::to_string(prefix) : ""));
+            }
+        }
     }
     if (!listener) return;
     out.type = wire_config::kind::listener;

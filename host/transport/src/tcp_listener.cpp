@@ -9,6 +9,9 @@
 // is handed to its device's executor, where the device's link owns it from then on.
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -39,6 +42,50 @@ asio::ip::address normalized(const asio::ip::address &a) {
     return a;
 }
 
+// An address or a network a device may connect from ([[device]] wire.allow_peers): "10.0.0.7", "10.0.0.0/24",
+// "fd00::/8". A v4-mapped IPv6 peer (a dual-stack listener) is compared as the IPv4 address it is.
+struct peer_network {
+    asio::ip::address base;
+    unsigned prefix = 0;
+
+    static std::optional<peer_network> parse(std::string_view text) {
+        const auto slash = text.find('/');
+        error_code ec;
+        const auto a = asio::ip::make_address(std::string(text.substr(0, slash)), ec);
+        if (ec) return std::nullopt;
+        const unsigned bits = a.is_v4() ? 32 : 128;
+        unsigned prefix = bits;
+        if (slash != std::string_view::npos) {
+            const auto digits = text.substr(slash + 1);
+            const auto [end, err] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
+            if (digits.empty() || err != std::errc{} || end != digits.data() + digits.size() || prefix > bits)
+                return std::nullopt;
+        }
+        return peer_network{normalized(a), prefix};
+    }
+
+    bool contains(const asio::ip::address &peer_address) const {
+        const auto a = normalized(peer_address);
+        if (a.is_v4() != base.is_v4()) return false;
+        const auto bytes = [](const asio::ip::address &x) {
+            std::array<unsigned char, 16> out{};
+            if (x.is_v4()) {
+                const auto b = x.to_v4().to_bytes();
+                std::copy(b.begin(), b.end(), out.begin());
+            } else {
+                out = x.to_v6().to_bytes();
+            }
+            return out;
+        };
+        const auto want = bytes(base), got = bytes(a);
+        for (unsigned i = 0; i < prefix; ++i) {
+            const unsigned char mask = static_cast<unsigned char>(0x80u >> (i % 8));
+            if ((want[i / 8] & mask) != (got[i / 8] & mask)) return false;
+        }
+        return true;
+    }
+};
+
 class accepted_link;
 
 class listener_core final : public tcp_listener, public std::enable_shared_from_this<listener_core> {
@@ -56,7 +103,8 @@ public:
         on_conflict_ = std::move(on_conflict);
     }
     std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) override;
-    std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) override;
+    std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events,
+                                          std::vector<std::string> allow_peers) override;
     std::uint64_t unmatched_connections() const override { return unmatched_.load(); }
     void stop_accepting() override;
 
@@ -79,6 +127,7 @@ private:
     struct device_entry {
         std::optional<asio::ip::address> peer;  // bound by peer address, or else by identity
         std::string identity;
+        std::vector<peer_network> allow;  // with an identity: where it may come from (empty: anywhere)
         std::weak_ptr<accepted_link> link;
         executor ex;
         bool open = false;       // the device called open() and is waiting for (or has) a connection
@@ -91,10 +140,11 @@ private:
         std::chrono::steady_clock::time_point last{};
         std::uint64_t quiet = 0;  // refused since the last report
     };
-    void report_conflict(const std::string &identity, const std::string &peer, const std::string &live_peer);
+    // `what` names both sides; reported at once for an identity's first refusal, then at most once a window.
+    void report_conflict(const std::string &identity, const std::string &peer, std::string what);
 
     std::unique_ptr<link> attach(executor ex, std::optional<asio::ip::address> peer, std::string identity,
-                                 link_events events);
+                                 link_events events, std::vector<peer_network> allow = {});
     void do_accept();
     void on_accept(const error_code &ec, tcp::socket socket);
     // Gives `socket` to the device; the caller holds mu_.
@@ -341,17 +391,24 @@ std::unique_ptr<link> listener_core::attach_peer(executor ex, std::string peer_a
     return attach(std::move(ex), normalized(peer), {}, std::move(events));
 }
 
-std::unique_ptr<link> listener_core::attach_identity(executor ex, std::string identity, link_events events) {
-    return attach(std::move(ex), std::nullopt, std::move(identity), std::move(events));
+std::unique_ptr<link> listener_core::attach_identity(executor ex, std::string identity, link_events events,
+                                                     std::vector<std::string> allow_peers) {
+    std::vector<peer_network> allow;
+    for (const auto &text : allow_peers) {
+        auto n = peer_network::parse(text);
+        if (!n) throw std::invalid_argument("'" + text + "' is not an IP address or a network (10.0.0.0/24)");
+        allow.push_back(*n);
+    }
+    return attach(std::move(ex), std::nullopt, std::move(identity), std::move(events), std::move(allow));
 }
 
 std::unique_ptr<link> listener_core::attach(executor ex, std::optional<asio::ip::address> peer, std::string identity,
-                                            link_events events) {
+                                            link_events events, std::vector<peer_network> allow) {
     const std::string name = ":" + std::to_string(port_) + (peer ? " peer " + peer->to_string() : " id " + identity);
     std::lock_guard lock(mu_);
     const std::uint64_t id = ++next_device_;
     auto impl = std::make_shared<accepted_link>(ex, std::move(events), shared_from_this(), id, "tcp-in " + name);
-    devices_.emplace(id, device_entry{peer, std::move(identity), impl, ex, false, 0, {}});
+    devices_.emplace(id, device_entry{peer, std::move(identity), std::move(allow), impl, ex, false, 0, {}});
     return std::make_unique<accepted_link_handle>(std::move(impl));
 }
 
@@ -452,12 +509,25 @@ listener_core::claim listener_core::claim_identity(const std::string &identity, 
     std::unique_lock lock(mu_);
     for (auto &[id, d] : devices_) {
         if (d.peer || !d.open || d.identity != identity) continue;
+        if (!d.allow.empty()) {
+            error_code ec;
+            const auto from = socket.remote_endpoint(ec).address();
+            if (ec || std::none_of(d.allow.begin(), d.allow.end(), [&](const auto &n) { return n.contains(from); })) {
+                lock.unlock();
+                report_conflict(identity, peer,
+                                "a connection from " + peer + " claimed identity '" + identity +
+                                    "', which may connect only from its allow_peers: refused");
+                return claim::conflict;
+            }
+        }
         if (d.token != 0) {
             // Its connection is open: keepalive ends one whose device vanished within about a minute, and the
             // device's next connection is taken then. Until then the live connection keeps the identity.
             const std::string live_peer = d.token_peer;
             lock.unlock();
-            report_conflict(identity, peer, live_peer);
+            report_conflict(identity, peer,
+                            "a connection from " + peer + " claimed identity '" + identity +
+                                "', which is connected from " + live_peer + ": refused, the connected one kept");
             return claim::conflict;
         }
         hand_over(d, std::move(socket), std::move(first), peer);
@@ -466,8 +536,7 @@ listener_core::claim listener_core::claim_identity(const std::string &identity, 
     return claim::nobody;
 }
 
-void listener_core::report_conflict(const std::string &identity, const std::string &peer,
-                                    const std::string &live_peer) {
+void listener_core::report_conflict(const std::string &identity, const std::string &peer, std::string what) {
     constexpr std::chrono::seconds window{60};
     auto &r = conflicts_[identity];
     const auto now = std::chrono::steady_clock::now();
@@ -475,8 +544,6 @@ void listener_core::report_conflict(const std::string &identity, const std::stri
         ++r.quiet;
         return;
     }
-    std::string what = "a connection from " + peer + " claimed identity '" + identity +
-                       "', which is connected from " + live_peer + ": refused, the connected one kept";
     if (r.quiet) what += " (" + std::to_string(r.quiet) + " more refused since the last report)";
     r.last = now;
     r.quiet = 0;

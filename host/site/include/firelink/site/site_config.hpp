@@ -70,6 +70,7 @@ struct wire_config {
     std::string listener;   // kind::listener: a listener id
     std::string peer;       // kind::listener: bind by the peer's IP address (canonical form: "::1"), or
     std::string identity;   //                 bind by the identity the driver reads from the first frame
+    std::vector<std::string> allow_peers;  // with identity: the addresses or networks it may connect from
     int unit = -1;          // Modbus unit id (bus: 0..247, required on rs485; tcp: 0..255), -1 when not given
 };
 

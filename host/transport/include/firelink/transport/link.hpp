@@ -157,7 +157,12 @@ public:
     virtual void set_conflict_handler(conflict_fn on_conflict) = 0;
     // Throws std::invalid_argument when peer_address is not an IP address literal.
     virtual std::unique_ptr<link> attach_peer(executor ex, std::string peer_address, link_events events) = 0;
-    virtual std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events) = 0;
+    // `allow_peers`: when not empty, only a connection from one of these networks ("10.0.0.0/24", "10.0.0.7",
+    // "fd00::/8") may claim the identity; another is closed and reported to the conflict handler as a forgery
+    // (GB/T 26875.3 has no authentication: the address is the one thing a forger on another host cannot take).
+    // Throws std::invalid_argument for an entry that is not an address or a network.
+    virtual std::unique_ptr<link> attach_identity(executor ex, std::string identity, link_events events,
+                                                  std::vector<std::string> allow_peers = {}) = 0;
     // Connections no device claimed (closed): unknown peers and identities, identities connected already, identify
     // refusals, more than 4 KiB or identify_timeout without an identity, and connections beyond max_unbound.
     virtual std::uint64_t unmatched_connections() const = 0;
