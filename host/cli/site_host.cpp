@@ -1192,6 +1192,11 @@ int site_host::run() {
         admin::admin_options admin_opt{addr.host, addr.port};
         admin_opt.request_timeout = cfg_.admin_request_timeout;
         admin_opt.max_connections = cfg_.admin_max_connections;
+        admin_opt.token_file = cfg_.admin_token_file;
+        admin_opt.anonymous_read =
+            cfg_.admin_anonymous_read == "none" ? admin::anonymous_reads::none : admin::anonymous_reads::loopback;
+        admin_opt.tls = {cfg_.admin_tls_cert, cfg_.admin_tls_key, cfg_.admin_client_ca};
+        admin_opt.on_refusal = [this](std::string_view reason) { metrics_.admin_refused(reason); };
         admin = std::make_unique<admin::admin_server>(admin_io_, admin_opt, h);
         admin->start();
         spdlog::info("admin endpoint on http://{}:{}/ (/healthz /metrics /api/devices)", addr.host, admin->port());

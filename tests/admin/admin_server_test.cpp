@@ -22,6 +22,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "admin_test_util.hpp"
+
 using namespace std::chrono_literals;
 using firelink::admin::admin_handlers;
 using firelink::admin::admin_options;
@@ -32,115 +34,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using json = nlohmann::json;
+using namespace admin_test;
 
 namespace {
-
-// ---- libcurl: one request, everything a test looks at ----
-
-struct http_result {
-    CURLcode code = CURLE_OK;
-    long status = 0;
-    std::string content_type;
-    std::string headers;  // the raw header block
-    std::string body;
-};
-
-size_t append(char *data, size_t size, size_t n, void *out) {
-    static_cast<std::string *>(out)->append(data, size * n);
-    return size * n;
-}
-
-http_result fetch(const std::string &url, const std::string &method = "GET", const std::string *body = nullptr,
-                  bool expect_continue = false) {
-    http_result r;
-    CURL *curl = curl_easy_init();
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r.body);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, append);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r.headers);
-    curl_slist *headers = nullptr;
-    headers = curl_slist_append(headers, expect_continue ? "Expect: 100-continue" : "Expect:");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    if (method == "POST") {
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body ? body->data() : "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body ? body->size() : 0));
-    } else if (method != "GET") {
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-    }
-    r.code = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-    char *type = nullptr;
-    if (curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK && type) r.content_type = type;
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return r;
-}
-
-std::string lower(std::string s) {
-    for (auto &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
-// ---- a raw client on its own io_context: every wait has a deadline, and a deadline never closes the socket ----
-
-class raw_client {
-public:
-    explicit raw_client(std::uint16_t port) : socket_(ioc_) {
-        socket_.connect({net::ip::make_address("127.0.0.1"), port});
-    }
-
-    void send(const std::string &bytes) { net::write(socket_, net::buffer(bytes)); }
-
-    // A response, or nothing when none came within `limit` (error() says why).
-    std::optional<http::response<http::string_body>> read_response(std::chrono::milliseconds limit) {
-        http::response<http::string_body> res;
-        error_ = run_for(limit, [&](auto done) { http::async_read(socket_, buffer_, res, done); });
-        if (error_) return std::nullopt;
-        return res;
-    }
-
-    // Reads until the server closes the connection: true if it did within `limit` (data before the close is
-    // dropped).
-    bool closed_within(std::chrono::milliseconds limit) {
-        const auto until = std::chrono::steady_clock::now() + limit;
-        char sink[4096];
-        for (;;) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-            if (left <= 0ms) return false;
-            error_ = run_for(left, [&](auto done) { socket_.async_read_some(net::buffer(sink), done); });
-            if (error_ == net::error::operation_aborted) return false;  // our deadline
-            if (error_) return true;                                     // eof or reset
-        }
-    }
-
-    beast::error_code error() const { return error_; }
-
-private:
-    template <typename Start>
-    beast::error_code run_for(std::chrono::milliseconds limit, Start start) {
-        ioc_.restart();
-        std::optional<beast::error_code> result;
-        net::steady_timer timer(ioc_, limit);
-        timer.async_wait([&](beast::error_code ec) {
-            if (!ec) socket_.cancel();
-        });
-        start([&](beast::error_code ec, std::size_t) {
-            result = ec;
-            timer.cancel();
-        });
-        ioc_.run();
-        return *result;
-    }
-
-    net::io_context ioc_;
-    tcp::socket socket_;
-    beast::flat_buffer buffer_;
-    beast::error_code error_;
-};
 
 // ---- the fixture: a server on an ephemeral loopback port, its io_context on one thread ----
 
@@ -170,7 +66,10 @@ protected:
         if (thread_.joinable()) thread_.join();
     }
 
+    // With a token file granting test_admin_token the admin role, which fetch() and auth_line send, unless the
+    // options name another.
     void start(admin_options options = {}) {
+        if (options.token_file.empty()) options.token_file = write_tokens(dir_.path());
         server_ = std::make_unique<admin_server>(ioc_, std::move(options), handlers_);
         server_->start();
         thread_ = std::thread([this] {
@@ -188,6 +87,7 @@ protected:
         return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
     }
 
+    temp_dir dir_;
     net::io_context ioc_;
     admin_handlers handlers_;
     std::unique_ptr<admin_server> server_;
@@ -374,7 +274,7 @@ TEST_F(AdminServer, A413ReachesAClientThatSentTheWholeBodyAtOnce) {
     raw_client c(server_->port());
     // No Expect: the body follows the header at once, so the server answers with unread bytes in its socket. It must
     // drain them before closing, or the kernel's reset could destroy the answer before the client reads it.
-    c.send("POST /api/devices/d1/commands HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" +
+    c.send("POST /api/devices/d1/commands HTTP/1.1\r\nHost: x\r\n" + auth_line + "Content-Length: 200000\r\n\r\n" +
            std::string(200000, 'x'));
     const auto res = c.read_response(10s);
     ASSERT_TRUE(res) << c.error().message();
@@ -388,7 +288,7 @@ TEST_F(AdminServer, AnswersExpectContinueBeforeTheBody) {
     start();
     raw_client c(server_->port());
     const std::string body = R"({"name":"ping"})";
-    c.send("POST /api/devices/d1/commands HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " +
+    c.send("POST /api/devices/d1/commands HTTP/1.1\r\nHost: x\r\n" + auth_line + "Expect: 100-continue\r\nContent-Length: " +
            std::to_string(body.size()) + "\r\n\r\n");
     const auto interim = c.read_response(10s);
     ASSERT_TRUE(interim) << c.error().message();
@@ -461,7 +361,7 @@ TEST_F(AdminServer, KeepAliveServesSeveralRequestsOnOneConnection) {
     const auto second = c.read_response(10s);
     ASSERT_TRUE(second) << c.error().message();
     EXPECT_EQ(second->body(), R"([{"id":"valve-3","state":"started"}])");
-    c.send("POST /api/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    c.send("POST /api/reload HTTP/1.1\r\nHost: x\r\n" + auth_line + "Content-Length: 0\r\nConnection: close\r\n\r\n");
     const auto third = c.read_response(10s);
     ASSERT_TRUE(third) << c.error().message();
     EXPECT_EQ(third->result_int(), 200);
@@ -485,7 +385,7 @@ TEST_F(AdminServer, AnIncompleteRequestIsClosedAtTheDeadline) {
     start({.request_timeout = 200ms});
     raw_client silent(server_->port());
     raw_client half(server_->port());
-    half.send("POST /api/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345");
+    half.send("POST /api/reload HTTP/1.1\r\nHost: x\r\n" + auth_line + "Content-Length: 10\r\n\r\n12345");
     EXPECT_TRUE(silent.closed_within(10s));
     EXPECT_TRUE(half.closed_within(10s));
     EXPECT_EQ(fetch(url("/healthz")).status, 200);

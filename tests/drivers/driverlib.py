@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -39,6 +40,33 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The admin token every test site's token file grants (admin_token_file), fresh for each test process. Since the admin
+# endpoint is authenticated (docs/deployment.md#admin-tokens), every POST to it carries this token
+# (admin_headers); reads from loopback need none.
+ADMIN_TOKEN = secrets.token_hex(32)
+
+
+def admin_token_file(workdir):
+    """Writes WORKDIR/admin-tokens (mode 0600, as the host insists) granting ADMIN_TOKEN the admin role, and returns
+    the [admin] line naming it, for a site file in WORKDIR."""
+    path = os.path.join(workdir, "admin-tokens")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"admin e2e-tests {ADMIN_TOKEN}\n")
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return 'token_file = "admin-tokens"\n'
+
+
+def admin_headers(headers=None):
+    """HTTP headers for an admin call: ADMIN_TOKEN as a bearer token, and `headers`."""
+    return {"Authorization": "Bearer " + ADMIN_TOKEN, **(headers or {})}
+
+
+def admin_request(url, data=None, method=None):
+    """A urllib Request to a host's admin endpoint, carrying ADMIN_TOKEN."""
+    return urllib.request.Request(url, data=data, method=method, headers=admin_headers())
+
+
 class Site:
     """firelink-host run on a generated site file, with a jsonl sink and the admin endpoint on a free port.
     `plugins` is more of the [plugins] table (isolation = "in_process", ...)."""
@@ -50,7 +78,7 @@ class Site:
         self.sink = os.path.join(workdir, "events.jsonl")
         self.port = free_port()
         text = (f'[gateway]\nid = "gw-modbus"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n{plugins}\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(workdir)}\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
                 f'[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
         with open(self.config, "w") as f:
             f.write(text)
@@ -86,19 +114,20 @@ class Site:
     def get(self, path):
         """(status, body); None while nothing answers. An error status is an answer too (/healthz?strict's 503)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(admin_request(f"http://127.0.0.1:{self.port}{path}"), timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
         except (urllib.error.URLError, ConnectionError):
             return None
 
-    def post(self, path, body=None, method="POST"):
-        """(status, decoded JSON) of a request to the admin endpoint."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+    def post(self, path, body=None, method="POST", timeout=60):
+        """(status, decoded JSON) of a request to the admin endpoint, with ADMIN_TOKEN. `body` is JSON-encoded unless
+        it is bytes."""
+        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read().decode() or "null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read().decode() or "null")

@@ -17,6 +17,9 @@ import unittest
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
+from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+
 HOST, SIM, DECODE, PLUGINS, VECTORS = (os.path.abspath(a) for a in sys.argv[1:6])
 del sys.argv[1:6]
 DEADLINE = 20.0  # a hang guard only: everything here takes milliseconds
@@ -47,7 +50,7 @@ class Site:
         self.listen = free_port()
         self.sink = os.path.join(self.dir.name, "events.jsonl")
         body = (f'[gateway]\nid = "gw-fire"\n\n[plugins]\ndirs = [{json.dumps(PLUGINS)}]\n\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n{admin_token_file(self.dir.name)}\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
                 f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n')
         for dev in devices:
             body += "[[device]]\n" + "".join(f"{k} = {v}\n" for k, v in dev.items()) + "\n"
@@ -90,8 +93,8 @@ class Site:
         return self._post(f"/api/devices/{device}/commands", body)
 
     def _post(self, path, body):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}{path}", data=json.dumps(body).encode(),
-                                     method="POST")
+        req = admin_request(f"http://127.0.0.1:{self.admin}{path}", data=json.dumps(body).encode(),
+                            method="POST")
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read().decode())
@@ -99,7 +102,7 @@ class Site:
             return e.code, json.loads(e.read().decode() or "null")
 
     def reload(self):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/api/reload", data=b"", method="POST")
+        req = admin_request(f"http://127.0.0.1:{self.admin}/api/reload", data=b"", method="POST")
         try:
             with urllib.request.urlopen(req, timeout=70) as r:
                 return r.status, json.loads(r.read().decode())

@@ -94,12 +94,7 @@ class NotifySocket:
 
 
 def post(site, path, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{site.port}{path}", data=json.dumps(body).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode() or "null")
+    return site.post(path, body, timeout=30)  # with the admin token
 
 
 def health(site, query=""):

@@ -97,8 +97,7 @@ class ReloadTest(unittest.TestCase):
         return text.replace(old, new)
 
     def reload(self, s):
-        status, body = http("POST", f"http://127.0.0.1:{s.port}/api/reload")
-        return status, json.loads(body)
+        return s.post("/api/reload", timeout=70)  # with the admin token
 
     def device(self, s, dev_id=DEVICE):
         return s.devices()[dev_id]

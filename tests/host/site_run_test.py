@@ -20,6 +20,9 @@ import unittest
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
+from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+
 HOST, EXAMPLES, FIXTURES = sys.argv[1], sys.argv[2], sys.argv[3]
 DEADLINE = 20.0  # generous: these wait for things that take milliseconds
 
@@ -55,7 +58,7 @@ class Site:
     def write(self, body):
         dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
         text = (f'[gateway]\nid = "gw-test"\n\n[plugins]\ndirs = [{dirs}]\n\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir.name)}\n'
                 f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n'
                 + body)
         with open(self.config + ".tmp", "w") as f:
@@ -101,7 +104,7 @@ class Site:
         return self._send(path, body)
 
     def _send(self, path, body=b""):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST")
+        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return r.status, json.loads(r.read().decode() or "null")

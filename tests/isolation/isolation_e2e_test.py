@@ -17,6 +17,9 @@ import unittest
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
+from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+
 HOST, STREAMS = sys.argv[1], sys.argv[2]
 DEADLINE = 20.0  # generous: these wait for things that take milliseconds
 CLASS = "vendor:org.firelink.tests.stream"
@@ -53,7 +56,7 @@ class Site:
         self.sink = os.path.join(self.dir.name, "events.jsonl")
         self.port = free_port()
         text = (f'[gateway]\nid = "gw-iso"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n{runner}\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir.name)}\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
                 + body)
         with open(self.config, "w") as f:
             f.write(text)
@@ -80,8 +83,8 @@ class Site:
         return self._send(path, body)
 
     def _send(self, path, body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body,
-                                     method="POST" if body is not None else "GET")
+        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body,
+                            method="POST" if body is not None else "GET")
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read().decode() or "null")

@@ -252,7 +252,35 @@ TEST(Admin, ListenForm) {
     EXPECT_EQ(snippet_error("[admin]\nlisten = 9180\n"),
               "site.toml:2:10: admin.listen: expected a string, got an integer");
     EXPECT_EQ(snippet_error("[admin]\nport = 9180\n"),
-              "site.toml:2:1: admin.port: unknown key (expected one of: listen, max_connections, request_timeout_ms)");
+              "site.toml:2:1: admin.port: unknown key (expected one of: listen, max_connections, request_timeout_ms, "
+              "token_file, anonymous_read, tls_cert, tls_key, client_ca)");
+}
+
+TEST(Admin, TokensAndTlsResolveAgainstTheConfigFolder) {
+    const auto plain = snippet_loads("");
+    EXPECT_TRUE(plain.admin_token_file.empty());
+    EXPECT_EQ(plain.admin_anonymous_read, "loopback");
+    EXPECT_TRUE(plain.admin_tls_cert.empty());
+    const auto c = loads("[admin]\ntoken_file = \"admin-tokens\"\nanonymous_read = \"none\"\ntls_cert = \"tls/a.pem\"\n"
+                         "tls_key = \"/etc/firelink/a.key\"\nclient_ca = \"ca.pem\"\n" + base,
+                         "/srv/gw/site.toml");
+    EXPECT_EQ(c.admin_token_file, "/srv/gw/admin-tokens");
+    EXPECT_EQ(c.admin_anonymous_read, "none");
+    EXPECT_EQ(c.admin_tls_cert, "/srv/gw/tls/a.pem");
+    EXPECT_EQ(c.admin_tls_key, "/etc/firelink/a.key");
+    EXPECT_EQ(c.admin_client_ca, "/srv/gw/ca.pem");
+}
+
+TEST(Admin, TokenAndTlsRules) {
+    EXPECT_EQ(snippet_error("[admin]\nanonymous_read = \"everyone\"\n"),
+              "site.toml:2:18: admin.anonymous_read: expected one of \"loopback\", \"none\", got \"everyone\"");
+    EXPECT_EQ(snippet_error("[admin]\ntoken_file = \"\"\n"),
+              "site.toml:2:14: admin.token_file: expected a non-empty string, got \"\"");
+    const auto lone_cert = snippet_error("[admin]\ntls_cert = \"a.pem\"\n");
+    EXPECT_NE(lone_cert.find("site.toml:2:12: admin.tls_cert: tls_cert and tls_key go together"), std::string::npos)
+        << lone_cert;
+    const auto lone_ca = snippet_error("[admin]\nclient_ca = \"ca.pem\"\n");
+    EXPECT_NE(lone_ca.find("admin.client_ca: client certificates need TLS"), std::string::npos) << lone_ca;
 }
 
 // ---- [sink] --------------------------------------------------------------------------------------------------

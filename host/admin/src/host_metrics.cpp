@@ -1,6 +1,8 @@
 #include "firelink/admin/host_metrics.hpp"
+#include "firelink/admin/admin_server.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -57,9 +59,15 @@ host_metrics::host_metrics(std::string_view version, std::shared_ptr<prometheus:
       last_seen_(gauge_family(*registry_, "firelink_device_last_seen_seconds",
                               "When the device was last heard from, in unix seconds.")),
       commands_(counter_family(*registry_, "firelink_commands_total",
-                               "Commands from operators and the platform, by result (accepted, refused, failed).")) {
+                               "Commands from operators and the platform, by result (accepted, refused, failed).")),
+      admin_refused_(counter_family(*registry_, "firelink_admin_refused_total",
+                                    "Admin requests refused before their body was read, by reason (no_credentials, "
+                                    "bad_token, forbidden).")) {
     for (std::size_t i = 0; i < command_results.size(); ++i)
         command_counters_[i] = &commands_.Add({{"result", std::string(command_results[i])}});
+    static_assert(refusal_reasons.size() == std::tuple_size_v<decltype(admin_refused_counters_)>);
+    for (std::size_t i = 0; i < refusal_reasons.size(); ++i)
+        admin_refused_counters_[i] = &admin_refused_.Add({{"reason", std::string(refusal_reasons[i])}});
     gauge_family(*registry_, "firelink_build_info", "The firelink host's version; always 1.")
         .Add({{"version", std::string(version)}})
         .Set(1);
@@ -133,6 +141,13 @@ bool host_metrics::command(std::string_view result) {
     const auto index = index_of(command_results, result);
     if (!index) return false;
     command_counters_[*index]->Increment();
+    return true;
+}
+
+bool host_metrics::admin_refused(std::string_view reason) {
+    const auto index = index_of(refusal_reasons, reason);
+    if (!index) return false;
+    admin_refused_counters_[*index]->Increment();
     return true;
 }
 

@@ -155,7 +155,9 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
 void read_admin(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "admin", cx.diag);
     if (!t) return;
-    table_reader r(*t, "admin", cx.diag, {"listen", "max_connections", "request_timeout_ms"});
+    table_reader r(*t, "admin", cx.diag,
+                   {"listen", "max_connections", "request_timeout_ms", "token_file", "anonymous_read", "tls_cert",
+                    "tls_key", "client_ca"});
     if (auto listen = r.string("listen", need::optional)) {
         std::string expected;
         if (parse_host_port(*listen, 0, expected))
@@ -167,6 +169,17 @@ void read_admin(const toml::table &root, load_context &cx, site_config &out) {
         out.admin_max_connections = static_cast<std::size_t>(*v);
     if (auto v = r.integer("request_timeout_ms", 100, 600000, need::optional))
         out.admin_request_timeout = std::chrono::milliseconds(*v);
+    // The files are read when the admin endpoint starts (admin_server), which names a bad one with its line.
+    if (const auto p = r.nonempty_string("token_file", need::optional)) out.admin_token_file = cx.resolve(*p);
+    if (const auto a = r.choice("anonymous_read", {"loopback", "none"}, need::optional)) out.admin_anonymous_read = *a;
+    if (const auto p = r.nonempty_string("tls_cert", need::optional)) out.admin_tls_cert = cx.resolve(*p);
+    if (const auto p = r.nonempty_string("tls_key", need::optional)) out.admin_tls_key = cx.resolve(*p);
+    if (const auto p = r.nonempty_string("client_ca", need::optional)) out.admin_client_ca = cx.resolve(*p);
+    if (out.admin_tls_cert.empty() != out.admin_tls_key.empty())
+        r.error(out.admin_tls_cert.empty() ? "tls_key" : "tls_cert",
+                "tls_cert and tls_key go together (a PEM certificate chain and its private key)");
+    if (!out.admin_client_ca.empty() && out.admin_tls_cert.empty())
+        r.error("client_ca", "client certificates need TLS: set tls_cert and tls_key too");
 }
 
 // [control]: select-before-operate, what the platform may move, and where the audit chain is kept.

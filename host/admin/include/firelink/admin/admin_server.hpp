@@ -17,6 +17,13 @@
 // {id} is percent-decoded. Every route has the role it needs (route_role); `who` is the principal the request
 // authenticated as.
 //
+// Authentication happens on the request's header, before its body is read: an `Authorization: Bearer TOKEN` (or
+// `Basic base64(any:TOKEN)`) found in the token file; or, without credentials, the anonymous principal with the read
+// role when anonymous_read allows it (loopback peers by default). No or unknown credentials are 401 with
+// `WWW-Authenticate: Bearer realm="firelink"`, a role too low is 403 naming the role needed and the one held; either
+// answer closes the connection without reading the body. Refusals are counted (on_refusal) and logged once a 10 s
+// window. With tls.cert the port speaks only TLS (1.2 or later).
+//
 // Why /healthz has two forms: a monitor (Prometheus' blackbox exporter, an operator's curl) wants the whole story
 // every time and reads the status from the body: a 503 would hide it behind "probe failed". A load balancer or an
 // orchestrator reads only the status code and needs it to say "do not count on this host": ?strict (or ?strict=1)
@@ -38,9 +45,11 @@
 // Each connection runs on its own strand.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,11 +59,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-namespace firelink::admin {
+#include "firelink/admin/admin_access.hpp"
 
-// What a principal may do. Each role includes the ones before it.
-enum class role { read = 1, operate = 2, admin = 3 };
-const char *role_name(role r);  // "read", "operate", "admin"
+namespace firelink::admin {
 
 // Who sent a request, as the server authenticated it: the name its token (or client certificate) carries, or
 // "anonymous" for a read from loopback without credentials.
@@ -94,17 +101,47 @@ struct admin_handlers {
     std::function<status_json(const std::string &name, const std::string &json_body)> test_hook;
 };
 
+// Who may read without a token: peers on loopback (Prometheus scraping the host it runs on), or nobody.
+enum class anonymous_reads { loopback, none };
+
+// TLS on the admin port: a PEM certificate chain and its key; with client_ca, a PEM bundle of the CAs whose client
+// certificates are accepted, and every client must present one (the handshake fails otherwise). TLS 1.2 at least.
+struct tls_options {
+    std::filesystem::path cert;       // empty: plain HTTP
+    std::filesystem::path key;
+    std::filesystem::path client_ca;  // empty: no client certificate asked for
+};
+
+// Why a request was refused before its body was read, as firelink_admin_refused_total{reason} counts it.
+inline constexpr std::array<std::string_view, 3> refusal_reasons{"no_credentials", "bad_token", "forbidden"};
+
 struct admin_options {
     std::string host = "127.0.0.1";  // an address or a name that resolves; loopback unless told otherwise
     std::uint16_t port = 0;          // 0: an ephemeral port, which port() then tells
     // A whole request from its first byte (so a slowloris sending a header a byte at a time is cut off), the wait
-    // for the next request on a kept-alive connection, and each response write.
+    // for the next request on a kept-alive connection, each response write, and a TLS handshake.
     std::chrono::milliseconds request_timeout{10'000};
     std::size_t body_limit = 64 * 1024;
     // Connections open at once; one more is closed at accept (counted, logged a few at a time). Each holds a
     // descriptor: a flood on the admin port must not take the ones devices, runners and the uplink need.
     std::size_t max_connections = 64;
+    // The token file (admin_access.hpp), read when the server is made. Empty: no tokens, so only anonymous reads
+    // (as anonymous_read allows) and every operate or admin route is 401, saying how to configure one.
+    std::filesystem::path token_file;
+    anonymous_reads anonymous_read = anonymous_reads::loopback;
+    tls_options tls;
+    // Called for each refused request with one of refusal_reasons (the host counts them in host_metrics). On the
+    // io_context's threads; must not block.
+    std::function<void(std::string_view reason)> on_refusal;
 };
+
+// The role a route needs (the table at the top of this file):
+//   read     GET /metrics, /healthz, /api/devices, /api/uplink, /api/control, /api/audit, and any unknown path (404)
+//   operate  POST and DELETE /api/devices/{id}/select, POST /api/devices/{id}/commands
+//   admin    POST /api/devices/{id}/mode, POST /api/reload, POST /api/test/*
+// `path` may carry its query string. The path decides, whatever the method: a wrong method on an operate route is
+// a 405 to an operator only, so the route table is not told to strangers.
+role route_role(std::string_view method, std::string_view path);
 
 // "127.0.0.1:9100", "localhost:9100", "[::1]:9100" (the form of --admin-listen). Throws std::invalid_argument saying
 // what is wrong.
@@ -116,8 +153,10 @@ listen_address parse_listen_address(std::string_view host_port);
 
 class admin_server {
 public:
-    // Resolves, binds and listens. Throws std::system_error whose what() names the address and the reason
-    // ("admin endpoint 127.0.0.1:80: cannot bind: Permission denied"). Accepts nothing before start().
+    // Reads the token file and the TLS files, resolves, binds and listens. Throws std::runtime_error naming the file
+    // (and line) for a token file or a TLS file that does not load, a key that does not match its certificate;
+    // std::system_error whose what() names the address and the reason ("admin endpoint 127.0.0.1:80: cannot bind:
+    // Permission denied"). Accepts nothing before start().
     admin_server(boost::asio::io_context &ioc, admin_options options, admin_handlers handlers);
     // Calls stop(). Destroy the server before its io_context.
     ~admin_server();

@@ -67,6 +67,9 @@ public:
     void device_seen(std::string_view device, double unix_seconds);
     // firelink_commands_total{result}. Returns false, changing nothing, when `result` is not one of command_results.
     bool command(std::string_view result);
+    // firelink_admin_refused_total{reason}: a request the admin endpoint refused before reading its body. Returns
+    // false, changing nothing, when `reason` is not one of refusal_reasons (admin_server.hpp).
+    bool admin_refused(std::string_view reason);
 
     // Drops every series labelled with `device` (after a reload removed it). Its next event starts it again at 0.
     void remove_device(std::string_view device);
@@ -93,6 +96,8 @@ private:
     prometheus::Family<prometheus::Gauge> &last_seen_;
     prometheus::Family<prometheus::Counter> &commands_;
     std::array<prometheus::Counter *, command_results.size()> command_counters_{};
+    prometheus::Family<prometheus::Counter> &admin_refused_;
+    std::array<prometheus::Counter *, 3> admin_refused_counters_{};  // by refusal_reasons
 
     mutable std::mutex mutex_;
     // device_class -> kind -> counter; two levels so a lookup by string_view allocates nothing.

@@ -187,6 +187,11 @@ struct site_config {
     std::string admin_listen = "127.0.0.1:9180";
     std::size_t admin_max_connections = 64;                   // [admin] max_connections (1..4096)
     std::chrono::milliseconds admin_request_timeout{10'000};  // [admin] request_timeout_ms (100..600000)
+    std::filesystem::path admin_token_file;    // [admin] token_file, made absolute; empty: none (reads only)
+    std::string admin_anonymous_read = "loopback";  // [admin] anonymous_read: "loopback" or "none"
+    std::filesystem::path admin_tls_cert;      // [admin] tls_cert, tls_key, client_ca (PEM), made absolute; empty:
+    std::filesystem::path admin_tls_key;       // plain HTTP, no client certificates
+    std::filesystem::path admin_client_ca;
     std::string sink_kind = "stdout";                // "stdout", "jsonl" or "none" (default "none" with an [uplink])
     std::filesystem::path sink_path;                 // for "jsonl", made absolute
     std::chrono::milliseconds watchdog_warn{100};
