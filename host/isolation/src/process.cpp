@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -161,6 +162,17 @@ std::vector<std::uint64_t> host_ids() {
     return ids;
 }
 
+// Whether an account or a group has the id (the reentrant calls: the host has other threads).
+bool account_has(uid_t id) {
+    char buf[16384];
+    struct passwd pw {};
+    struct passwd *pwp = nullptr;
+    if (::getpwuid_r(id, &pw, buf, sizeof buf, &pwp) == 0 && pwp) return true;
+    struct group gr {};
+    struct group *grp = nullptr;
+    return ::getgrgid_r(id, &gr, buf, sizeof buf, &grp) == 0 && grp;
+}
+
 }  // namespace
 
 std::string check_uid_capabilities() {
@@ -193,7 +205,7 @@ uid_t acquire_runner_uid(const uid_range &range, const std::string &key) {
         if (uids_held.count(id)) continue;
         // An account's or a group's id is someone else's: a runner given it could signal that user's processes or
         // read its files.
-        if (::getpwuid(id) || ::getgrgid(id)) {
+        if (account_has(id)) {
             ++accounts;
             continue;
         }
@@ -224,6 +236,11 @@ std::string lower_privileges(const runner_limits &limits) {
     };
     if (auto e = set(RLIMIT_AS, limits.memory_mb * 1024 * 1024, "RLIMIT_AS"); !e.empty()) return e;
     if (auto e = set(RLIMIT_NOFILE, limits.open_files, "RLIMIT_NOFILE"); !e.empty()) return e;
+    // A uid change by system call is the calling thread's alone: another thread would keep the old ids.
+    std::error_code ec;
+    const auto threads = std::distance(fs::directory_iterator("/proc/self/task", ec), fs::directory_iterator());
+    if (ec || threads != 1)
+        return ec ? "/proc/self/task: " + ec.message() : std::to_string(threads) + " threads before dropping privileges";
     const pid_t host = ::getppid();
     uid_t old_ru, old_eu, old_su;
     gid_t old_rg, old_eg, old_sg;

@@ -1023,8 +1023,12 @@ void runner_supervisor::shutdown() {
 long runner_supervisor::shared_uid() const {
     if (!opt_.uids.off()) return opt_.limits.uid;
     if (::geteuid() != 0) return ::geteuid();
-    const struct passwd *pw = ::getpwnam(opt_.limits.user.c_str());
-    return pw ? static_cast<long>(pw->pw_uid) : -1;
+    char buf[16384];
+    struct passwd pw {};
+    struct passwd *found = nullptr;
+    return ::getpwnam_r(opt_.limits.user.c_str(), &pw, buf, sizeof buf, &found) == 0 && found
+               ? static_cast<long>(found->pw_uid)
+               : -1;
 }
 
 runner_status runner_supervisor::status() const {
