@@ -136,6 +136,11 @@ class RunnerUidsTest(unittest.TestCase):
             return r if r["state"] == "running" and r["pid"] > 0 else None
         return wait_for(up, plugin_id + " running")
 
+    def refused(self, n):
+        """/healthz once n plugin files (of the three in the folder: copies a, b and c) are refused."""
+        return wait_for(lambda: (lambda h: h if h and len(h.get("plugins_refused", [])) == n else None)(
+            self.site.health()), f"{n} plugin(s) refused")
+
     def check_apart(self, host_uid):
         """The facts of issue 16, whoever the host runs as."""
         site = self.site
@@ -207,8 +212,7 @@ class RunnerUidsTest(unittest.TestCase):
         """Not root and without the capabilities: no runner starts to share the host's uid; the refusal says what to
         configure."""
         self.start(prefix=service_prefix(caps=False), owner=SERVICE_UID)
-        h = wait_for(lambda: (lambda h: h if len(h.get("plugins_refused", [])) == 2 else None)(self.site.health()),
-                     "both plugins refused")
+        h = self.refused(3)
         self.assertEqual(h["plugins"], [])
         for why in h["plugins_refused"]:
             self.assertIn(f"the host (uid {SERVICE_UID}) lacks CAP_SETUID, CAP_SETGID, CAP_KILL", why)
@@ -234,15 +238,13 @@ class RunnerUidsTest(unittest.TestCase):
         """A range that holds the host's own uid is refused, saying so."""
         self.start(runner=f'[runner]\nuid_range = "{SERVICE_UID - 5}-{SERVICE_UID + 5}"', prefix=service_prefix(),
                    owner=SERVICE_UID)
-        h = wait_for(lambda: (lambda h: h if len(h.get("plugins_refused", [])) == 2 else None)(self.site.health()),
-                     "both plugins refused")
+        h = self.refused(3)
         self.assertIn(f"holds the host's own uid or gid {SERVICE_UID}", h["plugins_refused"][0])
 
     def test_RangeTooSmallRefusesTheSecond(self):
-        """One id for two plugins: the second is refused (never given the first one's uid)."""
+        """One id for three plugins: the first has it, the others are refused (never given the first one's uid)."""
         self.start(runner='[runner]\nuid_range = "61500-61500"')
-        h = wait_for(lambda: (lambda h: h if len(h.get("plugins_refused", [])) == 1 else None)(self.site.health()),
-                     "one plugin refused")
+        h = self.refused(2)
         self.assertIn("has no uid left", h["plugins_refused"][0])
         self.assertEqual([p["uid"] for p in h["plugins"]], [61500])
 
