@@ -274,10 +274,10 @@ TEST(Runner, BackoffMaxIsAtLeastBackoffInitial) {
 
 TEST(Runner, UnknownKey) {
     EXPECT_EQ(snippet_error("[runner]\nuid = 65534\n"),
-              "site.toml:2:1: runner.uid: unknown key (expected one of: path, user, memory_mb, open_files, hang_ms, "
+              "site.toml:2:1: runner.uid: unknown key (expected one of: path, user, uid_range, memory_mb, open_files, hang_ms, "
               "restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
     EXPECT_EQ(snippet_error("[runner]\nisolation = \"process\"\n"),
-              "site.toml:2:1: runner.isolation: unknown key (expected one of: path, user, memory_mb, open_files, "
+              "site.toml:2:1: runner.isolation: unknown key (expected one of: path, user, uid_range, memory_mb, open_files, "
               "hang_ms, restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
 }
 
@@ -310,7 +310,7 @@ spare = 1
                             "1048576, got 8",
                             "site.toml:11:11: runner.hang_ms: expected an integer from 100 to 600000, got 0",
                             "site.toml:12:17: runner.restart_limit: expected an integer from 1 to 1000, got -1",
-                            "site.toml:13:1: runner.spare: unknown key (expected one of: path, user, memory_mb, "
+                            "site.toml:13:1: runner.spare: unknown key (expected one of: path, user, uid_range, memory_mb, "
                             "open_files, hang_ms, restart_limit, restart_window_s, backoff_initial_ms, "
                             "backoff_max_ms, ring_kb, data_credit_kb)"));
 }
