@@ -115,6 +115,8 @@ admin::health_answer judge_health(const health_facts &f) {
                       {"restarts", p.runner->restarts},
                       {"failures", p.runner->failures},
                       {"last_failure", p.runner->last_failure},
+                      {"uid", p.runner->uid},
+                      {"uid_shared", p.runner->uid_shared},
                       {"ring_bytes", {{"alarm", p.runner->ring_bytes[0]},
                                       {"event", p.runner->ring_bytes[1]},
                                       {"telemetry", p.runner->ring_bytes[2]}}}});

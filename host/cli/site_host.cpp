@@ -113,6 +113,7 @@ struct catalog {
         ro.runner = cfg.isolation.runner;
         ro.limits = {cfg.isolation.memory_mb, cfg.isolation.open_files, cfg.isolation.user,
                      cfg.watchdog_warn.count()};
+        ro.uids = {cfg.isolation.uid_first, cfg.isolation.uid_last};
         ro.hang_timeout = cfg.isolation.hang_timeout;
         ro.call_timeout = cfg.watchdog_fault / 2;  // under the watchdog's fault bound, which times the same call
         ro.restart_limit = cfg.isolation.restart_limit;

@@ -7,7 +7,7 @@
 // events and logs up, wire bytes and states down, wire operations up. The wires themselves stay in the host.
 //
 // Not meant to be run by hand: `firelink-runner --channel 3 --plugin FILE [--plugin-fd N] [--memory-mb N]
-// [--open-files N] [--user NAME] [--warn-ms N]`.
+// [--open-files N] [--user NAME] [--uid N] [--warn-ms N]`.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -655,6 +655,7 @@ int main(int argc, char **argv) {
         else if (key == "--memory-mb") limits.memory_mb = std::atoll(value);
         else if (key == "--open-files") limits.open_files = std::atoll(value);
         else if (key == "--user") limits.user = value;
+        else if (key == "--uid") limits.uid = static_cast<uid_t>(std::strtoul(value, nullptr, 10));
         else if (key == "--warn-ms") limits.warn_ms = std::atoll(value);
         else if (key == "--rings") have_rings = std::atoi(value) == rings_fd;
     }
@@ -663,35 +664,37 @@ int main(int argc, char **argv) {
                      "firelink-runner is started by firelink-host, not by hand (--channel 3 --rings 4 --plugin FILE)\n");
         return 2;
     }
+    // The file is checked and opened with the host's rights, and loaded through that descriptor once the runner has
+    // given them up: its own uid need not be able to reach the plugin's folder (/root/..., a 0700 tree). All of it
+    // before the first thread (the channel's writer): a uid change by system call is one thread's, and a thread left
+    // with the old ids would be the plugin's way back to them. What went wrong is told once the channel is up.
+    std::string refusal_reason, refusal;
+    if (auto why = iso::check_plugin_file(plugin_file); !why.empty()) {
+        refusal_reason = "load_failed";
+        refusal = "the plugin file is not safe to load: " + why;
+    } else if (plugin_fd < 3 && (plugin_fd = ::open(plugin_file.c_str(), O_RDONLY | O_CLOEXEC)) < 0) {
+        refusal_reason = "not_found";
+        refusal = plugin_file + ": " + std::strerror(errno);
+    } else if (auto lowered = iso::lower_privileges(limits); !lowered.empty()) {
+        refusal_reason = "load_failed";
+        refusal = "the runner cannot lower its privileges: " + lowered;
+    }
+
     runner r;
     the_runner = &r;
     r.driver_thread = std::this_thread::get_id();
     if (limits.warn_ms > 0) r.slow_call = std::chrono::milliseconds(limits.warn_ms);
     r.out = std::make_unique<iso::frame_writer>(channel_fd, max_pending);
+    if (!refusal.empty()) {
+        refuse(*r.out, refusal_reason, refusal);
+        r.out.reset();
+        return 3;
+    }
     try {
         r.rings.emplace(iso::ring_memory::attach(rings_fd));
         r.producer.emplace(*r.rings);
     } catch (const std::exception &e) {
         refuse(*r.out, "load_failed", std::string("firelink-runner: ") + e.what());
-        r.out.reset();
-        return 3;
-    }
-
-    // The file is checked and opened with the host's rights, and loaded through that descriptor once the runner has
-    // given them up: the unprivileged user need not be able to reach the plugin's folder (/root/..., a 0700 tree).
-    if (auto why = iso::check_plugin_file(plugin_file); !why.empty()) {
-        refuse(*r.out, "load_failed", "the plugin file is not safe to load: " + why);
-        r.out.reset();
-        return 3;
-    }
-    if (plugin_fd < 3) plugin_fd = ::open(plugin_file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (plugin_fd < 0) {
-        refuse(*r.out, "not_found", plugin_file + ": " + std::strerror(errno));
-        r.out.reset();
-        return 3;
-    }
-    if (auto why = iso::lower_privileges(limits); !why.empty()) {
-        refuse(*r.out, "load_failed", "the runner cannot lower its privileges: " + why);
         r.out.reset();
         return 3;
     }
@@ -703,7 +706,6 @@ int main(int argc, char **argv) {
         return 3;
     }
     ::close(plugin_fd);  // the library stays mapped
-    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);  // no core files with site secrets, no ptrace by other processes
     r.plugin = std::move(std::get<std::unique_ptr<firelink::core::plugin>>(loaded));
     r.plugin_host.struct_size = sizeof(fl_host);
     r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;

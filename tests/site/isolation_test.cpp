@@ -186,6 +186,31 @@ backoff_max_ms = 60000
     EXPECT_EQ(snippet_loads("[runner]\n").isolation.user, "nobody");
 }
 
+TEST(Runner, UidRange) {
+    const auto d = snippet_loads("[runner]\n").isolation;  // the default: below systemd's DynamicUser range
+    EXPECT_EQ(d.uid_first, 61000u);
+    EXPECT_EQ(d.uid_last, 61183u);
+    const auto r = snippet_loads("[runner]\nuid_range = \"1-2147483647\"\n").isolation;
+    EXPECT_EQ(r.uid_first, 1u);
+    EXPECT_EQ(r.uid_last, 2147483647u);
+    const auto one = snippet_loads("[runner]\nuid_range = \"70000-70000\"\n").isolation;
+    EXPECT_EQ(one.uid_first, 70000u);
+    EXPECT_EQ(one.uid_last, 70000u);
+    const auto off = snippet_loads("[runner]\nuid_range = \"off\"\n").isolation;
+    EXPECT_EQ(off.uid_first, 0u);
+    EXPECT_EQ(off.uid_last, 0u);
+    const std::string expected = "site.toml:2:13: runner.uid_range: expected \"FIRST-LAST\", uids from 1 to 2147483647 "
+                                 "with FIRST <= LAST (e.g. \"61000-61183\"), or \"off\" (every runner one shared uid), "
+                                 "got ";
+    for (const char *bad : {"0-100", "100-99", "1-2147483648", "61000", "61000-", "-61000", "a-b", "61000 - 61999",
+                            "+1-5", "Off", "", "99999999999-1"})
+        EXPECT_EQ(snippet_error("[runner]\nuid_range = \"" + std::string(bad) + "\"\n"),
+                  expected + "\"" + bad + "\"")
+            << bad;
+    EXPECT_EQ(snippet_error("[runner]\nuid_range = 61000\n"),
+              "site.toml:2:13: runner.uid_range: expected a string, got an integer");
+}
+
 TEST(Runner, Rules) {
     EXPECT_EQ(snippet_error("[runner]\npath = \"\"\n"),
               "site.toml:2:8: runner.path: expected a non-empty string, got \"\"");
@@ -249,10 +274,10 @@ TEST(Runner, BackoffMaxIsAtLeastBackoffInitial) {
 
 TEST(Runner, UnknownKey) {
     EXPECT_EQ(snippet_error("[runner]\nuid = 65534\n"),
-              "site.toml:2:1: runner.uid: unknown key (expected one of: path, user, memory_mb, open_files, hang_ms, "
+              "site.toml:2:1: runner.uid: unknown key (expected one of: path, user, uid_range, memory_mb, open_files, hang_ms, "
               "restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
     EXPECT_EQ(snippet_error("[runner]\nisolation = \"process\"\n"),
-              "site.toml:2:1: runner.isolation: unknown key (expected one of: path, user, memory_mb, open_files, "
+              "site.toml:2:1: runner.isolation: unknown key (expected one of: path, user, uid_range, memory_mb, open_files, "
               "hang_ms, restart_limit, restart_window_s, backoff_initial_ms, backoff_max_ms, ring_kb, data_credit_kb)");
 }
 
@@ -285,7 +310,7 @@ spare = 1
                             "1048576, got 8",
                             "site.toml:11:11: runner.hang_ms: expected an integer from 100 to 600000, got 0",
                             "site.toml:12:17: runner.restart_limit: expected an integer from 1 to 1000, got -1",
-                            "site.toml:13:1: runner.spare: unknown key (expected one of: path, user, memory_mb, "
+                            "site.toml:13:1: runner.spare: unknown key (expected one of: path, user, uid_range, memory_mb, "
                             "open_files, hang_ms, restart_limit, restart_window_s, backoff_initial_ms, "
                             "backoff_max_ms, ring_kb, data_credit_kb)"));
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <poll.h>
+#include <pwd.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -161,11 +162,13 @@ public:
     ~runner_supervisor() override {
         shutdown();
         if (plugin_fd_ >= 0) ::close(plugin_fd_);
+        if (!opt_.uids.off() && opt_.limits.uid != 0) release_runner_uid(opt_.limits.uid);
     }
 
     // Starts the first runner and waits for its hello.
     hello start();
     runner_status status() const;
+    long shared_uid() const;
 
     // ---- core::plugin_backend ---------------------------------------------------------------------------------
     fl_status init() override { return FL_OK; }  // the runner initialised the plugin before its hello
@@ -329,7 +332,12 @@ hello runner_supervisor::start() {
         std::lock_guard lock(conn_mutex_);
         conn_ = c;
     }
-    spdlog::info("[{}] runs in firelink-runner pid {}", plugin_id_, c->proc.pid);
+    spdlog::info("[{}] runs in firelink-runner pid {} as uid {}{}", plugin_id_, c->proc.pid, shared_uid(),
+                 opt_.uids.off() ? ", shared with every other runner ([runner] uid_range = \"off\")" : "");
+    if (opt_.uids.off())
+        spdlog::warn("[{}] [runner] uid_range = \"off\": its runner shares uid {} with every other plugin's runner{}, "
+                     "and this plugin can kill them; give each its own uid (docs/deployment.md, \"Plugin isolation\")",
+                     plugin_id_, shared_uid(), shared_uid() == static_cast<long>(::geteuid()) ? " and with the host" : "");
     supervisor_ = std::thread([this] { supervise(); });
     return h;
 }
@@ -1011,9 +1019,23 @@ void runner_supervisor::shutdown() {
     stop_connection(c);
 }
 
+// The uid the runners run as: their own, or the one they all share with uid_range off.
+long runner_supervisor::shared_uid() const {
+    if (!opt_.uids.off()) return opt_.limits.uid;
+    if (::geteuid() != 0) return ::geteuid();
+    char buf[16384];
+    struct passwd pw {};
+    struct passwd *found = nullptr;
+    return ::getpwnam_r(opt_.limits.user.c_str(), &pw, buf, sizeof buf, &found) == 0 && found
+               ? static_cast<long>(found->pw_uid)
+               : -1;
+}
+
 runner_status runner_supervisor::status() const {
     runner_status s;
     s.plugin_id = plugin_id_;
+    s.uid = shared_uid();
+    s.uid_shared = opt_.uids.off();
     if (auto c = current()) s.pid = c->proc.pid;
     s.restarts = restarts_;
     s.failures = failures_;
@@ -1036,7 +1058,26 @@ core::load_result load_out_of_process(const std::filesystem::path &file, const s
                                       int plugin_fd) {
     if (auto why = check_plugin_file(file); !why.empty())
         return core::load_error{file, core::refusal::load_failed, "the plugin file is not safe to load: " + why};
-    auto sup = std::make_shared<runner_supervisor>(file, options, plugin_fd);
+    supervisor_options opt = options;
+    if (!opt.uids.off()) {
+        if (auto why = check_uid_capabilities(); !why.empty())
+            return core::load_error{file, core::refusal::load_failed, why};
+        // Keyed by the file's real path: the same plugin gets the same uid from one host start to the next.
+        std::error_code ec;
+        const auto real = std::filesystem::canonical(file, ec);
+        try {
+            opt.limits.uid = acquire_runner_uid(opt.uids, (ec ? file : real).string());
+        } catch (const std::runtime_error &e) {
+            return core::load_error{file, core::refusal::load_failed, e.what()};
+        }
+    }
+    std::shared_ptr<runner_supervisor> sup;
+    try {
+        sup = std::make_shared<runner_supervisor>(file, opt, plugin_fd);
+    } catch (...) {
+        if (opt.limits.uid != 0) release_runner_uid(opt.limits.uid);
+        throw;
+    }
     auto h = sup->start();
     if (!h.info) return core::load_error{file, h.reason, h.detail};
     return core::plugin::remote(*h.info, sup);

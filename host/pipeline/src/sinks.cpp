@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/timex.h>
 #include <unistd.h>
 
@@ -184,8 +186,21 @@ std::string record_json(const core::accepted_event &ev) {
 std::unique_ptr<sink> make_stdout_sink() { return std::make_unique<file_sink>(stdout, "stdout", false); }
 
 std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path) {
-    FILE *f = std::fopen(path.c_str(), "a");
-    if (!f) throw std::system_error(errno, std::generic_category(), "cannot open " + path.string());
+    // Created the host's user's alone; an old file loses what others could do with it (a plugin's runner has a uid
+    // of its own, in no group: it must not read the other plugins' events; docs/deployment.md, "Plugin isolation").
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0 || ((st.st_mode & S_IRWXO) && ::fchmod(fd, st.st_mode & 0770) != 0)) {
+        const int e = errno;
+        if (fd >= 0) ::close(fd);
+        throw std::system_error(e, std::generic_category(), "cannot open " + path.string());
+    }
+    FILE *f = ::fdopen(fd, "a");
+    if (!f) {
+        const int e = errno;
+        ::close(fd);
+        throw std::system_error(e, std::generic_category(), "cannot open " + path.string());
+    }
     return std::make_unique<file_sink>(f, "jsonl:" + path.string(), true);
 }
 

@@ -307,12 +307,31 @@ bool is_user_name(std::string_view name) {
                        [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; });
 }
 
+// [runner] uid_range: "off", or "FIRST-LAST" with 1 <= FIRST <= LAST <= 2^31 - 1. Nullopt when malformed; {0, 0}: off.
+std::optional<std::pair<std::uint32_t, std::uint32_t>> parse_uid_range(std::string_view text) {
+    if (text == "off") return std::pair<std::uint32_t, std::uint32_t>{0, 0};
+    const auto dash = text.find('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    auto number = [](std::string_view digits) -> std::optional<std::uint64_t> {
+        if (digits.empty() || digits.size() > 10) return std::nullopt;
+        std::uint64_t v = 0;
+        for (char c : digits) {
+            if (c < '0' || c > '9') return std::nullopt;
+            v = v * 10 + static_cast<std::uint64_t>(c - '0');
+        }
+        return v;
+    };
+    const auto first = number(text.substr(0, dash)), last = number(text.substr(dash + 1));
+    if (!first || !last || *first < 1 || *last > 0x7fffffffu || *first > *last) return std::nullopt;
+    return std::pair{static_cast<std::uint32_t>(*first), static_cast<std::uint32_t>(*last)};
+}
+
 void read_runner(const toml::table &root, load_context &cx, site_config &out) {
     const toml::table *t = section(root, "runner", cx.diag);
     if (!t) return;
     table_reader r(*t, "runner", cx.diag,
-                   {"path", "user", "memory_mb", "open_files", "hang_ms", "restart_limit", "restart_window_s",
-                    "backoff_initial_ms", "backoff_max_ms", "ring_kb", "data_credit_kb"});
+                   {"path", "user", "uid_range", "memory_mb", "open_files", "hang_ms", "restart_limit",
+                    "restart_window_s", "backoff_initial_ms", "backoff_max_ms", "ring_kb", "data_credit_kb"});
     auto &iso = out.isolation;
     if (const auto p = r.nonempty_string("path", need::optional)) iso.runner = cx.resolve(*p);
     if (const auto user = r.string("user", need::optional)) {
@@ -320,6 +339,18 @@ void read_runner(const toml::table &root, load_context &cx, site_config &out) {
             iso.user = *user;
         else
             r.error("user", "expected a user name ([a-z_][a-z0-9_-]*, e.g. \"nobody\"), got " + in_quotes(*user));
+    }
+    // Whether it overlaps the host's own ids is for the host to say when it starts a runner: this file may be
+    // checked by another user than the service's.
+    if (const auto range = r.string("uid_range", need::optional)) {
+        if (const auto ids = parse_uid_range(*range)) {
+            iso.uid_first = ids->first;
+            iso.uid_last = ids->second;
+        } else {
+            r.error("uid_range", "expected \"FIRST-LAST\", uids from 1 to 2147483647 with FIRST <= LAST (e.g. "
+                                 "\"61000-61183\"), or \"off\" (every runner one shared uid), got " +
+                                     in_quotes(*range));
+        }
     }
     // 0 (no limit) or 16..1048576, a range with a hole that integer() cannot word.
     if (const toml::node *v = r.find("memory_mb")) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -68,6 +69,24 @@ void move_aside(const std::filesystem::path &path, const std::filesystem::path &
     }
 }
 
+// The queue holds every event and command: a new file is the host's user's alone, and an old one loses what others
+// could do with it (a plugin's runner has a uid of its own, in no group; docs/deployment.md, "Plugin isolation").
+// SQLite gives its -wal and -shm the database file's mode.
+void owner_only(const std::filesystem::path &path) {
+    for (const char *suffix : {"", "-wal", "-shm"}) {
+        const std::string file = path.string() + suffix;
+        const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC | (*suffix ? 0 : O_CREAT), 0600);
+        if (fd < 0 && *suffix && errno == ENOENT) continue;
+        struct stat st {};
+        if (fd < 0 || ::fstat(fd, &st) != 0 || ((st.st_mode & S_IRWXO) && ::fchmod(fd, st.st_mode & 0770) != 0)) {
+            const int e = errno;
+            if (fd >= 0) ::close(fd);
+            throw std::runtime_error("cannot keep " + file + " from other users: " + std::strerror(e));
+        }
+        ::close(fd);
+    }
+}
+
 // Reads the epoch of a damaged file when its meta table can still be read.
 std::string try_read_epoch(const std::filesystem::path &path) {
     try {
@@ -89,6 +108,7 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
     if (options_.path.has_parent_path()) std::filesystem::create_directories(options_.path.parent_path(), ec);
     const auto started = clock::now();
     const bool existed = std::filesystem::exists(options_.path, ec);
+    owner_only(options_.path);
     // A disk another program filled while the host was down: SQLite cannot even make the log's index to open the
     // file. What the reserve is for: give it up now, so the queue opens and alarms commit (the writer sets it aside
     // again once there is room).

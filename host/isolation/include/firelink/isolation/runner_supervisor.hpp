@@ -6,7 +6,8 @@
 //     (with the signal or exit status) or `driver_hung`, and a restore once the runner is back;
 //   - `restart_limit` failures within `restart_window` park the plugin: an alarm `driver_parked` per device, and no
 //     more restarts until the host restarts.
-// Nothing another plugin does can reach this plugin's devices, and nothing this plugin does can reach the host.
+// Nothing another plugin does can reach this plugin's devices, and nothing this plugin does can reach the host: each
+// plugin's runner has a uid of its own (supervisor_options::uids), kept across its restarts.
 #pragma once
 
 #include <array>
@@ -28,6 +29,10 @@ namespace firelink::isolation {
 struct supervisor_options {
     std::filesystem::path runner;  // empty: firelink-runner beside the running executable
     runner_limits limits;
+    // Each plugin's runner under a uid of its own from this range (limits.uid is set from it, per plugin); off: all
+    // of them under one shared uid, with a warning. Not off, and the host cannot give uids (check_uid_capabilities):
+    // the plugin is refused, saying what to configure.
+    uid_range uids;
     std::chrono::milliseconds hang_timeout{2000};  // a heartbeat unanswered this long: the runner is hung
     // A call into a device (create, start, stop, command) waits this long for its answer, then reports FL_TIMEOUT.
     // Keep it under the runtime's watchdog fault bound.
@@ -55,6 +60,8 @@ struct runner_status {
     std::uint64_t restarts = 0;   // runners started after the first
     std::uint64_t failures = 0;   // crashes, exits and hangs
     std::string last_failure;     // "killed by signal 11 (SIGSEGV)", "no answer to a heartbeat for 2000 ms", ...
+    long uid = -1;                // the uid its runners run as, the same across restarts
+    bool uid_shared = false;      // [runner] uid_range = "off": one uid for every runner (and the host's own, unless root)
     // Events the runner emitted that wait in its rings for the host, by lane (alarm, event, telemetry): a lane the
     // queue refuses holds its events here, in the rings of every runner still being drained.
     std::array<std::uint64_t, core::lane_count> ring_bytes{};

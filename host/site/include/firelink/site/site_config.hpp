@@ -148,7 +148,11 @@ struct isolation_config {
     std::map<std::string, std::string> by_plugin;    // [plugins.isolation_of] "<plugin id>" = "process" | "in_process"
     // [runner] path; empty: firelink-runner beside firelink-host. Made absolute relative to the config file.
     std::filesystem::path runner;
-    std::string user = "nobody";                     // [runner] user: the runners' user when the host runs as root
+    std::string user = "nobody";                     // [runner] user: the runners' one user when the host runs as
+                                                     //   root and uid_range is "off"
+    // [runner] uid_range = "FIRST-LAST": each plugin's runner under a uid (and gid) of its own from the range, not
+    // the host's, not root; "off" (0, 0): every runner one shared uid, with a warning (docs/deployment.md).
+    std::uint32_t uid_first = 61000, uid_last = 61183;
     std::int64_t memory_mb = 1024;                   // [runner] memory_mb: RLIMIT_AS per runner, 0 = no limit
                                                      //   (0 or 16..1048576)
     std::int64_t open_files = 1024;                  // [runner] open_files: RLIMIT_NOFILE per runner (16..1048576)
