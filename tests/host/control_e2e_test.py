@@ -10,6 +10,7 @@ Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGI
 """
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ HOST, SIM, PLUGINS, RECEIVER = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4
 sys.path.insert(0, sys.argv[5])
 del sys.argv[1:6]
 
+import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
 from driverlib import Receiver, Sim, Site, driver_events, new_workdir, wait_for  # noqa: E402
@@ -156,6 +158,58 @@ class ControlTest(unittest.TestCase):
         status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "li"}, cid="op-o")
         self.assertEqual(status, 202, answer)
 
+
+    def test_principals_and_roles(self):
+        s = Site(HOST, PLUGINS, valve(self.sim.port), self.dir)
+        self.addCleanup(s.close)
+        tokens = {"li": secrets.token_hex(16), "wang": secrets.token_hex(16), "ro": secrets.token_hex(16)}
+        with open(os.path.join(self.dir, "admin-tokens"), "a") as f:
+            f.write(f"operate li {tokens['li']}\noperate wang {tokens['wang']}\nread ro {tokens['ro']}\n")
+        s.start()
+        wait_for(lambda: s.devices()["gas-1"].get("wire", {}).get("bytes_in", 0) > 0, "the first reply")
+
+        def call(token, path, body=None, method="POST"):
+            headers = {"Authorization": "Bearer " + token} if token else {}
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{s.port}{path}", data=data, method=method,
+                                         headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read().decode() or "null")
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read().decode() or "null")
+
+        close = {"name": "close_valve"}
+        self.assertEqual(call(None, "/api/devices/gas-1/select", close)[0], 401)
+        status, answer = call(None, "/api/devices/gas-1/commands", close)
+        self.assertEqual(status, 401, answer)
+        self.assertIn("token_file", answer["error"])
+        self.assertEqual(call(tokens["ro"], "/api/devices/gas-1/select", close)[0], 403)
+        self.assertEqual(call(tokens["ro"], "/api/devices/gas-1/commands", close)[0], 403)
+        self.assertEqual(call(tokens["li"], "/api/devices/gas-1/mode", {"mode": "local"})[0], 403)
+        status, sel = call(tokens["li"], "/api/devices/gas-1/select", close)
+        self.assertEqual(status, 200, sel)
+        status, answer = call(tokens["wang"], "/api/devices/gas-1/select", close)
+        self.assertEqual((status, answer["reason"]), (409, "selected_by_other"), answer)
+        self.assertIn("li", answer["detail"])
+        status, answer = call(tokens["wang"], "/api/devices/gas-1/commands", close)
+        self.assertEqual((status, answer["reason"]), (409, "selected_by_other"), answer)
+        status, answer = call(tokens["wang"], "/api/devices/gas-1/select", close, method="DELETE")
+        self.assertEqual((status, answer["reason"]), (409, "selected_by_other"), answer)
+        time.sleep(0.3)
+        self.assertEqual(driver_events(s, "gas-1", "status", "valve_closed"), [], "nothing reached the valve")
+        status, answer = call(tokens["li"], "/api/devices/gas-1/commands", close | {"id": "op-li"})
+        self.assertEqual(status, 202, answer)
+        res = s.wait_event("li's result", lambda r: r["event"].get("command_id") == "op-li")["event"]
+        self.assertTrue(res["ok"], res)
+        recs = self.audit(s)
+        who = [(r["principal"], r["role"], r["step"], r["granted"]) for r in recs]
+        self.assertIn(("li", "operate", "select", True), who)
+        self.assertIn(("wang", "operate", "select", False), who)
+        self.assertIn(("li", "operate", "operate", True), who)
+        status, metrics = s.get("/metrics")
+        self.assertIn('firelink_admin_refused_total{reason="no_credentials"} 2', metrics)
+        self.assertIn('firelink_admin_refused_total{reason="forbidden"} 3', metrics)
 
     def test_the_platform_may_close_but_not_open(self):
         rx = Receiver(RECEIVER, self.dir)

@@ -82,7 +82,7 @@ class ServiceSite(Site):
         super().__init__(HOST, STREAMS, uplink + (runner + "\n" if runner else "") + body, self.workdir)
         self.prefix = list(prefix)
         if owner is not None:
-            for path in (self.workdir, self.config):
+            for path in (self.workdir, self.config, os.path.join(self.workdir, "admin-tokens")):
                 os.chown(path, owner, owner)
 
     def start(self):

@@ -76,4 +76,5 @@ FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.test.load",
                                                .name = "Load generator",
                                                .device_class = "vendor:org.firelink.test.load",
                                                .description = "Emits numbered events in a fixed mix.",
-                                               .needs = {FL_EXT_TIMER}}))
+                                               .needs = {FL_EXT_TIMER},
+                                               .commands = {{"ping", "Answers pong with the event count", 0}}}))

@@ -55,9 +55,13 @@ GATEWAY_TOKEN = "e2e-gateway-secret"
 OPERATOR_TOKEN = "e2e-operator-secret"
 
 
-def http(method, url, body=None, timeout=10):
+def http(method, url, body=None, timeout=10, token=OPERATOR_TOKEN):
+    """A request with the receiver's operator token; token=None for the host's admin endpoint, whose loopback reads
+    need none (and which refuses a token it does not know)."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + OPERATOR_TOKEN}
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -146,7 +150,7 @@ class Host:
 
     def get(self, path):
         try:
-            return http("GET", f"http://127.0.0.1:{self.admin}{path}", timeout=5)
+            return http("GET", f"http://127.0.0.1:{self.admin}{path}", timeout=5, token=None)
         except (urllib.error.URLError, ConnectionError, socket.timeout):
             return 0, None
 
@@ -331,7 +335,7 @@ class Commands(Base):
         self.assertIn("no device 'no-such'", g["message"])
         b = wait_for(lambda: result(bogus["id"]), "the unknown command's result")
         self.assertEqual(b["ok"], 0)
-        self.assertIn("does not know this command", b["message"])
+        self.assertIn("unknown_command", b["message"])  # the driver declares ping only: the host refuses the rest
         # At most once: a restarted host does not run them again.
         host.stop()
         host.start()
