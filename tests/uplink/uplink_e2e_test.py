@@ -505,11 +505,11 @@ class FullDisk(Base):
         host.stop()
         # Another program takes every byte left.
         filler = os.path.join(small, "filler")
-        with open(filler, "wb") as f:
+        # Unbuffered: a buffered file would retry its unwritten rest at close, and fail there.
+        with open(filler, "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
             except OSError:
                 pass
         self.assertLess(shutil.disk_usage(small).free, 65536)
