@@ -1378,6 +1378,8 @@ int check_config(const std::filesystem::path &config) {
                                                        .admits = {}});
     std::vector<std::string> problems;
     std::map<std::string, int> by_class;
+    std::set<std::string> declared;   // every command a driver of this site declares
+    bool all_declare = true;          // false: some driver declares none (it may take any name)
     for (const auto &d : cfg.devices) {
         std::string why;
         auto p = plugins.resolve(d, why);
@@ -1387,6 +1389,8 @@ int check_config(const std::filesystem::path &config) {
         }
         by_class[d.device_class]++;
         const auto *driver = p->info().find_driver(d.driver);
+        all_declare = all_declare && driver->declares_commands;
+        for (const auto &c : driver->commands) declared.insert(c.name);
         const bool needs_wire = std::find(driver->required_extensions.begin(), driver->required_extensions.end(),
                                           FL_EXT_TRANSPORT) != driver->required_extensions.end();
         if (needs_wire && d.wire.type == site::wire_config::kind::none) {
@@ -1396,6 +1400,14 @@ int check_config(const std::filesystem::path &config) {
         }
         if (auto refused = try_device(runtime, p, cfg, d)) problems.push_back(refused->str());
     }
+    // A name the platform may run that no driver here declares is a typo: it would silently allow nothing.
+    if (all_declare)
+        for (const auto &name : cfg.control.platform_may)
+            if (!declared.count(name)) {
+                std::vector<std::string> names(declared.begin(), declared.end());
+                problems.push_back(cfg.file.string() + ": control.platform_may: '" + name +
+                                   "' is a command no driver of this site declares" + site::did_you_mean(name, names));
+            }
     for (const auto &p : problems) std::fprintf(stderr, "%s\n", p.c_str());
     if (!problems.empty()) {
         std::fprintf(stderr, "%zu error(s)\n", problems.size());

@@ -398,6 +398,15 @@ class CheckConfig(unittest.TestCase):
         self.assertRegex(proc.stderr, r"site\.toml:\d+:\d+: device 'hello-cpp-1': class 'fire_panel' does not "
                                       r"match driver 'hello'")
 
+    def test_a_platform_command_no_driver_declares_is_refused(self):
+        # A typo would otherwise allow nothing, silently.
+        s = Site(HELLO.format(period=100) + '\n[control]\nplatform_may = ["pnig"]\n', [EXAMPLES])
+        self.addCleanup(s.close)
+        proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 1, proc.stdout)
+        self.assertIn("control.platform_may: 'pnig' is a command no driver of this site declares (did you mean "
+                      "'ping'?)", proc.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
