@@ -52,17 +52,6 @@ std::optional<std::uint64_t> number(std::string_view text) {
     return v;
 }
 
-std::optional<std::string_view> query_value(std::string_view query, std::string_view name) {
-    while (!query.empty()) {
-        const auto amp = query.find('&');
-        const auto item = query.substr(0, amp);
-        const auto eq = item.find('=');
-        if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    }
-    return std::nullopt;
-}
-
 }  // namespace
 
 command_gate::command_gate(control::control_options options, std::shared_ptr<control::audit_log> audit,
@@ -235,12 +224,12 @@ admin::status_json command_gate::mode(const admin::principal &who, const std::st
 std::string command_gate::audit_json(std::string_view query) const {
     if (!audit_) return dump({{"records", json::array()}, {"head", nullptr}, {"kept", 0}});
     const auto number_of = [&](std::string_view name, std::uint64_t otherwise) {
-        const auto v = query_value(query, name);
+        const auto v = admin::query_value(query, name);
         return v ? number(*v).value_or(otherwise) : otherwise;
     };
     const auto after = number_of("after", 0);
     const auto limit = std::clamp<std::uint64_t>(number_of("limit", 100), 1, 1000);
-    const std::string device(query_value(query, "device").value_or(""));
+    const std::string device(admin::query_value(query, "device").value_or(""));
     json records = json::array();
     for (auto &e : audit_->list(after, limit, device)) {
         json r = std::move(e.record);

@@ -148,18 +148,6 @@ response status_reply(const request &req, std::pair<unsigned, std::string> answe
     return reply(req, answer.first, std::move(answer.second), json_type);
 }
 
-// The value of `name` in a query string ("strict" in "a=1&strict"): "" for a bare name, nullopt when absent.
-std::optional<std::string_view> query_value(std::string_view query, std::string_view name) {
-    while (!query.empty()) {
-        const auto amp = query.find('&');
-        const auto item = query.substr(0, amp);
-        const auto eq = item.find('=');
-        if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    }
-    return std::nullopt;
-}
-
 response health_endpoint(const request &req, const std::function<health_answer()> &handler, std::string_view query) {
     if (req.method() != http::verb::get) return not_allowed(req, "GET");
     const auto strict = query_value(query, "strict");
@@ -745,6 +733,18 @@ void admin_server::start() {
 }
 
 void admin_server::stop() { listener_->stop(); }
+
+// The value of `name` in a query string ("strict" in "a=1&strict"): "" for a bare name, nullopt when absent.
+std::optional<std::string_view> query_value(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto item = query.substr(0, amp);
+        const auto eq = item.find('=');
+        if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    return std::nullopt;
+}
 
 // ---- --admin-listen HOST:PORT ----
 

@@ -15,6 +15,15 @@ nlohmann::json base_record(const char *step, const actor &who, const std::string
             {"source", who.source}, {"device", device},     {"command", command}};
 }
 
+nlohmann::json operate_record(const actor &who, const std::string &device, const std::string &command,
+                              const nlohmann::json &args, const std::string &command_id, const command_facts &facts) {
+    auto rec = base_record("operate", who, device, command);
+    rec["command_id"] = command_id;
+    rec["args"] = args;
+    rec["before"] = facts.before;
+    return rec;
+}
+
 std::int64_t wall_now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -180,10 +189,7 @@ decision control_plane::operate(const actor &who, const std::string &device, con
     {
         std::lock_guard lock(mutex_);
         const auto now = clock::now();
-        auto rec = base_record("operate", who, device, command);
-        rec["command_id"] = command_id;
-        rec["args"] = args;
-        rec["before"] = facts.before;
+        auto rec = operate_record(who, device, command, args, command_id, facts);
         bool consume = false;
         if (facts.actuates && facts.declared) {
             auto held = selections_.find(device);
@@ -214,11 +220,7 @@ decision control_plane::operate(const actor &who, const std::string &device, con
         if (d.granted()) d.why = check_locked(who, device, command, facts, d.detail);
         d = record_locked(std::move(d), std::move(rec));
         if (consume) selections_.erase(device);
-        if (d.granted()) {
-            if (facts.actuates) active_[device] = active{command_id, command, who, now};
-            issued_[command_id] = issued{device, command, who};
-            while (issued_.size() > 4096) issued_.erase(issued_.begin());
-        }
+        if (d.granted()) granted_locked(who, device, command, command_id, facts.actuates, now);
     }
     announce();
     return d;
@@ -231,10 +233,7 @@ decision control_plane::direct_operate(const actor &who, const std::string &devi
     {
         std::lock_guard lock(mutex_);
         const auto now = clock::now();
-        auto rec = base_record("operate", who, device, command);
-        rec["command_id"] = command_id;
-        rec["args"] = args;
-        rec["before"] = facts.before;
+        auto rec = operate_record(who, device, command, args, command_id, facts);
         rec["direct"] = true;
         d.why = check_locked(who, device, command, facts, d.detail);
         if (d.granted() && facts.actuates) {
@@ -245,14 +244,18 @@ decision control_plane::direct_operate(const actor &who, const std::string &devi
             }
         }
         d = record_locked(std::move(d), std::move(rec));
-        if (d.granted()) {
-            if (facts.actuates) active_[device] = active{command_id, command, who, now};
-            issued_[command_id] = issued{device, command, who};
-            while (issued_.size() > 4096) issued_.erase(issued_.begin());
-        }
+        if (d.granted()) granted_locked(who, device, command, command_id, facts.actuates, now);
     }
     announce();
     return d;
+}
+
+// A granted operate: the device is active until its result (when it actuates), and the result is expected.
+void control_plane::granted_locked(const actor &who, const std::string &device, const std::string &command,
+                                   const std::string &command_id, bool actuates, clock::time_point now) {
+    if (actuates) active_[device] = active{command_id, command, who, now};
+    issued_[command_id] = issued{device, command, who};
+    while (issued_.size() > max_issued) issued_.erase(issued_.begin());  // results that never came
 }
 
 void control_plane::not_sent(const std::string &device, const std::string &command_id) {

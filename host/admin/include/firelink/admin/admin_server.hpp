@@ -52,6 +52,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -142,6 +143,10 @@ struct admin_options {
 // `path` may carry its query string. The path decides, whatever the method: a wrong method on an operate route is
 // a 405 to an operator only, so the route table is not told to strangers.
 role route_role(std::string_view method, std::string_view path);
+
+// The value of `name` in a query string ("strict" in "a=1&strict"): "" for a bare name, nullopt when absent. For
+// handlers that read the query they are given (GET /api/audit).
+std::optional<std::string_view> query_value(std::string_view query, std::string_view name);
 
 // "127.0.0.1:9100", "localhost:9100", "[::1]:9100" (the form of --admin-listen). Throws std::invalid_argument saying
 // what is wrong.

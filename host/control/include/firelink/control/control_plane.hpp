@@ -131,6 +131,9 @@ private:
     decision record_locked(decision d, nlohmann::json record);
     void announce();  // hands the records appended under the lock to on_audit, after it
     void expire_locked(const std::string &device, std::chrono::steady_clock::time_point now);
+    void granted_locked(const actor &who, const std::string &device, const std::string &command,
+                        const std::string &command_id, bool actuates, std::chrono::steady_clock::time_point now);
+    static constexpr std::size_t max_issued = 4096;  // granted commands awaiting their result, at most
 
     control_options options_;
     std::shared_ptr<audit_log> audit_;
