@@ -1127,9 +1127,9 @@ int site_host::run() {
     options.observer.transport_errors = [this](const std::string &device, std::uint64_t n) {
         metrics_.transport_error(device, n);
     };
-    // Through the queue, which outlives the runtime (the runners' supervisors ask until the runtime is gone).
-    if (uplink_)
-        options.admits = [q = queue_.get()](std::string_view kind) { return q->admit(uplink::lane_of(kind)); };
+    // Every sink's backpressure: the uplink's queue, and the local record's writer. The pipeline outlives the runtime
+    // (the runners' supervisors ask until the runtime is gone).
+    options.admits = [this](std::string_view kind) { return pipeline_.admits(kind); };
     catalog_.configure(cfg_);
     catalog_.runner_options.admits = options.admits;
     std::mutex counts_mutex;

@@ -612,7 +612,8 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         const auto now = now_ns();
         auto last = s->last_refusal_log_ns.load();
         if (now - last > 1'000'000'000 && s->last_refusal_log_ns.compare_exchange_strong(last, now))
-            spdlog::warn("[{}] device {}: the uplink queue is full; a {} event is deferred (FL_BUSY, {} so far)",
+            spdlog::warn("[{}] device {}: the host cannot take more now (its queue or its record is full); a {} event is "
+                         "deferred (FL_BUSY, {} so far)",
                          s->label, s->device_id, summary->kind, s->deferred.load());
         asio::post(s->strand, [self = s->shared_from_this(), kind = summary->kind]() mutable {
             self->queue_refused(std::move(kind));

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/core/event_check.hpp>
+#include <firelink/core/lanes.hpp>
 
 namespace firelink::pipeline {
 
@@ -23,12 +24,14 @@ namespace {
 
 
 // JSON lines written by a thread of its own: accept() only renders the line and queues it, so a driver's emit never
-// waits for the disk (FL-HOST-11). Nothing is dropped: flush() waits until every queued line is written.
+// waits for the disk (FL-HOST-11). Nothing is dropped: flush() waits until every queued line is written. The queue is
+// bounded by admission (line_sink_options): a disk slower than the devices holds them back, not the host's memory.
 // A line someone waits for (`stored`) is told stored once its batch is written and, for a file, fsynced: one fsync
 // per batch, and only for batches that hold such a line, so the cost is the writer's and shared by the batch.
 class file_sink : public sink {
 public:
-    file_sink(FILE *f, std::string name, bool own) : f_(f), name_(std::move(name)), own_(own) {
+    file_sink(FILE *f, std::string name, bool own, line_sink_options options)
+        : f_(f), name_(std::move(name)), own_(own), options_(options) {
         writer_ = std::thread([this] { write_loop(); });
     }
     ~file_sink() override {
@@ -46,12 +49,22 @@ public:
         line += '\n';
         {
             std::lock_guard lock(m_);
+            queued_bytes_ += line.size() + sizeof(queued);
             queue_.push_back({std::move(line), std::move(stored)});
             ++queued_;
-            if (queue_.size() == 100000)
-                spdlog::warn("sink {}: 100000 events wait for the disk; writing falls behind", name_);
         }
         cv_.notify_all();
+    }
+    bool admits(std::string_view kind) const override {
+        const auto bound = options_.max_queued_bytes;
+        const auto limit = core::lane_of(kind) == core::lane::alarm       ? 2 * bound
+                           : core::lane_of(kind) == core::lane::telemetry ? bound
+                                                                          : bound + bound / 2;
+        std::lock_guard lock(m_);
+        if (queued_bytes_ < limit) return true;
+        if (!behind_) spdlog::warn("sink {}: {} bytes wait for the disk; devices are held back", name_, queued_bytes_);
+        behind_ = true;
+        return false;
     }
     void flush() override {
         std::unique_lock lock(m_);
@@ -90,6 +103,11 @@ private:
             }
             lock.lock();
             written_ += batch.size();
+            for (const auto &q : batch) queued_bytes_ -= q.line.size() + sizeof(queued);
+            if (behind_ && queued_bytes_ == 0) {
+                spdlog::info("sink {}: the disk caught up", name_);
+                behind_ = false;
+            }
             cv_.notify_all();
         }
     }
@@ -98,14 +116,17 @@ private:
         std::string line;
         stored_fn stored;
     };
-    std::mutex m_;
+    mutable std::mutex m_;
     std::condition_variable cv_;
     std::deque<queued> queue_;
     std::uint64_t queued_ = 0, written_ = 0;
+    std::size_t queued_bytes_ = 0;  // of the lines queued or being written, with their bookkeeping
+    mutable bool behind_ = false;   // admission refused since the queue was last empty (logged once)
     bool closing_ = false;
     FILE *f_;
     std::string name_;
     bool own_;
+    line_sink_options options_;
     std::thread writer_;
 };
 
@@ -183,9 +204,11 @@ std::string record_json(const core::accepted_event &ev) {
     return out;
 }
 
-std::unique_ptr<sink> make_stdout_sink() { return std::make_unique<file_sink>(stdout, "stdout", false); }
+std::unique_ptr<sink> make_stdout_sink(line_sink_options options) {
+    return std::make_unique<file_sink>(stdout, "stdout", false, options);
+}
 
-std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path) {
+std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path, line_sink_options options) {
     // Created the host's user's alone; an old file loses what others could do with it (a plugin's runner has a uid
     // of its own, in no group: it must not read the other plugins' events; docs/deployment.md, "Plugin isolation").
     const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -201,7 +224,7 @@ std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path) {
         ::close(fd);
         throw std::system_error(e, std::generic_category(), "cannot open " + path.string());
     }
-    return std::make_unique<file_sink>(f, "jsonl:" + path.string(), true);
+    return std::make_unique<file_sink>(f, "jsonl:" + path.string(), true, options);
 }
 
 void event_pipeline::accept(const core::accepted_event &ev) {
@@ -227,6 +250,12 @@ void event_pipeline::accept(const core::accepted_event &ev) {
             spdlog::error("sink {} failed on an event of device {}: {}", s->describe(), ev.device_id, e.what());
         }
     }
+}
+
+bool event_pipeline::admits(std::string_view kind) const {
+    for (const auto &s : sinks_)
+        if (!s->admits(kind)) return false;
+    return true;
 }
 
 void event_pipeline::flush() {

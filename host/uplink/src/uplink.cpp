@@ -148,6 +148,7 @@ public:
         if (!q_.push(lane_of(ev.kind), std::move(body), pairs, std::move(on_commit), true, ev.condition))
             spdlog::error("uplink: the queue did not take an event of device {}", ev.device_id);
     }
+    bool admits(std::string_view kind) const override { return q_.admit(lane_of(kind)); }
     void flush() override { q_.flush(); }
     std::string describe() const override { return "uplink:" + q_.options().path.string(); }
 

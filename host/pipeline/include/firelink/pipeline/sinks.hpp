@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <firelink/core/device_runtime.hpp>
@@ -36,16 +37,30 @@ public:
     // file's once the line is written and fsynced, stdout's once the line is written. A sink that fails to keep the
     // event never runs it: a device waiting for the commit stays unconfirmed rather than confirmed and lost.
     virtual void accept(const core::accepted_event &ev, stored_fn stored) = 0;
+    // Whether the sink can take another event of `kind` ("alarm", "telemetry", ...) now. The runtime asks before it
+    // takes an event: false is backpressure (the driver is answered FL_BUSY and its wire held), never a drop, and an
+    // event already taken is always accepted. Any thread.
+    virtual bool admits(std::string_view kind) const {
+        (void)kind;
+        return true;
+    }
     // Makes everything accepted so far durable where the sink can (fsync for files).
     virtual void flush() = 0;
     virtual std::string describe() const = 0;
 };
 
+// What a JSON-lines sink holds in memory for its writer at most: past `max_queued_bytes` it admits no telemetry, past
+// 1.5 times that no other events but alarms, and past twice that nothing (each limit is checked before an event is
+// taken, so the memory it holds is bounded by twice the bound plus one event per emitting thread).
+struct line_sink_options {
+    std::size_t max_queued_bytes = 8u << 20;
+};
+
 // JSON lines on stdout.
-std::unique_ptr<sink> make_stdout_sink();
+std::unique_ptr<sink> make_stdout_sink(line_sink_options options = {});
 
 // JSON lines appended to a file, created if missing. Throws std::system_error when it cannot be opened.
-std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path);
+std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path, line_sink_options options = {});
 
 // Fans each event out to its sinks; a sink that throws is logged and skipped, never the others. An event's
 // on_durable (firelink.commit/1) runs once every sink has stored it: with the uplink, once its durable queue
@@ -55,6 +70,8 @@ class event_pipeline {
 public:
     void add(std::unique_ptr<sink> s) { sinks_.push_back(std::move(s)); }
     void accept(const core::accepted_event &ev);
+    // Whether every sink admits an event of `kind` now (sink::admits).
+    bool admits(std::string_view kind) const;
     void flush();
     std::vector<std::string> describe() const;
 

@@ -3,8 +3,8 @@
 //
 //     durable_queue queue{{.path = "/var/lib/firelink/queue.db", .gateway_id = "gw-1"}};
 //     uplink up{queue, {.gateway_id = "gw-1", .http = {.base_url = "https://fire.example.cn/firelink"}}, on_command};
-//     pipeline.add(up.make_sink());
-//     runtime_options.admits = [&](std::string_view kind) { return up.admits(kind); };
+//     pipeline.add(up.make_sink());  // its admits() is the queue's backpressure
+//     runtime_options.admits = [&](std::string_view kind) { return pipeline.admits(kind); };
 #pragma once
 
 #include <array>
@@ -80,10 +80,8 @@ public:
     uplink(const uplink &) = delete;
     uplink &operator=(const uplink &) = delete;
 
-    // Whether an event of this kind would be taken now (the queue's backpressure), for the runtime's emit.
-    bool admits(std::string_view kind) { return queue_.admit(lane_of(kind)); }
-
-    // A sink for the event pipeline: each accepted event becomes a record in its lane.
+    // A sink for the event pipeline: each accepted event becomes a record in its lane; it admits what the queue's
+    // lane admits (the queue's backpressure, counted as the lane's refusals).
     std::unique_ptr<pipeline::sink> make_sink();
 
     uplink_report report() const;

@@ -1,0 +1,87 @@
+// The JSON-lines sink holds what its writer has not yet written within a bound: past it, it admits no more (the
+// runtime answers FL_BUSY and holds the device's wire), alarms last; once the disk catches up it admits again.
+// The "disk" is a pipe nobody reads until the test says so: the writer blocks on it as on a slow disk.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <firelink/payload.hpp>
+#include <firelink/pipeline/sinks.hpp>
+
+namespace fs = std::filesystem;
+namespace core = firelink::core;
+namespace pipeline = firelink::pipeline;
+using namespace std::chrono_literals;
+
+namespace {
+
+core::accepted_event telemetry(std::size_t pad) {
+    core::accepted_event ev;
+    ev.gateway_id = "gw";
+    ev.device_id = "dev-1";
+    ev.device_class = "vendor:test";
+    ev.kind = "telemetry";
+    ev.code = "line";
+    firelink::event e{firelink::event_kind::telemetry, "line"};
+    e.message(std::string(pad, 'x'));
+    ev.payload = e.pack();
+    ev.received_wall = std::chrono::system_clock::now();
+    ev.received_monotonic = std::chrono::steady_clock::now();
+    return ev;
+}
+
+}  // namespace
+
+TEST(LineSink, PastItsBoundItAdmitsNoMoreAlarmsLastAndAdmitsAgainOnceWritten) {
+    const auto dir = fs::temp_directory_path() / ("firelink-sink-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const auto fifo = dir / "slow-disk";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // held, unread: the writer blocks on it
+    ASSERT_GE(reader, 0);
+    constexpr std::size_t bound = 256 << 10;
+    std::thread drain;
+    {
+        pipeline::event_pipeline p;
+        p.add(pipeline::make_jsonl_file_sink(fifo, {.max_queued_bytes = bound}));
+        std::size_t taken = 0;
+        while (p.admits("telemetry") && taken < 100000) {
+            p.accept(telemetry(1000));
+            ++taken;
+        }
+        ASSERT_LT(taken, 100000u) << "the sink admitted everything: its queue is unbounded";
+        // What it took is about the bound, plus the pipe's own buffer (64 KiB) and the batch in the writer's hands.
+        EXPECT_LT(taken * 1000, 2 * bound + (64 << 10));
+        EXPECT_FALSE(p.admits("telemetry"));
+        EXPECT_TRUE(p.admits("status")) << "other events have room past the telemetry bound";
+        EXPECT_TRUE(p.admits("alarm"));
+        while (p.admits("status")) p.accept(telemetry(1000));
+        EXPECT_TRUE(p.admits("alarm")) << "an alarm has room past every other kind's bound";
+        while (p.admits("alarm")) p.accept(telemetry(1000));
+        EXPECT_FALSE(p.admits("alarm")) << "past twice the bound nothing is admitted";
+
+        // The disk catches up: every line arrives, and the sink admits again.
+        drain = std::thread([&] {
+            char buf[65536];
+            const auto until = std::chrono::steady_clock::now() + 60s;
+            while (std::chrono::steady_clock::now() < until) {
+                const auto n = ::read(reader, buf, sizeof buf);
+                if (n == 0) break;  // the sink closed the file: everything was written
+                if (n < 0) std::this_thread::sleep_for(1ms);
+            }
+        });
+        p.flush();
+        EXPECT_TRUE(p.admits("telemetry"));
+        p.accept(telemetry(10));
+        p.flush();
+    }  // the sink closes the pipe: the reader sees its end
+    drain.join();
+    ::close(reader);
+    fs::remove_all(dir);
+}
