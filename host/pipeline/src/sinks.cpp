@@ -104,7 +104,7 @@ private:
             lock.lock();
             written_ += batch.size();
             for (const auto &q : batch) queued_bytes_ -= q.line.size() + sizeof(queued);
-            if (behind_ && queued_bytes_ == 0) {
+            if (behind_ && queued_bytes_ < options_.max_queued_bytes / 2) {  // room again, with margin: logged once
                 spdlog::info("sink {}: the disk caught up", name_);
                 behind_ = false;
             }
@@ -121,7 +121,7 @@ private:
     std::deque<queued> queue_;
     std::uint64_t queued_ = 0, written_ = 0;
     std::size_t queued_bytes_ = 0;  // of the lines queued or being written, with their bookkeeping
-    mutable bool behind_ = false;   // admission refused since the queue was last empty (logged once)
+    mutable bool behind_ = false;   // admission refused since the backlog was last under half the bound
     bool closing_ = false;
     FILE *f_;
     std::string name_;
