@@ -10,6 +10,7 @@
 
 #include <firelink/admin/command_json.hpp>
 #include <firelink/core/event_check.hpp>
+#include <firelink/payload.hpp>
 
 namespace firelink::cli {
 
@@ -60,6 +61,24 @@ command_gate::command_gate(control::control_options options, std::shared_ptr<con
                            std::string audit_error)
     : audit_(audit), audit_error_(std::move(audit_error)),
       plane_(std::move(options), std::move(audit), std::move(on_audit)), driver_of_(std::move(driver_of)) {}
+
+std::vector<std::uint8_t> audit_event(const control::audit_entry &e) {
+    const auto &r = e.record;
+    auto text = [&](const char *key) {
+        auto it = r.find(key);
+        return it != r.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    firelink::event ev{firelink::event_kind::status, "audit"};
+    ev.message((text("step") + " '" + text("command") + "' on " + text("device") + " by " + text("principal") + " (" +
+                text("source") + ")" + (text("reason").empty() ? "" : ": " + text("reason")))
+                   .substr(0, 1024));
+    ev.value("audit_seq", e.seq).value("audit_hash", e.hash).value("step", text("step"));
+    for (const char *key : {"principal", "role", "source", "device", "command", "command_id", "select_id", "reason"})
+        if (auto v = text(key); !v.empty()) ev.value(key, v.substr(0, 256));
+    if (auto g = r.find("granted"); g != r.end() && g->is_boolean()) ev.value("granted", g->get<bool>());
+    if (auto ok = r.find("ok"); ok != r.end() && ok->is_boolean()) ev.value("ok", ok->get<bool>());
+    return ev.pack();
+}
 
 admin::status_json command_gate::refuse(const control::actor &who, const std::string &device,
                                         const std::string &command, const control::decision &d) const {

@@ -21,6 +21,10 @@
 
 namespace firelink::cli {
 
+// An audit step as the gateway event the platform gets in the event lane (status "audit"), so that it holds the
+// chain's head: msgpack, as the queue takes it.
+std::vector<std::uint8_t> audit_event(const control::audit_entry &e);
+
 class command_gate {
 public:
     // `driver_of` says what a running device's driver declares (nullopt: no such device, or no loaded driver).

@@ -7,7 +7,7 @@ namespace firelink::cli {
 namespace {
 
 struct reason {
-    std::string component;  // device, plugin, queue, uplink
+    std::string component;  // device, plugin, sink, queue, uplink
     std::string id;         // the device or plugin; "" for the queue and the uplink
     std::string problem;
 };
@@ -38,6 +38,9 @@ std::vector<reason> reasons_of(const health_facts &f) {
         if (!r.last_failure.empty()) problem += " (last failure: " + r.last_failure + ")";
         out.push_back({"plugin", p.id, problem});
     }
+    for (const auto &why : f.sink_faults)
+        out.push_back({"sink", "", why + ": its events are not stored there, and a device waiting for their commit "
+                                         "is not confirmed"});
     if (!f.uplink) return out;
     const auto &q = f.uplink->queue;
     const auto &r = f.uplink->report;

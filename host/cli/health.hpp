@@ -41,6 +41,8 @@ struct health_facts {
     // Plugin files not loaded, each "file: reason: detail". Not a reason to be degraded by itself: the devices that
     // needed one are not started, and are.
     std::vector<std::string> refused_plugins;
+    // Sinks that cannot store events now, each "sink: why" (a full or failing disk under the local record).
+    std::vector<std::string> sink_faults;
     struct uplink_facts {
         uplink::queue_stats queue;
         uplink::uplink_report report;

@@ -11,15 +11,6 @@ namespace firelink::cli {
 
 namespace {
 
-bool same_serial(const site::serial_config &a, const site::serial_config &b) {
-    return a.path == b.path && a.baud == b.baud && a.data_bits == b.data_bits && a.parity == b.parity &&
-           a.stop_bits == b.stop_bits;
-}
-
-bool same_listener(const site::listener_config &a, const site::listener_config &b) {
-    return a.address == b.address && a.port == b.port;
-}
-
 std::string join(const std::vector<std::string> &ids) {
     std::string out;
     for (const auto &id : ids) out += (out.empty() ? "" : ", ") + id;
@@ -32,53 +23,33 @@ std::string join(const std::vector<std::string> &ids) {
 void hold_wire(const site::site_config &running, const site::device_config &kept, site::site_config &effective,
                std::vector<std::string> &notes) {
     using kind = site::wire_config::kind;
-    auto hold = [&](auto &list, const auto *was, auto same, const char *what) {
+    auto hold = [&]<typename settings>(auto &list, const auto *was, const char *what) {
         if (!was) return;
         auto it = std::find_if(list.begin(), list.end(), [&](const auto &x) { return x.id == was->id; });
-        if (it != list.end() && same(*it, *was)) return;
+        if (it != list.end() && static_cast<const settings &>(*it) == static_cast<const settings &>(*was)) return;
         if (it == list.end()) list.push_back(*was);
         else *it = *was;
         notes.push_back(std::string(what) + " '" + was->id + "' keeps its previous settings: device '" + kept.id +
                         "' on it runs on its previous definition");
     };
-    if (kept.wire.type == kind::bus) hold(effective.buses, running.find_bus(kept.wire.bus), same_bus, "bus");
+    if (kept.wire.type == kind::bus)
+        hold.template operator()<site::bus_settings>(effective.buses, running.find_bus(kept.wire.bus), "bus");
     if (kept.wire.type == kind::listener)
-        hold(effective.listeners, running.find_listener(kept.wire.listener), same_listener, "listener");
+        hold.template operator()<site::listener_endpoint>(effective.listeners,
+                                                          running.find_listener(kept.wire.listener), "listener");
 }
 
 }  // namespace
-
-// A JSON array of everything the device is made from: unambiguous, where fields joined with a separator would let
-// two different building/floor pairs compare equal.
-std::string device_fingerprint(const site::site_config &cfg, const site::device_config &d) {
-    nlohmann::json f = {d.plugin,         d.driver,          d.device_class,  d.enabled,
-                        static_cast<int>(d.wire.type), d.wire.bus, d.wire.host, d.wire.port,
-                        d.wire.listener,  d.wire.peer,       d.wire.identity, d.wire.allow_peers,
-                        d.wire.unit,      cfg.heartbeat_of(d).count(),        d.meta.site,
-                        d.meta.building,  d.meta.floor,      d.meta.location, d.meta.sector,
-                        nlohmann::json::binary(d.driver_config)};
-    if (const auto *b = d.wire.type == site::wire_config::kind::bus ? cfg.find_bus(d.wire.bus) : nullptr)
-        f.push_back({"bus", b->serial.path, b->serial.baud, std::string(1, b->serial.parity), b->serial.data_bits,
-                     b->serial.stop_bits, b->request_timeout.count(), b->inter_frame_gap.count(), b->shared});
-    if (const auto *l = d.wire.type == site::wire_config::kind::listener ? cfg.find_listener(d.wire.listener) : nullptr)
-        f.push_back({"listener", l->address, l->port});
-    return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-bool same_bus(const site::bus_config &a, const site::bus_config &b) {
-    return a.shared == b.shared && same_serial(a.serial, b.serial) && a.request_timeout == b.request_timeout &&
-           a.inter_frame_gap == b.inter_frame_gap;
-}
 
 bool same_shared_wire(const site::site_config &a, const site::site_config &b, const site::device_config &d) {
     using kind = site::wire_config::kind;
     if (d.wire.type == kind::bus) {
         const auto *x = a.find_bus(d.wire.bus), *y = b.find_bus(d.wire.bus);
-        return x && y && same_bus(*x, *y);
+        return x && y && static_cast<const site::bus_settings &>(*x) == *y;
     }
     if (d.wire.type == kind::listener) {
         const auto *x = a.find_listener(d.wire.listener), *y = b.find_listener(d.wire.listener);
-        return x && y && same_listener(*x, *y);
+        return x && y && static_cast<const site::listener_endpoint &>(*x) == *y;
     }
     return true;
 }
@@ -146,28 +117,33 @@ std::optional<site::config_error> try_device(core::device_runtime &runtime, cons
     return site::driver_config_error(d, "device '" + d.id + "': " + why);
 }
 
-reload_plan plan_reload(const site::site_config &running, const site::site_config &next,
-                        const std::map<std::string, std::string> &fingerprints, const trial_fn &trial) {
+reload_plan plan_reload(const site::site_config &running, const site::site_config &next, const running_devices &devices,
+                        const trial_fn &trial) {
     reload_plan plan;
     auto &effective = plan.effective;
     effective = next;
     std::set<std::string> kept;
     // Each definition is tried once: a wire held back for one kept device can make another device's definition
     // change again, and only then is it tried again.
-    std::map<std::string, std::optional<site::config_error>> verdicts;  // id + fingerprint
+    struct verdict {
+        std::string device_id;
+        site::device_definition definition;
+        std::optional<site::config_error> refusal;
+    };
+    std::vector<verdict> verdicts;
     for (bool again = true; again;) {
         again = false;
         for (auto &d : effective.devices) {
-            const auto running_print = fingerprints.find(d.id);
-            if (!d.enabled || running_print == fingerprints.end() || kept.count(d.id)) continue;
-            const auto print = device_fingerprint(effective, d);
+            const auto runs = devices.find(d.id);
+            if (!d.enabled || runs == devices.end() || kept.count(d.id)) continue;
+            auto definition = site::definition_of(effective, d);
             const auto *previous = running.find_device(d.id);
-            if (print == running_print->second || !previous) continue;
-            const auto key = d.id + "\n" + print;
-            auto verdict = verdicts.find(key);
-            if (verdict == verdicts.end()) verdict = verdicts.emplace(key, trial(effective, d)).first;
-            if (!verdict->second) continue;
-            plan.kept.push_back({d.id, *verdict->second});
+            if (definition == runs->second || !previous) continue;
+            auto v = std::find_if(verdicts.begin(), verdicts.end(),
+                                  [&](const verdict &x) { return x.device_id == d.id && x.definition == definition; });
+            if (v == verdicts.end()) v = verdicts.insert(verdicts.end(), {d.id, std::move(definition), trial(effective, d)});
+            if (!v->refusal) continue;
+            plan.kept.push_back({d.id, *v->refusal});
             kept.insert(d.id);
             site::device_config old = *previous;
             old.heartbeat = running.heartbeat_of(*previous);  // the budget it runs with, whatever [liveness] says now
@@ -180,11 +156,11 @@ reload_plan plan_reload(const site::site_config &running, const site::site_confi
     for (const auto &d : effective.devices) {
         if (!d.enabled) continue;
         wanted.insert(d.id);
-        const auto it = fingerprints.find(d.id);
-        if (it == fingerprints.end()) plan.added.push_back(d.id);
-        else if (!kept.count(d.id) && device_fingerprint(effective, d) != it->second) plan.changed.push_back(d.id);
+        const auto it = devices.find(d.id);
+        if (it == devices.end()) plan.added.push_back(d.id);
+        else if (!kept.count(d.id) && site::definition_of(effective, d) != it->second) plan.changed.push_back(d.id);
     }
-    for (const auto &[id, print] : fingerprints)
+    for (const auto &[id, definition] : devices)
         if (!wanted.count(id)) plan.removed.push_back(id);
     return plan;
 }

@@ -18,9 +18,6 @@
 
 namespace firelink::cli {
 
-// Everything a device depends on, to tell whether a reload changed it.
-std::string device_fingerprint(const site::site_config &cfg, const site::device_config &d);
-bool same_bus(const site::bus_config &a, const site::bus_config &b);
 // Whether the device's bus or listener (when it has one) has the same settings in `a` as in `b`.
 bool same_shared_wire(const site::site_config &a, const site::site_config &b, const site::device_config &d);
 std::map<std::string, std::string> site_map(const site::site_metadata &m);
@@ -60,10 +57,13 @@ struct reload_plan {
 using trial_fn =
     std::function<std::optional<site::config_error>(const site::site_config &, const site::device_config &)>;
 
-// `running` is the configuration the running devices were made from, `fingerprints` theirs (device id -> print). Every
-// running device whose definition changes is tried first; `trial` is never asked about another device.
-reload_plan plan_reload(const site::site_config &running, const site::site_config &next,
-                        const std::map<std::string, std::string> &fingerprints, const trial_fn &trial);
+// The running devices, each with the definition it was made from.
+using running_devices = std::map<std::string, site::device_definition>;
+
+// `running` is the configuration the running devices were made from, `devices` what each runs on. Every running
+// device whose definition changes is tried first; `trial` is never asked about another device.
+reload_plan plan_reload(const site::site_config &running, const site::site_config &next, const running_devices &devices,
+                        const trial_fn &trial);
 
 // What a reload did, for the admin's answer and the log.
 struct reload_outcome {

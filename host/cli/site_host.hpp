@@ -27,4 +27,7 @@ int run_site(const run_options &options);
 // config with its driver (created and destroyed at once, where `run` would run it; nothing starts).
 int check_config(const std::filesystem::path &config);
 
+// Each error of a site file on its own line ("site.toml:12:5: key: message"), then how many.
+void print_errors(const std::vector<site::config_error> &errors);
+
 }  // namespace firelink::cli

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+using firelink::admin::command_result_of;
 using firelink::admin::host_metrics;
 
 namespace {
@@ -107,6 +108,18 @@ TEST(HostMetrics, CommandsByResultAndBuildInfo) {
     EXPECT_TRUE(has_line(text, R"(firelink_commands_total{result="refused"} 0)")) << text;
     EXPECT_TRUE(has_line(text, R"(firelink_commands_total{result="failed"} 1)")) << text;
     EXPECT_TRUE(has_line(text, R"(firelink_build_info{version="1.2.3"} 1)")) << text;
+}
+
+// A command the device did not answer in time (504) is pending, not failed: its result follows as an event.
+TEST(HostMetrics, CommandResultOfEachAnswer) {
+    EXPECT_EQ(command_result_of(202), "accepted");
+    EXPECT_EQ(command_result_of(504), "pending");
+    for (unsigned refused : {400u, 403u, 404u, 409u, 422u, 423u}) EXPECT_EQ(command_result_of(refused), "refused");
+    EXPECT_EQ(command_result_of(500), "failed");
+    EXPECT_EQ(command_result_of(503), "failed");
+    host_metrics m("1.2.3");
+    EXPECT_TRUE(m.command(command_result_of(504)));
+    EXPECT_TRUE(has_line(m.serialize(), R"(firelink_commands_total{result="pending"} 1)")) << m.serialize();
 }
 
 TEST(HostMetrics, LabelValuesAreEscaped) {

@@ -70,12 +70,37 @@ public:
         std::unique_lock lock(m_);
         const auto target = queued_;
         cv_.wait(lock, [&] { return written_ >= target; });
-        std::fflush(f_);
-        if (own_) ::fsync(fileno(f_));
+        // Only a failure counts here: an empty buffer flushes fine on a disk that just refused the last batch.
+        if (auto failure = sync(true); !failure.empty()) note(failure);
     }
     std::string describe() const override { return name_; }
+    std::string fault() const override {
+        std::lock_guard lock(m_);
+        return fault_;
+    }
 
 private:
+    // Flushes the stream and, for a file when `durable`, fsyncs it: the error, or empty. A FIFO or a device cannot be
+    // synced (EINVAL); what it took is as durable as it gets.
+    std::string sync(bool durable) {
+        if (std::fflush(f_) != 0) {
+            const std::string why = std::string("write failed: ") + std::strerror(errno);
+            std::clearerr(f_);
+            return why;
+        }
+        if (durable && own_ && ::fsync(fileno(f_)) != 0 && errno != EINVAL)
+            return std::string("fsync failed: ") + std::strerror(errno);
+        return {};
+    }
+    // Under m_: a failing disk is logged once when it starts failing and once when it works again, not per line.
+    void note(const std::string &failure) {
+        if (!failure.empty() && fault_.empty())
+            spdlog::error("sink {}: {}; events are not reported stored until it works again", name_, failure);
+        else if (failure.empty() && !fault_.empty())
+            spdlog::info("sink {}: writes work again", name_);
+        fault_ = failure;
+    }
+
     void write_loop() {
         std::unique_lock lock(m_);
         for (;;) {
@@ -85,23 +110,21 @@ private:
             batch.swap(queue_);
             lock.unlock();
             bool waited_for = false;
+            std::string failure;  // the first error of this batch: a line not written is never reported stored
             for (auto &q : batch) {
-                if (std::fwrite(q.line.data(), 1, q.line.size(), f_) != q.line.size()) {
-                    spdlog::error("sink {}: write failed: {}", name_, std::strerror(errno));
-                    q.stored = nullptr;  // not kept: never reported stored
-                }
+                if (failure.empty() && std::fwrite(q.line.data(), 1, q.line.size(), f_) != q.line.size())
+                    failure = std::string("write failed: ") + std::strerror(errno);
                 waited_for = waited_for || q.stored;
             }
-            // A reader (tail -f, a log shipper) sees each batch as it happens.
-            const bool flushed = std::fflush(f_) == 0;
-            if (waited_for && flushed && (!own_ || ::fsync(fileno(f_)) == 0)) {
+            // A reader (tail -f, a log shipper) sees each batch as it happens; a batch someone waits for is also
+            // synced before it is reported stored.
+            if (failure.empty()) failure = sync(waited_for);
+            if (failure.empty()) {
                 for (auto &q : batch)
                     if (q.stored) q.stored();
-            } else if (waited_for) {
-                spdlog::error("sink {}: flush failed: {}; {} events are not reported stored", name_,
-                              std::strerror(errno), batch.size());
             }
             lock.lock();
+            note(failure);
             written_ += batch.size();
             for (const auto &q : batch) queued_bytes_ -= q.line.size() + sizeof(queued);
             if (behind_ && queued_bytes_ < options_.max_queued_bytes / 2) {  // room again, with margin: logged once
@@ -122,6 +145,7 @@ private:
     std::uint64_t queued_ = 0, written_ = 0;
     std::size_t queued_bytes_ = 0;  // of the lines queued or being written, with their bookkeeping
     mutable bool behind_ = false;   // admission refused since the backlog was last under half the bound
+    std::string fault_;             // the last write's error, empty once one succeeds (sink::fault)
     bool closing_ = false;
     FILE *f_;
     std::string name_;
@@ -213,7 +237,8 @@ std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path, li
     // of its own, in no group: it must not read the other plugins' events; docs/deployment.md, "Plugin isolation").
     const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0 || ((st.st_mode & S_IRWXO) && ::fchmod(fd, st.st_mode & 0770) != 0)) {
+    if (fd < 0 || ::fstat(fd, &st) != 0 ||
+        (S_ISREG(st.st_mode) && (st.st_mode & S_IRWXO) && ::fchmod(fd, st.st_mode & 0770) != 0)) {
         const int e = errno;
         if (fd >= 0) ::close(fd);
         throw std::system_error(e, std::generic_category(), "cannot open " + path.string());
@@ -266,6 +291,13 @@ void event_pipeline::flush() {
             spdlog::error("sink {} failed to flush: {}", s->describe(), e.what());
         }
     }
+}
+
+std::vector<std::string> event_pipeline::faults() const {
+    std::vector<std::string> out;
+    for (const auto &s : sinks_)
+        if (auto why = s->fault(); !why.empty()) out.push_back(s->describe() + ": " + why);
+    return out;
 }
 
 std::vector<std::string> event_pipeline::describe() const {

@@ -11,10 +11,12 @@ namespace firelink::site {
 
 namespace fs = std::filesystem;
 
+std::string source_position::str() const {
+    return line > 0 ? file + ":" + std::to_string(line) + ":" + std::to_string(column) : file;
+}
+
 std::string config_error::str() const {
-    std::string out = where.file;
-    if (where.line > 0) out += ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
-    out += ": ";
+    std::string out = where.str() + ": ";
     if (!key.empty()) out += key + ": ";
     return out + message;
 }
@@ -71,6 +73,16 @@ std::chrono::milliseconds site_config::heartbeat_of(const device_config &d) cons
     if (d.device_class == "fire_panel") return seconds(180);
     if (d.device_class.rfind("vendor:", 0) == 0 || d.device_class.empty()) return seconds(120);
     return seconds(60);
+}
+
+device_definition definition_of(const site_config &cfg, const device_config &d) {
+    device_definition def{d.plugin, d.driver, d.device_class, d.enabled, d.wire, d.driver_config,
+                          cfg.heartbeat_of(d), d.meta, std::nullopt, std::nullopt};
+    if (d.wire.type == wire_config::kind::bus)
+        if (const auto *b = cfg.find_bus(d.wire.bus)) def.bus = *b;
+    if (d.wire.type == wire_config::kind::listener)
+        if (const auto *l = cfg.find_listener(d.wire.listener)) def.listener = *l;
+    return def;
 }
 
 std::vector<signing::public_key> signing_config::keys() const {

@@ -180,7 +180,7 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
     checkpointer_ = std::thread([this] { checkpoint_loop(); });
 }
 
-int durable_queue::on_wal_commit(void *self, void *, const char *, int frames) {
+int durable_queue::on_wal_commit(void *self, sqlite3 *, const char *, int frames) {
     auto *q = static_cast<durable_queue *>(self);
     q->wal_frames_ = frames;
     // Past twice the threshold the writer checkpoints between its commits (writer_loop); the checkpointer stays out of
@@ -224,8 +224,7 @@ void durable_queue::open_database() {
     db_->exec("PRAGMA journal_mode=WAL");
     db_->exec("PRAGMA synchronous=FULL");
     // No checkpoint inside the writer's commits: the checkpointer thread runs them (on_wal_commit).
-    sqlite3_wal_hook(db_->getHandle(), reinterpret_cast<int (*)(void *, sqlite3 *, const char *, int)>(&on_wal_commit),
-                     this);
+    sqlite3_wal_hook(db_->getHandle(), &on_wal_commit, this);
     db_->exec("PRAGMA journal_size_limit=" + std::to_string(std::min<std::uint64_t>(64 << 20, wal_room_)));
     db_->exec("PRAGMA temp_store=MEMORY");
     fit_to_disk(false);

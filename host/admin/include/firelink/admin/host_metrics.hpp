@@ -33,7 +33,16 @@ inline constexpr std::array<std::string_view, 6> device_states{"created", "start
                                                                 "down"};
 
 // The results firelink_commands_total counts.
-inline constexpr std::array<std::string_view, 3> command_results{"accepted", "refused", "failed"};
+// "pending": the device neither took nor refused the command in time (HTTP 504); its driver's result follows as an
+// event, so it is neither a refusal nor a failure of the host.
+inline constexpr std::array<std::string_view, 4> command_results{"accepted", "pending", "refused", "failed"};
+
+// The firelink_commands_total result for an HTTP status of POST /api/devices/{id}/command.
+constexpr std::string_view command_result_of(unsigned http_status) {
+    if (http_status == 202) return "accepted";
+    if (http_status == 504) return "pending";
+    return http_status < 500 ? "refused" : "failed";
+}
 
 // What the metrics hold about one device, for /api/devices.
 struct device_metrics {

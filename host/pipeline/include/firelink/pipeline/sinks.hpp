@@ -47,6 +47,9 @@ public:
     // Makes everything accepted so far durable where the sink can (fsync for files).
     virtual void flush() = 0;
     virtual std::string describe() const = 0;
+    // Why the sink cannot store events now ("write failed: No space left on device"), or empty while it can. Cleared
+    // once a write succeeds again. Any thread.
+    virtual std::string fault() const { return {}; }
 };
 
 // What a JSON-lines sink holds in memory for its writer at most: past `max_queued_bytes` it admits no telemetry, past
@@ -59,7 +62,8 @@ struct line_sink_options {
 // JSON lines on stdout.
 std::unique_ptr<sink> make_stdout_sink(line_sink_options options = {});
 
-// JSON lines appended to a file, created if missing. Throws std::system_error when it cannot be opened.
+// JSON lines appended to a file, created if missing (a regular file is made the host user's alone; a device or a
+// FIFO is written as it is). Throws std::system_error when it cannot be opened.
 std::unique_ptr<sink> make_jsonl_file_sink(const std::filesystem::path &path, line_sink_options options = {});
 
 // Fans each event out to its sinks; a sink that throws is logged and skipped, never the others. An event's
@@ -74,6 +78,8 @@ public:
     bool admits(std::string_view kind) const;
     void flush();
     std::vector<std::string> describe() const;
+    // Each sink's fault (sink::fault), "name: why", for /healthz.
+    std::vector<std::string> faults() const;
 
 private:
     std::vector<std::unique_ptr<sink>> sinks_;

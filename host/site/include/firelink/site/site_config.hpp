@@ -23,6 +23,8 @@ struct source_position {
     std::string file;
     int line = 0;
     int column = 0;
+
+    std::string str() const;  // "file:line:column" ("file" alone when there is no line)
 };
 
 struct config_error {
@@ -40,21 +42,36 @@ struct serial_config {
     unsigned data_bits = 8;   // 5..8
     char parity = 'N';        // "none" -> 'N', "even" -> 'E', "odd" -> 'O'
     unsigned stop_bits = 1;   // 1 or 2
+
+    bool operator==(const serial_config &) const = default;
 };
 
-struct bus_config {
-    std::string id;
+// What a bus is to its devices: a bus whose settings change is closed and opened anew with them.
+struct bus_settings {
     bool shared = true;  // kind = "rs485" (shared, arbitrated) or "serial" (one device, point to point)
     serial_config serial;
     std::chrono::milliseconds request_timeout{500};
     std::chrono::milliseconds inter_frame_gap{5};
+
+    bool operator==(const bus_settings &) const = default;
+};
+
+struct bus_config : bus_settings {
+    std::string id;
     source_position where;
 };
 
-struct listener_config {
-    std::string id;
+// Where a listener listens: a listener whose endpoint changes is closed and opened anew (its other settings apply to
+// the connections it accepts from then on).
+struct listener_endpoint {
     std::string address;  // "0.0.0.0", "::" (an IPv6 address without its brackets)
     std::uint16_t port = 0;
+
+    bool operator==(const listener_endpoint &) const = default;
+};
+
+struct listener_config : listener_endpoint {
+    std::string id;
     // Connections not yet bound to a device: at most this many at once (more are closed at accept), each closed if
     // it has not identified within the timeout. A flood of strangers costs these descriptors, never a device's.
     std::size_t max_unbound = 64;                          // max_unbound (1..4096)
@@ -72,6 +89,8 @@ struct wire_config {
     std::string identity;   //                 bind by the identity the driver reads from the first frame
     std::vector<std::string> allow_peers;  // with identity: the addresses or networks it may connect from
     int unit = -1;          // Modbus unit id (bus: 0..247, required on rs485; tcp: 0..255), -1 when not given
+
+    bool operator==(const wire_config &) const = default;
 };
 
 // Where a device is, for the people who respond to it.
@@ -81,6 +100,8 @@ struct site_metadata {
     std::string floor;
     std::string location;
     std::string sector;  // one of sectors()
+
+    bool operator==(const site_metadata &) const = default;
 };
 
 // The sectors the district's plan names.
@@ -215,6 +236,23 @@ struct site_config {
     // The liveness budget of a device: its own, else its class default, else the vendor default.
     std::chrono::milliseconds heartbeat_of(const device_config &d) const;
 };
+
+// Everything a device is made from and nothing else (not its place in the file): a reload recreates a running device
+// exactly when its definition is not equal to the one it runs on.
+struct device_definition {
+    std::string plugin, driver, device_class;
+    bool enabled = true;
+    wire_config wire;
+    std::vector<std::uint8_t> driver_config;
+    std::chrono::milliseconds heartbeat{0};  // the effective budget (its own, or its class's)
+    site_metadata meta;
+    std::optional<bus_settings> bus;               // the bus it is on, if any
+    std::optional<listener_endpoint> listener;     // the listener it is on, if any
+
+    bool operator==(const device_definition &) const = default;
+};
+
+device_definition definition_of(const site_config &cfg, const device_config &d);
 
 using load_result = std::variant<site_config, std::vector<config_error>>;
 

@@ -30,6 +30,8 @@
 #include <firelink/core/conditions.hpp>
 #include <firelink/core/lanes.hpp>
 
+struct sqlite3;
+
 namespace SQLite {
 class Database;
 }
@@ -294,7 +296,7 @@ private:
     std::thread writer_;
 
     // Checkpoints run on a connection and thread of their own, so an alarm's commit does not wait for one.
-    static int on_wal_commit(void *self, void *db, const char *name, int frames);
+    static int on_wal_commit(void *self, sqlite3 *db, const char *name, int frames);  // sqlite3_wal_hook's signature
     void checkpoint_loop();
     std::atomic<int> wal_frames_{0};
     std::mutex checkpoint_mutex_;
