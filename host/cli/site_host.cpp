@@ -727,6 +727,11 @@ int site_host::run() {
     for (auto &t : threads) t.join();
     gate_->attach(nullptr);  // nothing calls it any more: the admin port and the command poll are gone
     runtime_.reset();
+    {
+        std::lock_guard lock(cfg_mutex_);
+        loaded_plugins_.clear();
+    }
+    catalog_.unload();  // the runners' supervisors ask the pipeline, and so the queue, for room until they stop
     queue_.reset();
     if (!failures.empty()) {
         std::fprintf(stderr, "expectations: NOT met\n");

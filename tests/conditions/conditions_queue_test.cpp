@@ -77,7 +77,7 @@ struct device_feed {
         ev.condition = list.apply(device, ev.kind, ev.code, summary->event_id, summary->ends, ev.payload, 1000);
         std::uint32_t pairs = 0;
         auto body = encode_record(ev, pairs);
-        ASSERT_TRUE(q.push(lane_of(ev.kind), std::move(body), pairs, {}, true, ev.condition));
+        q.push_admitted(lane_of(ev.kind), std::move(body), pairs, {}, ev.condition);
     }
     void raise(durable_queue &q, const std::string &id, firelink::event_kind kind = firelink::event_kind::alarm) {
         emit(q, firelink::event{kind, "x.test.zone"}.id(id).message("raise " + id));

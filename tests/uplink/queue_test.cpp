@@ -280,8 +280,8 @@ TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
     }
     ASSERT_TRUE(q.flush());
     EXPECT_LT(taken, 1000);  // it refused before 1000 (each ~0.4 KiB)
-    EXPECT_FALSE(q.admits(lane::event));
-    EXPECT_TRUE(q.admits(lane::alarm));  // the alarm lane has its own quota
+    EXPECT_FALSE(q.would_admit(lane::event));
+    EXPECT_TRUE(q.would_admit(lane::alarm));  // the alarm lane has its own quota
     EXPECT_GE(q.stats().lanes[1].refused, 1u);
     EXPECT_TRUE(q.stats().lanes[1].near_full);
     // The local alarm went out in the alarm lane.
@@ -293,7 +293,7 @@ TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
     q.ack(lane::event, static_cast<std::uint64_t>(taken), {});
     ASSERT_TRUE(push(q, lane::alarm, "poke"));  // any transaction re-evaluates
     ASSERT_TRUE(q.flush());
-    EXPECT_TRUE(q.admits(lane::event));
+    EXPECT_TRUE(q.would_admit(lane::event));
     EXPECT_FALSE(q.stats().lanes[1].near_full);
     const auto events = q.open_reader()->read(lane::event, static_cast<std::uint64_t>(taken), 100, 1 << 20);
     ASSERT_EQ(events.size(), 1u);
@@ -434,14 +434,14 @@ TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
         ASSERT_TRUE(fs::exists(mnt / "queue.db.reserve"));
         // Fill the disk with events (not telemetry: they cannot be evicted).
         // (flush waits for every event pushed before it, and a full disk holds the last ones in memory: short waits.)
-        for (int i = 0; i < 20000 && q.admits(lane::event); ++i) {
+        for (int i = 0; i < 20000 && q.would_admit(lane::event); ++i) {
             push(q, lane::event, "e" + std::to_string(i), 400);
             if (i % 200 == 0) q.flush(2s);
         }
         q.flush(2s);
         ASSERT_TRUE(q.stats().disk_full) << "the disk never filled";
-        EXPECT_FALSE(q.admits(lane::event));
-        EXPECT_TRUE(q.admits(lane::alarm));
+        EXPECT_FALSE(q.would_admit(lane::event));
+        EXPECT_TRUE(q.would_admit(lane::alarm));
         EXPECT_TRUE(fs::exists(mnt / "queue.db.reserve"));  // events never take it
         // Alarms until they have used the room left and the reserve was given to them: every one commits.
         const auto alarms_before = q.stats().lanes[0].committed;
@@ -480,7 +480,7 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     // Until events stay refused for three seconds: the queue gets past its own attempts to make room (cutting the
     // log, evicting telemetry) and the disk really holds no more.
     for (int i = 0, refused = 0; i < 60000 && refused < 3;) {
-        if (!q.admits(lane::event)) {
+        if (!q.would_admit(lane::event)) {
             std::this_thread::sleep_for(1s);
             ++refused;
             continue;
@@ -490,9 +490,9 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
         if (++i % 200 == 0) q.flush(2s);  // short: a full disk holds the last events in memory
     }
     ASSERT_TRUE(q.stats().disk_full) << "the disk never filled";
-    EXPECT_FALSE(q.admits(lane::event));
-    EXPECT_FALSE(q.admits(lane::telemetry));
-    ASSERT_TRUE(q.admits(lane::alarm));
+    EXPECT_FALSE(q.would_admit(lane::event));
+    EXPECT_FALSE(q.would_admit(lane::telemetry));
+    ASSERT_TRUE(q.would_admit(lane::alarm));
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(push(q, lane::alarm, "fire-" + std::to_string(i), 200));
     EXPECT_TRUE(eventually([&] { return q.stats().lanes[0].committed == 10; }, 10s)) << "alarms wait on a full disk";
 
@@ -511,7 +511,7 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     }
     EXPECT_EQ(s.lanes[0].committed, 10u);  // the alarms taken while the disk was full
     // Every lane takes events again, and commits them.
-    for (auto l : all_lanes) EXPECT_TRUE(q.admits(l)) << to_string(l);
+    for (auto l : all_lanes) EXPECT_TRUE(q.would_admit(l)) << to_string(l);
     const auto before = q.stats();
     for (auto l : all_lanes)
         for (int i = 0; i < 100; ++i) ASSERT_TRUE(push(q, l, "after-" + std::to_string(i), 400)) << to_string(l);
