@@ -4,13 +4,11 @@ over Modbus TCP on loopback and over Modbus RTU on a shared RS-485 bus (a socat 
 
 Usage (ctest passes these): gas_valve_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
-import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, new_workdir, value_of, wait_for
+from firelink_e2e import take_arguments, PtyPair, Sim, Site, driver_events, new_workdir, value_of, wait_for
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
 FAST = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
 

@@ -15,10 +15,9 @@ import subprocess
 import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, free_port, new_workdir, value_of, wait_for
+from firelink_e2e import take_arguments, PtyPair, Sim, Site, driver_events, free_port, new_workdir, value_of, wait_for
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -14,13 +14,11 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import unittest
 
-from driverlib import PtyPair, Receiver, Sim, Site, driver_events, new_workdir, wait_for
+from firelink_e2e import take_arguments, PtyPair, Receiver, Sim, Site, driver_events, new_workdir, wait_for
 
-HOST, SIM, RECEIVER, PLUGINS = sys.argv[1:5]
-del sys.argv[1:5]
+HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "sim", "modbus", "scenarios")
 
 # Each detector goes into alarm and stays there, so what the host reports does not depend on when it starts polling.

@@ -16,23 +16,21 @@ Waits are hang guards (they end as soon as their condition holds), except where 
 comes: then it watches for several ping intervals while the loop is known to be wedged.
 
 Usage (ctest passes these): health_notify_test.py FIRELINK_HOST FIRELINK_RECEIVER FIRELINK_SIM EXAMPLES_PLUGIN_DIR
-DRIVERLIB_DIR [unittest args]
+[unittest args]
 """
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import unittest
 import urllib.request
 
-HOST, RECEIVER, SIM, EXAMPLES, LIB = (os.path.abspath(p) for p in sys.argv[1:6])
-del sys.argv[1:6]
-sys.path.insert(0, LIB)
-from driverlib import DEADLINE, Receiver, Site, free_port, new_workdir, wait_for  # noqa: E402
+from firelink_e2e import DEADLINE, Receiver, Site, free_port, new_workdir, take_arguments, wait_for
+
+HOST, RECEIVER, SIM, EXAMPLES = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "FIRELINK_SIM",
+                                               "EXAMPLES_PLUGIN_DIR")
 
 WATCHDOG_USEC = 1_200_000      # systemd's timeout: the host pings every 0.6 s
 PING = WATCHDOG_USEC / 2 / 1e6  # seconds

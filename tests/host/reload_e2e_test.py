@@ -12,7 +12,7 @@ platform behind [uplink].
 - A device its driver refuses at start-up is `device_down` too, stays listed with its metrics, and runs after a reload
   that fixes it.
 
-Usage (ctest passes these): reload_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_RECEIVER PLUGIN_DIR DRIVERLIB_DIR
+Usage (ctest passes these): reload_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_RECEIVER PLUGIN_DIR
 [unittest args]
 """
 import json
@@ -24,10 +24,9 @@ import unittest
 import urllib.error
 import urllib.request
 
-HOST, SIM, RECEIVER, PLUGINS, LIB = (os.path.abspath(p) for p in sys.argv[1:6])
-del sys.argv[1:6]
-sys.path.insert(0, LIB)
-from driverlib import Receiver, Sim, Site, free_port, new_workdir, wait_for  # noqa: E402
+from firelink_e2e import Receiver, Sim, Site, free_port, new_workdir, take_arguments, wait_for
+
+HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 
 DEVICE = "gas-a-laundry"
 FAST = "debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500"
