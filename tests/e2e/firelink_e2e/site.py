@@ -37,7 +37,8 @@ class Site:
         dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
         text = (f'[gateway]\nid = "{self.gateway}"\n\n[plugins]\ndirs = [{dirs}]\n{self.plugins}\n'
                 f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir)}\n'
-                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
+                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
+                f'[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
         with open(self.config + ".tmp", "w") as f:
             f.write(text)
         os.replace(self.config + ".tmp", self.config)
@@ -128,6 +129,11 @@ class Site:
             raise AssertionError("timed out waiting for " + what + "\nevents:\n" +
                                  "\n".join(json.dumps(r["event"]) + " " + r["device"] for r in self.events()) +
                                  "\nhost log (tail):\n" + self.output()[-3000:])
+
+    def wait_driver_event(self, what, predicate, device=None, timeout=DEADLINE):
+        """The first event (the record's "event") of `device` (any device: None) that `predicate` holds for."""
+        return self.wait_event(what, lambda r: (device is None or r["device"] == device) and predicate(r["event"]),
+                               timeout)["event"]
 
     def kill9(self):
         """SIGKILL: the host gets no chance to flush, commit or say goodbye."""
