@@ -27,20 +27,12 @@ p = argparse.ArgumentParser()
 p.add_argument("host")
 p.add_argument("receiver")
 p.add_argument("plugins")
-p.add_argument("driverlib")
+p.add_argument("e2e", help="tests/e2e, the folder of the firelink_e2e package")
 p.add_argument("--lines", type=int, default=1_000_000)
 p.add_argument("--dir", default=None)
 args = p.parse_args()
-sys.path.insert(0, args.driverlib)
-from driverlib import Receiver, free_port, wait_for  # noqa: E402
-
-
-def vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+sys.path.insert(0, args.e2e)
+from firelink_e2e import Receiver, free_port, peak_rss_kb, wait_for  # noqa: E402
 
 
 def get(port, path):
@@ -90,7 +82,7 @@ def main():
         t_done = time.monotonic()
         got = stored()
         dev_status = next(d for d in get(admin, "/api/devices") if d["id"] == "burst")
-        host_kb, runner_kb = vm_hwm_kb(host.pid), vm_hwm_kb(runner)
+        host_kb, runner_kb = peak_rss_kb(host.pid), peak_rss_kb(runner)
         rate = args.lines / (t_done - t0)
         print(f"# boundary_bench machine={platform.machine()} cpus={os.cpu_count()} kernel={platform.release()} "
               f"date={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")

@@ -29,7 +29,7 @@ class Site(firelink_e2e.Site):
         body = f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n'
         for dev in devices:
             body += "[[device]]\n" + "".join(f"{k} = {v}\n" for k, v in dev.items()) + "\n"
-        super().__init__(HOST, PLUGINS, body, new_workdir(test), gateway="gw-fire")
+        super().__init__(HOST, PLUGINS, body, new_workdir(test), gateway="gw-fire", watchdog=None)
         self.start()
         # The listener opens when its first device starts.
         wait_for(self.listening, "the listener to open")

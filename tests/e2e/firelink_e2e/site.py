@@ -16,9 +16,10 @@ from .wait import DEADLINE, free_port, wait_for
 class Site:
     """firelink-host run on a generated site file in `workdir`, with a jsonl sink (events.jsonl) and the admin
     endpoint on a free port. `plugin_dir` is a folder or a list of folders; `plugins` is more of the [plugins] table
-    (isolation = "in_process", ...); `gateway` the gateway id the events carry."""
+    (isolation = "in_process", ...); `gateway` the gateway id the events carry; `watchdog` the [watchdog] warn_ms and
+    fault_ms (None: the host's defaults, which report calls past 100 ms)."""
 
-    def __init__(self, host, plugin_dir, body, workdir, plugins="", gateway="gw-modbus"):
+    def __init__(self, host, plugin_dir, body, workdir, plugins="", gateway="gw-modbus", watchdog=(500, 5000)):
         self.host = host
         self.dir = workdir
         self.config = os.path.join(workdir, "site.toml")
@@ -27,6 +28,7 @@ class Site:
         self.plugin_dirs = [plugin_dir] if isinstance(plugin_dir, str) else list(plugin_dir)
         self.plugins = plugins
         self.gateway = gateway
+        self.watchdog = watchdog
         self.proc = None
         self.log = None
         self.write(body)
@@ -35,24 +37,24 @@ class Site:
         """(Re)writes the site file with `body` after the common tables, atomically: a running host reloading on
         SIGHUP reads the old file or the new one, never half of one."""
         dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
+        watchdog = f"[watchdog]\nwarn_ms = {self.watchdog[0]}\nfault_ms = {self.watchdog[1]}\n\n" if self.watchdog else ""
         text = (f'[gateway]\nid = "{self.gateway}"\n\n[plugins]\ndirs = [{dirs}]\n{self.plugins}\n'
                 f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir)}\n'
-                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
-                f'[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n' + body)
+                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n{watchdog}' + body)
         with open(self.config + ".tmp", "w") as f:
             f.write(text)
         os.replace(self.config + ".tmp", self.config)
 
-    def start(self, *extra, env=None, open_files=None):
+    def start(self, *extra, env=None, open_files=None, prefix=()):
         """`extra`: more arguments to `firelink-host run`. `env`: more environment for the host (NOTIFY_SOCKET, ...),
         on top of this process's. `open_files`: the host's RLIMIT_NOFILE, soft and hard (it may raise only its soft
-        limit, to the hard one)."""
+        limit, to the hard one). `prefix`: the command the host runs under (setpriv ...)."""
         self.log = open(os.path.join(self.dir, "host.log"), "w")
 
         def limit():
             if open_files:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
-        self.proc = subprocess.Popen([self.host, "run", "--config", self.config, *extra], stdout=self.log,
+        self.proc = subprocess.Popen([*prefix, self.host, "run", "--config", self.config, *extra], stdout=self.log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                                      preexec_fn=limit if open_files else None)
 
@@ -107,6 +109,15 @@ class Site:
         if cid:
             body["id"] = cid
         return self.post(f"/api/devices/{device}/commands", body)
+
+    def health(self):
+        """/healthz, decoded; None while nothing answers."""
+        answer = self.get("/healthz")
+        return json.loads(answer[1]) if answer else None
+
+    def runner(self, plugin_id):
+        """The /healthz entry of plugin `plugin_id`: its runner's pid, state, restarts and failures, or in_process."""
+        return next(p for p in self.health()["plugins"] if p["id"] == plugin_id)
 
     def devices(self):
         status, body = self.get("/api/devices")
