@@ -7,7 +7,7 @@ platform, on loopback). Prints: records/s end to end (first byte sent to the las
 peak RSS (VmHWM) of the host and of the runner and their sum, how often the host paused the device's wire, and the
 lines lost (must be 0; the exit status is 1 otherwise). Speed is never checked.
 
-Usage: boundary_bench.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR DRIVERLIB_DIR [--lines N] [--dir DIR]
+Usage: boundary_bench.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR E2E_DIR [--lines N] [--dir DIR]
 Full run (manual): tests/bench/boundary_bench.py build/bin/firelink-host build/bin/firelink-receiver \\
     build/tests/isolation/plugins-lines tests/drivers --lines 1000000 --dir /var/tmp
 """
