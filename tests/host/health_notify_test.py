@@ -107,7 +107,7 @@ class Base(unittest.TestCase):
     def site(self, body, env=None):
         s = Site(HOST, EXAMPLES, body, self.dir)
         self.addCleanup(s.close)
-        return s.start(env)
+        return s.start(env=env)
 
     def notify_socket(self, name):
         n = NotifySocket(name)

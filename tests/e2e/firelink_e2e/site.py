@@ -49,7 +49,7 @@ class Site:
         """`extra`: more arguments to `firelink-host run`. `env`: more environment for the host (NOTIFY_SOCKET, ...),
         on top of this process's. `open_files`: the host's RLIMIT_NOFILE, soft and hard (it may raise only its soft
         limit, to the hard one). `prefix`: the command the host runs under (setpriv ...)."""
-        self.log = open(os.path.join(self.dir, "host.log"), "w")
+        self.log = open(os.path.join(self.dir, "host.log"), "a")  # every run of this site's host, one after the other
 
         def limit():
             if open_files:
@@ -110,10 +110,14 @@ class Site:
             body["id"] = cid
         return self.post(f"/api/devices/{device}/commands", body)
 
+    def get_json(self, path):
+        """(status, decoded JSON) of a GET; (0, None) while nothing answers."""
+        answer = self.get(path)
+        return (answer[0], json.loads(answer[1] or "null")) if answer else (0, None)
+
     def health(self):
         """/healthz, decoded; None while nothing answers."""
-        answer = self.get("/healthz")
-        return json.loads(answer[1]) if answer else None
+        return self.get_json("/healthz")[1]
 
     def runner(self, plugin_id):
         """The /healthz entry of plugin `plugin_id`: its runner's pid, state, restarts and failures, or in_process."""
