@@ -51,7 +51,7 @@ class Host(firelink_e2e.Site):
                 f'heartbeat_s = 0\nwire = {{ tcp = "127.0.0.1:{device_port}" }}\n'
                 f'[device.config]\nuse_conditions = {"true" if use_conditions else "false"}\n')
         super().__init__(HOST, PLUGINS, body, folder, plugins=f'isolation = "{isolation}"\n', gateway="gw-conditions",
-                         watchdog=None)
+                         watchdog=None, sink=False)
 
     def device(self):
         return self.devices()[DEVICE]

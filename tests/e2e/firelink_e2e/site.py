@@ -17,9 +17,11 @@ class Site:
     """firelink-host run on a generated site file in `workdir`, with a jsonl sink (events.jsonl) and the admin
     endpoint on a free port. `plugin_dir` is a folder or a list of folders; `plugins` is more of the [plugins] table
     (isolation = "in_process", ...); `gateway` the gateway id the events carry; `watchdog` the [watchdog] warn_ms and
-    fault_ms (None: the host's defaults, which report calls past 100 ms)."""
+    fault_ms (None: the host's defaults, which report calls past 100 ms); `sink` False for a site without the jsonl
+    sink (its events go only to an [uplink] in `body`)."""
 
-    def __init__(self, host, plugin_dir, body, workdir, plugins="", gateway="gw-modbus", watchdog=(500, 5000)):
+    def __init__(self, host, plugin_dir, body, workdir, plugins="", gateway="gw-modbus", watchdog=(500, 5000),
+                 sink=True):
         self.host = host
         self.dir = workdir
         self.config = os.path.join(workdir, "site.toml")
@@ -29,6 +31,7 @@ class Site:
         self.plugins = plugins
         self.gateway = gateway
         self.watchdog = watchdog
+        self.with_sink = sink
         self.proc = None
         self.log = None
         self.write(body)
@@ -38,9 +41,10 @@ class Site:
         SIGHUP reads the old file or the new one, never half of one."""
         dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
         watchdog = f"[watchdog]\nwarn_ms = {self.watchdog[0]}\nfault_ms = {self.watchdog[1]}\n\n" if self.watchdog else ""
+        sink = '[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n' if self.with_sink else ""
         text = (f'[gateway]\nid = "{self.gateway}"\n\n[plugins]\ndirs = [{dirs}]\n{self.plugins}\n'
                 f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir)}\n'
-                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n{watchdog}' + body)
+                f'{sink}{watchdog}' + body)
         with open(self.config + ".tmp", "w") as f:
             f.write(text)
         os.replace(self.config + ".tmp", self.config)
@@ -67,7 +71,8 @@ class Site:
         return self
 
     def output(self):
-        if self.log:
+        """The host's log, every run of it so far."""
+        if self.log and not self.log.closed:
             self.log.flush()
         with open(os.path.join(self.dir, "host.log")) as f:
             return f.read()
@@ -156,17 +161,18 @@ class Site:
         self.proc.wait(timeout=DEADLINE)
         self.log.close()
 
-    def stop(self, sig=signal.SIGTERM):
-        """Stops the host with `sig` and returns its exit status; an AssertionError with its log if it does not
-        stop within DEADLINE."""
+    def stop(self, sig=signal.SIGTERM, timeout=DEADLINE):
+        """Stops the host with `sig` and returns its exit status (None if it never started); an AssertionError with
+        its log if it does not stop within `timeout`."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                return self.proc.wait(timeout=DEADLINE)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError("firelink-host did not stop:\n" + self.output()[-3000:])
+            self.log.close()
         return self.proc.returncode if self.proc else None
 
     def close(self):
