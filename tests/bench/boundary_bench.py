@@ -47,7 +47,7 @@ def main():
     dev = socket.socket()
     dev.bind(("127.0.0.1", 0))
     dev.listen(1)
-    rx = Receiver(args.receiver, work)
+    rx = Receiver(args.receiver, work).start()
     admin = free_port()
     site = os.path.join(work, "site.toml")
     with open(site, "w") as f:

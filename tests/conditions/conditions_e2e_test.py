@@ -23,7 +23,7 @@ import tempfile
 import unittest
 
 import firelink_e2e
-from firelink_e2e import LineDevice, Receiver, take_arguments, wait_for
+from firelink_e2e import LineDevice, Receiver, request_json, take_arguments, wait_for
 
 HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "PUSH_PLUGIN_DIR")
 
@@ -67,7 +67,7 @@ class ConditionsTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="firelink-conditions-")
         self.dir = self.tmp.name
-        self.receiver = Receiver(RECEIVER, self.dir)
+        self.receiver = Receiver(RECEIVER, self.dir).start()
         self.device = LineDevice()
         self.host = None
 
@@ -207,7 +207,7 @@ class ConditionsTest(unittest.TestCase):
         self.assertEqual(sorted(self.host.open_ids()), sorted(f["event_id"] for f in first.values()),
                          "a re-report opened a second condition")
         # What the reference platform shows: each alarm once, with its re-reports counted, and what the latest says.
-        status, shown = get_json(self.receiver.url() + f"/api/events?device={DEVICE}&kind=alarm&rereports=fold")
+        status, shown = request_json("GET", self.receiver.url(f"/api/events?device={DEVICE}&kind=alarm&rereports=fold"))
         self.assertEqual(status, 200, shown)
         self.assertEqual(sorted(e["id"] for e in shown), sorted(f["id"] for f in first.values()))
         for e in shown:
@@ -215,7 +215,7 @@ class ConditionsTest(unittest.TestCase):
             self.assertTrue(e["rereports"]["last"]["rereport"])
         latest = {e["event"]["message"]: e["rereports"]["last"]["severity"] for e in shown}
         self.assertEqual(latest, {"zone x": "critical", "zone y": "critical"})
-        status, devices = get_json(self.receiver.url() + "/api/devices")
+        status, devices = request_json("GET", self.receiver.url("/api/devices"))
         active = next(d for d in devices if d["device"] == DEVICE)["active"]
         self.assertEqual(sorted((a["event_id"], a.get("rereports")) for a in active),
                          sorted((f["event_id"], times) for f in first.values()))

@@ -59,7 +59,7 @@ class OneProcessBus(unittest.TestCase):
         return s.start()
 
     def test_one_scenario_drives_three_models_and_each_alarm_reaches_the_platform(self):
-        receiver = Receiver(RECEIVER, self.dir)
+        receiver = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(receiver.close)
         scenario = os.path.join(self.dir, "site.scn")
         with open(scenario, "w") as f:

@@ -41,7 +41,7 @@ def expected_event(step):
 class KillNine(unittest.TestCase):
     def setUp(self):
         self.work = firelink_e2e.new_workdir(self)
-        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work)
+        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work).start()
         self.addCleanup(self.receiver.close)
 
     def site(self, isolation):

@@ -39,7 +39,7 @@ def open_files(pid):
 class Guard(unittest.TestCase):
     def setUp(self):
         self.work = firelink_e2e.new_workdir(self)
-        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work)
+        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work).start()
         self.addCleanup(self.receiver.close)
         self.listen = firelink_e2e.free_port()
         self.make_site()

@@ -207,14 +207,14 @@ class ControlTest(unittest.TestCase):
         self.assertIn('firelink_admin_refused_total{reason="forbidden"} 3', metrics)
 
     def test_the_platform_may_close_but_not_open(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         s = self.site(f'platform_may = ["close_valve"]\n\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\n'
                       f'backoff_max_s = 1\nreserve_mb = 0\n')
 
         def platform_command(name, args=None):
             body = json.dumps({"gateway": "gw-modbus", "device": "gas-1", "name": name, "args": args or {}}).encode()
-            req = urllib.request.Request(rx.url() + "/api/commands", data=body, method="POST")
+            req = urllib.request.Request(rx.url("/api/commands"), data=body, method="POST")
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read().decode())["id"]
 

@@ -193,7 +193,7 @@ class Health(Base):
         self.assertEqual(h["reasons"], [])
 
     def test_no_alarm_reserve_is_a_fault_at_the_platform_and_in_the_local_record(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         blocker = os.path.join(self.dir, "queue.db.reserve")
         os.mkdir(blocker)  # where the reserve file goes: the queue cannot make it
@@ -219,10 +219,10 @@ class Health(Base):
         wait_for(lambda: health(site, "?strict")[0] == 200, "/healthz?strict 200 again")
 
     def test_a_command_the_gateway_cannot_run_is_in_the_local_record(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         site = self.site(HELLO + f'\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\nreserve_mb = 0\n')
-        req = urllib.request.Request(rx.url() + "/api/commands", method="POST", data=json.dumps(
+        req = urllib.request.Request(rx.url("/api/commands"), method="POST", data=json.dumps(
             {"gateway": "gw-modbus", "device": "no-such-device", "name": "ping"}).encode())
         with urllib.request.urlopen(req, timeout=DEADLINE) as r:
             cid = json.loads(r.read())["id"]

@@ -21,10 +21,8 @@ import subprocess
 import sys
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-from firelink_e2e import Receiver, Sim, Site, free_port, new_workdir, take_arguments, wait_for
+from firelink_e2e import Receiver, Sim, Site, free_port, new_workdir, request_json, take_arguments, wait_for
 
 HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 
@@ -32,14 +30,6 @@ DEVICE = "gas-a-laundry"
 FAST = "debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500"
 REFUSAL = "create: config key 'poll_ms': 5 is outside 10..3600000"
 
-
-def http(method, url):
-    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=70) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def gas_device(port, poll_ms, heartbeat=None, dev_id=DEVICE):
@@ -60,9 +50,9 @@ class Platform:
                 for r in self.receiver.rows("device=?", (device,))]
 
     def active(self, device=DEVICE):
-        status, body = http("GET", self.receiver.url() + "/api/devices")
-        assert status == 200, body
-        return [a["event_id"] for d in json.loads(body) if d["device"] == device for a in d["active"]]
+        status, devices = request_json("GET", self.receiver.url("/api/devices"))
+        assert status == 200, devices
+        return [a["event_id"] for d in devices if d["device"] == device for a in d["active"]]
 
     def wait(self, what, predicate, device=DEVICE):
         try:
@@ -75,7 +65,7 @@ class Platform:
 class ReloadTest(unittest.TestCase):
     def setUp(self):
         self.dir = new_workdir(self)
-        self.receiver = Receiver(RECEIVER, self.dir)
+        self.receiver = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(self.receiver.close)
         self.platform = Platform(self.receiver)
 

@@ -9,9 +9,7 @@ import http.server as http_server
 import json
 import os
 import random
-import select
 import shutil
-import signal
 import sqlite3
 import ssl
 import subprocess
@@ -20,11 +18,9 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import firelink_e2e
-from firelink_e2e import free_port, take_arguments
+from firelink_e2e import free_port, request_json, take_arguments
 from firelink_e2e import msgpack_codec as mp
 
 HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "LOAD_PLUGIN_DIR")
@@ -44,62 +40,20 @@ OPERATOR_TOKEN = "e2e-operator-secret"
 
 def http(method, url, body=None, timeout=10, token=OPERATOR_TOKEN):
     """A request with the receiver's operator token; token=None for the host's admin endpoint, whose loopback reads
-    need none (and which refuses a token it does not know)."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    need none."""
+    return request_json(method, url, body, token, timeout)
 
 
-class Receiver:
+class Receiver(firelink_e2e.Receiver):
+    """firelink-receiver with the tokens of gw-e2e and of an operator, and /test/faults unless faults=False."""
+
     def __init__(self, folder, port=None, faults=True):
-        self.folder = folder
-        self.port = port or free_port()
-        self.db = os.path.join(folder, "receiver.db")
-        self.faults = faults
-        self.proc = None
-
-    def start(self):
-        tokens = os.path.join(self.folder, "receiver-tokens")
-        with open(tokens, "w") as f:
-            f.write(f"gateway gw-e2e {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n")
-        args = [RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db, "--token-file", tokens]
-        if self.faults:
-            args.append("--test-faults")
-        self.log = open(os.path.join(self.folder, "receiver.log"), "a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        assert ready, "the receiver did not start"
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on"), line
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-        if self.proc:
-            self.proc.stdout.close()
-            self.log.close()
-        self.proc = None
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        tokens = f"gateway gw-e2e {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n"
+        super().__init__(RECEIVER, folder, port=port, tokens=tokens, test_faults=faults)
 
     def fault(self, plan):
         status, body = http("POST", self.url("/test/faults"), plan)
         assert status == 200, body
-
-    def rows(self, where="1=1", args=()):
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", args)]
 
 
 class Host(firelink_e2e.Site):
