@@ -203,7 +203,7 @@ class Health(Base):
         self.assertFalse(h["uplink"]["reserve_held"])
         self.assertTrue(any(r["component"] == "queue" and "alarm reserve" in r["problem"] for r in h["reasons"]),
                         h["reasons"])
-        gateway = "gw-modbus"  # driverlib's site
+        gateway = "gw-modbus"  # firelink_e2e.Site's default
         fault = wait_for(lambda: rx.rows("device=? AND code='alarm_reserve_missing'", (gateway,)),
                          "the fault at the platform")[0]
         self.assertEqual(fault["kind"], "fault")
