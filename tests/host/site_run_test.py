@@ -15,7 +15,7 @@ import time
 import tty
 import unittest
 
-from firelink_e2e import DEADLINE, Site, new_workdir, take_arguments, wait_for
+from firelink_e2e import DEADLINE, Site, free_port, new_workdir, take_arguments, wait_for
 
 HOST, EXAMPLES, FIXTURES = take_arguments("FIRELINK_HOST", "EXAMPLES_PLUGIN_DIR", "FIXTURE_PLUGIN_DIR")
 
