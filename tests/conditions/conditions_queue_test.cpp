@@ -25,6 +25,8 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 namespace core = firelink::core;
 using namespace firelink::uplink;
@@ -32,16 +34,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/firelink-conditions-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+// A folder of the test's own (/tmp/firelink-conditions-XXXXXX).
+struct temp_dir : firelink_test::temp_dir {
+    temp_dir() : firelink_test::temp_dir("firelink-conditions") {}
 };
 
 queue_options options_in(const temp_dir &d) {

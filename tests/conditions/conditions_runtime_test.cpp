@@ -19,6 +19,7 @@
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/payload.hpp>
 
+#include "event_collector.hpp"
 #include "fixture_paths.h"
 
 namespace core = firelink::core;
@@ -26,32 +27,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct collector {
-    std::mutex m;
-    std::condition_variable cv;
-    std::vector<core::accepted_event> events;
-
-    void operator()(core::accepted_event &&ev) {
-        std::lock_guard lock(m);
-        events.push_back(std::move(ev));
-        cv.notify_all();
-    }
-    // The first event of this device matching `pred`, waiting for it.
-    template <class P>
-    std::optional<core::accepted_event> wait(const std::string &device, P pred) {
-        std::unique_lock lock(m);
-        std::optional<core::accepted_event> found;
-        cv.wait_for(lock, 20s, [&] {
-            for (const auto &e : events)
-                if (e.device_id == device && pred(e)) {
-                    found = e;
-                    return true;
-                }
-            return false;
-        });
-        return found;
-    }
-};
+using collector = firelink_test::event_collector;
 
 std::string text_of(const std::vector<std::uint8_t> &event, const char *key) {
     return firelink::config(event.data(), event.size()).get<std::string>(key, "");

@@ -21,22 +21,17 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using namespace firelink::uplink;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/firelink-queue-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
+// A folder of the test's own (/tmp/firelink-queue-XXXXXX).
+struct temp_dir : firelink_test::temp_dir {
+    temp_dir() : firelink_test::temp_dir("firelink-queue") {}
 };
 
 // A record's pairs as the sink makes them, for an event of this kind with a marker in its message.
