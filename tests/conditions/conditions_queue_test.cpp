@@ -34,14 +34,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A folder of the test's own (/tmp/firelink-conditions-XXXXXX).
-struct temp_dir : firelink_test::temp_dir {
-    temp_dir() : firelink_test::temp_dir("firelink-conditions") {}
-};
+using firelink_test::temp_dir;
 
 queue_options options_in(const temp_dir &d) {
     queue_options o;
-    o.path = d.path / "queue.db";
+    o.path = d.path() / "queue.db";
     o.gateway_id = "gw-test";
     o.reserve_bytes = 0;
     return o;
@@ -206,7 +203,7 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
     }
     using key = std::tuple<std::string, std::string, std::uint64_t>;
     std::map<std::pair<lane, std::uint64_t>, std::optional<key>> got;
-    for (const auto &c : committed_records(d.path / "queue.db")) {
+    for (const auto &c : committed_records(d.path() / "queue.db")) {
         EXPECT_EQ(c.rereport(), repeats_of(c).has_value()) << to_string(c.l) << " " << c.seq;
         got[{c.l, c.seq}] = repeats_of(c);
     }
@@ -231,7 +228,7 @@ TEST(ConditionsQueue, AConditionsTableWithoutTheFirstRecordGetsItAtOpen) {
     device_feed f;
     { durable_queue q(options_in(d)); }
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("DROP TABLE conditions");
         db.exec("CREATE TABLE conditions(device TEXT NOT NULL, event_id TEXT NOT NULL, change INTEGER NOT NULL, kind "
                 "TEXT NOT NULL, code TEXT NOT NULL, raised_wall_ms INTEGER NOT NULL, event BLOB NOT NULL, "
@@ -248,7 +245,7 @@ TEST(ConditionsQueue, AConditionsTableWithoutTheFirstRecordGetsItAtOpen) {
     f.raise(q, "new");  // alarm seq 2
     f.raise(q, "new");  // alarm seq 3, re-reports seq 2
     ASSERT_TRUE(q.flush());
-    const auto records = committed_records(d.path / "queue.db");
+    const auto records = committed_records(d.path() / "queue.db");
     ASSERT_EQ(records.size(), 3u);
     EXPECT_TRUE(records[0].rereport());
     EXPECT_FALSE(repeats_of(records[0]));
@@ -324,7 +321,7 @@ TEST(ConditionsQueue, AQueueFileWithoutTheTableGetsItAtOpen) {
     temp_dir d;
     { durable_queue q(options_in(d)); }
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("DROP TABLE conditions");  // a file made before the table existed
     }
     durable_queue q(options_in(d));
@@ -362,7 +359,7 @@ TEST(ConditionsQueue, AfterASigkillTheStoredListAgreesWithTheCommittedRecords) {
             std::optional<std::uint64_t> repeats;
         };
         std::map<std::uint64_t, emitted> by_device_seq;
-        for (const auto &c : committed_records(d.path / "queue.db")) {
+        for (const auto &c : committed_records(d.path() / "queue.db")) {
             if (c.record.at("origin").as<std::string>() != "driver") continue;  // a gateway event
             emitted e{c.event_text("event_id"), c.event_text("ends"), c.l == lane::alarm ? c.seq : 0, std::nullopt};
             if (const auto r = repeats_of(c)) e.repeats = std::get<2>(*r);

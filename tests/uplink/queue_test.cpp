@@ -29,10 +29,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A folder of the test's own (/tmp/firelink-queue-XXXXXX).
-struct temp_dir : firelink_test::temp_dir {
-    temp_dir() : firelink_test::temp_dir("firelink-queue") {}
-};
+using firelink_test::temp_dir;
 
 // A record's pairs as the sink makes them, for an event of this kind with a marker in its message.
 std::vector<std::uint8_t> body_of(const std::string &kind, const std::string &marker, std::uint32_t &pairs,
@@ -99,7 +96,7 @@ bool eventually(F done, std::chrono::milliseconds timeout) {
 
 queue_options options_in(const temp_dir &d) {
     queue_options o;
-    o.path = d.path / "queue.db";
+    o.path = d.path() / "queue.db";
     o.gateway_id = "gw-test";
     o.reserve_bytes = 0;
     return o;
@@ -150,7 +147,7 @@ TEST(Queue, ANewFileIsANewEpoch) {
         durable_queue q(options_in(d));
         first = q.epoch();
     }
-    fs::remove(d.path / "queue.db");
+    fs::remove(d.path() / "queue.db");
     durable_queue q(options_in(d));
     EXPECT_NE(q.epoch(), first);
     EXPECT_TRUE(q.opened().created);
@@ -307,7 +304,7 @@ TEST(Queue, ACorruptFileIsMovedAsideAndTheLossReported) {
     }
     // Scribble over the middle of the file (the header stays, so the damage shows only when pages are read).
     {
-        std::fstream f(d.path / "queue.db", std::ios::in | std::ios::out | std::ios::binary);
+        std::fstream f(d.path() / "queue.db", std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(8192);
         std::mt19937 rng(7);
         for (int i = 0; i < 40000; ++i) f.put(static_cast<char>(rng()));
@@ -332,7 +329,7 @@ TEST(Queue, ACorruptFileIsMovedAsideAndTheLossReported) {
 
 TEST(Queue, GarbageInsteadOfADatabaseIsMovedAside) {
     temp_dir d;
-    std::ofstream(d.path / "queue.db") << "this is not a database, it is a text file someone put here";
+    std::ofstream(d.path() / "queue.db") << "this is not a database, it is a text file someone put here";
     durable_queue q(options_in(d));
     EXPECT_TRUE(q.opened().recovered);
     EXPECT_TRUE(fs::exists(q.opened().moved_to));
@@ -341,7 +338,7 @@ TEST(Queue, GarbageInsteadOfADatabaseIsMovedAside) {
 TEST(Queue, RefusesAnotherApplicationsDatabase) {
     temp_dir d;
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
         db.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT)");
         db.exec("INSERT INTO accounts(owner) VALUES('someone')");
     }
@@ -351,7 +348,7 @@ TEST(Queue, RefusesAnotherApplicationsDatabase) {
     } catch (const std::runtime_error &e) {
         EXPECT_NE(std::string(e.what()).find("not a firelink queue"), std::string::npos) << e.what();
     }
-    SQLite::Database db((d.path / "queue.db").string());
+    SQLite::Database db((d.path() / "queue.db").string());
     EXPECT_EQ(db.execAndGet("SELECT owner FROM accounts").getString(), "someone");  // untouched
 }
 
@@ -416,7 +413,7 @@ std::string disk_usage(const fs::path &dir) {
 // A real full disk: a 4 MiB tmpfs.
 TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
     temp_dir d;
-    const small_disk disk(d.path / "small", "4m");
+    const small_disk disk(d.path() / "small", "4m");
     if (!disk.mounted) GTEST_SKIP() << disk.problem;
     const auto mnt = disk.at;
     auto o = options_in(d);
@@ -460,7 +457,7 @@ TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
 // default 16 MiB reserve: it is cut to an eighth of the disk rather than never made.
 TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     temp_dir d;
-    const small_disk disk(d.path / "small", "8m");
+    const small_disk disk(d.path() / "small", "8m");
     if (!disk.mounted) GTEST_SKIP() << disk.problem;
     auto o = options_in(d);
     o.path = disk.at / "queue.db";
@@ -532,7 +529,7 @@ TEST(Queue, TheWriteAheadLogStaysBounded) {
     ASSERT_TRUE(q.flush(30s));
     // 60000 records of ~0.4 KiB went through, twice (insert, delete): ~50 MB of log. It restarts after checkpoints, so
     // it never holds more than 16 MB and a group.
-    const auto wal = fs::file_size(d.path / "queue.db-wal");
+    const auto wal = fs::file_size(d.path() / "queue.db-wal");
     EXPECT_LT(wal, 24u << 20) << "the WAL grew to " << wal << " bytes";
     EXPECT_EQ(q.stats().lanes[2].depth, 0u);
 }
@@ -554,7 +551,7 @@ TEST(Queue, OnlyAQueueLeftByACrashIsReadWholeAtStart) {
     }
     {
         // What a crash leaves: the flag the open set, never reset by a clean close.
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("UPDATE meta SET value = '0' WHERE key = 'clean_close'");
     }
     durable_queue q(o);
@@ -603,7 +600,7 @@ TEST(Queue, WithoutItsAlarmReserveTheGatewayHasAFaultUntilItIsBack) {
         std::lock_guard lock(m);
         recorded.push_back(ev.device_id + " " + ev.device_class + " " + ev.kind + " #" + std::to_string(ev.sequence));
     };
-    const auto reserve = d.path / "queue.db.reserve";
+    const auto reserve = d.path() / "queue.db.reserve";
     fs::create_directories(reserve);
     durable_queue q(o);
     EXPECT_FALSE(q.stats().reserve_held);
@@ -629,7 +626,7 @@ TEST(Queue, TheReserveFaultIsRestoredAfterARestartAndNotRaisedTwice) {
     temp_dir d;
     auto o = options_in(d);
     o.reserve_bytes = 64 << 10;
-    const auto reserve = d.path / "queue.db.reserve";
+    const auto reserve = d.path() / "queue.db.reserve";
     fs::create_directories(reserve);
     {
         durable_queue q(o);
