@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import unittest
 
-from firelink_e2e import take_arguments, PtyPair, Receiver, Sim, Site, driver_events, new_workdir, wait_for
+from firelink_e2e import PtyPair, Receiver, Sim, Site, driver_events, new_workdir, take_arguments, wait_for
 
 HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "sim", "modbus", "scenarios")

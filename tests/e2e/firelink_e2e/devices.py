@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+from .site import new_workdir
 from .wait import DEADLINE, wait_for
 
 
@@ -161,3 +162,15 @@ class PtyPair:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait()
+
+
+def serial_sim(test, sim, model, *args):
+    """For `test`: a folder of its own, a socat pty pair in it, and `firelink-sim <model> --serial <device end>` with
+    `args` (--units ...), all closed when the test ends. Returns (folder, pty, sim): the host's bus opens
+    pty.host_end."""
+    folder = new_workdir(test)
+    pty = PtyPair(folder)
+    test.addCleanup(pty.close)
+    device = Sim(sim, model, "--serial", pty.device_end, *args)
+    test.addCleanup(device.close)
+    return folder, pty, device
