@@ -18,12 +18,11 @@ Usage (ctest passes these): conditions_e2e_test.py FIRELINK_HOST FIRELINK_RECEIV
 import json
 import os
 import signal
-import sys
 import tempfile
 import unittest
 
 import firelink_e2e
-from firelink_e2e import LineDevice, Receiver, request_json, take_arguments, wait_for
+from firelink_e2e import LineDevice, Receiver, print_logs_if_failed, request_json, take_arguments, wait_for
 
 HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "PUSH_PLUGIN_DIR")
 
@@ -76,12 +75,7 @@ class ConditionsTest(unittest.TestCase):
             self.host.stop()
         self.device.close()
         self.receiver.close()
-        if any(e for _, e in getattr(self._outcome, "errors", []) if e) or not self._outcome.success:
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 60 lines)\n" + "".join(f.readlines()[-60:]))
+        print_logs_if_failed(self, self.dir)
         self.tmp.cleanup()
 
     def start_host(self, isolation, use_conditions=True):

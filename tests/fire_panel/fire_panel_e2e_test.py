@@ -14,7 +14,7 @@ import time
 import unittest
 
 import firelink_e2e
-from firelink_e2e import DEADLINE, driver_events, free_port, new_workdir, take_arguments, wait_for
+from firelink_e2e import DEADLINE, driver_events, free_port, new_workdir, take_arguments, test_failed, wait_for
 from firelink_e2e.gb26875 import FrameReader, confirm_of, serial_of
 
 HOST, SIM, DECODE, PLUGINS, VECTORS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_DECODE",
@@ -100,14 +100,9 @@ class FirePanelEndToEnd(unittest.TestCase):
         for s in self.sims:
             s.kill()
         if self.site:
-            if self._outcome_failed():
+            if test_failed(self):
                 print(self.site.output(), file=sys.stderr)
             self.site.close()
-
-    def _outcome_failed(self):
-        result = getattr(self, "_outcome", None)
-        errors = getattr(result, "errors", None) or getattr(getattr(result, "result", None), "errors", [])
-        return bool(errors)
 
     def sim(self, *args):
         s = Sim(self.site.listen, *args)

@@ -18,11 +18,11 @@ Usage (ctest passes these): reload_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELI
 import json
 import os
 import subprocess
-import sys
 import time
 import unittest
 
-from firelink_e2e import Receiver, Sim, Site, free_port, new_workdir, request_json, take_arguments, wait_for
+from firelink_e2e import (Receiver, Sim, Site, free_port, new_workdir, print_logs_if_failed, request_json, take_arguments,
+                          wait_for)
 
 HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 
@@ -92,12 +92,7 @@ class ReloadTest(unittest.TestCase):
         return s.devices()[dev_id]
 
     def tearDown(self):
-        if not self._outcome.success:
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 80 lines)\n" + "".join(f.readlines()[-80:]))
+        print_logs_if_failed(self, self.dir, lines=80)
 
     def test_KeptOnRefusal(self):
         sim = Sim(SIM, "gas-valve", "--listen", "127.0.0.1:0")

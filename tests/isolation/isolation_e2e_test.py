@@ -13,7 +13,7 @@ import time
 import unittest
 
 import firelink_e2e
-from firelink_e2e import new_workdir, take_arguments, wait_for
+from firelink_e2e import new_workdir, take_arguments, test_failed, wait_for
 
 HOST, STREAMS = take_arguments("FIRELINK_HOST", "STREAM_PLUGIN_DIR")
 CLASS = "vendor:org.firelink.tests.stream"
@@ -59,7 +59,7 @@ class IsolationTest(unittest.TestCase):
         if self.site:
             out = self.site.output()
             self.site.close()
-            if hasattr(self, "_outcome") and any(err for _, err in getattr(self._outcome, "errors", [])):
+            if test_failed(self):
                 print(out[-6000:])
         shutil.rmtree(self.shared, ignore_errors=True)
 

@@ -20,7 +20,7 @@ import time
 import unittest
 
 import firelink_e2e
-from firelink_e2e import free_port, request_json, take_arguments
+from firelink_e2e import free_port, print_logs_if_failed, request_json, take_arguments
 from firelink_e2e import msgpack_codec as mp
 
 HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "LOAD_PLUGIN_DIR")
@@ -129,21 +129,7 @@ class Base(unittest.TestCase):
                 p.stop()
             except Exception:
                 pass
-        if self._outcome_failed():
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 60 lines) ----\n" + "".join(f.readlines()[-60:]))
-
-    def _outcome_failed(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return True
-        if hasattr(outcome, "errors"):  # Python < 3.11
-            return any(exc for _, exc in outcome.errors)
-        result = outcome.result
-        return not outcome.success or any(t is self for t, _ in result.failures + result.errors)
+        print_logs_if_failed(self, self.dir)
 
     def receiver(self, **kw):
         r = Receiver(self.dir, **kw)
