@@ -53,6 +53,17 @@ std::vector<std::uint8_t> command(const std::string &id, const std::string &name
             reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size()};
 }
 
+// Zone q's alarm (event id "zone-stored") of device p1, as a durable queue keeps it open across a host restart.
+core::open_condition stored_zone_alarm() {
+    core::open_condition c;
+    c.device_id = "p1";
+    c.event_id = "zone-stored";
+    c.kind = "alarm";
+    c.code = "zone_alarm";
+    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
+    return c;
+}
+
 class Conditions : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -203,13 +214,7 @@ TEST_F(Conditions, AnAlarmReportedAgainByANewInstanceIsMarkedAndOpensNothingMore
 
 // The same re-report read back from a durable queue after a host restart: the marking needs only the list.
 TEST_F(Conditions, AnAlarmReportedAgainAfterAHostRestartIsMarked) {
-    core::open_condition c;
-    c.device_id = "p1";
-    c.event_id = "zone-stored";
-    c.kind = "alarm";
-    c.code = "zone_alarm";
-    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
-    runtime->load_conditions({c});
+    runtime->load_conditions({stored_zone_alarm()});
     make("p1");
     run("p1", "alarm", "q");
     const auto again = last("p1", "alarm");
@@ -221,12 +226,7 @@ TEST_F(Conditions, AnAlarmReportedAgainAfterAHostRestartIsMarked) {
 
 // What a durable queue stored before a host restart comes back through load_conditions.
 TEST_F(Conditions, LoadedConditionsAreWhatANewDeviceSees) {
-    core::open_condition c;
-    c.device_id = "p1";
-    c.event_id = "zone-stored";
-    c.kind = "alarm";
-    c.code = "zone_alarm";
-    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
+    core::open_condition c = stored_zone_alarm();
     c.raised_wall_ms = 1234;
     core::open_condition other = c;
     other.device_id = "p2";
