@@ -3,21 +3,19 @@ its views read (the uplink, the queue, the runtime), so a /metrics, /healthz or 
 shutdown never reads freed memory. The host runs under valgrind's memcheck, which turns a read of freed memory into
 exit status 99; the test wants 0.
 
-Usage (ctest passes these): shutdown_scrape_test.py FIRELINK_HOST PLUGIN_DIR DRIVERLIB_DIR [unittest args]
+Usage (ctest passes these): shutdown_scrape_test.py FIRELINK_HOST PLUGIN_DIR [unittest args]
 """
 import os
 import shutil
 import signal
-import sys
-import tempfile
 import threading
 import unittest
 import urllib.error
 import urllib.request
 
-HOST, PLUGINS, DRIVERLIB = sys.argv[1:4]
-sys.path.insert(0, DRIVERLIB)
-import driverlib  # noqa: E402
+from firelink_e2e import Site, admin_request, free_port, new_workdir, take_arguments, wait_for
+
+HOST, PLUGINS = take_arguments("FIRELINK_HOST", "PLUGIN_DIR")
 
 PATHS = ["/metrics", "/healthz", "/api/uplink", "/api/devices", "/api/control"]
 
@@ -26,24 +24,19 @@ class ShutdownUnderScrapeTest(unittest.TestCase):
     def setUp(self):
         self.valgrind = shutil.which("valgrind")
         self.assertIsNotNone(self.valgrind, "valgrind is missing (scripts/setup installs it)")
-        self.dir = tempfile.mkdtemp(prefix="firelink-scrape-")
+        self.dir = new_workdir(self)
         # The platform is a port nobody listens on: the uplink keeps retrying, so its state changes under the scrapes.
         with open(os.path.join(self.dir, "gateway-token"), "w") as f:
             f.write("scrape-test-gateway-token\n")
-        body = (f'[uplink]\nurl = "http://127.0.0.1:{driverlib.free_port()}"\nqueue_path = "queue.db"\n'
+        body = (f'[uplink]\nurl = "http://127.0.0.1:{free_port()}"\nqueue_path = "queue.db"\n'
                 f'token_file = "gateway-token"\nbackoff_max_s = 1\n')
-        wrapper = os.path.join(self.dir, "host-under-memcheck")
-        with open(wrapper, "w") as f:
-            f.write(f'#!/bin/sh\nexec {self.valgrind} -q --error-exitcode=99 --leak-check=no {HOST} "$@"\n')
-        os.chmod(wrapper, 0o755)
-        self.site = driverlib.Site(wrapper, PLUGINS, body, self.dir)
+        self.site = Site(HOST, PLUGINS, body, self.dir)
 
     def tearDown(self):
         self.site.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def test_sigterm_during_scrapes_exits_cleanly(self):
-        self.site.start()
+        self.site.start(prefix=(self.valgrind, "-q", "--error-exitcode=99", "--leak-check=no"))
         stop = threading.Event()
         answered = [0] * len(PATHS)
 
@@ -51,7 +44,7 @@ class ShutdownUnderScrapeTest(unittest.TestCase):
             url = f"http://127.0.0.1:{self.site.port}{PATHS[i]}"
             while not stop.is_set():
                 try:
-                    with urllib.request.urlopen(driverlib.admin_request(url), timeout=30) as r:
+                    with urllib.request.urlopen(admin_request(url), timeout=30) as r:
                         r.read()
                         answered[i] += 1
                 except urllib.error.HTTPError as e:
@@ -63,7 +56,7 @@ class ShutdownUnderScrapeTest(unittest.TestCase):
         threads = [threading.Thread(target=scrape, args=(i,), daemon=True) for i in range(len(PATHS))]
         for t in threads:
             t.start()
-        driverlib.wait_for(lambda: min(answered) >= 3, "every view to answer while scraped", timeout=120)
+        wait_for(lambda: min(answered) >= 3, "every view to answer while scraped", timeout=120)
         self.site.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.site.proc.wait(timeout=120)
@@ -75,4 +68,4 @@ class ShutdownUnderScrapeTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:])
+    unittest.main()

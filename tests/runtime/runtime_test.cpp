@@ -20,12 +20,15 @@
 #include <firelink/core/plugin_loader.hpp>
 
 #include "fixture_paths.h"
+#include "event_collector.hpp"
 #include "log_capture.hpp"
 
 namespace core = firelink::core;
 using namespace std::chrono_literals;
 
 namespace {
+
+using collector = firelink_test::event_collector;
 
 std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::variant> &kv) {
     msgpack::sbuffer buf;
@@ -34,40 +37,6 @@ std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::
             reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size()};
 }
 
-// Collects accepted events; lets a test wait for a count without depending on speed (generous deadline).
-struct collector {
-    std::mutex m;
-    std::condition_variable cv;
-    std::vector<core::accepted_event> events;
-
-    void operator()(core::accepted_event &&ev) {
-        std::lock_guard lock(m);
-        events.push_back(std::move(ev));
-        cv.notify_all();
-    }
-
-    std::size_t count(const std::string &device) {
-        std::lock_guard lock(m);
-        return std::count_if(events.begin(), events.end(), [&](const auto &e) { return e.device_id == device; });
-    }
-
-    bool wait_for(const std::string &device, std::size_t n) {
-        std::unique_lock lock(m);
-        return cv.wait_for(lock, 20s, [&] {
-            return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const auto &e) {
-                       return e.device_id == device;
-                   })) >= n;
-        });
-    }
-
-    std::vector<core::accepted_event> of(const std::string &device) {
-        std::lock_guard lock(m);
-        std::vector<core::accepted_event> out;
-        for (const auto &e : events)
-            if (e.device_id == device) out.push_back(e);
-        return out;
-    }
-};
 
 class Runtime : public ::testing::Test {
 protected:
