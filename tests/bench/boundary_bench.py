@@ -9,7 +9,7 @@ lines lost (must be 0; the exit status is 1 otherwise). Speed is never checked.
 
 Usage: boundary_bench.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR E2E_DIR [--lines N] [--dir DIR]
 Full run (manual): tests/bench/boundary_bench.py build/bin/firelink-host build/bin/firelink-receiver \\
-    build/tests/isolation/plugins-lines tests/drivers --lines 1000000 --dir /var/tmp
+    build/tests/isolation/plugins-lines tests/e2e --lines 1000000 --dir /var/tmp
 """
 import argparse
 import json
