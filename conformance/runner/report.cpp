@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include <firelink/text.hpp>
+
 #include "firelink/core/event_check.hpp"
 
 namespace firelink::conform {
@@ -37,22 +39,12 @@ std::string sha256_file(const std::string &path) {
     unsigned int len = 0;
     EVP_DigestFinal_ex(ctx, md, &len);
     EVP_MD_CTX_free(ctx);
-    std::string hex;
-    char two[3];
-    for (unsigned int i = 0; i < len; ++i) {
-        std::snprintf(two, sizeof two, "%02x", md[i]);
-        hex += two;
-    }
-    return hex;
+    return firelink::text::to_hex({md, len});
 }
 
 namespace {
 
-std::string js(std::string_view s) {
-    std::string out;
-    core::append_json_string(out, s);
-    return out;
-}
+std::string js(std::string_view s) { return firelink::text::json_string(s); }
 
 std::string version_text(std::uint32_t v) {
     return std::to_string(v >> 22) + "." + std::to_string((v >> 12) & 0x3ff) + "." + std::to_string(v & 0xfff);

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+
+#include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 #include <firelink/admin/command_json.hpp>
@@ -18,7 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 unsigned http_status(control::reason r) {
     switch (r) {
@@ -31,14 +32,14 @@ unsigned http_status(control::reason r) {
 }
 
 admin::status_json refused(const std::string &device, const control::decision &d) {
-    return {http_status(d.why), dump({{"device", device},
+    return {http_status(d.why), text::dump_json<json>({{"device", device},
                                       {"status", "refused"},
                                       {"reason", control::to_string(d.why)},
                                       {"detail", d.detail},
                                       {"audit_seq", d.audit_seq}})};
 }
 
-admin::status_json bad_request(const std::string &why) { return {400, dump({{"error", why}})}; }
+admin::status_json bad_request(const std::string &why) { return {400, text::dump_json<json>({{"error", why}})}; }
 
 control::actor actor_of(const admin::principal &who) { return {who.name, admin::role_name(who.role), "admin"}; }
 
@@ -188,7 +189,7 @@ control::command_facts command_gate::facts(const std::string &device, const std:
 admin::status_json command_gate::select(const admin::principal &who, const std::string &device,
                                         const std::string &body) {
     if (auto no = unaudited(device)) return *no;
-    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    if (!runtime_ || !runtime_->has_device(device)) return {404, text::dump_json<json>({{"error", "no device '" + device + "'"}})};
     auto parsed = admin::command_from_json(body, "select");
     if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
     const auto doc = json::parse(body);  // command_from_json has checked it
@@ -196,7 +197,7 @@ admin::status_json command_gate::select(const admin::principal &who, const std::
     const json args = doc.value("args", json::object());
     const auto d = plane_.select(actor_of(who), device, name, args, facts(device, name));
     if (!d.granted()) return refuse(actor_of(who), device, name, d);
-    return {200, dump({{"device", device},
+    return {200, text::dump_json<json>({{"device", device},
                        {"select_id", d.select_id},
                        {"command", name},
                        {"principal", who.name},
@@ -208,7 +209,7 @@ admin::status_json command_gate::cancel(const admin::principal &who, const std::
     if (auto no = unaudited(device)) return *no;
     const auto d = plane_.cancel(actor_of(who), device);
     if (!d.granted()) return refuse(actor_of(who), device, "select", d);
-    return {200, dump({{"device", device}, {"cancelled", d.select_id}, {"audit_seq", d.audit_seq}})};
+    return {200, text::dump_json<json>({{"device", device}, {"cancelled", d.select_id}, {"audit_seq", d.audit_seq}})};
 }
 
 admin::status_json command_gate::operate(const admin::principal &who, const std::string &device,
@@ -223,12 +224,12 @@ admin::status_json command_gate::operate(const admin::principal &who, const std:
             doc.erase(it);
         }
     }
-    const std::string command_body = doc.is_object() ? dump(doc) : body;
+    const std::string command_body = doc.is_object() ? text::dump_json<json>(doc) : body;
     const auto generated = "cmd-" + std::to_string(::getpid()) + "-" + std::to_string(next_command_++);
     auto parsed = admin::command_from_json(command_body, generated);
     if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
     const auto &bytes = std::get<std::vector<std::uint8_t>>(parsed);
-    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    if (!runtime_ || !runtime_->has_device(device)) return {404, text::dump_json<json>({{"error", "no device '" + device + "'"}})};
     if (auto no = unaudited(device)) return *no;
     const std::string name = doc["name"];
     const std::string command_id = doc.value("id", generated);
@@ -251,32 +252,32 @@ admin::status_json command_gate::send(const std::string &device, const std::stri
              {"audit_seq", d.audit_seq}};
     if (!d.select_id.empty()) out["select_id"] = d.select_id;
     switch (st) {
-    case FL_OK: return {202, dump(out)};
-    case FL_NOT_FOUND: return {404, dump(out)};
+    case FL_OK: return {202, text::dump_json<json>(out)};
+    case FL_NOT_FOUND: return {404, text::dump_json<json>(out)};
     case FL_INVALID_ARGUMENT:
-    case FL_UNSUPPORTED: return {422, dump(out)};
+    case FL_UNSUPPORTED: return {422, text::dump_json<json>(out)};
     case FL_CLOSED:
-    case FL_BUSY: return {409, dump(out)};
-    case FL_TIMEOUT: return {504, dump(out)};
-    default: return {500, dump(out)};
+    case FL_BUSY: return {409, text::dump_json<json>(out)};
+    case FL_TIMEOUT: return {504, text::dump_json<json>(out)};
+    default: return {500, text::dump_json<json>(out)};
     }
 }
 
 admin::status_json command_gate::mode(const admin::principal &who, const std::string &device,
                                       const std::string &body) {
     if (auto no = unaudited(device)) return *no;
-    if (!runtime_ || !runtime_->has_device(device)) return {404, dump({{"error", "no device '" + device + "'"}})};
+    if (!runtime_ || !runtime_->has_device(device)) return {404, text::dump_json<json>({{"error", "no device '" + device + "'"}})};
     const json doc = json::parse(body, nullptr, false);
     if (!doc.is_object() || !doc.contains("mode") || !doc["mode"].is_string())
         return bad_request("the body must be {\"mode\": \"local\" | \"remote\", \"why\": \"...\"}");
     const std::string why = doc.contains("why") && doc["why"].is_string() ? doc["why"].get<std::string>() : "";
     const auto d = plane_.set_mode(actor_of(who), device, doc["mode"], why);
     if (!d.granted()) return refuse(actor_of(who), device, "mode", d);
-    return {200, dump({{"device", device}, {"mode", plane_.mode(device)}, {"audit_seq", d.audit_seq}})};
+    return {200, text::dump_json<json>({{"device", device}, {"mode", plane_.mode(device)}, {"audit_seq", d.audit_seq}})};
 }
 
 std::string command_gate::audit_json(std::string_view query) const {
-    if (!audit_) return dump({{"records", json::array()}, {"head", nullptr}, {"kept", 0}});
+    if (!audit_) return text::dump_json<json>({{"records", json::array()}, {"head", nullptr}, {"kept", 0}});
     const auto number_of = [&](std::string_view name, std::uint64_t otherwise) {
         const auto v = admin::query_value(query, name);
         return v ? number(*v).value_or(otherwise) : otherwise;
@@ -294,7 +295,7 @@ std::string command_gate::audit_json(std::string_view query) const {
     }
     json head = nullptr;
     if (auto h = audit_->head()) head = {{"seq", h->seq}, {"hash", h->hash}};
-    return dump({{"records", std::move(records)}, {"head", std::move(head)}, {"kept", audit_->size()}});
+    return text::dump_json<json>({{"records", std::move(records)}, {"head", std::move(head)}, {"kept", audit_->size()}});
 }
 
 std::string command_gate::platform(const std::string &id, const std::string &device,

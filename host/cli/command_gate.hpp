@@ -18,6 +18,7 @@
 #include <firelink/admin/admin_server.hpp>
 #include <firelink/control/control_plane.hpp>
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/text.hpp>
 #include <firelink/core/plugin_loader.hpp>
 
 namespace firelink::cli {
@@ -55,7 +56,7 @@ public:
     admin::status_json operate(const admin::principal &who, const std::string &device, const std::string &body);
     admin::status_json mode(const admin::principal &who, const std::string &device, const std::string &body);
     std::string audit_json(std::string_view query) const;
-    std::string control_json() const { return plane_.to_json().dump(); }
+    std::string control_json() const { return text::dump_json(plane_.to_json()); }
 
     // The platform's downlink: empty when the command went to the device; else why not (for the platform's
     // command_result). `command` is the msgpack {"id","name","args"} the device would take.

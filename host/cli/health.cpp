@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <firelink/text.hpp>
+
 namespace firelink::cli {
 
 namespace {
@@ -132,8 +134,8 @@ admin::health_answer judge_health(const health_facts &f) {
     }
     out["plugins"] = std::move(plugins);
     out["plugins_refused"] = f.refused_plugins;
-    // replace: a driver's or the platform's error text need not be valid UTF-8.
-    return {status == "ok", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+    // A driver's or the platform's error text need not be valid UTF-8.
+    return {status == "ok", firelink::text::dump_json(out)};
 }
 
 std::string health_summary(const health_facts &f) {

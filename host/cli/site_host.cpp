@@ -14,6 +14,7 @@
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
+#include <firelink/text.hpp>
 #include <firelink/pipeline/sinks.hpp>
 #include <firelink/uplink/uplink.hpp>
 
@@ -111,7 +112,7 @@ std::pair<unsigned, std::string> site_host::reload() {
             spdlog::error("reload refused: {}", e.str());
         }
         body = {{"reloaded", false}, {"errors", lines}};
-        return {400, body.dump()};
+        return {400, text::dump_json(body)};
     }
     auto next = std::get<site::site_config>(std::move(loaded));
     std::vector<std::string> notes;
@@ -133,7 +134,7 @@ std::pair<unsigned, std::string> site_host::reload() {
     }
     spdlog::info("reloaded {}: {} device(s) running; {}; {} problem(s)", cfg_.file.string(), devices_.running().size(),
                  out.summary(), out.problems.size());
-    return {out.clean() ? 200u : 207u, out.to_json(devices_.running().size()).dump()};
+    return {out.clean() ? 200u : 207u, text::dump_json(out.to_json(devices_.running().size()))};
 }
 
 health_facts site_host::health_now() const {

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <firelink/text.hpp>
+
 #include <firelink/core/event_check.hpp>
 
 namespace firelink::cli {
@@ -11,9 +13,6 @@ namespace firelink::cli {
 namespace {
 
 using json = nlohmann::json;
-
-// Device text, driver text and the platform's error bodies need not be valid UTF-8: replaced, never a 500.
-std::string dump(const json &j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 json text_or_null(const std::string &t) { return t.empty() ? json(nullptr) : json(t); }
 
@@ -51,7 +50,7 @@ std::string devices_json(const core::device_runtime &runtime, const site_table_o
         if (auto site = site_of(id)) d["site"] = *site;
         list.push_back(std::move(d));
     }
-    return dump(list);
+    return text::dump_json<json>(list);
 }
 
 std::string uplink_json(const std::string &url, const std::string &queue_path, const uplink::durable_queue &queue,
@@ -85,7 +84,7 @@ std::string uplink_json(const std::string &url, const std::string &queue_path, c
     } catch (const std::exception &e) {
         quarantine = {{"error", e.what()}};
     }
-    return dump({{"configured", true},
+    return text::dump_json<json>({{"configured", true},
                  {"url", url},
                  {"queue", queue_path},
                  {"epoch", q.epoch},

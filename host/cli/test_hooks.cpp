@@ -6,6 +6,8 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+
+#include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 namespace firelink::cli {
@@ -15,7 +17,7 @@ using namespace std::chrono_literals;
 std::pair<unsigned, std::string> run_test_hook(const std::string &name, const std::string &body,
                                                const test_hook_targets &targets) {
     auto fail = [](unsigned status, const std::string &why) {
-        return std::pair<unsigned, std::string>{status, nlohmann::json{{"error", why}}.dump()};
+        return std::pair<unsigned, std::string>{status, text::dump_json(nlohmann::json{{"error", why}})};
     };
     if (name != "wedge") return fail(404, "no test hook (there is: wedge)");
     const auto args = nlohmann::json::parse(body.empty() ? "{}" : body, nullptr, false);
@@ -44,7 +46,7 @@ std::pair<unsigned, std::string> run_test_hook(const std::string &name, const st
             return fail(504, "the " + loop + " loop did not pick up the wedge");
         std::this_thread::sleep_for(5ms);
     }
-    return {202, nlohmann::json{{"wedged", loop}, {"seconds", seconds}}.dump()};
+    return {202, text::dump_json(nlohmann::json{{"wedged", loop}, {"seconds", seconds}})};
 }
 
 }  // namespace firelink::cli

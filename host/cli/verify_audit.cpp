@@ -3,6 +3,7 @@
 #include <exception>
 
 #include <firelink/control/audit_log.hpp>
+#include <firelink/text.hpp>
 
 #include "commands.hpp"
 
@@ -19,7 +20,7 @@ int verify_audit(const std::string &db, std::size_t show) {
                 r["seq"] = e.seq;
                 r["wall_ms"] = e.wall_ms;
                 r["hash"] = e.hash;
-                std::printf("%s\n", r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+                std::printf("%s\n", firelink::text::dump_json(r).c_str());
             }
         }
         if (check.ok) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <firelink/text.hpp>
 #include <firelink/proto/gb26875.hpp>
 #include <firelink/proto/gb26875/json.hpp>
 
@@ -16,29 +17,6 @@
 namespace {
 
 namespace gb = firelink::proto::gb26875;
-
-bool parse_hex(const char *text, std::vector<std::uint8_t> &out, std::string &why) {
-    std::string digits;
-    for (const char *p = text; *p; ++p) {
-        if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-            ++p;
-            continue;
-        }
-        if (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n' || *p == '-') continue;
-        if (!std::isxdigit(static_cast<unsigned char>(*p))) {
-            why = std::string("not hex: '") + *p + "' at character " + std::to_string(p - text + 1);
-            return false;
-        }
-        digits += *p;
-    }
-    if (digits.size() % 2) {
-        why = "odd number of hex digits (" + std::to_string(digits.size()) + ")";
-        return false;
-    }
-    for (std::size_t i = 0; i < digits.size(); i += 2)
-        out.push_back(static_cast<std::uint8_t>(std::stoul(digits.substr(i, 2), nullptr, 16)));
-    return true;
-}
 
 std::string hex2(std::uint8_t a) {
     char b[8];
@@ -110,10 +88,12 @@ int run(int argc, char **argv) {
         std::vector<std::uint8_t> all;
         for (std::size_t i = 0; i < args.size(); ++i) {
             std::string why;
-            if (!parse_hex(args[i], all, why)) {
+            const auto bytes = firelink::text::parse_hex(args[i], why);
+            if (!bytes) {
                 std::fprintf(stderr, "argument %zu: %s\n", i + 1, why.c_str());
                 return 1;
             }
+            all.insert(all.end(), bytes->begin(), bytes->end());
         }
         gb::stream_decoder dec;
         dec.feed(all);
@@ -141,13 +121,14 @@ int run(int argc, char **argv) {
         return status;
     }
     for (std::size_t i = 0; i < args.size(); ++i) {
-        std::vector<std::uint8_t> bytes;
         std::string why;
-        if (!parse_hex(args[i], bytes, why)) {
+        const auto parsed = firelink::text::parse_hex(args[i], why);
+        if (!parsed) {
             std::fprintf(stderr, "argument %zu: %s\n", i + 1, why.c_str());
             status = 1;
             continue;
         }
+        const auto &bytes = *parsed;
         const auto d = gb::decode_frame(bytes);
         if (!d.ok()) {
             std::fprintf(stderr, "argument %zu: invalid frame: %s\n", i + 1, explain(bytes, d).c_str());

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <firelink/text.hpp>
 #include <firelink/proto/modbus.hpp>
 
 #include "common/subcommand.hpp"
@@ -17,49 +18,12 @@ namespace {
 
 namespace mb = firelink::proto::modbus;
 
-std::optional<std::vector<std::uint8_t>> parse_hex(const std::string &text, std::string &why) {
-    std::vector<std::uint8_t> out;
-    std::string digits;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (c == ' ' || c == ':' || c == '-' || c == ',' || c == '\t') continue;
-        if ((c == 'x' || c == 'X') && !digits.empty() && digits.back() == '0' && digits.size() % 2 == 1) {
-            digits.pop_back();  // a 0x prefix
-            continue;
-        }
-        if (!std::isxdigit(static_cast<unsigned char>(c))) {
-            why = "not hex: '" + std::string(1, c) + "' at offset " + std::to_string(i);
-            return std::nullopt;
-        }
-        digits += c;
-    }
-    if (digits.size() % 2) {
-        why = "odd number of hex digits (" + std::to_string(digits.size()) + ")";
-        return std::nullopt;
-    }
-    for (std::size_t i = 0; i < digits.size(); i += 2) out.push_back(static_cast<std::uint8_t>(std::stoul(digits.substr(i, 2), nullptr, 16)));
-    return out;
-}
-
-std::string quote(const std::string &s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\', out += c;
-        else if (static_cast<unsigned char>(c) < 0x20) {
-            char b[8];
-            std::snprintf(b, sizeof b, "\\u%04x", c);
-            out += b;
-        } else out += c;
-    }
-    return out + "\"";
-}
-
 struct json_line {
     std::string body;
     void add(const std::string &k, const std::string &raw_value) {
-        body += (body.empty() ? "" : ", ") + quote(k) + ": " + raw_value;
+        body += (body.empty() ? "" : ", ") + firelink::text::json_string(k) + ": " + raw_value;
     }
-    void str(const std::string &k, const std::string &v) { add(k, quote(v)); }
+    void str(const std::string &k, const std::string &v) { add(k, firelink::text::json_string(v)); }
     void num(const std::string &k, long long v) { add(k, std::to_string(v)); }
     std::string done() const { return "{" + body + "}"; }
 };
@@ -177,7 +141,7 @@ int run(const char *name, bool tcp, int argc, char **argv) {
         json_line j;
         j.num("frame", static_cast<long long>(i + 1));
         std::string why;
-        auto bytes = parse_hex(frames[i], why);
+        auto bytes = firelink::text::parse_hex(frames[i], why);
         std::optional<mb::error> err;
         if (!bytes) {
             j.add("valid", "false");

@@ -1,5 +1,7 @@
 #include "batch.hpp"
 
+#include <firelink/text.hpp>
+
 #include <cmath>
 #include <limits>
 
@@ -145,7 +147,7 @@ void check_record(const msgpack::object &rec, record_row &row) {
             if (kv.val.type != msgpack::type::STR)
                 throw bad_record("site '" + str_of(kv.key) + "' is " + type_name(kv.val));
         }
-        row.site_json = to_json(*site).dump();
+        row.site_json = firelink::text::dump_json(to_json(*site));
     }
 
     if (const auto *r = find(rec, "rereport")) {
@@ -177,7 +179,7 @@ void check_record(const msgpack::object &rec, record_row &row) {
     if (row.kind == "restore" && !row.ends) throw bad_record("a restore without 'ends'");
     if (row.kind == "command_result" && (!row.command_id || !row.ok))
         throw bad_record("a command_result without 'command_id' or 'ok'");
-    row.event_json = to_json(event).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    row.event_json = firelink::text::dump_json(to_json(event));
 }
 
 std::string hex(const char *p, std::size_t n) {
@@ -331,7 +333,7 @@ nlohmann::ordered_json to_json(const msgpack::object &o) {
             const auto &kv = o.via.map.ptr[i];
             const auto key = kv.key.type == msgpack::type::STR
                                  ? str_of(kv.key)
-                                 : to_json(kv.key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                                 : firelink::text::dump_json(to_json(kv.key));
             if (!m.contains(key)) m[key] = to_json(kv.val);  // a repeated key: the first one wins
         }
         return m;

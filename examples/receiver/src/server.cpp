@@ -21,6 +21,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+
+#include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 #include "batch.hpp"
@@ -80,10 +82,9 @@ response reply(reply_to to, unsigned status, std::string body, std::string_view 
     return res;
 }
 
-std::string dump(const nlohmann::json &j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 response json_reply(reply_to to, unsigned status, const nlohmann::json &j) {
-    return reply(to, status, dump(j), json_type);
+    return reply(to, status, firelink::text::dump_json<nlohmann::json>(j), json_type);
 }
 // The operator's API answers errors as JSON; the uplink (/v1) as plain text, which the host keeps as the reason.
 response json_error(reply_to to, unsigned status, std::string_view message) {
@@ -617,7 +618,7 @@ void route(const session_ptr &s, const std::shared_ptr<server_state> &st, reques
                 } catch (const std::exception &e) {
                     return s->respond(json_error(to, 400, e.what()));
                 }
-                spdlog::info("fault injection: now {}", dump(st->faults.describe()));
+                spdlog::info("fault injection: now {}", firelink::text::dump_json<nlohmann::json>(st->faults.describe()));
             } else if (method != http::verb::get) {
                 return s->respond(not_allowed(to, "GET, POST"));
             }

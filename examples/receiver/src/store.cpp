@@ -1,5 +1,7 @@
 #include "store.hpp"
 
+#include <firelink/text.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <set>
@@ -326,7 +328,7 @@ void store::add_command(command_request req, std::function<void(std::exception_p
         row->id = "cmd-" + std::to_string(seq);
         row->device = req.device;
         row->name = req.name;
-        row->args_json = req.args.dump();
+        row->args_json = firelink::text::dump_json(req.args);
         row->expires_wall_ms = req.expires_wall_ms;
         SQLite::Statement st(db, "INSERT INTO commands(seq, id, gateway, cursor, device, name, args, expires_wall_ms,"
                                  " created_ms) VALUES(?,?,?,?,?,?,?,?,?)");

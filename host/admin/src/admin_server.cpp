@@ -25,6 +25,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <nlohmann/json.hpp>
+
+#include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 namespace firelink::admin {
@@ -75,7 +77,7 @@ struct server_state {
 
 std::string error_json(std::string_view message) {
     // replace: a handler's exception text need not be valid UTF-8.
-    return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return firelink::text::dump_json(nlohmann::json{{"error", message}});
 }
 
 response reply(const request &req, unsigned status, std::string body, std::string_view type) {

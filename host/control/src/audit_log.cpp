@@ -1,5 +1,7 @@
 #include "firelink/control/audit_log.hpp"
 
+#include <firelink/text.hpp>
+
 #include <array>
 #include <chrono>
 #include <stdexcept>
@@ -48,7 +50,7 @@ std::string blob(const SQLite::Column &c) {
 }
 
 // The text stored and hashed: nlohmann's dump sorts keys; `replace` keeps a driver's invalid UTF-8 from throwing.
-std::string canonical(const nlohmann::json &j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string canonical(const nlohmann::json &j) { return firelink::text::dump_json(j); }
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

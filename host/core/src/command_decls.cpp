@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <firelink/text.hpp>
+
 #include "firelink/core/plugin_loader.hpp"
 
 namespace firelink::core {
@@ -14,25 +16,8 @@ namespace {
 bool is_printable_utf8(std::string_view s) {
     const auto *p = reinterpret_cast<const unsigned char *>(s.data());
     for (std::size_t i = 0; i < s.size();) {
-        const unsigned char c = p[i];
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f) return false;
-            ++i;
-            continue;
-        }
-        std::size_t n;
-        std::uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-        else return false;
-        if (s.size() - i < n) return false;
-        for (std::size_t k = 1; k < n; ++k) {
-            if ((p[i + k] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (p[i + k] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
+        const std::size_t n = text::utf8_sequence(p + i, s.size() - i);
+        if (n == 0 || (n == 1 && (p[i] < 0x20 || p[i] == 0x7f))) return false;
         i += n;
     }
     return true;

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/payload.hpp>
+#include <firelink/text.hpp>
 
 #include "firelink/core/event_check.hpp"
 
@@ -688,9 +689,7 @@ device_state state_name(const device_slot &s) {
 // A message the platform stores: at most the boundary's 1024 bytes, cut at a UTF-8 character.
 std::string bounded(std::string m) {
     if (m.size() <= 1024) return m;
-    std::size_t n = 1021;
-    while (n > 0 && (static_cast<unsigned char>(m[n]) & 0xC0) == 0x80) --n;
-    return m.substr(0, n) + "...";
+    return std::string(text::utf8_prefix(m, 1021)) + "...";
 }
 
 std::string event_id_of(host_fault f) {

@@ -10,6 +10,7 @@
 #include <msgpack.hpp>
 
 #include <firelink/abi.h>
+#include <firelink/text.hpp>
 
 namespace firelink::core {
 
@@ -92,7 +93,7 @@ void json_value(std::string &out, const msgpack::object &o, int depth) {
         out += buf;
         break;
     }
-    case msgpack::type::STR: append_json_string(out, as_str(o)); break;
+    case msgpack::type::STR: text::append_json_string(out, as_str(o)); break;
     case msgpack::type::BIN:
     case msgpack::type::EXT: {
         static const char hex[] = "0123456789abcdef";
@@ -120,11 +121,11 @@ void json_value(std::string &out, const msgpack::object &o, int depth) {
         for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
             if (i) out += ',';
             const auto &kv = o.via.map.ptr[i];
-            if (kv.key.type == msgpack::type::STR) append_json_string(out, as_str(kv.key));
+            if (kv.key.type == msgpack::type::STR) text::append_json_string(out, as_str(kv.key));
             else {
                 std::string k;
                 json_value(k, kv.key, depth + 1);
-                append_json_string(out, k);
+                text::append_json_string(out, k);
             }
             out += ':';
             json_value(out, kv.val, depth + 1);
@@ -248,60 +249,6 @@ bool check_code_for_class(const event_summary &event, const std::string &device_
     return false;
 }
 
-// Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the bytes there are not one.
-static std::size_t utf8_sequence(const unsigned char *p, std::size_t left) {
-    const unsigned char c = p[0];
-    std::size_t n;
-    std::uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-    else return 0;
-    if (left < n) return 0;
-    for (std::size_t i = 1; i < n; ++i) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;  // overlong, out of range, or a surrogate
-    return n;
-}
-
-// JSON text must be UTF-8: a byte that does not start a well-formed sequence (GBK text a driver did not decode, a
-// garbled frame) becomes U+FFFD, so one bad string never makes the whole line unreadable.
-void append_json_string(std::string &out, std::string_view s) {
-    out += '"';
-    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
-    for (std::size_t i = 0; i < s.size();) {
-        const unsigned char c = p[i];
-        switch (c) {
-        case '"': out += "\\\""; ++i; continue;
-        case '\\': out += "\\\\"; ++i; continue;
-        case '\n': out += "\\n"; ++i; continue;
-        case '\r': out += "\\r"; ++i; continue;
-        case '\t': out += "\\t"; ++i; continue;
-        default: break;
-        }
-        if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-            ++i;
-            continue;
-        }
-        const std::size_t n = utf8_sequence(p + i, s.size() - i);
-        if (n == 0) {
-            out += "\xef\xbf\xbd";
-            ++i;
-        } else {
-            out.append(s.data() + i, n);
-            i += n;
-        }
-    }
-    out += '"';
-}
-
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {
     std::string out;
     try {
@@ -311,7 +258,7 @@ std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {
         json_value(out, handle.get(), 0);
     } catch (const std::exception &e) {
         out = "{\"invalid_msgpack\":";
-        append_json_string(out, e.what());
+        text::append_json_string(out, e.what());
         out += '}';
     }
     return out;

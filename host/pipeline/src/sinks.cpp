@@ -17,6 +17,7 @@
 
 #include <firelink/core/event_check.hpp>
 #include <firelink/core/lanes.hpp>
+#include <firelink/text.hpp>
 
 namespace firelink::pipeline {
 
@@ -191,13 +192,13 @@ std::string record_json(const core::accepted_event &ev) {
     std::string out;
     out.reserve(256 + ev.payload.size() * 2);
     out += "{\"gateway\":";
-    core::append_json_string(out, ev.gateway_id);
+    text::append_json_string(out, ev.gateway_id);
     out += ",\"device\":";
-    core::append_json_string(out, ev.device_id);
+    text::append_json_string(out, ev.device_id);
     out += ",\"class\":";
-    core::append_json_string(out, ev.device_class);
+    text::append_json_string(out, ev.device_class);
     out += ",\"plugin\":";
-    core::append_json_string(out, ev.plugin_id);
+    text::append_json_string(out, ev.plugin_id);
     out += ",\"seq\":" + std::to_string(ev.sequence);
     out += ",\"origin\":";
     out += ev.from_host ? "\"host\"" : "\"driver\"";
@@ -207,7 +208,7 @@ std::string record_json(const core::accepted_event &ev) {
                               .count()) +
            ",\"monotonic_ns\":" + std::to_string(ev.received_monotonic.time_since_epoch().count()) +
            ",\"boot_id\":";
-    core::append_json_string(out, boot_id());
+    text::append_json_string(out, boot_id());
     out += clock_synced() ? ",\"clock_synced\":true}" : ",\"clock_synced\":false}";
     if (ev.site && !ev.site->empty()) {
         out += ",\"site\":{";
@@ -216,9 +217,9 @@ std::string record_json(const core::accepted_event &ev) {
             if (v.empty()) continue;
             if (!first) out += ',';
             first = false;
-            core::append_json_string(out, k);
+            text::append_json_string(out, k);
             out += ':';
-            core::append_json_string(out, v);
+            text::append_json_string(out, v);
         }
         out += '}';
     }

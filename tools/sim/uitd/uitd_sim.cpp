@@ -31,6 +31,7 @@
 #include <vector>
 
 #include <firelink/proto/gb26875.hpp>
+#include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/subcommand.hpp"
@@ -248,7 +249,7 @@ private:
     bool failed_attempt(const std::string &error) {
         const int attempt = ++failed_attempts_;
         const std::string report = "{\"event\":\"connect_failed\",\"attempt\":" + std::to_string(attempt) +
-                                   ",\"error\":\"" + json_escape(error) + "\"";
+                                   ",\"error\":" + firelink::text::json_string(error);
         const std::string of = opt_.connect_attempts > 0 ? " of " + std::to_string(opt_.connect_attempts) : "";
         if (stop_requested || (opt_.connect_attempts > 0 && attempt >= opt_.connect_attempts)) {
             say(report + "}");
@@ -382,8 +383,9 @@ private:
                 std::snprintf(b, sizeof b, ",\"type\":%u,\"tries\":%d,\"ms\":%.3f", it->second.type, it->second.tries, rtt);
                 extra = b;
                 if (ok && confirmed_log_) {
-                    std::fprintf(confirmed_log_, "{\"serial\":%u,\"type\":%u,\"tries\":%d,\"step\":\"%s\"}\n", serial,
-                                 it->second.type, it->second.tries, json_escape(it->second.what).c_str());
+                    std::fprintf(confirmed_log_, "{\"serial\":%u,\"type\":%u,\"tries\":%d,\"step\":%s}\n", serial,
+                                 it->second.type, it->second.tries,
+                                 firelink::text::json_string(it->second.what).c_str());
                     std::fflush(confirmed_log_);
                 }
                 outstanding_.erase(it);
@@ -638,16 +640,6 @@ private:
             pc_ = steps_.size();
             stop_requested = 1;
         }
-    }
-
-    static std::string json_escape(const std::string &in) {
-        std::string out;
-        for (char c : in) {
-            if (c == '"' || c == '\\') out += '\\';
-            if (static_cast<unsigned char>(c) < 0x20) continue;
-            out += c;
-        }
-        return out;
     }
 
     options opt_;

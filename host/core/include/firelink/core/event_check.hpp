@@ -30,9 +30,6 @@ std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t s
 // class ("vendor:...") may use any code. Returns false and sets `why` when the code is not allowed.
 bool check_code_for_class(const event_summary &event, const std::string &device_class, std::string &why);
 
-// Appends `s` to `out` as a JSON string literal (quotes and escapes included).
-void append_json_string(std::string &out, std::string_view s);
-
 // Renders any msgpack bytes as one line of JSON (binary as base16 strings; invalid input as {"invalid_msgpack":…}).
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size);
 

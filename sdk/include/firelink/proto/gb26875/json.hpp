@@ -6,49 +6,21 @@
 #include <string>
 #include <string_view>
 
+#include "../../text.hpp"
 #include "../gb26875.hpp"
 
 namespace firelink::proto::gb26875 {
 
 namespace json_detail {
 
-inline void str(std::string &o, std::string_view s) {
-    o += '"';
-    for (unsigned char c : s) {
-        switch (c) {
-        case '"': o += "\\\""; break;
-        case '\\': o += "\\\\"; break;
-        case '\n': o += "\\n"; break;
-        case '\r': o += "\\r"; break;
-        case '\t': o += "\\t"; break;
-        default:
-            if (c < 0x20) {
-                char b[8];
-                std::snprintf(b, sizeof b, "\\u%04x", c);
-                o += b;
-            } else {
-                o += static_cast<char>(c);
-            }
-        }
-    }
-    o += '"';
-}
-
 inline void key(std::string &o, std::string_view k) {
     if (o.back() != '{') o += ',';
-    str(o, k);
+    text::append_json_string(o, k);
     o += ':';
 }
-inline void kv(std::string &o, std::string_view k, std::string_view v) { key(o, k), str(o, v); }
+inline void kv(std::string &o, std::string_view k, std::string_view v) { key(o, k), text::append_json_string(o, v); }
 inline void kv(std::string &o, std::string_view k, long long v) { key(o, k), o += std::to_string(v); }
 inline void kv_bool(std::string &o, std::string_view k, bool v) { key(o, k), o += v ? "true" : "false"; }
-
-inline std::string hex(std::span<const std::uint8_t> b) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s;
-    for (auto c : b) s += digits[c >> 4], s += digits[c & 15];
-    return s;
-}
 
 inline std::string time_text(const timestamp &t) {
     char b[32];
@@ -62,7 +34,7 @@ inline void time_field(std::string &o, std::string_view k, const timestamp &t) {
         kv(o, k, time_text(t));
     } else {
         const std::uint8_t raw[] = {t.second, t.minute, t.hour, t.day, t.month, t.year};
-        kv(o, std::string(k) + "_invalid", hex(raw));
+        kv(o, std::string(k) + "_invalid", text::to_hex(raw));
     }
 }
 
@@ -75,7 +47,7 @@ inline void bits(std::string &o, std::string_view k, unsigned value, const bit_e
         if (!(value & (1u << i))) continue;
         if (!first) o += ',';
         first = false;
-        str(o, table[i].name.empty() ? "bit" + std::to_string(i) : std::string(table[i].name));
+        text::append_json_string(o, table[i].name.empty() ? "bit" + std::to_string(i) : std::string(table[i].name));
     }
     o += ']';
 }
@@ -206,9 +178,9 @@ inline std::string to_json(const frame &f) {
         if (f.data.size() >= 2) kv(o, "count", f.data[1]);
         if (!app.ok()) {
             kv(o, "error", app.error);
-            kv(o, "hex", hex(f.data));
+            kv(o, "hex", text::to_hex(f.data));
         } else if (!app.value->known) {
-            kv(o, "raw", hex(app.value->raw));
+            kv(o, "raw", text::to_hex(app.value->raw));
         } else {
             key(o, "objects");
             o += '[';
