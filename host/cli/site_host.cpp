@@ -52,7 +52,7 @@ std::string at(const site::source_position &p) { return p.str(); }
 class site_host {
 public:
     site_host(site::site_config cfg, const run_options &opt)
-        : cfg_(std::move(cfg)), running_(cfg_), opt_(opt), metrics_("1.0.0"), wires_(io_),
+        : cfg_(std::move(cfg)), running_(cfg_), opt_(opt), metrics_(FIRELINK_VERSION_STRING), wires_(io_),
           devices_(catalog_, wires_, metrics_) {}
 
     int run();

@@ -11,7 +11,7 @@
 
 #include <firelink/proto/modbus.hpp>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace {
 

@@ -33,7 +33,7 @@
 #include <firelink/proto/gb26875.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "../gb26875.hpp"
+#include <firelink/proto/gb26875.hpp>
 
 namespace firelink::proto::gb26875 {
 
