@@ -55,6 +55,41 @@ std::optional<std::uint64_t> number(std::string_view text) {
 
 }  // namespace
 
+std::unique_ptr<command_gate> command_gate::open(
+    control::control_options options, const std::filesystem::path &audit_path, std::uint64_t keep,
+    std::function<void(const control::audit_entry &)> on_audit,
+    std::function<std::optional<core::driver_info>(const std::string &)> driver_of) {
+    std::shared_ptr<control::audit_log> audit;
+    std::string audit_error;
+    try {
+        audit = std::make_shared<control::audit_log>(audit_path, keep);
+        spdlog::info("audit chain: {} ({} record(s) kept)", audit_path.string(), audit->size());
+    } catch (const std::exception &e) {
+        audit_error = e.what();
+        spdlog::critical("audit chain: {}; every command is refused until it opens", audit_error);
+    }
+    return std::make_unique<command_gate>(std::move(options), std::move(audit), std::move(on_audit),
+                                          std::move(driver_of), std::move(audit_error));
+}
+
+void command_gate::route(admin::admin_handlers &h, std::function<void(unsigned status)> answered) {
+    h.control_json = [this] { return control_json(); };
+    h.audit_json = [this](std::string_view query) { return audit_json(query); };
+    h.select = [this](const admin::principal &who, const std::string &device, const std::string &body) {
+        return select(who, device, body);
+    };
+    h.cancel = [this](const admin::principal &who, const std::string &device) { return cancel(who, device); };
+    h.command = [this, answered = std::move(answered)](const admin::principal &who, const std::string &device,
+                                                       const std::string &body) {
+        auto answer = operate(who, device, body);
+        if (answered) answered(answer.first);
+        return answer;
+    };
+    h.mode = [this](const admin::principal &who, const std::string &device, const std::string &body) {
+        return mode(who, device, body);
+    };
+}
+
 command_gate::command_gate(control::control_options options, std::shared_ptr<control::audit_log> audit,
                            std::function<void(const control::audit_entry &)> on_audit,
                            std::function<std::optional<core::driver_info>(const std::string &)> driver_of,
@@ -138,7 +173,7 @@ control::command_facts command_gate::facts(const std::string &device, const std:
             if (c.kind == "alarm") f.in_alarm = true;
             open.push_back({{"kind", c.kind}, {"code", c.code}, {"event_id", c.event_id}});
         }
-        if (auto st = runtime_->status(device)) state = st->state;
+        if (auto st = runtime_->status(device)) state = core::to_string(st->state);
     }
     json last = nullptr;
     {

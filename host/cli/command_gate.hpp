@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -33,7 +34,17 @@ public:
                  std::function<std::optional<core::driver_info>(const std::string &device)> driver_of,
                  std::string audit_error = {});  // why `audit` is null: then every command is refused with it
 
-    void attach(core::device_runtime *runtime) { runtime_ = runtime; }  // before the first command; null to detach
+    // The gate on the audit chain at `audit_path` (keeping `keep` records). A chain that cannot be opened leaves the
+    // host running (alarms still flow) with every command refused, and the log says why.
+    static std::unique_ptr<command_gate> open(control::control_options options, const std::filesystem::path &audit_path,
+                                              std::uint64_t keep, std::function<void(const control::audit_entry &)> on_audit,
+                                              std::function<std::optional<core::driver_info>(const std::string &)> driver_of);
+
+    void attach(core::device_runtime *runtime) { runtime_ = runtime; }
+
+    // Fills the admin endpoint's control routes (select, cancel, command, mode, /api/control, /api/audit) with this
+    // gate's; `answered` hears each command's HTTP status (for firelink_commands_total).
+    void route(admin::admin_handlers &h, std::function<void(unsigned status)> answered);  // before the first command; null to detach
 
     // Every accepted event, before the pipeline (any thread): command results, and each device's last state.
     void observe(const core::accepted_event &ev);

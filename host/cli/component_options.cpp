@@ -74,6 +74,18 @@ control::control_options control_options_of(const site::site_config &cfg) {
     return o;
 }
 
+core::runtime_observer observer_for(admin::host_metrics &m) {
+    core::runtime_observer o;
+    o.accepted = [&m](const std::string &, const std::string &cls, const std::string &kind) {
+        m.event_accepted(cls, kind);
+    };
+    o.refused = [&m](const std::string &device) { m.event_refused(device); };
+    o.overrun = [&m](const std::string &device) { m.callback_overrun(device); };
+    o.state = [&m](const std::string &device, core::device_state state) { m.device_state(device, core::to_string(state)); };
+    o.transport_errors = [&m](const std::string &device, std::uint64_t n) { m.transport_error(device, n); };
+    return o;
+}
+
 std::filesystem::path audit_path_of(const site::site_config &cfg) {
     if (!cfg.control.audit_path.empty()) return cfg.control.audit_path;
     return cfg.uplink.configured ? std::filesystem::path(cfg.uplink.queue_path)

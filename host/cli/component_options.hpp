@@ -8,6 +8,7 @@
 #include <string>
 
 #include <firelink/admin/admin_server.hpp>
+#include <firelink/admin/host_metrics.hpp>
 #include <firelink/control/control_plane.hpp>
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/site/site_config.hpp>
@@ -18,6 +19,8 @@ namespace firelink::cli {
 
 // [gateway], [watchdog]; the observer and the admits callback are not set.
 core::runtime_options runtime_options_of(const site::site_config &cfg);
+// The runtime's reports as the host's device series (firelink_events_total, firelink_device_state, ...).
+core::runtime_observer observer_for(admin::host_metrics &metrics);
 
 // [uplink]: the durable queue's path and per-lane caps.
 uplink::queue_options queue_options_of(const site::site_config &cfg);

@@ -1,5 +1,9 @@
 #include "control_loop.hpp"
 
+#include <csignal>
+
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 namespace firelink::cli {
@@ -51,6 +55,29 @@ void control_loop::run(clock::time_point deadline, clock::duration tick, const s
     }
     for (auto &j : left)
         if (j.cancel) j.cancel();
+}
+
+void control_loop::handle_signals(boost::asio::io_context &io, std::function<void()> on_hangup) {
+    on_hangup_ = std::move(on_hangup);
+    signals_ = std::make_unique<boost::asio::signal_set>(io, SIGINT, SIGTERM, SIGHUP);
+    wait_for_signal();
+}
+
+void control_loop::wait_for_signal() {
+    signals_->async_wait([this](const boost::system::error_code &ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+            post(on_hangup_);
+            wait_for_signal();
+            return;
+        }
+        spdlog::info("signal {}: stopping", sig);
+        stop();
+    });
+}
+
+void control_loop::ignore_signals() {
+    if (signals_) signals_->cancel();
 }
 
 }  // namespace firelink::cli

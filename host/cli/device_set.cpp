@@ -161,4 +161,32 @@ void device_set::identify_on_listeners(const site::site_config &cfg) {
     }
 }
 
+void restore_conditions(uplink::durable_queue &queue, core::device_runtime &runtime, const site::site_config &cfg) {
+    std::vector<core::open_condition> stored;
+    try {
+        stored = queue.open_conditions();
+    } catch (const std::exception &e) {
+        spdlog::error("uplink queue: cannot read the stored open conditions ({}); drivers start without them",
+                      e.what());
+        return;
+    }
+    std::set<std::string> in_site, gone;
+    for (const auto &d : cfg.devices) in_site.insert(d.id);
+    std::vector<core::open_condition> kept;
+    for (auto &c : stored) {
+        if (in_site.count(c.device_id)) kept.push_back(std::move(c));
+        else gone.insert(c.device_id);
+    }
+    if (!gone.empty()) {
+        std::string names;
+        for (const auto &g : gone) names += (names.empty() ? "" : ", ") + g;
+        spdlog::info("uplink queue: {} device(s) with stored open conditions are no longer in the site; their "
+                     "conditions are deleted: {}",
+                     gone.size(), names);
+        queue.forget_conditions({gone.begin(), gone.end()});
+    }
+    if (!kept.empty()) spdlog::info("uplink queue: {} open condition(s) restored for the devices", kept.size());
+    runtime.load_conditions(std::move(kept));
+}
+
 }  // namespace firelink::cli

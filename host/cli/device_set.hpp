@@ -8,6 +8,7 @@
 
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/uplink/durable_queue.hpp>
 
 #include "plugin_catalog.hpp"
 #include "reconfigure.hpp"
@@ -48,5 +49,11 @@ private:
     core::device_runtime *runtime_ = nullptr;
     running_devices running_;
 };
+
+// Host-kept conditions (firelink.conditions/1) come back from the queue before any device is created, so each
+// driver finds what its predecessor raised from create_device on. A device id no longer in the site file loses its
+// stored conditions here, at start (a reload that removes a device keeps them until the next start, so putting it
+// back keeps them too). A queue that cannot be read is logged; the drivers start without their conditions.
+void restore_conditions(uplink::durable_queue &queue, core::device_runtime &runtime, const site::site_config &cfg);
 
 }  // namespace firelink::cli

@@ -23,8 +23,8 @@ std::vector<reason> reasons_of(const health_facts &f) {
     for (const auto &[id, why] : f.not_started) out.push_back({"device", id, "not started: " + why});
     for (const auto &[id, why] : f.rejected) out.push_back({"device", id, "config rejected: " + why});
     for (const auto &d : f.devices) {
-        if (d.state == "started") continue;
-        std::string problem = d.state;
+        if (d.state == core::device_state::started) continue;
+        std::string problem(core::to_string(d.state));
         if (!d.faults.empty()) problem += " (open fault: " + joined(d.faults) + ")";
         out.push_back({"device", d.id, problem});
     }
@@ -81,9 +81,9 @@ admin::health_answer judge_health(const health_facts &f) {
     const std::string status = status_of(f, reasons);
     std::size_t started = 0, offline = 0, faulted = 0, other = 0;
     for (const auto &d : f.devices) {
-        if (d.state == "started") ++started;
-        else if (d.state == "offline") ++offline;
-        else if (d.state == "faulted") ++faulted;
+        if (d.state == core::device_state::started) ++started;
+        else if (d.state == core::device_state::offline) ++offline;
+        else if (d.state == core::device_state::faulted) ++faulted;
         else ++other;
     }
     nlohmann::json list = nlohmann::json::array();
@@ -140,7 +140,7 @@ std::string health_summary(const health_facts &f) {
     const auto reasons = reasons_of(f);
     std::string out = status_of(f, reasons);
     std::size_t started = 0;
-    for (const auto &d : f.devices) started += d.state == "started";
+    for (const auto &d : f.devices) started += d.state == core::device_state::started;
     out += ", " + std::to_string(started) + " device(s) running";
     for (const auto &r : reasons)
         out += "; " + r.component + (r.id.empty() ? "" : " '" + r.id + "'") + ": " + r.problem;

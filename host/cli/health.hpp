@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <firelink/admin/admin_server.hpp>
+#include <firelink/core/device_runtime.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/signing/minisign.hpp>
 #include <firelink/uplink/uplink.hpp>
@@ -25,7 +26,7 @@ struct health_facts {
     std::chrono::seconds uptime{0};
     struct device {
         std::string id;
-        std::string state;                // the runtime's: started, offline, faulted, ...
+        core::device_state state = core::device_state::created;  // the runtime's
         std::vector<std::string> faults;  // codes of its open faults (driver_hung, ...), to say why it is faulted
     };
     std::vector<device> devices;                      // created in the runtime

@@ -40,6 +40,9 @@ public:
     std::shared_ptr<core::plugin> resolve(const site::device_config &d, std::string &why) const;
 
     const std::vector<std::shared_ptr<core::plugin>> &plugins() const { return plugins_; }
+    // Lets go of every plugin loaded: a plugin's runner (and its supervising thread, which asks `admits`) stops
+    // once nobody else holds it. At shutdown, before what `admits` reads is destroyed.
+    void unload() { plugins_.clear(); }
     const std::vector<std::string> &refusals() const { return refusals_; }
     // What the check of each plugin file found (its signer, or why it has none), for /healthz and the log.
     const std::map<std::filesystem::path, signing::verdict> &signatures() const { return signatures_; }

@@ -17,6 +17,8 @@
 #include <boost/beast/http.hpp>
 #include <curl/curl.h>
 
+#include "temp_dir.hpp"
+
 namespace admin_test {
 
 using namespace std::chrono_literals;
@@ -30,25 +32,7 @@ using tcp = net::ip::tcp;
 inline const std::string test_admin_token = "7f0c4e1d9a2b6e35c8d1f04a9b7e2c61d5a8f3b0e4c7d2a9f6b1e8c3d0a5f7b2";
 inline const std::string auth_line = "Authorization: Bearer " + test_admin_token + "\r\n";
 
-// A fresh folder under $TMPDIR, removed with its contents at the end of the scope.
-class temp_dir {
-public:
-    temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "firelink-admin-XXXXXX").string();
-        if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    temp_dir(const temp_dir &) = delete;
-    temp_dir &operator=(const temp_dir &) = delete;
-    const std::filesystem::path &path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
+using firelink_test::temp_dir;
 
 inline std::filesystem::path write_file(const std::filesystem::path &file, const std::string &text,
                                         mode_t mode = 0600) {

@@ -7,9 +7,9 @@ platform, on loopback). Prints: records/s end to end (first byte sent to the las
 peak RSS (VmHWM) of the host and of the runner and their sum, how often the host paused the device's wire, and the
 lines lost (must be 0; the exit status is 1 otherwise). Speed is never checked.
 
-Usage: boundary_bench.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR DRIVERLIB_DIR [--lines N] [--dir DIR]
+Usage: boundary_bench.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR E2E_DIR [--lines N] [--dir DIR]
 Full run (manual): tests/bench/boundary_bench.py build/bin/firelink-host build/bin/firelink-receiver \\
-    build/tests/isolation/plugins-lines tests/drivers --lines 1000000 --dir /var/tmp
+    build/tests/isolation/plugins-lines tests/e2e --lines 1000000 --dir /var/tmp
 """
 import argparse
 import json
@@ -27,20 +27,12 @@ p = argparse.ArgumentParser()
 p.add_argument("host")
 p.add_argument("receiver")
 p.add_argument("plugins")
-p.add_argument("driverlib")
+p.add_argument("e2e", help="tests/e2e, the folder of the firelink_e2e package")
 p.add_argument("--lines", type=int, default=1_000_000)
 p.add_argument("--dir", default=None)
 args = p.parse_args()
-sys.path.insert(0, args.driverlib)
-from driverlib import Receiver, free_port, wait_for  # noqa: E402
-
-
-def vm_hwm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+sys.path.insert(0, args.e2e)
+from firelink_e2e import Receiver, free_port, peak_rss_kb, wait_for  # noqa: E402
 
 
 def get(port, path):
@@ -55,7 +47,7 @@ def main():
     dev = socket.socket()
     dev.bind(("127.0.0.1", 0))
     dev.listen(1)
-    rx = Receiver(args.receiver, work)
+    rx = Receiver(args.receiver, work).start()
     admin = free_port()
     site = os.path.join(work, "site.toml")
     with open(site, "w") as f:
@@ -90,7 +82,7 @@ def main():
         t_done = time.monotonic()
         got = stored()
         dev_status = next(d for d in get(admin, "/api/devices") if d["id"] == "burst")
-        host_kb, runner_kb = vm_hwm_kb(host.pid), vm_hwm_kb(runner)
+        host_kb, runner_kb = peak_rss_kb(host.pid), peak_rss_kb(runner)
         rate = args.lines / (t_done - t0)
         print(f"# boundary_bench machine={platform.machine()} cpus={os.cpu_count()} kernel={platform.release()} "
               f"date={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")

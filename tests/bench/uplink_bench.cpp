@@ -266,11 +266,11 @@ ingest_result run_ingest(const std::string &name, const fs::path &path, std::uin
                 if (i == 1 && p == 0) record_bytes = body.size();
                 // As the runtime and the sink do it: admits() before the event is taken (backpressure: the
                 // driver keeps it and retries), then a forced push.
-                while (!q.admit(up::lane::telemetry)) {
+                while (!q.admit_or_count_refusal(up::lane::telemetry)) {
                     ++local_refused;
                     std::this_thread::sleep_for(200us);
                 }
-                q.push(up::lane::telemetry, std::move(body), pairs, {}, true);
+                q.push_admitted(up::lane::telemetry, std::move(body), pairs);
             }
             refused += local_refused;
         });

@@ -17,33 +17,16 @@ Usage (ctest passes these): conditions_e2e_test.py FIRELINK_HOST FIRELINK_RECEIV
 """
 import json
 import os
-import select
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import unittest
-import urllib.error
-import urllib.request
 
-HOST, RECEIVER, PLUGINS, LIB = (os.path.abspath(p) for p in sys.argv[1:5])
-del sys.argv[1:5]
-sys.path.insert(0, LIB)
-from driverlib import LineDevice, Receiver, free_port, wait_for  # noqa: E402
+import firelink_e2e
+from firelink_e2e import LineDevice, Receiver, print_logs_if_failed, request_json, take_arguments, wait_for
+
+HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "PUSH_PLUGIN_DIR")
 
 DEVICE = "push-1"
-
-
-def get_json(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-    except (urllib.error.URLError, ConnectionError, socket.timeout):
-        return 0, None
 
 
 def platform_events(receiver):
@@ -56,65 +39,34 @@ def platform_alarms(receiver):
     return receiver.rows("device=? AND kind='alarm'", (DEVICE,))
 
 
-class Host:
+class Host(firelink_e2e.Site):
+    """firelink-host with the push plugin's device on the test's TCP wire and [uplink] to the receiver; started again
+    after a kill -9 in the same folder, with the same queue."""
+
     def __init__(self, folder, receiver_port, device_port, isolation, use_conditions):
-        self.folder = folder
-        self.admin = free_port()
-        self.config = os.path.join(folder, "site.toml")
-        with open(self.config, "w") as f:
-            f.write(f'[gateway]\nid = "gw-conditions"\n\n'
-                    f'[plugins]\ndirs = ["{PLUGINS}"]\nisolation = "{isolation}"\n\n'
-                    f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'
-                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "queue.db"\n'
-                    f'backoff_max_s = 1\nreserve_mb = 0\n\n'
-                    f'[[device]]\nid = "{DEVICE}"\ndriver = "push"\nclass = "vendor:org.firelink.test.push"\n'
-                    f'heartbeat_s = 0\nwire = {{ tcp = "127.0.0.1:{device_port}" }}\n'
-                    f'[device.config]\nuse_conditions = {"true" if use_conditions else "false"}\n')
-        self.proc = None
-
-    def start(self):
-        self.log = open(os.path.join(self.folder, "host.log"), "a")
-        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=self.log)
-        wait_for(lambda: self.get("/healthz")[0] == 200 and self.get("/healthz")[1]["status"] != "starting",
-                 "the host to be up")
-
-    def get(self, path):
-        return get_json(f"http://127.0.0.1:{self.admin}{path}")
+        body = (f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "queue.db"\n'
+                f'backoff_max_s = 1\nreserve_mb = 0\n\n'
+                f'[[device]]\nid = "{DEVICE}"\ndriver = "push"\nclass = "vendor:org.firelink.test.push"\n'
+                f'heartbeat_s = 0\nwire = {{ tcp = "127.0.0.1:{device_port}" }}\n'
+                f'[device.config]\nuse_conditions = {"true" if use_conditions else "false"}\n')
+        super().__init__(HOST, PLUGINS, body, folder, plugins=f'isolation = "{isolation}"\n', gateway="gw-conditions",
+                         watchdog=None, sink=False)
 
     def device(self):
-        status, devices = self.get("/api/devices")
-        assert status == 200, (status, devices)
-        return next(d for d in devices if d["id"] == DEVICE)
+        return self.devices()[DEVICE]
 
     def open_ids(self):
         return [c["event_id"] for c in self.device()["open_conditions"]]
 
-    def runner(self):
-        return next(p for p in self.get("/healthz")[1]["plugins"] if p["id"] == "org.firelink.test.push")
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(20)
-        self.log.close()
-        self.proc = None
-
-    def stop(self):
-        if not self.proc:
-            return 0
-        code = 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            code = self.proc.wait(40)
-        self.log.close()
-        self.proc = None
-        return code
+    def push_runner(self):
+        return self.runner("org.firelink.test.push")
 
 
 class ConditionsTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="firelink-conditions-")
         self.dir = self.tmp.name
-        self.receiver = Receiver(RECEIVER, self.dir)
+        self.receiver = Receiver(RECEIVER, self.dir).start()
         self.device = LineDevice()
         self.host = None
 
@@ -123,12 +75,7 @@ class ConditionsTest(unittest.TestCase):
             self.host.stop()
         self.device.close()
         self.receiver.close()
-        if any(e for _, e in getattr(self._outcome, "errors", []) if e) or not self._outcome.success:
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 60 lines)\n" + "".join(f.readlines()[-60:]))
+        print_logs_if_failed(self, self.dir)
         self.tmp.cleanup()
 
     def start_host(self, isolation, use_conditions=True):
@@ -203,10 +150,10 @@ class ConditionsTest(unittest.TestCase):
 
     def test_OutOfProcessRunnerKill(self):
         event_id = self.raise_alarm("process")
-        before = self.host.runner()
+        before = self.host.push_runner()
         self.assertEqual(before["state"], "running")
         os.kill(before["pid"], signal.SIGKILL)
-        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.runner()),
+        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.push_runner()),
                  "the runner to be restarted")
         wait_for(lambda: self.host.device()["state"] == "started", "the device to be started again")
         self.device.follow()
@@ -254,7 +201,7 @@ class ConditionsTest(unittest.TestCase):
         self.assertEqual(sorted(self.host.open_ids()), sorted(f["event_id"] for f in first.values()),
                          "a re-report opened a second condition")
         # What the reference platform shows: each alarm once, with its re-reports counted, and what the latest says.
-        status, shown = get_json(self.receiver.url() + f"/api/events?device={DEVICE}&kind=alarm&rereports=fold")
+        status, shown = request_json("GET", self.receiver.url(f"/api/events?device={DEVICE}&kind=alarm&rereports=fold"))
         self.assertEqual(status, 200, shown)
         self.assertEqual(sorted(e["id"] for e in shown), sorted(f["id"] for f in first.values()))
         for e in shown:
@@ -262,7 +209,7 @@ class ConditionsTest(unittest.TestCase):
             self.assertTrue(e["rereports"]["last"]["rereport"])
         latest = {e["event"]["message"]: e["rereports"]["last"]["severity"] for e in shown}
         self.assertEqual(latest, {"zone x": "critical", "zone y": "critical"})
-        status, devices = get_json(self.receiver.url() + "/api/devices")
+        status, devices = request_json("GET", self.receiver.url("/api/devices"))
         active = next(d for d in devices if d["device"] == DEVICE)["active"]
         self.assertEqual(sorted((a["event_id"], a.get("rereports")) for a in active),
                          sorted((f["event_id"], times) for f in first.values()))
@@ -289,9 +236,9 @@ class ConditionsTest(unittest.TestCase):
 
     def test_RereportOutOfProcessRunnerKill(self):
         first = self.raise_alarms("process")
-        before = self.host.runner()
+        before = self.host.push_runner()
         os.kill(before["pid"], signal.SIGKILL)
-        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.runner()),
+        wait_for(lambda: (lambda r: r["state"] == "running" and r["pid"] not in (-1, before["pid"]))(self.host.push_runner()),
                  "the runner to be restarted")
         wait_for(lambda: self.host.device()["state"] == "started", "the device to be started again")
         self.device.follow()

@@ -25,6 +25,9 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "temp_dir.hpp"
+#include "test_queue.hpp"
+
 namespace fs = std::filesystem;
 namespace core = firelink::core;
 using namespace firelink::uplink;
@@ -32,25 +35,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/firelink-conditions-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using firelink_test::temp_dir;
 
-queue_options options_in(const temp_dir &d) {
-    queue_options o;
-    o.path = d.path / "queue.db";
-    o.gateway_id = "gw-test";
-    o.reserve_bytes = 0;
-    return o;
-}
+using firelink_test::queue_options_in;
 
 // Feeds the queue as the runtime and the uplink sink do: the device's list decides the change, and the change goes
 // with the event's record.
@@ -77,7 +64,7 @@ struct device_feed {
         ev.condition = list.apply(device, ev.kind, ev.code, summary->event_id, summary->ends, ev.payload, 1000);
         std::uint32_t pairs = 0;
         auto body = encode_record(ev, pairs);
-        ASSERT_TRUE(q.push(lane_of(ev.kind), std::move(body), pairs, {}, true, ev.condition));
+        q.push_admitted(lane_of(ev.kind), std::move(body), pairs, {}, ev.condition);
     }
     void raise(durable_queue &q, const std::string &id, firelink::event_kind kind = firelink::event_kind::alarm) {
         emit(q, firelink::event{kind, "x.test.zone"}.id(id).message("raise " + id));
@@ -140,7 +127,7 @@ TEST(ConditionsQueue, ARaiseIsStoredARestoreDeletesItAndBothSurviveAReopen) {
     temp_dir d;
     device_feed f;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         EXPECT_TRUE(q.open_conditions().empty());
         f.raise(q, "a1");
         f.raise(q, "f1", firelink::event_kind::fault);
@@ -150,7 +137,7 @@ TEST(ConditionsQueue, ARaiseIsStoredARestoreDeletesItAndBothSurviveAReopen) {
         ASSERT_TRUE(q.flush());
         EXPECT_EQ(ids_of(q.open_conditions()), (std::vector<std::string>{"a1", "p1"}));
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     const auto stored = q.open_conditions();
     ASSERT_EQ(ids_of(stored), (std::vector<std::string>{"a1", "p1"}));
     EXPECT_EQ(stored[0].kind, "alarm");
@@ -168,7 +155,7 @@ TEST(ConditionsQueue, ARaiseIsStoredARestoreDeletesItAndBothSurviveAReopen) {
 
 TEST(ConditionsQueue, ARaiseWithAnOpenIdReplacesItAsTheNewest) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     device_feed f;
     f.raise(q, "a1");
     f.raise(q, "a2");
@@ -187,7 +174,7 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
     device_feed f;
     std::string epoch;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         epoch = q.epoch();
         f.raise(q, "a1");                               // alarm seq 1
         f.raise(q, "a2");                               // alarm seq 2
@@ -199,7 +186,7 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
         ASSERT_TRUE(q.flush());
     }
     {
-        durable_queue q(options_in(d));  // a host restart: the list comes back from the file
+        durable_queue q(queue_options_in(d));  // a host restart: the list comes back from the file
         f.list.load(q.open_conditions());
         f.raise(q, "a1");  // alarm seq 4, re-reports seq 1 still
         f.emit(q, firelink::event{firelink::event_kind::alarm, "x.test.other"}.id("a2"));  // seq 5: another code
@@ -211,7 +198,7 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
     }
     using key = std::tuple<std::string, std::string, std::uint64_t>;
     std::map<std::pair<lane, std::uint64_t>, std::optional<key>> got;
-    for (const auto &c : committed_records(d.path / "queue.db")) {
+    for (const auto &c : committed_records(d.path() / "queue.db")) {
         EXPECT_EQ(c.rereport(), repeats_of(c).has_value()) << to_string(c.l) << " " << c.seq;
         got[{c.l, c.seq}] = repeats_of(c);
     }
@@ -234,9 +221,9 @@ TEST(ConditionsQueue, ARereportIsMarkedAndNamesTheRecordThatFirstRaisedTheCondit
 TEST(ConditionsQueue, AConditionsTableWithoutTheFirstRecordGetsItAtOpen) {
     temp_dir d;
     device_feed f;
-    { durable_queue q(options_in(d)); }
+    { durable_queue q(queue_options_in(d)); }
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("DROP TABLE conditions");
         db.exec("CREATE TABLE conditions(device TEXT NOT NULL, event_id TEXT NOT NULL, change INTEGER NOT NULL, kind "
                 "TEXT NOT NULL, code TEXT NOT NULL, raised_wall_ms INTEGER NOT NULL, event BLOB NOT NULL, "
@@ -246,14 +233,14 @@ TEST(ConditionsQueue, AConditionsTableWithoutTheFirstRecordGetsItAtOpen) {
         put.bind(1, raised.data(), static_cast<int>(raised.size()));
         put.exec();
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     f.list.load(q.open_conditions());
     ASSERT_EQ(f.list.size(), 1u);
     f.raise(q, "old");  // alarm seq 1: a re-report of a row without a key
     f.raise(q, "new");  // alarm seq 2
     f.raise(q, "new");  // alarm seq 3, re-reports seq 2
     ASSERT_TRUE(q.flush());
-    const auto records = committed_records(d.path / "queue.db");
+    const auto records = committed_records(d.path() / "queue.db");
     ASSERT_EQ(records.size(), 3u);
     EXPECT_TRUE(records[0].rereport());
     EXPECT_FALSE(repeats_of(records[0]));
@@ -278,7 +265,7 @@ TEST(ConditionsQueue, TheJsonRecordOfARereportIsMarked) {
 
 TEST(ConditionsQueue, TheBoundDropsTheOldestFromTheStoreToo) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     device_feed f;
     const auto n = core::condition_list::max_open + 10;
     for (std::size_t i = 0; i < n; ++i) f.raise(q, "a" + std::to_string(i));
@@ -297,7 +284,7 @@ TEST(ConditionsQueue, TheBoundDropsTheOldestFromTheStoreToo) {
 TEST(ConditionsQueue, ALateCommitNeverUndoesANewerChange) {
     temp_dir d;
     for (int round = 0; round < 20; ++round) {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         device_feed f;
         f.device = "dev-" + std::to_string(round);
         f.raise(q, "x", firelink::event_kind::fault);  // event lane
@@ -311,7 +298,7 @@ TEST(ConditionsQueue, ALateCommitNeverUndoesANewerChange) {
 
 TEST(ConditionsQueue, ForgetDeletesTheDevicesNamedOnly) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     device_feed a, b;
     a.device = "gone";
     b.device = "kept";
@@ -327,12 +314,12 @@ TEST(ConditionsQueue, ForgetDeletesTheDevicesNamedOnly) {
 
 TEST(ConditionsQueue, AQueueFileWithoutTheTableGetsItAtOpen) {
     temp_dir d;
-    { durable_queue q(options_in(d)); }
+    { durable_queue q(queue_options_in(d)); }
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("DROP TABLE conditions");  // a file made before the table existed
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     device_feed f;
     f.raise(q, "a1");
     ASSERT_TRUE(q.flush());
@@ -347,7 +334,7 @@ TEST(ConditionsQueue, AfterASigkillTheStoredListAgreesWithTheCommittedRecords) {
         const pid_t child = ::fork();
         ASSERT_GE(child, 0);
         if (child == 0) {
-            durable_queue q(options_in(d));
+            durable_queue q(queue_options_in(d));
             device_feed f;
             for (std::uint64_t i = 0;; ++i) {
                 f.raise(q, "a" + std::to_string(i % 40));  // ids reused: raises replace, restores end
@@ -367,7 +354,7 @@ TEST(ConditionsQueue, AfterASigkillTheStoredListAgreesWithTheCommittedRecords) {
             std::optional<std::uint64_t> repeats;
         };
         std::map<std::uint64_t, emitted> by_device_seq;
-        for (const auto &c : committed_records(d.path / "queue.db")) {
+        for (const auto &c : committed_records(d.path() / "queue.db")) {
             if (c.record.at("origin").as<std::string>() != "driver") continue;  // a gateway event
             emitted e{c.event_text("event_id"), c.event_text("ends"), c.l == lane::alarm ? c.seq : 0, std::nullopt};
             if (const auto r = repeats_of(c)) e.repeats = std::get<2>(*r);
@@ -395,7 +382,7 @@ TEST(ConditionsQueue, AfterASigkillTheStoredListAgreesWithTheCommittedRecords) {
             }
         }
         EXPECT_GT(rereports, 0u) << "round " << round << ": the ids are reused, so some raises must be re-reports";
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         const auto stored = ids_of(q.open_conditions());
         ASSERT_FALSE(by_device_seq.empty()) << "round " << round << ": nothing was committed before the kill";
         EXPECT_EQ(std::set<std::string>(stored.begin(), stored.end()),

@@ -19,6 +19,7 @@
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/payload.hpp>
 
+#include "event_collector.hpp"
 #include "fixture_paths.h"
 
 namespace core = firelink::core;
@@ -26,32 +27,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct collector {
-    std::mutex m;
-    std::condition_variable cv;
-    std::vector<core::accepted_event> events;
-
-    void operator()(core::accepted_event &&ev) {
-        std::lock_guard lock(m);
-        events.push_back(std::move(ev));
-        cv.notify_all();
-    }
-    // The first event of this device matching `pred`, waiting for it.
-    template <class P>
-    std::optional<core::accepted_event> wait(const std::string &device, P pred) {
-        std::unique_lock lock(m);
-        std::optional<core::accepted_event> found;
-        cv.wait_for(lock, 20s, [&] {
-            for (const auto &e : events)
-                if (e.device_id == device && pred(e)) {
-                    found = e;
-                    return true;
-                }
-            return false;
-        });
-        return found;
-    }
-};
+using collector = firelink_test::event_collector;
 
 std::string text_of(const std::vector<std::uint8_t> &event, const char *key) {
     return firelink::config(event.data(), event.size()).get<std::string>(key, "");
@@ -75,6 +51,17 @@ std::vector<std::uint8_t> command(const std::string &id, const std::string &name
     }
     return {reinterpret_cast<const std::uint8_t *>(sb.data()),
             reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size()};
+}
+
+// Zone q's alarm (event id "zone-stored") of device p1, as a durable queue keeps it open across a host restart.
+core::open_condition stored_zone_alarm() {
+    core::open_condition c;
+    c.device_id = "p1";
+    c.event_id = "zone-stored";
+    c.kind = "alarm";
+    c.code = "zone_alarm";
+    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
+    return c;
 }
 
 class Conditions : public ::testing::Test {
@@ -227,13 +214,7 @@ TEST_F(Conditions, AnAlarmReportedAgainByANewInstanceIsMarkedAndOpensNothingMore
 
 // The same re-report read back from a durable queue after a host restart: the marking needs only the list.
 TEST_F(Conditions, AnAlarmReportedAgainAfterAHostRestartIsMarked) {
-    core::open_condition c;
-    c.device_id = "p1";
-    c.event_id = "zone-stored";
-    c.kind = "alarm";
-    c.code = "zone_alarm";
-    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
-    runtime->load_conditions({c});
+    runtime->load_conditions({stored_zone_alarm()});
     make("p1");
     run("p1", "alarm", "q");
     const auto again = last("p1", "alarm");
@@ -245,12 +226,7 @@ TEST_F(Conditions, AnAlarmReportedAgainAfterAHostRestartIsMarked) {
 
 // What a durable queue stored before a host restart comes back through load_conditions.
 TEST_F(Conditions, LoadedConditionsAreWhatANewDeviceSees) {
-    core::open_condition c;
-    c.device_id = "p1";
-    c.event_id = "zone-stored";
-    c.kind = "alarm";
-    c.code = "zone_alarm";
-    c.event = firelink::event{firelink::event_kind::alarm, "zone_alarm"}.id("zone-stored").message("zone q").pack();
+    core::open_condition c = stored_zone_alarm();
     c.raised_wall_ms = 1234;
     core::open_condition other = c;
     other.device_id = "p2";

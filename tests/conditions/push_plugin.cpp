@@ -18,6 +18,8 @@
 // that the list is readable from create_device on.
 #include <firelink/driver.hpp>
 
+#include "test_plugin.hpp"
+
 #include <map>
 #include <random>
 #include <string>
@@ -133,15 +135,8 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.test.push",
-                                       .name = "Push-only alarms",
-                                       .vendor = "firelink tests",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "A device that only pushes ALARM/RESTORE lines."}),
-                (firelink::driver<push_device>{.id = "push",
-                                               .name = "Push-only alarm device",
-                                               .device_class = "vendor:org.firelink.test.push",
-                                               .description = "Ends alarms of earlier instances via "
-                                                              "firelink.conditions/1.",
-                                               .wires = FL_WIRE_TCP_CLIENT}))
+FIRELINK_TEST_PLUGIN("org.firelink.test.push", "Push-only alarms", "A device that only pushes ALARM/RESTORE lines.",
+                     firelink_test::driver<push_device>("push", "Push-only alarm device",
+                                                        "vendor:org.firelink.test.push",
+                                                        "Ends alarms of earlier instances via firelink.conditions/1.",
+                                                        {.wires = FL_WIRE_TCP_CLIENT}))

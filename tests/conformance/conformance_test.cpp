@@ -43,6 +43,19 @@ std::string slurp(const fs::path &p) {
     return ss.str();
 }
 
+// The plugins under test by target name, each a build dependency of this test (tests/conformance/CMakeLists.txt):
+// a plugin renamed or gone fails the configure, it never skips a test.
+fs::path built_plugin(const std::string &target) {
+    static const std::map<std::string, fs::path> built = {
+        {"hello-c", PLUGIN_HELLO_C},
+        {"hello-cpp", PLUGIN_HELLO_CPP},
+        {"modbus-arc-breaker", PLUGIN_MODBUS_ARC_BREAKER},
+        {"modbus-gas-valve", PLUGIN_MODBUS_GAS_VALVE},
+        {"modbus-pyrolysis", PLUGIN_MODBUS_PYROLYSIS},
+        {"fire_panel", PLUGIN_FIRE_PANEL}};
+    return built.at(target);
+}
+
 // Runs firelink-conform on `plugin` with `args`, and reads back its JSON report.
 run conform(const std::string &plugin, const std::string &args) {
     static int n = 0;
@@ -227,8 +240,8 @@ TEST(report, json_and_junit_carry_what_a_certificate_needs) {
 class reference_plugin : public ::testing::TestWithParam<const char *> {};
 
 TEST_P(reference_plugin, passes_standard) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / (std::string(GetParam()) + ".so");
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin(GetParam());
+    ASSERT_TRUE(fs::exists(file)) << file;
     run r = conform(file.string(), "--seed 42");
     EXPECT_EQ(not_passed(r).size(), [&] {
         std::size_t warnings = 0;  // a warning is not a failure
@@ -293,12 +306,11 @@ INSTANTIATE_TEST_SUITE_P(plugins, reference_plugin,
 
 // ---- the class scenarios can fail ------------------------------------------------------------------------------
 
-#ifdef FIRELINK_SIM_EXE
 // A device source that is the wrong device: the gas valve's driver polls an arc breaker simulator, which ignores
 // "gas 30", so the gas alarm never comes and the scenario fails within its latency budget.
 TEST(class_scenarios, fail_when_the_device_never_raises) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-gas-valve.so";
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin("modbus-gas-valve");
+    ASSERT_TRUE(fs::exists(file)) << file;
     const fs::path script = fs::temp_directory_path() / ("conformance_test.wrong-sim." + std::to_string(getpid()));
     {
         std::ofstream out(script);
@@ -318,8 +330,8 @@ TEST(class_scenarios, fail_when_the_device_never_raises) {
 // A device that never raises its fault: the pyrolysis driver polls a gas valve simulator, which does not know
 // "wire-break on", so no sensor_wire_break fault comes and scenario.pyrolysis_detector.fault fails within its budget.
 TEST(class_scenarios, the_fault_scenario_fails_when_the_device_never_raises_the_fault) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-pyrolysis.so";
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin("modbus-pyrolysis");
+    ASSERT_TRUE(fs::exists(file)) << file;
     const fs::path script = fs::temp_directory_path() / ("conformance_test.no-fault." + std::to_string(getpid()));
     {
         std::ofstream out(script);
@@ -338,8 +350,8 @@ TEST(class_scenarios, the_fault_scenario_fails_when_the_device_never_raises_the_
 
 // A shared bus whose second unit never answers (the simulator serves unit 1 only): the check fails naming it.
 TEST(class_scenarios, the_shared_bus_fails_when_a_unit_never_answers) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-pyrolysis.so";
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin("modbus-pyrolysis");
+    ASSERT_TRUE(fs::exists(file)) << file;
     const fs::path script = fs::temp_directory_path() / ("conformance_test.one-unit." + std::to_string(getpid()));
     {
         std::ofstream out(script);
@@ -374,8 +386,8 @@ TEST(class_scenarios, the_panel_commit_check_fails_a_driver_that_confirms_on_fl_
 // A UITD that does not call in again: the simulator run without --reconnect ends with its connection when the host
 // stops the device, so no fire alarm can come after the start and scenario.fire_panel.restart fails within its budget.
 TEST(class_scenarios, the_panel_restart_fails_when_the_uitd_does_not_call_in_again) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "fire_panel.so";
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin("fire_panel");
+    ASSERT_TRUE(fs::exists(file)) << file;
     const fs::path script = fs::temp_directory_path() / ("conformance_test.no-reconnect." + std::to_string(getpid()));
     {
         std::ofstream out(script);
@@ -393,11 +405,9 @@ TEST(class_scenarios, the_panel_restart_fails_when_the_uitd_does_not_call_in_aga
         << r.message["scenario.fire_panel.restart"];
 }
 
-#endif
-
 TEST(class_scenarios, are_skipped_without_a_device_source) {
-    const fs::path file = fs::path(FIRELINK_PLUGIN_DIR) / "modbus-pyrolysis.so";
-    if (!fs::exists(file)) GTEST_SKIP() << file << " is not built in this tree";
+    const fs::path file = built_plugin("modbus-pyrolysis");
+    ASSERT_TRUE(fs::exists(file)) << file;
     run r = conform(file.string(), "--seed 42 --only '^scenario\\.' --sim /nonexistent/firelink-sim");
     EXPECT_EQ(r.exit_code, 0) << r.console;
     for (const auto &[id, st] : r.status) EXPECT_EQ(st, "skipped") << id;
@@ -412,7 +422,7 @@ const std::map<std::string, std::string> modbus_plugins = {{"gas_shutoff_valve",
                                                            {"pyrolysis_detector", "modbus-pyrolysis"}};
 
 fs::path plugin_file(const std::string &cls) {
-    return fs::path(FIRELINK_PLUGIN_DIR) / (modbus_plugins.at(cls) + ".so");
+    return built_plugin(modbus_plugins.at(cls));
 }
 
 // A scratch directory of the test's own, removed however the test ends.
@@ -436,7 +446,7 @@ class recorded_trace : public ::testing::TestWithParam<const char *> {};
 
 TEST_P(recorded_trace, replays_and_passes_the_alarm_scenario) {
     const std::string cls = GetParam();
-    if (!fs::exists(plugin_file(cls))) GTEST_SKIP() << plugin_file(cls) << " is not built in this tree";
+    ASSERT_TRUE(fs::exists(plugin_file(cls))) << plugin_file(cls);
     const fs::path trace = fs::path(FIRELINK_TRACE_DIR) / (cls + ".alarm.trace");
     ASSERT_TRUE(fs::exists(trace)) << trace;
     run r = conform(plugin_file(cls).string(),
@@ -455,7 +465,7 @@ INSTANTIATE_TEST_SUITE_P(classes, recorded_trace,
 // Every reply after the first action is garbled (its function code made an exception): the driver never sees the
 // gas level rise, and the scenario fails within its latency budget.
 TEST(traces, a_corrupted_trace_fails_the_scenario) {
-    if (!fs::exists(plugin_file("gas_shutoff_valve"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("gas_shutoff_valve"))) << plugin_file("gas_shutoff_valve");
     const scratch tmp("corrupt");
     const fs::path &dir = tmp.dir;
     std::istringstream in(slurp(fs::path(FIRELINK_TRACE_DIR) / "gas_shutoff_valve.alarm.trace"));
@@ -484,7 +494,7 @@ TEST(traces, a_corrupted_trace_fails_the_scenario) {
 
 // The arc breaker's trace replayed to the gas valve's driver: its requests find no replies, no alarm comes.
 TEST(traces, a_trace_of_another_class_fails_the_scenario) {
-    if (!fs::exists(plugin_file("gas_shutoff_valve"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("gas_shutoff_valve"))) << plugin_file("gas_shutoff_valve");
     run r = conform(plugin_file("gas_shutoff_valve").string(),
                     "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --trace '" +
                         (fs::path(FIRELINK_TRACE_DIR) / "arc_fault_breaker.alarm.trace").string() + "'");
@@ -495,7 +505,7 @@ TEST(traces, a_trace_of_another_class_fails_the_scenario) {
 }
 
 TEST(traces, a_malformed_trace_is_reported_with_its_line) {
-    if (!fs::exists(plugin_file("pyrolysis_detector"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("pyrolysis_detector"))) << plugin_file("pyrolysis_detector");
     const scratch tmp("malformed");
     const fs::path &dir = tmp.dir;
     std::ofstream(dir / "bad.trace") << "# firelink-conform trace 1\n# scenario alarm\n0 out 0001zz\n";
@@ -506,11 +516,10 @@ TEST(traces, a_malformed_trace_is_reported_with_its_line) {
         << r.message["scenario.pyrolysis_detector.alarm"];
 }
 
-#ifdef FIRELINK_SIM_EXE
 // Recording a scenario from the simulator and replaying what was recorded: the round trip that made the traces of
 // conformance/traces.
 TEST(traces, a_recorded_scenario_replays) {
-    if (!fs::exists(plugin_file("pyrolysis_detector"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("pyrolysis_detector"))) << plugin_file("pyrolysis_detector");
     const scratch tmp("record");
     const fs::path &dir = tmp.dir;
     run rec = conform(plugin_file("pyrolysis_detector").string(),
@@ -579,7 +588,7 @@ void spawn(child &c, const std::vector<std::string> &argv, const std::string &st
 
 // A live device over TCP: firelink-sim plays it, reading the scenario's actions from a FIFO.
 TEST(live_device, over_tcp_passes_the_alarm_scenario) {
-    if (!fs::exists(plugin_file("gas_shutoff_valve"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("gas_shutoff_valve"))) << plugin_file("gas_shutoff_valve");
     const scratch tmp("tcp");
     const fs::path &dir = tmp.dir;
     const fs::path fifo = dir / "actions";
@@ -604,8 +613,8 @@ TEST(live_device, over_tcp_passes_the_alarm_scenario) {
 // Scenarios over serial: a socat pty pair, firelink-sim speaking Modbus RTU on one end, the driver's host serial
 // link on the other.
 TEST(live_device, over_a_serial_pty_passes_the_alarm_scenario) {
-    if (!fs::exists(plugin_file("pyrolysis_detector"))) GTEST_SKIP();
-    if (system("command -v socat >/dev/null 2>&1") != 0) GTEST_SKIP() << "socat is not installed";
+    ASSERT_TRUE(fs::exists(plugin_file("pyrolysis_detector"))) << plugin_file("pyrolysis_detector");
+    ASSERT_EQ(system("command -v socat >/dev/null 2>&1"), 0) << "socat is not installed (scripts/setup installs it)";
     const scratch tmp("serial");
     const fs::path &dir = tmp.dir;
     const fs::path fifo = dir / "actions", a = dir / "device", b = dir / "host";
@@ -626,10 +635,9 @@ TEST(live_device, over_a_serial_pty_passes_the_alarm_scenario) {
     EXPECT_EQ(r.status["scenario.pyrolysis_detector.alarm"], "passed") << r.console;
     close(hold);
 }
-#endif
 
 TEST(live_device, a_bad_uri_fails_with_the_reason) {
-    if (!fs::exists(plugin_file("gas_shutoff_valve"))) GTEST_SKIP();
+    ASSERT_TRUE(fs::exists(plugin_file("gas_shutoff_valve"))) << plugin_file("gas_shutoff_valve");
     run r = conform(plugin_file("gas_shutoff_valve").string(),
                     "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --device 'http://x' --device-actions /dev/null");
     EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;

@@ -4,13 +4,11 @@ arc-breaker over Modbus TCP on loopback, and over RTU on a serial line (a socat 
 
 Usage (ctest passes these): arc_breaker_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
-import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, new_workdir, value_of, wait_for
+from firelink_e2e import Sim, Site, driver_events, new_workdir, serial_sim, take_arguments, value_of, wait_for
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
 CONFIG = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
 
@@ -32,22 +30,22 @@ config = {{ {CONFIG} }}
         wait_for(lambda: self.s.devices()["brk-1"]["wire"]["bytes_in"] > 0, "the first reply")
 
     def result(self, cid):
-        return self.s.wait_event(cid, lambda r: r["event"].get("command_id") == cid)["event"]
+        return self.s.wait_driver_event(cid, lambda e: e.get("command_id") == cid)
 
     def test_arc_fault_trips_alarms_once_and_restores_after_reset(self):
         s = self.s
         self.sim.do("arc-fault")
-        a = s.wait_event("arc_fault", lambda r: r["event"]["code"] == "arc_fault")["event"]
+        a = s.wait_driver_event("arc_fault", lambda e: e["code"] == "arc_fault")
         self.assertEqual(a["kind"], "alarm")
         self.assertEqual(value_of(a, "arc_fault_count"), 1)
-        s.wait_event("breaker_tripped", lambda r: r["event"]["code"] == "breaker_tripped")
+        s.wait_driver_event("breaker_tripped", lambda e: e["code"] == "breaker_tripped")
         # Nobody closes onto an open arc-fault alarm: the host's interlock refuses it before the breaker sees it
         # (the breaker itself would refuse too, "reset first", by read-back).
         status, answer = s.command("brk-1", "close", cid="c1")
         self.assertEqual((status, answer["reason"]), (409, "interlocked"), answer)
         self.assertEqual(s.command("brk-1", "reset", cid="r1")[0], 202)
         self.assertTrue(self.result("r1")["ok"])
-        s.wait_event("the restore", lambda r: r["event"].get("ends") == a["event_id"])
+        s.wait_driver_event("the restore", lambda e: e.get("ends") == a["event_id"])
         self.assertEqual(s.command("brk-1", "close", cid="c2")[0], 202)
         self.assertTrue(self.result("c2")["ok"])
         self.assertEqual(s.stop(), 0)
@@ -59,11 +57,11 @@ config = {{ {CONFIG} }}
     def test_residual_current_pre_alarm_alarm_and_restores(self):
         s = self.s
         self.sim.do("residual 250")
-        pre = s.wait_event("pre_alarm", lambda r: r["event"]["kind"] == "pre_alarm")["event"]
+        pre = s.wait_driver_event("pre_alarm", lambda e: e["kind"] == "pre_alarm")
         self.assertEqual(pre["code"], "residual_current_high")
         self.assertEqual(value_of(pre, "residual_current"), 250.0)
         self.sim.do("residual 312")
-        al = s.wait_event("alarm", lambda r: r["event"]["kind"] == "alarm")["event"]
+        al = s.wait_driver_event("alarm", lambda e: e["kind"] == "alarm")
         self.assertEqual(al["code"], "residual_current_high")
         self.assertEqual([v.get("unit") for v in al["values"]], ["mA"])
         # 290 is inside the alarm's hysteresis band: nothing changes.
@@ -80,9 +78,9 @@ config = {{ {CONFIG} }}
     def test_temperature_and_voltage(self):
         s = self.s
         self.sim.do("temp 2 85")
-        s.wait_event("over_temperature alarm", lambda r: r["event"]["code"] == "over_temperature" and r["event"]["kind"] == "alarm")
+        s.wait_driver_event("over_temperature alarm", lambda e: e["code"] == "over_temperature" and e["kind"] == "alarm")
         self.sim.do("voltage 170")
-        uv = s.wait_event("under_voltage", lambda r: r["event"]["code"] == "under_voltage")["event"]
+        uv = s.wait_driver_event("under_voltage", lambda e: e["code"] == "under_voltage")
         self.assertAlmostEqual(value_of(uv, "voltage"), 170.0, places=3)
         self.sim.do("temp 2 30")
         self.sim.do("voltage 230")
@@ -109,11 +107,7 @@ config = {{ {CONFIG} }}
 
 class ArcBreakerRtuSerial(unittest.TestCase):
     def test_rtu_on_a_point_to_point_serial_line(self):
-        d = new_workdir(self)
-        pty = PtyPair(d)
-        self.addCleanup(pty.close)
-        sim = Sim(SIM, "arc-breaker", "--serial", pty.device_end, "--units", "7")
-        self.addCleanup(sim.close)
+        d, pty, sim = serial_sim(self, SIM, "arc-breaker", "--units", "7")
         s = Site(HOST, PLUGINS, f'''[[bus]]
 id = "com1"
 kind = "serial"
@@ -129,7 +123,7 @@ config = {{ {CONFIG} }}
         self.addCleanup(s.close)
         s.start()
         sim.do("arc-fault")
-        s.wait_event("arc_fault", lambda r: r["event"]["code"] == "arc_fault")
+        s.wait_driver_event("arc_fault", lambda e: e["code"] == "arc_fault")
         self.assertEqual(s.stop(), 0)
 
 

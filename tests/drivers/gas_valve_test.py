@@ -4,13 +4,11 @@ over Modbus TCP on loopback and over Modbus RTU on a shared RS-485 bus (a socat 
 
 Usage (ctest passes these): gas_valve_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
-import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, new_workdir, value_of, wait_for
+from firelink_e2e import Sim, Site, driver_events, new_workdir, serial_sim, take_arguments, value_of, wait_for
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
 FAST = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
 
@@ -40,12 +38,12 @@ class GasValveTcp(unittest.TestCase):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.sim.do("gas 30")
-        l1 = s.wait_event("gas_level_1", lambda r: r["event"]["code"] == "gas_level_1")["event"]
+        l1 = s.wait_driver_event("gas_level_1", lambda e: e["code"] == "gas_level_1")
         self.assertEqual(l1["kind"], "alarm")
         self.assertEqual(l1["severity"], "major")
         self.assertAlmostEqual(value_of(l1, "gas_concentration"), 30.0, places=3)
         self.sim.do("gas 60")
-        l2 = s.wait_event("gas_level_2", lambda r: r["event"]["code"] == "gas_level_2")["event"]
+        l2 = s.wait_driver_event("gas_level_2", lambda e: e["code"] == "gas_level_2")
         self.assertEqual(l2["kind"], "alarm")
         self.assertNotIn("severity", l2)  # the alarm's default: critical
         self.assertAlmostEqual(value_of(l2, "gas_concentration"), 60.0, places=3)
@@ -62,7 +60,7 @@ class GasValveTcp(unittest.TestCase):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.sim.do("gas 26")
-        s.wait_event("gas_level_1", lambda r: r["event"]["code"] == "gas_level_1")
+        s.wait_driver_event("gas_level_1", lambda e: e["code"] == "gas_level_1")
         # Inside the band [25 - 2, 25): neither clears nor raises again, however long it wobbles.
         for level in ("24", "25.5", "23.5", "26", "24.2", "25", "23.1"):
             self.sim.do("gas " + level)
@@ -71,7 +69,7 @@ class GasValveTcp(unittest.TestCase):
         self.assertEqual(len(driver_events(s, "gas-1", "alarm", "gas_level_1")), 1)
         self.assertEqual(driver_events(s, "gas-1", "restore"), [])
         self.sim.do("gas 22")
-        s.wait_event("the restore", lambda r: r["event"]["kind"] == "restore")
+        s.wait_driver_event("the restore", lambda e: e["kind"] == "restore")
         self.assertEqual(s.stop(), 0)
         self.assertEqual(len(driver_events(s, "gas-1", "alarm")), 1)
         self.assertEqual(len(driver_events(s, "gas-1", "restore")), 1)
@@ -81,7 +79,7 @@ class GasValveTcp(unittest.TestCase):
         self.started(s)
         status, answer = s.command("gas-1", "close_valve", cid="op-close")
         self.assertEqual(status, 202, answer)
-        res = s.wait_event("the result", lambda r: r["event"].get("command_id") == "op-close")["event"]
+        res = s.wait_driver_event("the result", lambda e: e.get("command_id") == "op-close")
         self.assertTrue(res["ok"], res)
         self.assertIn("closed", res["message"])
         closed = driver_events(s, "gas-1", "status", "valve_closed")
@@ -95,7 +93,7 @@ class GasValveTcp(unittest.TestCase):
         self.sim.do("stuck on")
         status, _ = s.command("gas-1", "close_valve", cid="op-stuck")
         self.assertEqual(status, 202)
-        res = s.wait_event("the result", lambda r: r["event"].get("command_id") == "op-stuck")["event"]
+        res = s.wait_driver_event("the result", lambda e: e.get("command_id") == "op-stuck")
         self.assertFalse(res["ok"])
         self.assertEqual(res["code"], "command_failed")
         self.assertIn("not confirmed within 1500 ms", res["message"])
@@ -106,10 +104,10 @@ class GasValveTcp(unittest.TestCase):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.sim.do("valve closed")
-        s.wait_event("valve_closed", lambda r: r["event"]["code"] == "valve_closed")
+        s.wait_driver_event("valve_closed", lambda e: e["code"] == "valve_closed")
         status, answer = s.command("gas-1", "open_valve", cid="op-open-1")
         self.assertEqual(status, 422, answer)
-        res = s.wait_event("the refusal", lambda r: r["event"].get("command_id") == "op-open-1")["event"]
+        res = s.wait_driver_event("the refusal", lambda e: e.get("command_id") == "op-open-1")
         self.assertFalse(res["ok"])
         self.assertIn("operator_confirmed", s.output())
         status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True}, cid="op-open-2")
@@ -117,7 +115,7 @@ class GasValveTcp(unittest.TestCase):
         status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "duty officer Li"},
                                    cid="op-open-3")
         self.assertEqual(status, 202, answer)
-        res = s.wait_event("the result", lambda r: r["event"].get("command_id") == "op-open-3")["event"]
+        res = s.wait_driver_event("the result", lambda e: e.get("command_id") == "op-open-3")
         self.assertTrue(res["ok"], res)
         self.assertEqual(len(driver_events(s, "gas-1", "status", "valve_opened")), 1)
 
@@ -126,7 +124,7 @@ class GasValveTcp(unittest.TestCase):
         self.started(s)
         self.sim.do("valve closed")
         self.sim.do("gas 40")
-        s.wait_event("gas_level_1", lambda r: r["event"]["code"] == "gas_level_1")
+        s.wait_driver_event("gas_level_1", lambda e: e["code"] == "gas_level_1")
         # The host's interlock refuses it before the driver (which would refuse too: "a gas alarm is active").
         status, answer = s.command("gas-1", "open_valve", {"operator_confirmed": True, "operator": "x"}, cid="op-o")
         self.assertEqual((status, answer["reason"]), (409, "interlocked"), answer)
@@ -136,20 +134,20 @@ class GasValveTcp(unittest.TestCase):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.sim.do("sensor-fault on")
-        f = s.wait_event("sensor_fault", lambda r: r["event"]["code"] == "sensor_fault")["event"]
+        f = s.wait_driver_event("sensor_fault", lambda e: e["code"] == "sensor_fault")
         self.assertEqual(f["kind"], "fault")
         self.sim.do("sensor-fault off")
-        s.wait_event("its restore", lambda r: r["event"].get("ends") == f["event_id"])
+        s.wait_driver_event("its restore", lambda e: e.get("ends") == f["event_id"])
         self.assertEqual(len(driver_events(s, "gas-1", "fault", "sensor_fault")), 1)
 
     def test_self_test_passes_and_fails_by_what_the_device_reports(self):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.assertEqual(s.command("gas-1", "self_test", cid="st-1")[0], 202)
-        self.assertTrue(s.wait_event("st-1", lambda r: r["event"].get("command_id") == "st-1")["event"]["ok"])
+        self.assertTrue(s.wait_driver_event("st-1", lambda e: e.get("command_id") == "st-1")["ok"])
         self.sim.do("self-test-fail on")
         self.assertEqual(s.command("gas-1", "self_test", cid="st-2")[0], 202)
-        res = s.wait_event("st-2", lambda r: r["event"].get("command_id") == "st-2")["event"]
+        res = s.wait_driver_event("st-2", lambda e: e.get("command_id") == "st-2")
         self.assertFalse(res["ok"])
         self.assertIn("self-test failed", res["message"])
 
@@ -157,10 +155,10 @@ class GasValveTcp(unittest.TestCase):
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
         self.sim.do("garbage on")
-        f = s.wait_event("communication_fault", lambda r: r["event"]["code"] == "communication_fault")["event"]
+        f = s.wait_driver_event("communication_fault", lambda e: e["code"] == "communication_fault")
         self.assertEqual(f["kind"], "fault")
         self.sim.do("garbage off")
-        s.wait_event("its restore", lambda r: r["event"].get("ends") == f["event_id"])
+        s.wait_driver_event("its restore", lambda e: e.get("ends") == f["event_id"])
         self.assertEqual(len(driver_events(s, "gas-1", "fault", "communication_fault")), 1)
 
     def test_silence_is_left_to_the_host_liveness(self):
@@ -170,7 +168,7 @@ class GasValveTcp(unittest.TestCase):
         off = s.wait_event("offline", lambda r: r["event"]["kind"] == "offline")
         self.assertEqual(off["origin"], "host")
         self.sim.do("silent off")
-        s.wait_event("back online", lambda r: r["event"].get("ends") == off["event"]["event_id"])
+        s.wait_driver_event("back online", lambda e: e.get("ends") == off["event"]["event_id"])
         self.assertEqual([e for e in driver_events(s, "gas-1", "fault")], [], "no driver fault for plain silence")
 
     def test_an_inconsistent_register_map_is_refused_with_a_clear_error(self):
@@ -193,11 +191,7 @@ class GasValveRs485(unittest.TestCase):
     """Several valves on one RS-485 bus (one simulator serving units 1-3), and a dead unit 4."""
 
     def test_shared_bus_alarms_and_a_dead_device_costs_only_its_timeout(self):
-        d = new_workdir(self)
-        pty = PtyPair(d)
-        self.addCleanup(pty.close)
-        sim = Sim(SIM, "gas-valve", "--serial", pty.device_end, "--units", "1-3")
-        self.addCleanup(sim.close)
+        d, pty, sim = serial_sim(self, SIM, "gas-valve", "--units", "1-3")
         body = (f'[[bus]]\nid = "rs485-1"\nkind = "rs485"\npath = "{pty.host_end}"\nbaud = 9600\n'
                 f'request_timeout_ms = 150\ninter_frame_gap_ms = 2\n\n')
         for unit in (1, 2, 3, 4):
@@ -212,7 +206,7 @@ class GasValveRs485(unittest.TestCase):
         a = s.wait_event("unit 2's alarms", lambda r: r["device"] == "gas-2" and r["event"]["code"] == "gas_level_2")
         self.assertAlmostEqual(value_of(a["event"], "gas_concentration"), 60.0, places=3)
         self.assertEqual(s.command("gas-3", "close_valve", cid="c3")[0], 202)
-        self.assertTrue(s.wait_event("c3", lambda r: r["event"].get("command_id") == "c3")["event"]["ok"])
+        self.assertTrue(s.wait_driver_event("c3", lambda e: e.get("command_id") == "c3")["ok"])
         s.wait_event("the dead unit offline", lambda r: r["device"] == "gas-4" and r["event"]["kind"] == "offline")
         # Round-robin: while the dead unit times out turn after turn, every live unit gets its turns in between, so
         # each dead turn delays the others by one timeout, never more.

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, free_port, new_workdir, value_of, wait_for
+from firelink_e2e import (PtyPair, Sim, Site, driver_events, free_port, new_workdir, serial_sim, take_arguments,
+                          value_of, wait_for)
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -55,7 +55,7 @@ class DriverAgainstPymodbus(unittest.TestCase):
         a = s.wait_event("gas_level_1 from pymodbus's registers", lambda r: r["event"]["code"] == "gas_level_1")
         self.assertAlmostEqual(value_of(a["event"], "gas_concentration"), 35.0, places=3)
         self.assertEqual(s.command("gas-x", "close_valve", cid="c")[0], 202)
-        res = s.wait_event("close_valve", lambda r: r["event"].get("command_id") == "c")["event"]
+        res = s.wait_driver_event("close_valve", lambda e: e.get("command_id") == "c")
         self.assertTrue(res["ok"], res)
         self.assertEqual(s.stop(), 0)
         self.assertEqual(len(driver_events(s, "gas-x", "status", "valve_closed")), 1)
@@ -101,11 +101,7 @@ class MbpollAgainstTheSimulator(unittest.TestCase):
         self.assertIn("Illegal data address", out)
 
     def test_modbus_rtu_on_a_pty(self):
-        d = new_workdir(self)
-        pty = PtyPair(d)
-        self.addCleanup(pty.close)
-        sim = Sim(SIM, "pyrolysis", "--serial", pty.device_end, "--units", "3-4", "--do", "@4 level 450")
-        self.addCleanup(sim.close)
+        d, pty, sim = serial_sim(self, SIM, "pyrolysis", "--units", "3-4", "--do", "@4 level 450")
         common = ["-m", "rtu", "-b", "9600", "-P", "none", "-1", "-o", "2"]
         code, regs, out = mbpoll(*common, "-a", "4", "-t", "3", "-r", "1", "-c", "2", os.path.realpath(pty.host_end))
         self.assertEqual(code, 0, out)

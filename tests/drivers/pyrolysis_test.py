@@ -4,24 +4,18 @@ several detectors on one RS-485 bus (a socat pty pair), and one over Modbus TCP.
 
 Usage (ctest passes these): pyrolysis_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
-import sys
 import unittest
 
-from driverlib import PtyPair, Sim, Site, driver_events, new_workdir, value_of, wait_for
+from firelink_e2e import Sim, Site, driver_events, new_workdir, serial_sim, take_arguments, value_of, wait_for
 
-HOST, SIM, PLUGINS = sys.argv[1], sys.argv[2], sys.argv[3]
-del sys.argv[1:4]
+HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
 CONFIG = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, command_timeout_ms = 1500'
 
 
 class PyrolysisBus(unittest.TestCase):
     def setUp(self):
-        d = new_workdir(self)
-        pty = PtyPair(d)
-        self.addCleanup(pty.close)
-        self.sim = Sim(SIM, "pyrolysis", "--serial", pty.device_end, "--units", "1-2")
-        self.addCleanup(self.sim.close)
+        d, pty, self.sim = serial_sim(self, SIM, "pyrolysis", "--units", "1-2")
         body = f'[[bus]]\nid = "bus"\nkind = "rs485"\npath = "{pty.host_end}"\nrequest_timeout_ms = 200\n\n'
         for u in (1, 2):
             body += (f'[[device]]\nid = "pd-{u}"\ndriver = "modbus-pyrolysis"\nclass = "pyrolysis_detector"\n'
@@ -32,7 +26,7 @@ class PyrolysisBus(unittest.TestCase):
         wait_for(lambda: all(self.s.devices()[f"pd-{u}"]["wire"]["bytes_in"] > 0 for u in (1, 2)), "replies")
 
     def result(self, cid):
-        return self.s.wait_event(cid, lambda r: r["event"].get("command_id") == cid)["event"]
+        return self.s.wait_driver_event(cid, lambda e: e.get("command_id") == cid)
 
     def test_pre_alarm_then_latching_alarm_until_a_confirmed_reset(self):
         s, sim = self.s, self.sim
@@ -42,11 +36,11 @@ class PyrolysisBus(unittest.TestCase):
         self.assertEqual(pre["event"]["code"], "pyrolysis_pre_alarm")
         self.assertEqual(value_of(pre["event"], "particle_level"), 350)
         sim.do("@1 level 700")
-        al = s.wait_event("alarm", lambda r: r["event"]["code"] == "pyrolysis_alarm")["event"]
+        al = s.wait_driver_event("alarm", lambda e: e["code"] == "pyrolysis_alarm")
         self.assertEqual(al["kind"], "alarm")
         # The level falls: the pre-alarm ends, the alarm stays latched.
         sim.do("@1 level 50")
-        s.wait_event("pre-alarm restore", lambda r: r["event"].get("ends") == pre["event"]["event_id"])
+        s.wait_driver_event("pre-alarm restore", lambda e: e.get("ends") == pre["event"]["event_id"])
         n = s.devices()["pd-1"]["wire"]["bytes_in"]
         wait_for(lambda: s.devices()["pd-1"]["wire"]["bytes_in"] > n + 50, "several polls")
         self.assertEqual(driver_events(s, "pd-1", "restore", "pyrolysis_alarm"), [], "latched until reset")
@@ -61,7 +55,7 @@ class PyrolysisBus(unittest.TestCase):
     def test_reset_fails_while_the_level_is_still_high(self):
         s = self.s
         self.sim.do("@2 level 800")
-        s.wait_event("alarm", lambda r: r["event"]["code"] == "pyrolysis_alarm")
+        s.wait_driver_event("alarm", lambda e: e["code"] == "pyrolysis_alarm")
         self.assertEqual(s.command("pd-2", "reset", cid="r2")[0], 202)
         r = self.result("r2")
         self.assertFalse(r["ok"])
@@ -71,11 +65,11 @@ class PyrolysisBus(unittest.TestCase):
     def test_wire_break_and_short_are_faults_with_restores(self):
         s = self.s
         self.sim.do("@1 wire-break on")
-        f = s.wait_event("wire break", lambda r: r["event"]["code"] == "sensor_wire_break")["event"]
+        f = s.wait_driver_event("wire break", lambda e: e["code"] == "sensor_wire_break")
         self.assertEqual(f["kind"], "fault")
         self.sim.do("@1 wire-break off")
         self.sim.do("@1 wire-short on")
-        s.wait_event("wire short", lambda r: r["event"]["code"] == "sensor_wire_short")
+        s.wait_driver_event("wire short", lambda e: e["code"] == "sensor_wire_short")
         self.sim.do("@1 wire-short off")
         s.wait_event("restores", lambda r: len(driver_events(s, "pd-1", "restore")) == 2)
         self.assertEqual(len(driver_events(s, "pd-1", "fault")), 2)
@@ -95,10 +89,10 @@ config = {{ poll_ms = 50, telemetry_ms = 100 }}
 ''', d)
         self.addCleanup(s.close)
         s.start()
-        t = s.wait_event("telemetry", lambda r: r["event"]["kind"] == "telemetry")["event"]
+        t = s.wait_driver_event("telemetry", lambda e: e["kind"] == "telemetry")
         self.assertEqual(value_of(t, "particle_level"), 20)
         self.assertEqual(s.command("pd-t", "self_test", cid="st")[0], 202)
-        self.assertTrue(s.wait_event("st", lambda r: r["event"].get("command_id") == "st")["event"]["ok"])
+        self.assertTrue(s.wait_driver_event("st", lambda e: e.get("command_id") == "st")["ok"])
 
 
 if __name__ == "__main__":

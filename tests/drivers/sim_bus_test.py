@@ -14,13 +14,11 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import unittest
 
-from driverlib import PtyPair, Receiver, Sim, Site, driver_events, new_workdir, wait_for
+from firelink_e2e import PtyPair, Receiver, Sim, Site, driver_events, new_workdir, take_arguments, wait_for
 
-HOST, SIM, RECEIVER, PLUGINS = sys.argv[1:5]
-del sys.argv[1:5]
+HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "sim", "modbus", "scenarios")
 
 # Each detector goes into alarm and stays there, so what the host reports does not depend on when it starts polling.
@@ -61,7 +59,7 @@ class OneProcessBus(unittest.TestCase):
         return s.start()
 
     def test_one_scenario_drives_three_models_and_each_alarm_reaches_the_platform(self):
-        receiver = Receiver(RECEIVER, self.dir)
+        receiver = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(receiver.close)
         scenario = os.path.join(self.dir, "site.scn")
         with open(scenario, "w") as f:

@@ -6,62 +6,31 @@ reports on its stdout, commands through the admin endpoint; and the firelink-dec
 Usage (ctest passes these): fire_panel_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_DECODE PLUGIN_DIR VECTORS
 """
 import json
-import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+import firelink_e2e
+from firelink_e2e import DEADLINE, driver_events, free_port, new_workdir, take_arguments, test_failed, wait_for
+from firelink_e2e.gb26875 import FrameReader, confirm_of, serial_of
 
-HOST, SIM, DECODE, PLUGINS, VECTORS = (os.path.abspath(a) for a in sys.argv[1:6])
-del sys.argv[1:6]
-DEADLINE = 20.0  # a hang guard only: everything here takes milliseconds
+HOST, SIM, DECODE, PLUGINS, VECTORS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_DECODE",
+                                                     "PLUGIN_DIR", "VECTORS")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Site(firelink_e2e.Site):
+    """firelink-host run with one listener ("centre") and the given devices, started, the listener open."""
 
-
-def wait_for(predicate, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Site:
-    """firelink-host run with one listener and the given devices, in its own folder."""
-
-    def __init__(self, devices):
-        self.dir = tempfile.TemporaryDirectory(prefix="firelink-fire-panel-")
-        self.admin = free_port()
+    def __init__(self, test, devices):
         self.listen = free_port()
-        self.sink = os.path.join(self.dir.name, "events.jsonl")
-        body = (f'[gateway]\nid = "gw-fire"\n\n[plugins]\ndirs = [{json.dumps(PLUGINS)}]\n\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n{admin_token_file(self.dir.name)}\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
-                f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n')
+        body = f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n'
         for dev in devices:
             body += "[[device]]\n" + "".join(f"{k} = {v}\n" for k, v in dev.items()) + "\n"
-        self.config = os.path.join(self.dir.name, "site.toml")
-        with open(self.config, "w") as f:
-            f.write(body)
-        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
-        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.get("/healthz") or self.proc.poll() is not None, "the host to start")
-        if self.proc.poll() is not None:
-            raise AssertionError("firelink-host exited early:\n" + self.output())
+        super().__init__(HOST, PLUGINS, body, new_workdir(test), gateway="gw-fire", watchdog=None)
+        self.start()
         # The listener opens when its first device starts.
         wait_for(self.listening, "the listener to open")
 
@@ -72,62 +41,12 @@ class Site:
         except OSError:
             return False
 
-    def output(self):
-        self.log.flush()
-        with open(os.path.join(self.dir.name, "host.log")) as f:
-            return f.read()
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except (urllib.error.URLError, ConnectionError):
-            return None
-
-    def command(self, device, body):
-        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
-        status, answer = self._post(f"/api/devices/{device}/select",
-                                    {"name": body["name"], "args": body.get("args", {})})
-        if status != 200:
-            return status, answer
-        return self._post(f"/api/devices/{device}/commands", body)
-
-    def _post(self, path, body):
-        req = admin_request(f"http://127.0.0.1:{self.admin}{path}", data=json.dumps(body).encode(),
-                            method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read().decode())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode() or "null")
+    def operate(self, device, body):
+        """An operator's command given as the admin endpoint's body (id, name, args), select then operate."""
+        return self.command(device, body["name"], body.get("args"), cid=body.get("id"))
 
     def reload(self):
-        req = admin_request(f"http://127.0.0.1:{self.admin}/api/reload", data=b"", method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=70) as r:
-                return r.status, json.loads(r.read().decode())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode() or "null")
-
-    def events(self, device=None):
-        if not os.path.exists(self.sink):
-            return []
-        with open(self.sink) as f:
-            recs = [json.loads(line) for line in f if line.endswith("\n")]
-        return [r["event"] for r in recs if device is None or r["device"] == device]
-
-    def wait_event(self, what, predicate, device=None):
-        return wait_for(lambda: next((e for e in self.events(device) if predicate(e)), None), what)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-        self.dir.cleanup()
+        return self.post("/api/reload", b"", timeout=70)
 
 
 class Sim:
@@ -181,14 +100,9 @@ class FirePanelEndToEnd(unittest.TestCase):
         for s in self.sims:
             s.kill()
         if self.site:
-            if self._outcome_failed():
+            if test_failed(self):
                 print(self.site.output(), file=sys.stderr)
             self.site.close()
-
-    def _outcome_failed(self):
-        result = getattr(self, "_outcome", None)
-        errors = getattr(result, "errors", None) or getattr(getattr(result, "result", None), "errors", [])
-        return bool(errors)
 
     def sim(self, *args):
         s = Sim(self.site.listen, *args)
@@ -196,7 +110,7 @@ class FirePanelEndToEnd(unittest.TestCase):
         return s
 
     def test_alarm_fault_restore_and_confirms(self):
-        self.site = Site([panel("panel-1", "000000000379")])
+        self.site = Site(self, [panel("panel-1", "000000000379")])
         s = self.sim("--heartbeat-s", "0", "--exit-when-done", "--script",
                      'fire loop=10 point=2 type=42 desc="3楼走廊 烟感"; uitd status=0x09; garbage n=40; '
                      'bad_checksum; heartbeat; split parts=5; fault loop=3 point=1; merge n=2; '
@@ -211,54 +125,54 @@ class FirePanelEndToEnd(unittest.TestCase):
         self.assertEqual(confirmed | denied, sent)
         self.assertFalse(confirmed & denied)
 
-        alarm = self.site.wait_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
+        alarm = self.site.wait_driver_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
         self.assertIn("3楼走廊 烟感", alarm["message"])
         self.assertIn("point_photoelectric_smoke_detector loop 10 point 2", alarm["message"])
         self.assertIn("device_time", alarm)
-        restore = self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e["code"] == "fire_alarm"
-                                       and e.get("ends") == alarm["event_id"])
+        restore = self.site.wait_driver_event("its restore", lambda e: e["kind"] == "restore" and e["code"] == "fire_alarm"
+                                              and e.get("ends") == alarm["event_id"])
         self.assertTrue(restore)
-        power = self.site.wait_event("main power fault", lambda e: e["code"] == "main_power_fault" and e["kind"] == "fault")
-        self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == power["event_id"])
-        self.site.wait_event("component fault", lambda e: e["code"] == "fault" and e["kind"] == "fault")
-        tele = self.site.wait_event("analog telemetry", lambda e: e["kind"] == "telemetry")
+        power = self.site.wait_driver_event("main power fault", lambda e: e["code"] == "main_power_fault" and e["kind"] == "fault")
+        self.site.wait_driver_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == power["event_id"])
+        self.site.wait_driver_event("component fault", lambda e: e["code"] == "fault" and e["kind"] == "fault")
+        tele = self.site.wait_driver_event("analog telemetry", lambda e: e["kind"] == "telemetry")
         self.assertEqual(tele["values"], [{"name": "temperature", "value": 21.5, "unit": "degC"}])
         # system status 0x0103: fire alarm and fault of the system, each ended by 0x0001
-        sys_alarm = self.site.wait_event("system fire alarm", lambda e: e["code"] == "fire_alarm" and
-                                         e.get("event_id", "").startswith("fire_alarm@s1.1"))
-        self.site.wait_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == sys_alarm["event_id"])
+        sys_alarm = self.site.wait_driver_event("system fire alarm", lambda e: e["code"] == "fire_alarm" and
+                                                e.get("event_id", "").startswith("fire_alarm@s1.1"))
+        self.site.wait_driver_event("its restore", lambda e: e["kind"] == "restore" and e.get("ends") == sys_alarm["event_id"])
         # The component fault was not restored: no restore for it.
-        self.assertFalse([e for e in self.site.events() if e["kind"] == "restore" and "fault@c1.1.00010003" in e.get("ends", "")])
+        self.assertFalse([e for e in driver_events(self.site, None) if e["kind"] == "restore" and "fault@c1.1.00010003" in e.get("ends", "")])
         log = self.site.output()
         self.assertIn("checksum mismatch; denied", log)
         self.assertIn("bytes of garbage", log)
 
     def test_alarm_with_normal_bit_clear_is_still_an_alarm(self):
         # Real panels send fire alarms with bit 0 (normal/test) clear: status 0x0002 exactly.
-        self.site = Site([panel("panel-1", "000000000379")])
+        self.site = Site(self, [panel("panel-1", "000000000379")])
         s = self.sim("--heartbeat-s", "0", "--exit-when-done", "--no-time", "--version-user", "7",
                      "--script", "component loop=1 point=9 status=0x0002; wait_confirms")
         rc, err = s.finish()
         self.assertEqual(rc, 0, err)
-        ev = self.site.wait_event("the alarm", lambda e: e["code"] == "fire_alarm")
+        ev = self.site.wait_driver_event("the alarm", lambda e: e["code"] == "fire_alarm")
         self.assertEqual(ev["kind"], "alarm")
         self.assertNotIn("device_time", ev)  # the object had no time label
 
     def test_many_uitds_on_one_listener_each_its_own_device(self):
-        self.site = Site([panel("panel-a", "000000000379"), panel("panel-b", "0000000004D2")])
+        self.site = Site(self, [panel("panel-a", "000000000379"), panel("panel-b", "0000000004D2")])
         a = self.sim("--address", "0x0379", "--heartbeat-s", "0", "--exit-when-done", "--script",
                      "fire loop=1 point=1; wait_confirms")
         b = self.sim("--address", "1234", "--heartbeat-s", "0", "--exit-when-done", "--script",
                      "fault loop=2 point=2; wait_confirms")
         self.assertEqual(a.finish()[0], 0)
         self.assertEqual(b.finish()[0], 0)
-        self.site.wait_event("a's alarm", lambda e: e["code"] == "fire_alarm", device="panel-a")
-        self.site.wait_event("b's fault", lambda e: e["code"] == "fault", device="panel-b")
-        self.assertFalse([e for e in self.site.events("panel-a") if e["code"] == "fault"])
-        self.assertFalse([e for e in self.site.events("panel-b") if e["code"] == "fire_alarm"])
+        self.site.wait_driver_event("a's alarm", lambda e: e["code"] == "fire_alarm", device="panel-a")
+        self.site.wait_driver_event("b's fault", lambda e: e["code"] == "fault", device="panel-b")
+        self.assertFalse([e for e in driver_events(self.site, "panel-a") if e["code"] == "fault"])
+        self.assertFalse([e for e in driver_events(self.site, "panel-b") if e["code"] == "fire_alarm"])
 
     def test_commands_reach_the_uitd_and_come_back_as_results(self):
-        self.site = Site([panel("panel-1", "000000000379")])
+        self.site = Site(self, [panel("panel-1", "000000000379")])
         s = self.sim("--heartbeat-s", "1", "--duty-answer-ms", "200", "--script", "uitd status=0x11")
         s.wait("the first confirm", event="confirm")
         results = {}
@@ -268,44 +182,44 @@ class FirePanelEndToEnd(unittest.TestCase):
                      {"id": "c-comp", "name": "read_component_status",
                       "args": {"system_type": 1, "system_address": 1, "component_address": 65537}},
                      {"id": "c-conf", "name": "read_config"}):
-            status, answer = self.site.command("panel-1", body)
+            status, answer = self.site.operate("panel-1", body)
             self.assertEqual(status, 202, answer)
         for cid in ("c-status", "c-clock", "c-duty", "c-comp", "c-conf"):
-            results[cid] = self.site.wait_event(cid, lambda e, cid=cid: e.get("command_id") == cid)
+            results[cid] = self.site.wait_driver_event(cid, lambda e, cid=cid: e.get("command_id") == cid)
             self.assertTrue(results[cid]["ok"], results[cid])
         self.assertIn('"status_bits":["normal","backup_power_fault"]', results["c-status"]["message"])
         self.assertIn("firelink-sim UITD 模拟", results["c-conf"]["message"])
-        self.site.wait_event("on duty", lambda e: e["code"] == "on_duty")
+        self.site.wait_driver_event("on duty", lambda e: e["code"] == "on_duty")
         s.wait("request 81", event="request", type=81)
         s.wait("control 90", event="control", type=90)
         s.wait("control 91", event="control", type=91)
         # Unknown command and bad arguments are refused by the driver.
-        self.assertNotEqual(self.site.command("panel-1", {"name": "open_the_pod_bay_doors"})[0], 202)
-        self.assertNotEqual(self.site.command("panel-1", {"name": "duty_check", "args": {"minutes": 0}})[0], 202)
+        self.assertNotEqual(self.site.operate("panel-1", {"name": "open_the_pod_bay_doors"})[0], 202)
+        self.assertNotEqual(self.site.operate("panel-1", {"name": "duty_check", "args": {"minutes": 0}})[0], 202)
 
     def test_duty_check_unanswered_is_off_duty(self):
-        self.site = Site([panel("panel-1", "000000000379")])
+        self.site = Site(self, [panel("panel-1", "000000000379")])
         s = self.sim("--heartbeat-s", "1", "--duty-answer-ms", "-1")
         s.wait("the first confirm", event="confirm")
-        self.assertEqual(self.site.command("panel-1", {"id": "d-1", "name": "duty_check", "args": {"within_s": 1}})[0], 202)
-        res = self.site.wait_event("the duty check's result", lambda e: e.get("command_id") == "d-1")
+        self.assertEqual(self.site.operate("panel-1", {"id": "d-1", "name": "duty_check", "args": {"within_s": 1}})[0], 202)
+        res = self.site.wait_driver_event("the duty check's result", lambda e: e.get("command_id") == "d-1")
         self.assertFalse(res["ok"], res)
-        self.site.wait_event("off duty", lambda e: e["code"] == "off_duty")
+        self.site.wait_driver_event("off duty", lambda e: e["code"] == "off_duty")
         s.wait("control 91", event="control", type=91)  # the UITD got it and confirmed; nobody answered
         # A read the UITD answers with zero records still succeeds.
-        self.assertEqual(self.site.command("panel-1", {"id": "r-1", "name": "read_uitd_operations"})[0], 202)
-        self.assertTrue(self.site.wait_event("the read", lambda e: e.get("command_id") == "r-1")["ok"])
+        self.assertEqual(self.site.operate("panel-1", {"id": "r-1", "name": "read_uitd_operations"})[0], 202)
+        self.assertTrue(self.site.wait_driver_event("the read", lambda e: e.get("command_id") == "r-1")["ok"])
 
     def test_active_alarm_is_reported_again_after_the_device_restarts(self):
         # FL-PLUGIN-29: the UITD keeps its fire alarm (already confirmed, so it never sends it again) while the host
         # recreates the device; the new driver instance reads the state (type 61) and reports the alarm again.
-        self.site = Site([panel("panel-1", "000000000379")])
+        self.site = Site(self, [panel("panel-1", "000000000379")])
         s = self.sim("--heartbeat-s", "1", "--reconnect", "--script", "fire loop=10 point=2 type=42 desc=\"3楼走廊 烟感\"")
-        self.site.wait_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
+        self.site.wait_driver_event("the fire alarm", lambda e: e["kind"] == "alarm" and e["code"] == "fire_alarm")
         fire = s.wait("the fire alarm sent", event="sent", type=2)[0]
         s.wait("its confirm", event="confirm", serial=fire["serial"])
         time.sleep(0.5)  # let the first instance finish whatever it was doing
-        before = len(self.site.events())
+        before = len(driver_events(self.site, None))
         lines_before = len(s.lines)
         # A changed device entry: the reload recreates the device, a new driver instance that knows nothing.
         with open(self.site.config) as f:
@@ -314,7 +228,7 @@ class FirePanelEndToEnd(unittest.TestCase):
             f.write(body.replace('driver = "gb26875-uitd"\n', 'driver = "gb26875-uitd"\nconfig = { reply_timeout_ms = 5000 }\n'))
         status, answer = self.site.reload()
         self.assertEqual(status, 200, answer)
-        again = wait_for(lambda: next((e for e in self.site.events()[before:]
+        again = wait_for(lambda: next((e for e in driver_events(self.site, None)[before:]
                                        if e["kind"] == "alarm" and e["code"] == "fire_alarm"), None),
                          "the fire alarm reported again after the restart")
         self.assertEqual(again["event_id"], "fire_alarm@s1.1")
@@ -324,10 +238,10 @@ class FirePanelEndToEnd(unittest.TestCase):
         s.kill()
 
     def test_silent_uitd_goes_offline_and_comes_back(self):
-        self.site = Site([panel("panel-1", "000000000379", heartbeat_s="1")])
+        self.site = Site(self, [panel("panel-1", "000000000379", heartbeat_s="1")])
         s = self.sim("--heartbeat-s", "0", "--script", "wait 2500; heartbeat; wait 500")
-        off = self.site.wait_event("offline", lambda e: e["kind"] == "offline")
-        self.site.wait_event("back", lambda e: e["kind"] == "restore" and e.get("ends") == off["event_id"])
+        off = self.site.wait_driver_event("offline", lambda e: e["kind"] == "offline")
+        self.site.wait_driver_event("back", lambda e: e["kind"] == "restore" and e.get("ends") == off["event_id"])
         s.kill()
 
 
@@ -343,7 +257,7 @@ class ResendWithoutConfirm(unittest.TestCase):
 
         def serve():
             conn, _ = srv.accept()
-            buf = b""
+            reader = FrameReader()
             tries = {}
             conn.settimeout(DEADLINE)
             try:
@@ -351,20 +265,12 @@ class ResendWithoutConfirm(unittest.TestCase):
                     data = conn.recv(4096)
                     if not data:
                         return
-                    buf += data
-                    while len(buf) >= 30 and buf[:2] == b"@@":
-                        length = buf[24] | (buf[25] << 8)
-                        frame, buf = buf[:30 + length], buf[30 + length:]
-                        serial = frame[2] | (frame[3] << 8)
+                    for frame in reader.feed(data):
+                        serial = serial_of(frame)
                         tries[serial] = tries.get(serial, 0) + 1
                         seen.append((serial, tries[serial]))
                         if confirm_on_try and tries[serial] == confirm_on_try:
-                            reply = bytearray(frame[:27])
-                            reply[12:18], reply[18:24] = frame[18:24], frame[12:18]
-                            reply[24:26] = b"\0\0"
-                            reply[26] = 3
-                            reply += bytes([sum(reply[2:]) & 0xFF]) + b"##"
-                            conn.sendall(bytes(reply))
+                            conn.sendall(confirm_of(frame))
             except OSError:
                 return
             finally:

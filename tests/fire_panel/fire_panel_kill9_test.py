@@ -20,10 +20,10 @@ import sys
 import time
 import unittest
 
-HOST, SIM, RECEIVER, PLUGINS = (os.path.abspath(a) for a in sys.argv[1:5])
-del sys.argv[1:5]
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-import driverlib  # noqa: E402  (the driver tests' host, receiver and wait helpers)
+import firelink_e2e
+
+HOST, SIM, RECEIVER, PLUGINS = firelink_e2e.take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER",
+                                                            "PLUGIN_DIR")
 
 KILLS = int(os.environ.get("FIRELINK_KILLS", "50"))
 FRAMES = 100000  # more than the run sends: the stream lasts until the simulator is stopped
@@ -40,18 +40,18 @@ def expected_event(step):
 
 class KillNine(unittest.TestCase):
     def setUp(self):
-        self.work = driverlib.new_workdir(self)
-        self.receiver = driverlib.Receiver(RECEIVER, self.work)
+        self.work = firelink_e2e.new_workdir(self)
+        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work).start()
         self.addCleanup(self.receiver.close)
 
     def site(self, isolation):
-        listen = driverlib.free_port()
+        listen = firelink_e2e.free_port()
         body = (f'[uplink]\nurl = "{self.receiver.url()}"\nqueue_path = "queue.db"\nbackoff_max_s = 1\n'
                 f'reserve_mb = 0\n\n'
                 f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{listen}"\n\n'
                 f'[[device]]\nid = "panel-1"\ndriver = "gb26875-uitd"\nclass = "fire_panel"\nheartbeat_s = 0\n'
                 f'wire = {{ listener = "centre", identity = "{IDENTITY}" }}\n')
-        site = driverlib.Site(HOST, PLUGINS, body, self.work, plugins=f'isolation = "{isolation}"\n')
+        site = firelink_e2e.Site(HOST, PLUGINS, body, self.work, plugins=f'isolation = "{isolation}"\n')
         self.addCleanup(site.close)
         return site, listen
 
@@ -76,7 +76,7 @@ class KillNine(unittest.TestCase):
         def stop():
             if sim.poll() is None:
                 sim.terminate()
-                sim.wait(timeout=driverlib.DEADLINE)
+                sim.wait(timeout=firelink_e2e.DEADLINE)
         self.addCleanup(stop)
         return sim, stop
 
@@ -104,15 +104,15 @@ class KillNine(unittest.TestCase):
         for k in range(KILLS):
             # Traffic first: the UITD has called in again and the driver is confirming.
             before = len(self.confirmed_steps())
-            driverlib.wait_for(lambda: len(self.confirmed_steps()) > before, f"confirms after start {k + 1}")
+            firelink_e2e.wait_for(lambda: len(self.confirmed_steps()) > before, f"confirms after start {k + 1}")
             time.sleep(rng.uniform(0.05, 0.6))
             site.kill9()
             confirmed_at_kill.append(len(self.confirmed_steps()))
             self.assertIsNone(sim.poll(), "the simulator ended")
             site.start()
-        driverlib.wait_for(lambda: len(self.confirmed_steps()) > confirmed_at_kill[-1], "confirms after the last start")
+        firelink_e2e.wait_for(lambda: len(self.confirmed_steps()) > confirmed_at_kill[-1], "confirms after the last start")
         stop_sim()
-        driverlib.wait_for(lambda: self.drained(site), "the queue to drain to the receiver", timeout=60)
+        firelink_e2e.wait_for(lambda: self.drained(site), "the queue to drain to the receiver", timeout=60)
         took = time.monotonic() - t0
         site.stop()
 

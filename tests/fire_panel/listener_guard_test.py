@@ -20,20 +20,16 @@ import sys
 import time
 import unittest
 
-HOST, SIM, RECEIVER, PLUGINS = (os.path.abspath(a) for a in sys.argv[1:5])
-del sys.argv[1:5]
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-import driverlib  # noqa: E402  (the driver tests' host, receiver, UITD and wait helpers)
+import firelink_e2e
+from firelink_e2e.gb26875 import component_alarm
+
+HOST, SIM, RECEIVER, PLUGINS = firelink_e2e.take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER",
+                                                            "PLUGIN_DIR")
 
 IDENTITY = "000000000379"
 FLOOD = 2000
 HOST_FILES = 1024  # the host's descriptor limit in the flood: the 1 024 a 1 100-connection flood once exhausted
 ALARM_BOUND_S = 5.0  # asserted; the target is under 1 s
-
-
-def component_alarm(loop, point):
-    """The event id of a component's fire alarm, as the fire_panel driver names it."""
-    return f"fire_alarm@c1.1.{loop | point << 16:08x}"
 
 
 def open_files(pid):
@@ -42,10 +38,10 @@ def open_files(pid):
 
 class Guard(unittest.TestCase):
     def setUp(self):
-        self.work = driverlib.new_workdir(self)
-        self.receiver = driverlib.Receiver(RECEIVER, self.work)
+        self.work = firelink_e2e.new_workdir(self)
+        self.receiver = firelink_e2e.Receiver(RECEIVER, self.work).start()
         self.addCleanup(self.receiver.close)
-        self.listen = driverlib.free_port()
+        self.listen = firelink_e2e.free_port()
         self.make_site()
 
     def make_site(self, wire_extra=""):
@@ -54,21 +50,21 @@ class Guard(unittest.TestCase):
                 f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{self.listen}"\n\n'
                 f'[[device]]\nid = "panel-1"\ndriver = "gb26875-uitd"\nclass = "fire_panel"\nheartbeat_s = 0\n'
                 f'wire = {{ listener = "centre", identity = "{IDENTITY}"{wire_extra} }}\n')
-        self.site = driverlib.Site(HOST, PLUGINS, body, self.work)
+        self.site = firelink_e2e.Site(HOST, PLUGINS, body, self.work)
         self.addCleanup(self.site.close)
 
     def uitd(self):
-        u = driverlib.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--stdin", name="real")
+        u = firelink_e2e.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--stdin", name="real")
         self.addCleanup(u.close)
         return u
 
-    def at_receiver(self, what, where, args, timeout=driverlib.DEADLINE):
-        return driverlib.wait_for(lambda: self.receiver.rows(where, args), what, timeout)
+    def at_receiver(self, what, where, args, timeout=firelink_e2e.DEADLINE):
+        return firelink_e2e.wait_for(lambda: self.receiver.rows(where, args), what, timeout)
 
     def test_a_second_connection_claiming_a_connected_uitd_is_refused(self):
         self.site.start()
         real = self.uitd()
-        driverlib.wait_for(lambda: real.events("connected"), "the real UITD to call in")
+        firelink_e2e.wait_for(lambda: real.events("connected"), "the real UITD to call in")
         real.step("fire loop=1 point=1")
         self.at_receiver("the real fire alarm", "event_id = ?", (component_alarm(1, 1),))
 
@@ -77,7 +73,7 @@ class Guard(unittest.TestCase):
         scenario = os.path.join(self.work, "forged.txt")
         with open(scenario, "w") as f:
             f.write("fire loop=9 point=9\nrestore loop=1 point=1\n")
-        forger = driverlib.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--scenario", scenario,
+        forger = firelink_e2e.Uitd(SIM, self.work, "--connect", f"127.0.0.1:{self.listen}", "--scenario", scenario,
                                 name="forger")
         self.addCleanup(forger.close)
         conflict = self.at_receiver("identity_conflict at the receiver", "device = ? AND code = ?",
@@ -85,7 +81,7 @@ class Guard(unittest.TestCase):
         self.assertEqual((conflict["kind"], conflict["origin"], conflict["severity"]), ("fault", "host", "major"))
         self.assertIn("a connection from 127.0.0.1:", conflict["message"])
         self.assertIn(f"claimed identity '{IDENTITY}'", conflict["message"])
-        driverlib.wait_for(lambda: forger.events("disconnected") or forger.proc.poll() is not None,
+        firelink_e2e.wait_for(lambda: forger.events("disconnected") or forger.proc.poll() is not None,
                            "the forger to be closed")
 
         real.step("fire loop=1 point=2")
@@ -106,7 +102,7 @@ class Guard(unittest.TestCase):
         conflict = self.at_receiver("identity_conflict at the receiver", "device = ? AND code = ?",
                                     ("panel-1", "identity_conflict"))[0]
         self.assertIn("may connect only from its allow_peers", conflict["message"])
-        driverlib.wait_for(lambda: outsider.events("disconnected") or outsider.proc.poll() is not None,
+        firelink_e2e.wait_for(lambda: outsider.events("disconnected") or outsider.proc.poll() is not None,
                            "the outsider to be closed")
         self.assertEqual(self.site.devices()["panel-1"]["wire"]["bytes_in"], 0, "nothing of it reached the driver")
 
@@ -114,7 +110,7 @@ class Guard(unittest.TestCase):
         self.make_site(', allow_peers = ["10.9.9.0/24", "127.0.0.0/8"]')
         self.site.start()
         real = self.uitd()
-        driverlib.wait_for(lambda: real.events("connected"), "the UITD to call in")
+        firelink_e2e.wait_for(lambda: real.events("connected"), "the UITD to call in")
         real.step("fire loop=1 point=1")
         self.at_receiver("its fire alarm", "event_id = ?", (component_alarm(1, 1),))
         self.assertEqual(self.receiver.rows("code = ?", ("identity_conflict",)), [])
@@ -144,7 +140,7 @@ class Guard(unittest.TestCase):
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         self.site.start(open_files=HOST_FILES)
         real = self.uitd()
-        driverlib.wait_for(lambda: real.events("connected"), "the real UITD to call in")
+        firelink_e2e.wait_for(lambda: real.events("connected"), "the real UITD to call in")
         real.step("fire loop=1 point=1")
         self.at_receiver("the first fire alarm", "event_id = ?", (component_alarm(1, 1),))
         self.assertIn(f"descriptors: limit {HOST_FILES}", self.site.output())
@@ -179,7 +175,7 @@ class Guard(unittest.TestCase):
         for s in socks:
             s.close()
         socks.clear()
-        driverlib.wait_for(lambda: self.site.get("/healthz"), "the admin port to answer again")
+        firelink_e2e.wait_for(lambda: self.site.get("/healthz"), "the admin port to answer again")
 
 
 if __name__ == "__main__":

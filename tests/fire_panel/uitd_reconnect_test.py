@@ -7,22 +7,16 @@ back. With --connect-attempts it gives up after that many failed attempts in a r
 Usage (ctest passes these): uitd_reconnect_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR [unittest args]
 """
 import os
-import sys
 import time
 import unittest
 
-HOST, SIM, PLUGINS = (os.path.abspath(a) for a in sys.argv[1:4])
-del sys.argv[1:4]
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-import driverlib  # noqa: E402  (the driver tests' host and wait helpers)
+import firelink_e2e
+from firelink_e2e.gb26875 import component_alarm
+
+HOST, SIM, PLUGINS = firelink_e2e.take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
 IDENTITY = "000000000379"
 BACKOFF_MS, BACKOFF_MAX_MS = 100, 800
-
-
-def component_alarm(loop, point):
-    """The event id of a component's fire alarm, as the fire_panel driver names it."""
-    return f"fire_alarm@c1.1.{loop | point << 16:08x}"
 
 
 class Reconnect(unittest.TestCase):
@@ -31,7 +25,7 @@ class Reconnect(unittest.TestCase):
         body = (f'[[listener]]\nid = "centre"\nlisten = "127.0.0.1:{listen}"\n\n'
                 f'[[device]]\nid = "panel-1"\ndriver = "gb26875-uitd"\nclass = "fire_panel"\nheartbeat_s = 0\n'
                 f'wire = {{ listener = "centre", identity = "{IDENTITY}" }}\n')
-        site = driverlib.Site(HOST, PLUGINS, body, work)
+        site = firelink_e2e.Site(HOST, PLUGINS, body, work)
         self.addCleanup(site.close)
         return site.start()
 
@@ -43,30 +37,30 @@ class Reconnect(unittest.TestCase):
                 self.assertTrue(ceiling // 2 <= f["retry_ms"] <= ceiling, f)
 
     def test_calls_for_as_long_as_it_takes_and_delivers_once_the_centre_is_back(self):
-        work = driverlib.new_workdir(self)
-        listen = driverlib.free_port()
-        uitd = driverlib.Uitd(SIM, work, "--connect", f"127.0.0.1:{listen}", "--reconnect", "--stdin",
+        work = firelink_e2e.new_workdir(self)
+        listen = firelink_e2e.free_port()
+        uitd = firelink_e2e.Uitd(SIM, work, "--connect", f"127.0.0.1:{listen}", "--reconnect", "--stdin",
                     "--backoff-ms", str(BACKOFF_MS), "--backoff-max-ms", str(BACKOFF_MAX_MS))
         self.addCleanup(uitd.close)
 
         # No centre yet: refused attempts, numbered, each logged.
-        driverlib.wait_for(lambda: len(uitd.events("connect_failed")) >= 3, "three refused attempts")
+        firelink_e2e.wait_for(lambda: len(uitd.events("connect_failed")) >= 3, "three refused attempts")
         self.assertEqual([f["attempt"] for f in uitd.events("connect_failed")[:3]], [1, 2, 3])
         self.assertIn("attempt 3); next attempt in", uitd.log())
 
         first = self.centre(os.path.join(work, "first"), listen)
-        driverlib.wait_for(lambda: uitd.events("connected"), "the UITD to call in")
+        firelink_e2e.wait_for(lambda: uitd.events("connected"), "the UITD to call in")
         uitd.step("fire loop=1 point=1")
         first.wait_event("the first fire alarm", lambda r: r["event"].get("event_id") == component_alarm(1, 1))
 
         # The centre goes away for longer than the 10 s after which the simulator used to give up.
         mark = len(uitd.events())
         first.stop()
-        driverlib.wait_for(lambda: uitd.events("disconnected"), "the UITD to see the centre go")
+        firelink_e2e.wait_for(lambda: uitd.events("disconnected"), "the UITD to see the centre go")
         down = time.monotonic()
         time.sleep(11)
         at_11_s = len(uitd.events("connect_failed"))
-        driverlib.wait_for(lambda: len(uitd.events("connect_failed")) > at_11_s, "an attempt after 11 s down")
+        firelink_e2e.wait_for(lambda: len(uitd.events("connect_failed")) > at_11_s, "an attempt after 11 s down")
         self.assertIsNone(uitd.proc.poll(), "the UITD gave up:\n" + uitd.log())
         # The centre had answered, so the count starts again.
         outage = [e for e in uitd.events()[mark:] if e["event"] == "connect_failed"]
@@ -81,11 +75,11 @@ class Reconnect(unittest.TestCase):
         self.assertIn("connected to 127.0.0.1:%d at attempt" % listen, uitd.log())
 
     def test_connect_attempts_limits_the_attempts(self):
-        work = driverlib.new_workdir(self)
-        uitd = driverlib.Uitd(SIM, work, "--connect", f"127.0.0.1:{driverlib.free_port()}", "--connect-attempts", "3",
+        work = firelink_e2e.new_workdir(self)
+        uitd = firelink_e2e.Uitd(SIM, work, "--connect", f"127.0.0.1:{firelink_e2e.free_port()}", "--connect-attempts", "3",
                     "--backoff-ms", "50", "--backoff-max-ms", "100")
         self.addCleanup(uitd.close)
-        self.assertEqual(uitd.proc.wait(timeout=driverlib.DEADLINE), 1)
+        self.assertEqual(uitd.proc.wait(timeout=firelink_e2e.DEADLINE), 1)
         failed = uitd.events("connect_failed")
         self.assertEqual([f["attempt"] for f in failed], [1, 2, 3])
         self.assertEqual(["retry_ms" in f for f in failed], [True, True, False], "no wait after the last")

@@ -34,7 +34,7 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
         d.required_extensions = {"firelink.commit/1"};
         d.flags = 1;
         info.drivers = {d, d};
-        std::vector<std::pair<std::string, std::string>> s = {
+        return fuzz::with_session({
             {"hello", fuzz::frame_bytes(iso::hello_msg{info, true})},
             {"refused", fuzz::frame_bytes(iso::refused_msg{"init_failed", "fl_plugin_init returned FL_ERROR"})},
             {"reply", fuzz::frame_bytes(iso::reply_msg{7, FL_TIMEOUT, "slow"})},
@@ -43,31 +43,20 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
             {"pong", fuzz::frame_bytes(iso::pong_msg{1ull << 40})},
             {"slow", fuzz::frame_bytes(iso::slow_msg{3, "on_data", -5})},
             {"consumed", fuzz::frame_bytes(iso::consumed_msg{3, 65536})},
-        };
-        std::string stream;  // a runner's session: every kind, one after another
-        for (const auto &[name, bytes] : s) stream += bytes;
-        s.emplace_back("stream", stream);
-        return s;
+        });
     }();
     return all;
 }
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    fuzz::write_seeds_if_asked(argc, argv, seeds);
-    return 0;
-}
+FUZZ_SEEDS(seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
-    // As the host reads a runner: borrowed strings, at most max_runner_frame a frame.
-    fuzz::feed(data, size, true, iso::max_runner_frame, [](const msgpack::object &o) {
-        iso::runner_message m;
-        try {
-            m = iso::decode_runner_message(o);
-        } catch (const iso::malformed &) {
-            return false;  // the expected answer: the host kills this runner
-        }
+    // As the host reads a runner: borrowed strings, at most max_runner_frame a frame; `malformed` is the expected
+    // answer (the host kills this runner).
+    fuzz::decode_stream<iso::runner_message>(data, size, true, iso::max_runner_frame, &iso::decode_runner_message,
+                                             [](const iso::runner_message &m) {
         if (const auto *h = std::get_if<iso::hello_msg>(&m)) {
             // The plugin info is decoded into owned strings: touch them all (a view into freed memory shows here).
             std::size_t n = h->info.file.native().size() + h->info.id.size() + h->info.name.size();
@@ -75,8 +64,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             for (const auto &e : h->info.extra_exports) n += e.size();
             (void)n;
         }
-        fuzz::check_round_trip(m, &iso::decode_runner_message);
-        return true;
     });
     return 0;
 }

@@ -99,6 +99,24 @@ void check_round_trip(const Message &decoded, Message (*decode)(const msgpack::o
     if (once != twice) die("a decoded message encodes differently after one more decode");
 }
 
+// Feeds `data` as a peer's stream (feed) and decodes every message with `decode`; `malformed` ends the stream, as
+// the reading side cuts the peer off. Each decoded message goes to `inspect`, then through check_round_trip.
+template <class Message>
+void decode_stream(const std::uint8_t *data, std::size_t size, bool borrow, std::uint32_t max_frame,
+                   Message (*decode)(const msgpack::object &), void (*inspect)(const Message &) = nullptr) {
+    feed(data, size, borrow, max_frame, [&](const msgpack::object &o) {
+        Message m;
+        try {
+            m = decode(o);
+        } catch (const iso::malformed &) {
+            return false;  // the expected answer to bad input
+        }
+        if (inspect) inspect(m);
+        check_round_trip(m, decode);
+        return true;
+    });
+}
+
 // `target --write-seeds DIR` writes the target's seed corpus (one file per seed) and exits: called from
 // LLVMFuzzerInitialize, before libFuzzer reads its own flags.
 inline void write_seeds_if_asked(int *argc, char ***argv,
@@ -115,6 +133,15 @@ inline void write_seeds_if_asked(int *argc, char ***argv,
     }
 }
 
+// A target's seeds and, last, "stream": all of them one after another, as one peer's session sends them.
+inline std::vector<std::pair<std::string, std::string>> with_session(
+    std::vector<std::pair<std::string, std::string>> s) {
+    std::string stream;
+    for (const auto &[name, bytes] : s) stream += bytes;
+    s.emplace_back("stream", stream);
+    return s;
+}
+
 template <class M>
 std::string frame_bytes(const M &m) {
     auto f = iso::encoded(m);
@@ -123,3 +150,11 @@ std::string frame_bytes(const M &m) {
 }
 
 }  // namespace fuzz
+
+// The target's LLVMFuzzerInitialize: --write-seeds DIR writes what `seeds` (a function returning the seed list)
+// makes.
+#define FUZZ_SEEDS(seeds)                                          \
+    extern "C" int LLVMFuzzerInitialize(int *argc, char ***argv) { \
+        fuzz::write_seeds_if_asked(argc, argv, seeds);             \
+        return 0;                                                  \
+    }

@@ -20,7 +20,7 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
         c.conditions = {{"ev-1", "fault", "loop_open", "\x80", 1700000000000}, {"ev-2", "alarm", "fire", "\x80", -1}};
         iso::admit_msg a;
         a.busy_kinds = {"telemetry", "status"};
-        std::vector<std::pair<std::string, std::string>> s = {
+        return fuzz::with_session({
             {"create", fuzz::frame_bytes(c)},
             {"start", fuzz::frame_bytes(iso::lifecycle_msg{iso::msg::start, 2, 3})},
             {"stop", fuzz::frame_bytes(iso::lifecycle_msg{iso::msg::stop, 4, 3})},
@@ -33,32 +33,17 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
             {"admit", fuzz::frame_bytes(a)},
             {"room", fuzz::frame_bytes(iso::room_msg{iso::lane::telemetry})},
             {"committed", fuzz::frame_bytes(iso::committed_msg{3, 1000})},
-        };
-        std::string stream;
-        for (const auto &[name, bytes] : s) stream += bytes;
-        s.emplace_back("stream", stream);
-        return s;
+        });
     }();
     return all;
 }
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    fuzz::write_seeds_if_asked(argc, argv, seeds);
-    return 0;
-}
+FUZZ_SEEDS(seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
-    fuzz::feed(data, size, false, iso::max_host_frame, [](const msgpack::object &o) {
-        iso::host_message m;
-        try {
-            m = iso::decode_host_message(o);
-        } catch (const iso::malformed &) {
-            return false;  // the runner logs it and ends
-        }
-        fuzz::check_round_trip(m, &iso::decode_host_message);
-        return true;
-    });
+    // Owned strings, at most max_host_frame a frame; on `malformed` the runner logs it and ends.
+    fuzz::decode_stream<iso::host_message>(data, size, false, iso::max_host_frame, &iso::decode_host_message);
     return 0;
 }

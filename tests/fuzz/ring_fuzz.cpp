@@ -100,10 +100,7 @@ const std::vector<std::pair<std::string, std::string>> &seeds() {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    fuzz::write_seeds_if_asked(argc, argv, seeds);
-    return 0;
-}
+FUZZ_SEEDS(seeds)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size) {
     if (size == 0) return 0;

@@ -5,26 +5,21 @@ read at /api/audit and checked with `firelink-host audit verify`, before and aft
 
 The platform's downlink is firelink-receiver's command route: the site lets it close the valve and not open it.
 
-Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR FIRELINK_RECEIVER DRIVERLIB_DIR
-                            [unittest args]
+Usage (ctest passes these): control_e2e_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_DIR FIRELINK_RECEIVER [unittest args]
 """
 import json
 import os
 import secrets
 import sqlite3
 import subprocess
-import sys
 import time
 import unittest
+import urllib.error
+import urllib.request
 
-HOST, SIM, PLUGINS, RECEIVER = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-sys.path.insert(0, sys.argv[5])
-del sys.argv[1:6]
+from firelink_e2e import Receiver, Sim, Site, driver_events, new_workdir, take_arguments, wait_for
 
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-
-from driverlib import Receiver, Sim, Site, driver_events, new_workdir, wait_for  # noqa: E402
+HOST, SIM, PLUGINS, RECEIVER = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR", "FIRELINK_RECEIVER")
 
 FAST = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500'
 
@@ -212,14 +207,14 @@ class ControlTest(unittest.TestCase):
         self.assertIn('firelink_admin_refused_total{reason="forbidden"} 3', metrics)
 
     def test_the_platform_may_close_but_not_open(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         s = self.site(f'platform_may = ["close_valve"]\n\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\n'
                       f'backoff_max_s = 1\nreserve_mb = 0\n')
 
         def platform_command(name, args=None):
             body = json.dumps({"gateway": "gw-modbus", "device": "gas-1", "name": name, "args": args or {}}).encode()
-            req = urllib.request.Request(rx.url() + "/api/commands", data=body, method="POST")
+            req = urllib.request.Request(rx.url("/api/commands"), data=body, method="POST")
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read().decode())["id"]
 

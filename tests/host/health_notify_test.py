@@ -16,23 +16,21 @@ Waits are hang guards (they end as soon as their condition holds), except where 
 comes: then it watches for several ping intervals while the loop is known to be wedged.
 
 Usage (ctest passes these): health_notify_test.py FIRELINK_HOST FIRELINK_RECEIVER FIRELINK_SIM EXAMPLES_PLUGIN_DIR
-DRIVERLIB_DIR [unittest args]
+[unittest args]
 """
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import unittest
 import urllib.request
 
-HOST, RECEIVER, SIM, EXAMPLES, LIB = (os.path.abspath(p) for p in sys.argv[1:6])
-del sys.argv[1:6]
-sys.path.insert(0, LIB)
-from driverlib import DEADLINE, Receiver, Site, free_port, new_workdir, wait_for  # noqa: E402
+from firelink_e2e import DEADLINE, Receiver, Site, free_port, new_workdir, take_arguments, wait_for
+
+HOST, RECEIVER, SIM, EXAMPLES = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "FIRELINK_SIM",
+                                               "EXAMPLES_PLUGIN_DIR")
 
 WATCHDOG_USEC = 1_200_000      # systemd's timeout: the host pings every 0.6 s
 PING = WATCHDOG_USEC / 2 / 1e6  # seconds
@@ -109,7 +107,7 @@ class Base(unittest.TestCase):
     def site(self, body, env=None):
         s = Site(HOST, EXAMPLES, body, self.dir)
         self.addCleanup(s.close)
-        return s.start(env)
+        return s.start(env=env)
 
     def notify_socket(self, name):
         n = NotifySocket(name)
@@ -195,7 +193,7 @@ class Health(Base):
         self.assertEqual(h["reasons"], [])
 
     def test_no_alarm_reserve_is_a_fault_at_the_platform_and_in_the_local_record(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         blocker = os.path.join(self.dir, "queue.db.reserve")
         os.mkdir(blocker)  # where the reserve file goes: the queue cannot make it
@@ -205,7 +203,7 @@ class Health(Base):
         self.assertFalse(h["uplink"]["reserve_held"])
         self.assertTrue(any(r["component"] == "queue" and "alarm reserve" in r["problem"] for r in h["reasons"]),
                         h["reasons"])
-        gateway = "gw-modbus"  # driverlib's site
+        gateway = "gw-modbus"  # firelink_e2e.Site's default
         fault = wait_for(lambda: rx.rows("device=? AND code='alarm_reserve_missing'", (gateway,)),
                          "the fault at the platform")[0]
         self.assertEqual(fault["kind"], "fault")
@@ -221,10 +219,10 @@ class Health(Base):
         wait_for(lambda: health(site, "?strict")[0] == 200, "/healthz?strict 200 again")
 
     def test_a_command_the_gateway_cannot_run_is_in_the_local_record(self):
-        rx = Receiver(RECEIVER, self.dir)
+        rx = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(rx.close)
         site = self.site(HELLO + f'\n[uplink]\nurl = "{rx.url()}"\nqueue_path = "queue.db"\nreserve_mb = 0\n')
-        req = urllib.request.Request(rx.url() + "/api/commands", method="POST", data=json.dumps(
+        req = urllib.request.Request(rx.url("/api/commands"), method="POST", data=json.dumps(
             {"gateway": "gw-modbus", "device": "no-such-device", "name": "ping"}).encode())
         with urllib.request.urlopen(req, timeout=DEADLINE) as r:
             cid = json.loads(r.read())["id"]

@@ -12,35 +12,24 @@ platform behind [uplink].
 - A device its driver refuses at start-up is `device_down` too, stays listed with its metrics, and runs after a reload
   that fixes it.
 
-Usage (ctest passes these): reload_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_RECEIVER PLUGIN_DIR DRIVERLIB_DIR
+Usage (ctest passes these): reload_e2e_test.py FIRELINK_HOST FIRELINK_SIM FIRELINK_RECEIVER PLUGIN_DIR
 [unittest args]
 """
 import json
 import os
 import subprocess
-import sys
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-HOST, SIM, RECEIVER, PLUGINS, LIB = (os.path.abspath(p) for p in sys.argv[1:6])
-del sys.argv[1:6]
-sys.path.insert(0, LIB)
-from driverlib import Receiver, Sim, Site, free_port, new_workdir, wait_for  # noqa: E402
+from firelink_e2e import (Receiver, Sim, Site, free_port, new_workdir, print_logs_if_failed, request_json, take_arguments,
+                          wait_for)
+
+HOST, SIM, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "FIRELINK_RECEIVER", "PLUGIN_DIR")
 
 DEVICE = "gas-a-laundry"
 FAST = "debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, command_timeout_ms = 1500"
 REFUSAL = "create: config key 'poll_ms': 5 is outside 10..3600000"
 
-
-def http(method, url):
-    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=70) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def gas_device(port, poll_ms, heartbeat=None, dev_id=DEVICE):
@@ -61,9 +50,9 @@ class Platform:
                 for r in self.receiver.rows("device=?", (device,))]
 
     def active(self, device=DEVICE):
-        status, body = http("GET", self.receiver.url() + "/api/devices")
-        assert status == 200, body
-        return [a["event_id"] for d in json.loads(body) if d["device"] == device for a in d["active"]]
+        status, devices = request_json("GET", self.receiver.url("/api/devices"))
+        assert status == 200, devices
+        return [a["event_id"] for d in devices if d["device"] == device for a in d["active"]]
 
     def wait(self, what, predicate, device=DEVICE):
         try:
@@ -76,7 +65,7 @@ class Platform:
 class ReloadTest(unittest.TestCase):
     def setUp(self):
         self.dir = new_workdir(self)
-        self.receiver = Receiver(RECEIVER, self.dir)
+        self.receiver = Receiver(RECEIVER, self.dir).start()
         self.addCleanup(self.receiver.close)
         self.platform = Platform(self.receiver)
 
@@ -103,12 +92,7 @@ class ReloadTest(unittest.TestCase):
         return s.devices()[dev_id]
 
     def tearDown(self):
-        if not self._outcome.success:
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 80 lines)\n" + "".join(f.readlines()[-80:]))
+        print_logs_if_failed(self, self.dir, lines=80)
 
     def test_KeptOnRefusal(self):
         sim = Sim(SIM, "gas-valve", "--listen", "127.0.0.1:0")

@@ -5,25 +5,22 @@ run / check-config / plugins, with [plugins] signatures = "require", load only w
 The plugin folder holds hello-c.so signed by the trusted key, hello-cpp.so unsigned, and two copies of hello-cpp.so:
 one signed by a key the site does not trust, one signed by the trusted key and then changed by one byte.
 
-Usage (ctest passes these): signed_plugins_test.py FIRELINK_HOST FIRELINK_SIGN PLUGIN_DIR DRIVERLIB_DIR
-[unittest args]
+Usage (ctest passes these): signed_plugins_test.py FIRELINK_HOST FIRELINK_SIGN PLUGIN_DIR [unittest args]
 """
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-HOST, SIGN, PLUGINS, LIB = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-del sys.argv[1:5]
-sys.path.insert(0, LIB)
-from driverlib import free_port, wait_for  # noqa: E402
+from firelink_e2e import free_port, take_arguments, wait_for
+
+HOST, SIGN, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIGN", "PLUGIN_DIR")
 
 
 def run(*args, check=True):

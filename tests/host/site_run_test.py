@@ -11,137 +11,20 @@ import pty
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import termios
 import time
 import tty
 import unittest
-import urllib.error
-import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+from firelink_e2e import DEADLINE, Site, free_port, new_workdir, take_arguments, wait_for
 
-HOST, EXAMPLES, FIXTURES = sys.argv[1], sys.argv[2], sys.argv[3]
-DEADLINE = 20.0  # generous: these wait for things that take milliseconds
+HOST, EXAMPLES, FIXTURES = take_arguments("FIRELINK_HOST", "EXAMPLES_PLUGIN_DIR", "FIXTURE_PLUGIN_DIR")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Site:
-    """A firelink-host run child process with its own folder, config and sink file."""
-
-    def __init__(self, body, plugin_dirs):
-        self.dir = tempfile.TemporaryDirectory(prefix="firelink-site-")
-        self.config = os.path.join(self.dir.name, "site.toml")
-        self.sink = os.path.join(self.dir.name, "events.jsonl")
-        self.port = free_port()
-        self.plugin_dirs = plugin_dirs
-        self.write(body)
-        self.proc = None
-
-    def write(self, body):
-        dirs = ", ".join(json.dumps(d) for d in self.plugin_dirs)
-        text = (f'[gateway]\nid = "gw-test"\n\n[plugins]\ndirs = [{dirs}]\n\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir.name)}\n'
-                f'[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n[watchdog]\nwarn_ms = 500\nfault_ms = 5000\n\n'
-                + body)
-        with open(self.config + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(self.config + ".tmp", self.config)
-
-    def start(self, *extra):
-        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
-        self.proc = subprocess.Popen([HOST, "run", "--config", self.config, *extra], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        def ready():
-            health = self.get("/healthz")
-            return (health and json.loads(health[1])["status"] != "starting") or self.proc.poll() is not None
-        wait_for(ready, "the site to start")
-        if self.proc.poll() is not None:
-            raise AssertionError("firelink-host exited early:\n" + self.output())
-        return self
-
-    def output(self):
-        self.log.flush()
-        with open(os.path.join(self.dir.name, "host.log")) as f:
-            return f.read()
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except (urllib.error.URLError, ConnectionError):
-            return None
-
-    def post(self, path, body=b""):
-        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
-        if path.endswith("/commands"):
-            try:
-                cmd = json.loads(body)
-            except ValueError:
-                cmd = None
-            if isinstance(cmd, dict) and "name" in cmd:
-                status, answer = self._send(path[:-len("commands")] + "select",
-                                            json.dumps({"name": cmd["name"], "args": cmd.get("args", {})}).encode())
-                if status not in (200, 404):
-                    return status, answer
-        return self._send(path, body)
-
-    def _send(self, path, body=b""):
-        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read().decode() or "null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode() or "null")
-
-    def devices(self):
-        status, body = self.get("/api/devices")
-        assert status == 200
-        return {d["id"]: d for d in json.loads(body)}
-
-    def events(self):
-        if not os.path.exists(self.sink):
-            return []
-        with open(self.sink) as f:
-            # Only whole lines: the host may be in the middle of appending the last one.
-            return [json.loads(line) for line in f if line.endswith("\n")]
-
-    def wait_event(self, what, predicate):
-        return wait_for(lambda: next((e for e in self.events() if predicate(e)), None), what)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                return self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                raise AssertionError("firelink-host did not stop within the deadline:\n" + self.output())
-        return self.proc.returncode if self.proc else None
-
-    def close(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close() if self.proc else None
-        self.dir.cleanup()
+def site(test, body, dirs):
+    """A site for `test` in a folder of its own, closed (its host killed if still running) when the test ends."""
+    s = Site(HOST, dirs, body, new_workdir(test), gateway="gw-test")
+    test.addCleanup(s.close)
+    return s
 
 
 HELLO = '''
@@ -165,9 +48,7 @@ site = {{ site = "Sunshine Home", sector = "elderly_care" }}
 
 class RunSite(unittest.TestCase):
     def site(self, body, dirs=None):
-        s = Site(body, dirs or [EXAMPLES])
-        self.addCleanup(s.close)
-        return s
+        return site(self, body, dirs or [EXAMPLES])
 
     def test_runs_for_a_while_and_every_event_is_enriched(self):
         s = self.site(HELLO.format(period=20))
@@ -213,7 +94,7 @@ class RunSite(unittest.TestCase):
                       metrics)
         self.assertIn('firelink_device_state{device="hello-c-1",state="started"} 1', metrics)
 
-        status, answer = s.post("/api/devices/hello-cpp-1/commands", json.dumps({"name": "ping"}).encode())
+        status, answer = s.command("hello-cpp-1", "ping")
         self.assertEqual(status, 202, answer)
         cid = answer["command_id"]
         result = s.wait_event("the ping's result", lambda e: e["event"].get("command_id") == cid)
@@ -221,11 +102,11 @@ class RunSite(unittest.TestCase):
         self.assertTrue(result["event"]["ok"])
 
         # hello-c declares that it takes no command (ABI 1.1): the gate refuses the name before anything reaches it.
-        status, answer = s.post("/api/devices/hello-c-1/commands", json.dumps({"name": "self_destruct"}).encode())
+        status, answer = s.command("hello-c-1", "self_destruct")
         self.assertEqual(status, 422, answer)
         self.assertEqual(answer["reason"], "unknown_command", answer)
 
-        status, answer = s.post("/api/devices/no-such/commands", json.dumps({"name": "ping"}).encode())
+        status, answer = s.command("no-such", "ping")
         self.assertEqual(status, 404, answer)
         status, answer = s.post("/api/devices/hello-c-1/commands", b"not json")
         self.assertEqual(status, 400, answer)
@@ -256,7 +137,7 @@ class = "vendor:org.firelink.examples.hello"
         # A reload with a broken file changes nothing and says why.
         with open(s.config, "a") as f:
             f.write("\n[[device]]\nid = 5\n")
-        status, answer = s.post("/api/reload")
+        status, answer = s.post("/api/reload", b"")
         self.assertEqual(status, 400, answer)
         self.assertFalse(answer["reloaded"])
         self.assertTrue(any("device[3].id" in e for e in answer["errors"]), answer)
@@ -374,25 +255,23 @@ wire = {{ listener = "centre", identity = "B" }}
 
 class CheckConfig(unittest.TestCase):
     def test_a_good_site_passes(self):
-        s = Site(HELLO.format(period=100), [EXAMPLES])
-        self.addCleanup(s.close)
+        s = site(self, HELLO.format(period=100), [EXAMPLES])
         proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         # Every plugin in the examples folder is loaded (the hello examples and the reference drivers).
         self.assertRegex(proc.stdout, r"OK: gateway gw-test, \d+ plugin\(s\), 0 bus\(es\), 0 listener\(s\), 2 device\(s\)")
 
     def test_errors_name_file_line_column_and_key(self):
-        s = Site(HELLO.format(period=100) + '\n[[device]]\nid = "x"\ndriver = "hello"\nclass = "fire_panel"\n'
+        s = site(self, HELLO.format(period=100) + '\n[[device]]\nid = "x"\ndriver = "hello"\nclass = "fire_panel"\n'
                  'colour = "red"\n', [EXAMPLES])
-        self.addCleanup(s.close)
         proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
         self.assertEqual(proc.returncode, 1)
         self.assertRegex(proc.stderr, r"site\.toml:\d+:\d+: device\[2\]\.colour: unknown key")
 
     def test_a_device_whose_class_does_not_match_its_driver_is_refused(self):
-        s = Site(HELLO.format(period=100).replace('class = "vendor:org.firelink.examples.hello"\nconfig = { period_ms = 100 }',
-                                                  'class = "fire_panel"\nconfig = { period_ms = 100 }'), [EXAMPLES])
-        self.addCleanup(s.close)
+        body = HELLO.format(period=100).replace('class = "vendor:org.firelink.examples.hello"\nconfig = { period_ms = 100 }',
+                                                'class = "fire_panel"\nconfig = { period_ms = 100 }')
+        s = site(self, body, [EXAMPLES])
         proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
         self.assertEqual(proc.returncode, 1, proc.stdout)
         self.assertRegex(proc.stderr, r"site\.toml:\d+:\d+: device 'hello-cpp-1': class 'fire_panel' does not "
@@ -400,8 +279,7 @@ class CheckConfig(unittest.TestCase):
 
     def test_a_platform_command_no_driver_declares_is_refused(self):
         # A typo would otherwise allow nothing, silently.
-        s = Site(HELLO.format(period=100) + '\n[control]\nplatform_may = ["pnig"]\n', [EXAMPLES])
-        self.addCleanup(s.close)
+        s = site(self, HELLO.format(period=100) + '\n[control]\nplatform_may = ["pnig"]\n', [EXAMPLES])
         proc = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
         self.assertEqual(proc.returncode, 1, proc.stdout)
         self.assertIn("control.platform_may: 'pnig' is a command no driver of this site declares (did you mean "
@@ -409,4 +287,4 @@ class CheckConfig(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:], verbosity=2)
+    unittest.main(verbosity=2)

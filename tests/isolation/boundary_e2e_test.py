@@ -7,7 +7,7 @@ Every hop holds or pushes back: when the runner cannot take more, the host stops
 device's own TCP flow control holds the rest); what emit answered FL_OK reaches the sink even when the runner is killed
 the next instant; an alarm never waits behind a lane the queue refuses.
 
-Usage (ctest passes these): boundary_e2e_test.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR DRIVERLIB_DIR [args]
+Usage (ctest passes these): boundary_e2e_test.py FIRELINK_HOST FIRELINK_RECEIVER LINES_PLUGIN_DIR [unittest args]
 """
 import json
 import os
@@ -20,10 +20,9 @@ import threading
 import time
 import unittest
 
-HOST, RECEIVER, PLUGINS, LIB = sys.argv[1:5]
-del sys.argv[1:5]
-sys.path.insert(0, LIB)
-from driverlib import DEADLINE, LineDevice, Receiver, Site, new_workdir, wait_for  # noqa: E402
+from firelink_e2e import DEADLINE, LineDevice, Site, new_workdir, peak_rss_kb, take_arguments, wait_for
+
+HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "LINES_PLUGIN_DIR")
 
 CLASS = "vendor:org.firelink.tests.lines"
 
@@ -71,16 +70,7 @@ def site_body(port, **config):
 
 
 def runner_pid(site):
-    status, body = site.get("/healthz")
-    return next(p for p in json.loads(body)["plugins"] if p["id"] == "org.firelink.tests.lines")["pid"]
-
-
-def peak_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+    return site.runner("org.firelink.tests.lines")["pid"]
 
 
 def line_numbers(site):

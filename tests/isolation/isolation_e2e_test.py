@@ -7,38 +7,16 @@ Usage (ctest passes these): isolation_e2e_test.py FIRELINK_HOST STREAM_PLUGIN_DI
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "drivers"))
-from driverlib import admin_request, admin_token_file  # noqa: E402  (the admin token every POST carries)
+import firelink_e2e
+from firelink_e2e import new_workdir, take_arguments, test_failed, wait_for
 
-HOST, STREAMS = sys.argv[1], sys.argv[2]
-DEADLINE = 20.0  # generous: these wait for things that take milliseconds
+HOST, STREAMS = take_arguments("FIRELINK_HOST", "STREAM_PLUGIN_DIR")
 CLASS = "vendor:org.firelink.tests.stream"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def device(dev_id, copy, **config):
@@ -47,80 +25,19 @@ def device(dev_id, copy, **config):
             f'class = "{CLASS}"\nheartbeat_s = 0\nconfig = {{ {cfg} }}\n\n')
 
 
-class Site:
-    """A firelink-host run child process with its own folder, config and sink file."""
+class Site(firelink_e2e.Site):
+    """firelink-host run on `body`, started; `runner` is more of the [plugins] table."""
 
-    def __init__(self, body, plugin_dir=STREAMS, runner=""):
-        self.dir = tempfile.TemporaryDirectory(prefix="firelink-iso-")
-        self.config = os.path.join(self.dir.name, "site.toml")
-        self.sink = os.path.join(self.dir.name, "events.jsonl")
-        self.port = free_port()
-        text = (f'[gateway]\nid = "gw-iso"\n\n[plugins]\ndirs = [{json.dumps(plugin_dir)}]\n{runner}\n'
-                f'[admin]\nlisten = "127.0.0.1:{self.port}"\n{admin_token_file(self.dir.name)}\n[sink]\nkind = "jsonl"\npath = "events.jsonl"\n\n'
-                + body)
-        with open(self.config, "w") as f:
-            f.write(text)
-        self.log = open(os.path.join(self.dir.name, "host.log"), "w")
-        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_for(lambda: self.health() or self.proc.poll() is not None, "the site to start")
-        if self.proc.poll() is not None:
-            raise AssertionError("firelink-host exited early:\n" + self.output())
-
-    def output(self):
-        self.log.flush()
-        with open(os.path.join(self.dir.name, "host.log")) as f:
-            return f.read()
-
-    def request(self, path, body=None):
-        # An operator's command is select, then operate (docs/deployment.md, "Select before operate").
-        if path.endswith("/commands") and body is not None:
-            cmd = json.loads(body)
-            status, answer = self._send(path[:-len("commands")] + "select",
-                                        json.dumps({"name": cmd["name"], "args": cmd.get("args", {})}).encode())
-            if status != 200:
-                return status, answer
-        return self._send(path, body)
-
-    def _send(self, path, body=None):
-        req = admin_request(f"http://127.0.0.1:{self.port}{path}", data=body,
-                            method="POST" if body is not None else "GET")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read().decode() or "null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read().decode() or "null")
-        except (urllib.error.URLError, ConnectionError):
-            return None, None
-
-    def health(self):
-        status, body = self.request("/healthz")
-        return body if body and body.get("status") != "starting" else None
-
-    def runner(self, plugin_id):
-        return next(p for p in self.health()["plugins"] if p["id"] == plugin_id)
-
-    def events(self, dev=None):
-        if not os.path.exists(self.sink):
-            return []
-        with open(self.sink) as f:
-            out = [json.loads(line) for line in f if line.endswith("\n")]
-        return [e for e in out if dev is None or e["device"] == dev]
+    def __init__(self, test, body, plugin_dir=STREAMS, runner=""):
+        super().__init__(HOST, plugin_dir, body, new_workdir(test), plugins=runner, gateway="gw-iso", watchdog=None)
+        self.start()
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("firelink-host did not stop:\n" + self.output())
-            if self.proc.returncode != 0:
-                raise AssertionError(f"firelink-host exited with {self.proc.returncode} on SIGTERM:\n" +
-                                     self.output()[-3000:])
-        self.log.close()
-        self.dir.cleanup()
+        """Stops the host, which must exit 0 on SIGTERM whatever its runners went through."""
+        status = self.stop()
+        super().close()
+        if status != 0:
+            raise AssertionError(f"firelink-host exited with {status} on SIGTERM:\n" + self.output()[-3000:])
 
 
 def samples(events):
@@ -142,7 +59,7 @@ class IsolationTest(unittest.TestCase):
         if self.site:
             out = self.site.output()
             self.site.close()
-            if hasattr(self, "_outcome") and any(err for _, err in getattr(self._outcome, "errors", [])):
+            if test_failed(self):
                 print(out[-6000:])
         shutil.rmtree(self.shared, ignore_errors=True)
 
@@ -162,7 +79,7 @@ class IsolationTest(unittest.TestCase):
         os.chmod(plugins, 0o755)
         shutil.copy(os.path.join(STREAMS, "stream_a.so"), plugins)
         shutil.copy(os.path.join(STREAMS, "..", "plugins-crashing", "stream_crashing.so"), plugins)
-        self.site = Site(device("a1", "a", rate=100), plugin_dir=plugins)
+        self.site = Site(self, device("a1", "a", rate=100), plugin_dir=plugins)
         wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
         self.assertRegex(self.site.output(), r"stream_crashing\.so refused: load_failed: firelink-runner killed by "
                                              r"signal 11 \(SIGSEGV\) while loading the plugin")
@@ -175,7 +92,7 @@ class IsolationTest(unittest.TestCase):
         """One plugin segfaults at its 1000th event while two others stream: they lose nothing and see no gap; the
         crashed plugin's device goes to driver_crashed within 1 s and is back after the restart."""
         marker = os.path.join(self.shared, "crashed-once")
-        self.site = Site(device("a1", "a", rate=1500) + device("b1", "b", rate=1500) +
+        self.site = Site(self, device("a1", "a", rate=1500) + device("b1", "b", rate=1500) +
                          device("c1", "c", rate=1500, crash_at=1000, crash_marker=marker),
                          runner="[runner]\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n")
         first_pid = self.site.runner("org.firelink.tests.stream-c")["pid"]
@@ -214,10 +131,10 @@ class IsolationTest(unittest.TestCase):
 
     def test_HungRunnerIsKilled(self):
         """A driver stuck in a call: the heartbeat goes unanswered, the runner is killed, driver_hung, then back."""
-        self.site = Site(device("a1", "a", rate=200) + device("c1", "c", rate=200),
+        self.site = Site(self, device("a1", "a", rate=200) + device("c1", "c", rate=200),
                          runner="[runner]\nhang_ms = 500\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n")
         wait_for(lambda: len(samples(self.site.events("c1"))) > 20, "c1 streaming")
-        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "hang"}).encode())
+        status, body = self.site.command("c1", "hang")
         # Refused with a reason: the heartbeat (500 ms) usually finds the driver stuck before the call's own timeout
         # (1 s) ends it; on a loaded machine the timeout may come first.
         self.assertEqual(status, 409, body)
@@ -228,7 +145,7 @@ class IsolationTest(unittest.TestCase):
         r = self.site.runner("org.firelink.tests.stream-c")
         self.assertEqual((r["state"], r["failures"]), ("running", 1))
         # While it was stuck, commands were refused with a reason, never queued for a dead driver.
-        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "ping"}).encode())
+        status, body = self.site.command("c1", "ping")
         self.assertEqual(status, 202, body)
         wait_for(lambda: [e for e in self.site.events("c1") if e["event"]["kind"] == "command_result"
                           and e["event"].get("ok")], "the ping's result")
@@ -236,7 +153,7 @@ class IsolationTest(unittest.TestCase):
 
     def test_CrashLoopIsParked(self):
         """A plugin that crashes every time is parked after restart_limit failures, with an alarm, and left alone."""
-        self.site = Site(device("a1", "a", rate=200) + device("c1", "c", rate=500, crash_at=20),
+        self.site = Site(self, device("a1", "a", rate=200) + device("c1", "c", rate=500, crash_at=20),
                          runner="[runner]\nrestart_limit = 3\nrestart_window_s = 60\n"
                                 "backoff_initial_ms = 20\nbackoff_max_ms = 50\n")
         parked = wait_for(lambda: host_made(self.site.events("c1"), "alarm", "driver_parked"), "driver_parked")[0]
@@ -251,11 +168,10 @@ class IsolationTest(unittest.TestCase):
         time.sleep(1.0)
         self.assertEqual(len(self.site.events("c1")), count)
         self.assertEqual(self.site.runner("org.firelink.tests.stream-c")["failures"], 3)
-        status, body = self.site.request("/api/devices/c1/commands", json.dumps({"name": "ping"}).encode())
+        status, body = self.site.command("c1", "ping")
         self.assertEqual(status, 409, body)
         self.assertIn("no longer restarted", body["detail"])
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.site.port}/metrics", timeout=10) as r:
-            metrics = r.read().decode()
+        status, metrics = self.site.get("/metrics")
         self.assertIn('firelink_runner_parked{plugin="org.firelink.tests.stream-c"} 1', metrics)
         self.assertIn('firelink_runner_failures_total{plugin="org.firelink.tests.stream-c"} 3', metrics)
         self.assertIn('firelink_runner_up{plugin="org.firelink.tests.stream-a"} 1', metrics)
@@ -263,17 +179,16 @@ class IsolationTest(unittest.TestCase):
 
     def test_CountersCrossTheBoundary(self):
         """A refused event and a slow call in a runner are answered there and counted here, as in process."""
-        self.site = Site(device("b1", "b", rate=50))
+        self.site = Site(self, device("b1", "b", rate=50))
         for name in ("bad", "slow", "ping"):
-            status, body = self.site.request("/api/devices/b1/commands", json.dumps({"name": name}).encode())
+            status, body = self.site.command("b1", name)
             self.assertEqual(status, 202, body)
         def results():
             found = [e for e in self.site.events("b1") if e["event"]["kind"] == "command_result"]
             return found if len(found) == 3 else None
         results = wait_for(results, "three command results")
         self.assertTrue(all(e["event"]["ok"] for e in results), results)  # emit answered FL_INVALID_ARGUMENT
-        status, devices = self.site.request("/api/devices")
-        b1 = next(d for d in devices if d["id"] == "b1")
+        b1 = self.site.devices()["b1"]
         self.assertEqual(b1["events_refused"], 1)
         self.assertGreaterEqual(b1["slow_callbacks"], 1)
         self.assertIn("device b1: refused an event (1 refused so far)", self.site.output())
@@ -282,7 +197,7 @@ class IsolationTest(unittest.TestCase):
 
     def test_InProcessOverride(self):
         """[plugins.isolation_of] keeps one plugin in the host process; the others still get runners."""
-        self.site = Site(device("a1", "a", rate=200) + device("b1", "b", rate=200),
+        self.site = Site(self, device("a1", "a", rate=200) + device("b1", "b", rate=200),
                          runner='isolation_of = { "org.firelink.tests.stream-a" = "in_process" }\n')
         wait_for(lambda: len(samples(self.site.events("a1"))) > 20 and len(samples(self.site.events("b1"))) > 20,
                  "both streaming")
@@ -300,7 +215,7 @@ class IsolationTest(unittest.TestCase):
         private = tempfile.mkdtemp(prefix="firelink-iso-private-")  # 0700, the host's user's
         self.addCleanup(shutil.rmtree, private, True)
         shutil.copy(os.path.join(STREAMS, "stream_a.so"), private)
-        self.site = Site(device("a1", "a", rate=100), plugin_dir=private,
+        self.site = Site(self, device("a1", "a", rate=100), plugin_dir=private,
                          runner="[runner]\nmemory_mb = 512\nopen_files = 64\n")
         pid = self.site.runner("org.firelink.tests.stream-a")["pid"]
         fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
@@ -332,7 +247,7 @@ class IsolationTest(unittest.TestCase):
                 dst = os.path.join(plugins, f"stream_{copy}.so")
                 shutil.copy(os.path.join(STREAMS, f"stream_{copy}.so"), dst)
                 os.chmod(dst, mode)
-            self.site = Site(device("a1", "a", rate=100) + device("b1", "b", rate=100), plugin_dir=plugins)
+            self.site = Site(self, device("a1", "a", rate=100) + device("b1", "b", rate=100), plugin_dir=plugins)
             wait_for(lambda: len(samples(self.site.events("a1"))) > 5, "a1 streaming")
             out = self.site.output()
             self.assertIn("stream_b.so refused: load_failed: the plugin file is not safe to load", out)
@@ -346,4 +261,4 @@ class IsolationTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0]] + sys.argv[3:])
+    unittest.main()

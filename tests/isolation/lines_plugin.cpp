@@ -17,6 +17,8 @@
 // test can check that each of them reached the sink. `instance` (random) tells instances apart in the events.
 #include <firelink/driver.hpp>
 
+#include "test_plugin.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -125,14 +127,7 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.tests.lines",
-                                       .name = "Lines (test)",
-                                       .vendor = "firelink tests",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "One event per line a device sends over TCP."}),
-                (firelink::driver<lines_device>{.id = "lines",
-                                                .name = "Line device",
-                                                .device_class = "vendor:org.firelink.tests.lines",
-                                                .description = "A push-only device: one event per line.",
-                                                .wires = FL_WIRE_TCP_CLIENT}))
+FIRELINK_TEST_PLUGIN("org.firelink.tests.lines", "Lines (test)", "One event per line a device sends over TCP.",
+                     firelink_test::driver<lines_device>("lines", "Line device", "vendor:org.firelink.tests.lines",
+                                                         "A push-only device: one event per line.",
+                                                         {.wires = FL_WIRE_TCP_CLIENT}))

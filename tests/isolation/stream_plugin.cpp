@@ -11,6 +11,8 @@
 // "ping".
 #include <firelink/driver.hpp>
 
+#include "test_plugin.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -117,13 +119,6 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = STREAM_PLUGIN_ID,
-                                       .name = "Stream (test)",
-                                       .vendor = "firelink tests",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "Streams numbered events; crashes or hangs on request."}),
-                (firelink::driver<stream_device>{.id = "stream",
-                                                 .name = "Stream device",
-                                                 .device_class = "vendor:org.firelink.tests.stream",
-                                                 .description = "Numbered telemetry from a thread of its own."}))
+FIRELINK_TEST_PLUGIN(STREAM_PLUGIN_ID, "Stream (test)", "Streams numbered events; crashes or hangs on request.",
+                     firelink_test::driver<stream_device>("stream", "Stream device", "vendor:org.firelink.tests.stream",
+                                                          "Numbered telemetry from a thread of its own."))

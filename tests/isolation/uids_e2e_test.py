@@ -6,21 +6,19 @@ CAP_SETUID, CAP_SETGID and CAP_KILL ambient (setpriv, as systemd's AmbientCapabi
 The attacker is what a hostile plugin would be: a process under runner A's uid (forked here, setresuid to it) that
 tries to kill runner B and the host, and to read the queue and the sink.
 
-Usage (ctest passes these): uids_e2e_test.py FIRELINK_HOST STREAM_PLUGIN_DIR DRIVERS_DIR [unittest args]
+Usage (ctest passes these): uids_e2e_test.py FIRELINK_HOST STREAM_PLUGIN_DIR [unittest args]
 """
 import errno
-import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import unittest
 
-HOST, STREAMS = sys.argv[1], sys.argv[2]
-sys.path.insert(0, sys.argv[3])
-from driverlib import Site, free_port, wait_for  # noqa: E402
+from firelink_e2e import Site, free_port, take_arguments, wait_for
+
+HOST, STREAMS = take_arguments("FIRELINK_HOST", "STREAM_PLUGIN_DIR")
 
 FIRST, LAST = 61000, 61183  # the default [runner] uid_range
 SERVICE_UID = 60990  # the service user's uid in these tests: no account, outside the range
@@ -86,22 +84,7 @@ class ServiceSite(Site):
                 os.chown(path, owner, owner)
 
     def start(self):
-        """driverlib's Site.start, with the host under the prefix."""
-        self.log = open(os.path.join(self.dir, "host.log"), "w")
-        self.proc = subprocess.Popen(self.prefix + [self.host, "run", "--config", self.config], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_for(lambda: (self.health() or {}).get("status", "starting") != "starting" or self.proc.poll() is not None,
-                 "the site to start")
-        if self.proc.poll() is not None:
-            raise AssertionError("firelink-host exited early:\n" + self.output())
-        return self
-
-    def health(self):
-        got = self.get("/healthz")
-        return json.loads(got[1]) if got else None
-
-    def runner(self, plugin_id):
-        return next(p for p in self.health()["plugins"] if p["id"] == plugin_id)
+        return super().start(prefix=self.prefix)
 
     def close(self):
         super().close()
@@ -250,4 +233,4 @@ class RunnerUidsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(argv=[sys.argv[0]] + sys.argv[4:])
+    unittest.main()

@@ -5,10 +5,11 @@ Usage (ctest passes it): decode_cli_test.py FIRELINK_DECODE [unittest args]
 """
 import json
 import subprocess
-import sys
 import unittest
 
-DECODE = sys.argv.pop(1)
+from firelink_e2e import take_arguments
+
+DECODE = take_arguments("FIRELINK_DECODE")
 
 
 def run(*args):

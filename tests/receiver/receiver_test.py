@@ -21,11 +21,10 @@ import time
 import unittest
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mp  # noqa: E402
+from firelink_e2e import DEADLINE, take_arguments, wait_for
+from firelink_e2e import msgpack_codec as mp
 
-RECEIVER = sys.argv.pop(1)
-GUARD = 20.0  # hang guard only: every wait below is for something that takes milliseconds
+RECEIVER = take_arguments("FIRELINK_RECEIVER")
 EPOCH = "0123456789abcdef0123456789abcdef"
 
 
@@ -45,15 +44,6 @@ def record(seq, device="dev-1", kind="telemetry", code="tick", wall_ms=None, **e
 def batch(lane, records, gateway="gw-1", epoch=EPOCH):
     return {"protocol": 1, "gateway": gateway, "epoch": epoch, "lane": lane, "events": records}
 
-
-def wait_for(predicate, what):
-    end = time.monotonic() + GUARD
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
 
 
 GATEWAY_TOKEN = "gw-any-secret"
@@ -83,14 +73,14 @@ class Receiver:
     def start(self):
         self.log = open(os.path.join(self.dir.name, "receiver.log"), "a")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], GUARD)
+        ready, _, _ = select.select([self.proc.stdout], [], [], DEADLINE)
         if not ready:
             raise AssertionError("no 'listening on' line:\n" + self.output())
         line = self.proc.stdout.readline().decode()
         if not line.startswith("listening on 127.0.0.1:"):
             raise AssertionError("unexpected first line %r:\n%s" % (line, self.output()))
         self.port = int(line.strip().rsplit(":", 1)[1])
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=GUARD)
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
         return self
 
     def output(self):
@@ -105,7 +95,7 @@ class Receiver:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(GUARD)
+                self.proc.wait(DEADLINE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -167,7 +157,7 @@ class Receiver:
         return mp.unpackb(body)
 
     def new_conn(self):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=GUARD)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
 
     def rows(self, sql, *args):
         db = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True)
@@ -302,12 +292,12 @@ def raw_exchange(port, head, body_bytes=0, chunk=b"x" * 65536):
     """Sends a request header by hand, then as much of a body as the receiver reads, and returns the status line's
     code and how many body bytes were sent before the answer came: a receiver that refuses from the header answers
     before the body is sent (or while it is, the socket buffers holding a little)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
         sock.sendall(head)
         sent = 0
         sock.setblocking(False)
         answer = b""
-        deadline = time.monotonic() + GUARD
+        deadline = time.monotonic() + DEADLINE
         while b"\r\n" not in answer and time.monotonic() < deadline:
             readable, writable, _ = select.select([sock], [sock] if sent < body_bytes else [], [], 0.5)
             if readable:
@@ -447,7 +437,7 @@ class Access(ReceiverCase):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(GUARD * 2)
+            t.join(DEADLINE * 2)
         self.assertEqual(len(results), 40)
         self.assertEqual({status for status, _ in results}, {401})
         # Answered before the body: at most what the socket buffers took, never the 15 MiB.
@@ -474,7 +464,7 @@ class Slowloris(ReceiverCase):
     """Connections that never finish a header are closed, and past the connection cap new ones are closed at once."""
 
     def test_a_header_that_never_ends_is_closed_after_10_s(self):
-        with socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) as sock:
+        with socket.create_connection(("127.0.0.1", self.r.port), timeout=DEADLINE) as sock:
             start = time.monotonic()
             sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
             for _ in range(5):  # a byte a second keeps the socket busy, not the header deadline
@@ -484,7 +474,7 @@ class Slowloris(ReceiverCase):
             self.assertGreater(time.monotonic() - start, 9)
 
     def test_connections_past_the_cap_are_closed(self):
-        idle = [socket.create_connection(("127.0.0.1", self.r.port), timeout=GUARD) for _ in range(512)]
+        idle = [socket.create_connection(("127.0.0.1", self.r.port), timeout=DEADLINE) for _ in range(512)]
         try:
             # Accepted in the order they connected, so the 513th finds 512 open: closed at once, not after the
             # header deadline (10 s) that would close it anyway.
@@ -658,14 +648,14 @@ class Commands(ReceiverCase):
             t.start()
         wait_for(lambda: self.r.get_json("/api/stats")["since_start"]["waiting_polls"] == 2, "two polls to wait")
         posted = self.post_command(gateway="gw-1", device="valve-1", name="close_valve", args={"n": 1.5})
-        waiting[0].join(GUARD)
+        waiting[0].join(DEADLINE)
         self.assertFalse(waiting[0].is_alive(), "the poll was not woken")
         self.assertEqual(result["gw-1"]["commands"][0]["id"], posted["id"])
         self.assertEqual(result["gw-1"]["commands"][0]["args"], {"n": 1.5})
         self.assertTrue(waiting[1].is_alive(), "a command for gw-1 woke the poll of gw-2")
         self.assertEqual(self.r.get_json("/api/stats")["since_start"]["waiting_polls"], 1)
         self.post_command(gateway="gw-2", device="b-1", name="trip")
-        waiting[1].join(GUARD)
+        waiting[1].join(DEADLINE)
         self.assertEqual([c["name"] for c in result["gw-2"]["commands"]], ["trip"])
 
     def test_ttl_results_and_status(self):
@@ -937,14 +927,14 @@ class Lifecycle(unittest.TestCase):
         wait_for(lambda: r.get_json("/api/stats")["since_start"]["waiting_polls"] == 1, "the poll to wait")
         start = time.monotonic()
         self.assertEqual(r.stop(signal.SIGTERM), 0)
-        self.assertLess(time.monotonic() - start, GUARD)
-        t.join(GUARD)
+        self.assertLess(time.monotonic() - start, DEADLINE)
+        t.join(DEADLINE)
         self.assertFalse(t.is_alive())
         self.assertEqual(len(outcome), 1)
         self.assertNotIsInstance(outcome[0], dict, "the poll was not answered as if its wait had passed")
 
     def expect_refusal(self, args, needle):
-        proc = subprocess.run([RECEIVER] + args, capture_output=True, timeout=GUARD)
+        proc = subprocess.run([RECEIVER] + args, capture_output=True, timeout=DEADLINE)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertEqual(proc.stdout, b"", "no 'listening on' line")
         self.assertIn(needle, proc.stderr.decode())

@@ -20,12 +20,15 @@
 #include <firelink/core/plugin_loader.hpp>
 
 #include "fixture_paths.h"
+#include "event_collector.hpp"
 #include "log_capture.hpp"
 
 namespace core = firelink::core;
 using namespace std::chrono_literals;
 
 namespace {
+
+using collector = firelink_test::event_collector;
 
 std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::variant> &kv) {
     msgpack::sbuffer buf;
@@ -34,40 +37,6 @@ std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::
             reinterpret_cast<const std::uint8_t *>(buf.data()) + buf.size()};
 }
 
-// Collects accepted events; lets a test wait for a count without depending on speed (generous deadline).
-struct collector {
-    std::mutex m;
-    std::condition_variable cv;
-    std::vector<core::accepted_event> events;
-
-    void operator()(core::accepted_event &&ev) {
-        std::lock_guard lock(m);
-        events.push_back(std::move(ev));
-        cv.notify_all();
-    }
-
-    std::size_t count(const std::string &device) {
-        std::lock_guard lock(m);
-        return std::count_if(events.begin(), events.end(), [&](const auto &e) { return e.device_id == device; });
-    }
-
-    bool wait_for(const std::string &device, std::size_t n) {
-        std::unique_lock lock(m);
-        return cv.wait_for(lock, 20s, [&] {
-            return static_cast<std::size_t>(std::count_if(events.begin(), events.end(), [&](const auto &e) {
-                       return e.device_id == device;
-                   })) >= n;
-        });
-    }
-
-    std::vector<core::accepted_event> of(const std::string &device) {
-        std::lock_guard lock(m);
-        std::vector<core::accepted_event> out;
-        for (const auto &e : events)
-            if (e.device_id == device) out.push_back(e);
-        return out;
-    }
-};
 
 class Runtime : public ::testing::Test {
 protected:
@@ -452,7 +421,7 @@ TEST_F(RuntimeWithWire, BytesReachTheDriverAndItsWritesReachTheWire) {
     }
     const auto st = runtime->status("panel-1");
     ASSERT_TRUE(st);
-    EXPECT_EQ(st->state, "started");
+    EXPECT_EQ(st->state, firelink::core::device_state::started);
     EXPECT_TRUE(st->has_link);
     EXPECT_TRUE(st->last_seen.has_value());
 }
@@ -465,7 +434,7 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
     ASSERT_EQ(runtime->start("panel-2"), FL_OK);
     std::size_t offline_at = 0;
     ASSERT_TRUE(wait_code("panel-2", "offline", &offline_at));
-    EXPECT_EQ(runtime->status("panel-2")->state, "offline");
+    EXPECT_EQ(runtime->status("panel-2")->state, firelink::core::device_state::offline);
     {
         std::lock_guard lock(events.m);
         const auto &off = events.events[offline_at];
@@ -505,7 +474,7 @@ TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
     std::string reason;
     EXPECT_EQ(runtime->command("panel-3", command_bytes("c-1", "hang"), reason), FL_OK);  // returns after 400 ms
     ASSERT_TRUE(wait_code("panel-3", "driver_hung"));
-    EXPECT_EQ(runtime->status("panel-3")->state, "faulted");
+    EXPECT_EQ(runtime->status("panel-3")->state, firelink::core::device_state::faulted);
     EXPECT_GE(runtime->status("panel-3")->slow_callbacks, 1u);
     EXPECT_EQ(runtime->command("panel-3", command_bytes("c-2", "ping"), reason), FL_CLOSED);
     EXPECT_EQ(reason, "the device is faulted");
@@ -712,7 +681,7 @@ TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
         EXPECT_EQ(evs[i].sequence, i + 1);
         EXPECT_FALSE(evs[i].from_host) << json_of(evs[i]);
     }
-    EXPECT_EQ(runtime->status("dev-1")->state, "started");
+    EXPECT_EQ(runtime->status("dev-1")->state, firelink::core::device_state::started);
 
     // create() says the same in its refusal.
     EXPECT_EQ(runtime->create(p, "hello", "dev-x", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}}), why),
@@ -728,7 +697,7 @@ TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
     runtime->set_down(spec, "first reason");  // the same again: nothing new for the platform
     auto st = runtime->status("dev-2");
     ASSERT_TRUE(st) << "a device that cannot run stays listed";
-    EXPECT_EQ(st->state, "down");
+    EXPECT_EQ(st->state, firelink::core::device_state::down);
     EXPECT_EQ(st->down_reason, "first reason");
     EXPECT_EQ(st->device_class, "vendor:org.firelink.examples.hello");
     ASSERT_EQ(runtime->down_devices().size(), 1u);
@@ -755,14 +724,14 @@ TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
     // An instance takes its place; once it runs, the fault ends.
     ASSERT_EQ(runtime->create(p, "hello", "dev-2", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}}), why),
               FL_OK) << why;
-    EXPECT_EQ(runtime->status("dev-2")->state, "down") << "created is not running";
+    EXPECT_EQ(runtime->status("dev-2")->state, firelink::core::device_state::down) << "created is not running";
     ASSERT_EQ(runtime->start("dev-2"), FL_OK);
     ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 3u);
     const auto restore = host_events(events, "dev-2", "device_down")[2];
     EXPECT_EQ(restore.kind, "restore");
     EXPECT_EQ(json_of(restore), R"({"schema":1,"kind":"restore","code":"device_down","ends":"device-down",)"
                                 R"("message":"the device runs"})");
-    EXPECT_EQ(runtime->status("dev-2")->state, "started");
+    EXPECT_EQ(runtime->status("dev-2")->state, firelink::core::device_state::started);
     EXPECT_EQ(runtime->status("dev-2")->down_reason, "");
     EXPECT_TRUE(runtime->down_devices().empty());
 }
@@ -777,7 +746,7 @@ TEST_F(Runtime, ConfigRejectedIsRaisedOnceAndEndedByALaterInstance) {
     EXPECT_FALSE(runtime->raise_fault("no-such", core::host_fault::config_rejected, "m"));
     EXPECT_TRUE(runtime->raise_fault("dev-3", core::host_fault::config_rejected, "poll_ms refused"));
     EXPECT_FALSE(runtime->raise_fault("dev-3", core::host_fault::config_rejected, "poll_ms refused"));
-    EXPECT_EQ(runtime->status("dev-3")->state, "started") << "a kept device runs";
+    EXPECT_EQ(runtime->status("dev-3")->state, firelink::core::device_state::started) << "a kept device runs";
     EXPECT_EQ(runtime->status("dev-3")->config_rejected, "poll_ms refused");
     auto raised = host_events(events, "dev-3", "config_rejected");
     ASSERT_EQ(raised.size(), 1u);
@@ -817,7 +786,7 @@ TEST_F(RuntimeWithWire, AWireThatNeverOpensIsDeviceDownWithinTheBudgetUntilItOpe
                   std::string::npos)
             << json;
     }
-    EXPECT_EQ(runtime->status("panel-9")->state, "down");
+    EXPECT_EQ(runtime->status("panel-9")->state, firelink::core::device_state::down);
     EXPECT_EQ(runtime->down_devices().size(), 1u);
 
     peer->open_now();

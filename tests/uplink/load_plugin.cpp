@@ -10,6 +10,8 @@
 // (default 7; 0 = none), limit (default 0 = unlimited), pad (bytes of filler in each message, default 0).
 #include <firelink/driver.hpp>
 
+#include "test_plugin.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -66,15 +68,9 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.test.load",
-                                       .name = "Uplink load",
-                                       .vendor = "firelink tests",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "Numbered alarms, status and telemetry at a set rate."}),
-                (firelink::driver<load_device>{.id = "load",
-                                               .name = "Load generator",
-                                               .device_class = "vendor:org.firelink.test.load",
-                                               .description = "Emits numbered events in a fixed mix.",
-                                               .needs = {FL_EXT_TIMER},
-                                               .commands = {{"ping", "Answers pong with the event count", 0}}}))
+FIRELINK_TEST_PLUGIN("org.firelink.test.load", "Uplink load", "Numbered alarms, status and telemetry at a set rate.",
+                     firelink_test::driver<load_device>("load", "Load generator", "vendor:org.firelink.test.load",
+                                                        "Emits numbered events in a fixed mix.",
+                                                        {.needs = {FL_EXT_TIMER},
+                                                         .commands = {{"ping", "Answers pong with the event count",
+                                                                       0}}}))

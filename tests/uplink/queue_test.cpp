@@ -21,23 +21,16 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "temp_dir.hpp"
+#include "test_queue.hpp"
+
 namespace fs = std::filesystem;
 using namespace firelink::uplink;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        char tmpl[] = "/tmp/firelink-queue-XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using firelink_test::temp_dir;
 
 // A record's pairs as the sink makes them, for an event of this kind with a marker in its message.
 std::vector<std::uint8_t> body_of(const std::string &kind, const std::string &marker, std::uint32_t &pairs,
@@ -102,13 +95,7 @@ bool eventually(F done, std::chrono::milliseconds timeout) {
     return true;
 }
 
-queue_options options_in(const temp_dir &d) {
-    queue_options o;
-    o.path = d.path / "queue.db";
-    o.gateway_id = "gw-test";
-    o.reserve_bytes = 0;
-    return o;
-}
+using firelink_test::queue_options_in;
 
 }  // namespace
 
@@ -116,7 +103,7 @@ TEST(Queue, LanesNumberTheirOwnEventsAndSurviveAReopen) {
     temp_dir d;
     std::string epoch;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         EXPECT_TRUE(q.opened().created);
         EXPECT_EQ(q.epoch().size(), 32u);
         epoch = q.epoch();
@@ -132,7 +119,7 @@ TEST(Queue, LanesNumberTheirOwnEventsAndSurviveAReopen) {
         ASSERT_TRUE(q.flush());
         EXPECT_EQ(q.stats().lanes[2].depth, 0u);
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     EXPECT_FALSE(q.opened().created);
     EXPECT_EQ(q.epoch(), epoch);
     EXPECT_EQ(q.opened().backlog, 3u);
@@ -152,18 +139,18 @@ TEST(Queue, ANewFileIsANewEpoch) {
     temp_dir d;
     std::string first;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         first = q.epoch();
     }
-    fs::remove(d.path / "queue.db");
-    durable_queue q(options_in(d));
+    fs::remove(d.path() / "queue.db");
+    durable_queue q(queue_options_in(d));
     EXPECT_NE(q.epoch(), first);
     EXPECT_TRUE(q.opened().created);
 }
 
 TEST(Queue, ReadsInBoundedPagesInSeqOrder) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i), 100));
     ASSERT_TRUE(q.flush());
     auto reader = q.open_reader();
@@ -190,7 +177,7 @@ TEST(Queue, ReadsInBoundedPagesInSeqOrder) {
 
 TEST(Queue, AckDeletesThroughAndRejectsGoToTheQuarantine) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i)));
     ASSERT_TRUE(q.flush());
     q.ack(lane::event, 6, {reject{4, 422, "unknown device"}});
@@ -216,7 +203,7 @@ TEST(Queue, AckDeletesThroughAndRejectsGoToTheQuarantine) {
 
 TEST(Queue, TelemetryIsEvictedOldestFirstAndTheGapIsReported) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.cap_bytes = {1 << 20, 1 << 20, 64 << 10};  // telemetry: 64 KiB
     durable_queue q(o);
     for (int i = 0; i < 2000; ++i) ASSERT_TRUE(push(q, lane::telemetry, "t" + std::to_string(i), 200));
@@ -268,7 +255,7 @@ TEST(Queue, TelemetryIsEvictedOldestFirstAndTheGapIsReported) {
 
 TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.cap_bytes = {1 << 20, 32 << 10, 1 << 20};  // event: 32 KiB
     durable_queue q(o);
     int taken = 0;
@@ -280,8 +267,8 @@ TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
     }
     ASSERT_TRUE(q.flush());
     EXPECT_LT(taken, 1000);  // it refused before 1000 (each ~0.4 KiB)
-    EXPECT_FALSE(q.admits(lane::event));
-    EXPECT_TRUE(q.admits(lane::alarm));  // the alarm lane has its own quota
+    EXPECT_FALSE(q.would_admit(lane::event));
+    EXPECT_TRUE(q.would_admit(lane::alarm));  // the alarm lane has its own quota
     EXPECT_GE(q.stats().lanes[1].refused, 1u);
     EXPECT_TRUE(q.stats().lanes[1].near_full);
     // The local alarm went out in the alarm lane.
@@ -293,7 +280,7 @@ TEST(Queue, NearItsCapTheEventLaneRaisesALocalAlarmAndRefuses) {
     q.ack(lane::event, static_cast<std::uint64_t>(taken), {});
     ASSERT_TRUE(push(q, lane::alarm, "poke"));  // any transaction re-evaluates
     ASSERT_TRUE(q.flush());
-    EXPECT_TRUE(q.admits(lane::event));
+    EXPECT_TRUE(q.would_admit(lane::event));
     EXPECT_FALSE(q.stats().lanes[1].near_full);
     const auto events = q.open_reader()->read(lane::event, static_cast<std::uint64_t>(taken), 100, 1 << 20);
     ASSERT_EQ(events.size(), 1u);
@@ -305,19 +292,19 @@ TEST(Queue, ACorruptFileIsMovedAsideAndTheLossReported) {
     temp_dir d;
     std::string old_epoch;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         old_epoch = q.epoch();
         for (int i = 0; i < 200; ++i) ASSERT_TRUE(push(q, lane::event, "e" + std::to_string(i), 500));
         ASSERT_TRUE(q.flush());
     }
     // Scribble over the middle of the file (the header stays, so the damage shows only when pages are read).
     {
-        std::fstream f(d.path / "queue.db", std::ios::in | std::ios::out | std::ios::binary);
+        std::fstream f(d.path() / "queue.db", std::ios::in | std::ios::out | std::ios::binary);
         f.seekp(8192);
         std::mt19937 rng(7);
         for (int i = 0; i < 40000; ++i) f.put(static_cast<char>(rng()));
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     EXPECT_TRUE(q.opened().recovered);
     EXPECT_NE(q.epoch(), old_epoch);
     EXPECT_TRUE(fs::exists(q.opened().moved_to));
@@ -337,8 +324,8 @@ TEST(Queue, ACorruptFileIsMovedAsideAndTheLossReported) {
 
 TEST(Queue, GarbageInsteadOfADatabaseIsMovedAside) {
     temp_dir d;
-    std::ofstream(d.path / "queue.db") << "this is not a database, it is a text file someone put here";
-    durable_queue q(options_in(d));
+    std::ofstream(d.path() / "queue.db") << "this is not a database, it is a text file someone put here";
+    durable_queue q(queue_options_in(d));
     EXPECT_TRUE(q.opened().recovered);
     EXPECT_TRUE(fs::exists(q.opened().moved_to));
 }
@@ -346,36 +333,36 @@ TEST(Queue, GarbageInsteadOfADatabaseIsMovedAside) {
 TEST(Queue, RefusesAnotherApplicationsDatabase) {
     temp_dir d;
     {
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
         db.exec("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT)");
         db.exec("INSERT INTO accounts(owner) VALUES('someone')");
     }
     try {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         FAIL() << "opened another application's database";
     } catch (const std::runtime_error &e) {
         EXPECT_NE(std::string(e.what()).find("not a firelink queue"), std::string::npos) << e.what();
     }
-    SQLite::Database db((d.path / "queue.db").string());
+    SQLite::Database db((d.path() / "queue.db").string());
     EXPECT_EQ(db.execAndGet("SELECT owner FROM accounts").getString(), "someone");  // untouched
 }
 
 TEST(Queue, TheCommandCursorIsDurable) {
     temp_dir d;
     {
-        durable_queue q(options_in(d));
+        durable_queue q(queue_options_in(d));
         EXPECT_EQ(q.command_cursor(), 0u);
         ASSERT_TRUE(q.set_command_cursor(41));
         ASSERT_TRUE(q.set_command_cursor(42));
     }
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     EXPECT_EQ(q.command_cursor(), 42u);
 }
 
 // SQLite's max_page_count makes the database "full" exactly as a full disk does (SQLITE_FULL).
 TEST(Queue, AFullDatabaseEvictsTelemetryToTakeAlarms) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.max_page_count = 400;  // 1.6 MB with 4 KiB pages
     durable_queue q(o);
     for (int i = 0; i < 6000; ++i) {
@@ -421,10 +408,10 @@ std::string disk_usage(const fs::path &dir) {
 // A real full disk: a 4 MiB tmpfs.
 TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
     temp_dir d;
-    const small_disk disk(d.path / "small", "4m");
+    const small_disk disk(d.path() / "small", "4m");
     if (!disk.mounted) GTEST_SKIP() << disk.problem;
     const auto mnt = disk.at;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.path = mnt / "queue.db";
     o.reserve_bytes = 512 << 10;
     o.cap_bytes = {64 << 20, 64 << 20, 64 << 20};  // caps far above the disk: the disk is the limit
@@ -434,14 +421,14 @@ TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
         ASSERT_TRUE(fs::exists(mnt / "queue.db.reserve"));
         // Fill the disk with events (not telemetry: they cannot be evicted).
         // (flush waits for every event pushed before it, and a full disk holds the last ones in memory: short waits.)
-        for (int i = 0; i < 20000 && q.admits(lane::event); ++i) {
+        for (int i = 0; i < 20000 && q.would_admit(lane::event); ++i) {
             push(q, lane::event, "e" + std::to_string(i), 400);
             if (i % 200 == 0) q.flush(2s);
         }
         q.flush(2s);
         ASSERT_TRUE(q.stats().disk_full) << "the disk never filled";
-        EXPECT_FALSE(q.admits(lane::event));
-        EXPECT_TRUE(q.admits(lane::alarm));
+        EXPECT_FALSE(q.would_admit(lane::event));
+        EXPECT_TRUE(q.would_admit(lane::alarm));
         EXPECT_TRUE(fs::exists(mnt / "queue.db.reserve"));  // events never take it
         // Alarms until they have used the room left and the reserve was given to them: every one commits.
         const auto alarms_before = q.stats().lanes[0].committed;
@@ -465,9 +452,9 @@ TEST(Queue, AFullDiskStillTakesAlarmsFromTheReserve) {
 // default 16 MiB reserve: it is cut to an eighth of the disk rather than never made.
 TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     temp_dir d;
-    const small_disk disk(d.path / "small", "8m");
+    const small_disk disk(d.path() / "small", "8m");
     if (!disk.mounted) GTEST_SKIP() << disk.problem;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.path = disk.at / "queue.db";
     o.reserve_bytes = queue_options{}.reserve_bytes;     // 16 MiB: more than the disk
     o.cap_bytes = {64 << 20, 64 << 20, 64 << 20};         // caps far above the disk: the disk is the limit
@@ -480,7 +467,7 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     // Until events stay refused for three seconds: the queue gets past its own attempts to make room (cutting the
     // log, evicting telemetry) and the disk really holds no more.
     for (int i = 0, refused = 0; i < 60000 && refused < 3;) {
-        if (!q.admits(lane::event)) {
+        if (!q.would_admit(lane::event)) {
             std::this_thread::sleep_for(1s);
             ++refused;
             continue;
@@ -490,9 +477,9 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
         if (++i % 200 == 0) q.flush(2s);  // short: a full disk holds the last events in memory
     }
     ASSERT_TRUE(q.stats().disk_full) << "the disk never filled";
-    EXPECT_FALSE(q.admits(lane::event));
-    EXPECT_FALSE(q.admits(lane::telemetry));
-    ASSERT_TRUE(q.admits(lane::alarm));
+    EXPECT_FALSE(q.would_admit(lane::event));
+    EXPECT_FALSE(q.would_admit(lane::telemetry));
+    ASSERT_TRUE(q.would_admit(lane::alarm));
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(push(q, lane::alarm, "fire-" + std::to_string(i), 200));
     EXPECT_TRUE(eventually([&] { return q.stats().lanes[0].committed == 10; }, 10s)) << "alarms wait on a full disk";
 
@@ -511,7 +498,7 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
     }
     EXPECT_EQ(s.lanes[0].committed, 10u);  // the alarms taken while the disk was full
     // Every lane takes events again, and commits them.
-    for (auto l : all_lanes) EXPECT_TRUE(q.admits(l)) << to_string(l);
+    for (auto l : all_lanes) EXPECT_TRUE(q.would_admit(l)) << to_string(l);
     const auto before = q.stats();
     for (auto l : all_lanes)
         for (int i = 0; i < 100; ++i) ASSERT_TRUE(push(q, l, "after-" + std::to_string(i), 400)) << to_string(l);
@@ -526,7 +513,7 @@ TEST(Queue, AFullDiskClearsOnceThePlatformDrainsTheQueue) {
 // Checkpoints keep the write-ahead log bounded while events flow in and are acknowledged.
 TEST(Queue, TheWriteAheadLogStaysBounded) {
     temp_dir d;
-    durable_queue q(options_in(d));
+    durable_queue q(queue_options_in(d));
     std::uint64_t acked = 0;
     for (int round = 0; round < 60; ++round) {
         for (int i = 0; i < 1000; ++i) ASSERT_TRUE(push(q, lane::telemetry, "t", 300));
@@ -537,7 +524,7 @@ TEST(Queue, TheWriteAheadLogStaysBounded) {
     ASSERT_TRUE(q.flush(30s));
     // 60000 records of ~0.4 KiB went through, twice (insert, delete): ~50 MB of log. It restarts after checkpoints, so
     // it never holds more than 16 MB and a group.
-    const auto wal = fs::file_size(d.path / "queue.db-wal");
+    const auto wal = fs::file_size(d.path() / "queue.db-wal");
     EXPECT_LT(wal, 24u << 20) << "the WAL grew to " << wal << " bytes";
     EXPECT_EQ(q.stats().lanes[2].depth, 0u);
 }
@@ -545,7 +532,7 @@ TEST(Queue, TheWriteAheadLogStaysBounded) {
 // quick_check reads the whole file: a large queue closed cleanly skips it, one left by a crash never does.
 TEST(Queue, OnlyAQueueLeftByACrashIsReadWholeAtStart) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.check_max_bytes = 0;  // every file counts as large
     {
         durable_queue q(o);
@@ -559,14 +546,14 @@ TEST(Queue, OnlyAQueueLeftByACrashIsReadWholeAtStart) {
     }
     {
         // What a crash leaves: the flag the open set, never reset by a clean close.
-        SQLite::Database db((d.path / "queue.db").string(), SQLite::OPEN_READWRITE);
+        SQLite::Database db((d.path() / "queue.db").string(), SQLite::OPEN_READWRITE);
         db.exec("UPDATE meta SET value = '0' WHERE key = 'clean_close'");
     }
     durable_queue q(o);
     EXPECT_TRUE(q.opened().checked);
     EXPECT_EQ(q.opened().backlog, 100u);
     // And a small file is always checked.
-    EXPECT_TRUE(durable_queue(options_in(temp_dir{})).opened().created);
+    EXPECT_TRUE(durable_queue(queue_options_in(temp_dir{})).opened().created);
 }
 
 namespace {
@@ -600,7 +587,7 @@ bool eventually(durable_queue &q, Done done) {
 // restored once the reserve is held again; the host's local record gets both (on_gateway_event).
 TEST(Queue, WithoutItsAlarmReserveTheGatewayHasAFaultUntilItIsBack) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.reserve_bytes = 64 << 10;
     std::mutex m;
     std::vector<std::string> recorded;
@@ -608,7 +595,7 @@ TEST(Queue, WithoutItsAlarmReserveTheGatewayHasAFaultUntilItIsBack) {
         std::lock_guard lock(m);
         recorded.push_back(ev.device_id + " " + ev.device_class + " " + ev.kind + " #" + std::to_string(ev.sequence));
     };
-    const auto reserve = d.path / "queue.db.reserve";
+    const auto reserve = d.path() / "queue.db.reserve";
     fs::create_directories(reserve);
     durable_queue q(o);
     EXPECT_FALSE(q.stats().reserve_held);
@@ -632,9 +619,9 @@ TEST(Queue, WithoutItsAlarmReserveTheGatewayHasAFaultUntilItIsBack) {
 // What the platform was told survives a restart: a fault still open is neither raised again nor forgotten.
 TEST(Queue, TheReserveFaultIsRestoredAfterARestartAndNotRaisedTwice) {
     temp_dir d;
-    auto o = options_in(d);
+    auto o = queue_options_in(d);
     o.reserve_bytes = 64 << 10;
-    const auto reserve = d.path / "queue.db.reserve";
+    const auto reserve = d.path() / "queue.db.reserve";
     fs::create_directories(reserve);
     {
         durable_queue q(o);
@@ -659,7 +646,7 @@ TEST(Queue, TheReserveFaultIsRestoredAfterARestartAndNotRaisedTwice) {
 TEST(Queue, AHeldReserveRaisesNothing) {
     for (const std::uint64_t bytes : {std::uint64_t{0}, std::uint64_t{64} << 10}) {
         temp_dir d;
-        auto o = options_in(d);
+        auto o = queue_options_in(d);
         o.reserve_bytes = bytes;
         durable_queue q(o);
         ASSERT_TRUE(push(q, lane::event, "poke"));

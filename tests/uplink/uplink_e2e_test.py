@@ -9,10 +9,7 @@ import http.server as http_server
 import json
 import os
 import random
-import select
 import shutil
-import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -21,32 +18,18 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-HOST, RECEIVER, PLUGINS = (os.path.abspath(p) for p in sys.argv[1:4])
-del sys.argv[1:4]
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "receiver"))
-import mp  # noqa: E402  (the receiver tests' msgpack codec)
-GUARD = 60.0  # hang guard only
+import firelink_e2e
+from firelink_e2e import free_port, print_logs_if_failed, request_json, take_arguments
+from firelink_e2e import msgpack_codec as mp
+
+HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "LOAD_PLUGIN_DIR")
+GUARD = 60.0  # hang guard only: the uplink's retries and a loaded machine's fsyncs are slower than a site's start
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(predicate, what, timeout=GUARD):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what + " (last: " + repr(last) + ")")
+    return firelink_e2e.wait_for(predicate, what, timeout, interval=0.05)
 
 
 # The receiver admits nobody without a token (examples/receiver/README.md, "Tokens"): the host writes as gw-e2e with
@@ -57,123 +40,53 @@ OPERATOR_TOKEN = "e2e-operator-secret"
 
 def http(method, url, body=None, timeout=10, token=OPERATOR_TOKEN):
     """A request with the receiver's operator token; token=None for the host's admin endpoint, whose loopback reads
-    need none (and which refuses a token it does not know)."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    need none."""
+    return request_json(method, url, body, token, timeout)
 
 
-class Receiver:
+class Receiver(firelink_e2e.Receiver):
+    """firelink-receiver with the tokens of gw-e2e and of an operator, and /test/faults unless faults=False."""
+
     def __init__(self, folder, port=None, faults=True):
-        self.folder = folder
-        self.port = port or free_port()
-        self.db = os.path.join(folder, "receiver.db")
-        self.faults = faults
-        self.proc = None
-
-    def start(self):
-        tokens = os.path.join(self.folder, "receiver-tokens")
-        with open(tokens, "w") as f:
-            f.write(f"gateway gw-e2e {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n")
-        args = [RECEIVER, "--listen", f"127.0.0.1:{self.port}", "--db", self.db, "--token-file", tokens]
-        if self.faults:
-            args.append("--test-faults")
-        self.log = open(os.path.join(self.folder, "receiver.log"), "a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
-        assert ready, "the receiver did not start"
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on"), line
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(20)
-        if self.proc:
-            self.proc.stdout.close()
-            self.log.close()
-        self.proc = None
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        tokens = f"gateway gw-e2e {GATEWAY_TOKEN}\noperator * {OPERATOR_TOKEN}\n"
+        super().__init__(RECEIVER, folder, port=port, tokens=tokens, test_faults=faults)
 
     def fault(self, plan):
         status, body = http("POST", self.url("/test/faults"), plan)
         assert status == 200, body
 
-    def rows(self, where="1=1", args=()):
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(f"SELECT * FROM events WHERE {where} ORDER BY id", args)]
 
+class Host(firelink_e2e.Site):
+    """firelink-host with load devices (`devices`: id to config) and [uplink] to the receiver as gw-e2e, no
+    watchdog table; started again in its folder after a kill -9, with the same queue."""
 
-class Host:
     def __init__(self, folder, receiver_port, devices, uplink_extra="", env=None, queue="queue.db", reserve_mb=0):
-        self.folder = folder
-        self.admin = free_port()
         self.queue = os.path.join(folder, queue)
-        self.config = os.path.join(folder, "site.toml")
         self.env = env
         if "token_file" not in uplink_extra:
             with open(os.path.join(folder, "gateway-token"), "w") as f:
                 f.write(GATEWAY_TOKEN + "\n")
             uplink_extra += '\ntoken_file = "gateway-token"'
-        with open(self.config, "w") as f:
-            f.write(f'[gateway]\nid = "gw-e2e"\n\n[plugins]\ndirs = ["{PLUGINS}"]\n\n'
-                    f'[admin]\nlisten = "127.0.0.1:{self.admin}"\n\n'
-                    f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "{self.queue}"\n'
-                    f'backoff_max_s = 1\nreserve_mb = {reserve_mb}\n{uplink_extra}\n')
-            for dev_id, cfg in devices.items():
-                f.write(f'[[device]]\nid = "{dev_id}"\ndriver = "load"\nclass = "vendor:org.firelink.test.load"\n'
-                        f'heartbeat_s = 0\nsite = {{ building = "B1" }}\n[device.config]\n')
-                for k, v in cfg.items():
-                    f.write(f"{k} = {v}\n")
-                f.write("\n")
-        self.proc = None
+        body = (f'[uplink]\nurl = "http://127.0.0.1:{receiver_port}"\nqueue_path = "{self.queue}"\n'
+                f'backoff_max_s = 1\nreserve_mb = {reserve_mb}\n{uplink_extra}\n')
+        for dev_id, cfg in devices.items():
+            body += (f'[[device]]\nid = "{dev_id}"\ndriver = "load"\nclass = "vendor:org.firelink.test.load"\n'
+                     f'heartbeat_s = 0\nsite = {{ building = "B1" }}\n[device.config]\n')
+            body += "".join(f"{k} = {v}\n" for k, v in cfg.items()) + "\n"
+        super().__init__(HOST, PLUGINS, body, folder, gateway="gw-e2e", watchdog=None, sink=False)
 
     def start(self):
-        self.log = open(os.path.join(self.folder, "host.log"), "a")
-        env = dict(os.environ)
-        env.update(self.env or {})
-        self.proc = subprocess.Popen([HOST, "run", "--config", self.config], stdout=self.log, stderr=self.log, env=env)
-        wait_for(lambda: self.get("/healthz")[0] == 200 and self.get("/healthz")[1]["status"] != "starting",
-                 "the host to be up")
-        return self
-
-    def get(self, path):
-        try:
-            return http("GET", f"http://127.0.0.1:{self.admin}{path}", timeout=5, token=None)
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
-            return 0, None
+        return super().start(env=self.env)
 
     def uplink(self):
-        return self.get("/api/uplink")[1]
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(20)
-        self.log.close()
-        self.proc = None
+        return self.get_json("/api/uplink")[1]
 
     def stop(self):
-        code = 0
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            code = self.proc.wait(40)
-        if self.proc:
-            self.log.close()
-        self.proc = None
+        code = super().stop(timeout=40)
         # A host stopped by SIGTERM exits 0: a crash on the way out (a runner's supervisor outliving the uplink) fails.
-        if code != 0:
+        if code not in (0, None):
             raise AssertionError(f"firelink-host exited with {code} on SIGTERM")
+        return code
 
     def drained(self):
         u = self.uplink()
@@ -216,21 +129,7 @@ class Base(unittest.TestCase):
                 p.stop()
             except Exception:
                 pass
-        if self._outcome_failed():
-            for name in ("host.log", "receiver.log"):
-                path = os.path.join(self.dir, name)
-                if os.path.exists(path):
-                    with open(path, errors="replace") as f:
-                        sys.stderr.write(f"---- {name} (last 60 lines) ----\n" + "".join(f.readlines()[-60:]))
-
-    def _outcome_failed(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return True
-        if hasattr(outcome, "errors"):  # Python < 3.11
-            return any(exc for _, exc in outcome.errors)
-        result = outcome.result
-        return not outcome.success or any(t is self for t, _ in result.failures + result.errors)
+        print_logs_if_failed(self, self.dir)
 
     def receiver(self, **kw):
         r = Receiver(self.dir, **kw)
@@ -265,7 +164,7 @@ class Delivery(Base):
         assert_exactly_once(self, rx, epoch, last)
         u = host.uplink()
         self.assertEqual(u["lanes"]["alarm"]["acked_through"], 30)
-        self.assertEqual(host.get("/healthz")[1]["uplink"]["ok"], True)
+        self.assertEqual(host.get_json("/healthz")[1]["uplink"]["ok"], True)
         # The device order survives the lanes: device_seq counts every event of the device once.
         self.assertEqual(sorted(r["device_seq"] for r in rows), list(range(1, 301)))
 
@@ -277,7 +176,7 @@ class Outage(Base):
         wait_for(lambda: (host.uplink() or {}).get("lanes", {}).get("telemetry", {}).get("depth", 0) > 0,
                  "events queued while the platform is down")
         wait_for(lambda: sum(l["depth"] for l in host.uplink()["lanes"].values()) == 400, "all 400 queued")
-        health = host.get("/healthz")[1]
+        health = host.get_json("/healthz")[1]
         self.assertEqual(health["status"], "degraded")
         self.assertFalse(health["uplink"]["ok"])
         self.assertIn("not reachable", health["uplink"]["problem"])
@@ -370,7 +269,7 @@ class Quarantine(Base):
         q = u["quarantine"]
         self.assertTrue(all(x["status"] == 422 and x["record"]["device"] == "load-2" for x in q), q[:2])
         self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 101)))
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{host.admin}/metrics", timeout=5).read().decode()
+        metrics = host.get("/metrics")[1]
         self.assertIn("firelink_uplink_quarantine_size 50", metrics)
 
 
@@ -383,7 +282,7 @@ class Backpressure(Base):
                          uplink_extra="event_cap_mb = 1").start()
         wait_for(lambda: host.uplink()["lanes"]["event"]["near_full"], "the event lane near full")
         wait_for(lambda: host.uplink()["lanes"]["event"]["deferred"] > 0, "deferred emits")
-        devices = host.get("/api/devices")[1]
+        devices = host.get_json("/api/devices")[1]
         self.assertGreater(devices[0]["events_deferred"], 0)
         self.assertEqual(host.uplink()["lanes"]["alarm"]["depth"], 1)  # the local alarm
         rx = self.receiver(port=port).start()
@@ -430,7 +329,7 @@ class KillNine(Base):
 class ClockJumps(Base):
     def test_the_wall_clock_jumping_back_and_forth_changes_no_order_and_loses_nothing(self):
         if not os.path.exists(FAKETIME_LIB):
-            self.skipTest("libfaketime is not installed (Debian package faketime)")
+            self.fail(f"{FAKETIME_LIB} is missing: scripts/setup installs the Debian package faketime")
         stamp = os.path.join(self.dir, "faketime")
         with open(stamp, "w") as f:
             f.write("+0\n")

@@ -178,13 +178,29 @@ std::optional<device_metrics> host_metrics::device(std::string_view device) cons
     return m;
 }
 
-std::string host_metrics::serialize() const {
+std::string host_metrics::serialize(const std::vector<prometheus::MetricFamily> &more) const {
     std::vector<prometheus::MetricFamily> families;
     {
         std::lock_guard lock(mutex_);  // a consistent snapshot: never two states at 1 mid-update
         families = registry_->Collect();
     }
+    families.insert(families.end(), more.begin(), more.end());
     return prometheus::TextSerializer().Serialize(families);
+}
+
+scraped_series &scraped_series::family(std::string name, prometheus::MetricType type, std::string help) {
+    families_.push_back({std::move(name), std::move(help), type, {}});
+    return *this;
+}
+
+scraped_series &scraped_series::value(double v, const labels &l) {
+    auto &f = families_.back();
+    prometheus::ClientMetric m;
+    for (const auto &[name, value] : l) m.label.push_back({name, value});
+    if (f.type == prometheus::MetricType::Counter) m.counter.value = v;
+    else m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+    return *this;
 }
 
 }  // namespace firelink::admin

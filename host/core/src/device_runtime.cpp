@@ -50,7 +50,7 @@ void notify(const F &f, auto &&...args) {
 constexpr std::size_t said_max = 900;
 
 // Defined below, after the slot; the slot's strand work raises and ends its device's host faults too.
-std::string state_name(const device_runtime::device_slot &s);
+device_state state_name(const device_runtime::device_slot &s);
 bool raise_on(device_runtime::device_slot &s, host_fault f, const std::string &message);
 bool end_on(device_runtime::device_slot &s, host_fault f, const std::string &message);
 }  // namespace
@@ -675,15 +675,15 @@ void plugin_log(const fl_host *h, std::int32_t level, const char *message) {
 
 const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
 
-std::string state_name(const device_slot &s) {
-    if (s.down()) return "down";
-    if (s.faulted || s.driver_down) return "faulted";
+device_state state_name(const device_slot &s) {
+    if (s.down()) return device_state::down;
+    if (s.faulted || s.driver_down) return device_state::faulted;
     switch (s.state.load()) {
-    case life::created: return "created";
-    case life::started: return s.offline ? "offline" : "started";
-    case life::stopped: return "stopped";
+    case life::created: return device_state::created;
+    case life::started: return s.offline ? device_state::offline : device_state::started;
+    case life::stopped: return device_state::stopped;
     }
-    return "created";
+    return device_state::created;
 }
 
 // A message the platform stores: at most the boundary's 1024 bytes, cut at a UTF-8 character.
@@ -763,6 +763,18 @@ link_factory dormant_link(int fl_transport_kind, int unit) {
     };
 }
 
+std::string_view to_string(device_state s) {
+    switch (s) {
+    case device_state::created: return "created";
+    case device_state::started: return "started";
+    case device_state::stopped: return "stopped";
+    case device_state::offline: return "offline";
+    case device_state::faulted: return "faulted";
+    case device_state::down: return "down";
+    }
+    return "created";
+}
+
 device_runtime::device_runtime(asio::io_context &io, event_sink sink, runtime_options options)
     : io_(io), sink_(std::move(sink)), options_(std::move(options)), no_sink_([](accepted_event &&) {}) {
     trial_options_.gateway_id = options_.gateway_id;
@@ -815,7 +827,7 @@ void device_runtime::watchdog_loop() {
                                   .level(severity::major)
                                   .message(std::string("the driver's ") + (what ? what : "call") +
                                            " has not returned for " + std::to_string(running.count()) + " ms"));
-                notify(options_.observer.state, s->device_id, std::string("faulted"));
+                notify(options_.observer.state, s->device_id, device_state::faulted);
             }
         }
     }
@@ -1315,7 +1327,7 @@ void set_driver_down(const fl_host *h, const std::string &code, const std::strin
                       .id(s->driver_fault_ids.back())
                       .level(alarm ? severity::critical : severity::major)
                       .message(reason));
-    notify(s->options.observer.state, s->device_id, std::string("faulted"));
+    notify(s->options.observer.state, s->device_id, device_state::faulted);
 }
 
 void set_device_down(const fl_host *h, const std::string &reason) {

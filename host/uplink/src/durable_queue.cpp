@@ -331,7 +331,7 @@ durable_queue::~durable_queue() {
 
 // ---- taking events ---------------------------------------------------------------------------------------------
 
-bool durable_queue::admits(lane l) const {
+bool durable_queue::would_admit(lane l) const {
     const int i = static_cast<int>(l);
     // Alarms are never refused for the memory of what waits for the writer: telemetry must not crowd them out.
     if (l != lane::alarm && pending_.load() >= options_.max_pending) return false;
@@ -340,19 +340,22 @@ bool durable_queue::admits(lane l) const {
     return bytes_[i].load() < options_.cap_bytes[i];
 }
 
-bool durable_queue::admit(lane l) {
-    if (admits(l)) return true;
+bool durable_queue::admit_or_count_refusal(lane l) {
+    if (would_admit(l)) return true;
     refused_[static_cast<int>(l)]++;
     return false;
 }
 
 bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
-                         std::function<void(std::uint64_t)> on_commit, bool force,
-                         std::optional<core::condition_change> condition) {
-    if (!force && !admits(l)) {
-        refused_[static_cast<int>(l)]++;
-        return false;
-    }
+                         std::function<void(std::uint64_t)> on_commit, std::optional<core::condition_change> condition) {
+    if (!admit_or_count_refusal(l)) return false;
+    push_admitted(l, std::move(body), pairs, std::move(on_commit), std::move(condition));
+    return true;
+}
+
+void durable_queue::push_admitted(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
+                                  std::function<void(std::uint64_t)> on_commit,
+                                  std::optional<core::condition_change> condition) {
     op o;
     o.what = op::type::insert;
     o.l = l;
@@ -369,7 +372,6 @@ bool durable_queue::push(lane l, std::vector<std::uint8_t> body, std::uint32_t p
         ++waiting_[static_cast<int>(l)];
     }
     cv_.notify_one();
-    return true;
 }
 
 void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind) {
@@ -398,7 +400,7 @@ void durable_queue::ack(lane l, std::uint64_t through, std::vector<reject> rejec
     op o;
     o.what = op::type::ack;
     o.l = l;
-    o.value = through;
+    o.through = through;
     o.rejects = std::move(rejects);
     {
         std::lock_guard lock(mutex_);
@@ -424,7 +426,7 @@ void durable_queue::forget_conditions(std::vector<std::string> device_ids) {
 bool durable_queue::set_command_cursor(std::uint64_t cursor) {
     op o;
     o.what = op::type::cursor;
-    o.value = cursor;
+    o.cursor = cursor;
     o.done = std::make_shared<std::promise<bool>>();
     auto done = o.done->get_future();
     {
@@ -660,7 +662,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                 }
             } else if (o.what == op::type::ack) {
                 const int i = static_cast<int>(o.l);
-                auto through = std::min<std::uint64_t>(o.value, next[i] - 1);
+                auto through = std::min<std::uint64_t>(o.through, next[i] - 1);
                 if (through <= acked_through[i] && o.rejects.empty()) continue;
                 for (const auto &r : o.rejects) {
                     SQLite::Statement q(*db_,
@@ -702,7 +704,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                 acked[i] += n;
                 acked_through[i] = std::max(acked_through[i], through);
             } else {
-                cursor = std::max(cursor, o.value);
+                cursor = std::max(cursor, o.cursor);
                 SQLite::Statement q(*db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('command_cursor', ?)");
                 q.bind(1, std::to_string(cursor));
                 q.exec();
@@ -858,7 +860,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                 op rest;
                 rest.what = op::type::ack;
                 rest.l = l;
-                rest.value = through;
+                rest.through = through;
                 ops_.push_front(std::move(rest));
                 ++pushed_;
             }

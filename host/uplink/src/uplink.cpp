@@ -145,10 +145,9 @@ public:
         auto body = encode_record(ev, pairs);
         std::function<void(std::uint64_t)> on_commit;
         if (stored) on_commit = [stored = std::move(stored)](std::uint64_t) { stored(); };
-        if (!q_.push(lane_of(ev.kind), std::move(body), pairs, std::move(on_commit), true, ev.condition))
-            spdlog::error("uplink: the queue did not take an event of device {}", ev.device_id);
+        q_.push_admitted(lane_of(ev.kind), std::move(body), pairs, std::move(on_commit), ev.condition);
     }
-    bool admits(std::string_view kind) const override { return q_.admit(lane_of(kind)); }
+    bool admits(std::string_view kind) const override { return q_.admit_or_count_refusal(lane_of(kind)); }
     void flush() override { q_.flush(); }
     std::string describe() const override { return "uplink:" + q_.options().path.string(); }
 

@@ -18,6 +18,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include <prometheus/metric_family.h>
 
 #include <firelink/version.h>  // FIRELINK_VERSION_STRING, the version the host reports
 
@@ -55,6 +59,21 @@ struct device_metrics {
     double callback_overruns = 0;
 };
 
+// Series a component counts by itself (the uplink's queue, the plugins' runners, the control plane), read from its
+// snapshot at scrape time and written by prometheus-cpp with the registry's, so that a label value (a plugin id, a
+// reason) is escaped like every other series'.
+class scraped_series {
+public:
+    using labels = std::vector<std::pair<std::string, std::string>>;
+    // Starts a family; the values that follow belong to it.
+    scraped_series &family(std::string name, prometheus::MetricType type, std::string help);
+    scraped_series &value(double v, const labels &l = {});
+    const std::vector<prometheus::MetricFamily> &families() const noexcept { return families_; }
+
+private:
+    std::vector<prometheus::MetricFamily> families_;
+};
+
 class host_metrics {
 public:
     // Registers the host's metric families on `registry` (a new one when null) and sets firelink_build_info.
@@ -88,8 +107,8 @@ public:
     // The values held for `device`, or nothing when no series has it.
     std::optional<device_metrics> device(std::string_view device) const;
 
-    // The whole registry in the Prometheus text exposition format, version 0.0.4.
-    std::string serialize() const;
+    // The whole registry in the Prometheus text exposition format, version 0.0.4, and then `more` (scraped_series).
+    std::string serialize(const std::vector<prometheus::MetricFamily> &more = {}) const;
 
     const std::shared_ptr<prometheus::Registry> &registry() const noexcept { return registry_; }
 

@@ -60,12 +60,19 @@ struct accepted_event {
 // block for long.
 using event_sink = std::function<void(accepted_event &&)>;
 
+// A device's state as the host sees it: its place in the ABI's life cycle (created, started, stopped), or why it
+// does not run as started: its wire is silent past its liveness budget (offline), its driver hung, crashed or was
+// parked (faulted), or it cannot run at all (down: no plugin, a refused config, a wire that never opened).
+enum class device_state { created, started, stopped, offline, faulted, down };
+// "created", "started", ... as the views and metrics name it.
+std::string_view to_string(device_state s);
+
 // What the runtime reports as it happens, for metrics. Every function may be empty; all are called from any thread.
 struct runtime_observer {
     std::function<void(const std::string &device, const std::string &device_class, const std::string &kind)> accepted;
     std::function<void(const std::string &device)> refused;
     std::function<void(const std::string &device)> overrun;
-    std::function<void(const std::string &device, const std::string &state)> state;
+    std::function<void(const std::string &device, device_state state)> state;
     std::function<void(const std::string &device, std::uint64_t errors)> transport_errors;
 };
 
@@ -132,7 +139,7 @@ struct device_status {
     std::string plugin_id;
     std::string driver_id;
     std::string device_class;
-    std::string state;  // created, started, stopped, offline, faulted, down
+    device_state state = device_state::created;
     std::string down_reason;      // while down: why the device cannot run (its device_down fault's message)
     std::string config_rejected;  // while its config_rejected fault is open: why its new definition was refused
     std::uint64_t accepted = 0;

@@ -158,21 +158,25 @@ public:
     const std::string &epoch() const { return epoch_; }
     const queue_options &options() const { return options_; }
 
-    // Whether a push to this lane would be taken now (backpressure). Any thread, never blocks.
-    bool admits(lane l) const;
-    // admits(), counting a refusal in the lane's stats (`refused`).
-    bool admit(lane l);
+    // Whether a push to this lane would be taken now (backpressure). Any thread, never blocks, changes nothing.
+    bool would_admit(lane l) const;
+    // would_admit(), and when not, counts the refusal in the lane's stats (`refused`).
+    bool admit_or_count_refusal(lane l);
 
     // Hands a record to the writer. Any thread; never waits for the disk. `on_commit` (may be empty) runs on the
-    // writer thread once the record's transaction has committed, with the seq it was given. False (and nothing
-    // taken) when the lane does not admit, unless `force` (the event was admitted earlier: the runtime asked
-    // admits() before it took the event from the driver). `condition`: what the event did to its device's open
-    // conditions, written to the conditions table in the record's own transaction. For one device, push in the
-    // order the changes happened (the runtime does, under the device's emit lock): alarms commit ahead of other
-    // lanes, and the order of push is what keeps a late commit from undoing a newer change.
+    // writer thread once the record's transaction has committed, with the seq it was given. `condition`: what the
+    // event did to its device's open conditions, written to the conditions table in the record's own transaction.
+    // For one device, push in the order the changes happened (the runtime does, under the device's emit lock):
+    // alarms commit ahead of other lanes, and the order of push is what keeps a late commit from undoing a newer
+    // change. False (nothing taken, a refusal counted) when the lane does not admit.
     bool push(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
-              std::function<void(std::uint64_t seq)> on_commit = {}, bool force = false,
+              std::function<void(std::uint64_t seq)> on_commit = {},
               std::optional<core::condition_change> condition = std::nullopt);
+    // push() of an event admitted earlier (the runtime asked admit_or_count_refusal() before it took the event from
+    // the driver): always taken, since refusing it now would drop it.
+    void push_admitted(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
+                       std::function<void(std::uint64_t seq)> on_commit = {},
+                       std::optional<core::condition_change> condition = std::nullopt);
     // A gateway event (device = gateway id, class `gateway`), in the lane of its kind: always taken.
     void push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind);
 
@@ -221,7 +225,8 @@ private:
         std::vector<std::uint8_t> body;
         std::uint32_t pairs = 0;
         std::function<void(std::uint64_t)> on_commit;
-        std::uint64_t value = 0;  // ack: through; cursor: the cursor
+        std::uint64_t through = 0;  // ack: the last seq acknowledged
+        std::uint64_t cursor = 0;   // cursor: the platform's command cursor
         std::vector<reject> rejects;
         std::shared_ptr<std::promise<bool>> done;  // cursor: committed or not
         std::optional<core::condition_change> condition;  // insert: stored with the record
@@ -258,7 +263,7 @@ private:
     bool stopping_ = false;
     bool final_ = false;  // the writer's last round before it stops: report evictions now
 
-    // Lane state: owned by the writer, published through atomics for admits() and stats().
+    // Lane state: owned by the writer, published through atomics for would_admit() and stats().
     std::array<std::uint64_t, lane_count> next_seq_{1, 1, 1};
     std::array<std::atomic<std::uint64_t>, lane_count> bytes_{};
     std::array<std::atomic<std::uint64_t>, lane_count> depth_{};
