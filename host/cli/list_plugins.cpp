@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <firelink/version.h>
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/plugin_loader.hpp>
 #include <firelink/signing/minisign.hpp>
@@ -134,7 +135,7 @@ int list_plugins(const std::vector<std::string> &paths, const std::vector<std::s
             host.struct_size = sizeof host;
             host.abi_version = p->info().agreed_abi_version;
             host.host_name = "firelink-host";
-            host.host_version = "1.0.0";
+            host.host_version = FIRELINK_VERSION_STRING;
             host.emit = probe_emit;
             host.log = probe_log;
             host.get_extension = probe_extension;

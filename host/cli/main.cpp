@@ -1,11 +1,13 @@
 // firelink-host: the host runtime's command line.
 #include <cstdio>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <firelink/firelink.h>
+#include <firelink/version.h>
 
 #include "commands.hpp"
 #include "site_host.hpp"
@@ -13,7 +15,11 @@
 int main(int argc, char **argv) {
     CLI::App app{"firelink-host: loads firelink driver plugins and runs their devices"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "firelink-host 1.0.0 (ABI 1.0.0)");
+    // The ABI's version is the headers' (abi.h), the product's is project(VERSION) (version.h): they move apart.
+    app.set_version_flag("--version", "firelink-host " FIRELINK_VERSION_STRING " (ABI " +
+                                          std::to_string(FL_ABI_VERSION_MAJOR) + "." +
+                                          std::to_string(FL_ABI_VERSION_MINOR) + "." +
+                                          std::to_string(FL_ABI_VERSION_PATCH) + ")");
     std::string log_level = "info";
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->check(
         CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

@@ -47,7 +47,7 @@ namespace {
 class site_host {
 public:
     site_host(site::site_config cfg, const run_options &opt)
-        : cfg_(std::move(cfg)), running_(cfg_), opt_(opt), metrics_("1.0.0"), wires_(io_),
+        : cfg_(std::move(cfg)), running_(cfg_), opt_(opt), metrics_(FIRELINK_VERSION_STRING), wires_(io_),
           devices_(catalog_, wires_, metrics_) {}
 
     int run();

@@ -32,6 +32,7 @@
 
 #include <deque>
 
+#include <firelink/version.h>
 #include <firelink/core/conditions.hpp>
 #include <firelink/core/event_check.hpp>
 #include <firelink/core/plugin_loader.hpp>
@@ -489,7 +490,7 @@ void runner::handle(const iso::host_message &message) {
         d->host.abi_version = plugin->info().agreed_abi_version;
         d->host.host_data = d.get();
         d->host.host_name = "firelink-host";
-        d->host.host_version = "1.0.0";
+        d->host.host_version = FIRELINK_VERSION_STRING;
         d->host.device_id = d->device_id.c_str();
         d->host.emit = device_emit;
         d->host.log = device_log;
@@ -710,7 +711,7 @@ int main(int argc, char **argv) {
     r.plugin_host.struct_size = sizeof(fl_host);
     r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;
     r.plugin_host.host_name = "firelink-host";
-    r.plugin_host.host_version = "1.0.0";
+    r.plugin_host.host_version = FIRELINK_VERSION_STRING;
     r.plugin_host.emit = plugin_emit;
     r.plugin_host.log = plugin_log;
     r.plugin_host.get_extension = plugin_get_extension;

@@ -12,8 +12,8 @@
 #include <optional>
 #include <string>
 
-#include "modbus_device.hpp"
-#include "reference_map.hpp"
+#include <firelink/modbus/device.hpp>
+#include <firelink/modbus/maps/arc_fault_breaker.hpp>
 
 namespace {
 

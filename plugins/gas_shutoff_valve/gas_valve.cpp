@@ -11,8 +11,8 @@
 #include <optional>
 #include <string>
 
-#include "modbus_device.hpp"
-#include "reference_map.hpp"
+#include <firelink/modbus/device.hpp>
+#include <firelink/modbus/maps/gas_shutoff_valve.hpp>
 
 namespace {
 

@@ -9,8 +9,8 @@
 //   commands: reset (confirmed when the latch reads clear and the level is below the alarm), self_test.
 #include <string>
 
-#include "modbus_device.hpp"
-#include "reference_map.hpp"
+#include <firelink/modbus/device.hpp>
+#include <firelink/modbus/maps/pyrolysis_detector.hpp>
 
 namespace {
 

@@ -22,9 +22,9 @@
 
 #include <firelink/proto/modbus.hpp>
 
-#include "../../plugins/arc_fault_breaker/reference_map.hpp"
-#include "../../plugins/gas_shutoff_valve/reference_map.hpp"
-#include "../../plugins/pyrolysis_detector/reference_map.hpp"
+#include <firelink/modbus/maps/arc_fault_breaker.hpp>
+#include <firelink/modbus/maps/gas_shutoff_valve.hpp>
+#include <firelink/modbus/maps/pyrolysis_detector.hpp>
 #include "bench_common.hpp"
 
 namespace mb = firelink::proto::modbus;

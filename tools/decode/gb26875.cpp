@@ -12,7 +12,7 @@
 #include <firelink/proto/gb26875.hpp>
 #include <firelink/proto/gb26875/json.hpp>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <firelink/text.hpp>
 #include <firelink/proto/modbus.hpp>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 int main(int argc, char **argv) {
     // Logs go to stderr: stdout is each simulator's account for tests (action echoes, JSON events).

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include <firelink/version.h>
 #include <firelink/payload.h>
 
 #include "firelink/core/event_check.hpp"
@@ -69,7 +70,7 @@ plugin_host::plugin_host() {
     host_.abi_version = FL_ABI_VERSION;
     host_.host_data = this;
     host_.host_name = "firelink-conform";
-    host_.host_version = "1.0.0";
+    host_.host_version = FIRELINK_VERSION_STRING;
     host_.device_id = nullptr;
     host_.emit = &plugin_host::emit;
     host_.log = &plugin_host::log;
@@ -103,7 +104,7 @@ device_host::device_host(std::string device_id, std::string device_class, std::i
     host_.abi_version = FL_ABI_VERSION;
     host_.host_data = this;
     host_.host_name = "firelink-conform";
-    host_.host_version = "1.0.0";
+    host_.host_version = FIRELINK_VERSION_STRING;
     host_.device_id = device_id_.c_str();
     host_.emit = &device_host::emit;
     host_.log = &device_host::log;

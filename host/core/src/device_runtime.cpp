@@ -13,6 +13,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include <firelink/version.h>
 #include <firelink/payload.hpp>
 #include <firelink/text.hpp>
 
@@ -26,7 +27,7 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr const char *host_name = "firelink-host";
-constexpr const char *host_version = "1.0.0";
+constexpr const char *host_version = FIRELINK_VERSION_STRING;
 
 spdlog::level::level_enum to_spdlog(std::int32_t level) {
     switch (level) {

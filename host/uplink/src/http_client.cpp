@@ -1,3 +1,4 @@
+#include <firelink/version.h>
 #include "firelink/uplink/http_client.hpp"
 
 #include <curl/curl.h>
@@ -109,7 +110,7 @@ http_client::http_client(http_options options) : options_(std::move(options)) {
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "firelink-host/1.0.0");
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "firelink-host/" FIRELINK_VERSION_STRING);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);

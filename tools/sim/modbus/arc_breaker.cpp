@@ -1,6 +1,6 @@
 // firelink-sim arc-breaker: the reference arc-fault breaker (FL-AFB200), register map shared with the driver
-// (plugins/arc_fault_breaker/reference_map.hpp).
-#include "../../../plugins/arc_fault_breaker/reference_map.hpp"
+// (<firelink/modbus/maps/arc_fault_breaker.hpp>).
+#include <firelink/modbus/maps/arc_fault_breaker.hpp>
 #include "sim_core.hpp"
 
 namespace firelink::sim::modbus {

@@ -1,6 +1,6 @@
 // firelink-sim gas-valve: the reference gas detector with shutoff valve (FL-GV100), register map shared with the
-// driver (plugins/gas_shutoff_valve/reference_map.hpp).
-#include "../../../plugins/gas_shutoff_valve/reference_map.hpp"
+// driver (<firelink/modbus/maps/gas_shutoff_valve.hpp>).
+#include <firelink/modbus/maps/gas_shutoff_valve.hpp>
 #include "sim_core.hpp"
 
 namespace firelink::sim::modbus {

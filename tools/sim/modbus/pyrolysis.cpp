@@ -1,7 +1,7 @@
 // firelink-sim pyrolysis: the reference pyrolysis-particle detector (FL-PD300), register map shared with the driver
-// (plugins/pyrolysis_detector/reference_map.hpp). Like the real device it latches its alarm at level 600 and keeps
+// (<firelink/modbus/maps/pyrolysis_detector.hpp>). Like the real device it latches its alarm at level 600 and keeps
 // a pre-alarm bit at level 300; a reset clears the latch only when the level is below 600.
-#include "../../../plugins/pyrolysis_detector/reference_map.hpp"
+#include <firelink/modbus/maps/pyrolysis_detector.hpp>
 #include "sim_core.hpp"
 
 namespace firelink::sim::modbus {

@@ -23,7 +23,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "../../common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace firelink::sim::modbus {
 

@@ -16,7 +16,7 @@
 
 #include <firelink/proto/modbus.hpp>
 
-#include "../../../plugins/modbus_common/register_map.hpp"
+#include <firelink/modbus/register_map.hpp>
 
 namespace firelink::sim::modbus {
 

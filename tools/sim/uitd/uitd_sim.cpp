@@ -34,7 +34,7 @@
 #include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/subcommand.hpp"
+#include "subcommand.hpp"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #ifndef FIRELINK_EXT_COMMIT_H
 #define FIRELINK_EXT_COMMIT_H
 
-#include "../plugin.h"
+#include <firelink/plugin.h>
 
 #ifdef __cplusplus
 extern "C" {

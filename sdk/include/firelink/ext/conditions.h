@@ -14,7 +14,7 @@
 #ifndef FIRELINK_EXT_CONDITIONS_H
 #define FIRELINK_EXT_CONDITIONS_H
 
-#include "../plugin.h"
+#include <firelink/plugin.h>
 
 #ifdef __cplusplus
 extern "C" {

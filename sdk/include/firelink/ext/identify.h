@@ -11,7 +11,7 @@
 #ifndef FIRELINK_EXT_IDENTIFY_H
 #define FIRELINK_EXT_IDENTIFY_H
 
-#include "../plugin.h"
+#include <firelink/plugin.h>
 
 #ifdef __cplusplus
 extern "C" {

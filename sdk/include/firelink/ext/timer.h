@@ -8,7 +8,7 @@
 #ifndef FIRELINK_EXT_TIMER_H
 #define FIRELINK_EXT_TIMER_H
 
-#include "../plugin.h"
+#include <firelink/plugin.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -13,7 +13,7 @@
 #ifndef FIRELINK_EXT_TRANSPORT_H
 #define FIRELINK_EXT_TRANSPORT_H
 
-#include "../plugin.h"
+#include <firelink/plugin.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,6 +3,7 @@
 // harming the run; the body itself only loads the plugin, drives it, and returns an outcome.
 #pragma once
 
+#include <firelink/version.h>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -15,7 +16,7 @@
 namespace firelink::conform {
 
 // The suite's own version, written into every report.
-inline constexpr std::string_view suite_version = "1.0.0";
+inline constexpr std::string_view suite_version = FIRELINK_VERSION_STRING;
 
 enum class status { passed, failed, crashed, timeout, skipped, warning };
 std::string_view to_string(status s) noexcept;

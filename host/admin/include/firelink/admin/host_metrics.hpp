@@ -1,7 +1,7 @@
 // The host's Prometheus metrics (docs: the integrator's metrics list), on a prometheus::Registry the admin endpoint
 // serialises at GET /metrics.
 //
-//     auto metrics = std::make_shared<firelink::admin::host_metrics>("1.0.0");
+//     auto metrics = std::make_shared<firelink::admin::host_metrics>(FIRELINK_VERSION_STRING);
 //     metrics->event_accepted("gas_shutoff_valve", "alarm");
 //     metrics->device_state("valve-3", "offline");
 //     std::string text = metrics->serialize();   // Prometheus text exposition format 0.0.4
@@ -22,6 +22,8 @@
 #include <vector>
 
 #include <prometheus/metric_family.h>
+
+#include <firelink/version.h>  // FIRELINK_VERSION_STRING, the version the host reports
 
 namespace prometheus {
 class Registry;

@@ -6,8 +6,8 @@
 #include <string>
 #include <string_view>
 
-#include "../../text.hpp"
-#include "../gb26875.hpp"
+#include <firelink/proto/gb26875.hpp>
+#include <firelink/text.hpp>
 
 namespace firelink::proto::gb26875 {
 

@@ -10,7 +10,7 @@
 //   coil     0        self_test          write ON to start a self-test
 #pragma once
 
-#include "../modbus_common/register_map.hpp"
+#include <firelink/modbus/register_map.hpp>
 
 namespace firelink::pyrolysis_detector {
 

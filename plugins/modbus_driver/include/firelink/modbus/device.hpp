@@ -26,8 +26,8 @@
 #include <firelink/driver.hpp>
 #include <firelink/proto/modbus.hpp>
 
-#include "condition.hpp"
-#include "register_map.hpp"
+#include <firelink/modbus/condition.hpp>
+#include <firelink/modbus/register_map.hpp>
 
 namespace firelink::modbus_driver {
 
