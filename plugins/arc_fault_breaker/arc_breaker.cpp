@@ -33,33 +33,35 @@ public:
                         {"residual_current_alarm_ma", "residual_current_pre_alarm_ma", "residual_current_hysteresis_ma",
                          "temperature_alarm_c", "temperature_pre_alarm_c", "temperature_hysteresis_c", "over_voltage_v",
                          "under_voltage_v", "voltage_hysteresis_v", "over_current_a", "current_hysteresis_a"}),
-          rc_alarm_(threshold(cfg, "residual_current_alarm_ma", 300, 10, 3000)),
-          rc_pre_(threshold(cfg, "residual_current_pre_alarm_ma", 200, 0, 3000)),
-          rc_hyst_(threshold(cfg, "residual_current_hysteresis_ma", 20, 0, 500)),
-          t_alarm_(threshold(cfg, "temperature_alarm_c", 80, 30, 200)),
-          t_pre_(threshold(cfg, "temperature_pre_alarm_c", 65, 0, 200)),
-          t_hyst_(threshold(cfg, "temperature_hysteresis_c", 3, 0, 30)),
-          over_v_(threshold(cfg, "over_voltage_v", 253, 0, 1000)),
-          under_v_(threshold(cfg, "under_voltage_v", 187, 0, 1000)),
-          v_hyst_(threshold(cfg, "voltage_hysteresis_v", 5, 0, 100)),
-          over_a_(threshold(cfg, "over_current_a", 0, 0, 10000)),
-          a_hyst_(threshold(cfg, "current_hysteresis_a", 1, 0, 1000)),
-          arc_(event_kind::alarm, "arc_fault", "arc", 1),  // the device latches it: no debounce needed
-          rc_(event_kind::alarm, "residual_current_high", "rc", settings().debounce),
-          rc_pre_c_(event_kind::pre_alarm, "residual_current_high", "rc-pre", settings().debounce),
-          over_v_c_(event_kind::alarm, "over_voltage", "ov", settings().debounce),
-          under_v_c_(event_kind::alarm, "under_voltage", "uv", settings().debounce),
-          over_a_c_(event_kind::alarm, "over_current", "oc", settings().debounce),
+          residual_current_alarm_ma_(threshold(cfg, "residual_current_alarm_ma", 300, 10, 3000)),
+          residual_current_pre_alarm_ma_(threshold(cfg, "residual_current_pre_alarm_ma", 200, 0, 3000)),
+          residual_current_hysteresis_ma_(threshold(cfg, "residual_current_hysteresis_ma", 20, 0, 500)),
+          temperature_alarm_c_(threshold(cfg, "temperature_alarm_c", 80, 30, 200)),
+          temperature_pre_alarm_c_(threshold(cfg, "temperature_pre_alarm_c", 65, 0, 200)),
+          temperature_hysteresis_c_(threshold(cfg, "temperature_hysteresis_c", 3, 0, 30)),
+          over_voltage_v_(threshold(cfg, "over_voltage_v", 253, 0, 1000)),
+          under_voltage_v_(threshold(cfg, "under_voltage_v", 187, 0, 1000)),
+          voltage_hysteresis_v_(threshold(cfg, "voltage_hysteresis_v", 5, 0, 100)),
+          over_current_a_(threshold(cfg, "over_current_a", 0, 0, 10000)),
+          current_hysteresis_a_(threshold(cfg, "current_hysteresis_a", 1, 0, 1000)),
+          arc_fault_(event_kind::alarm, "arc_fault", "arc", 1),  // the device latches it: no debounce needed
+          residual_current_(event_kind::alarm, "residual_current_high", "rc", settings().debounce),
+          residual_current_pre_alarm_(event_kind::pre_alarm, "residual_current_high", "rc-pre", settings().debounce),
+          over_voltage_(event_kind::alarm, "over_voltage", "ov", settings().debounce),
+          under_voltage_(event_kind::alarm, "under_voltage", "uv", settings().debounce),
+          over_current_(event_kind::alarm, "over_current", "oc", settings().debounce),
           fault_(event_kind::fault, "breaker_fault", "fault", settings().debounce) {
-        if (rc_pre_ > 0 && rc_pre_ >= rc_alarm_)
-            throw config_error("config key 'residual_current_pre_alarm_ma': must be below residual_current_alarm_ma (or 0: off)");
-        if (t_pre_ > 0 && t_pre_ >= t_alarm_)
+        if (residual_current_pre_alarm_ma_ > 0 && residual_current_pre_alarm_ma_ >= residual_current_alarm_ma_)
+            throw config_error(
+                "config key 'residual_current_pre_alarm_ma': must be below residual_current_alarm_ma (or 0: off)");
+        if (temperature_pre_alarm_c_ > 0 && temperature_pre_alarm_c_ >= temperature_alarm_c_)
             throw config_error("config key 'temperature_pre_alarm_c': must be below temperature_alarm_c (or 0: off)");
-        if (under_v_ >= over_v_) throw config_error("config key 'under_voltage_v': must be below over_voltage_v");
+        if (under_voltage_v_ >= over_voltage_v_) throw config_error("config key 'under_voltage_v': must be below over_voltage_v");
         for (int i = 0; i < 4; ++i) {
             const std::string n = std::to_string(i + 1);
-            temp_alarm_[i].emplace(event_kind::alarm, "over_temperature", "temp" + n, settings().debounce);
-            temp_pre_[i].emplace(event_kind::pre_alarm, "over_temperature", "temp" + n + "-pre", settings().debounce);
+            temperature_alarm_[i].emplace(event_kind::alarm, "over_temperature", "temp" + n, settings().debounce);
+            temperature_pre_alarm_[i].emplace(event_kind::pre_alarm, "over_temperature", "temp" + n + "-pre",
+                                              settings().debounce);
         }
     }
 
@@ -92,7 +94,7 @@ public:
 protected:
     void on_snapshot(const snapshot &s) override {
         const auto count = s.number(pt("arc_fault_count"));
-        report(arc_, arc_.flag(s.bit(pt("status"), "arc_fault").value_or(false)), [&](event &ev) {
+        report(arc_fault_, arc_fault_.flag(s.bit(pt("status"), "arc_fault").value_or(false)), [&](event &ev) {
             ev.message("arc fault detected");
             if (count) ev.value("arc_fault_count", static_cast<std::int64_t>(*count));
         });
@@ -102,8 +104,13 @@ protected:
                     ev.value("residual_current", *rc, "mA").message("residual current " + fmt1(*rc) + " mA, threshold " + fmt1(limit) + " mA");
                 };
             };
-            if (rc_pre_ > 0) report(rc_pre_c_, rc_pre_c_.above(*rc, rc_pre_, rc_hyst_), dec(rc_pre_));
-            report(rc_, rc_.above(*rc, rc_alarm_, rc_hyst_), dec(rc_alarm_));
+            const double rc_hysteresis = residual_current_hysteresis_ma_;
+            if (residual_current_pre_alarm_ma_ > 0)
+                report(residual_current_pre_alarm_,
+                       residual_current_pre_alarm_.above(*rc, residual_current_pre_alarm_ma_, rc_hysteresis),
+                       dec(residual_current_pre_alarm_ma_));
+            report(residual_current_, residual_current_.above(*rc, residual_current_alarm_ma_, rc_hysteresis),
+                   dec(residual_current_alarm_ma_));
         }
         for (int i = 0; i < 4; ++i) {
             const std::string name = "temperature_" + std::to_string(i + 1);
@@ -114,16 +121,22 @@ protected:
                     ev.value(name, *t, "degC").message("line " + std::to_string(i + 1) + " at " + fmt1(*t) + " degC, threshold " + fmt1(limit) + " degC");
                 };
             };
-            if (t_pre_ > 0) report(*temp_pre_[i], temp_pre_[i]->above(*t, t_pre_, t_hyst_), dec(t_pre_));
-            report(*temp_alarm_[i], temp_alarm_[i]->above(*t, t_alarm_, t_hyst_), dec(t_alarm_));
+            const double t_hysteresis = temperature_hysteresis_c_;
+            if (temperature_pre_alarm_c_ > 0)
+                report(*temperature_pre_alarm_[i],
+                       temperature_pre_alarm_[i]->above(*t, temperature_pre_alarm_c_, t_hysteresis),
+                       dec(temperature_pre_alarm_c_));
+            report(*temperature_alarm_[i], temperature_alarm_[i]->above(*t, temperature_alarm_c_, t_hysteresis),
+                   dec(temperature_alarm_c_));
         }
         if (auto v = s.number(pt("voltage"))) {
             auto dec = [&](event &ev) { ev.value("voltage", *v, "V"); };
-            report(over_v_c_, over_v_c_.above(*v, over_v_, v_hyst_), dec);
-            report(under_v_c_, under_v_c_.below(*v, under_v_, v_hyst_), dec);
+            report(over_voltage_, over_voltage_.above(*v, over_voltage_v_, voltage_hysteresis_v_), dec);
+            report(under_voltage_, under_voltage_.below(*v, under_voltage_v_, voltage_hysteresis_v_), dec);
         }
-        if (auto a = s.number(pt("current")); a && over_a_ > 0)
-            report(over_a_c_, over_a_c_.above(*a, over_a_, a_hyst_), [&](event &ev) { ev.value("current", *a, "A"); });
+        if (auto a = s.number(pt("current")); a && over_current_a_ > 0)
+            report(over_current_, over_current_.above(*a, over_current_a_, current_hysteresis_a_),
+                   [&](event &ev) { ev.value("current", *a, "A"); });
         const std::string state = s.name_of(pt("breaker_state")).value_or("unread");
         state_ = state;
         report(fault_, fault_.flag(state == "fault" || s.bit(pt("status"), "breaker_fault").value_or(false)),
@@ -138,9 +151,14 @@ protected:
     event telemetry(const snapshot &s) override { return modbus_device::telemetry(s).value("breaker", state_); }
 
 private:
-    double rc_alarm_, rc_pre_, rc_hyst_, t_alarm_, t_pre_, t_hyst_, over_v_, under_v_, v_hyst_, over_a_, a_hyst_;
-    condition arc_, rc_, rc_pre_c_, over_v_c_, under_v_c_, over_a_c_, fault_;
-    std::array<std::optional<condition>, 4> temp_alarm_, temp_pre_;
+    // The thresholds, named after their config keys.
+    double residual_current_alarm_ma_, residual_current_pre_alarm_ma_, residual_current_hysteresis_ma_;
+    double temperature_alarm_c_, temperature_pre_alarm_c_, temperature_hysteresis_c_;
+    double over_voltage_v_, under_voltage_v_, voltage_hysteresis_v_, over_current_a_, current_hysteresis_a_;
+    // The conditions each raises and ends, named after what they watch.
+    condition arc_fault_, residual_current_, residual_current_pre_alarm_, over_voltage_, under_voltage_, over_current_,
+        fault_;
+    std::array<std::optional<condition>, 4> temperature_alarm_, temperature_pre_alarm_;
     std::string state_ = "unread";
     std::optional<std::string> settled_;
 };

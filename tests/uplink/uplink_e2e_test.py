@@ -459,6 +459,102 @@ def make_cert(folder, name, ca=None):
     return key, crt
 
 
+def msgpack_str_of_bytes(raw):
+    """A msgpack str whose bytes are `raw` as they are: a hostile platform's text need not be UTF-8."""
+    head = bytes([0xA0 | len(raw)]) if len(raw) < 32 else b"\xd9" + bytes([len(raw)])
+    return head + raw
+
+
+class HostilePlatform:
+    """A platform whose words are not UTF-8: batches of the event lane are acknowledged with every record rejected
+    for a reason in bytes that are not UTF-8 and a Chinese text; batches of the other lanes are answered 500 with a
+    body of a stray byte and Chinese text longer than the 200 bytes the host keeps; command polls 503, not UTF-8."""
+
+    # A stray byte, then 3-byte characters: 200 bytes fall inside the 67th character.
+    BODY = b"\xff" + "平台故障".encode() * 20
+    REASON = b"\xfe\xff " + "拒收".encode()
+
+    def __init__(self):
+        outer = self
+        self.rejected = 0
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, status, out, kind="text/plain"):
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_POST(self):
+                body = mp.unpackb(self.rfile.read(int(self.headers["Content-Length"])))
+                if body["lane"] != "event":
+                    return self.answer(500, HostilePlatform.BODY)
+                seqs = [e["seq"] for e in body["events"]]
+                out = mp.packb({"acked_through": {"event": seqs[-1]},
+                                "rejects": [{"seq": q, "status": 422, "reason": "@@R@@"} for q in seqs]})
+                out = out.replace(b"\xa5@@R@@", msgpack_str_of_bytes(HostilePlatform.REASON))
+                outer.rejected += len(seqs)
+                self.answer(200, out, "application/msgpack")
+
+            def do_GET(self):
+                time.sleep(0.2)
+                self.answer(503, HostilePlatform.BODY)
+
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileText(Base):
+    """Monitoring must not go blind while the platform misbehaves: every view answers 200 with valid UTF-8 (U+FFFD
+    for what is not), also after a restart with such reasons quarantined."""
+
+    def views_are_readable(self, host):
+        for path in ("/healthz", "/api/uplink", "/api/devices", "/api/audit"):
+            status, body = host.get(path)
+            self.assertIn(status, (200, 503) if path == "/healthz" else (200,), f"{path}: {status} {body[:300]}")
+            json.loads(body)  # valid JSON: host.get decodes it as UTF-8 strictly
+        status, metrics = host.get("/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("firelink_uplink_quarantine_size", metrics)
+
+    def test_a_platform_whose_words_are_not_utf8_never_blinds_the_views(self):
+        platform = HostilePlatform()
+        self.addCleanup(platform.stop)
+        # Statuses go to the event lane (rejected, quarantined), the rest is telemetry (answered 500, kept queued).
+        devices = {"load-1": {"limit": 20, "alarm_every": 0, "status_every": 2}}
+        host = self.host(platform.port, devices).start()
+        wait_for(lambda: host.uplink() and host.uplink()["quarantine_total"] >= 10, "the rejected events quarantined")
+        for attempt in range(2):  # as it runs, and after a restart with the reasons kept in the queue
+            wait_for(lambda: host.uplink()["poll_error"] and host.uplink()["lanes"]["telemetry"]["last_error"],
+                     "the platform's errors")
+            self.views_are_readable(host)
+            u = host.uplink()
+            reason = u["quarantine"][0]["reason"]
+            self.assertEqual(reason, "\ufffd\ufffd 拒收", reason)
+            error = u["lanes"]["telemetry"]["last_error"]
+            self.assertTrue(error.startswith("HTTP 500: \ufffd平台故障"), error)
+            self.assertTrue(error.endswith("平") or error.endswith("台") or error.endswith("故") or error.endswith("障"),
+                            "the 200-byte cut falls between characters: " + error[-10:])
+            self.assertIn("\ufffd", u["poll_error"])
+            health = json.loads(host.get("/healthz")[1])
+            self.assertTrue(any("\ufffd" in r["problem"] for r in health["reasons"]), health["reasons"])
+            if attempt == 0:
+                host.stop()
+                host.start()
+
+
 class TlsPlatform:
     """A minimal HTTPS platform (Python's ssl), requiring a client certificate, acknowledging every batch."""
 

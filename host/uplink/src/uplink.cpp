@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/payload.hpp>
+#include <firelink/text.hpp>
 
 #include "firelink/uplink/record.hpp"
 
@@ -120,7 +121,8 @@ std::string describe(const http_response &r) {
     if (r.status == 0) return r.error;
     std::string s = "HTTP " + std::to_string(r.status);
     if (!r.body.empty() && r.content_type.rfind("application/msgpack", 0) != 0) {
-        std::string text(r.body.begin(), r.body.begin() + static_cast<long>(std::min<std::size_t>(r.body.size(), 200)));
+        // The platform's words, cut at 200 bytes on a character boundary (a Chinese error stays whole characters).
+        std::string text(firelink::text::utf8_prefix(std::string_view(reinterpret_cast<const char *>(r.body.data()), r.body.size()), 200));
         for (auto &c : text)
             if (c == '\n' || c == '\r') c = ' ';
         s += ": " + text;
@@ -331,8 +333,8 @@ void uplink::send_lane(lane l) {
 void uplink::command_failed(const downlink_command &c, const std::string &why) {
     spdlog::warn("uplink: command {} ('{}' for device {}) not run: {}", c.id, c.name, c.device, why);
     queue_.push_gateway_event(
-        event::command_result(c.id.empty() ? "unknown" : c.id.substr(0, 64), false,
-                              ("command '" + c.name + "' for device '" + c.device + "' not executed: " + why).substr(0, 1024))
+        event::command_result(c.id.empty() ? "unknown" : std::string(firelink::text::utf8_prefix(c.id, 64)), false,
+                              std::string(firelink::text::utf8_prefix("command '" + c.name + "' for device '" + c.device + "' not executed: " + why, 1024)))
             .pack(),
         "command_result");
 }

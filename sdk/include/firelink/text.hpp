@@ -152,8 +152,7 @@ inline std::optional<std::vector<std::uint8_t>> parse_hex(std::string_view text,
         if (text[i] == '0' && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X')) i += 2;
         if (i + 1 >= text.size() || nibble(text[i]) < 0 || nibble(text[i + 1]) < 0) {
             const std::size_t at = i < text.size() && nibble(text[i]) >= 0 ? i + 1 : i;
-            why = at < text.size() ? "not a hex byte at offset " + std::to_string(at) + " ('" +
-                                         std::string(1, text[at]) + "')"
+            why = at < text.size() ? "not hex: '" + std::string(1, text[at]) + "' at offset " + std::to_string(at)
                                    : "an odd number of hex digits: the last byte has one";
             return std::nullopt;
         }
