@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/payload.hpp>
+#include <firelink/text.hpp>
 
 #include "firelink/uplink/record.hpp"
 
@@ -173,7 +174,7 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
         std::string msg = "the queue database was unreadable (" + report_.problem + "); it was moved to " +
                           report_.moved_to + " and a new epoch began";
         if (!report_.old_epoch.empty()) msg += "; events of epoch " + report_.old_epoch + " not yet acknowledged are lost";
-        push_gateway_event(event{event_kind::gap, "queue_lost"}.message(msg.substr(0, 1024)).pack(), "gap");
+        push_gateway_event(event{event_kind::gap, "queue_lost"}.message(std::string(firelink::text::utf8_prefix(msg, 1024))).pack(), "gap");
     }
     refresh_reserve();
     writer_ = std::thread([this] { writer_loop(); });
@@ -671,7 +672,7 @@ bool durable_queue::apply(std::deque<op> &ops, int attempt) {
                     q.bind(1, i);
                     q.bind(2, static_cast<std::int64_t>(r.seq));
                     q.bind(3, r.status);
-                    q.bind(4, r.reason.substr(0, 1024));
+                    q.bind(4, std::string(firelink::text::utf8_prefix(r.reason, 1024)));
                     q.bind(5, wall_ms());
                     q.bind(6, row_id(o.l, r.seq));
                     quarantined[i] += static_cast<std::uint64_t>(q.exec());

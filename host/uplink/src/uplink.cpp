@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <firelink/payload.hpp>
+#include <firelink/text.hpp>
 
 #include "firelink/uplink/record.hpp"
 
@@ -331,8 +332,9 @@ void uplink::send_lane(lane l) {
 void uplink::command_failed(const downlink_command &c, const std::string &why) {
     spdlog::warn("uplink: command {} ('{}' for device {}) not run: {}", c.id, c.name, c.device, why);
     queue_.push_gateway_event(
-        event::command_result(c.id.empty() ? "unknown" : c.id.substr(0, 64), false,
-                              ("command '" + c.name + "' for device '" + c.device + "' not executed: " + why).substr(0, 1024))
+        event::command_result(c.id.empty() ? "unknown" : std::string(firelink::text::utf8_prefix(c.id, 64)), false,
+                              std::string(firelink::text::utf8_prefix(
+                                  "command '" + c.name + "' for device '" + c.device + "' not executed: " + why, 1024)))
             .pack(),
         "command_result");
 }
