@@ -326,7 +326,7 @@ class DecodeCli(unittest.TestCase):
             good[:-2] + "24": "bad end delimiter",
             good[:48] + "0104" + good[52:]: "more than the 1024 allowed",
             good[:20]: "too short",
-            "zz": "not hex",
+            "zz": "not hex: 'z' at offset 0",
         }
         for hexframe, reason in cases.items():
             out = subprocess.run([DECODE, "gb26875", hexframe], capture_output=True, text=True, timeout=DEADLINE)

@@ -78,6 +78,26 @@ TEST(SiteViews, UplinkJsonShowsAQuarantinedReasonThatIsNotUtf8) {
     EXPECT_EQ(j["lanes"]["alarm"]["last_error"], "燃气\xef\xbf\xbd");
 }
 
+// The queue keeps at most 1024 bytes of a platform's reason: a long Chinese one is cut before a character, not in
+// it, so the quarantine shows whole characters and no U+FFFD of its own making.
+TEST(SiteViews, QuarantinedReasonIsCutAtACharacterBoundary) {
+    firelink_test::temp_dir dir("firelink-views");
+    std::string long_chinese;
+    for (int i = 0; i < 400; ++i) long_chinese += "燃";  // 1200 bytes; 1024 falls inside the 342nd character
+    {
+        up::durable_queue q(firelink_test::queue_options_in(dir));
+        std::uint32_t pairs = 0;
+        ASSERT_TRUE(q.push(up::lane::event, record(pairs), pairs));
+        ASSERT_TRUE(q.flush());
+        q.ack(up::lane::event, 1, {{1, 422, long_chinese}});
+        ASSERT_TRUE(q.flush());
+    }
+    up::durable_queue reopened(firelink_test::queue_options_in(dir));
+    const auto j = parsed(cli::uplink_json("http://platform", "queue.db", reopened, up::uplink_report{}));
+    ASSERT_EQ(j["quarantine"].size(), 1u) << j.dump();
+    EXPECT_EQ(j["quarantine"][0]["reason"].get<std::string>(), long_chinese.substr(0, 341 * 3));
+}
+
 TEST(SiteViews, DevicesJsonOfAnEmptyRuntimeIsAnEmptyList) {
     boost::asio::io_context io;
     core::device_runtime runtime(io, [](core::accepted_event &&) {});
