@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plugins apart from each other and from the host (issue 16), end to end on real processes: firelink-host with two
+"""Plugins apart from each other and from the host, end to end on real processes: firelink-host with two
 plugins out of process (copies a and b of the stream test plugin), run as root and as the service user with
 CAP_SETUID, CAP_SETGID and CAP_KILL ambient (setpriv, as systemd's AmbientCapabilities= gives them).
 
