@@ -125,7 +125,7 @@ class RunnerUidsTest(unittest.TestCase):
             self.site.health()), f"{n} plugin(s) refused")
 
     def check_apart(self, host_uid):
-        """The facts of issue 16, whoever the host runs as."""
+        """Plugins apart (a uid each, no privileges, no signal or file across), whoever the host runs as."""
         site = self.site
         ra, rb = self.running(A), self.running(B)
         host_pid = site.proc.pid
