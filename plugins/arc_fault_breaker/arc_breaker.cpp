@@ -1,6 +1,6 @@
 // arc_fault_breaker driver "modbus-arc-breaker": a smart breaker / electrical-fire monitor over Modbus RTU (serial,
 // RS-485 bus) or Modbus TCP. Register map from the config, default: the reference model FL-AFB200
-// (reference_map.hpp). Events, commands and settings: docs/drivers/modbus.md.
+// (<firelink/modbus/maps/arc_fault_breaker.hpp>). Events, commands and settings: docs/drivers/modbus.md.
 //
 //   arc_fault               alarm while the device's arc-fault latch is set (until a reset)
 //   residual_current_high   pre_alarm >= residual_current_pre_alarm_ma (200), alarm >= residual_current_alarm_ma (300)

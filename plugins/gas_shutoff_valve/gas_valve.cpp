@@ -1,6 +1,6 @@
 // gas_shutoff_valve driver "modbus-gas-valve": a combustible-gas detector (%LEL) with a motorised shutoff valve,
 // over Modbus RTU (serial, RS-485 bus) or Modbus TCP. Register map from the config, default: the reference model
-// FL-GV100 (reference_map.hpp). Events, commands and settings: docs/drivers/modbus.md.
+// FL-GV100 (<firelink/modbus/maps/gas_shutoff_valve.hpp>). Events, commands and settings: docs/drivers/modbus.md.
 //
 //   gas_level_1  alarm (severity major)  concentration >= level1_lel (default 25, at most 25: GB/T 50493-2019)
 //   gas_level_2  alarm (critical)        concentration >= level2_lel (default 50, at most 50)

@@ -1,6 +1,6 @@
 // pyrolysis_detector driver "modbus-pyrolysis": a pyrolysis-particle electrical-fire detector over Modbus RTU
 // (serial, RS-485 bus) or Modbus TCP. Register map from the config, default: the reference model FL-PD300
-// (reference_map.hpp). Events, commands and settings: docs/drivers/modbus.md.
+// (<firelink/modbus/maps/pyrolysis_detector.hpp>). Events, commands and settings: docs/drivers/modbus.md.
 //
 //   pyrolysis_pre_alarm   pre_alarm while particle_level >= pre_alarm_level (300), with hysteresis
 //   pyrolysis_alarm       alarm at particle_level >= alarm_level (600) or when the device latches it; it LATCHES:

@@ -5,10 +5,11 @@
 // turn at a time, round-robin, each turn = the inter-frame gap (the larger of the bus's inter_frame_gap_ms and the
 // RTU silent interval of 3.5 characters), the request on the wire, the device's turnaround, the reply on the wire;
 // a dead device's turn lasts its reply timeout. Wire time is 11 bits a character (8 data, start, stop, parity or a
-// second stop). The devices are the three reference models (plugins/*/reference_map.hpp) in turn; each poll cycle
-// reads each device's poll blocks as its driver plans them (plugins/modbus_common/register_map.hpp), and every
-// frame is really built, CRC'd, served by a register bank and decoded by the SDK codec, so a wrong frame fails the
-// run. The simulated clock never reads the machine's clock; the CPU time the codec took is printed apart.
+// second stop). The devices are the three reference models (plugins/modbus_maps/include/firelink/modbus/maps/*.hpp)
+// in turn; each poll cycle reads each device's poll blocks as its driver plans them
+// (plugins/modbus_maps/include/firelink/modbus/register_map.hpp), and every frame is really built, CRC'd, served
+// by a register bank and decoded by the SDK codec, so a wrong frame fails the run. The simulated clock never reads the
+// machine's clock; the CPU time the codec took is printed apart.
 //
 // Exit status 1 when a reply does not decode or does not match its request; speed is never checked.
 #include <time.h>

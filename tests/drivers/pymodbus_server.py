@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """An independent Modbus slave for interop tests: pymodbus 3.0 (Debian 12's python3-pymodbus) serving the reference
-map of the gas_shutoff_valve driver (FL-GV100, plugins/gas_shutoff_valve/reference_map.hpp) as unit 1.
+map of the gas_shutoff_valve driver (FL-GV100, plugins/modbus_maps/include/firelink/modbus/maps/gas_shutoff_valve.hpp)
+as unit 1.
 
   pymodbus_server.py tcp 127.0.0.1:PORT      Modbus TCP
   pymodbus_server.py rtu /dev/pts/N          Modbus RTU on a serial line (a pty)

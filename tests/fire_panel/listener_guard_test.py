@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile peers on the UITD listener and the admin port (issue 16), against the real firelink-host with the uplink
+"""Hostile peers on the UITD listener and the admin port, against the real firelink-host with the uplink
 to firelink-receiver and `firelink-sim uitd` as the fire panel:
 
 - IdentityConflict: GB/T 26875.3 has no authentication, so a second connection claiming the identity of a connected

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 16, select-before-operate and the audit chain end to end: firelink-host run with the gas-valve plugin (in
+"""Select-before-operate and the audit chain end to end: firelink-host run with the gas-valve plugin (in
 its runner) against firelink-sim gas-valve over Modbus TCP on loopback; commands on the admin port; the audit chain
 read at /api/audit and checked with `firelink-host audit verify`, before and after one byte of it is changed.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 14, "a device never leaves monitoring silently", with real processes: firelink-host run as systemd would
+"""A device never leaves monitoring silently, with real processes: firelink-host run as systemd would
 start it, its admin endpoint, and firelink-receiver as the platform.
 
 - systemd's notification protocol: this test owns the NOTIFY_SOCKET (a unix datagram socket, by path and by

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A device never leaves monitoring silently (issue 14), with real processes: firelink-host run with the
+"""A device never leaves monitoring silently, with real processes: firelink-host run with the
 modbus-gas-valve plugin in its runner, firelink-sim as the gas detector on Modbus TCP, and firelink-receiver as the
 platform behind [uplink].
 

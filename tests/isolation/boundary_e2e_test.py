@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The boundary, end to end on real parts (issue 13): firelink-host with the lines plugin in its firelink-runner, the
+"""The boundary, end to end on real parts: firelink-host with the lines plugin in its firelink-runner, the
 test as a push-only device on the far end of a real TCP connection, a JSON-lines sink (or the uplink to
 firelink-receiver), and the runner stopped, starved of CPU and killed while the device sends.
 

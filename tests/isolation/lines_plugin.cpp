@@ -1,4 +1,4 @@
-// lines: the boundary tests' device (issue 13), built like a vendor plugin. A push-only device on a TCP wire: every
+// lines: the boundary tests' device, built like a vendor plugin. A push-only device on a TCP wire: every
 // '\n'-terminated line it sends becomes one event with the line as its message and the line's number "n" over the
 // instance's life. Every `alarm_every`-th line is an alarm (event_id "a<n>"), a line beginning "F " a status (the
 // uplink's event lane), the rest telemetry.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plugins apart from each other and from the host (issue 16), end to end on real processes: firelink-host with two
+"""Plugins apart from each other and from the host, end to end on real processes: firelink-host with two
 plugins out of process (copies a and b of the stream test plugin), run as root and as the service user with
 CAP_SETUID, CAP_SETGID and CAP_KILL ambient (setpriv, as systemd's AmbientCapabilities= gives them).
 
@@ -125,7 +125,7 @@ class RunnerUidsTest(unittest.TestCase):
             self.site.health()), f"{n} plugin(s) refused")
 
     def check_apart(self, host_uid):
-        """The facts of issue 16, whoever the host runs as."""
+        """Plugins apart (a uid each, no privileges, no signal or file across), whoever the host runs as."""
         site = self.site
         ra, rb = self.running(A), self.running(B)
         host_pid = site.proc.pid

@@ -621,7 +621,7 @@ TEST_F(Runtime, ADeviceWithoutTheCommitExtensionIsToldNothing) {
     EXPECT_EQ(runtime->status("g-1")->emitted, 1u);
 }
 
-// ---- a device never leaves monitoring silently (issue 14) --------------------------------------------------------
+// ---- a device never leaves monitoring silently --------------------------------------------------------
 
 namespace {
 

@@ -1,6 +1,6 @@
 // firelink-sim's Modbus slaves: simulated units (devices) behind Modbus TCP (--listen HOST:PORT) or on one serial
 // line in RTU (--serial PATH: several units on it make a shared RS-485 bus of simulated devices). Each unit serves the
-// register map of its driver's reference model (the plugin's reference_map.hpp) and is scripted by actions: from the
+// register map of its driver's reference model (<firelink/modbus/maps/*.hpp>) and is scripted by actions: from the
 // command line (--do), from a scenario file (--scenario: "<ms> [@unit] action args"), or from standard input, one
 // action a line (for tests). `firelink-sim <model>` serves every unit with one model; `firelink-sim bus` serves
 // units of several models (--unit 1-2=gas-valve --unit 3=pyrolysis, or the scenario's "unit LIST MODEL" lines).
