@@ -43,21 +43,22 @@ inline std::size_t utf8_sequence(const unsigned char *p, std::size_t left) {
     return n;
 }
 
+// Appends the character of `s` at byte `i` (U+FFFD when no well-formed sequence starts there); the next index.
+inline std::size_t append_character(std::string &out, std::string_view s, std::size_t i) {
+    const std::size_t n = utf8_sequence(reinterpret_cast<const unsigned char *>(s.data()) + i, s.size() - i);
+    if (n == 0) {
+        out += "\xef\xbf\xbd";
+        return i + 1;
+    }
+    out.append(s.data() + i, n);
+    return i + n;
+}
+
 // `s` with each byte that does not start a well-formed sequence replaced by U+FFFD.
 inline std::string valid_utf8(std::string_view s) {
     std::string out;
     out.reserve(s.size());
-    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
-    for (std::size_t i = 0; i < s.size();) {
-        const std::size_t n = utf8_sequence(p + i, s.size() - i);
-        if (n == 0) {
-            out += "\xef\xbf\xbd";
-            ++i;
-        } else {
-            out.append(s.data() + i, n);
-            i += n;
-        }
-    }
+    for (std::size_t i = 0; i < s.size();) i = append_character(out, s, i);
     return out;
 }
 
@@ -98,14 +99,7 @@ inline void append_json_string(std::string &out, std::string_view s) {
             ++i;
             continue;
         }
-        const std::size_t n = utf8_sequence(p + i, s.size() - i);
-        if (n == 0) {
-            out += "\xef\xbf\xbd";
-            ++i;
-        } else {
-            out.append(s.data() + i, n);
-            i += n;
-        }
+        i = append_character(out, s, i);
     }
     out += '"';
 }
