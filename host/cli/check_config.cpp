@@ -47,12 +47,12 @@ int check_config(const std::filesystem::path &config) {
     std::set<std::string> declared;   // every command a driver of this site declares
     bool all_declare = true;          // false: some driver declares none (it may take any name)
     for (const auto &d : cfg.devices) {
-        std::string why;
-        auto p = plugins.resolve(d, why);
-        if (!p) {
-            problems.push_back(d.where.str() + ": device '" + d.id + "': " + why);
+        auto resolved = plugins.resolve(d);
+        if (!resolved) {
+            problems.push_back(d.where.str() + ": device '" + d.id + "': " + resolved.why());
             continue;
         }
+        const auto &p = *resolved;
         by_class[d.device_class]++;
         const auto *driver = p->info().find_driver(d.driver);
         all_declare = all_declare && driver->declares_commands;

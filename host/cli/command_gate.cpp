@@ -242,14 +242,14 @@ admin::status_json command_gate::operate(const admin::principal &who, const std:
 
 admin::status_json command_gate::send(const std::string &device, const std::string &command_id,
                                       const std::vector<std::uint8_t> &bytes, const control::decision &d) {
-    std::string why;
-    const fl_status st = runtime_->command(device, bytes, why);
+    const auto sent = runtime_->command(device, bytes);
+    const fl_status st = sent.status();
     const bool pending = st == FL_TIMEOUT;  // neither accepted nor refused: the driver's result will follow
-    if (st != FL_OK && !pending) plane_.not_sent(device, command_id);
+    if (!sent && !pending) plane_.not_sent(device, command_id);
     json out{{"command_id", command_id},
              {"device", device},
-             {"status", st == FL_OK ? "accepted" : pending ? "pending" : "refused"},
-             {"detail", why},
+             {"status", sent ? "accepted" : pending ? "pending" : "refused"},
+             {"detail", sent ? std::string("accepted") : sent.why()},
              {"audit_seq", d.audit_seq}};
     if (!d.select_id.empty()) out["select_id"] = d.select_id;
     switch (st) {
@@ -312,12 +312,11 @@ std::string command_gate::platform(const std::string &id, const std::string &dev
         refuse(platform, device, name, d);
         return std::string("refused (") + control::to_string(d.why) + "): " + d.detail;
     }
-    std::string why;
-    const fl_status st = runtime_->command(device, command, why);
-    spdlog::info("platform command {} '{}' for device {}: status {}{}{}", id, name, device, static_cast<int>(st),
-                 why.empty() ? "" : ": ", why);
-    if (st != FL_OK && st != FL_TIMEOUT) plane_.not_sent(device, id);
-    if (st == FL_NOT_FOUND) return "this gateway has no device '" + device + "'";
+    const auto sent = runtime_->command(device, command);
+    spdlog::info("platform command {} '{}' for device {}: status {}: {}", id, name, device,
+                 static_cast<int>(sent.status()), sent ? std::string("accepted") : sent.why());
+    if (!sent && sent != FL_TIMEOUT) plane_.not_sent(device, id);
+    if (sent == FL_NOT_FOUND) return "this gateway has no device '" + device + "'";
     return {};  // the runtime reports what the device could not take as the device's own command_result
 }
 

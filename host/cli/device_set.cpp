@@ -11,31 +11,28 @@ namespace firelink::cli {
 
 std::optional<site::config_error> trial(core::device_runtime &runtime, const plugin_catalog &plugins,
                                         const site::site_config &cfg, const site::device_config &d) {
-    std::string why;
-    auto p = plugins.resolve(d, why);
-    if (!p) return site::config_error{d.where, "", "device '" + d.id + "': " + why};
-    return try_device(runtime, p, cfg, d);
+    auto p = plugins.resolve(d);
+    if (!p) return site::config_error{d.where, "", "device '" + d.id + "': " + p.why()};
+    return try_device(runtime, *p, cfg, d);
 }
 
-bool device_set::start(const site::site_config &cfg, const site::device_config &d, std::string &why) {
-    auto plugin = catalog_.resolve(d, why);
-    if (!plugin) return false;
+core::result<> device_set::start(const site::site_config &cfg, const site::device_config &d) {
+    auto plugin = catalog_.resolve(d);
+    if (!plugin) return plugin.error();
     auto spec = spec_of(cfg, d);
-    spec.make_link = wires_.factory(cfg, d, why);
-    if (!why.empty()) return false;
-    if (runtime_->create(plugin, spec, why) != FL_OK) return false;
-    if (runtime_->start(d.id, why) != FL_OK) {
-        runtime_->destroy(d.id);
-        return false;
-    }
-    return true;
+    auto link = wires_.factory(cfg, d);
+    if (!link) return link.error();
+    spec.make_link = std::move(*link);
+    if (auto created = runtime_->create(*plugin, spec); !created) return created;
+    auto started = runtime_->start(d.id);
+    if (!started) runtime_->destroy(d.id);
+    return started;
 }
 
 // A device that does not run stays listed, down, and the platform hears why (device_down), never silence.
 void device_set::mark_down(const site::device_config &d, const std::string &why) {
     core::down_spec spec{d.id, d.plugin, d.driver, d.device_class, site_map(d.meta)};
-    std::string unresolved;
-    if (auto p = catalog_.resolve(d, unresolved)) spec.plugin_id = p->info().id;
+    if (auto p = catalog_.resolve(d)) spec.plugin_id = (*p)->info().id;
     runtime_->set_down(spec, why);
 }
 
@@ -74,8 +71,8 @@ void device_set::apply(reload_plan &plan, const site::site_config &previous, rel
     const std::set<std::string> changed(plan.changed.begin(), plan.changed.end());
     for (auto &d : next.devices) {
         if (!d.enabled || running_.count(d.id)) continue;  // unchanged, or kept on its previous definition
-        std::string why;
-        if (start(next, d, why)) {
+        auto started = start(next, d);
+        if (started) {
             running_[d.id] = site::definition_of(next, d);
             spdlog::info("device {} ({} / {}) started", d.id, d.driver, d.device_class);
             if (changed.count(d.id)) out.changed.push_back(d.id);
@@ -83,8 +80,10 @@ void device_set::apply(reload_plan &plan, const site::site_config &previous, rel
             continue;
         }
         const auto *old = changed.count(d.id) ? previous.find_device(d.id) : nullptr;
-        std::string old_why;
-        if (old && same_shared_wire(previous, next, *old) && start(previous, *old, old_why)) {
+        std::string why = started.why();
+        const bool same_wire = old && same_shared_wire(previous, next, *old);
+        const auto back_on_old = same_wire ? start(previous, *old) : core::result<>::fail(FL_IO, "its wire changed");
+        if (back_on_old) {
             const std::string refused = "device '" + d.id + "': its new definition did not start: " + why;
             out.kept.push_back({d.id, site::config_error{d.where, "", refused}});
             site::device_config back = *old;
@@ -94,7 +93,7 @@ void device_set::apply(reload_plan &plan, const site::site_config &previous, rel
             continue;
         }
         if (old)
-            why += "; its previous definition did not start either: " + (old_why.empty() ? "its wire changed" : old_why);
+            why += "; its previous definition did not start either: " + back_on_old.why();
         out.problems.push_back(d.where.str() + ": device '" + d.id + "': " + why);
         spdlog::error("{}: device '{}' not started: {}", d.where.str(), d.id, why);
         mark_down(d, why);
@@ -124,9 +123,9 @@ void device_set::identify_on_listeners(const site::site_config &cfg) {
     for (const auto &d : cfg.devices) {
         if (!running_.count(d.id) || d.wire.type != site::wire_config::kind::listener || d.wire.identity.empty())
             continue;
-        std::string why;
-        auto p = catalog_.resolve(d, why);
-        if (!p) continue;
+        auto resolved = catalog_.resolve(d);
+        if (!resolved) continue;
+        const auto &p = *resolved;
         if (!p->can_identify()) {
             spdlog::error("{}: device '{}' binds by identity, but its driver '{}' cannot identify a connection "
                           "({} missing): bind it by peer address instead",

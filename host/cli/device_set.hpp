@@ -8,6 +8,7 @@
 
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/core/result.hpp>
 #include <firelink/uplink/durable_queue.hpp>
 
 #include "plugin_catalog.hpp"
@@ -38,7 +39,7 @@ public:
     const running_devices &running() const { return running_; }
 
 private:
-    bool start(const site::site_config &cfg, const site::device_config &d, std::string &why);
+    core::result<> start(const site::site_config &cfg, const site::device_config &d);
     void mark_down(const site::device_config &d, const std::string &why);
     void forget(const std::string &device_id);
     void identify_on_listeners(const site::site_config &cfg);

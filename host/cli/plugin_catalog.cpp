@@ -118,25 +118,19 @@ core::load_result plugin_catalog::load(const std::filesystem::path &file) {
     return load_in(!default_in);
 }
 
-std::shared_ptr<core::plugin> plugin_catalog::resolve(const site::device_config &d, std::string &why) const {
+core::result<std::shared_ptr<core::plugin>> plugin_catalog::resolve(const site::device_config &d) const {
+    using resolved = core::result<std::shared_ptr<core::plugin>>;
     std::vector<std::shared_ptr<core::plugin>> found;
     for (const auto &p : plugins_)
         if ((d.plugin.empty() || p->info().id == d.plugin) && p->info().find_driver(d.driver)) found.push_back(p);
-    if (found.empty()) {
-        why = not_found(d);
-        return nullptr;
-    }
-    if (found.size() > 1) {
-        why = "driver '" + d.driver + "' is in several plugins (" + found[0]->info().id + ", " + found[1]->info().id +
-              "): name the plugin";
-        return nullptr;
-    }
+    if (found.empty()) return resolved::fail(FL_NOT_FOUND, not_found(d));
+    if (found.size() > 1)
+        return resolved::fail(FL_MISUSE, "driver '" + d.driver + "' is in several plugins (" + found[0]->info().id +
+                                             ", " + found[1]->info().id + "): name the plugin");
     const auto *driver = found[0]->info().find_driver(d.driver);
-    if (driver->device_class != d.device_class) {
-        why = "class '" + d.device_class + "' does not match driver '" + d.driver + "', which drives '" +
-              driver->device_class + "'";
-        return nullptr;
-    }
+    if (driver->device_class != d.device_class)
+        return resolved::fail(FL_MISUSE, "class '" + d.device_class + "' does not match driver '" + d.driver +
+                                             "', which drives '" + driver->device_class + "'");
     return found[0];
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/core/result.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/signing/minisign.hpp>
 #include <firelink/site/site_config.hpp>
@@ -36,8 +37,8 @@ public:
     // Loads every plugin file under dirs that was not loaded before; each refusal is logged and kept ("file: why").
     void scan(const std::vector<std::filesystem::path> &dirs);
 
-    // The plugin and driver a device names, or nullptr and why there is none (with the closest names there are).
-    std::shared_ptr<core::plugin> resolve(const site::device_config &d, std::string &why) const;
+    // The plugin and driver a device names, or FL_NOT_FOUND and why there is none (with the closest names there are).
+    core::result<std::shared_ptr<core::plugin>> resolve(const site::device_config &d) const;
 
     const std::vector<std::shared_ptr<core::plugin>> &plugins() const { return plugins_; }
     // Lets go of every plugin loaded: a plugin's runner (and its supervising thread, which asks `admits`) stops

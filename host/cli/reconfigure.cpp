@@ -112,9 +112,9 @@ std::optional<site::config_error> try_device(core::device_runtime &runtime, cons
                                              const site::site_config &cfg, const site::device_config &d) {
     auto spec = spec_of(cfg, d);
     if (const int kind = wire_kind_of(cfg, d)) spec.make_link = core::dormant_link(kind, d.wire.unit);
-    std::string why;
-    if (runtime.try_create(plugin, spec, why) == FL_OK) return std::nullopt;
-    return site::driver_config_error(d, "device '" + d.id + "': " + why);
+    const auto tried = runtime.try_create(plugin, spec);
+    if (tried) return std::nullopt;
+    return site::driver_config_error(d, "device '" + d.id + "': " + tried.why());
 }
 
 reload_plan plan_reload(const site::site_config &running, const site::site_config &next, const running_devices &devices,

@@ -13,18 +13,16 @@ transport::serial_settings serial_of(const site::serial_config &s) {
 
 }  // namespace
 
-core::link_factory site_wiring::factory(const site::site_config &cfg, const site::device_config &d, std::string &why) {
+core::result<core::link_factory> site_wiring::factory(const site::site_config &cfg, const site::device_config &d) {
     using kind = site::wire_config::kind;
+    using made = core::result<core::link_factory>;
     const auto &w = d.wire;
     const transport::backoff retry{};
     switch (w.type) {
-    case kind::none: return {};
+    case kind::none: return core::link_factory{};
     case kind::bus: {
         const auto *b = cfg.find_bus(w.bus);
-        if (!b) {
-            why = "bus '" + w.bus + "' is not defined";
-            return {};
-        }
+        if (!b) return made::fail(FL_NOT_FOUND, "bus '" + w.bus + "' is not defined");
         const int unit = w.unit;
         if (!b->shared) {
             auto settings = serial_of(b->serial);
@@ -66,10 +64,7 @@ core::link_factory site_wiring::factory(const site::site_config &cfg, const site
     }
     case kind::listener: {
         const auto *l = cfg.find_listener(w.listener);
-        if (!l) {
-            why = "listener '" + w.listener + "' is not defined";
-            return {};
-        }
+        if (!l) return made::fail(FL_NOT_FOUND, "listener '" + w.listener + "' is not defined");
         auto &entry = listeners_[l->id];
         if (!entry.listener || entry.address != l->address || entry.port != l->port) {
             entry.listener.reset();  // release the old port before binding the new address
@@ -77,9 +72,8 @@ core::link_factory site_wiring::factory(const site::site_config &cfg, const site
                 entry.listener = transport::make_tcp_listener(io_, l->address, l->port,
                                                               {l->max_unbound, l->identify_timeout});
             } catch (const std::exception &e) {
-                why = "listener '" + l->id + "' cannot listen on " + l->address + ":" +
-                      std::to_string(l->port) + ": " + e.what();
-                return {};
+                return made::fail(FL_IO, "listener '" + l->id + "' cannot listen on " + l->address + ":" +
+                                             std::to_string(l->port) + ": " + e.what());
             }
             entry.address = l->address;
             entry.port = l->port;
@@ -95,7 +89,7 @@ core::link_factory site_wiring::factory(const site::site_config &cfg, const site
         };
     }
     }
-    return {};
+    return core::link_factory{};
 }
 
 void site_wiring::prune(const site::site_config &cfg) {

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/core/result.hpp>
 #include <firelink/site/site_config.hpp>
 #include <firelink/transport/link.hpp>
 
@@ -18,9 +19,9 @@ class site_wiring {
 public:
     explicit site_wiring(boost::asio::io_context &io) : io_(io) {}
 
-    // How the device's link is made, or an empty factory: none when it has no wire, and `why` when its wire cannot
-    // be made (an undefined bus or listener, a port that cannot be listened on).
-    core::link_factory factory(const site::site_config &cfg, const site::device_config &d, std::string &why);
+    // How the device's link is made (an empty factory when it has no wire), or why its wire cannot be made (an
+    // undefined bus or listener, a port that cannot be listened on).
+    core::result<core::link_factory> factory(const site::site_config &cfg, const site::device_config &d);
 
     // Forgets the buses and listeners the site no longer has (each closes once its last device is gone).
     void prune(const site::site_config &cfg);

@@ -106,14 +106,13 @@ int try_plugins(const try_options &opt) {
                     std::find(opt.drivers.begin(), opt.drivers.end(), d.id) == opt.drivers.end())
                     continue;
                 const auto device_id = stem + "." + d.id;
-                std::string why;
-                if (runtime.create(p, d.id, device_id, config, why) != FL_OK) {
-                    std::fprintf(stderr, "device %s not created: %s\n", device_id.c_str(), why.c_str());
+                if (auto created = runtime.create(p, d.id, device_id, config); !created) {
+                    std::fprintf(stderr, "device %s not created: %s\n", device_id.c_str(), created.why().c_str());
                     failures.push_back("device " + device_id + " not created");
                     continue;
                 }
-                if (fl_status st = runtime.start(device_id); st != FL_OK) {
-                    std::fprintf(stderr, "device %s did not start: status %d\n", device_id.c_str(), st);
+                if (auto started = runtime.start(device_id); !started) {
+                    std::fprintf(stderr, "device %s did not start: %s\n", device_id.c_str(), started.why().c_str());
                     failures.push_back("device " + device_id + " did not start");
                 }
             }

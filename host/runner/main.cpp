@@ -251,9 +251,7 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
     auto *d = device_of(h);
     if (!d || !d->started) return FL_MISUSE;
     auto &r = *d->r;
-    std::string why;
-    auto summary = firelink::core::check_event(data, size, why);
-    if (summary && !firelink::core::check_code_for_class(*summary, d->device_class, why)) summary.reset();
+    auto summary = firelink::core::check_event(data, size, d->device_class);
     // A refused event goes to the host as well, which refuses it again, counts it and logs why: the driver's answer
     // is given here, the record is kept there.
     const auto l = summary ? iso::lane_of(summary->kind) : iso::lane::event;

@@ -398,20 +398,19 @@ public:
                 l->set_unit(u);
                 return l;
             };
-            std::string why;
-            bool created = false;
+            core::result<> created = core::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
             for (const auto &config : scenario_configs(o, drv.id)) {
                 spec.config = config;
-                if ((created = runtime_->create(plugin, spec, why) == FL_OK)) break;
+                if ((created = runtime_->create(plugin, spec))) break;
             }
             if (!created) {
-                f_.warn("driver '" + drv.id + "' refused its config (" + why + "); give one with --config " + drv.id +
-                        "=FILE");
+                f_.warn("driver '" + drv.id + "' refused its config (" + created.why() + "); give one with --config " +
+                        drv.id + "=FILE");
                 return false;
             }
-            if (const fl_status st = runtime_->start(spec.device_id); st != FL_OK) {
+            if (const auto started = runtime_->start(spec.device_id); !started) {
                 f_.fail("driver '" + drv.id + "': start of device " + spec.device_id + " on the bus returned " +
-                        status_name(st));
+                        status_name(started.status()));
                 return false;
             }
         }

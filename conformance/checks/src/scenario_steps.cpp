@@ -39,11 +39,10 @@ void recorder::accept(core::accepted_event &&ev) {
     if (fl_mp_find(ev.payload.data(), ev.payload.size(), "ok", &v) && v.type == FL_MP_BOOL) s.ok = v.b != 0;
     s.json = core::msgpack_to_json(ev.payload.data(), ev.payload.size());
     std::lock_guard lock(mutex_);
-    std::string why;
-    const auto summary = core::check_event(ev.payload.data(), ev.payload.size(), why);
-    if (!summary) problems_.push_back("invalid event " + s.json + ": " + why + " (FL-PLUGIN-27)");
-    else if (!core::check_code_for_class(*summary, class_, why))
-        problems_.push_back("event " + s.json + ": " + why + " (FL-PLUGIN-27)");
+    if (const auto summary = core::check_event(ev.payload.data(), ev.payload.size()); !summary)
+        problems_.push_back("invalid event " + s.json + ": " + summary.why() + " (FL-PLUGIN-27)");
+    else if (const auto allowed = core::check_code_for_class(*summary, class_); !allowed)
+        problems_.push_back("event " + s.json + ": " + allowed.why() + " (FL-PLUGIN-27)");
     if (!s.from_host) {
         if ((s.kind == "alarm" || s.kind == "pre_alarm" || s.kind == "fault") && !s.event_id.empty())
             active_[s.event_id] = s.code;
@@ -136,22 +135,18 @@ bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plug
     spec.driver_id = drv.id;
     spec.make_link = std::move(make_link);
     spec.heartbeat = heartbeat;
-    std::string why;
-    bool created = false;
+    core::result<> created = core::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
     for (const auto &config : configs) {
         spec.config = config;
-        why.clear();
-        if (runtime_->create(plugin, spec, why) == FL_OK) {
-            created = true;
-            break;
-        }
+        if ((created = runtime_->create(plugin, spec))) break;
     }
     if (!created) {
-        f_.warn("driver '" + drv.id + "' refused its config (" + why + "); give one with --config " + drv.id + "=FILE");
+        f_.warn("driver '" + drv.id + "' refused its config (" + created.why() + "); give one with --config " + drv.id +
+                "=FILE");
         return false;
     }
-    if (const fl_status st = runtime_->start(id); st != FL_OK) {
-        f_.fail("driver '" + drv.id + "': start returned " + status_name(st));
+    if (const auto started = runtime_->start(id); !started) {
+        f_.fail("driver '" + drv.id + "': start returned " + status_name(started.status()));
         return false;
     }
     return true;
@@ -186,12 +181,11 @@ std::string scenario_device::command(const std::string &name) {
     } else {
         fl_mp_map(&w, 0);
     }
-    std::string why;
     commanded(name);
-    const fl_status st = runtime_->command(id, std::vector<std::uint8_t>(buf, buf + w.len), why);
-    if (st != FL_OK && st != FL_TIMEOUT) {
-        f_.fail("driver '" + driver_ + "': command " + name + " returned " + status_name(st) + " (" + why +
-                ") (FL-PLUGIN-30)");
+    const auto sent = runtime_->command(id, std::vector<std::uint8_t>(buf, buf + w.len));
+    if (!sent && sent != FL_TIMEOUT) {
+        f_.fail("driver '" + driver_ + "': command " + name + " returned " + status_name(sent.status()) + " (" +
+                sent.why() + ") (FL-PLUGIN-30)");
         return {};
     }
     return cid;

@@ -157,9 +157,7 @@ fl_status device_host::emit(const fl_host *h, const std::uint8_t *data, std::siz
     emitted_event e;
     e.from_caller = std::this_thread::get_id() == self->caller_;
     if (data && size) e.bytes.assign(data, data + size);
-    std::string why;
-    auto summary = core::check_event(data, size, why);
-    if (summary && !core::check_code_for_class(*summary, self->device_class_, why)) summary.reset();
+    auto summary = core::check_event(data, size, self->device_class_);
     if (summary && self->busy_.load() && summary->kind != "telemetry") {
         e.kind = summary->kind;
         e.code = summary->code;
@@ -170,7 +168,7 @@ fl_status device_host::emit(const fl_host *h, const std::uint8_t *data, std::siz
     }
     std::lock_guard lock(self->mutex_);
     if (!summary) {
-        e.invalid = why;
+        e.invalid = summary.why();
     } else {
         e.kind = summary->kind;
         e.code = summary->code;

@@ -594,9 +594,7 @@ constexpr fl_host_transport host_transport_ext = {sizeof(fl_host_transport), wir
 fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     auto *s = slot_of(h);
     if (!s || !s->started()) return FL_MISUSE;
-    std::string why;
-    auto summary = check_event(data, size, why);
-    if (summary && !check_code_for_class(*summary, s->device_class, why)) summary.reset();
+    auto summary = check_event(data, size, s->device_class);
     if (!summary) {
         s->refused++;
         notify(s->options.observer.refused, s->device_id);
@@ -605,7 +603,7 @@ fl_status device_emit(const fl_host *h, const std::uint8_t *data, std::size_t si
         auto last = s->last_refusal_log_ns.load();
         if (now - last > 1'000'000'000 && s->last_refusal_log_ns.compare_exchange_strong(last, now))
             spdlog::warn("[{}] device {}: refused an event ({} refused so far): {}", s->label, s->device_id,
-                         s->refused.load(), why);
+                         s->refused.load(), summary.why());
         return FL_INVALID_ARGUMENT;
     }
     s->note_traffic();
@@ -908,10 +906,10 @@ std::vector<open_condition> device_runtime::open_conditions(const std::string &d
     return it == conditions_.end() ? std::vector<open_condition>{} : it->second->snapshot();
 }
 
-fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::string &why) {
+result<> device_runtime::attach(const std::shared_ptr<plugin> &shared) {
     std::lock_guard lock(mutex_);
     for (auto &ps : plugins_)
-        if (ps->p == shared) return FL_OK;
+        if (ps->p == shared) return {};
     auto ps = std::make_unique<plugin_slot>();
     ps->p = shared;
     auto &p = *shared;
@@ -926,34 +924,26 @@ fl_status device_runtime::attach(const std::shared_ptr<plugin> &shared, std::str
     ps->host.get_extension = plugin_get_extension;
     if (!p.initialized()) {
         const fl_status st = p.init(&ps->host);
-        if (st != FL_OK) {
-            why = "init_failed: init returned " + std::to_string(st);
-            return st;
-        }
+        if (st != FL_OK) return result<>::fail(st, "init_failed: init returned " + std::to_string(st));
         ps->we_initialised = true;
     }
     plugins_.push_back(std::move(ps));
-    return FL_OK;
+    return {};
 }
 
-fl_status device_runtime::create(const std::shared_ptr<plugin> &p, const std::string &driver_id,
-                                 const std::string &device_id, const std::vector<std::uint8_t> &config,
-                                 std::string &why) {
+result<> device_runtime::create(const std::shared_ptr<plugin> &p, const std::string &driver_id,
+                                const std::string &device_id, const std::vector<std::uint8_t> &config) {
     device_spec spec;
     spec.device_id = device_id;
     spec.driver_id = driver_id;
     spec.config = config;
-    return create(p, spec, why);
+    return create(p, spec);
 }
 
-std::shared_ptr<device_slot> device_runtime::instantiate(const std::shared_ptr<plugin> &shared,
-                                                         const device_spec &spec, bool trial, fl_status &status,
-                                                         std::string &why) {
-    auto fail = [&](fl_status st, std::string reason) {
-        status = st;
-        why = std::move(reason);
-        return nullptr;
-    };
+result<std::shared_ptr<device_slot>> device_runtime::instantiate(const std::shared_ptr<plugin> &shared,
+                                                                 const device_spec &spec, bool trial) {
+    using made = result<std::shared_ptr<device_slot>>;
+    auto fail = [](fl_status st, std::string reason) { return made::fail(st, std::move(reason)); };
     auto &p = *shared;
     const auto *driver = p.info().find_driver(spec.driver_id);
     if (!driver) return fail(FL_NOT_FOUND, "plugin " + p.info().id + " has no driver '" + spec.driver_id + "'");
@@ -967,10 +957,7 @@ std::shared_ptr<device_slot> device_runtime::instantiate(const std::shared_ptr<p
     }
     if (auto existing = find(spec.device_id); !trial && existing && !existing->no_instance)
         return fail(FL_MISUSE, "a device with id '" + spec.device_id + "' already exists");
-    if (fl_status st = attach(shared, why); st != FL_OK) {
-        status = st;
-        return nullptr;
-    }
+    if (auto attached = attach(shared); !attached) return attached.error();
 
     // A trial's instance emits into nothing and reports to no one: should its runner die meanwhile, the real device's
     // record and state are not its to change.
@@ -1023,14 +1010,13 @@ std::shared_ptr<device_slot> device_runtime::instantiate(const std::shared_ptr<p
         !dev->get_extension)  // it may be unusable: leak it rather than call through a bad pointer
         return fail(FL_ERROR, "create_device returned an instance smaller than a v1.0 fl_device or with NULL functions");
     slot->device = dev;
-    status = FL_OK;
     return slot;
 }
 
-fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const device_spec &spec, std::string &why) {
-    fl_status st = FL_OK;
-    auto slot = instantiate(shared, spec, false, st, why);
-    if (!slot) return st;
+result<> device_runtime::create(const std::shared_ptr<plugin> &shared, const device_spec &spec) {
+    auto made = instantiate(shared, spec, false);
+    if (!made) return made.error();
+    auto slot = *made;
     const auto *dev = slot->device;
     const auto *timer_ext = static_cast<const fl_device_timer *>(dev->get_extension(dev, FL_EXT_TIMER));
     if (FL_HAS_FIELD(timer_ext, fl_device_timer, on_timer) && timer_ext->on_timer) slot->timer_ext = timer_ext;
@@ -1047,21 +1033,20 @@ fl_status device_runtime::create(const std::shared_ptr<plugin> &shared, const de
         devices_[spec.device_id] = slot;  // in place of a place holder, if set_down left one
     }
     notify(options_.observer.state, spec.device_id, state_name(*slot));
-    return FL_OK;
+    return {};
 }
 
-fl_status device_runtime::try_create(const std::shared_ptr<plugin> &shared, const device_spec &spec,
-                                     std::string &why) {
-    fl_status st = FL_OK;
-    auto slot = instantiate(shared, spec, true, st, why);
-    if (!slot) return st;
+result<> device_runtime::try_create(const std::shared_ptr<plugin> &shared, const device_spec &spec) {
+    auto made = instantiate(shared, spec, true);
+    if (!made) return made.error();
+    auto slot = *made;
     // Never started: destroy may come from this thread (its tag is `thread: any`), and nothing else can call it.
     slot->timed("destroy", [&] {
         slot->device->destroy(slot->device);
         return 0;
     });
     slot->device = nullptr;
-    return FL_OK;
+    return {};
 }
 
 std::shared_ptr<device_runtime::device_slot> device_runtime::find(const std::string &device_id) const {
@@ -1072,15 +1057,11 @@ std::shared_ptr<device_runtime::device_slot> device_runtime::find(const std::str
 
 bool device_runtime::has_device(const std::string &device_id) const { return find(device_id) != nullptr; }
 
-fl_status device_runtime::start(const std::string &device_id) {
-    std::string why;
-    return start(device_id, why);
-}
-
-fl_status device_runtime::start(const std::string &device_id, std::string &why) {
+result<> device_runtime::start(const std::string &device_id) {
     auto s = find(device_id);
-    if (!s) return FL_NOT_FOUND;
-    if (s->faulted || s->no_instance) return FL_MISUSE;
+    if (!s) return result<>::fail(FL_NOT_FOUND, "no device '" + device_id + "'");
+    if (s->faulted) return result<>::fail(FL_MISUSE, "the device is faulted");
+    if (s->no_instance) return result<>::fail(FL_MISUSE, "the device has no instance (it is down)");
     s->listen();
     const fl_status st = s->on_strand<fl_status>(
         [s] {
@@ -1106,14 +1087,15 @@ fl_status device_runtime::start(const std::string &device_id, std::string &why) 
         FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
     const auto said = s->take_said();
     if (st != FL_OK)
-        why = "start returned " + std::to_string(st) + (said.empty() ? " (the driver logged no reason)" : ": " + said);
-    if (st == FL_OK) notify(options_.observer.state, device_id, state_name(*s));
-    return st;
+        return result<>::fail(st, "start returned " + std::to_string(st) +
+                                      (said.empty() ? " (the driver logged no reason)" : ": " + said));
+    notify(options_.observer.state, device_id, state_name(*s));
+    return {};
 }
 
-fl_status device_runtime::stop(const std::string &device_id) {
+result<> device_runtime::stop(const std::string &device_id) {
     auto s = find(device_id);
-    if (!s) return FL_NOT_FOUND;
+    if (!s) return result<>::fail(FL_NOT_FOUND, "no device '" + device_id + "'");
     const fl_status st = s->on_strand<fl_status>(
         [s] {
             if (!s->started()) return FL_MISUSE;
@@ -1126,35 +1108,24 @@ fl_status device_runtime::stop(const std::string &device_id) {
         },
         FL_TIMEOUT, FL_TIMEOUT, s->strand_limit());
     notify(options_.observer.state, device_id, state_name(*s));
-    return st;
+    return result<>::of(st, "stop returned " + std::to_string(st));
 }
 
-fl_status device_runtime::command(const std::string &device_id, const std::vector<std::uint8_t> &cmd) {
-    std::string why;
-    return command(device_id, cmd, why);
-}
-
-fl_status device_runtime::command(const std::string &device_id, const std::vector<std::uint8_t> &cmd,
-                                  std::string &why) {
+result<> device_runtime::command(const std::string &device_id, const std::vector<std::uint8_t> &cmd) {
     auto s = find(device_id);
-    if (!s) {
-        why = "no device '" + device_id + "'";
-        return FL_NOT_FOUND;
-    }
+    if (!s) return result<>::fail(FL_NOT_FOUND, "no device '" + device_id + "'");
     std::string id, name;
     try {
         firelink::command parsed(cmd.data(), cmd.size());
         id = parsed.id();
         name = parsed.name();
     } catch (const std::exception &e) {
-        why = std::string("malformed command: ") + e.what();
-        return FL_INVALID_ARGUMENT;
+        return result<>::fail(FL_INVALID_ARGUMENT, std::string("malformed command: ") + e.what());
     }
     // Every command gets a result: the driver's, or this one from the host.
     auto refuse = [&](fl_status st, std::string reason) {
-        why = reason;
         s->host_event(event::command_result(id, false, "command '" + name + "' not executed: " + reason));
-        return st;
+        return result<>::fail(st, std::move(reason));
     };
     // A driver that declares its commands never hears of another name (FL-HOST-37): the declaration is what
     // select-before-operate judged, so a name outside it is refused here, before the driver.
@@ -1184,12 +1155,10 @@ fl_status device_runtime::command(const std::string &device_id, const std::vecto
             return s->timed("command", [&] { return s->device->command(s->device, cmd.data(), cmd.size()); });
         },
         FL_TIMEOUT, still_running, s->strand_limit());
-    if (st == still_running) {
-        why = "the driver took the command but has not returned; its result will follow";
-        return FL_TIMEOUT;
-    }
+    if (st == still_running)
+        return result<>::fail(FL_TIMEOUT, "the driver took the command but has not returned; its result will follow");
     switch (st) {
-    case FL_OK: why = "accepted"; return FL_OK;
+    case FL_OK: return {};
     case FL_TIMEOUT: return refuse(FL_BUSY, "the device did not take the command in time; try again");
     case FL_UNSUPPORTED: return refuse(st, "the driver does not know this command");
     case FL_INVALID_ARGUMENT: return refuse(st, "the driver refused its arguments");
@@ -1302,9 +1271,7 @@ void hold_wire(const fl_host *h, wire_hold why, bool on) {
 fl_status take_kept_event(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     auto *s = slot_of(h);
     if (!s) return FL_MISUSE;
-    std::string why;
-    auto summary = check_event(data, size, why);
-    if (summary && !check_code_for_class(*summary, s->device_class, why)) summary.reset();
+    auto summary = check_event(data, size, s->device_class);
     if (!summary) {
         s->refused++;
         return FL_INVALID_ARGUMENT;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 
@@ -137,11 +138,8 @@ void json_value(std::string &out, const msgpack::object &o, int depth) {
 
 }  // namespace
 
-std::optional<event_summary> check_event(const std::uint8_t *data, std::size_t size, std::string &why) {
-    auto fail = [&](std::string reason) -> std::optional<event_summary> {
-        why = std::move(reason);
-        return std::nullopt;
-    };
+result<event_summary> check_event(const std::uint8_t *data, std::size_t size) {
+    auto fail = [](std::string reason) { return result<event_summary>::fail(FL_INVALID_ARGUMENT, std::move(reason)); };
     if (!data || size == 0) return fail("empty event");
     if (size > max_event_bytes) return fail("event of " + std::to_string(size) + " bytes exceeds the 64 KiB limit");
     msgpack::object_handle handle;
@@ -235,18 +233,25 @@ const std::map<std::string, std::set<std::string>, std::less<>> &class_codes() {
 
 }  // namespace
 
-bool check_code_for_class(const event_summary &event, const std::string &device_class, std::string &why) {
-    if (device_class.rfind(FL_CLASS_VENDOR_PREFIX, 0) == 0) return true;
+result<> check_code_for_class(const event_summary &event, const std::string &device_class) {
+    if (device_class.rfind(FL_CLASS_VENDOR_PREFIX, 0) == 0) return {};
     if (event.kind == "telemetry" || event.kind == "command_result" || event.kind == "offline" || event.kind == "gap")
-        return true;
-    if (event.code.rfind("x.", 0) == 0 && event.code.size() > 2) return true;  // vendor namespace
+        return {};
+    if (event.code.rfind("x.", 0) == 0 && event.code.size() > 2) return {};  // vendor namespace
     const auto &table = class_codes();
-    if (table.at("").count(event.code)) return true;
+    if (table.at("").count(event.code)) return {};
     auto it = table.find(device_class);
-    if (it != table.end() && it->second.count(event.code)) return true;
-    why = "code '" + event.code + "' is not a " + device_class + " code (see docs/events.md; vendor codes are "
-          "written x.<vendor>.<name>)";
-    return false;
+    if (it != table.end() && it->second.count(event.code)) return {};
+    return result<>::fail(FL_INVALID_ARGUMENT, "code '" + event.code + "' is not a " + device_class +
+                                                   " code (see docs/events.md; vendor codes are written "
+                                                   "x.<vendor>.<name>)");
+}
+
+result<event_summary> check_event(const std::uint8_t *data, std::size_t size, const std::string &device_class) {
+    auto summary = check_event(data, size);
+    if (!summary) return summary;
+    if (auto allowed = check_code_for_class(*summary, device_class); !allowed) return allowed.error();
+    return summary;
 }
 
 std::string msgpack_to_json(const std::uint8_t *data, std::size_t size) {

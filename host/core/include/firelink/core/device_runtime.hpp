@@ -28,6 +28,7 @@
 
 #include "firelink/core/conditions.hpp"
 #include "firelink/core/plugin_loader.hpp"
+#include "firelink/core/result.hpp"
 
 namespace firelink::core {
 
@@ -166,33 +167,32 @@ public:
     device_runtime &operator=(const device_runtime &) = delete;
 
     // Initialises a loaded plugin with its plugin-level fl_host, unless already initialised, and keeps it loaded
-    // for as long as the runtime lives. FL_OK or the plugin's status; `why` says what failed.
-    fl_status attach(const std::shared_ptr<plugin> &p, std::string &why);
+    // for as long as the runtime lives. FL_OK, or the plugin's status and what failed.
+    result<> attach(const std::shared_ptr<plugin> &p);
 
-    // Creates a device instance (attaching its plugin first). On failure returns the status and sets `why` to one
-    // clear reason; nothing is left behind.
-    fl_status create(const std::shared_ptr<plugin> &p, const device_spec &spec, std::string &why);
-    fl_status create(const std::shared_ptr<plugin> &p, const std::string &driver_id, const std::string &device_id,
-                     const std::vector<std::uint8_t> &config, std::string &why);
-    // What the driver logged at warn or error during its create_device (or its start) is in `why`, after the status:
+    // Creates a device instance (attaching its plugin first). On failure returns the status with one clear reason;
+    // nothing is left behind.
+    result<> create(const std::shared_ptr<plugin> &p, const device_spec &spec);
+    result<> create(const std::shared_ptr<plugin> &p, const std::string &driver_id, const std::string &device_id,
+                    const std::vector<std::uint8_t> &config);
+    // What the driver logged at warn or error during its create_device (or its start) is in the reason, after the
+    // status:
     // "create_device(modbus-gas-valve) returned -4: create: config key 'poll_ms': 5 is outside 10..3600000".
 
     // Creates the instance as create() would and destroys it at once, so that the driver judges its config before
     // anything depends on it (FL-PLUGIN-18: create_device only checks the config and allocates). Nothing is
     // registered, started or emitted, and the device id may be running meanwhile; its open conditions are offered to
     // the driver as to a real instance. Give it a dormant_link for a device with a wire. FL_OK, or the status with
-    // `why` as create() says it.
-    fl_status try_create(const std::shared_ptr<plugin> &p, const device_spec &spec, std::string &why);
+    // its reason as create() says it.
+    result<> try_create(const std::shared_ptr<plugin> &p, const device_spec &spec);
 
-    fl_status start(const std::string &device_id);
-    fl_status start(const std::string &device_id, std::string &why);  // `why`: the driver's words when it fails
-    fl_status stop(const std::string &device_id);
+    result<> start(const std::string &device_id);  // the reason: the driver's words when it fails
+    result<> stop(const std::string &device_id);
     // Routes a command (msgpack {"id","name","args"}) to a started device. When the device cannot take it (not
     // started, offline, faulted) or the driver refuses it, the host emits the command_result itself (ok false, the
-    // reason) and returns the status; on FL_OK the driver reports the outcome. FL_TIMEOUT means the driver took the
-    // command but its call has not returned: its result will follow. `why` says what happened.
-    fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command, std::string &why);
-    fl_status command(const std::string &device_id, const std::vector<std::uint8_t> &command);
+    // reason) and returns the status with that reason; on FL_OK the driver reports the outcome. FL_TIMEOUT means the
+    // driver took the command but its call has not returned: its result will follow.
+    result<> command(const std::string &device_id, const std::vector<std::uint8_t> &command);
     void destroy(const std::string &device_id);
 
     void start_all();
@@ -243,8 +243,8 @@ private:
     std::shared_ptr<condition_list> conditions_of(const std::string &device_id);  // made on first use; mutex_ held
     std::shared_ptr<fault_list> faults_of(const std::string &device_id);          // made on first use; mutex_ held
     // The instance create() and try_create() make: checked, its create_device called, not registered.
-    std::shared_ptr<device_slot> instantiate(const std::shared_ptr<plugin> &p, const device_spec &spec, bool trial,
-                                             fl_status &status, std::string &why);
+    result<std::shared_ptr<device_slot>> instantiate(const std::shared_ptr<plugin> &p, const device_spec &spec,
+                                                     bool trial);
     void watchdog_loop();
 
     boost::asio::io_context &io_;

@@ -1,0 +1,87 @@
+// The host's one error style. fl_status stays at the ABI; inside the host a call that can fail returns result<T>
+// (result<> when it has no value): the value, or a failure that carries the ABI status and one clear reason for an
+// operator ("create_device(modbus-gas-valve) returned -4: config key 'poll_ms': 5 is outside 10..3600000").
+// A result compares equal to an fl_status (FL_OK when it holds a value), so `if (rt.start(id) != FL_OK)` reads as the
+// ABI does, and a test's EXPECT_EQ(r, FL_OK) prints the reason when it fails.
+#pragma once
+
+#include <firelink/abi.h>
+
+#include <optional>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace firelink::core {
+
+struct failure {
+    fl_status status = FL_ERROR;  // never FL_OK
+    std::string why;
+};
+
+template <class T = void>
+class result {
+public:
+    // Anything a T can be made from is a success (as std::expected takes it); a failure is a failure.
+    template <class U = T>
+        requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, result> &&
+                 !std::is_same_v<std::remove_cvref_t<U>, failure>)
+    result(U &&value) : value_(std::forward<U>(value)) {}  // NOLINT: implicit by design
+    result(failure f) : failure_(std::move(f)) {}         // NOLINT: implicit by design
+    static result fail(fl_status status, std::string why) { return failure{status, std::move(why)}; }
+
+    bool ok() const { return value_.has_value(); }
+    explicit operator bool() const { return ok(); }
+    fl_status status() const { return ok() ? FL_OK : failure_.status; }
+    const std::string &why() const { return failure_.why; }  // empty on success
+    const failure &error() const { return failure_; }
+
+    T &value() & { return *value_; }
+    const T &value() const & { return *value_; }
+    T &&value() && { return std::move(*value_); }
+    T &operator*() & { return *value_; }
+    const T &operator*() const & { return *value_; }
+    T *operator->() { return &*value_; }
+    const T *operator->() const { return &*value_; }
+
+private:
+    std::optional<T> value_;
+    failure failure_;
+};
+
+template <>
+class result<void> {
+public:
+    result() = default;                                    // success
+    result(failure f) : failure_(std::move(f)), ok_(false) {}  // NOLINT: a failure is a failure
+    static result fail(fl_status status, std::string why) { return failure{status, std::move(why)}; }
+    // The ABI's answer as a result: FL_OK, or the status with its reason.
+    static result of(fl_status status, std::string why = {}) {
+        return status == FL_OK ? result{} : result{failure{status, std::move(why)}};
+    }
+
+    bool ok() const { return ok_; }
+    explicit operator bool() const { return ok_; }
+    fl_status status() const { return ok_ ? FL_OK : failure_.status; }
+    const std::string &why() const { return failure_.why; }
+    const failure &error() const { return failure_; }
+
+private:
+    failure failure_;
+    bool ok_ = true;
+};
+
+template <class T>
+bool operator==(const result<T> &r, fl_status s) {
+    return r.status() == s;
+}
+
+// For test output: "FL_OK", or "status -4: the reason".
+template <class T>
+std::ostream &operator<<(std::ostream &os, const result<T> &r) {
+    if (r.ok()) return os << "FL_OK";
+    return os << "status " << r.status() << ": " << r.why();
+}
+
+}  // namespace firelink::core
