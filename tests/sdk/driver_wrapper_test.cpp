@@ -17,9 +17,12 @@
 #include <utility>
 #include <vector>
 
+#include "msgpack_c_bytes.hpp"
+
 namespace {
 
 using bytes = std::vector<std::uint8_t>;
+using firelink::test::packed_by_msgpack_c;
 
 // ---- What the test devices did --------------------------------------------------------------------------------
 
@@ -228,17 +231,8 @@ public:
     std::vector<bytes> writes;
 };
 
-template <class Fill>
-bytes pack(Fill &&fill) {
-    msgpack::sbuffer sb;
-    msgpack::packer<msgpack::sbuffer> pk(sb);
-    fill(pk);
-    return bytes(reinterpret_cast<const std::uint8_t *>(sb.data()),
-                 reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
-}
-
 bytes command_bytes(const char *id, const char *name) {
-    return pack([&](auto &pk) {
+    return packed_by_msgpack_c([&](auto &pk) {
         pk.pack_map(2);
         pk.pack("id"); pk.pack(id);
         pk.pack("name"); pk.pack(name);
@@ -247,7 +241,7 @@ bytes command_bytes(const char *id, const char *name) {
 
 template <class Value>
 bytes command_with_arg(const char *id, const char *name, const char *arg, Value value) {
-    return pack([&](auto &pk) {
+    return packed_by_msgpack_c([&](auto &pk) {
         pk.pack_map(3);
         pk.pack("id"); pk.pack(id);
         pk.pack("name"); pk.pack(name);
@@ -478,7 +472,7 @@ TEST_F(Wrapper, AShortHostIsNotReadPastItsSizeWhenLogging) {
 
 TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
     const fl_device *d = nullptr;
-    auto mistyped = pack([](auto &pk) {
+    auto mistyped = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack("fast");
     });
@@ -486,14 +480,14 @@ TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
     EXPECT_EQ(d, nullptr);
     EXPECT_TRUE(dev_host.logged("config key 'period_ms': expected an integer, got a string")) << dev_host.all_logs();
 
-    auto unknown = pack([](auto &pk) {
+    auto unknown = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("colour"); pk.pack("red");
     });
     EXPECT_EQ(create(unknown, &d), FL_INVALID_ARGUMENT);
     EXPECT_TRUE(dev_host.logged("config key 'colour': unknown key")) << dev_host.all_logs();
 
-    auto negative = pack([](auto &pk) {
+    auto negative = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack(-5);
     });
@@ -510,7 +504,7 @@ TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
 
 TEST_F(Wrapper, ConstructorThrowingAnythingElseIsErrorAndLogged) {
     const fl_device *d = nullptr;
-    auto boom = pack([](auto &pk) {
+    auto boom = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("throw_runtime"); pk.pack(true);
     });
@@ -587,7 +581,7 @@ TEST_F(Wrapper, DestroyInCreatedAndStoppedFreesWithoutStopping) {
 }
 
 TEST_F(Wrapper, StartThatThrowsFailsAndLeavesTheDeviceCreated) {
-    auto cfg = pack([](auto &pk) {
+    auto cfg = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("fail_start"); pk.pack(true);
     });
@@ -621,7 +615,7 @@ TEST_F(Wrapper, DeviceExtensionsAreOfferedByExactId) {
 }
 
 TEST_F(Wrapper, TimerTicksReachTheDeviceOnlyWhileStarted) {
-    auto cfg = pack([](auto &pk) {
+    auto cfg = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack(250);
     });
@@ -716,7 +710,7 @@ TEST_F(Wrapper, MalformedCommandIsInvalidArgument) {
     EXPECT_EQ(d->command(d, garbage.data(), garbage.size()), FL_INVALID_ARGUMENT);
     bytes array = {0x91, 0x01};
     EXPECT_EQ(d->command(d, array.data(), array.size()), FL_INVALID_ARGUMENT);
-    auto no_id = pack([](auto &pk) {
+    auto no_id = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("name"); pk.pack("close_valve");
     });

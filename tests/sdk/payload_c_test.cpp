@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "guarded_bytes.hpp"
+#include "msgpack_c_bytes.hpp"
 
 extern "C" {
 std::size_t fl_probe_c_write_sample(std::uint8_t *buf, std::size_t cap, int *overflow);
@@ -26,6 +27,7 @@ namespace {
 
 using bytes = std::vector<std::uint8_t>;
 using firelink::test::guarded_bytes;
+using firelink::test::packed_by_msgpack_c;
 
 // Runs `write` on a fresh writer of capacity `cap` and returns what it wrote; fails the test on overflow.
 bytes written(const std::function<void(fl_mp_writer &)> &write, std::size_t cap = 1u << 20) {
@@ -45,14 +47,6 @@ msgpack::object_handle decode(const bytes &b) {
     auto oh = msgpack::unpack(reinterpret_cast<const char *>(b.data()), b.size(), offset);
     EXPECT_EQ(offset, b.size()) << "trailing bytes after the object";
     return oh;
-}
-
-bytes packed_by_msgpack_c(const std::function<void(msgpack::packer<msgpack::sbuffer> &)> &pack) {
-    msgpack::sbuffer sb;
-    msgpack::packer<msgpack::sbuffer> pk(sb);
-    pack(pk);
-    return bytes(reinterpret_cast<const std::uint8_t *>(sb.data()),
-                 reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
 }
 
 bytes concat(std::initializer_list<bytes> parts) {
