@@ -17,6 +17,7 @@
 
 #include "guarded_bytes.hpp"
 #include "msgpack_c_bytes.hpp"
+#include "payload_sample.h"
 
 extern "C" {
 std::size_t fl_probe_c_write_sample(std::uint8_t *buf, std::size_t cap, int *overflow);
@@ -302,20 +303,7 @@ TEST(PayloadWriteLanguages, CBuildWritesTheSameBytesAsCxxBuild) {
     int overflow = -1;
     c_out.resize(fl_probe_c_write_sample(c_out.data(), c_out.size(), &overflow));
     EXPECT_EQ(overflow, 0);
-    auto cxx_out = written([](fl_mp_writer &w) {
-        fl_mp_map(&w, 7);
-        fl_mp_kv_int(&w, "schema", 1);
-        fl_mp_kv_str(&w, "kind", "alarm");
-        fl_mp_kv_int(&w, "neg", std::int64_t{INT32_MIN} - 1);
-        fl_mp_kv_double(&w, "lel", 27.5);
-        fl_mp_kv_bool(&w, "latched", 1);
-        fl_mp_str(&w, "none");
-        fl_mp_nil(&w);
-        fl_mp_str(&w, "values");
-        fl_mp_array(&w, 2);
-        fl_mp_uint(&w, 65536);
-        fl_mp_str_n(&w, "a\0b", 3);
-    });
+    auto cxx_out = written([](fl_mp_writer &w) { fl_test_write_payload_sample(&w); });
     EXPECT_EQ(c_out, cxx_out);
     std::int64_t neg = 0;
     ASSERT_EQ(fl_probe_c_find_int(cxx_out.data(), cxx_out.size(), "neg", &neg), 1);
