@@ -487,33 +487,28 @@ TEST(Command, ArgsMayBeAbsent) {
 }
 
 TEST(Command, MissingOrMistypedIdOrNameThrows) {
-    auto no_id = packed_by_msgpack_c([](auto &pk) {
-        pk.pack_map(1);
-        pk.pack("name"); pk.pack("trip");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{no_id.data(), no_id.size()}; }),
-              "config key 'id': missing (expected a string)");
-    auto no_name = packed_by_msgpack_c([](auto &pk) {
-        pk.pack_map(1);
-        pk.pack("id"); pk.pack("c");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{no_name.data(), no_name.size()}; }),
-              "config key 'name': missing (expected a string)");
-    auto int_id = packed_by_msgpack_c([](auto &pk) {
-        pk.pack_map(2);
-        pk.pack("id"); pk.pack(7);
-        pk.pack("name"); pk.pack("trip");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{int_id.data(), int_id.size()}; }),
-              "config key 'id': expected a string, got an integer");
-    auto bad_args = packed_by_msgpack_c([](auto &pk) {
-        pk.pack_map(3);
-        pk.pack("id"); pk.pack("c");
-        pk.pack("name"); pk.pack("trip");
-        pk.pack("args"); pk.pack_array(0);
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{bad_args.data(), bad_args.size()}; }),
-              "config key 'args': expected a map");
+    struct malformed { bytes command; const char *error; };
+    const malformed cases[] = {
+        {packed_by_msgpack_c([](auto &pk) { pk.pack_map(1); pk.pack("name"); pk.pack("trip"); }),
+         "config key 'id': missing (expected a string)"},
+        {packed_by_msgpack_c([](auto &pk) { pk.pack_map(1); pk.pack("id"); pk.pack("c"); }),
+         "config key 'name': missing (expected a string)"},
+        {packed_by_msgpack_c([](auto &pk) {
+             pk.pack_map(2);
+             pk.pack("id"); pk.pack(7);
+             pk.pack("name"); pk.pack("trip");
+         }),
+         "config key 'id': expected a string, got an integer"},
+        {packed_by_msgpack_c([](auto &pk) {
+             pk.pack_map(3);
+             pk.pack("id"); pk.pack("c");
+             pk.pack("name"); pk.pack("trip");
+             pk.pack("args"); pk.pack_array(0);
+         }),
+         "config key 'args': expected a map"},
+    };
+    for (const auto &c : cases)
+        EXPECT_EQ(error_of([&] { firelink::command{c.command.data(), c.command.size()}; }), c.error);
     bytes garbage = {0x82, 0xa2, 'i', 'd'};
     EXPECT_THROW((firelink::command{garbage.data(), garbage.size()}), config_error);
     EXPECT_THROW((firelink::command{nullptr, 0}), config_error) << "an empty command has no id";
