@@ -26,7 +26,7 @@ namespace {
 
 constexpr bool lp64 = sizeof(void *) == 8 && sizeof(std::size_t) == 8;
 
-// The C++ compiler's view, in the order of layout_probe.c's table.
+// The C++ compiler's view, built from the same table as layout_probe.c builds the C compiler's.
 #define FL_CXX_FIELD(type, field, lp64_offset) offsetof(type, field), sizeof(static_cast<type *>(nullptr)->field),
 #define FL_CXX_SIZE(type, lp64_size) sizeof(type),
 const std::vector<std::size_t> cxx_layout = {FL_TEST_LAYOUT(FL_CXX_FIELD, FL_CXX_SIZE) FL_TEST_LAYOUT_MINIMUM_SIZES};
