@@ -1,15 +1,21 @@
 // The ABI's numbers are a promise to every plugin already built: struct sizes and offsets, version packing, status
-// codes, extension ids. This test states them once more, independently of layout.h, so that editing a struct and its
-// pins together still fails here; and it checks that the C and C++ compilers agree on every offset.
+// codes, extension ids. This test states them once more, independently of layout.h (the offsets and sizes in
+// layout_table.h), so that editing a struct and its pins together still fails here; and it checks that the C and C++
+// compilers agree on every offset.
 #include <firelink/firelink.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <iterator>
 #include <string_view>
 #include <vector>
+
+#include "layout_table.h"
 
 extern "C" {
 extern const std::size_t fl_probe_c_layout[];
@@ -20,76 +26,10 @@ namespace {
 
 constexpr bool lp64 = sizeof(void *) == 8 && sizeof(std::size_t) == 8;
 
-#define FL_FIELD(type, field) offsetof(type, field), sizeof(static_cast<type *>(nullptr)->field)
-
-// Same order as layout_probe.c.
-const std::vector<std::size_t> cxx_layout = {
-    FL_FIELD(fl_host, struct_size), FL_FIELD(fl_host, abi_version), FL_FIELD(fl_host, host_data),
-    FL_FIELD(fl_host, host_name), FL_FIELD(fl_host, host_version), FL_FIELD(fl_host, device_id),
-    FL_FIELD(fl_host, emit), FL_FIELD(fl_host, log), FL_FIELD(fl_host, get_extension),
-    sizeof(fl_host),
-
-    FL_FIELD(fl_driver_descriptor, struct_size), FL_FIELD(fl_driver_descriptor, wires),
-    FL_FIELD(fl_driver_descriptor, id), FL_FIELD(fl_driver_descriptor, name),
-    FL_FIELD(fl_driver_descriptor, device_class), FL_FIELD(fl_driver_descriptor, description),
-    FL_FIELD(fl_driver_descriptor, required_extensions), FL_FIELD(fl_driver_descriptor, flags),
-    FL_FIELD(fl_driver_descriptor, commands),
-    sizeof(fl_driver_descriptor),
-
-    FL_FIELD(fl_command_descriptor, struct_size), FL_FIELD(fl_command_descriptor, name),
-    FL_FIELD(fl_command_descriptor, description), FL_FIELD(fl_command_descriptor, flags),
-    sizeof(fl_command_descriptor),
-
-    FL_FIELD(fl_plugin_descriptor, struct_size), FL_FIELD(fl_plugin_descriptor, driver_count),
-    FL_FIELD(fl_plugin_descriptor, id), FL_FIELD(fl_plugin_descriptor, name),
-    FL_FIELD(fl_plugin_descriptor, vendor), FL_FIELD(fl_plugin_descriptor, version),
-    FL_FIELD(fl_plugin_descriptor, license), FL_FIELD(fl_plugin_descriptor, url),
-    FL_FIELD(fl_plugin_descriptor, description), FL_FIELD(fl_plugin_descriptor, drivers),
-    sizeof(fl_plugin_descriptor),
-
-    FL_FIELD(fl_device, struct_size), FL_FIELD(fl_device, driver_data), FL_FIELD(fl_device, start),
-    FL_FIELD(fl_device, stop), FL_FIELD(fl_device, destroy), FL_FIELD(fl_device, command),
-    FL_FIELD(fl_device, get_extension),
-    sizeof(fl_device),
-
-    FL_FIELD(fl_plugin_entry, struct_size), FL_FIELD(fl_plugin_entry, abi_version),
-    FL_FIELD(fl_plugin_entry, negotiate), FL_FIELD(fl_plugin_entry, init),
-    FL_FIELD(fl_plugin_entry, deinit), FL_FIELD(fl_plugin_entry, get_descriptor),
-    FL_FIELD(fl_plugin_entry, create_device), FL_FIELD(fl_plugin_entry, get_extension),
-    sizeof(fl_plugin_entry),
-
-    FL_FIELD(fl_host_transport, struct_size), FL_FIELD(fl_host_transport, kind),
-    FL_FIELD(fl_host_transport, open), FL_FIELD(fl_host_transport, write),
-    FL_FIELD(fl_host_transport, request), FL_FIELD(fl_host_transport, end_request),
-    FL_FIELD(fl_host_transport, close), FL_FIELD(fl_host_transport, unit),
-    sizeof(fl_host_transport),
-
-    FL_FIELD(fl_device_transport, struct_size), FL_FIELD(fl_device_transport, on_data),
-    FL_FIELD(fl_device_transport, on_state),
-    sizeof(fl_device_transport),
-
-    FL_FIELD(fl_host_timer, struct_size), FL_FIELD(fl_host_timer, start), FL_FIELD(fl_host_timer, cancel),
-    sizeof(fl_host_timer),
-
-    FL_FIELD(fl_device_timer, struct_size), FL_FIELD(fl_device_timer, on_timer),
-    sizeof(fl_device_timer),
-
-    FL_FIELD(fl_plugin_identify, struct_size), FL_FIELD(fl_plugin_identify, identify),
-    sizeof(fl_plugin_identify),
-
-    FL_FIELD(fl_condition, struct_size), FL_FIELD(fl_condition, event_id),
-    FL_FIELD(fl_condition, kind), FL_FIELD(fl_condition, code), FL_FIELD(fl_condition, event),
-    FL_FIELD(fl_condition, event_size), FL_FIELD(fl_condition, raised_wall_ms),
-    sizeof(fl_condition),
-
-    FL_FIELD(fl_host_conditions, struct_size), FL_FIELD(fl_host_conditions, list),
-    sizeof(fl_host_conditions),
-
-    FL_V1_0_SIZEOF_HOST, FL_V1_0_SIZEOF_DRIVER_DESCRIPTOR, FL_V1_0_SIZEOF_PLUGIN_DESCRIPTOR, FL_V1_0_SIZEOF_DEVICE,
-    FL_V1_0_SIZEOF_PLUGIN_ENTRY, FL_V1_0_SIZEOF_HOST_TRANSPORT, FL_V1_0_SIZEOF_DEVICE_TRANSPORT,
-    FL_V1_0_SIZEOF_HOST_TIMER, FL_V1_0_SIZEOF_DEVICE_TIMER,
-    FL_CONDITIONS_1_SIZEOF_CONDITION, FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS,
-};
+// The C++ compiler's view, built from the same table as layout_probe.c builds the C compiler's.
+#define FL_CXX_FIELD(type, field, lp64_offset) offsetof(type, field), sizeof(static_cast<type *>(nullptr)->field),
+#define FL_CXX_SIZE(type, lp64_size) sizeof(type),
+const std::vector<std::size_t> cxx_layout = {FL_TEST_LAYOUT(FL_CXX_FIELD, FL_CXX_SIZE) FL_TEST_LAYOUT_MINIMUM_SIZES};
 
 TEST(Layout, CAndCxxCompilersAgreeOnEveryOffsetAndSize) {
     ASSERT_EQ(fl_probe_c_layout_count, cxx_layout.size());
@@ -97,117 +37,55 @@ TEST(Layout, CAndCxxCompilersAgreeOnEveryOffsetAndSize) {
         EXPECT_EQ(fl_probe_c_layout[i], cxx_layout[i]) << "entry " << i << " of the layout table";
 }
 
+// One pinned number of layout_table.h: a field's offset, or the struct's size (what: "sizeof").
+struct pin {
+    std::string_view type, what;
+    std::size_t actual, lp64;
+};
+#define FL_PIN_FIELD(type, field, lp64_offset) pin{#type, #field, offsetof(type, field), lp64_offset},
+#define FL_PIN_SIZE(type, lp64_size) pin{#type, "sizeof", sizeof(type), lp64_size},
+const pin pins[] = {FL_TEST_LAYOUT(FL_PIN_FIELD, FL_PIN_SIZE)};
+
+// Every field of these structs is at its pinned offset, and each struct has its pinned size.
+void expect_pinned(std::initializer_list<std::string_view> types) {
+    for (std::string_view type : types) {
+        auto is_of_type = [&](const pin &p) { return p.type == type; };
+        EXPECT_TRUE(std::any_of(std::begin(pins), std::end(pins), is_of_type)) << type << " has no pins";
+        for (const pin &p : pins) {
+            if (!is_of_type(p)) continue;
+            EXPECT_EQ(p.actual, p.lp64) << type << " " << p.what;
+        }
+    }
+}
+
 // The pinned LP64 layout: every field at the offset plugins built against v1.0 expect.
 TEST(Layout, HostIsPinned) {
     if (!lp64) GTEST_SKIP() << "layout pinned for LP64 only";
-    EXPECT_EQ(offsetof(fl_host, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_host, abi_version), 4u);
-    EXPECT_EQ(offsetof(fl_host, host_data), 8u);
-    EXPECT_EQ(offsetof(fl_host, host_name), 16u);
-    EXPECT_EQ(offsetof(fl_host, host_version), 24u);
-    EXPECT_EQ(offsetof(fl_host, device_id), 32u);
-    EXPECT_EQ(offsetof(fl_host, emit), 40u);
-    EXPECT_EQ(offsetof(fl_host, log), 48u);
-    EXPECT_EQ(offsetof(fl_host, get_extension), 56u);
-    EXPECT_EQ(sizeof(fl_host), 64u);
+    expect_pinned({"fl_host"});
     EXPECT_EQ(sizeof(fl_host::struct_size), 4u);
     EXPECT_EQ(sizeof(fl_host::abi_version), 4u);
 }
 
 TEST(Layout, DescriptorsArePinned) {
     if (!lp64) GTEST_SKIP() << "layout pinned for LP64 only";
-    EXPECT_EQ(offsetof(fl_driver_descriptor, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, wires), 4u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, id), 8u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, name), 16u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, device_class), 24u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, description), 32u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, required_extensions), 40u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, flags), 48u);
+    expect_pinned({"fl_driver_descriptor", "fl_command_descriptor", "fl_plugin_descriptor"});
     EXPECT_EQ(sizeof(fl_driver_descriptor::flags), 8u);
-    EXPECT_EQ(offsetof(fl_driver_descriptor, commands), 56u);  // 1.1
-    EXPECT_EQ(sizeof(fl_driver_descriptor), 64u);
-
-    EXPECT_EQ(offsetof(fl_command_descriptor, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_command_descriptor, name), 8u);
-    EXPECT_EQ(offsetof(fl_command_descriptor, description), 16u);
-    EXPECT_EQ(offsetof(fl_command_descriptor, flags), 24u);
-    EXPECT_EQ(sizeof(fl_command_descriptor), 32u);
     EXPECT_EQ(FL_COMMAND_ACTUATES, 1u);
     EXPECT_EQ(FL_COMMAND_RESTORES, 2u);
     EXPECT_EQ(FL_MAX_COMMANDS, 64u);
-
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, driver_count), 4u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, id), 8u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, name), 16u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, vendor), 24u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, version), 32u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, license), 40u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, url), 48u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, description), 56u);
-    EXPECT_EQ(offsetof(fl_plugin_descriptor, drivers), 64u);
-    EXPECT_EQ(sizeof(fl_plugin_descriptor), 72u);
 }
 
 TEST(Layout, DeviceAndEntryArePinned) {
     if (!lp64) GTEST_SKIP() << "layout pinned for LP64 only";
-    EXPECT_EQ(offsetof(fl_device, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_device, driver_data), 8u);
-    EXPECT_EQ(offsetof(fl_device, start), 16u);
-    EXPECT_EQ(offsetof(fl_device, stop), 24u);
-    EXPECT_EQ(offsetof(fl_device, destroy), 32u);
-    EXPECT_EQ(offsetof(fl_device, command), 40u);
-    EXPECT_EQ(offsetof(fl_device, get_extension), 48u);
-    EXPECT_EQ(sizeof(fl_device), 56u);
-
-    EXPECT_EQ(offsetof(fl_plugin_entry, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, abi_version), 4u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, negotiate), 8u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, init), 16u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, deinit), 24u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, get_descriptor), 32u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, create_device), 40u);
-    EXPECT_EQ(offsetof(fl_plugin_entry, get_extension), 48u);
-    EXPECT_EQ(sizeof(fl_plugin_entry), 56u);
+    expect_pinned({"fl_device", "fl_plugin_entry"});
 }
 
 TEST(Layout, ExtensionsArePinned) {
     if (!lp64) GTEST_SKIP() << "layout pinned for LP64 only";
-    EXPECT_EQ(offsetof(fl_host_transport, struct_size), 0u);
-    EXPECT_EQ(offsetof(fl_host_transport, kind), 8u);
-    EXPECT_EQ(offsetof(fl_host_transport, open), 16u);
-    EXPECT_EQ(offsetof(fl_host_transport, write), 24u);
-    EXPECT_EQ(offsetof(fl_host_transport, request), 32u);
-    EXPECT_EQ(offsetof(fl_host_transport, end_request), 40u);
-    EXPECT_EQ(offsetof(fl_host_transport, close), 48u);
-    EXPECT_EQ(offsetof(fl_host_transport, unit), 56u);
-    EXPECT_EQ(sizeof(fl_host_transport), 64u);
-
-    EXPECT_EQ(offsetof(fl_device_transport, on_data), 8u);
-    EXPECT_EQ(offsetof(fl_device_transport, on_state), 16u);
-    EXPECT_EQ(sizeof(fl_device_transport), 24u);
-
-    EXPECT_EQ(offsetof(fl_host_timer, start), 8u);
-    EXPECT_EQ(offsetof(fl_host_timer, cancel), 16u);
-    EXPECT_EQ(sizeof(fl_host_timer), 24u);
-
-    EXPECT_EQ(offsetof(fl_device_timer, on_timer), 8u);
-    EXPECT_EQ(offsetof(fl_plugin_identify, identify), 8u);
-    EXPECT_EQ(sizeof(fl_plugin_identify), 16u);
+    expect_pinned({"fl_host_transport", "fl_device_transport", "fl_host_timer", "fl_device_timer",
+                   "fl_plugin_identify", "fl_condition", "fl_host_conditions"});
     EXPECT_EQ(FL_V1_0_SIZEOF_PLUGIN_IDENTIFY, sizeof(fl_plugin_identify));
-    EXPECT_EQ(sizeof(fl_device_timer), 16u);
-
-    EXPECT_EQ(offsetof(fl_condition, event_id), 8u);
-    EXPECT_EQ(offsetof(fl_condition, kind), 16u);
-    EXPECT_EQ(offsetof(fl_condition, code), 24u);
-    EXPECT_EQ(offsetof(fl_condition, event), 32u);
-    EXPECT_EQ(offsetof(fl_condition, event_size), 40u);
-    EXPECT_EQ(offsetof(fl_condition, raised_wall_ms), 48u);
-    EXPECT_EQ(sizeof(fl_condition), 56u);
     EXPECT_EQ(FL_CONDITIONS_1_SIZEOF_CONDITION, sizeof(fl_condition));
-    EXPECT_EQ(offsetof(fl_host_conditions, list), 8u);
-    EXPECT_EQ(sizeof(fl_host_conditions), 16u);
     EXPECT_EQ(FL_CONDITIONS_1_SIZEOF_HOST_CONDITIONS, sizeof(fl_host_conditions));
 }
 

@@ -17,9 +17,12 @@
 #include <utility>
 #include <vector>
 
+#include "msgpack_c_bytes.hpp"
+
 namespace {
 
 using bytes = std::vector<std::uint8_t>;
+using firelink::test::packed_by_msgpack_c;
 
 // ---- What the test devices did --------------------------------------------------------------------------------
 
@@ -228,17 +231,8 @@ public:
     std::vector<bytes> writes;
 };
 
-template <class Fill>
-bytes pack(Fill &&fill) {
-    msgpack::sbuffer sb;
-    msgpack::packer<msgpack::sbuffer> pk(sb);
-    fill(pk);
-    return bytes(reinterpret_cast<const std::uint8_t *>(sb.data()),
-                 reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
-}
-
 bytes command_bytes(const char *id, const char *name) {
-    return pack([&](auto &pk) {
+    return packed_by_msgpack_c([&](auto &pk) {
         pk.pack_map(2);
         pk.pack("id"); pk.pack(id);
         pk.pack("name"); pk.pack(name);
@@ -247,7 +241,7 @@ bytes command_bytes(const char *id, const char *name) {
 
 template <class Value>
 bytes command_with_arg(const char *id, const char *name, const char *arg, Value value) {
-    return pack([&](auto &pk) {
+    return packed_by_msgpack_c([&](auto &pk) {
         pk.pack_map(3);
         pk.pack("id"); pk.pack(id);
         pk.pack("name"); pk.pack(name);
@@ -346,6 +340,18 @@ protected:
         const fl_device *d = nullptr;
         EXPECT_EQ(create(config, &d, driver), FL_OK) << dev_host.all_logs();
         return d;
+    }
+    // make(), then start(): NULL, the failure recorded, unless both succeed.
+    const fl_device *started(const bytes &config = {}, const char *driver = "probe") {
+        const fl_device *d = make(config, driver);
+        if (!d) return nullptr;
+        const fl_status st = d->start(d);
+        EXPECT_EQ(st, FL_OK) << dev_host.all_logs();
+        return st == FL_OK ? d : nullptr;
+    }
+    // Hands the device one command as the host does, and returns its answer.
+    static fl_status send(const fl_device *d, const bytes &command) {
+        return d->command(d, command.data(), command.size());
     }
     void destroy(const fl_device *d) {
         for (auto *&x : devices)
@@ -478,7 +484,7 @@ TEST_F(Wrapper, AShortHostIsNotReadPastItsSizeWhenLogging) {
 
 TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
     const fl_device *d = nullptr;
-    auto mistyped = pack([](auto &pk) {
+    auto mistyped = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack("fast");
     });
@@ -486,14 +492,14 @@ TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
     EXPECT_EQ(d, nullptr);
     EXPECT_TRUE(dev_host.logged("config key 'period_ms': expected an integer, got a string")) << dev_host.all_logs();
 
-    auto unknown = pack([](auto &pk) {
+    auto unknown = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("colour"); pk.pack("red");
     });
     EXPECT_EQ(create(unknown, &d), FL_INVALID_ARGUMENT);
     EXPECT_TRUE(dev_host.logged("config key 'colour': unknown key")) << dev_host.all_logs();
 
-    auto negative = pack([](auto &pk) {
+    auto negative = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack(-5);
     });
@@ -510,7 +516,7 @@ TEST_F(Wrapper, RefusedConfigIsInvalidArgumentAndTheLogNamesTheKey) {
 
 TEST_F(Wrapper, ConstructorThrowingAnythingElseIsErrorAndLogged) {
     const fl_device *d = nullptr;
-    auto boom = pack([](auto &pk) {
+    auto boom = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("throw_runtime"); pk.pack(true);
     });
@@ -538,7 +544,7 @@ TEST_F(Wrapper, LifecycleCallsInTheWrongStateAreMisuse) {
     auto cmd = command_bytes("c1", "close_valve");
     // created
     EXPECT_EQ(d->stop(d), FL_MISUSE);
-    EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_MISUSE);
+    EXPECT_EQ(send(d, cmd), FL_MISUSE);
     EXPECT_EQ(journal.stops, 0);
     EXPECT_TRUE(journal.commands.empty());
     // started
@@ -548,13 +554,13 @@ TEST_F(Wrapper, LifecycleCallsInTheWrongStateAreMisuse) {
     // stopped
     ASSERT_EQ(d->stop(d), FL_OK);
     EXPECT_EQ(d->stop(d), FL_MISUSE);
-    EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_MISUSE);
+    EXPECT_EQ(send(d, cmd), FL_MISUSE);
     EXPECT_EQ(journal.stops, 1);
     EXPECT_TRUE(journal.commands.empty());
     // started again
     ASSERT_EQ(d->start(d), FL_OK);
     EXPECT_EQ(journal.starts, 2);
-    EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_OK);
+    EXPECT_EQ(send(d, cmd), FL_OK);
 }
 
 TEST_F(Wrapper, DestroyNullIsANoOp) {
@@ -566,8 +572,8 @@ TEST_F(Wrapper, DestroyNullIsANoOp) {
 }
 
 TEST_F(Wrapper, DestroyWhileStartedStopsThenFrees) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
     destroy(d);
     EXPECT_EQ(journal.stops, 1);
     EXPECT_EQ(journal.destroyed, 1);
@@ -578,8 +584,8 @@ TEST_F(Wrapper, DestroyInCreatedAndStoppedFreesWithoutStopping) {
     destroy(a);
     EXPECT_EQ(journal.stops, 0);
     EXPECT_EQ(journal.destroyed, 1);
-    const fl_device *b = make();
-    ASSERT_EQ(b->start(b), FL_OK);
+    const fl_device *b = started();
+    ASSERT_NE(b, nullptr);
     ASSERT_EQ(b->stop(b), FL_OK);
     destroy(b);
     EXPECT_EQ(journal.stops, 1) << "not stopped twice";
@@ -587,7 +593,7 @@ TEST_F(Wrapper, DestroyInCreatedAndStoppedFreesWithoutStopping) {
 }
 
 TEST_F(Wrapper, StartThatThrowsFailsAndLeavesTheDeviceCreated) {
-    auto cfg = pack([](auto &pk) {
+    auto cfg = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("fail_start"); pk.pack(true);
     });
@@ -621,7 +627,7 @@ TEST_F(Wrapper, DeviceExtensionsAreOfferedByExactId) {
 }
 
 TEST_F(Wrapper, TimerTicksReachTheDeviceOnlyWhileStarted) {
-    auto cfg = pack([](auto &pk) {
+    auto cfg = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("period_ms"); pk.pack(250);
     });
@@ -676,8 +682,8 @@ TEST_F(Wrapper, WireBytesAndLinkStatesReachTheDeviceOnlyWhileStarted) {
 }
 
 TEST_F(Wrapper, ExceptionsInCallbacksAreCaughtLoggedAndTheDeviceGoesOn) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
     timer_of(d)->on_timer(d, 666);
     EXPECT_TRUE(dev_host.logged("on_timer threw: tick exploded")) << dev_host.all_logs();
     const std::uint8_t frame[] = {0x01, 0xEE};
@@ -692,10 +698,10 @@ TEST_F(Wrapper, ExceptionsInCallbacksAreCaughtLoggedAndTheDeviceGoesOn) {
 // ---- Commands -------------------------------------------------------------------------------------------------
 
 TEST_F(Wrapper, AcceptedCommandEmitsACommandResultThroughTheDevicesHost) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
     auto cmd = command_bytes("cmd-9", "close_valve");
-    ASSERT_EQ(d->command(d, cmd.data(), cmd.size()), FL_OK);
+    ASSERT_EQ(send(d, cmd), FL_OK);
     ASSERT_EQ(dev_host.events.size(), 1u);
     EXPECT_TRUE(plugin_host.events.empty()) << "events go to the device's fl_host, not the plugin's";
 
@@ -710,17 +716,17 @@ TEST_F(Wrapper, AcceptedCommandEmitsACommandResultThroughTheDevicesHost) {
 }
 
 TEST_F(Wrapper, MalformedCommandIsInvalidArgument) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
     bytes garbage = {0x83, 0xa2, 'i'};
-    EXPECT_EQ(d->command(d, garbage.data(), garbage.size()), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(send(d, garbage), FL_INVALID_ARGUMENT);
     bytes array = {0x91, 0x01};
-    EXPECT_EQ(d->command(d, array.data(), array.size()), FL_INVALID_ARGUMENT);
-    auto no_id = pack([](auto &pk) {
+    EXPECT_EQ(send(d, array), FL_INVALID_ARGUMENT);
+    auto no_id = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack("name"); pk.pack("close_valve");
     });
-    EXPECT_EQ(d->command(d, no_id.data(), no_id.size()), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(send(d, no_id), FL_INVALID_ARGUMENT);
     EXPECT_TRUE(dev_host.logged("config key 'id': missing")) << dev_host.all_logs();
     EXPECT_EQ(d->command(d, nullptr, 0), FL_INVALID_ARGUMENT) << "an empty command has no id";
     EXPECT_EQ(d->command(d, nullptr, 4), FL_MISUSE);
@@ -729,61 +735,51 @@ TEST_F(Wrapper, MalformedCommandIsInvalidArgument) {
 }
 
 TEST_F(Wrapper, BadCommandArgumentsAreInvalidArgumentNamingTheArgument) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
-    auto mistyped = command_with_arg("c1", "set_threshold", "ma", "thirty");
-    EXPECT_EQ(d->command(d, mistyped.data(), mistyped.size()), FL_INVALID_ARGUMENT);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ(send(d, command_with_arg("c1", "set_threshold", "ma", "thirty")), FL_INVALID_ARGUMENT);
     EXPECT_TRUE(dev_host.logged("config key 'args.ma': expected an integer, got a string")) << dev_host.all_logs();
-    auto too_big = command_with_arg("c2", "set_threshold", "ma", 70000);
-    EXPECT_EQ(d->command(d, too_big.data(), too_big.size()), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(send(d, command_with_arg("c2", "set_threshold", "ma", 70000)), FL_INVALID_ARGUMENT);
     EXPECT_TRUE(dev_host.logged("config key 'args.ma': 70000 is out of range")) << dev_host.all_logs();
     EXPECT_FALSE(journal.threshold_ma.has_value());
-    auto good = command_with_arg("c3", "set_threshold", "ma", 300);
-    EXPECT_EQ(d->command(d, good.data(), good.size()), FL_OK);
+    EXPECT_EQ(send(d, command_with_arg("c3", "set_threshold", "ma", 300)), FL_OK);
     EXPECT_EQ(journal.threshold_ma, std::optional<std::uint16_t>{300});
 }
 
 TEST_F(Wrapper, UnknownCommandIsUnsupported) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
-    auto cmd = command_bytes("c1", "dance");
-    EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_UNSUPPORTED);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ(send(d, command_bytes("c1", "dance")), FL_UNSUPPORTED);
     EXPECT_EQ(journal.commands, (std::vector<std::string>{"dance"}));
 
-    const fl_device *plain = make({}, "plain");
+    const fl_device *plain = started({}, "plain");
     ASSERT_NE(plain, nullptr);
-    ASSERT_EQ(plain->start(plain), FL_OK);
-    auto close = command_bytes("c2", "close_valve");
-    EXPECT_EQ(plain->command(plain, close.data(), close.size()), FL_UNSUPPORTED) << "the base class knows none";
+    EXPECT_EQ(send(plain, command_bytes("c2", "close_valve")), FL_UNSUPPORTED) << "the base class knows none";
 }
 
 // A driver that declares its commands never sees another name: the wrapper answers FL_UNSUPPORTED itself, logged.
 TEST_F(Wrapper, ACommandTheDriverDidNotDeclareNeverReachesOnCommand) {
-    const fl_device *d = make({}, "declared");
+    const fl_device *d = started({}, "declared");
     ASSERT_NE(d, nullptr);
-    ASSERT_EQ(d->start(d), FL_OK);
     for (const char *name : {"dance", "explode", "close_valve_now", "CLOSE_VALVE", "close"}) {
-        auto cmd = command_bytes("c-undeclared", name);
-        EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_UNSUPPORTED) << name;
+        EXPECT_EQ(send(d, command_bytes("c-undeclared", name)), FL_UNSUPPORTED) << name;
     }
     EXPECT_TRUE(journal.commands.empty()) << "on_command saw an undeclared name";
     EXPECT_TRUE(dev_host.logged("command 'explode' (id c-undeclared) is not one this driver declares; refused", FL_LOG_WARN))
         << dev_host.all_logs();
     auto close = command_bytes("c-1", "close_valve");
-    EXPECT_EQ(d->command(d, close.data(), close.size()), FL_OK);
+    EXPECT_EQ(send(d, close), FL_OK);
     EXPECT_EQ(journal.commands, (std::vector<std::string>{"close_valve"}));
 
-    const fl_device *mute = make({}, "mute");
+    const fl_device *mute = started({}, "mute");
     ASSERT_NE(mute, nullptr);
-    ASSERT_EQ(mute->start(mute), FL_OK);
-    EXPECT_EQ(mute->command(mute, close.data(), close.size()), FL_UNSUPPORTED) << "it declared that it takes none";
+    EXPECT_EQ(send(mute, close), FL_UNSUPPORTED) << "it declared that it takes none";
 }
 
 TEST_F(Wrapper, CommandThatThrowsIsErrorAndLogged) {
-    const fl_device *d = make();
-    ASSERT_EQ(d->start(d), FL_OK);
-    auto cmd = command_bytes("c1", "explode");
-    EXPECT_EQ(d->command(d, cmd.data(), cmd.size()), FL_ERROR);
+    const fl_device *d = started();
+    ASSERT_NE(d, nullptr);
+    EXPECT_EQ(send(d, command_bytes("c1", "explode")), FL_ERROR);
     EXPECT_TRUE(dev_host.logged("command threw: command exploded")) << dev_host.all_logs();
 }
 
@@ -894,8 +890,8 @@ TEST_F(Wrapper, WhenCommittedConfirmsOnlyWhatTheHostReportedCommitted) {
 
 TEST_F(Wrapper, WithoutCommitsFromTheHostWhenCommittedRunsAtFlOk) {
     dev_host.offers_commit = false;  // an older host: FL_OK is the best the driver can know
-    const fl_device *d = make({}, "acker");
-    ASSERT_EQ(d->start(d), FL_OK);
+    const fl_device *d = started({}, "acker");
+    ASSERT_NE(d, nullptr);
     feed(d, "a");
     EXPECT_EQ(written(dev_host), (std::vector<std::string>{"ACK a"}));
 }

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "guarded_bytes.hpp"
+#include "msgpack_c_bytes.hpp"
+#include "payload_sample.h"
 
 extern "C" {
 std::size_t fl_probe_c_write_sample(std::uint8_t *buf, std::size_t cap, int *overflow);
@@ -26,6 +28,7 @@ namespace {
 
 using bytes = std::vector<std::uint8_t>;
 using firelink::test::guarded_bytes;
+using firelink::test::packed_by_msgpack_c;
 
 // Runs `write` on a fresh writer of capacity `cap` and returns what it wrote; fails the test on overflow.
 bytes written(const std::function<void(fl_mp_writer &)> &write, std::size_t cap = 1u << 20) {
@@ -45,14 +48,6 @@ msgpack::object_handle decode(const bytes &b) {
     auto oh = msgpack::unpack(reinterpret_cast<const char *>(b.data()), b.size(), offset);
     EXPECT_EQ(offset, b.size()) << "trailing bytes after the object";
     return oh;
-}
-
-bytes packed_by_msgpack_c(const std::function<void(msgpack::packer<msgpack::sbuffer> &)> &pack) {
-    msgpack::sbuffer sb;
-    msgpack::packer<msgpack::sbuffer> pk(sb);
-    pack(pk);
-    return bytes(reinterpret_cast<const std::uint8_t *>(sb.data()),
-                 reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
 }
 
 bytes concat(std::initializer_list<bytes> parts) {
@@ -252,54 +247,69 @@ TEST(PayloadWriteStr, StrNKeepsEmbeddedNulBytes) {
     EXPECT_EQ(decode(b).get().as<std::string>(), std::string(raw, 4));
 }
 
-TEST(PayloadWriteContainer, ArraysAtEveryCountBoundary) {
-    struct c_case { std::uint32_t n; std::size_t header; std::uint8_t first; };
-    for (auto c : {c_case{0, 1, 0x90}, c_case{15, 1, 0x9f}, c_case{16, 3, 0xdc}, c_case{65535, 3, 0xdc},
-                   c_case{65536, 5, 0xdd}}) {
+// A container's count at an encoding boundary: in the type byte (fixarray, fixmap), then 16-bit, then 32-bit.
+struct count_case {
+    std::uint32_t n;
+    std::size_t header;  // bytes of the header
+    std::uint8_t first;  // its type byte
+};
+
+// For each case, writes a container of n elements with `write(w, n)`, checks its type byte and that its header is the
+// one msgpack-c packs with `pack_header(pk, n)`, and hands the bytes and msgpack-c's decoding to `check_elements`.
+template <class Write, class PackHeader, class CheckElements>
+void for_each_count(std::initializer_list<count_case> cases, Write write, PackHeader pack_header,
+                    CheckElements check_elements) {
+    for (const auto &c : cases) {
         SCOPED_TRACE(c.n);
-        auto b = written([&](fl_mp_writer &w) {
-            fl_mp_array(&w, c.n);
-            for (std::uint32_t i = 0; i < c.n; ++i) fl_mp_int(&w, static_cast<std::int64_t>(i) - 100);
-        });
+        auto b = written([&](fl_mp_writer &w) { write(w, c.n); });
         EXPECT_EQ(b[0], c.first);
-        auto oh = decode(b);
-        ASSERT_EQ(oh.get().type, msgpack::type::ARRAY);
-        ASSERT_EQ(oh.get().via.array.size, c.n);
-        for (std::uint32_t i = 0; i < c.n; ++i)
-            ASSERT_EQ(oh.get().via.array.ptr[i].as<std::int64_t>(), static_cast<std::int64_t>(i) - 100) << i;
-        auto header = packed_by_msgpack_c([&](auto &pk) { pk.pack_array(c.n); });
+        auto header = packed_by_msgpack_c([&](auto &pk) { pack_header(pk, c.n); });
         EXPECT_EQ(bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(c.header)), header);
+        auto oh = decode(b);
+        check_elements(b, oh.get(), c.n);
     }
 }
 
-TEST(PayloadWriteContainer, MapsAtEveryCountBoundary) {
-    struct c_case { std::uint32_t n; std::size_t header; std::uint8_t first; };
-    for (auto c : {c_case{0, 1, 0x80}, c_case{15, 1, 0x8f}, c_case{16, 3, 0xde}, c_case{65535, 3, 0xde},
-                   c_case{65536, 5, 0xdf}}) {
-        SCOPED_TRACE(c.n);
-        auto b = written([&](fl_mp_writer &w) {
-            fl_mp_map(&w, c.n);
-            for (std::uint32_t i = 0; i < c.n; ++i) fl_mp_kv_int(&w, ("k" + std::to_string(i)).c_str(), i * 3);
+TEST(PayloadWriteContainer, ArraysAtEveryCountBoundary) {
+    for_each_count(
+        {{0, 1, 0x90}, {15, 1, 0x9f}, {16, 3, 0xdc}, {65535, 3, 0xdc}, {65536, 5, 0xdd}},
+        [](fl_mp_writer &w, std::uint32_t n) {
+            fl_mp_array(&w, n);
+            for (std::uint32_t i = 0; i < n; ++i) fl_mp_int(&w, static_cast<std::int64_t>(i) - 100);
+        },
+        [](auto &pk, std::uint32_t n) { pk.pack_array(n); },
+        [](const bytes &, const msgpack::object &array, std::uint32_t n) {
+            ASSERT_EQ(array.type, msgpack::type::ARRAY);
+            ASSERT_EQ(array.via.array.size, n);
+            for (std::uint32_t i = 0; i < n; ++i)
+                ASSERT_EQ(array.via.array.ptr[i].as<std::int64_t>(), static_cast<std::int64_t>(i) - 100) << i;
         });
-        EXPECT_EQ(b[0], c.first);
-        auto oh = decode(b);
-        ASSERT_EQ(oh.get().type, msgpack::type::MAP);
-        ASSERT_EQ(oh.get().via.map.size, c.n);
-        for (std::uint32_t i = 0; i < c.n; ++i) {
-            ASSERT_EQ(oh.get().via.map.ptr[i].key.as<std::string>(), "k" + std::to_string(i));
-            ASSERT_EQ(oh.get().via.map.ptr[i].val.as<std::int64_t>(), std::int64_t{i} * 3);
-        }
-        auto header = packed_by_msgpack_c([&](auto &pk) { pk.pack_map(c.n); });
-        EXPECT_EQ(bytes(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(c.header)), header);
-        EXPECT_EQ(fl_mp_is_map(b.data(), b.size()), 1);
-        if (c.n > 0) {
-            // The last key of a large map is found: every pair before it was skipped correctly.
-            fl_mp_value v;
-            std::string last = "k" + std::to_string(c.n - 1);
-            ASSERT_EQ(fl_mp_find(b.data(), b.size(), last.c_str(), &v), 1);
-            EXPECT_EQ(v.i, std::int64_t{c.n - 1} * 3);
-        }
-    }
+}
+
+TEST(PayloadWriteContainer, MapsAtEveryCountBoundary) {
+    for_each_count(
+        {{0, 1, 0x80}, {15, 1, 0x8f}, {16, 3, 0xde}, {65535, 3, 0xde}, {65536, 5, 0xdf}},
+        [](fl_mp_writer &w, std::uint32_t n) {
+            fl_mp_map(&w, n);
+            for (std::uint32_t i = 0; i < n; ++i) fl_mp_kv_int(&w, ("k" + std::to_string(i)).c_str(), i * 3);
+        },
+        [](auto &pk, std::uint32_t n) { pk.pack_map(n); },
+        [](const bytes &b, const msgpack::object &map, std::uint32_t n) {
+            ASSERT_EQ(map.type, msgpack::type::MAP);
+            ASSERT_EQ(map.via.map.size, n);
+            for (std::uint32_t i = 0; i < n; ++i) {
+                ASSERT_EQ(map.via.map.ptr[i].key.as<std::string>(), "k" + std::to_string(i));
+                ASSERT_EQ(map.via.map.ptr[i].val.as<std::int64_t>(), std::int64_t{i} * 3);
+            }
+            EXPECT_EQ(fl_mp_is_map(b.data(), b.size()), 1);
+            if (n > 0) {
+                // The last key of a large map is found: every pair before it was skipped correctly.
+                fl_mp_value v;
+                std::string last = "k" + std::to_string(n - 1);
+                ASSERT_EQ(fl_mp_find(b.data(), b.size(), last.c_str(), &v), 1);
+                EXPECT_EQ(v.i, std::int64_t{n - 1} * 3);
+            }
+        });
 }
 
 // The C and C++ builds of the header write identical bytes (same static inline code, two compilers).
@@ -308,20 +318,7 @@ TEST(PayloadWriteLanguages, CBuildWritesTheSameBytesAsCxxBuild) {
     int overflow = -1;
     c_out.resize(fl_probe_c_write_sample(c_out.data(), c_out.size(), &overflow));
     EXPECT_EQ(overflow, 0);
-    auto cxx_out = written([](fl_mp_writer &w) {
-        fl_mp_map(&w, 7);
-        fl_mp_kv_int(&w, "schema", 1);
-        fl_mp_kv_str(&w, "kind", "alarm");
-        fl_mp_kv_int(&w, "neg", std::int64_t{INT32_MIN} - 1);
-        fl_mp_kv_double(&w, "lel", 27.5);
-        fl_mp_kv_bool(&w, "latched", 1);
-        fl_mp_str(&w, "none");
-        fl_mp_nil(&w);
-        fl_mp_str(&w, "values");
-        fl_mp_array(&w, 2);
-        fl_mp_uint(&w, 65536);
-        fl_mp_str_n(&w, "a\0b", 3);
-    });
+    auto cxx_out = written([](fl_mp_writer &w) { fl_test_write_payload_sample(&w); });
     EXPECT_EQ(c_out, cxx_out);
     std::int64_t neg = 0;
     ASSERT_EQ(fl_probe_c_find_int(cxx_out.data(), cxx_out.size(), "neg", &neg), 1);

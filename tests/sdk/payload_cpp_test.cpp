@@ -15,9 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "msgpack_c_bytes.hpp"
+
 namespace {
 
 using bytes = std::vector<std::uint8_t>;
+using firelink::test::packed_by_msgpack_c;
 using firelink::config;
 using firelink::config_error;
 using firelink::event;
@@ -42,15 +45,6 @@ struct decoded {
     bool has(const std::string &k) const { return fields.count(k) != 0; }
     std::string str(const std::string &k) const { return fields.at(k).as<std::string>(); }
 };
-
-template <class Pack>
-bytes pack(Pack &&fill) {
-    msgpack::sbuffer sb;
-    msgpack::packer<msgpack::sbuffer> pk(sb);
-    fill(pk);
-    return bytes(reinterpret_cast<const std::uint8_t *>(sb.data()),
-                 reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
-}
 
 // ---- event ------------------------------------------------------------------------------------------------------
 
@@ -209,7 +203,7 @@ TEST(Event, MapCountMatchesEntriesForEveryCombinationOfFields) {
 // ---- config -----------------------------------------------------------------------------------------------------
 
 bytes sample_config() {
-    return pack([](auto &pk) {
+    return packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(9);
         pk.pack("period_ms"); pk.pack(1500);
         pk.pack("name"); pk.pack("breaker-3");
@@ -258,7 +252,7 @@ TEST(Config, GetReadsEachTypeAndFallsBackWhenAbsent) {
 }
 
 TEST(Config, MistypedValueNamesTheKeyAndBothTypes) {
-    auto b = pack([](auto &pk) {
+    auto b = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(2);
         pk.pack("period_ms"); pk.pack("fast");
         pk.pack("enabled"); pk.pack(1);
@@ -284,7 +278,7 @@ TEST(Config, RequireNamesTheMissingKeyAndTheExpectedType) {
 }
 
 TEST(Config, IntegersOutsideTheTargetTypeAreRefused) {
-    auto b = pack([](auto &pk) {
+    auto b = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(7);
         pk.pack("neg"); pk.pack(-1);
         pk.pack("u8max"); pk.pack(255);
@@ -350,7 +344,7 @@ TEST(Config, SectionOutlivesItsParentAndTheInputBytes) {
 }
 
 TEST(Config, RejectUnknownNamesTheFirstUnknownKey) {
-    auto b = pack([](auto &pk) {
+    auto b = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(3);
         pk.pack("period_ms"); pk.pack(1);
         pk.pack("perod_ms"); pk.pack(2);
@@ -366,7 +360,7 @@ TEST(Config, RejectUnknownNamesTheFirstUnknownKey) {
     EXPECT_EQ(error_of([&] { full.section("modbus").reject_unknown({"slave"}); }),
               "config key 'modbus.registers': unknown key");
 
-    auto nk = pack([](auto &pk) {
+    auto nk = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(1);
         pk.pack(5); pk.pack(1);
     });
@@ -398,7 +392,7 @@ TEST(Config, BadBytesThrowConfigError) {
               std::string::npos);
     bytes never_used = {0xc1};
     EXPECT_FALSE(error_of([&] { config{never_used.data(), never_used.size()}; }).empty());
-    bytes array = pack([](auto &pk) { pk.pack_array(1); pk.pack(1); });
+    bytes array = packed_by_msgpack_c([](auto &pk) { pk.pack_array(1); pk.pack(1); });
     EXPECT_EQ(error_of([&] { config{array.data(), array.size()}; }), "config: expected a map at the top level");
     bytes scalar = {0x05};
     EXPECT_EQ(error_of([&] { config{scalar.data(), scalar.size()}; }), "config: expected a map at the top level");
@@ -466,7 +460,7 @@ TEST(Config, EveryPrefixOfAValidConfigIsRefusedCleanly) {
 // ---- command ----------------------------------------------------------------------------------------------------
 
 TEST(Command, ParsesIdNameAndArgs) {
-    auto b = pack([](auto &pk) {
+    auto b = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(3);
         pk.pack("id"); pk.pack("cmd-1");
         pk.pack("name"); pk.pack("close_valve");
@@ -481,7 +475,7 @@ TEST(Command, ParsesIdNameAndArgs) {
 }
 
 TEST(Command, ArgsMayBeAbsent) {
-    auto b = pack([](auto &pk) {
+    auto b = packed_by_msgpack_c([](auto &pk) {
         pk.pack_map(2);
         pk.pack("name"); pk.pack("trip");
         pk.pack("id"); pk.pack("cmd-2");
@@ -493,33 +487,28 @@ TEST(Command, ArgsMayBeAbsent) {
 }
 
 TEST(Command, MissingOrMistypedIdOrNameThrows) {
-    auto no_id = pack([](auto &pk) {
-        pk.pack_map(1);
-        pk.pack("name"); pk.pack("trip");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{no_id.data(), no_id.size()}; }),
-              "config key 'id': missing (expected a string)");
-    auto no_name = pack([](auto &pk) {
-        pk.pack_map(1);
-        pk.pack("id"); pk.pack("c");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{no_name.data(), no_name.size()}; }),
-              "config key 'name': missing (expected a string)");
-    auto int_id = pack([](auto &pk) {
-        pk.pack_map(2);
-        pk.pack("id"); pk.pack(7);
-        pk.pack("name"); pk.pack("trip");
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{int_id.data(), int_id.size()}; }),
-              "config key 'id': expected a string, got an integer");
-    auto bad_args = pack([](auto &pk) {
-        pk.pack_map(3);
-        pk.pack("id"); pk.pack("c");
-        pk.pack("name"); pk.pack("trip");
-        pk.pack("args"); pk.pack_array(0);
-    });
-    EXPECT_EQ(error_of([&] { firelink::command{bad_args.data(), bad_args.size()}; }),
-              "config key 'args': expected a map");
+    struct malformed { bytes command; const char *error; };
+    const malformed cases[] = {
+        {packed_by_msgpack_c([](auto &pk) { pk.pack_map(1); pk.pack("name"); pk.pack("trip"); }),
+         "config key 'id': missing (expected a string)"},
+        {packed_by_msgpack_c([](auto &pk) { pk.pack_map(1); pk.pack("id"); pk.pack("c"); }),
+         "config key 'name': missing (expected a string)"},
+        {packed_by_msgpack_c([](auto &pk) {
+             pk.pack_map(2);
+             pk.pack("id"); pk.pack(7);
+             pk.pack("name"); pk.pack("trip");
+         }),
+         "config key 'id': expected a string, got an integer"},
+        {packed_by_msgpack_c([](auto &pk) {
+             pk.pack_map(3);
+             pk.pack("id"); pk.pack("c");
+             pk.pack("name"); pk.pack("trip");
+             pk.pack("args"); pk.pack_array(0);
+         }),
+         "config key 'args': expected a map"},
+    };
+    for (const auto &c : cases)
+        EXPECT_EQ(error_of([&] { firelink::command{c.command.data(), c.command.size()}; }), c.error);
     bytes garbage = {0x82, 0xa2, 'i', 'd'};
     EXPECT_THROW((firelink::command{garbage.data(), garbage.size()}), config_error);
     EXPECT_THROW((firelink::command{nullptr, 0}), config_error) << "an empty command has no id";
