@@ -2,6 +2,10 @@
 // backoff until close(). The subclass makes one attempt in try_open() and reports how it went.
 #pragma once
 
+#include <cstdint>
+#include <string>
+#include <utility>
+
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
