@@ -76,6 +76,38 @@ struct sim_device {
     }
 };
 
+// `pty` is the bus port for the tests that need no replugging; `link` the device of the tests that need one.
+class Rs485Bus : public link_test {
+protected:
+    void make_bus(const std::string &path) {
+        bus = ft::make_rs485_bus(run.io, bus_settings(path), bus_timing_for_tests(), fast_retry);
+    }
+    // Attaches `link` to the bus and opens it: true once it reported OPEN.
+    bool link_opens() {
+        link = bus->attach(ex, rec.events());
+        open_link();
+        return rec.wait_state(FL_LINK_OPEN);
+    }
+
+    pty_pair pty;
+    std::shared_ptr<ft::rs485_bus> bus;
+};
+
+// One of several devices on the bus, on its own strand.
+struct bus_device {
+    recorder rec;
+    ft::executor ex;
+    std::unique_ptr<ft::link> link;
+
+    bus_device(ft::rs485_bus &bus, ft::executor strand) : ex(std::move(strand)), link(bus.attach(ex, rec.events())) {}
+    void open() {
+        on(ex, [&] { return link->open(); });
+    }
+    void close() {
+        on(ex, [&] { return link->close(); });
+    }
+};
+
 // The slaves on the master side of the pty.
 struct bus_peer {
     int fd;
@@ -120,11 +152,9 @@ struct bus_peer {
     }
 };
 
-TEST(Rs485Bus, FairTurnsOneAtATimeAndADeadDeviceNeverStarvesTheOthers) {
+TEST_F(Rs485Bus, FairTurnsOneAtATimeAndADeadDeviceNeverStarvesTheOthers) {
     constexpr int rounds = 15;
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
+    make_bus(pty.path);
     std::atomic<int> turns_ended{0};
 
     bus_peer peer;
@@ -193,14 +223,12 @@ TEST(Rs485Bus, FairTurnsOneAtATimeAndADeadDeviceNeverStarvesTheOthers) {
     for (auto &d : devices) on(d->ex, [&] { d->link.reset(); return 0; });
 }
 
-TEST(Rs485Bus, SecondRequestIsBusyAndWriteIsMisuse) {
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
-    recorder dead_rec, rec;
-    auto dead_ex = run.strand(), ex = run.strand();
+TEST_F(Rs485Bus, SecondRequestIsBusyAndWriteIsMisuse) {
+    make_bus(pty.path);
+    recorder dead_rec;
+    auto dead_ex = run.strand();
     auto dead = bus->attach(dead_ex, dead_rec.events());
-    auto link = bus->attach(ex, rec.events());
+    link = bus->attach(ex, rec.events());
     const std::uint8_t r3[2] = {3, 1}, r1[2] = {1, 1};
 
     EXPECT_EQ(on(ex, [&] { return link->request(r1, 2, 1s); }), FL_CLOSED) << "not open yet";
@@ -229,37 +257,28 @@ TEST(Rs485Bus, SecondRequestIsBusyAndWriteIsMisuse) {
     EXPECT_EQ(on(ex, [&] { return link->end_request(); }), FL_MISUSE);
     EXPECT_EQ(dead_rec.late_calls(), 0);
     EXPECT_EQ(dead_rec.count(FL_LINK_REPLY_TIMEOUT), 0);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // The port opens for the first device to open; its log line counts every device that shares the bus.
-TEST(Rs485Bus, TheOpenLogCountsTheDevicesOnTheBus) {
+TEST_F(Rs485Bus, TheOpenLogCountsTheDevicesOnTheBus) {
     log_capture logs;
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
-    recorder rec, rec2, rec3, rec4;
-    auto ex = run.strand();
-    auto first = bus->attach(ex, rec.events());
+    make_bus(pty.path);
+    recorder rec2, rec3, rec4;
+    link = bus->attach(ex, rec.events());  // the first of three, and the one to open
     auto second = bus->attach(run.strand(), rec2.events());
     auto third = bus->attach(run.strand(), rec3.events());
     auto gone = bus->attach(run.strand(), rec4.events());
     gone.reset();  // detached before the port opened: not on the bus
-    on(ex, [&] { return first->open(); });
+    open_link();
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
     EXPECT_TRUE(logs.wait("] open (9600 baud, 8N1), 3 device(s) on the bus")) << "the first to open is not alone";
-    on(ex, [&] { return first->close(); });
+    close_link();
 }
 
-TEST(Rs485Bus, BytesOutsideAnyTurnAreDiscardedAndCounted) {
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = bus->attach(ex, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+TEST_F(Rs485Bus, BytesOutsideAnyTurnAreDiscardedAndCounted) {
+    make_bus(pty.path);
+    ASSERT_TRUE(link_opens());
 
     write_all(pty.master, "noise");
     ASSERT_TRUE(eventually([&] { return bus->counters().bytes_discarded == 5; }));
@@ -272,18 +291,12 @@ TEST(Rs485Bus, BytesOutsideAnyTurnAreDiscardedAndCounted) {
     write_all(pty.master, "ok");
     EXPECT_TRUE(rec.wait_data("ok"));
     on(ex, [&] { return link->end_request(); });
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(Rs485Bus, BroadcastEndedAtOnceIsStillSent) {
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = bus->attach(ex, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+TEST_F(Rs485Bus, BroadcastEndedAtOnceIsStillSent) {
+    make_bus(pty.path);
+    ASSERT_TRUE(link_opens());
     // A Modbus broadcast (unit 0) has no reply: the driver ends the request at once.
     const std::uint8_t broadcast[2] = {0, 1};
     EXPECT_EQ(on(ex, [&] { return link->request(broadcast, 2, 1s) == FL_OK ? link->end_request() : FL_ERROR; }), FL_OK);
@@ -291,88 +304,79 @@ TEST(Rs485Bus, BroadcastEndedAtOnceIsStillSent) {
     const std::uint8_t next[2] = {1, 2};
     EXPECT_EQ(on(ex, [&] { return link->request(next, 2, 1s); }), FL_OK);
     EXPECT_EQ(read_exact(pty.master, 2), std::string("\x01\x02", 2));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // Pausing a bus device pauses its polls: request() is FL_BUSY, the reply already in flight is delivered, and the other
 // devices keep their turns.
-TEST(Rs485Bus, PausedDeviceIsBusyItsReplyInFlightArrivesAndTheOthersKeepTheirTurns) {
-    io_runner run;
-    pty_pair pty;
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(pty.path), bus_timing_for_tests(), fast_retry);
-    recorder rec_a, rec_b;
-    auto ex_a = run.strand(), ex_b = run.strand();
-    auto a = bus->attach(ex_a, rec_a.events());
-    auto b = bus->attach(ex_b, rec_b.events());
-    on(ex_a, [&] { return a->open(); });
-    on(ex_b, [&] { return b->open(); });
-    ASSERT_TRUE(rec_a.wait_state(FL_LINK_OPEN));
-    ASSERT_TRUE(rec_b.wait_state(FL_LINK_OPEN));
+TEST_F(Rs485Bus, PausedDeviceIsBusyItsReplyInFlightArrivesAndTheOthersKeepTheirTurns) {
+    make_bus(pty.path);
+    bus_device a(*bus, run.strand()), b(*bus, run.strand());
+    a.open();
+    b.open();
+    ASSERT_TRUE(a.rec.wait_state(FL_LINK_OPEN));
+    ASSERT_TRUE(b.rec.wait_state(FL_LINK_OPEN));
 
     const std::uint8_t a1[2] = {1, 1};
-    EXPECT_EQ(on(ex_a, [&] { return a->request(a1, 2, 2s); }), FL_OK);
+    EXPECT_EQ(on(a.ex, [&] { return a.link->request(a1, 2, 2s); }), FL_OK);
     EXPECT_EQ(read_exact(pty.master, 2), std::string("\x01\x01", 2));
-    on(ex_a, [&] { a->set_paused(true); });  // in its turn, awaiting the reply
-    EXPECT_TRUE(on(ex_a, [&] { return a->paused(); }));
+    on(a.ex, [&] { a.link->set_paused(true); });  // in its turn, awaiting the reply
+    EXPECT_TRUE(on(a.ex, [&] { return a.link->paused(); }));
     write_all(pty.master, std::string("\x01\x01\xA5\x5A", 4));
-    EXPECT_TRUE(rec_a.wait_data(std::string("\x01\x01\xA5\x5A", 4))) << "the reply in flight is delivered";
-    EXPECT_EQ(on(ex_a, [&] { return a->end_request(); }), FL_OK);
+    EXPECT_TRUE(a.rec.wait_data(std::string("\x01\x01\xA5\x5A", 4))) << "the reply in flight is delivered";
+    EXPECT_EQ(on(a.ex, [&] { return a.link->end_request(); }), FL_OK);
     const std::uint8_t a2[2] = {1, 2};
-    EXPECT_EQ(on(ex_a, [&] { return a->request(a2, 2, 2s); }), FL_BUSY) << "a paused device polls nothing";
-    EXPECT_EQ(a->counters().pauses, 1u);
+    EXPECT_EQ(on(a.ex, [&] { return a.link->request(a2, 2, 2s); }), FL_BUSY) << "a paused device polls nothing";
+    EXPECT_EQ(a.link->counters().pauses, 1u);
 
     for (std::uint8_t seq = 1; seq <= 3; ++seq) {
         const std::uint8_t req[2] = {2, seq};
-        EXPECT_EQ(on(ex_b, [&] { return b->request(req, 2, 2s); }), FL_OK);
+        EXPECT_EQ(on(b.ex, [&] { return b.link->request(req, 2, 2s); }), FL_OK);
         EXPECT_EQ(read_exact(pty.master, 2), std::string(reinterpret_cast<const char *>(req), 2))
             << "device B's turn " << int(seq) << " while A is paused";
         write_all(pty.master, std::string{'\x02', static_cast<char>(seq)});
-        ASSERT_TRUE(eventually([&] { return rec_b.received_size() == 2u * seq; }));
-        EXPECT_EQ(on(ex_b, [&] { return b->end_request(); }), FL_OK);
+        ASSERT_TRUE(eventually([&] { return b.rec.received_size() == 2u * seq; }));
+        EXPECT_EQ(on(b.ex, [&] { return b.link->end_request(); }), FL_OK);
     }
     EXPECT_EQ(read_exact(pty.master, 1, 200ms), "") << "nothing else went out on the bus";
 
-    on(ex_a, [&] { a->set_paused(false); });
-    EXPECT_EQ(on(ex_a, [&] { return a->request(a2, 2, 2s); }), FL_OK) << "resumed: polls again";
+    on(a.ex, [&] { a.link->set_paused(false); });
+    EXPECT_EQ(on(a.ex, [&] { return a.link->request(a2, 2, 2s); }), FL_OK) << "resumed: polls again";
     EXPECT_EQ(read_exact(pty.master, 2), std::string("\x01\x02", 2));
     EXPECT_EQ(bus->counters().bytes_discarded, 0u);
-    on(ex_a, [&] { return a->close(); });
-    on(ex_b, [&] { return b->close(); });
+    a.close();
+    b.close();
 }
 
-TEST(Rs485Bus, LostPortIsReopenedForEveryDevice) {
-    io_runner run;
+TEST_F(Rs485Bus, LostPortIsReopenedForEveryDevice) {
     char dir[] = "/tmp/fl-bus-XXXXXX";
     const std::filesystem::path alias = std::filesystem::path(::mkdtemp(dir)) / "ttyBUS";
     auto first = std::make_unique<pty_pair>();
     std::filesystem::create_symlink(first->path, alias);
 
-    auto bus = ft::make_rs485_bus(run.io, bus_settings(alias.string()), bus_timing_for_tests(), fast_retry);
-    recorder rec1, rec2;
-    auto ex1 = run.strand(), ex2 = run.strand();
-    auto l1 = bus->attach(ex1, rec1.events());
-    auto l2 = bus->attach(ex2, rec2.events());
-    on(ex1, [&] { return l1->open(); });
-    on(ex2, [&] { return l2->open(); });
-    ASSERT_TRUE(rec1.wait_state(FL_LINK_OPEN));
-    ASSERT_TRUE(rec2.wait_state(FL_LINK_OPEN));
+    make_bus(alias.string());
+    bus_device d1(*bus, run.strand()), d2(*bus, run.strand());
+    d1.open();
+    d2.open();
+    ASSERT_TRUE(d1.rec.wait_state(FL_LINK_OPEN));
+    ASSERT_TRUE(d2.rec.wait_state(FL_LINK_OPEN));
 
     first.reset();
-    ASSERT_TRUE(rec1.wait_state(FL_LINK_LOST));
-    ASSERT_TRUE(rec2.wait_state(FL_LINK_LOST));
+    ASSERT_TRUE(d1.rec.wait_state(FL_LINK_LOST));
+    ASSERT_TRUE(d2.rec.wait_state(FL_LINK_LOST));
     pty_pair second;
     std::filesystem::remove(alias);
     std::filesystem::create_symlink(second.path, alias);
-    ASSERT_TRUE(rec1.wait_state(FL_LINK_OPEN, 2));
-    ASSERT_TRUE(rec2.wait_state(FL_LINK_OPEN, 2));
+    ASSERT_TRUE(d1.rec.wait_state(FL_LINK_OPEN, 2));
+    ASSERT_TRUE(d2.rec.wait_state(FL_LINK_OPEN, 2));
     EXPECT_GE(bus->counters().reconnects, 1u);
-    EXPECT_EQ(l1->counters().reconnects, 1u);
+    EXPECT_EQ(d1.link->counters().reconnects, 1u);
 
     const std::uint8_t req[2] = {2, 9};
-    EXPECT_EQ(on(ex2, [&] { return l2->request(req, 2, 2s); }), FL_OK);
+    EXPECT_EQ(on(d2.ex, [&] { return d2.link->request(req, 2, 2s); }), FL_OK);
     EXPECT_EQ(read_exact(second.master, 2), std::string("\x02\x09", 2));
-    on(ex1, [&] { return l1->close(); });
-    on(ex2, [&] { return l2->close(); });
+    d1.close();
+    d2.close();
     std::filesystem::remove_all(alias.parent_path());
 }
 

@@ -22,11 +22,20 @@ constexpr ft::backoff fast_retry{20ms, 200ms};
 // A path the test can re-point at a new pty, so that a "replugged" port comes back under the same name.
 struct port_alias {
     std::filesystem::path path;
+    std::unique_ptr<pty_pair> port;  // the adapter plugged in now, if any
+
     port_alias() {
         char dir[] = "/tmp/fl-serial-XXXXXX";
         path = std::filesystem::path(::mkdtemp(dir)) / "ttyTEST";
     }
     ~port_alias() { std::filesystem::remove_all(path.parent_path()); }
+    void plug_in() {
+        port = std::make_unique<pty_pair>();
+        point_at(port->path);
+    }
+    void unplug() { port.reset(); }
+
+private:
     void point_at(const std::string &target) {
         const auto tmp = path.string() + ".new";
         std::filesystem::remove(tmp);
@@ -35,17 +44,45 @@ struct port_alias {
     }
 };
 
-TEST(SerialLink, OpensAndCarriesBytesBothWays) {
-    io_runner run;
+// `pty` is the device for the tests that need no replugging.
+class SerialLink : public link_test {
+protected:
+    void make_link(const ft::serial_settings &settings) {
+        link = ft::make_serial_link(ex, settings, fast_retry, rec.events());
+    }
+    // Makes the link and opens it; the outcome comes as a callback.
+    void start_link(const ft::serial_settings &settings) {
+        make_link(settings);
+        open_link();
+    }
+    void start_link(const std::string &path) { start_link(settings_for(path)); }
+    // True once the link started on `path` reported OPEN.
+    bool link_opens(const std::string &path) {
+        start_link(path);
+        return rec.wait_state(FL_LINK_OPEN);
+    }
+    // The adapter behind `alias` is unplugged and a new one plugged in under the same name: true once the link that
+    // was open on the old one reported LOST and then OPEN again.
+    bool replug(port_alias &alias) {
+        alias.unplug();
+        if (!rec.wait_state(FL_LINK_LOST)) {
+            ADD_FAILURE() << "no LOST after the port was unplugged";
+            return false;
+        }
+        alias.plug_in();
+        return rec.wait_state(FL_LINK_OPEN, 2);
+    }
+
     pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
+};
+
+TEST_F(SerialLink, OpensAndCarriesBytesBothWays) {
     auto settings = settings_for(pty.path);
     settings.stop_bits = 2;
-    auto link = ft::make_serial_link(ex, settings, fast_retry, rec.events());
+    make_link(settings);
     EXPECT_EQ(link->kind(), FL_TRANSPORT_SERIAL);
 
-    EXPECT_EQ(on(ex, [&] { return link->open(); }), FL_OK);
+    EXPECT_EQ(open_link(), FL_OK);
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
     EXPECT_EQ(rec.state_list().front(), FL_LINK_OPEN) << "a good port opens first time";
 
@@ -65,8 +102,7 @@ TEST(SerialLink, OpensAndCarriesBytesBothWays) {
 
     // Host → device.
     const std::string frame("\x01\x03\x00\x00\x00\x01\x84\x0A", 8);
-    EXPECT_EQ(on(ex, [&] { return link->write(reinterpret_cast<const std::uint8_t *>(frame.data()), frame.size()); }),
-              FL_OK);
+    EXPECT_EQ(write(frame), FL_OK);
     EXPECT_EQ(read_exact(pty.master, frame.size()), frame);
     EXPECT_TRUE(eventually([&] { return link->counters().bytes_out == frame.size(); }));
     EXPECT_EQ(link->counters().bytes_in, 7u);
@@ -74,21 +110,14 @@ TEST(SerialLink, OpensAndCarriesBytesBothWays) {
     // A large write arrives whole and in order.
     std::string big(20000, '\0');
     for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7);
-    EXPECT_EQ(on(ex, [&] { return link->write(reinterpret_cast<const std::uint8_t *>(big.data()), big.size()); }),
-              FL_OK);
+    EXPECT_EQ(write(big), FL_OK);
     EXPECT_EQ(read_exact(pty.master, big.size()), big);
 
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(SerialLink, RequestWithoutEndRequestTimesOut) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+TEST_F(SerialLink, RequestWithoutEndRequestTimesOut) {
+    ASSERT_TRUE(link_opens(pty.path));
 
     const auto q = bytes("Q1");
     EXPECT_EQ(on(ex, [&] { return link->end_request(); }), FL_MISUSE) << "no request to end";
@@ -114,36 +143,26 @@ TEST(SerialLink, RequestWithoutEndRequestTimesOut) {
     std::this_thread::sleep_for(1200ms);  // past the reply timeout: a timeout that should not come has had its chance
     EXPECT_EQ(rec.count(FL_LINK_REPLY_TIMEOUT), 1);
     EXPECT_EQ(on(ex, [&] { return link->request(q.data(), q.size(), 50ms); }), FL_OK) << "the turn was ended";
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(SerialLink, WriteAndRequestRefusedWhenNotOpen) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
+TEST_F(SerialLink, WriteAndRequestRefusedWhenNotOpen) {
+    make_link(settings_for(pty.path));
     const auto b = bytes("x");
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_CLOSED);
+    EXPECT_EQ(write("x"), FL_CLOSED);
     EXPECT_EQ(on(ex, [&] { return link->request(b.data(), b.size(), 50ms); }), FL_CLOSED);
     EXPECT_EQ(on(ex, [&] { return link->close(); }), FL_OK) << "closing a closed link is harmless";
 
-    EXPECT_EQ(on(ex, [&] { return link->open(); }), FL_OK);
-    EXPECT_EQ(on(ex, [&] { return link->open(); }), FL_MISUSE) << "already opening";
+    EXPECT_EQ(open_link(), FL_OK);
+    EXPECT_EQ(open_link(), FL_MISUSE) << "already opening";
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_OK);
-    on(ex, [&] { return link->close(); });
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_CLOSED);
+    EXPECT_EQ(write("x"), FL_OK);
+    close_link();
+    EXPECT_EQ(write("x"), FL_CLOSED);
 }
 
-TEST(SerialLink, SendQueueIsBounded) {
-    io_runner run;
-    pty_pair pty;  // nobody reads the master: the queue only fills
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+TEST_F(SerialLink, SendQueueIsBounded) {
+    ASSERT_TRUE(link_opens(pty.path));  // nobody reads the master: the queue only fills
     // In one turn of the executor nothing drains, so exactly 64 KiB is accepted.
     const int accepted = on(ex, [&] {
         const std::vector<std::uint8_t> chunk(4096, 0x55);
@@ -152,17 +171,11 @@ TEST(SerialLink, SendQueueIsBounded) {
         return ok;
     });
     EXPECT_EQ(accepted, 16);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(SerialLink, NoCallbackAfterCloseOrDestruction) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+TEST_F(SerialLink, NoCallbackAfterCloseOrDestruction) {
+    ASSERT_TRUE(link_opens(pty.path));
     const auto q = bytes("Q");
     on(ex, [&] {
         link->request(q.data(), q.size(), 30ms);  // its timeout would fire after close
@@ -192,137 +205,82 @@ TEST(SerialLink, NoCallbackAfterCloseOrDestruction) {
     EXPECT_EQ(rec2.received(), "A");
 }
 
-TEST(SerialLink, MissingPortFailsThenOpensWhenItAppears) {
-    io_runner run;
+TEST_F(SerialLink, MissingPortFailsThenOpensWhenItAppears) {
     port_alias alias;  // nothing there yet
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(alias.path.string()), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
+    start_link(alias.path.string());
     ASSERT_TRUE(rec.wait_state(FL_LINK_FAILED));
     EXPECT_GE(link->counters().errors, 1u);
 
-    pty_pair pty;
-    alias.point_at(pty.path);
+    alias.plug_in();
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
     EXPECT_EQ(link->counters().reconnects, 1u);
-    write_all(pty.master, "hi");
+    write_all(alias.port->master, "hi");
     EXPECT_TRUE(rec.wait_data("hi"));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(SerialLink, LostPortIsReopened) {
-    io_runner run;
+TEST_F(SerialLink, LostPortIsReopened) {
     port_alias alias;
-    auto first = std::make_unique<pty_pair>();
-    alias.point_at(first->path);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(alias.path.string()), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    alias.plug_in();
+    ASSERT_TRUE(link_opens(alias.path.string()));
 
-    first.reset();  // the adapter is unplugged
-    ASSERT_TRUE(rec.wait_state(FL_LINK_LOST));
-    pty_pair second;  // and a new one plugged in under the same name
-    alias.point_at(second.path);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    ASSERT_TRUE(replug(alias));
     EXPECT_EQ(link->counters().reconnects, 1u);
-    const auto b = bytes("again");
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_OK);
-    EXPECT_EQ(read_exact(second.master, 5), "again");
-    on(ex, [&] { return link->close(); });
+    EXPECT_EQ(write("again"), FL_OK);
+    EXPECT_EQ(read_exact(alias.port->master, 5), "again");
+    close_link();
 }
 
 // The pty stands in for a UART: paused, the link reads nothing, the tty buffer fills and the device's writes stall;
 // on resume every byte arrives in order.
-TEST(SerialLink, PausedLinkLeavesBytesInTheTtyUntilResume) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
+TEST_F(SerialLink, PausedLinkLeavesBytesInTheTtyUntilResume) {
     auto settings = settings_for(pty.path);
     settings.parity = 'N';
-    auto link = ft::make_serial_link(ex, settings, fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
+    start_link(settings);
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
 
     on(ex, [&] { link->set_paused(true); });
     EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
-    const std::string payload = pattern(1 << 20);
-    set_nonblocking(pty.master);
-    const std::size_t sent = write_until_stalled(pty.master, payload, 0);
-    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
-    std::this_thread::sleep_for(200ms);
-    EXPECT_LE(rec.data_calls(), 1u) << "only the read already waiting when the link paused";
-    EXPECT_LE(rec.received_size(), 4096u);
-
-    on(ex, [&] { link->set_paused(false); });
-    write_rest(pty.master, payload, sent);
-    EXPECT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
-    const auto c = link->counters();
-    EXPECT_EQ(c.bytes_in, payload.size());
-    EXPECT_EQ(c.bytes_discarded, 0u);
-    EXPECT_EQ(c.pauses, 1u);
-    on(ex, [&] { return link->close(); });
+    expect_stall_then_full_delivery(ex, *link, rec, pty.master, pattern(1 << 20));
+    EXPECT_EQ(link->counters().pauses, 1u);
+    close_link();
 }
 
-TEST(SerialLink, PauseSurvivesAReopenedPort) {
-    io_runner run;
+TEST_F(SerialLink, PauseSurvivesAReopenedPort) {
     port_alias alias;
-    auto first = std::make_unique<pty_pair>();
-    alias.point_at(first->path);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_serial_link(ex, settings_for(alias.path.string()), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    alias.plug_in();
+    ASSERT_TRUE(link_opens(alias.path.string()));
     on(ex, [&] { link->set_paused(true); });  // the read already waiting sees the port go
 
-    first.reset();  // unplugged
-    ASSERT_TRUE(rec.wait_state(FL_LINK_LOST));
-    pty_pair second;
-    alias.point_at(second.path);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
+    ASSERT_TRUE(replug(alias));
     EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
-    write_all(second.master, "after replug");
+    write_all(alias.port->master, "after replug");
     std::this_thread::sleep_for(200ms);
     EXPECT_EQ(rec.received(), "") << "a link reopened while paused reads nothing";
     on(ex, [&] { link->set_paused(false); });
     EXPECT_TRUE(rec.wait_data("after replug"));
     EXPECT_EQ(link->counters().bytes_discarded, 0u);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // Stale bytes in the tty buffer when the port opens are flushed, and counted.
-TEST(SerialLink, BytesWaitingBeforeOpenAreFlushedAndCounted) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
+TEST_F(SerialLink, BytesWaitingBeforeOpenAreFlushedAndCounted) {
     write_all(pty.master, "stale");
     std::this_thread::sleep_for(50ms);
-    auto link = ft::make_serial_link(ex, settings_for(pty.path), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
+    ASSERT_TRUE(link_opens(pty.path));
     EXPECT_EQ(link->counters().bytes_discarded, 5u);
     write_all(pty.master, "fresh");
     EXPECT_TRUE(rec.wait_data("fresh"));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(SerialLink, BadLineSettingsFail) {
-    io_runner run;
-    pty_pair pty;
-    recorder rec;
-    auto ex = run.strand();
+TEST_F(SerialLink, BadLineSettingsFail) {
     auto settings = settings_for(pty.path);
     settings.data_bits = 9;
-    auto link = ft::make_serial_link(ex, settings, fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
+    start_link(settings);
     ASSERT_TRUE(rec.wait_state(FL_LINK_FAILED));
     EXPECT_EQ(rec.count(FL_LINK_OPEN), 0);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 }  // namespace

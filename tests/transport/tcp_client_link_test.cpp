@@ -6,31 +6,50 @@ namespace {
 
 constexpr ft::backoff fast_retry{20ms, 200ms};
 
-TEST(TcpClientLink, ConnectsCarriesBytesAndReconnectsAfterTheServerCloses) {
-    io_runner run;
-    fd_holder server = tcp_listen();
-    ASSERT_TRUE(server);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", local_port(server.fd), fast_retry, rec.events());
-    EXPECT_EQ(link->kind(), FL_TRANSPORT_TCP_CLIENT);
-    on(ex, [&] { return link->open(); });
+// Each test's link connects to `server`, a listening socket on 127.0.0.1.
+class TcpClientLink : public link_test {
+protected:
+    void SetUp() override { ASSERT_TRUE(server); }
 
-    fd_holder conn = tcp_accept(server.fd);
+    void make_link(std::uint16_t port) {
+        link = ft::make_tcp_client_link(ex, "127.0.0.1", port, fast_retry, rec.events());
+    }
+    // Accepts the link's next connection on `server` and waits for the link's `nth` OPEN; an empty holder if either
+    // does not come.
+    fd_holder accept_open(int nth = 1) {
+        fd_holder conn = tcp_accept(server.fd);
+        if (!conn) {
+            ADD_FAILURE() << "the link did not connect";
+            return {};
+        }
+        if (!rec.wait_state(FL_LINK_OPEN, nth)) {
+            ADD_FAILURE() << "no OPEN number " << nth << " after the connection was accepted";
+            return {};
+        }
+        return conn;
+    }
+
+    fd_holder server = tcp_listen();
+};
+
+TEST_F(TcpClientLink, ConnectsCarriesBytesAndReconnectsAfterTheServerCloses) {
+    make_link(local_port(server.fd));
+    EXPECT_EQ(link->kind(), FL_TRANSPORT_TCP_CLIENT);
+    open_link();
+
+    fd_holder conn = accept_open();
     ASSERT_TRUE(conn);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
     write_all(conn.fd, "hello ");
     write_all(conn.fd, "host");
     EXPECT_TRUE(rec.wait_data("hello host"));
-    const auto b = bytes("hello device");
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_OK);
-    EXPECT_EQ(read_exact(conn.fd, b.size()), "hello device");
+    const std::string greeting = "hello device";
+    EXPECT_EQ(write(greeting), FL_OK);
+    EXPECT_EQ(read_exact(conn.fd, greeting.size()), greeting);
 
     conn.reset();  // the device drops the connection
     ASSERT_TRUE(rec.wait_state(FL_LINK_LOST));
-    fd_holder again = tcp_accept(server.fd);  // the link comes back by itself
+    fd_holder again = accept_open(2);  // the link comes back by itself
     ASSERT_TRUE(again);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
     EXPECT_EQ(link->counters().reconnects, 1u);
     EXPECT_EQ(rec.count(FL_LINK_FAILED), 0);
     write_all(again.fd, "!");
@@ -51,42 +70,31 @@ TEST(TcpClientLink, ConnectsCarriesBytesAndReconnectsAfterTheServerCloses) {
     EXPECT_EQ(rec.late_calls(), 0);
 }
 
-TEST(TcpClientLink, RefusedConnectionFailsThenOpensWhenTheServerAppears) {
-    io_runner run;
+TEST_F(TcpClientLink, RefusedConnectionFailsThenOpensWhenTheServerAppears) {
     const std::uint16_t port = unused_port();
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", port, fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
+    make_link(port);
+    open_link();
     ASSERT_TRUE(rec.wait_state(FL_LINK_FAILED));
     EXPECT_GE(link->counters().errors, 1u);
-    const auto b = bytes("x");
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_CLOSED);
+    EXPECT_EQ(write("x"), FL_CLOSED);
 
-    fd_holder server = tcp_listen(port);
+    server = tcp_listen(port);
     ASSERT_TRUE(server) << "port " << port << " was taken meanwhile";
-    fd_holder conn = tcp_accept(server.fd);
+    fd_holder conn = accept_open();
     ASSERT_TRUE(conn);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
     EXPECT_EQ(link->counters().reconnects, 1u);
-    EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_OK);
+    EXPECT_EQ(write("x"), FL_OK);
     EXPECT_EQ(read_exact(conn.fd, 1), "x");
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // Backpressure reaches the device: a paused link leaves the bytes in the kernel, the TCP window closes and the
 // device's own writes stall; on resume every byte arrives, in order.
-TEST(TcpClientLink, PausedLinkStopsReadingSoTheDevicesWritesBlockAndResumeDeliversEveryByte) {
-    io_runner run;
-    fd_holder server = tcp_listen();
-    ASSERT_TRUE(server);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", local_port(server.fd), fast_retry, rec.events());
-    on(ex, [&] { return link->open(); });
-    fd_holder conn = tcp_accept(server.fd);
+TEST_F(TcpClientLink, PausedLinkStopsReadingSoTheDevicesWritesBlockAndResumeDeliversEveryByte) {
+    make_link(local_port(server.fd));
+    open_link();
+    fd_holder conn = accept_open();
     ASSERT_TRUE(conn);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
 
     EXPECT_FALSE(on(ex, [&] { return link->paused(); }));
     on(ex, [&] {
@@ -96,52 +104,28 @@ TEST(TcpClientLink, PausedLinkStopsReadingSoTheDevicesWritesBlockAndResumeDelive
     EXPECT_TRUE(on(ex, [&] { return link->paused(); }));
     EXPECT_EQ(link->counters().pauses, 1u);
 
-    const std::string payload = pattern(8 << 20);
-    set_nonblocking(conn.fd);
-    const std::size_t sent = write_until_stalled(conn.fd, payload, 0);
-    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
-    std::this_thread::sleep_for(200ms);
-    // The read that was already waiting when the link paused may complete (it is delivered); nothing after it.
-    EXPECT_LE(rec.data_calls(), 1u);
-    EXPECT_LE(rec.received_size(), 4096u);
-    EXPECT_EQ(rec.received(), payload.substr(0, rec.received_size()));
-
-    on(ex, [&] { link->set_paused(false); });
-    EXPECT_FALSE(on(ex, [&] { return link->paused(); }));
-    write_rest(conn.fd, payload, sent);
-    EXPECT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
-    const auto c = link->counters();
-    EXPECT_EQ(c.bytes_in, payload.size());
-    EXPECT_EQ(c.bytes_discarded, 0u);
-    EXPECT_EQ(c.pauses, 1u);
-    on(ex, [&] { return link->close(); });
+    expect_stall_then_full_delivery(ex, *link, rec, conn.fd, pattern(8 << 20));
+    EXPECT_EQ(link->counters().pauses, 1u);
+    close_link();
 }
 
-TEST(TcpClientLink, PauseSurvivesAReconnectAndACloseAndOpen) {
-    io_runner run;
-    fd_holder server = tcp_listen();
-    ASSERT_TRUE(server);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_tcp_client_link(ex, "127.0.0.1", local_port(server.fd), fast_retry, rec.events());
+TEST_F(TcpClientLink, PauseSurvivesAReconnectAndACloseAndOpen) {
+    make_link(local_port(server.fd));
     on(ex, [&] {
         link->set_paused(true);  // before open(): the first connection starts paused
         return link->open();
     });
-    fd_holder conn = tcp_accept(server.fd);
+    fd_holder conn = accept_open();
     ASSERT_TRUE(conn);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
 
     // Writing is not paused: the link notices the device hung up when its write fails (no read is waiting).
     conn.reset();
-    const auto x = bytes("x");
     ASSERT_TRUE(eventually([&] {
-        on(ex, [&] { return link->write(x.data(), x.size()); });
+        write("x");
         return rec.count(FL_LINK_LOST) >= 1;
     })) << "the broken connection is noticed by writing";
-    fd_holder again = tcp_accept(server.fd);
+    fd_holder again = accept_open(2);
     ASSERT_TRUE(again);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
     EXPECT_TRUE(on(ex, [&] { return link->paused(); })) << "still paused after the reconnect";
     write_all(again.fd, "after reconnect");
     std::this_thread::sleep_for(200ms);
@@ -156,9 +140,8 @@ TEST(TcpClientLink, PauseSurvivesAReconnectAndACloseAndOpen) {
         link->close();
         return link->open();
     });
-    fd_holder third = tcp_accept(server.fd);
+    fd_holder third = accept_open(3);
     ASSERT_TRUE(third);
-    ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 3));
     write_all(third.fd, "!");
     std::this_thread::sleep_for(200ms);
     EXPECT_EQ(rec.received(), "after reconnect");
@@ -174,7 +157,7 @@ TEST(TcpClientLink, PauseSurvivesAReconnectAndACloseAndOpen) {
     EXPECT_TRUE(rec.wait_data("after reconnect!tail1"));
     write_all(third.fd, "tail2");
     std::this_thread::sleep_for(200ms);  // loopback: in the link's receive buffer long before this
-    on(ex, [&] { return link->close(); });
+    close_link();
     EXPECT_EQ(link->counters().bytes_discarded, 5u);
     EXPECT_EQ(rec.received(), "after reconnect!tail1");
 }

@@ -21,18 +21,26 @@ fl_status identify_by_first_line(const std::uint8_t *data, std::size_t size, std
     return FL_OK;
 }
 
-TEST(TcpListener, BindsADeviceByPeerAddress) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+// Each test's devices attach to `listener`, on 127.0.0.1 and an ephemeral port; `link` is the device of the tests
+// that need one.
+class TcpListener : public link_test {
+protected:
+    void attach_peer(const std::string &peer) { link = listener->attach_peer(ex, peer, rec.events()); }
+    void attach_identity(const std::string &identity) {
+        link = listener->attach_identity(ex, identity, rec.events());
+    }
+
+    std::shared_ptr<ft::tcp_listener> listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+};
+
+TEST_F(TcpListener, BindsADeviceByPeerAddress) {
     ASSERT_NE(listener->port(), 0);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_peer(ex, "127.0.0.1", rec.events());
+    attach_peer("127.0.0.1");
     EXPECT_EQ(link->kind(), FL_TRANSPORT_TCP_ACCEPTED);
     const auto b = bytes("to device");
 
     EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_CLOSED);
-    on(ex, [&] { return link->open(); });
+    open_link();
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPENING)) << "waits for its device to connect";
     EXPECT_EQ(on(ex, [&] { return link->write(b.data(), b.size()); }), FL_CLOSED) << "no connection yet";
 
@@ -68,9 +76,7 @@ TEST(TcpListener, BindsADeviceByPeerAddress) {
     EXPECT_EQ(rec.late_calls(), 0);
 }
 
-TEST(TcpListener, BindsDevicesByIdentityAndDeliversTheFirstBytesInOrder) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+TEST_F(TcpListener, BindsDevicesByIdentityAndDeliversTheFirstBytesInOrder) {
     std::atomic<int> asked_for_more{0};
     listener->set_identifier([&](const std::uint8_t *data, std::size_t size, std::string &identity) {
         const fl_status s = identify_by_first_line(data, size, identity);
@@ -113,14 +119,10 @@ TEST(TcpListener, BindsDevicesByIdentityAndDeliversTheFirstBytesInOrder) {
     on(ex_b, [&] { return link_b->close(); });
 }
 
-TEST(TcpListener, ClosesConnectionsNobodyClaims) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+TEST_F(TcpListener, ClosesConnectionsNobodyClaims) {
     listener->set_identifier(identify_by_first_line);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_identity(ex, "A", rec.events());
-    on(ex, [&] { return link->open(); });
+    attach_identity("A");
+    open_link();
 
     fd_holder stranger = tcp_connect(listener->port());
     write_all(stranger.fd, "ID:Z\nhello");
@@ -140,15 +142,13 @@ TEST(TcpListener, ClosesConnectionsNobodyClaims) {
 
     EXPECT_EQ(rec.count(FL_LINK_OPEN), 0);
     EXPECT_EQ(rec.received(), "");
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // The protocol has no authentication: a second connection naming a connected device must not take it over (it
 // could inject alarms and end the real ones). It is closed, the live one keeps flowing, and the conflict is reported
 // with the newcomer's address, once and then at most once a minute, counting the rest.
-TEST(TcpListener, ASecondConnectionClaimingAConnectedIdentityIsRefused) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+TEST_F(TcpListener, ASecondConnectionClaimingAConnectedIdentityIsRefused) {
     listener->set_identifier(identify_by_first_line);
     std::mutex mu;
     std::vector<std::string> reports;
@@ -156,10 +156,8 @@ TEST(TcpListener, ASecondConnectionClaimingAConnectedIdentityIsRefused) {
         std::lock_guard lock(mu);
         reports.push_back(identity + "|" + peer + "|" + what);
     });
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_identity(ex, "A", rec.events());
-    on(ex, [&] { return link->open(); });
+    attach_identity("A");
+    open_link();
     fd_holder real = tcp_connect(listener->port());
     write_all(real.fd, "ID:A\n1");
     ASSERT_TRUE(rec.wait_data("ID:A\n1"));
@@ -189,19 +187,15 @@ TEST(TcpListener, ASecondConnectionClaimingAConnectedIdentityIsRefused) {
     write_all(again.fd, "ID:A\n3");
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN, 2));
     EXPECT_TRUE(rec.wait_data("ID:A\n12ID:A\n3"));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // A device that reconnects as soon as it is refused (a panel whose identity no open device has) costs a few log
 // lines and one count per window, not a line per connection.
-TEST(TcpListener, RefusalsAreLoggedAFewAtATimeAndTheRestCounted) {
+TEST_F(TcpListener, RefusalsAreLoggedAFewAtATimeAndTheRestCounted) {
     log_capture logs;
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_peer(ex, "192.0.2.7", rec.events());  // some other device
-    on(ex, [&] { return link->open(); });
+    attach_peer("192.0.2.7");  // some other device
+    open_link();
     for (int i = 0; i < 200; ++i) {
         fd_holder client = tcp_connect(listener->port());
         ASSERT_TRUE(wait_closed(client.fd));
@@ -209,19 +203,15 @@ TEST(TcpListener, RefusalsAreLoggedAFewAtATimeAndTheRestCounted) {
     EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 200; }));
     EXPECT_EQ(logs.count("closed a connection from 127.0.0.1"), 5u);
     EXPECT_EQ(logs.count("are counted, not logged"), 1u);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // A stopping host closes the acceptor before its devices: a device that reconnects meanwhile is refused by the
 // kernel (nothing is listening) instead of accepted, identified and closed, with a warning each time.
-TEST(TcpListener, StopAcceptingReleasesThePortAndKeepsTheConnectedDevices) {
+TEST_F(TcpListener, StopAcceptingReleasesThePortAndKeepsTheConnectedDevices) {
     log_capture logs;
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_peer(ex, "127.0.0.1", rec.events());
-    on(ex, [&] { return link->open(); });
+    attach_peer("127.0.0.1");
+    open_link();
     fd_holder device = tcp_connect(listener->port());
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
 
@@ -230,19 +220,15 @@ TEST(TcpListener, StopAcceptingReleasesThePortAndKeepsTheConnectedDevices) {
     EXPECT_FALSE(tcp_connect(listener->port())) << "the port is released";
     write_all(device.fd, "still here");
     EXPECT_TRUE(rec.wait_data("still here")) << "a connected device keeps its connection";
-    on(ex, [&] { return link->close(); });
+    close_link();
     EXPECT_TRUE(wait_closed(device.fd));
     EXPECT_EQ(logs.count("closed a connection"), 0u);
     EXPECT_EQ(listener->unmatched_connections(), 0u);
 }
 
-TEST(TcpListener, WithoutAMatchOrAnIdentifierTheConnectionIsClosed) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_peer(ex, "192.0.2.7", rec.events());  // some other device
-    on(ex, [&] { return link->open(); });
+TEST_F(TcpListener, WithoutAMatchOrAnIdentifierTheConnectionIsClosed) {
+    attach_peer("192.0.2.7");  // some other device
+    open_link();
     fd_holder client = tcp_connect(listener->port());
     EXPECT_TRUE(wait_closed(client.fd));
     EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 1; }));
@@ -254,16 +240,12 @@ TEST(TcpListener, WithoutAMatchOrAnIdentifierTheConnectionIsClosed) {
     fd_holder early = tcp_connect(listener->port());
     EXPECT_TRUE(wait_closed(early.fd));
     EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 2; }));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(TcpListener, PausedConnectionBlocksTheDeviceAndResumeDeliversEveryByteAlsoAfterAReconnect) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_peer(ex, "127.0.0.1", rec.events());
-    on(ex, [&] { return link->open(); });
+TEST_F(TcpListener, PausedConnectionBlocksTheDeviceAndResumeDeliversEveryByteAlsoAfterAReconnect) {
+    attach_peer("127.0.0.1");
+    open_link();
     fd_holder device = tcp_connect(listener->port());
     ASSERT_TRUE(device);
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
@@ -271,16 +253,7 @@ TEST(TcpListener, PausedConnectionBlocksTheDeviceAndResumeDeliversEveryByteAlsoA
     on(ex, [&] { link->set_paused(true); });
     EXPECT_EQ(link->counters().pauses, 1u);
     const std::string payload = pattern(8 << 20);
-    set_nonblocking(device.fd);
-    const std::size_t sent = write_until_stalled(device.fd, payload, 0);
-    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
-    std::this_thread::sleep_for(200ms);
-    EXPECT_LE(rec.data_calls(), 1u) << "only the read already waiting when the link paused";
-    EXPECT_LE(rec.received_size(), 4096u);
-
-    on(ex, [&] { link->set_paused(false); });
-    write_rest(device.fd, payload, sent);
-    ASSERT_TRUE(rec.wait_large(payload)) << rec.received_size() << " of " << payload.size() << " bytes";
+    ASSERT_TRUE(expect_stall_then_full_delivery(ex, *link, rec, device.fd, payload));
 
     // The device reconnects while the link is paused: the new connection replaces the old one and stays paused.
     on(ex, [&] { link->set_paused(true); });
@@ -298,17 +271,13 @@ TEST(TcpListener, PausedConnectionBlocksTheDeviceAndResumeDeliversEveryByteAlsoA
     EXPECT_EQ(c.bytes_in, payload.size() + 5);
     EXPECT_EQ(c.bytes_discarded, 0u);
     EXPECT_EQ(c.pauses, 2u);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // The bytes identify read are delivered even to a paused device (they are out of the kernel); the rest wait.
-TEST(TcpListener, APausedDeviceGetsTheIdentifiedBytesAndNothingMoreUntilResume) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+TEST_F(TcpListener, APausedDeviceGetsTheIdentifiedBytesAndNothingMoreUntilResume) {
     listener->set_identifier(identify_by_first_line);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_identity(ex, "A", rec.events());
+    attach_identity("A");
     on(ex, [&] {
         link->set_paused(true);
         return link->open();
@@ -331,14 +300,12 @@ TEST(TcpListener, APausedDeviceGetsTheIdentifiedBytesAndNothingMoreUntilResume) 
     on(ex, [&] { link->set_paused(false); });
     write_rest(device.fd, payload, sent);
     EXPECT_TRUE(rec.wait_large(payload));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // What a listener holds for strangers is bounded: a peer sending endless bytes without identifying is closed after
 // 4 KiB, and at most 64 connections identify at once (more are closed at accept); each refusal is counted.
-TEST(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
+TEST_F(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
     listener->set_identifier(identify_by_first_line);
 
     fd_holder endless = tcp_connect(listener->port());
@@ -371,28 +338,24 @@ TEST(TcpListener, StrangersAreBoundedInBytesAndInNumber) {
     EXPECT_FALSE(wait_closed(silent.front().fd, 100ms)) << "the first 64 are still identifying";
 
     // A slot frees when one of them goes: the next connection is identified again.
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_identity(ex, "A", rec.events());
-    on(ex, [&] { return link->open(); });
+    attach_identity("A");
+    open_link();
     silent.front().reset();
     ASSERT_TRUE(eventually([&] { return listener->unmatched_connections() == 3; }));  // it closed unidentified
     fd_holder device = tcp_connect(listener->port());
     write_all(device.fd, "ID:A\nhi");
     EXPECT_TRUE(rec.wait_data("ID:A\nhi"));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 // The caps come from the site file ([[listener]] max_unbound, identify_timeout_ms): a flood beyond max_unbound is
 // closed at accept while a bound device keeps flowing, and a silent connection goes at identify_timeout.
-TEST(TcpListener, ConfiguredLimitsBoundTheUnboundAndNeverTheBound) {
-    io_runner run;
-    auto listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0, {.max_unbound = 2, .identify_timeout = 2s});
+TEST_F(TcpListener, ConfiguredLimitsBoundTheUnboundAndNeverTheBound) {
+    // In place of the fixture's listener, one with the configured limits.
+    listener = ft::make_tcp_listener(run.io, "127.0.0.1", 0, {.max_unbound = 2, .identify_timeout = 2s});
     listener->set_identifier(identify_by_first_line);
-    recorder rec;
-    auto ex = run.strand();
-    auto link = listener->attach_identity(ex, "A", rec.events());
-    on(ex, [&] { return link->open(); });
+    attach_identity("A");
+    open_link();
     fd_holder device = tcp_connect(listener->port());
     write_all(device.fd, "ID:A\n1");
     ASSERT_TRUE(rec.wait_data("ID:A\n1"));
@@ -408,15 +371,13 @@ TEST(TcpListener, ConfiguredLimitsBoundTheUnboundAndNeverTheBound) {
     for (auto &s : silent) EXPECT_TRUE(wait_closed(s.fd, 10s)) << "and closed once identify_timeout passes";
     EXPECT_TRUE(eventually([&] { return listener->unmatched_connections() == 52; }));
     EXPECT_FALSE(wait_closed(device.fd, 50ms));
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
-TEST(TcpListener, BindFailureAndBadAddressesThrow) {
-    io_runner run;
-    auto first = ft::make_tcp_listener(run.io, "127.0.0.1", 0);
-    EXPECT_THROW(ft::make_tcp_listener(run.io, "127.0.0.1", first->port()), std::system_error);
+TEST_F(TcpListener, BindFailureAndBadAddressesThrow) {
+    EXPECT_THROW(ft::make_tcp_listener(run.io, "127.0.0.1", listener->port()), std::system_error);
     EXPECT_THROW(ft::make_tcp_listener(run.io, "not-an-address", 0), std::system_error);
-    EXPECT_THROW(first->attach_peer(run.strand(), "not-an-address", {}), std::invalid_argument);
+    EXPECT_THROW(listener->attach_peer(run.strand(), "not-an-address", {}), std::invalid_argument);
 }
 
 }  // namespace

@@ -167,6 +167,30 @@ struct recorder {
 
 inline std::vector<std::uint8_t> bytes(const std::string &s) { return {s.begin(), s.end()}; }
 
+// The fixture of a test that drives one link (`link`, made by the test) on its own strand and records its callbacks.
+// The link goes in TearDown, before the peers a derived fixture holds (a pty, a server socket, a listener).
+class link_test : public ::testing::Test {
+protected:
+    void TearDown() override { link.reset(); }
+
+    // The link's calls, made on its executor.
+    fl_status open_link() {
+        return on(ex, [&] { return link->open(); });
+    }
+    fl_status write(const std::string &s) {
+        const auto b = bytes(s);
+        return on(ex, [&] { return link->write(b.data(), b.size()); });
+    }
+    void close_link() {
+        on(ex, [&] { return link->close(); });
+    }
+
+    io_runner run;
+    recorder rec;
+    ft::executor ex = run.strand();
+    std::unique_ptr<ft::link> link;
+};
+
 // n bytes no two stretches of which look alike, so a lost, repeated or reordered chunk shows.
 inline std::string pattern(std::size_t n) {
     std::string out(n, '\0');
@@ -238,6 +262,31 @@ inline std::size_t write_until_stalled(int fd, const std::string &data, std::siz
 inline void write_rest(int fd, const std::string &data, std::size_t from) {
     from = write_until_stalled(fd, data, from, patience);
     EXPECT_EQ(from, data.size()) << "the reader stopped taking bytes";
+}
+
+// Backpressure on a byte stream, from a paused link that has received nothing yet: the device writes `payload` on
+// `device_fd` until its writes stall (the link reads nothing while paused, so the kernel buffers fill up); then the
+// link is resumed and every byte must arrive, in order. Returns whether all of `payload` arrived.
+inline bool expect_stall_then_full_delivery(const ft::executor &ex, ft::link &link, recorder &rec, int device_fd,
+                                            const std::string &payload) {
+    set_nonblocking(device_fd);
+    const std::size_t sent = write_until_stalled(device_fd, payload, 0);
+    EXPECT_LT(sent, payload.size()) << "the device's writes never blocked: the host kept reading";
+    std::this_thread::sleep_for(200ms);
+    // The read that was already waiting when the link paused may complete (it is delivered); nothing after it.
+    EXPECT_LE(rec.data_calls(), 1u) << "only the read already waiting when the link paused";
+    EXPECT_LE(rec.received_size(), 4096u);
+    EXPECT_EQ(rec.received(), payload.substr(0, rec.received_size()));
+
+    on(ex, [&] { link.set_paused(false); });
+    EXPECT_FALSE(on(ex, [&] { return link.paused(); }));
+    write_rest(device_fd, payload, sent);
+    const bool delivered = rec.wait_large(payload);
+    EXPECT_TRUE(delivered) << rec.received_size() << " of " << payload.size() << " bytes";
+    const auto c = link.counters();
+    EXPECT_EQ(c.bytes_in, payload.size());
+    EXPECT_EQ(c.bytes_discarded, 0u);
+    return delivered;
 }
 
 // True when the peer closed the connection (read returns 0 or an error) before the deadline.

@@ -27,19 +27,21 @@ void send_to(int fd, std::uint16_t port, const std::string &s) {
     ::sendto(fd, s.data(), s.size(), 0, reinterpret_cast<const sockaddr *>(&a), sizeof a);
 }
 
-TEST(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
-    io_runner run;
+// Each test's link talks to `peer`, a UDP socket on 127.0.0.1.
+class UdpLink : public link_test {
+protected:
+    void SetUp() override { link = ft::make_udp_link(ex, "127.0.0.1", local_port(peer.fd), rec.events()); }
+
     fd_holder peer = udp_socket();
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_udp_link(ex, "127.0.0.1", local_port(peer.fd), rec.events());
+};
+
+TEST_F(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
     EXPECT_EQ(link->kind(), FL_TRANSPORT_UDP);
-    const auto ping = bytes("ping");
-    EXPECT_EQ(on(ex, [&] { return link->write(ping.data(), ping.size()); }), FL_CLOSED);
-    on(ex, [&] { return link->open(); });
+    EXPECT_EQ(write("ping"), FL_CLOSED);
+    open_link();
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
 
-    EXPECT_EQ(on(ex, [&] { return link->write(ping.data(), ping.size()); }), FL_OK);
+    EXPECT_EQ(write("ping"), FL_OK);
     const auto [got, link_port] = receive(peer.fd);
     EXPECT_EQ(got, "ping");
     ASSERT_NE(link_port, 0);
@@ -55,6 +57,7 @@ TEST(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
     EXPECT_TRUE(rec.wait_data("pongpong2")) << "the stranger's datagram was never delivered";
 
     // Request over UDP: the reply timer runs as on any link.
+    const auto ping = bytes("ping");
     EXPECT_EQ(on(ex, [&] { return link->request(ping.data(), ping.size(), 50ms); }), FL_OK);
     EXPECT_EQ(receive(peer.fd).first, "ping");
     ASSERT_TRUE(rec.wait_state(FL_LINK_REPLY_TIMEOUT));
@@ -74,16 +77,10 @@ TEST(UdpLink, DatagramsBothWaysAndStrangersAreDropped) {
 
 // UDP has no flow control: a paused link leaves datagrams in the socket's receive buffer (the kernel drops what does
 // not fit) and delivers them on resume.
-TEST(UdpLink, PausedLinkReceivesNothingAndDeliversTheWaitingDatagramsOnResume) {
-    io_runner run;
-    fd_holder peer = udp_socket();
-    recorder rec;
-    auto ex = run.strand();
-    auto link = ft::make_udp_link(ex, "127.0.0.1", local_port(peer.fd), rec.events());
-    on(ex, [&] { return link->open(); });
+TEST_F(UdpLink, PausedLinkReceivesNothingAndDeliversTheWaitingDatagramsOnResume) {
+    open_link();
     ASSERT_TRUE(rec.wait_state(FL_LINK_OPEN));
-    const auto hi = bytes("hi");
-    EXPECT_EQ(on(ex, [&] { return link->write(hi.data(), hi.size()); }), FL_OK);
+    EXPECT_EQ(write("hi"), FL_OK);
     const std::uint16_t link_port = receive(peer.fd).second;
     ASSERT_NE(link_port, 0);
 
@@ -105,7 +102,7 @@ TEST(UdpLink, PausedLinkReceivesNothingAndDeliversTheWaitingDatagramsOnResume) {
     const auto c = link->counters();
     EXPECT_EQ(c.bytes_in, expected.size());
     EXPECT_EQ(c.bytes_discarded, 0u);
-    on(ex, [&] { return link->close(); });
+    close_link();
 }
 
 }  // namespace

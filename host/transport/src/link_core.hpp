@@ -77,7 +77,7 @@ public:
     bool paused() const { return paused_; }
 
     // The handle is gone (from any thread): no callback from now on; the wire is closed on the executor.
-    void detach();
+    virtual void detach();
 
 protected:
     // Begin opening the wire. Runs on the executor, posted by open().

@@ -4,7 +4,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <spdlog/spdlog.h>
 
-#include "retry_backoff.hpp"
+#include "resolve_endpoints.hpp"
+#include "retrying_link.hpp"
 #include "stream_link.hpp"
 #include "tcp_socket_options.hpp"
 
@@ -14,43 +15,26 @@ namespace {
 
 using tcp = asio::ip::tcp;
 
-class tcp_client_link final : public stream_link<tcp::socket> {
+class tcp_client_link final : public retrying_link<stream_link<tcp::socket>> {
 public:
     tcp_client_link(executor ex, std::string host, std::uint16_t port, backoff retry, link_events events)
-        : stream_link(ex, std::move(events), "tcp " + host + ":" + std::to_string(port)), host_(std::move(host)),
-          port_(port), backoff_(retry), resolver_(ex), connect_timer_(ex), retry_timer_(ex) {}
+        : retrying_link(ex, std::move(events), "tcp " + host + ":" + std::to_string(port), retry),
+          host_(std::move(host)), port_(port), resolver_(ex), connect_timer_(ex) {}
 
     int kind() const override { return FL_TRANSPORT_TCP_CLIENT; }
 
 private:
-    void start() override {
-        backoff_.restart();
-        do_resolve();
-    }
-
-    void do_resolve() {
+    void try_open() override {
         ++attempt_;
         timed_out_ = false;
         connect_timer_.expires_after(connect_deadline);
         connect_timer_.async_wait([self = self<tcp_client_link>(), epoch = epoch_, attempt = attempt_](
                                       const error_code &ec) { self->on_connect_deadline(epoch, attempt, ec); });
-        // An address literal needs no resolver (whose getaddrinfo thread a slow DNS server can hold up).
-        error_code literal_ec;
-        const auto address = asio::ip::make_address(host_, literal_ec);
-        if (!literal_ec) {
-            const tcp::endpoint endpoint(address, port_);
-            asio::post(ex_, [self = self<tcp_client_link>(), epoch = epoch_, attempt = attempt_, endpoint] {
-                self->on_resolve(epoch, attempt, {}, {endpoint});
-            });
-            return;
-        }
-        resolver_.async_resolve(host_, std::to_string(port_),
-                                [self = self<tcp_client_link>(), epoch = epoch_, attempt = attempt_](
-                                    const error_code &ec, const tcp::resolver::results_type &results) {
-                                    std::vector<tcp::endpoint> endpoints;
-                                    for (const auto &entry : results) endpoints.push_back(entry.endpoint());
-                                    self->on_resolve(epoch, attempt, ec, std::move(endpoints));
-                                });
+        resolve_endpoints(ex_, resolver_, host_, port_,
+                          [self = self<tcp_client_link>(), epoch = epoch_, attempt = attempt_](
+                              const error_code &ec, std::vector<tcp::endpoint> endpoints) {
+                              self->on_resolve(epoch, attempt, ec, std::move(endpoints));
+                          });
     }
 
     void on_connect_deadline(std::uint64_t epoch, std::uint64_t attempt, const error_code &ec) {
@@ -66,7 +50,7 @@ private:
                     std::vector<tcp::endpoint> results) {
         if (!alive(epoch) || attempt != attempt_) return;
         if (ec) {
-            fail_attempt(ec, "resolve");
+            fail_attempt(ec, "resolve failed");
             return;
         }
         asio::async_connect(stream_, results,
@@ -79,12 +63,12 @@ private:
         if (!alive(epoch) || attempt != attempt_) return;
         connect_timer_.cancel();
         if (ec) {
-            fail_attempt(ec, "connect");
+            fail_attempt(ec, "connect failed");
             return;
         }
         ++attempt_;  // a deadline that expired just now must not close the connection that made it
         set_device_socket_options(stream_);
-        if (backoff_.succeeded()) ++counters_.reconnects;
+        attempt_succeeded();
         spdlog::info("[{}] connected", name_);
         begin_session();
     }
@@ -95,40 +79,24 @@ private:
         error_code ignored;
         stream_.close(ignored);
         if (timed_out_) ec = asio::error::timed_out;
-        ++counters_.errors;
-        if (backoff_.failed()) spdlog::warn("[{}] {} failed ({}); retrying with backoff", name_, what, ec.message());
-        const std::uint64_t epoch = epoch_;
-        set_state(FL_LINK_FAILED, ec == asio::error::timed_out ? FL_TIMEOUT : FL_IO);
-        if (alive(epoch)) schedule_connect();
+        attempt_failed(ec, what, ec == asio::error::timed_out ? FL_TIMEOUT : FL_IO);
     }
 
-    void on_lost() override {
-        backoff_.dropped();
-        schedule_connect();
-    }
-
-    void schedule_connect() {
-        retry_timer_.expires_after(backoff_.next());
-        retry_timer_.async_wait([self = self<tcp_client_link>(), epoch = epoch_](const error_code &ec) {
-            if (!ec && self->alive(epoch)) self->do_resolve();
-        });
-    }
+    void on_lost() override { retry_after_drop(); }
 
     void stop() override {
         ++attempt_;
         resolver_.cancel();
         connect_timer_.cancel();
-        retry_timer_.cancel();
+        cancel_retry();
         end_session();
         spdlog::info("[{}] closed", name_);
     }
 
     std::string host_;
     std::uint16_t port_;
-    retry_backoff backoff_;
     tcp::resolver resolver_;
     asio::steady_timer connect_timer_;
-    asio::steady_timer retry_timer_;
     std::uint64_t attempt_ = 0;  // completions of an abandoned attempt are stale
     bool timed_out_ = false;
 };

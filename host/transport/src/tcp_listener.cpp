@@ -230,7 +230,11 @@ public:
         begin_session(first);
     }
 
-    void detach_from_listener() { listener_->detach(id_); }
+    // The handle is gone: the device also leaves the listener's registry.
+    void detach() override {
+        listener_->detach(id_);
+        link_core::detach();
+    }
 
 private:
     void start() override {
@@ -251,30 +255,6 @@ private:
     const std::uint64_t id_;
     std::uint64_t token_ = 0;
     bool had_connection_ = false;
-};
-
-// The handle also takes the device out of the listener's registry.
-class accepted_link_handle final : public link {
-public:
-    explicit accepted_link_handle(std::shared_ptr<accepted_link> impl) : impl_(std::move(impl)) {}
-    ~accepted_link_handle() override {
-        impl_->detach_from_listener();
-        impl_->detach();
-    }
-    int kind() const override { return impl_->kind(); }
-    fl_status open() override { return impl_->open(); }
-    fl_status write(const std::uint8_t *data, std::size_t size) override { return impl_->write(data, size); }
-    fl_status request(const std::uint8_t *data, std::size_t size, std::chrono::milliseconds timeout) override {
-        return impl_->request(data, size, timeout);
-    }
-    fl_status end_request() override { return impl_->end_request(); }
-    fl_status close() override { return impl_->close(); }
-    link_counters counters() const override { return impl_->counters(); }
-    void set_paused(bool paused) override { impl_->set_paused(paused); }
-    bool paused() const override { return impl_->paused(); }
-
-private:
-    std::shared_ptr<accepted_link> impl_;
 };
 
 // A connection reading its first bytes until identify names its device.
@@ -409,7 +389,7 @@ std::unique_ptr<link> listener_core::attach(executor ex, std::optional<asio::ip:
     const std::uint64_t id = ++next_device_;
     auto impl = std::make_shared<accepted_link>(ex, std::move(events), shared_from_this(), id, "tcp-in " + name);
     devices_.emplace(id, device_entry{peer, std::move(identity), std::move(allow), impl, ex, false, 0, {}});
-    return std::make_unique<accepted_link_handle>(std::move(impl));
+    return std::make_unique<link_handle<accepted_link>>(std::move(impl));
 }
 
 void listener_core::set_open(std::uint64_t device, bool open) {

@@ -4,7 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "link_core.hpp"
-#include "retry_backoff.hpp"
+#include "resolve_endpoints.hpp"
+#include "retrying_link.hpp"
 
 namespace firelink::transport {
 namespace detail {
@@ -15,11 +16,11 @@ using udp = asio::ip::udp;
 // The largest UDP payload over IPv4.
 constexpr std::size_t max_datagram = 65507;
 
-class udp_link final : public link_core {
+class udp_link final : public retrying_link<link_core> {
 public:
     udp_link(executor ex, std::string host, std::uint16_t port, backoff retry, link_events events)
-        : link_core(ex, std::move(events), "udp " + host + ":" + std::to_string(port)), host_(std::move(host)),
-          port_(port), backoff_(retry), socket_(ex), resolver_(ex), resolve_timer_(ex), retry_timer_(ex),
+        : retrying_link(ex, std::move(events), "udp " + host + ":" + std::to_string(port), retry),
+          host_(std::move(host)), port_(port), socket_(ex), resolver_(ex), resolve_timer_(ex),
           read_buffer_(max_datagram) {}
 
     int kind() const override { return FL_TRANSPORT_UDP; }
@@ -27,34 +28,17 @@ public:
 private:
     std::size_t max_write() const override { return max_datagram; }
 
-    void start() override {
-        backoff_.restart();
-        do_resolve();
-    }
-
-    void do_resolve() {
+    void try_open() override {
         ++attempt_;
         resolve_timer_.expires_after(connect_deadline);
         resolve_timer_.async_wait([self = self<udp_link>(), epoch = epoch_, attempt = attempt_](const error_code &ec) {
             if (!ec && self->alive(epoch) && attempt == self->attempt_) self->resolver_.cancel();
         });
-        // An address literal needs no resolver (whose getaddrinfo thread a slow DNS server can hold up).
-        error_code literal_ec;
-        const auto address = asio::ip::make_address(host_, literal_ec);
-        if (!literal_ec) {
-            const udp::endpoint endpoint(address, port_);
-            asio::post(ex_, [self = self<udp_link>(), epoch = epoch_, attempt = attempt_, endpoint] {
-                self->on_resolve(epoch, attempt, {}, {endpoint});
-            });
-            return;
-        }
-        resolver_.async_resolve(host_, std::to_string(port_),
-                                [self = self<udp_link>(), epoch = epoch_, attempt = attempt_](
-                                    const error_code &ec, const udp::resolver::results_type &results) {
-                                    std::vector<udp::endpoint> endpoints;
-                                    for (const auto &entry : results) endpoints.push_back(entry.endpoint());
-                                    self->on_resolve(epoch, attempt, ec, std::move(endpoints));
-                                });
+        resolve_endpoints(ex_, resolver_, host_, port_,
+                          [self = self<udp_link>(), epoch = epoch_, attempt = attempt_](
+                              const error_code &ec, std::vector<udp::endpoint> endpoints) {
+                              self->on_resolve(epoch, attempt, ec, std::move(endpoints));
+                          });
     }
 
     void on_resolve(std::uint64_t epoch, std::uint64_t attempt, error_code ec, std::vector<udp::endpoint> results) {
@@ -68,13 +52,10 @@ private:
         }
         if (ec) {
             close_socket();
-            ++counters_.errors;
-            if (backoff_.failed()) spdlog::warn("[{}] cannot open ({}); retrying with backoff", name_, ec.message());
-            set_state(FL_LINK_FAILED, FL_IO);
-            if (alive(epoch)) schedule_open();
+            attempt_failed(ec, "cannot open", FL_IO);
             return;
         }
-        if (backoff_.succeeded()) ++counters_.reconnects;
+        attempt_succeeded();
         ++session_;
         open_ = true;
         spdlog::info("[{}] open (local port {})", name_, socket_.local_endpoint(ec).port());
@@ -102,10 +83,9 @@ private:
         if (ec) {
             close_socket();
             ++counters_.errors;
-            backoff_.dropped();
             spdlog::warn("[{}] socket lost ({}); reopening with backoff", name_, ec.message());
             set_state(FL_LINK_LOST, FL_IO);
-            if (alive(epoch)) schedule_open();
+            if (alive(epoch)) retry_after_drop();
             return;
         }
         if (sender_ != peer_) {
@@ -141,13 +121,6 @@ private:
         send_next();
     }
 
-    void schedule_open() {
-        retry_timer_.expires_after(backoff_.next());
-        retry_timer_.async_wait([self = self<udp_link>(), epoch = epoch_](const error_code &ec) {
-            if (!ec && self->alive(epoch)) self->do_resolve();
-        });
-    }
-
     void close_socket() {
         ++session_;
         open_ = false;
@@ -162,18 +135,16 @@ private:
         ++attempt_;
         resolver_.cancel();
         resolve_timer_.cancel();
-        retry_timer_.cancel();
+        cancel_retry();
         close_socket();
         spdlog::info("[{}] closed", name_);
     }
 
     std::string host_;
     std::uint16_t port_;
-    retry_backoff backoff_;
     udp::socket socket_;
     udp::resolver resolver_;
     asio::steady_timer resolve_timer_;
-    asio::steady_timer retry_timer_;
     std::vector<std::uint8_t> read_buffer_;
     udp::endpoint peer_;
     udp::endpoint sender_;
