@@ -273,6 +273,12 @@ static const void *bench_get_extension(const fl_device *d, const char *id) {
     return NULL;
 }
 
+/* The device's functions, the same for every instance: create_device copies them and points driver_data at
+ * the instance. */
+static const fl_device bench_device_functions = {.struct_size = sizeof(fl_device), .start = bench_start,
+                                                 .stop = bench_stop, .destroy = bench_destroy, .command = bench_command,
+                                                 .get_extension = bench_get_extension};
+
 /* ---- plugin level ---- */
 
 static const fl_driver_descriptor bench_driver = {
@@ -354,13 +360,8 @@ static fl_status bench_create_device(const char *driver_id, const fl_host *host,
         return FL_INVALID_ARGUMENT;
     dev = (bench_device *)calloc(1, sizeof *dev);
     if (!dev) return FL_NO_MEMORY;
-    dev->abi.struct_size = sizeof(fl_device);
+    dev->abi = bench_device_functions;
     dev->abi.driver_data = dev;
-    dev->abi.start = bench_start;
-    dev->abi.stop = bench_stop;
-    dev->abi.destroy = bench_destroy;
-    dev->abi.command = bench_command;
-    dev->abi.get_extension = bench_get_extension;
     dev->host = host;
     dev->burst = burst;
     dev->alarm_every = alarm_every;
