@@ -357,6 +357,12 @@ static const void *probe_get_extension(const fl_device *d, const char *id) {
     return NULL;
 }
 
+/* The device's functions, the same for every instance: create_device copies them and points driver_data at
+ * the instance. */
+static const fl_device probe_device_functions = {.struct_size = sizeof(fl_device), .start = probe_start,
+                                                 .stop = probe_stop, .destroy = probe_destroy, .command = probe_command,
+                                                 .get_extension = probe_get_extension};
+
 /* ---- plugin level ---- */
 
 #ifdef BROKEN_UNLISTED_EXTENSION
@@ -438,13 +444,8 @@ static fl_status probe_create(const char *driver_id, const fl_host *host, const 
         dev->leaked_fd = open("/dev/null", O_RDONLY);
     }
 #endif
-    dev->abi.struct_size = sizeof(fl_device);
+    dev->abi = probe_device_functions;
     dev->abi.driver_data = dev;
-    dev->abi.start = probe_start;
-    dev->abi.stop = probe_stop;
-    dev->abi.destroy = probe_destroy;
-    dev->abi.command = probe_command;
-    dev->abi.get_extension = probe_get_extension;
     dev->host = host;
     dev->wire = (const fl_host_transport *)host->get_extension(host, FL_EXT_TRANSPORT);
     dev->timer = (const fl_host_timer *)host->get_extension(host, FL_EXT_TIMER);

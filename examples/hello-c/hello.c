@@ -121,6 +121,12 @@ static const void *hello_get_extension(const fl_device *d, const char *id) {
     return NULL;
 }
 
+/* The device's functions, the same for every instance: create_device copies them and points driver_data at
+ * the instance. */
+static const fl_device hello_device_functions = {.struct_size = sizeof(fl_device), .start = hello_start,
+                                                 .stop = hello_stop, .destroy = hello_destroy, .command = hello_command,
+                                                 .get_extension = hello_get_extension};
+
 /* ---- plugin level ---- */
 
 static const char *const hello_needs[] = {FL_EXT_TIMER, NULL};
@@ -214,13 +220,8 @@ static fl_status hello_create_device(const char *driver_id, const fl_host *host,
         return FL_INVALID_ARGUMENT;
     dev = (hello_device *)calloc(1, sizeof *dev);
     if (!dev) return FL_NO_MEMORY;
-    dev->abi.struct_size = sizeof(fl_device);
+    dev->abi = hello_device_functions;
     dev->abi.driver_data = dev;
-    dev->abi.start = hello_start;
-    dev->abi.stop = hello_stop;
-    dev->abi.destroy = hello_destroy;
-    dev->abi.command = hello_command;
-    dev->abi.get_extension = hello_get_extension;
     dev->host = host;
     dev->timer = (const fl_host_timer *)host->get_extension(host, FL_EXT_TIMER);
     dev->state = HELLO_CREATED;

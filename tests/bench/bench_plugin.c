@@ -90,6 +90,30 @@ static void put_be64(uint8_t *p, uint64_t v) {
     for (i = 0; i < 8; ++i) p[i] = (uint8_t)(v >> (8 * (7 - i)));
 }
 
+/* Starts an event of `keys` keys in buf: "schema" 1, "kind" and "code" first. */
+static void begin_event(fl_mp_writer *w, uint8_t *buf, size_t cap, uint32_t keys, const char *kind, const char *code) {
+    fl_mp_writer_init(w, buf, cap);
+    fl_mp_map(w, keys);
+    fl_mp_kv_int(w, "schema", 1);
+    fl_mp_kv_str(w, "kind", kind);
+    fl_mp_kv_str(w, "code", code);
+}
+
+/* A point of "values" with a unit: {"name":name,"value":value,"unit":unit}. */
+static void measured_point(fl_mp_writer *w, const char *name, double value, const char *unit) {
+    fl_mp_map(w, 3);
+    fl_mp_kv_str(w, "name", name);
+    fl_mp_kv_double(w, "value", value);
+    fl_mp_kv_str(w, "unit", unit);
+}
+
+/* A point of "values" that counts: {"name":name,"value":count}. */
+static void count_point(fl_mp_writer *w, const char *name, uint64_t count) {
+    fl_mp_map(w, 2);
+    fl_mp_kv_str(w, "name", name);
+    fl_mp_kv_int(w, "value", (int64_t)count);
+}
+
 /* The stamp: {"name":"t_ns","value":<0xcf + 8 bytes>} as the last point of "values", the last key. */
 static void stamp_point(fl_mp_writer *w) {
     fl_mp_map(w, 2);
@@ -101,30 +125,16 @@ static void stamp_point(fl_mp_writer *w) {
 static int encode_templates(bench_device *dev) {
     fl_mp_writer w;
 
-    fl_mp_writer_init(&w, dev->telemetry, sizeof dev->telemetry);
-    fl_mp_map(&w, 4);
-    fl_mp_kv_int(&w, "schema", 1);
-    fl_mp_kv_str(&w, "kind", "telemetry");
-    fl_mp_kv_str(&w, "code", "measurements");
+    begin_event(&w, dev->telemetry, sizeof dev->telemetry, 4, "telemetry", "measurements");
     fl_mp_str(&w, "values");
     fl_mp_array(&w, 3);
-    fl_mp_map(&w, 3);
-    fl_mp_kv_str(&w, "name", "current");
-    fl_mp_kv_double(&w, "value", 3.25);
-    fl_mp_kv_str(&w, "unit", "A");
-    fl_mp_map(&w, 3);
-    fl_mp_kv_str(&w, "name", "temperature");
-    fl_mp_kv_double(&w, "value", 41.5);
-    fl_mp_kv_str(&w, "unit", "C");
+    measured_point(&w, "current", 3.25, "A");
+    measured_point(&w, "temperature", 41.5, "C");
     stamp_point(&w);
     if (!fl_mp_ok(&w)) return 0;
     dev->telemetry_len = w.len;
 
-    fl_mp_writer_init(&w, dev->alarm, sizeof dev->alarm);
-    fl_mp_map(&w, 6);
-    fl_mp_kv_int(&w, "schema", 1);
-    fl_mp_kv_str(&w, "kind", "alarm");
-    fl_mp_kv_str(&w, "code", "arc_fault");
+    begin_event(&w, dev->alarm, sizeof dev->alarm, 6, "alarm", "arc_fault");
     fl_mp_kv_str(&w, "event_id", "arc-1");
     fl_mp_kv_str(&w, "severity", "critical");
     fl_mp_str(&w, "values");
@@ -171,24 +181,14 @@ static void run_burst(bench_device *dev, const char *command_id, int64_t pace_ns
     dev->thread_running = 0;
     pthread_mutex_unlock(&dev->mu);
 
-    fl_mp_writer_init(&w, result, sizeof result);
-    fl_mp_map(&w, 6);
-    fl_mp_kv_int(&w, "schema", 1);
-    fl_mp_kv_str(&w, "kind", "command_result");
-    fl_mp_kv_str(&w, "code", "burst");
+    begin_event(&w, result, sizeof result, 6, "command_result", "burst");
     fl_mp_kv_str(&w, "command_id", command_id);
     fl_mp_kv_bool(&w, "ok", failed == 0);
     fl_mp_str(&w, "values");
     fl_mp_array(&w, 3);
-    fl_mp_map(&w, 2);
-    fl_mp_kv_str(&w, "name", "emitted");
-    fl_mp_kv_int(&w, "value", (int64_t)emitted);
-    fl_mp_map(&w, 2);
-    fl_mp_kv_str(&w, "name", "failed");
-    fl_mp_kv_int(&w, "value", (int64_t)failed);
-    fl_mp_map(&w, 2);
-    fl_mp_kv_str(&w, "name", "loop_ns");
-    fl_mp_kv_int(&w, "value", (int64_t)(t1 - t0));
+    count_point(&w, "emitted", emitted);
+    count_point(&w, "failed", failed);
+    count_point(&w, "loop_ns", t1 - t0);
     if (!fl_mp_ok(&w) || dev->host->emit(dev->host, result, w.len) != FL_OK)
         bench_log(dev->host, FL_LOG_ERROR, "the host did not take the command_result");
 }
@@ -273,6 +273,12 @@ static const void *bench_get_extension(const fl_device *d, const char *id) {
     return NULL;
 }
 
+/* The device's functions, the same for every instance: create_device copies them and points driver_data at
+ * the instance. */
+static const fl_device bench_device_functions = {.struct_size = sizeof(fl_device), .start = bench_start,
+                                                 .stop = bench_stop, .destroy = bench_destroy, .command = bench_command,
+                                                 .get_extension = bench_get_extension};
+
 /* ---- plugin level ---- */
 
 static const fl_driver_descriptor bench_driver = {
@@ -354,13 +360,8 @@ static fl_status bench_create_device(const char *driver_id, const fl_host *host,
         return FL_INVALID_ARGUMENT;
     dev = (bench_device *)calloc(1, sizeof *dev);
     if (!dev) return FL_NO_MEMORY;
-    dev->abi.struct_size = sizeof(fl_device);
+    dev->abi = bench_device_functions;
     dev->abi.driver_data = dev;
-    dev->abi.start = bench_start;
-    dev->abi.stop = bench_stop;
-    dev->abi.destroy = bench_destroy;
-    dev->abi.command = bench_command;
-    dev->abi.get_extension = bench_get_extension;
     dev->host = host;
     dev->burst = burst;
     dev->alarm_every = alarm_every;
