@@ -3,12 +3,10 @@
 // firelink.identify/1 reads from the connection's first bytes, as firelink-host binds it. The device source is
 // `firelink-sim uitd --connect` (GB/T 26875.3 over TCP), scripted through its standard input (--stdin).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,6 +17,7 @@
 #include <firelink/plugin.h>
 #include <firelink/transport/link.hpp>
 
+#include "device_source.hpp"
 #include "guarded.hpp"
 #include "scenario.hpp"
 
@@ -38,55 +37,17 @@ constexpr std::chrono::milliseconds panel_heartbeat{2000};
 // `reconnect`, it also takes --reconnect: when the centre drops the connection, it connects again keeping its state.
 class uitd_process {
 public:
-    uitd_process() = default;
-    uitd_process(const uitd_process &) = delete;
-    uitd_process &operator=(const uitd_process &) = delete;
-    ~uitd_process() {
-        if (in_ >= 0) ::close(in_);
-        if (out_ >= 0) ::close(out_);
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st = 0;
-            ::waitpid(pid_, &st, 0);
-        }
-    }
-
     bool start(const std::filesystem::path &exe, std::uint16_t port, std::string &why, bool reconnect = false) {
-        int in[2], out[2];
-        if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
-            why = std::string("pipe: ") + std::strerror(errno);
-            return false;
-        }
-        const std::string centre = "127.0.0.1:" + std::to_string(port);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(in[0], 0);
-            ::dup2(out[1], 1);
-            // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
-            if (reconnect)
-                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
-                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
-                        "--reconnect", static_cast<char *>(nullptr));
-            else
-                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
-                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
-                        static_cast<char *>(nullptr));
-            ::_exit(127);
-        }
-        ::close(in[0]);
-        ::close(out[1]);
-        in_ = in[1];
-        out_ = out[0];
-        if (pid_ < 0) {
-            why = std::string("fork: ") + std::strerror(errno);
-            return false;
-        }
-        return true;
+        // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
+        std::vector<std::string> argv{exe.string(), "uitd", "--connect", "127.0.0.1:" + std::to_string(port),
+                                      "--address", uitd_address, "--heartbeat-s", "1", "--confirm-timeout-ms", "2000",
+                                      "--tries", "5", "--stdin"};
+        if (reconnect) argv.push_back("--reconnect");
+        return child_.spawn(argv, why);
     }
     // One script step, as a line on the simulator's standard input.
     void act(const std::string &step) {
-        const std::string line = step + "\n";
-        [[maybe_unused]] const auto n = ::write(in_, line.data(), line.size());
+        child_.write_line(step);
         drain();
     }
 
@@ -100,16 +61,15 @@ private:
     // The simulator reports each frame as a JSON line; read what is there so its pipe never fills.
     void drain() {
         char b[4096];
-        pollfd p{out_, POLLIN, 0};
+        pollfd p{child_.out(), POLLIN, 0};
         ssize_t n = 0;
-        while (::poll(&p, 1, 0) > 0 && (n = ::read(out_, b, sizeof b)) > 0) {
+        while (::poll(&p, 1, 0) > 0 && (n = ::read(child_.out(), b, sizeof b)) > 0) {
             partial_.append(b, static_cast<std::size_t>(n));
             for (std::size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
                 lines_.push_back(partial_.substr(0, nl));
         }
     }
-    pid_t pid_ = -1;
-    int in_ = -1, out_ = -1;
+    piped_child child_;
     std::string partial_;
     std::vector<std::string> lines_;
 };
