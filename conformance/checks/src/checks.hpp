@@ -48,8 +48,8 @@ struct session {
     const fl_plugin_entry &entry() const { return plugin->entry(); }
 };
 
-// A command map {"id", "name", "args": {}}.
-std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name);
+// A command map {"id", "name", "args": {}}; with `by_operator`, args {"operator": "firelink-conform"}.
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name, bool by_operator = false);
 void report_host(const std::string &drv, device_host &h, findings &f);
 // Feeds `bytes` in random chunks (a third of them a single byte), with the link state flapping now and then.
 void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt19937_64 &rng, bool flap);

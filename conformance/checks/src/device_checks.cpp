@@ -26,7 +26,7 @@ session::session(const run_options &o, findings &f) {
     if (drivers.empty()) f.skip("no driver takes its config; give one with --config DRIVER=FILE");
 }
 
-std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name) {
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name, bool by_operator) {
     std::uint8_t buf[256];
     fl_mp_writer w;
     fl_mp_writer_init(&w, buf, sizeof buf);
@@ -34,7 +34,12 @@ std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string
     fl_mp_kv_str(&w, "id", id.c_str());
     fl_mp_kv_str(&w, "name", name.c_str());
     fl_mp_str(&w, "args");
-    fl_mp_map(&w, 0);
+    if (by_operator) {
+        fl_mp_map(&w, 1);
+        fl_mp_kv_str(&w, "operator", "firelink-conform");
+    } else {
+        fl_mp_map(&w, 0);
+    }
     return {buf, buf + w.len};
 }
 

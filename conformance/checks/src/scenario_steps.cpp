@@ -173,22 +173,9 @@ std::optional<core::device_status> scenario_device::status() const { return runt
 
 std::string scenario_device::command(const std::string &name) {
     const std::string cid = "conform-" + std::to_string(++commands_);
-    std::uint8_t buf[256];
-    fl_mp_writer w;
-    fl_mp_writer_init(&w, buf, sizeof buf);
-    fl_mp_map(&w, 3);
-    fl_mp_kv_str(&w, "id", cid.c_str());
-    fl_mp_kv_str(&w, "name", name.c_str());
-    fl_mp_str(&w, "args");
-    if (operator_argument()) {
-        fl_mp_map(&w, 1);
-        fl_mp_kv_str(&w, "operator", "firelink-conform");
-    } else {
-        fl_mp_map(&w, 0);
-    }
     std::string why;
     commanded(name);
-    const fl_status st = runtime_->command(id, std::vector<std::uint8_t>(buf, buf + w.len), why);
+    const fl_status st = runtime_->command(id, command_bytes(cid, name, operator_argument()), why);
     if (st != FL_OK && st != FL_TIMEOUT) {
         f_.fail("driver '" + driver_ + "': command " + name + " returned " + status_name(st) + " (" + why +
                 ") (FL-PLUGIN-30)");
