@@ -63,6 +63,15 @@ void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt1
     }
 }
 
+bool start_open(instance &in, findings &f, const std::string &where) {
+    if (in.start() != FL_OK) {
+        f.fail("driver '" + in.driver().id + "': start" + where + " failed");
+        return false;
+    }
+    in.deliver_open();
+    return true;
+}
+
 // The standard workload: start, open the link, tick, echo the device's own writes back with noise, a command it
 // does not know, stop, restart, stop. Returns false when start failed.
 bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks) {
@@ -374,11 +383,7 @@ void quiet_after_stop(const run_options &o, findings &f) {
     for (const auto *drv : s.drivers) {
         instance in(s.entry(), *drv, "quiet-1");
         if (in.create(config_for(o, drv->id)) != FL_OK) continue;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         in.tick();
         std::this_thread::sleep_for(50ms);  // let threads of the driver's own run while started
         in.stop();
@@ -466,11 +471,7 @@ void garbage_input(const run_options &o, findings &f) {
         instance in(s.entry(), *drv, "garbage-1");
         if (in.create(config_for(o, drv->id)) != FL_OK || !in.transport()) continue;
         ++tested;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         for (int round = 0; round < 40; ++round) {
             in.tick();
             auto bytes = random_bytes(rng, 64 + rng() % 2048);
