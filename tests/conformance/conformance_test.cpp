@@ -306,25 +306,40 @@ INSTANTIATE_TEST_SUITE_P(plugins, reference_plugin,
 
 // ---- the class scenarios can fail ------------------------------------------------------------------------------
 
+// A stand-in for firelink-sim: a shell script (`body`, after "#!/bin/sh") that runs FIRELINK_SIM_EXE another way,
+// executable under a temporary name, removed when it goes out of scope.
+struct sim_wrapper {
+    fs::path path;
+    sim_wrapper(const std::string &name, const std::string &body)
+        : path(fs::temp_directory_path() / ("conformance_test." + name + "." + std::to_string(getpid()))) {
+        std::ofstream(path) << "#!/bin/sh\n" << body;
+        fs::permissions(path, fs::perms::owner_all);
+    }
+    sim_wrapper(const sim_wrapper &) = delete;
+    sim_wrapper &operator=(const sim_wrapper &) = delete;
+    ~sim_wrapper() { fs::remove(path); }
+    std::string option() const { return "--sim '" + path.string() + "'"; }
+};
+
+const std::string sim_exe = std::string("'") + FIRELINK_SIM_EXE + "'";
+
+// Check `id` of `r` failed, and its message says each of `why`.
+void expect_failed(run &r, const std::string &id, std::initializer_list<std::string> why) {
+    EXPECT_EQ(r.status[id], "failed") << r.console;
+    for (const auto &w : why) EXPECT_NE(r.message[id].find(w), std::string::npos) << r.message[id];
+}
+
 // A device source that is the wrong device: the gas valve's driver polls an arc breaker simulator, which ignores
 // "gas 30", so the gas alarm never comes and the scenario fails within its latency budget.
 TEST(class_scenarios, fail_when_the_device_never_raises) {
     const fs::path file = built_plugin("modbus-gas-valve");
     ASSERT_TRUE(fs::exists(file)) << file;
-    const fs::path script = fs::temp_directory_path() / ("conformance_test.wrong-sim." + std::to_string(getpid()));
-    {
-        std::ofstream out(script);
-        out << "#!/bin/sh\nshift\nexec '" << FIRELINK_SIM_EXE << "' arc-breaker \"$@\"\n";
-    }
-    fs::permissions(script, fs::perms::owner_all);
-    run r = conform(file.string(), "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --sim '" + script.string() + "'");
-    fs::remove(script);
+    const sim_wrapper sim("wrong-sim", "shift\nexec " + sim_exe + " arc-breaker \"$@\"\n");
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' " + sim.option());
     EXPECT_EQ(r.exit_code, 1) << r.console;
-    EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.gas_shutoff_valve.alarm"].find("no alarm gas_level_1 within 5000 ms"),
-              std::string::npos) << r.message["scenario.gas_shutoff_valve.alarm"];
-    EXPECT_NE(r.console.find("--sim " + script.string()), std::string::npos) << "the reproduce line keeps --sim\n"
-                                                                             << r.console;
+    expect_failed(r, "scenario.gas_shutoff_valve.alarm", {"no alarm gas_level_1 within 5000 ms"});
+    EXPECT_NE(r.console.find("--sim " + sim.path.string()), std::string::npos) << "the reproduce line keeps --sim\n"
+                                                                               << r.console;
 }
 
 // A device that never raises its fault: the pyrolysis driver polls a gas valve simulator, which does not know
@@ -332,18 +347,10 @@ TEST(class_scenarios, fail_when_the_device_never_raises) {
 TEST(class_scenarios, the_fault_scenario_fails_when_the_device_never_raises_the_fault) {
     const fs::path file = built_plugin("modbus-pyrolysis");
     ASSERT_TRUE(fs::exists(file)) << file;
-    const fs::path script = fs::temp_directory_path() / ("conformance_test.no-fault." + std::to_string(getpid()));
-    {
-        std::ofstream out(script);
-        out << "#!/bin/sh\nshift\nexec '" << FIRELINK_SIM_EXE << "' gas-valve \"$@\"\n";
-    }
-    fs::permissions(script, fs::perms::owner_all);
-    run r = conform(file.string(), "--seed 42 --only '^scenario\\.pyrolysis_detector\\.fault$' --sim '" + script.string() + "'");
-    fs::remove(script);
+    const sim_wrapper sim("no-fault", "shift\nexec " + sim_exe + " gas-valve \"$@\"\n");
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.pyrolysis_detector\\.fault$' " + sim.option());
     EXPECT_EQ(r.exit_code, 1) << r.console;
-    EXPECT_EQ(r.status["scenario.pyrolysis_detector.fault"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.pyrolysis_detector.fault"].find("no fault sensor_wire_break within 5000 ms"),
-              std::string::npos) << r.message["scenario.pyrolysis_detector.fault"];
+    expect_failed(r, "scenario.pyrolysis_detector.fault", {"no fault sensor_wire_break within 5000 ms"});
     EXPECT_NE(r.console.find("--only '^scenario\\.pyrolysis_detector\\.fault$'"), std::string::npos)
         << "the reproduce line names the check\n" << r.console;
 }
@@ -352,17 +359,9 @@ TEST(class_scenarios, the_fault_scenario_fails_when_the_device_never_raises_the_
 TEST(class_scenarios, the_shared_bus_fails_when_a_unit_never_answers) {
     const fs::path file = built_plugin("modbus-pyrolysis");
     ASSERT_TRUE(fs::exists(file)) << file;
-    const fs::path script = fs::temp_directory_path() / ("conformance_test.one-unit." + std::to_string(getpid()));
-    {
-        std::ofstream out(script);
-        out << "#!/bin/sh\nexec '" << FIRELINK_SIM_EXE << "' \"$@\" --units 1\n";
-    }
-    fs::permissions(script, fs::perms::owner_all);
-    run r = conform(file.string(), "--seed 42 --only '^scenario\\.pyrolysis_detector\\.shared_bus$' --sim '" + script.string() + "'");
-    fs::remove(script);
-    EXPECT_EQ(r.status["scenario.pyrolysis_detector.shared_bus"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.pyrolysis_detector.shared_bus"].find("no traffic from unit 2"), std::string::npos)
-        << r.message["scenario.pyrolysis_detector.shared_bus"];
+    const sim_wrapper sim("one-unit", "exec " + sim_exe + " \"$@\" --units 1\n");
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.pyrolysis_detector\\.shared_bus$' " + sim.option());
+    expect_failed(r, "scenario.pyrolysis_detector.shared_bus", {"no traffic from unit 2"});
 }
 
 // The fire panel driver built to confirm on FL_OK although it returns fl_device_commit (conformance/broken): while the
@@ -376,11 +375,7 @@ TEST(class_scenarios, the_panel_commit_check_fails_a_driver_that_confirms_on_fl_
             EXPECT_EQ(st, "passed") << id << ": " << r.message[id];
         }
     }
-    EXPECT_EQ(r.status["scenario.fire_panel.commit"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.fire_panel.commit"].find("before the host reported its event committed"),
-              std::string::npos) << r.message["scenario.fire_panel.commit"];
-    EXPECT_NE(r.message["scenario.fire_panel.commit"].find("FL-PLUGIN-35"), std::string::npos)
-        << r.message["scenario.fire_panel.commit"];
+    expect_failed(r, "scenario.fire_panel.commit", {"before the host reported its event committed", "FL-PLUGIN-35"});
 }
 
 // A UITD that does not call in again: the simulator run without --reconnect ends with its connection when the host
@@ -388,21 +383,12 @@ TEST(class_scenarios, the_panel_commit_check_fails_a_driver_that_confirms_on_fl_
 TEST(class_scenarios, the_panel_restart_fails_when_the_uitd_does_not_call_in_again) {
     const fs::path file = built_plugin("fire_panel");
     ASSERT_TRUE(fs::exists(file)) << file;
-    const fs::path script = fs::temp_directory_path() / ("conformance_test.no-reconnect." + std::to_string(getpid()));
-    {
-        std::ofstream out(script);
-        out << "#!/bin/sh\nfor a; do shift; [ \"$a\" = --reconnect ] || set -- \"$@\" \"$a\"; done\nexec '"
-            << FIRELINK_SIM_EXE << "' \"$@\"\n";
-    }
-    fs::permissions(script, fs::perms::owner_all);
-    run r = conform(file.string(), "--seed 42 --only '^scenario\\.fire_panel\\.restart$' --sim '" + script.string() + "'");
-    fs::remove(script);
+    const sim_wrapper sim("no-reconnect",
+                          "for a; do shift; [ \"$a\" = --reconnect ] || set -- \"$@\" \"$a\"; done\nexec " + sim_exe +
+                              " \"$@\"\n");
+    run r = conform(file.string(), "--seed 42 --only '^scenario\\.fire_panel\\.restart$' " + sim.option());
     EXPECT_EQ(r.exit_code, 1) << r.console;
-    EXPECT_EQ(r.status["scenario.fire_panel.restart"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.fire_panel.restart"].find("no alarm fire_alarm within 5000 ms"), std::string::npos)
-        << r.message["scenario.fire_panel.restart"];
-    EXPECT_NE(r.message["scenario.fire_panel.restart"].find("FL-PLUGIN-29"), std::string::npos)
-        << r.message["scenario.fire_panel.restart"];
+    expect_failed(r, "scenario.fire_panel.restart", {"no alarm fire_alarm within 5000 ms", "FL-PLUGIN-29"});
 }
 
 TEST(class_scenarios, are_skipped_without_a_device_source) {
@@ -486,9 +472,7 @@ TEST(traces, a_corrupted_trace_fails_the_scenario) {
     run r = conform(plugin_file("gas_shutoff_valve").string(),
                     "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --trace '" + (dir / "corrupt.trace").string() + "'");
     EXPECT_EQ(r.exit_code, 1) << r.console;
-    EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.gas_shutoff_valve.alarm"].find("no alarm gas_level_1 within 5000 ms"), std::string::npos)
-        << r.message["scenario.gas_shutoff_valve.alarm"];
+    expect_failed(r, "scenario.gas_shutoff_valve.alarm", {"no alarm gas_level_1 within 5000 ms"});
     EXPECT_NE(r.console.find("--trace " + (dir / "corrupt.trace").string()), std::string::npos) << r.console;
 }
 
@@ -499,9 +483,7 @@ TEST(traces, a_trace_of_another_class_fails_the_scenario) {
                     "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --trace '" +
                         (fs::path(FIRELINK_TRACE_DIR) / "arc_fault_breaker.alarm.trace").string() + "'");
     EXPECT_EQ(r.exit_code, 1) << r.console;
-    EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.gas_shutoff_valve.alarm"].find("within 5000 ms"), std::string::npos)
-        << r.message["scenario.gas_shutoff_valve.alarm"];
+    expect_failed(r, "scenario.gas_shutoff_valve.alarm", {"within 5000 ms"});
 }
 
 TEST(traces, a_malformed_trace_is_reported_with_its_line) {
@@ -511,9 +493,7 @@ TEST(traces, a_malformed_trace_is_reported_with_its_line) {
     std::ofstream(dir / "bad.trace") << "# firelink-conform trace 1\n# scenario alarm\n0 out 0001zz\n";
     run r = conform(plugin_file("pyrolysis_detector").string(),
                     "--seed 42 --only '^scenario\\.pyrolysis_detector\\.alarm$' --trace '" + (dir / "bad.trace").string() + "'");
-    EXPECT_EQ(r.status["scenario.pyrolysis_detector.alarm"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.pyrolysis_detector.alarm"].find("line 3"), std::string::npos)
-        << r.message["scenario.pyrolysis_detector.alarm"];
+    expect_failed(r, "scenario.pyrolysis_detector.alarm", {"line 3"});
 }
 
 // Recording a scenario from the simulator and replaying what was recorded: the round trip that made the traces of
@@ -640,9 +620,7 @@ TEST(live_device, a_bad_uri_fails_with_the_reason) {
     ASSERT_TRUE(fs::exists(plugin_file("gas_shutoff_valve"))) << plugin_file("gas_shutoff_valve");
     run r = conform(plugin_file("gas_shutoff_valve").string(),
                     "--seed 42 --only '^scenario\\.gas_shutoff_valve\\.alarm$' --device 'http://x' --device-actions /dev/null");
-    EXPECT_EQ(r.status["scenario.gas_shutoff_valve.alarm"], "failed") << r.console;
-    EXPECT_NE(r.message["scenario.gas_shutoff_valve.alarm"].find("not tcp or serial"), std::string::npos)
-        << r.message["scenario.gas_shutoff_valve.alarm"];
+    expect_failed(r, "scenario.gas_shutoff_valve.alarm", {"not tcp or serial"});
 }
 
 // ---- soak ----------------------------------------------------------------------------------------------------------
@@ -652,8 +630,7 @@ TEST(soak, a_short_soak_passes_the_good_plugin_and_fails_the_leaking_one) {
     EXPECT_EQ(good.status["soak.workload"], "passed") << good.console;
     EXPECT_EQ(good.exit_code, 0) << good.console;
     run leak = conform(BROKEN_LEAK, "--seed 42 --level soak --duration 2 --only '^soak\\.'");
-    EXPECT_EQ(leak.status["soak.workload"], "failed") << leak.console;
-    EXPECT_NE(leak.message["soak.workload"].find("file descriptor"), std::string::npos) << leak.message["soak.workload"];
+    expect_failed(leak, "soak.workload", {"file descriptor"});
     EXPECT_NE(leak.console.find("--level soak --duration 2"), std::string::npos) << leak.console;
 }
 

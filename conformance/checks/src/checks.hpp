@@ -48,11 +48,14 @@ struct session {
     const fl_plugin_entry &entry() const { return plugin->entry(); }
 };
 
-// A command map {"id", "name", "args": {}}.
-std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name);
+// A command map {"id", "name", "args": {}}; with `by_operator`, args {"operator": "firelink-conform"}.
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name, bool by_operator = false);
 void report_host(const std::string &drv, device_host &h, findings &f);
 // Feeds `bytes` in random chunks (a third of them a single byte), with the link state flapping now and then.
 void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt19937_64 &rng, bool flap);
+// Starts `in` and delivers its link's opening; false, and a finding "driver 'ID': start<where> failed", when start
+// fails (`where`: e.g. " on a shared bus").
+bool start_open(instance &in, findings &f, const std::string &where = "");
 // The standard workload: start, open the link, tick, echo the device's own writes back with noise, a command it
 // does not know, stop, restart, stop. Returns false when start failed.
 bool exercise(instance &in, std::mt19937_64 &rng, findings &f, int ticks = 8);

@@ -26,7 +26,7 @@ session::session(const run_options &o, findings &f) {
     if (drivers.empty()) f.skip("no driver takes its config; give one with --config DRIVER=FILE");
 }
 
-std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name) {
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name, bool by_operator) {
     std::uint8_t buf[256];
     fl_mp_writer w;
     fl_mp_writer_init(&w, buf, sizeof buf);
@@ -34,7 +34,12 @@ std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string
     fl_mp_kv_str(&w, "id", id.c_str());
     fl_mp_kv_str(&w, "name", name.c_str());
     fl_mp_str(&w, "args");
-    fl_mp_map(&w, 0);
+    if (by_operator) {
+        fl_mp_map(&w, 1);
+        fl_mp_kv_str(&w, "operator", "firelink-conform");
+    } else {
+        fl_mp_map(&w, 0);
+    }
     return {buf, buf + w.len};
 }
 
@@ -56,6 +61,15 @@ void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt1
             in.on_state(FL_LINK_OPEN, FL_OK);
         }
     }
+}
+
+bool start_open(instance &in, findings &f, const std::string &where) {
+    if (in.start() != FL_OK) {
+        f.fail("driver '" + in.driver().id + "': start" + where + " failed");
+        return false;
+    }
+    in.deliver_open();
+    return true;
 }
 
 // The standard workload: start, open the link, tick, echo the device's own writes back with noise, a command it
@@ -369,11 +383,7 @@ void quiet_after_stop(const run_options &o, findings &f) {
     for (const auto *drv : s.drivers) {
         instance in(s.entry(), *drv, "quiet-1");
         if (in.create(config_for(o, drv->id)) != FL_OK) continue;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         in.tick();
         std::this_thread::sleep_for(50ms);  // let threads of the driver's own run while started
         in.stop();
@@ -461,11 +471,7 @@ void garbage_input(const run_options &o, findings &f) {
         instance in(s.entry(), *drv, "garbage-1");
         if (in.create(config_for(o, drv->id)) != FL_OK || !in.transport()) continue;
         ++tested;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         for (int round = 0; round < 40; ++round) {
             in.tick();
             auto bytes = random_bytes(rng, 64 + rng() % 2048);

@@ -22,14 +22,28 @@
 
 namespace firelink::conform {
 
+// A child process (a firelink-sim) whose standard input and output are pipes to this one. Killed (SIGTERM) and
+// reaped on destruction.
+class piped_child {
+public:
+    piped_child() = default;
+    piped_child(const piped_child &) = delete;
+    piped_child &operator=(const piped_child &) = delete;
+    ~piped_child();
+    // Runs argv[0] with `argv`; false, and why, when the pipes or the fork failed.
+    bool spawn(const std::vector<std::string> &argv, std::string &why);
+    void write_line(const std::string &line);  // `line` and a newline on its standard input
+    int out() const noexcept { return out_; }  // its standard output
+
+private:
+    pid_t pid_ = -1;
+    int in_ = -1, out_ = -1;
+};
+
 // A firelink-sim child whose standard input takes actions: `firelink-sim KIND --listen 127.0.0.1:0` (the port it
 // printed), or with other arguments (`--serial PTY --units 1-2`). Killed on destruction.
 class simulator {
 public:
-    simulator() = default;
-    simulator(const simulator &) = delete;
-    simulator &operator=(const simulator &) = delete;
-    ~simulator();
     bool start(const std::filesystem::path &exe, const std::string &kind, std::string &why);
     bool start(const std::filesystem::path &exe, const std::string &kind, const std::vector<std::string> &args,
                std::string &why);
@@ -39,8 +53,7 @@ public:
 private:
     bool read_line(std::string &line, std::chrono::steady_clock::time_point deadline);
     void drain();  // the simulator echoes each action; read what is there so its pipe never fills
-    pid_t pid_ = -1;
-    int in_ = -1, out_ = -1;
+    piped_child child_;
     std::uint16_t port_ = 0;
     std::string buf_;
 };

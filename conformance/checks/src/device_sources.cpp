@@ -144,8 +144,8 @@ bool trace::parse(const std::string &text, trace &t, std::string &why) {
     return true;
 }
 
-// ---- the simulator -----------------------------------------------------------------------------------------------
-simulator::~simulator() {
+// ---- a child on pipes --------------------------------------------------------------------------------------------
+piped_child::~piped_child() {
     if (in_ >= 0) ::close(in_);
     if (out_ >= 0) ::close(out_);
     if (pid_ > 0) {
@@ -155,25 +155,20 @@ simulator::~simulator() {
     }
 }
 
-bool simulator::start(const std::filesystem::path &exe, const std::string &kind, std::string &why) {
-    return start(exe, kind, {"--listen", "127.0.0.1:0"}, why);
-}
-
-bool simulator::start(const std::filesystem::path &exe, const std::string &kind, const std::vector<std::string> &args,
-                      std::string &why) {
+bool piped_child::spawn(const std::vector<std::string> &argv, std::string &why) {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
         why = std::string("pipe: ") + std::strerror(errno);
         return false;
     }
+    std::vector<char *> args;
+    for (const auto &a : argv) args.push_back(const_cast<char *>(a.c_str()));
+    args.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
         ::dup2(in[0], 0);
         ::dup2(out[1], 1);
-        std::vector<char *> argv{const_cast<char *>(exe.c_str()), const_cast<char *>(kind.c_str())};
-        for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(exe.c_str(), argv.data());
+        ::execv(args[0], args.data());
         ::_exit(127);
     }
     ::close(in[0]);
@@ -184,6 +179,24 @@ bool simulator::start(const std::filesystem::path &exe, const std::string &kind,
         why = std::string("fork: ") + std::strerror(errno);
         return false;
     }
+    return true;
+}
+
+void piped_child::write_line(const std::string &line) {
+    const std::string text = line + "\n";
+    [[maybe_unused]] const auto n = ::write(in_, text.data(), text.size());
+}
+
+// ---- the simulator -----------------------------------------------------------------------------------------------
+bool simulator::start(const std::filesystem::path &exe, const std::string &kind, std::string &why) {
+    return start(exe, kind, {"--listen", "127.0.0.1:0"}, why);
+}
+
+bool simulator::start(const std::filesystem::path &exe, const std::string &kind, const std::vector<std::string> &args,
+                      std::string &why) {
+    std::vector<std::string> argv{exe.string(), kind};
+    argv.insert(argv.end(), args.begin(), args.end());
+    if (!child_.spawn(argv, why)) return false;
     // "listening 127.0.0.1:40123 units 1", then "ready" once it serves.
     const auto deadline = steady::now() + 5s;
     for (std::string line; read_line(line, deadline);) {
@@ -202,8 +215,7 @@ bool simulator::start(const std::filesystem::path &exe, const std::string &kind,
 }
 
 void simulator::act(const std::string &action) {
-    const std::string line = action + "\n";
-    [[maybe_unused]] const auto n = ::write(in_, line.data(), line.size());
+    child_.write_line(action);
     drain();
 }
 
@@ -216,10 +228,10 @@ bool simulator::read_line(std::string &line, steady::time_point deadline) {
         }
         const auto left = ms(deadline - steady::now());
         if (left <= 0) return false;
-        pollfd p{out_, POLLIN, 0};
+        pollfd p{child_.out(), POLLIN, 0};
         if (::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
         char b[512];
-        const auto r = ::read(out_, b, sizeof b);
+        const auto r = ::read(child_.out(), b, sizeof b);
         if (r <= 0) return false;
         buf_.append(b, static_cast<std::size_t>(r));
     }
@@ -227,8 +239,8 @@ bool simulator::read_line(std::string &line, steady::time_point deadline) {
 
 void simulator::drain() {
     char b[4096];
-    pollfd p{out_, POLLIN, 0};
-    while (::poll(&p, 1, 0) > 0 && ::read(out_, b, sizeof b) > 0) {}
+    pollfd p{child_.out(), POLLIN, 0};
+    while (::poll(&p, 1, 0) > 0 && ::read(child_.out(), b, sizeof b) > 0) {}
     buf_.clear();
 }
 

@@ -101,11 +101,7 @@ void borrowed_arguments(const run_options &o, findings &f) {
             in.destroy();
             continue;  // refuses the one-byte empty map: device.create reports configs
         }
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         for (int i = 0; i < 10; ++i) {
             in.tick();
             auto bytes = in.host().take_written();
@@ -192,11 +188,7 @@ void busy(const run_options &o, findings &f) {
     for (const auto *drv : s.drivers) {
         instance in(s.entry(), *drv, "busy-1");
         if (in.create(config_for(o, drv->id)) != FL_OK) continue;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f)) continue;
         auto rng = rng_for(o, "device.busy");
         constexpr int busy_from = 2, busy_to = 14, ticks = 24;
         std::size_t accepted_before_release = 0;
@@ -326,11 +318,7 @@ void bus_turns(const run_options &o, findings &f) {
         instance in(s.entry(), *drv, "bus-1", FL_TRANSPORT_RS485_BUS);
         if (in.create(config_for(o, drv->id)) != FL_OK || !in.transport()) continue;
         ++tested;
-        if (in.start() != FL_OK) {
-            f.fail("driver '" + drv->id + "': start on a shared bus failed");
-            continue;
-        }
-        in.deliver_open();
+        if (!start_open(in, f, " on a shared bus")) continue;
         std::size_t timed_out = 0;
         for (int i = 0; i < 16; ++i) {
             if (in.host().turn_open()) {

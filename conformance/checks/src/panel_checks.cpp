@@ -3,12 +3,10 @@
 // firelink.identify/1 reads from the connection's first bytes, as firelink-host binds it. The device source is
 // `firelink-sim uitd --connect` (GB/T 26875.3 over TCP), scripted through its standard input (--stdin).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,6 +17,7 @@
 #include <firelink/plugin.h>
 #include <firelink/transport/link.hpp>
 
+#include "device_source.hpp"
 #include "guarded.hpp"
 #include "scenario.hpp"
 
@@ -38,55 +37,17 @@ constexpr std::chrono::milliseconds panel_heartbeat{2000};
 // `reconnect`, it also takes --reconnect: when the centre drops the connection, it connects again keeping its state.
 class uitd_process {
 public:
-    uitd_process() = default;
-    uitd_process(const uitd_process &) = delete;
-    uitd_process &operator=(const uitd_process &) = delete;
-    ~uitd_process() {
-        if (in_ >= 0) ::close(in_);
-        if (out_ >= 0) ::close(out_);
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st = 0;
-            ::waitpid(pid_, &st, 0);
-        }
-    }
-
     bool start(const std::filesystem::path &exe, std::uint16_t port, std::string &why, bool reconnect = false) {
-        int in[2], out[2];
-        if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
-            why = std::string("pipe: ") + std::strerror(errno);
-            return false;
-        }
-        const std::string centre = "127.0.0.1:" + std::to_string(port);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(in[0], 0);
-            ::dup2(out[1], 1);
-            // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
-            if (reconnect)
-                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
-                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
-                        "--reconnect", static_cast<char *>(nullptr));
-            else
-                ::execl(exe.c_str(), exe.c_str(), "uitd", "--connect", centre.c_str(), "--address", uitd_address,
-                        "--heartbeat-s", "1", "--confirm-timeout-ms", "2000", "--tries", "5", "--stdin",
-                        static_cast<char *>(nullptr));
-            ::_exit(127);
-        }
-        ::close(in[0]);
-        ::close(out[1]);
-        in_ = in[1];
-        out_ = out[0];
-        if (pid_ < 0) {
-            why = std::string("fork: ") + std::strerror(errno);
-            return false;
-        }
-        return true;
+        // Heartbeats every second keep the link busy; a frame not confirmed in 2 s is sent again.
+        std::vector<std::string> argv{exe.string(), "uitd", "--connect", "127.0.0.1:" + std::to_string(port),
+                                      "--address", uitd_address, "--heartbeat-s", "1", "--confirm-timeout-ms", "2000",
+                                      "--tries", "5", "--stdin"};
+        if (reconnect) argv.push_back("--reconnect");
+        return child_.spawn(argv, why);
     }
     // One script step, as a line on the simulator's standard input.
     void act(const std::string &step) {
-        const std::string line = step + "\n";
-        [[maybe_unused]] const auto n = ::write(in_, line.data(), line.size());
+        child_.write_line(step);
         drain();
     }
 
@@ -100,16 +61,15 @@ private:
     // The simulator reports each frame as a JSON line; read what is there so its pipe never fills.
     void drain() {
         char b[4096];
-        pollfd p{out_, POLLIN, 0};
+        pollfd p{child_.out(), POLLIN, 0};
         ssize_t n = 0;
-        while (::poll(&p, 1, 0) > 0 && (n = ::read(out_, b, sizeof b)) > 0) {
+        while (::poll(&p, 1, 0) > 0 && (n = ::read(child_.out(), b, sizeof b)) > 0) {
             partial_.append(b, static_cast<std::size_t>(n));
             for (std::size_t nl; (nl = partial_.find('\n')) != std::string::npos; partial_.erase(0, nl + 1))
                 lines_.push_back(partial_.substr(0, nl));
         }
     }
-    pid_t pid_ = -1;
-    int in_ = -1, out_ = -1;
+    piped_child child_;
     std::string partial_;
     std::vector<std::string> lines_;
 };
@@ -191,10 +151,8 @@ void with_panel(const run_options &o, findings &f, const std::function<void(step
     ::signal(SIGPIPE, SIG_IGN);
     std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
     if (!plugin) return;
-    const core::driver_info *drv = nullptr;
-    for (const auto &d : plugin->info().drivers)
-        if (d.device_class == "fire_panel") drv = &d;
-    if (!drv) return f.skip("the plugin has no fire_panel driver");
+    const core::driver_info *drv = driver_of_class(*plugin, "fire_panel", f);
+    if (!drv) return;
     if (!(drv->wires & FL_WIRE_TCP_ACCEPTED))
         return f.skip("driver '" + drv->id + "' declares no tcp_accepted wire: its panel cannot connect in");
     const auto sim = sim_path(o);
@@ -208,17 +166,12 @@ void with_panel(const run_options &o, findings &f, const std::function<void(step
     body(c);
 }
 
-// Raises with `raise` and ends it with `clear`: exactly one event, and a restore that ends it.
-void raise_and_restore(step_context &c, const std::string &raise, const std::string &clear, const std::string &kind,
-                       const std::string &code) {
-    const auto m = c.d.events().mark();
-    const auto raised = expect(c, raise, kind, code);
-    expect_count(c, m, kind, code, 1);
-    if (!c.ok) return;
-    const auto from = c.d.events().mark();
-    const auto t0 = steady::now();
-    c.d.act(clear);
-    expect_restore(c, *raised, from, t0, clear);
+// The check that raises a condition on the UITD and ends it (raise_and_restore): scenario.fire_panel.alarm, .fault.
+std::function<void(const run_options &, findings &)> raised_and_restored(std::string raise, std::string clear,
+                                                                         std::string kind, std::string code) {
+    return [=](const run_options &o, findings &f) {
+        with_panel(o, f, [&](step_context &c) { raise_and_restore(c, raise, clear, kind, code); });
+    };
 }
 
 // ---- scenario.fire_panel.silence: a connected UITD that stops sending is the host's to report offline ----------
@@ -268,20 +221,10 @@ void panel_silence(step_context &c) {
 // and is bound to the started device by its identity; a UITD never resends a frame the centre confirmed, so the
 // driver must read the current state itself. Any fire_alarm counts: a new instance may only learn of the alarm from
 // its system's state (fire_alarm@s1.1), the same instance also per component.
+// Timed from the start, as scenario.<class>.restart: the UITD calls in, the driver reads the state.
 void panel_restart(step_context &c) {
-    expect(c, "fire loop=1 point=4", "alarm", "fire_alarm");
-    if (!c.ok) return;
-    const auto from = c.d.events().mark();
-    if (!c.d.restart()) {
-        c.f.fail("driver '" + c.d.driver() + "': stop and start again failed");
-        c.ok = false;
-        return;
-    }
-    // Timed from the start, as scenario.<class>.restart: the UITD calls in, the driver reads the state.
-    expect(c, "", "alarm", "fire_alarm", from);
-    if (!c.ok)
-        c.f.fail("driver '" + c.d.driver() + "': a fire alarm active through a restart was not reported again on "
-                 "start, once the UITD called in again (FL-PLUGIN-29)");
+    expect_reported_after_restart(c, "fire loop=1 point=4", "fire_alarm", "a fire alarm",
+                                  "start, once the UITD called in again");
 }
 
 // ---- scenario.fire_panel.commit: a driver that returns fl_device_commit confirms after the commit (FL-PLUGIN-35) -
@@ -457,20 +400,10 @@ void add_panel_checks(std::vector<check> &v) {
                  identify_real});
     v.push_back({p + "alarm", {"FL-PLUGIN-27"}, level::standard,
                  "a fire alarm from the UITD arrives once within 5 s, and its restore ends it",
-                 [](const run_options &o, findings &f) {
-                     with_panel(o, f, [](step_context &c) {
-                         raise_and_restore(c, "fire loop=1 point=5", "restore loop=1 point=5 bit=fire", "alarm",
-                                           "fire_alarm");
-                     });
-                 }});
+                 raised_and_restored("fire loop=1 point=5", "restore loop=1 point=5 bit=fire", "alarm", "fire_alarm")});
     v.push_back({p + "fault", {"FL-PLUGIN-27"}, level::standard,
                  "a component fault arrives once within 5 s, and its restore ends it",
-                 [](const run_options &o, findings &f) {
-                     with_panel(o, f, [](step_context &c) {
-                         raise_and_restore(c, "fault loop=1 point=6", "restore loop=1 point=6 bit=fault", "fault",
-                                           "fault");
-                     });
-                 }});
+                 raised_and_restored("fault loop=1 point=6", "restore loop=1 point=6 bit=fault", "fault", "fault")});
     v.push_back({p + "silence", {"FL-PLUGIN-27"}, level::standard,
                  "a connected UITD that sends nothing: no event from the driver, the host reports it offline "
                  "within its 2 s liveness budget and restores it when it sends again; then a fire alarm arrives",

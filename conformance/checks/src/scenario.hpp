@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,8 @@ inline constexpr std::chrono::milliseconds watch{1500};
 
 long long ms(steady::duration d);
 std::string mp_str(const std::vector<std::uint8_t> &b, const char *key);
+// The plugin's driver of `device_class` (the last it lists); NULL, and the check skipped, when it has none.
+const core::driver_info *driver_of_class(const core::plugin &plugin, const std::string &device_class, findings &f);
 // firelink-sim: --sim PATH, else next to the running suite.
 std::filesystem::path sim_path(const run_options &o);
 
@@ -145,6 +148,16 @@ std::optional<seen> expect(step_context &c, const std::string &action, const std
 // The restore of `raised`, with `ends` naming its event_id.
 void expect_restore(step_context &c, const seen &raised, std::size_t from, steady::time_point t0,
                     const std::string &after);
+// Does `action`, which ends each of `raised`: a restore of each, timed from the action. Returns the mark of the
+// events from the action on.
+std::size_t expect_ended(step_context &c, const std::string &action, std::initializer_list<const seen *> raised);
+// Raises with `raise` and ends it with `clear`: exactly one `kind code` event, and a restore that ends it.
+void raise_and_restore(step_context &c, const std::string &raise, const std::string &clear, const std::string &kind,
+                       const std::string &code);
+// FL-PLUGIN-29: `raise` gives the alarm `code`; after a stop and start of the device the alarm, still active, is
+// reported again, timed from the start. `alarm` and `on_start` word the failure ("an alarm", "start").
+void expect_reported_after_restart(step_context &c, const std::string &raise, const std::string &code,
+                                   const std::string &alarm, const std::string &on_start);
 std::size_t count(const std::vector<seen> &v, const std::string &kind, const std::string &code);
 // Exactly `n` driver events `kind code` since `from`, after letting the device settle.
 void expect_count(step_context &c, std::size_t from, const std::string &kind, const std::string &code, std::size_t n);

@@ -80,6 +80,27 @@ struct class_scenarios {
     std::string rise, pre_code, alarm_code, fall, no_pre_alarm;
 };
 
+// scenario.<class>.command of an actuator: `command` is confirmed by the device's read-back (`confirms`).
+std::function<void(step_context &)> confirmed(std::string command, std::string confirms) {
+    return [=](step_context &c) { expect_result(c, command, true, confirms); };
+}
+
+// scenario.<class>.stuck of an actuator: with the device stuck, `command` answers ok=false (`why`).
+std::function<void(step_context &)> stuck_actuator(std::string command, std::string why) {
+    return [=](step_context &c) {
+        c.d.act("stuck on");
+        expect_result(c, command, false, why);
+    };
+}
+
+// A latched alarm: `reset` is confirmed by the device's read-back (`confirms`) and ends it.
+void reset_ends(step_context &c, const seen &latched, const std::string &confirms) {
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    expect_result(c, "reset", true, confirms);
+    expect_restore(c, latched, from, t0, "reset");
+}
+
 const std::vector<class_scenarios> &classes() {
     static const std::vector<class_scenarios> all = {
         {"gas_shutoff_valve", "gas-valve", "gas 60", "gas_level_2",
@@ -91,17 +112,10 @@ const std::vector<class_scenarios> &classes() {
              const auto l2 = expect(c, "gas 60", "alarm", "gas_level_2");
              expect_count(c, m, "alarm", "gas_level_1", 1);
              if (!c.ok) return;
-             const auto from = c.d.events().mark();
-             const auto t0 = steady::now();
-             c.d.act("gas 0");
-             expect_restore(c, *l1, from, t0, "gas 0");
-             expect_restore(c, *l2, from, t0, "gas 0");
+             expect_ended(c, "gas 0", {&*l1, &*l2});
          },
-         [](step_context &c) { expect_result(c, "close_valve", true, "the valve reads closed"); },
-         [](step_context &c) {
-             c.d.act("stuck on");
-             expect_result(c, "close_valve", false, "the valve is stuck open");
-         },
+         confirmed("close_valve", "the valve reads closed"),
+         stuck_actuator("close_valve", "the valve is stuck open"),
          "sensor-fault on", "sensor-fault off", "sensor_fault",
          "", "", "", "",
          "the class has no pre-alarm: its driver reports gas level 1 as an alarm (gas_level_1, severity major), not "
@@ -111,26 +125,16 @@ const std::vector<class_scenarios> &classes() {
              const auto pre = expect(c, "residual 250", "pre_alarm", "residual_current_high");
              const auto alarm = expect(c, "residual 350", "alarm", "residual_current_high");
              if (!c.ok) return;
-             auto from = c.d.events().mark();
-             auto t0 = steady::now();
-             c.d.act("residual 0");
-             expect_restore(c, *pre, from, t0, "residual 0");
-             expect_restore(c, *alarm, from, t0, "residual 0");
-             from = c.d.events().mark();
-             t0 = steady::now();
+             expect_ended(c, "residual 0", {&*pre, &*alarm});
+             const auto from = c.d.events().mark();
+             const auto t0 = steady::now();
              const auto arc = expect(c, "arc-fault", "alarm", "arc_fault", from, t0);
              expect(c, "", "status", "breaker_tripped", from, t0);  // the device tripped on its arc fault
              if (!c.ok) return;
-             from = c.d.events().mark();
-             t0 = steady::now();
-             expect_result(c, "reset", true, "the arc latch reads clear");
-             expect_restore(c, *arc, from, t0, "reset");
+             reset_ends(c, *arc, "the arc latch reads clear");
          },
-         [](step_context &c) { expect_result(c, "trip", true, "the breaker reads open"); },
-         [](step_context &c) {
-             c.d.act("stuck on");
-             expect_result(c, "trip", false, "the breaker is stuck closed");
-         },
+         confirmed("trip", "the breaker reads open"),
+         stuck_actuator("trip", "the breaker is stuck closed"),
          "breaker-fault on", "breaker-fault off", "breaker_fault",
          "ramp residual_current 350 1500", "residual_current_high", "residual_current_high", "residual 0", ""},
         {"pyrolysis_detector", "pyrolysis", "level 700", "pyrolysis_alarm",
@@ -138,18 +142,12 @@ const std::vector<class_scenarios> &classes() {
              const auto pre = expect(c, "level 350", "pre_alarm", "pyrolysis_pre_alarm");
              const auto alarm = expect(c, "level 700", "alarm", "pyrolysis_alarm");
              if (!c.ok) return;
-             auto from = c.d.events().mark();
-             const auto t0 = steady::now();
-             c.d.act("level 0");
-             expect_restore(c, *pre, from, t0, "level 0");
+             const auto from = expect_ended(c, "level 0", {&*pre});
              expect_count(c, from, "restore", "pyrolysis_alarm", 0);  // latched until a reset
              if (!c.ok) return;
-             from = c.d.events().mark();
-             const auto t1 = steady::now();
-             expect_result(c, "reset", true, "the latch reads clear");
-             expect_restore(c, *alarm, from, t1, "reset");
+             reset_ends(c, *alarm, "the latch reads clear");
          },
-         [](step_context &c) { expect_result(c, "reset", true, "nothing is latched"); },
+         confirmed("reset", "nothing is latched"),
          [](step_context &c) {
              expect(c, "level 700", "alarm", "pyrolysis_alarm");
              expect_result(c, "reset", false, "the latch stays set while the level is high");
@@ -166,10 +164,8 @@ void with_device(const run_options &o, findings &f, const class_scenarios &cls, 
     ::signal(SIGPIPE, SIG_IGN);  // a source that died must not take the check with it
     std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
     if (!plugin) return;
-    const core::driver_info *drv = nullptr;
-    for (const auto &d : plugin->info().drivers)
-        if (d.device_class == cls.device_class) drv = &d;
-    if (!drv) return f.skip("the plugin has no " + cls.device_class + " driver");
+    const core::driver_info *drv = driver_of_class(*plugin, cls.device_class, f);
+    if (!drv) return;
     const core::driver_info info = *drv;
     auto source = make_polled_source(o, info, cls.sim_kind, check_id, f);
     if (!source) return;
@@ -210,14 +206,7 @@ void garbage(step_context &c, const class_scenarios &cls) {
 // The device reports its own fault: exactly one `fault` with the class's code, its restore once the fault clears,
 // and the driver still reads the device afterwards.
 void fault(step_context &c, const class_scenarios &cls) {
-    const auto m = c.d.events().mark();
-    const auto raised = expect(c, cls.fault_on, "fault", cls.fault_code);
-    expect_count(c, m, "fault", cls.fault_code, 1);
-    if (!c.ok) return;
-    const auto from = c.d.events().mark();
-    const auto t0 = steady::now();
-    c.d.act(cls.fault_off);
-    expect_restore(c, *raised, from, t0, cls.fault_off);
+    raise_and_restore(c, cls.fault_on, cls.fault_off, "fault", cls.fault_code);
     expect(c, cls.raise, "alarm", cls.raise_code);
 }
 
@@ -240,17 +229,11 @@ void pre_alarm(step_context &c, const class_scenarios &cls) {
         return;
     }
     c.f.note("pre_alarm " + cls.pre_code + " " + std::to_string(ms(alarm->at - pre->at)) + " ms before the alarm");
-    const auto after = c.d.events().mark();
-    const auto t1 = steady::now();
-    c.d.act(cls.fall);
-    expect_restore(c, *pre, after, t1, cls.fall);
     if (cls.device_class == "pyrolysis_detector") {  // the alarm is latched until a reset (modbus.md)
-        const auto m = c.d.events().mark();
-        const auto t2 = steady::now();
-        expect_result(c, "reset", true, "the latch reads clear");
-        expect_restore(c, *alarm, m, t2, "reset");
+        expect_ended(c, cls.fall, {&*pre});
+        reset_ends(c, *alarm, "the latch reads clear");
     } else {
-        expect_restore(c, *alarm, after, t1, cls.fall);
+        expect_ended(c, cls.fall, {&*pre, &*alarm});
     }
 }
 
@@ -273,20 +256,9 @@ void busy(step_context &c, const class_scenarios &cls) {
                  "took events (FL-PLUGIN-28)");
 }
 
+// FL-PLUGIN-29: on start the driver re-reads the device and reports what is active now.
 void restart(step_context &c, const class_scenarios &cls) {
-    expect(c, cls.raise, "alarm", cls.raise_code);
-    if (!c.ok) return;
-    const auto from = c.d.events().mark();
-    if (!c.d.restart()) {
-        c.f.fail("driver '" + c.d.driver() + "': stop and start again failed");
-        c.ok = false;
-        return;
-    }
-    // FL-PLUGIN-29: on start the driver re-reads the device and reports what is active now.
-    expect(c, "", "alarm", cls.raise_code, from);
-    if (!c.ok)
-        c.f.fail("driver '" + c.d.driver() + "': an alarm active through a restart was not reported again on start "
-                 "(FL-PLUGIN-29)");
+    expect_reported_after_restart(c, cls.raise, cls.raise_code, "an alarm", "start");
 }
 
 // ---- scenario.<class>.shared_bus (FL-PLUGIN-33) -------------------------------------------------------------------
@@ -446,10 +418,8 @@ void shared_bus(const run_options &o, findings &f, const class_scenarios &cls) {
     ::signal(SIGPIPE, SIG_IGN);
     std::shared_ptr<core::plugin> plugin = load_plugin(o, f);
     if (!plugin) return;
-    const core::driver_info *drv = nullptr;
-    for (const auto &d : plugin->info().drivers)
-        if (d.device_class == cls.device_class) drv = &d;
-    if (!drv) return f.skip("the plugin has no " + cls.device_class + " driver");
+    const core::driver_info *drv = driver_of_class(*plugin, cls.device_class, f);
+    if (!drv) return;
     if (!(drv->wires & FL_WIRE_RS485_BUS)) return f.skip("driver '" + drv->id + "' declares no rs485_bus wire");
     if (!o.traces.empty() || !o.device_uri.empty())
         return f.skip("the shared bus runs against the simulator only, not --trace or --device");

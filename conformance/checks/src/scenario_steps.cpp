@@ -168,21 +168,8 @@ std::optional<core::device_status> scenario_device::status() const { return runt
 
 std::string scenario_device::command(const std::string &name) {
     const std::string cid = "conform-" + std::to_string(++commands_);
-    std::uint8_t buf[256];
-    fl_mp_writer w;
-    fl_mp_writer_init(&w, buf, sizeof buf);
-    fl_mp_map(&w, 3);
-    fl_mp_kv_str(&w, "id", cid.c_str());
-    fl_mp_kv_str(&w, "name", name.c_str());
-    fl_mp_str(&w, "args");
-    if (operator_argument()) {
-        fl_mp_map(&w, 1);
-        fl_mp_kv_str(&w, "operator", "firelink-conform");
-    } else {
-        fl_mp_map(&w, 0);
-    }
     commanded(name);
-    const auto sent = runtime_->command(id, std::vector<std::uint8_t>(buf, buf + w.len));
+    const auto sent = runtime_->command(id, command_bytes(cid, name, operator_argument()));
     if (!sent && sent != FL_TIMEOUT) {
         f_.fail("driver '" + driver_ + "': command " + name + " returned " + status_name(sent.status()) + " (" +
                 sent.why() + ") (FL-PLUGIN-30)");
@@ -237,6 +224,47 @@ void expect_restore(step_context &c, const seen &raised, std::size_t from, stead
     }
     c.f.note("'" + after + "': restore " + raised.code + " (ends " + raised.event_id + ") in " +
              std::to_string(ms(e->at - t0)) + " ms");
+}
+
+std::size_t expect_ended(step_context &c, const std::string &action, std::initializer_list<const seen *> raised) {
+    const auto from = c.d.events().mark();
+    const auto t0 = steady::now();
+    c.d.act(action);
+    for (const seen *s : raised) expect_restore(c, *s, from, t0, action);
+    return from;
+}
+
+void raise_and_restore(step_context &c, const std::string &raise, const std::string &clear, const std::string &kind,
+                       const std::string &code) {
+    const auto m = c.d.events().mark();
+    const auto raised = expect(c, raise, kind, code);
+    expect_count(c, m, kind, code, 1);
+    if (!c.ok) return;
+    expect_ended(c, clear, {&*raised});
+}
+
+void expect_reported_after_restart(step_context &c, const std::string &raise, const std::string &code,
+                                   const std::string &alarm, const std::string &on_start) {
+    expect(c, raise, "alarm", code);
+    if (!c.ok) return;
+    const auto from = c.d.events().mark();
+    if (!c.d.restart()) {
+        c.f.fail("driver '" + c.d.driver() + "': stop and start again failed");
+        c.ok = false;
+        return;
+    }
+    expect(c, "", "alarm", code, from);
+    if (!c.ok)
+        c.f.fail("driver '" + c.d.driver() + "': " + alarm + " active through a restart was not reported again on " +
+                 on_start + " (FL-PLUGIN-29)");
+}
+
+const core::driver_info *driver_of_class(const core::plugin &plugin, const std::string &device_class, findings &f) {
+    const core::driver_info *drv = nullptr;
+    for (const auto &d : plugin.info().drivers)
+        if (d.device_class == device_class) drv = &d;
+    if (!drv) f.skip("the plugin has no " + device_class + " driver");
+    return drv;
 }
 
 std::size_t count(const std::vector<seen> &v, const std::string &kind, const std::string &code) {

@@ -144,6 +144,22 @@ bool device_host::may_use_services() const {
     return s == device_state::started || s == device_state::starting;
 }
 
+bool device_host::in_service(const char *call) {
+    if (may_use_services()) return true;
+    violation(std::string(call) + " while not started");
+    return false;
+}
+
+fl_status device_host::may_send(const std::uint8_t *data, std::size_t size, const char *call) {
+    if (!data && size) return FL_MISUSE;
+    if (!in_service(call)) return FL_MISUSE;
+    return forced_status_.load();
+}
+
+void device_host::keep_written(const std::uint8_t *data, std::size_t size) {
+    if (written_.size() < (1u << 20)) written_.insert(written_.end(), data, data + size);
+}
+
 fl_status device_host::emit(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     device_host *self = device_host::self(h);
     if (!self) return FL_MISUSE;
@@ -264,42 +280,31 @@ std::int32_t device_host::t_unit(const fl_host *) { return 1; }
 fl_status device_host::t_open(const fl_host *h) {
     device_host *self = device_host::self(h);
     if (!self) return FL_MISUSE;
-    if (!self->may_use_services()) {
-        self->violation("transport open while not started");
-        return FL_MISUSE;
-    }
+    if (!self->in_service("transport open")) return FL_MISUSE;
     self->open_requested_ = true;
     return FL_OK;
 }
 fl_status device_host::t_write(const fl_host *h, const std::uint8_t *data, std::size_t size) {
     device_host *self = device_host::self(h);
-    if (!self || (!data && size)) return FL_MISUSE;
-    if (!self->may_use_services()) {
-        self->violation("transport write while not started");
-        return FL_MISUSE;
-    }
-    if (const fl_status forced = self->forced_status_.load(); forced != FL_OK) return forced;
+    if (!self) return FL_MISUSE;
+    if (const fl_status st = self->may_send(data, size, "transport write"); st != FL_OK) return st;
     if (self->transport_kind_ == FL_TRANSPORT_RS485_BUS) {
         self->violation("write on a shared bus, where a device talks in request() turns only (FL-PLUGIN-33)");
         return FL_MISUSE;
     }
     std::lock_guard lock(self->mutex_);
-    if (self->written_.size() < (1u << 20)) self->written_.insert(self->written_.end(), data, data + size);
+    self->keep_written(data, size);
     return FL_OK;
 }
 fl_status device_host::t_request(const fl_host *h, const std::uint8_t *data, std::size_t size, std::uint32_t) {
     device_host *self = device_host::self(h);
-    if (!self || (!data && size)) return FL_MISUSE;
-    if (!self->may_use_services()) {
-        self->violation("transport request while not started");
-        return FL_MISUSE;
-    }
-    if (const fl_status forced = self->forced_status_.load(); forced != FL_OK) return forced;
+    if (!self) return FL_MISUSE;
+    if (const fl_status st = self->may_send(data, size, "transport request"); st != FL_OK) return st;
     std::lock_guard lock(self->mutex_);
     if (self->request_in_flight_) return FL_BUSY;
     self->request_in_flight_ = true;
     ++self->turns_taken_;
-    if (self->written_.size() < (1u << 20)) self->written_.insert(self->written_.end(), data, data + size);
+    self->keep_written(data, size);
     return FL_OK;
 }
 fl_status device_host::t_end_request(const fl_host *h) {
@@ -323,10 +328,7 @@ fl_status device_host::t_close(const fl_host *h) {
 fl_status device_host::tm_start(const fl_host *h, std::uint32_t period_ms, std::uint32_t flags, std::uint64_t *out) {
     device_host *self = device_host::self(h);
     if (!self || !out || period_ms == 0) return FL_MISUSE;
-    if (!self->may_use_services()) {
-        self->violation("timer start while not started");
-        return FL_MISUSE;
-    }
+    if (!self->in_service("timer start")) return FL_MISUSE;
     std::lock_guard lock(self->mutex_);
     *out = self->next_timer_++;
     self->timers_[*out] = {period_ms, (flags & FL_TIMER_ONESHOT) != 0};

@@ -109,6 +109,13 @@ private:
     static const void *get_extension(const fl_host *, const char *);
     static device_host *self(const fl_host *h) { return h ? static_cast<device_host *>(h->host_data) : nullptr; }
     bool may_use_services() const;
+    // A service used while the device is not started is a violation ("<call> while not started"); false then.
+    bool in_service(const char *call);
+    // What write and request answer before they take the bytes: FL_MISUSE for no bytes with a size or a device not
+    // started, the status a check forces (answer_status), else FL_OK.
+    fl_status may_send(const std::uint8_t *data, std::size_t size, const char *call);
+    // Keeps what the device wrote or requested for take_written, up to 1 MiB; under mutex_.
+    void keep_written(const std::uint8_t *data, std::size_t size);
     void violation(std::string what, bool emit = false);
 
     static std::int32_t t_kind(const fl_host *);
