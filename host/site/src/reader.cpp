@@ -114,6 +114,16 @@ std::optional<std::string> table_reader::string(std::string_view key, need n) {
     return v->as_string()->get();
 }
 
+std::optional<std::string> table_reader::matching(std::string_view key, bool (*valid)(std::string_view),
+                                                  std::string_view rule, need n) {
+    auto s = string(key, n);
+    if (s && !valid(*s)) {
+        error(key, "expected " + std::string(rule) + ", got " + in_quotes(*s));
+        return std::nullopt;
+    }
+    return s;
+}
+
 std::optional<std::string> table_reader::nonempty_string(std::string_view key, need n) {
     const toml::node *v = find(key);
     if (!v) {

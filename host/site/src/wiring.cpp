@@ -172,24 +172,9 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
     d.path = path;
     d.config_where = d.where;
     if (auto id = unique_id(r, "device", device_ids_)) d.id = *id;
-    if (auto driver = r.string("driver", need::required)) {
-        if (is_driver_id(*driver))
-            d.driver = *driver;
-        else
-            r.error("driver", "expected " + std::string(driver_id_rule) + ", got " + in_quotes(*driver));
-    }
-    if (auto plugin = r.string("plugin", need::optional)) {
-        if (is_reverse_dns(*plugin))
-            d.plugin = *plugin;
-        else
-            r.error("plugin", "expected " + std::string(plugin_id_rule) + ", got " + in_quotes(*plugin));
-    }
-    if (auto device_class = r.string("class", need::required)) {
-        if (is_device_class(*device_class))
-            d.device_class = *device_class;
-        else
-            r.error("class", "expected " + std::string(device_class_rule) + ", got " + in_quotes(*device_class));
-    }
+    if (auto driver = r.matching("driver", is_driver_id, driver_id_rule, need::required)) d.driver = *driver;
+    if (auto plugin = r.matching("plugin", is_reverse_dns, plugin_id_rule, need::optional)) d.plugin = *plugin;
+    if (auto device_class = r.matching("class", is_device_class, device_class_rule, need::required)) d.device_class = *device_class;
     if (auto enabled = r.boolean("enabled", need::optional)) d.enabled = *enabled;
     if (auto s = r.integer("heartbeat_s", 0, 86400, need::optional)) d.heartbeat = seconds(*s);
     wire(r, d, d.wire);
