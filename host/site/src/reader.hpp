@@ -79,6 +79,11 @@ public:
     source_position where(std::string_view key) const;
 
 private:
+    // The value at `key` as a T (std::string, std::int64_t, bool: its toml::value<T>; toml::table: the table), or
+    // null: a missing key is reported when required, a value of another type always, both as not `expected`.
+    template <class T>
+    auto typed(std::string_view key, need n, std::string_view expected);
+
     const toml::table &table_;
     std::string path_;
     diagnostics &diag_;
