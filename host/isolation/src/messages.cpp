@@ -1,6 +1,9 @@
 #include "firelink/isolation/messages.hpp"
 
 #include <limits>
+#include <optional>
+#include <tuple>
+#include <type_traits>
 
 #include "firelink/isolation/plugin_info_codec.hpp"
 
@@ -117,11 +120,145 @@ void bin(packer pk, std::string_view b) {
     pk.pack_bin_body(b.data(), static_cast<std::uint32_t>(b.size()));
 }
 
+// ---- layouts: a message that is a flat list of fields is described once, and both its encoder and its decoder
+// walk that description, so the two sides cannot disagree on a field's order, type or name. ------------------------
+
+// A field read and written as its member's type: integers, strings (msgpack STR), booleans, lanes, wire ops.
+template <class M, class T>
+struct member {
+    const char *name;
+    T M::*of;
+};
+// A field carried as bytes (msgpack BIN), not as a string.
+template <class M>
+struct bytes {
+    const char *name;
+    std::string_view M::*of;
+};
+template <class M, class T>
+member(const char *, T M::*) -> member<M, T>;
+template <class M>
+bytes(const char *, std::string_view M::*) -> bytes<M>;
+
+template <class M, class... F>
+struct layout {
+    msg type;
+    const char *name;
+    std::tuple<F...> fields;
+    static constexpr std::uint32_t arity = 1 + sizeof...(F);  // the type, then the fields
+};
+template <class M, class... F>
+constexpr layout<M, F...> describe(msg type, const char *name, F... fields) {
+    return {type, name, {fields...}};
+}
+
+void read(fields &f, const char *name, std::uint64_t &v) { v = f.u64(name); }
+void read(fields &f, const char *name, std::int64_t &v) { v = f.i64(name); }
+void read(fields &f, const char *name, std::int32_t &v) { v = f.i32(name); }  // also fl_status
+void read(fields &f, const char *name, bool &v) { v = f.boolean(name); }
+void read(fields &f, const char *name, std::string_view &v) { v = f.str(name); }
+void read(fields &f, const char *name, lane &v) { v = f.lane_field(name); }
+void read(fields &f, const char *name, std::uint32_t &v) {
+    const auto u = f.u64(name);
+    if (u > std::numeric_limits<std::uint32_t>::max()) f.fail(name, "is out of range");
+    v = static_cast<std::uint32_t>(u);
+}
+void read(fields &f, const char *name, wire_op &v) {
+    const auto u = f.u64(name);
+    if (u < static_cast<int>(wire_op::open) || u > static_cast<int>(wire_op::close)) f.fail(name, "is unknown");
+    v = static_cast<wire_op>(u);
+}
+template <class M, class T>
+void read(fields &f, const member<M, T> &field, M &m) {
+    read(f, field.name, m.*field.of);
+}
+template <class M>
+void read(fields &f, const bytes<M> &field, M &m) {
+    m.*field.of = f.bin(field.name);
+}
+
+template <class T>
+void write(frame &f, const T &v) {
+    if constexpr (std::is_enum_v<T>)
+        f.pack().pack(static_cast<int>(v));
+    else
+        f.pack().pack(v);
+}
+template <class M, class T>
+void write(frame &f, const member<M, T> &field, const M &m) {
+    write(f, m.*field.of);
+}
+template <class M>
+void write(frame &f, const bytes<M> &field, const M &m) {
+    bin(f.pack(), m.*field.of);
+}
+
+template <class M, class... F>
+M decode_as(const msgpack::object &m, const layout<M, F...> &l) {
+    fields f(m, l.name, l.arity);
+    M out;
+    std::apply([&](const auto &...field) { (read(f, field, out), ...); }, l.fields);
+    return out;
+}
+template <class M, class... F>
+void encode_as(frame &f, const M &m, const layout<M, F...> &l) {
+    head(f, l.type, l.arity);
+    std::apply([&](const auto &...field) { (write(f, field, m), ...); }, l.fields);
+}
+
+constexpr auto refused_layout = describe<refused_msg>(msg::refused, "refused", member{"reason", &refused_msg::reason},
+                                                      member{"detail", &refused_msg::detail});
+constexpr auto reply_layout =
+    describe<reply_msg>(msg::reply, "reply", member{"call", &reply_msg::call}, member{"status", &reply_msg::status},
+                        member{"text", &reply_msg::text});
+constexpr auto log_layout = describe<log_msg>(msg::log, "log", member{"device", &log_msg::device},
+                                              member{"level", &log_msg::level}, member{"text", &log_msg::text});
+constexpr auto wire_layout = describe<wire_msg>(msg::wire, "wire", member{"device", &wire_msg::device},
+                                                member{"op", &wire_msg::op}, bytes{"bytes", &wire_msg::bytes},
+                                                member{"timeout_ms", &wire_msg::timeout_ms});
+constexpr auto pong_layout = describe<pong_msg>(msg::pong, "pong", member{"n", &pong_msg::n});
+constexpr auto slow_layout = describe<slow_msg>(msg::slow, "slow", member{"device", &slow_msg::device},
+                                                member{"what", &slow_msg::what}, member{"ms", &slow_msg::ms});
+constexpr auto consumed_layout = describe<consumed_msg>(msg::consumed, "consumed",
+                                                        member{"device", &consumed_msg::device},
+                                                        member{"bytes", &consumed_msg::bytes});
+constexpr auto command_layout =
+    describe<command_msg>(msg::command, "command", member{"call", &command_msg::call},
+                          member{"device", &command_msg::device}, bytes{"command", &command_msg::command});
+constexpr auto identify_layout =
+    describe<identify_msg>(msg::identify, "identify", member{"call", &identify_msg::call},
+                           member{"driver_id", &identify_msg::driver_id}, bytes{"bytes", &identify_msg::bytes});
+constexpr auto data_layout =
+    describe<data_msg>(msg::data, "data", member{"device", &data_msg::device}, bytes{"bytes", &data_msg::bytes});
+constexpr auto state_layout = describe<state_msg>(msg::state, "state", member{"device", &state_msg::device},
+                                                  member{"state", &state_msg::state},
+                                                  member{"reason", &state_msg::reason});
+constexpr auto ping_layout = describe<ping_msg>(msg::ping, "ping", member{"n", &ping_msg::n});
+constexpr auto room_layout = describe<room_msg>(msg::room, "room", member{"lane", &room_msg::l});
+constexpr auto committed_layout = describe<committed_msg>(msg::committed, "committed",
+                                                          member{"device", &committed_msg::device},
+                                                          member{"through", &committed_msg::through});
+
+// The flat messages of each direction; the decoders handle the others by hand.
+constexpr auto flat_runner_messages =
+    std::tuple{refused_layout, reply_layout, log_layout, wire_layout, pong_layout, slow_layout, consumed_layout};
+constexpr auto flat_host_messages =
+    std::tuple{command_layout, identify_layout, data_layout, state_layout, ping_layout, room_layout, committed_layout};
+
+// The message of that type decoded by its layout, or nothing when none of `layouts` is of that type.
+template <class Message, class Layouts>
+std::optional<Message> decode_flat(const msgpack::object &m, msg type, const Layouts &layouts) {
+    std::optional<Message> out;
+    std::apply([&](const auto &...l) { ((l.type == type && (out = decode_as(m, l), true)) || ...); }, layouts);
+    return out;
+}
+
 }  // namespace
 
 runner_message decode_runner_message(const msgpack::object &m) {
-    switch (type_of(m)) {
-    case msg::hello: {
+    const auto type = type_of(m);
+    if (auto flat = decode_flat<runner_message>(m, type, flat_runner_messages)) return std::move(*flat);
+    if (type == msg::hello) {
         fields f(m, "hello", 3);
         hello_msg h;
         try {
@@ -134,68 +271,12 @@ runner_message decode_runner_message(const msgpack::object &m) {
         h.can_identify = f.boolean("can_identify");
         return h;
     }
-    case msg::refused: {
-        fields f(m, "refused", 3);
-        refused_msg r;
-        r.reason = f.str("reason");
-        r.detail = f.str("detail");
-        return r;
-    }
-    case msg::reply: {
-        fields f(m, "reply", 4);
-        reply_msg r;
-        r.call = f.u64("call");
-        r.status = static_cast<fl_status>(f.i32("status"));
-        r.text = f.str("text");
-        return r;
-    }
-    case msg::log: {
-        fields f(m, "log", 4);
-        log_msg l;
-        l.device = f.u64("device");
-        l.level = f.i32("level");
-        l.text = f.str("text");
-        return l;
-    }
-    case msg::wire: {
-        fields f(m, "wire", 5);
-        wire_msg w;
-        w.device = f.u64("device");
-        const auto op = f.u64("op");
-        if (op < static_cast<int>(wire_op::open) || op > static_cast<int>(wire_op::close)) f.fail("op", "is unknown");
-        w.op = static_cast<wire_op>(op);
-        w.bytes = f.bin("bytes");
-        const auto t = f.u64("timeout_ms");
-        if (t > std::numeric_limits<std::uint32_t>::max()) f.fail("timeout_ms", "is out of range");
-        w.timeout_ms = static_cast<std::uint32_t>(t);
-        return w;
-    }
-    case msg::pong: {
-        fields f(m, "pong", 2);
-        return pong_msg{f.u64("n")};
-    }
-    case msg::slow: {
-        fields f(m, "slow", 4);
-        slow_msg s;
-        s.device = f.u64("device");
-        s.what = f.str("what");
-        s.ms = f.i64("ms");
-        return s;
-    }
-    case msg::consumed: {
-        fields f(m, "consumed", 3);
-        consumed_msg c;
-        c.device = f.u64("device");
-        c.bytes = f.u64("bytes");
-        return c;
-    }
-    default: break;
-    }
-    throw malformed("an unknown message type " + std::to_string(static_cast<int>(type_of(m))) + " from the runner");
+    throw malformed("an unknown message type " + std::to_string(static_cast<int>(type)) + " from the runner");
 }
 
 host_message decode_host_message(const msgpack::object &m) {
     const auto type = type_of(m);
+    if (auto flat = decode_flat<host_message>(m, type, flat_host_messages)) return std::move(*flat);
     switch (type) {
     case msg::create: {
         fields f(m, "create", 9);
@@ -244,59 +325,11 @@ host_message decode_host_message(const msgpack::object &m) {
         l.device = f.u64("device");
         return l;
     }
-    case msg::command: {
-        fields f(m, "command", 4);
-        command_msg c;
-        c.call = f.u64("call");
-        c.device = f.u64("device");
-        c.command = f.bin("command");
-        return c;
-    }
-    case msg::identify: {
-        fields f(m, "identify", 4);
-        identify_msg i;
-        i.call = f.u64("call");
-        i.driver_id = f.str("driver_id");
-        i.bytes = f.bin("bytes");
-        return i;
-    }
-    case msg::data: {
-        fields f(m, "data", 3);
-        data_msg d;
-        d.device = f.u64("device");
-        d.bytes = f.bin("bytes");
-        return d;
-    }
-    case msg::state: {
-        fields f(m, "state", 4);
-        state_msg s;
-        s.device = f.u64("device");
-        s.state = f.i32("state");
-        s.reason = static_cast<fl_status>(f.i32("reason"));
-        return s;
-    }
-    case msg::ping: {
-        fields f(m, "ping", 2);
-        return ping_msg{f.u64("n")};
-    }
     case msg::admit: {
         fields f(m, "admit", 2);
         admit_msg a;
         a.busy_kinds = strings(f, f.array("kinds"), "kinds");
         return a;
-    }
-    case msg::room: {
-        fields f(m, "room", 2);
-        room_msg r;
-        r.l = f.lane_field("lane");
-        return r;
-    }
-    case msg::committed: {
-        fields f(m, "committed", 3);
-        committed_msg c;
-        c.device = f.u64("device");
-        c.through = f.u64("through");
-        return c;
     }
     default: break;
     }
@@ -311,36 +344,13 @@ void encode(frame &f, const hello_msg &m) {
     pack_plugin_info(pk, m.info);
     f.pack().pack(m.can_identify);
 }
-void encode(frame &f, const refused_msg &m) {
-    head(f, msg::refused, 3);
-    f.pack().pack(m.reason), f.pack().pack(m.detail);
-}
-void encode(frame &f, const reply_msg &m) {
-    head(f, msg::reply, 4);
-    f.pack().pack(m.call), f.pack().pack(static_cast<std::int32_t>(m.status)), f.pack().pack(m.text);
-}
-void encode(frame &f, const log_msg &m) {
-    head(f, msg::log, 4);
-    f.pack().pack(m.device), f.pack().pack(m.level), f.pack().pack(m.text);
-}
-void encode(frame &f, const wire_msg &m) {
-    head(f, msg::wire, 5);
-    f.pack().pack(m.device), f.pack().pack(static_cast<int>(m.op));
-    bin(f.pack(), m.bytes);
-    f.pack().pack(m.timeout_ms);
-}
-void encode(frame &f, const pong_msg &m) {
-    head(f, msg::pong, 2);
-    f.pack().pack(m.n);
-}
-void encode(frame &f, const slow_msg &m) {
-    head(f, msg::slow, 4);
-    f.pack().pack(m.device), f.pack().pack(m.what), f.pack().pack(m.ms);
-}
-void encode(frame &f, const consumed_msg &m) {
-    head(f, msg::consumed, 3);
-    f.pack().pack(m.device), f.pack().pack(m.bytes);
-}
+void encode(frame &f, const refused_msg &m) { encode_as(f, m, refused_layout); }
+void encode(frame &f, const reply_msg &m) { encode_as(f, m, reply_layout); }
+void encode(frame &f, const log_msg &m) { encode_as(f, m, log_layout); }
+void encode(frame &f, const wire_msg &m) { encode_as(f, m, wire_layout); }
+void encode(frame &f, const pong_msg &m) { encode_as(f, m, pong_layout); }
+void encode(frame &f, const slow_msg &m) { encode_as(f, m, slow_layout); }
+void encode(frame &f, const consumed_msg &m) { encode_as(f, m, consumed_layout); }
 void encode(frame &f, const create_msg &m) {
     head(f, msg::create, 9);
     f.pack().pack(m.call), f.pack().pack(m.device), f.pack().pack(m.driver_id), f.pack().pack(m.device_id);
@@ -358,41 +368,17 @@ void encode(frame &f, const lifecycle_msg &m) {
     head(f, m.type, 3);
     f.pack().pack(m.call), f.pack().pack(m.device);
 }
-void encode(frame &f, const command_msg &m) {
-    head(f, msg::command, 4);
-    f.pack().pack(m.call), f.pack().pack(m.device);
-    bin(f.pack(), m.command);
-}
-void encode(frame &f, const identify_msg &m) {
-    head(f, msg::identify, 4);
-    f.pack().pack(m.call), f.pack().pack(m.driver_id);
-    bin(f.pack(), m.bytes);
-}
-void encode(frame &f, const data_msg &m) {
-    head(f, msg::data, 3);
-    f.pack().pack(m.device);
-    bin(f.pack(), m.bytes);
-}
-void encode(frame &f, const state_msg &m) {
-    head(f, msg::state, 4);
-    f.pack().pack(m.device), f.pack().pack(m.state), f.pack().pack(static_cast<std::int32_t>(m.reason));
-}
-void encode(frame &f, const ping_msg &m) {
-    head(f, msg::ping, 2);
-    f.pack().pack(m.n);
-}
+void encode(frame &f, const command_msg &m) { encode_as(f, m, command_layout); }
+void encode(frame &f, const identify_msg &m) { encode_as(f, m, identify_layout); }
+void encode(frame &f, const data_msg &m) { encode_as(f, m, data_layout); }
+void encode(frame &f, const state_msg &m) { encode_as(f, m, state_layout); }
+void encode(frame &f, const ping_msg &m) { encode_as(f, m, ping_layout); }
 void encode(frame &f, const admit_msg &m) {
     head(f, msg::admit, 2);
     f.pack().pack_array(static_cast<std::uint32_t>(m.busy_kinds.size()));
     for (auto k : m.busy_kinds) f.pack().pack(k);
 }
-void encode(frame &f, const room_msg &m) {
-    head(f, msg::room, 2);
-    f.pack().pack(static_cast<int>(m.l));
-}
-void encode(frame &f, const committed_msg &m) {
-    head(f, msg::committed, 3);
-    f.pack().pack(m.device), f.pack().pack(m.through);
-}
+void encode(frame &f, const room_msg &m) { encode_as(f, m, room_layout); }
+void encode(frame &f, const committed_msg &m) { encode_as(f, m, committed_layout); }
 
 }  // namespace firelink::isolation

@@ -1,34 +1,84 @@
 #include "firelink/isolation/plugin_info_codec.hpp"
 
+#include <filesystem>
 #include <stdexcept>
+#include <tuple>
+#include <type_traits>
 
 namespace firelink::isolation {
 
+namespace {
+
+using packer = msgpack::packer<msgpack::sbuffer>;
+
+// A key of the descriptor's maps and the member it carries.
+template <class S, class T>
+struct keyed {
+    const char *key;
+    T S::*of;
+};
+template <class S, class T>
+keyed(const char *, T S::*) -> keyed<S, T>;
+
+// The plain keys of each map, in the order they are packed: one list serves the packer and the unpacker. `drivers`
+// and `commands` follow them, packed and checked by hand.
+constexpr auto plugin_keys = std::tuple{
+    keyed{"file", &core::plugin_info::file},
+    keyed{"id", &core::plugin_info::id},
+    keyed{"name", &core::plugin_info::name},
+    keyed{"vendor", &core::plugin_info::vendor},
+    keyed{"version", &core::plugin_info::version},
+    keyed{"license", &core::plugin_info::license},
+    keyed{"url", &core::plugin_info::url},
+    keyed{"description", &core::plugin_info::description},
+    keyed{"built_abi", &core::plugin_info::built_abi_version},
+    keyed{"agreed_abi", &core::plugin_info::agreed_abi_version},
+    keyed{"extra_exports", &core::plugin_info::extra_exports},
+};
+constexpr auto driver_keys = std::tuple{
+    keyed{"id", &core::driver_info::id},
+    keyed{"name", &core::driver_info::name},
+    keyed{"class", &core::driver_info::device_class},
+    keyed{"description", &core::driver_info::description},
+    keyed{"wires", &core::driver_info::wires},
+    keyed{"requires", &core::driver_info::required_extensions},
+    keyed{"flags", &core::driver_info::flags},
+    keyed{"declares_commands", &core::driver_info::declares_commands},
+};
+template <class Keys>
+constexpr std::uint32_t key_count = std::tuple_size_v<Keys>;
+
+// The file travels as its string.
+template <class T>
+void pack_value(packer &pk, const T &v) {
+    if constexpr (std::is_same_v<T, std::filesystem::path>)
+        pk.pack(v.string());
+    else
+        pk.pack(v);
+}
+template <class T>
+void unpack_value(const msgpack::object &o, T &v) {
+    if constexpr (std::is_same_v<T, std::filesystem::path>)
+        v = o.as<std::string>();
+    else
+        v = o.as<T>();
+}
+
+template <class S, class Keys>
+void pack_keys(packer &pk, const S &s, const Keys &keys) {
+    std::apply([&](const auto &...k) { ((pk.pack(k.key), pack_value(pk, s.*k.of)), ...); }, keys);
+}
+
+}  // namespace
+
 void pack_plugin_info(msgpack::packer<msgpack::sbuffer> &pk, const core::plugin_info &i) {
-    pk.pack_map(12);
-    pk.pack("file"), pk.pack(i.file.string());
-    pk.pack("id"), pk.pack(i.id);
-    pk.pack("name"), pk.pack(i.name);
-    pk.pack("vendor"), pk.pack(i.vendor);
-    pk.pack("version"), pk.pack(i.version);
-    pk.pack("license"), pk.pack(i.license);
-    pk.pack("url"), pk.pack(i.url);
-    pk.pack("description"), pk.pack(i.description);
-    pk.pack("built_abi"), pk.pack(i.built_abi_version);
-    pk.pack("agreed_abi"), pk.pack(i.agreed_abi_version);
-    pk.pack("extra_exports"), pk.pack(i.extra_exports);
+    pk.pack_map(key_count<decltype(plugin_keys)> + 1);  // + drivers
+    pack_keys(pk, i, plugin_keys);
     pk.pack("drivers");
     pk.pack_array(static_cast<std::uint32_t>(i.drivers.size()));
     for (const auto &d : i.drivers) {
-        pk.pack_map(9);
-        pk.pack("id"), pk.pack(d.id);
-        pk.pack("name"), pk.pack(d.name);
-        pk.pack("class"), pk.pack(d.device_class);
-        pk.pack("description"), pk.pack(d.description);
-        pk.pack("wires"), pk.pack(d.wires);
-        pk.pack("requires"), pk.pack(d.required_extensions);
-        pk.pack("flags"), pk.pack(d.flags);
-        pk.pack("declares_commands"), pk.pack(d.declares_commands);
+        pk.pack_map(key_count<decltype(driver_keys)> + 1);  // + commands
+        pack_keys(pk, d, driver_keys);
         // Each command as [name, description, FL_COMMAND_* bits].
         pk.pack("commands");
         pk.pack_array(static_cast<std::uint32_t>(d.commands.size()));
@@ -49,6 +99,12 @@ const msgpack::object &field(const msgpack::object &map, std::string_view key) {
             return kv.val;
     }
     throw std::runtime_error("plugin info: no '" + std::string(key) + "'");
+}
+
+// Each key in the list's order, so a descriptor missing several is refused for the first of them.
+template <class S, class Keys>
+void unpack_keys(const msgpack::object &map, S &s, const Keys &keys) {
+    std::apply([&](const auto &...k) { (unpack_value(field(map, k.key), s.*k.of), ...); }, keys);
 }
 
 // A driver's declared commands as a runner sent them: the runner is as hostile as the plugin it runs (FL-HOST-33),
@@ -88,30 +144,13 @@ std::vector<core::command_decl> unpack_commands(const msgpack::object &o, const 
 
 core::plugin_info unpack_plugin_info(const msgpack::object &o) {
     core::plugin_info i;
-    i.file = field(o, "file").as<std::string>();
-    i.id = field(o, "id").as<std::string>();
-    i.name = field(o, "name").as<std::string>();
-    i.vendor = field(o, "vendor").as<std::string>();
-    i.version = field(o, "version").as<std::string>();
-    i.license = field(o, "license").as<std::string>();
-    i.url = field(o, "url").as<std::string>();
-    i.description = field(o, "description").as<std::string>();
-    i.built_abi_version = field(o, "built_abi").as<std::uint32_t>();
-    i.agreed_abi_version = field(o, "agreed_abi").as<std::uint32_t>();
-    i.extra_exports = field(o, "extra_exports").as<std::vector<std::string>>();
+    unpack_keys(o, i, plugin_keys);
     const auto &drivers = field(o, "drivers");
     if (drivers.type != msgpack::type::ARRAY) throw std::runtime_error("plugin info: drivers is not an array");
     for (std::uint32_t k = 0; k < drivers.via.array.size; ++k) {
         const auto &d = drivers.via.array.ptr[k];
         core::driver_info di;
-        di.id = field(d, "id").as<std::string>();
-        di.name = field(d, "name").as<std::string>();
-        di.device_class = field(d, "class").as<std::string>();
-        di.description = field(d, "description").as<std::string>();
-        di.wires = field(d, "wires").as<std::uint32_t>();
-        di.required_extensions = field(d, "requires").as<std::vector<std::string>>();
-        di.flags = field(d, "flags").as<std::uint64_t>();
-        di.declares_commands = field(d, "declares_commands").as<bool>();
+        unpack_keys(d, di, driver_keys);
         di.commands = unpack_commands(field(d, "commands"), di.id);
         if (!di.declares_commands && !di.commands.empty())
             throw std::runtime_error("plugin info: driver '" + di.id + "' lists commands but declares none");

@@ -101,48 +101,49 @@ void table_reader::wrong_type(std::string_view key, std::string_view expected) {
     error(key, "expected " + std::string(expected) + ", got " + type_phrase(*find(key)));
 }
 
-std::optional<std::string> table_reader::string(std::string_view key, need n) {
+template <class T>
+auto table_reader::typed(std::string_view key, need n, std::string_view expected) {
     const toml::node *v = find(key);
     if (!v) {
-        if (n == need::required) missing(key, "a string");
+        if (n == need::required) missing(key, expected);
+        return decltype(v->as<T>()){};
+    }
+    const auto value = v->as<T>();
+    if (!value) wrong_type(key, expected);
+    return value;
+}
+
+std::optional<std::string> table_reader::string(std::string_view key, need n) {
+    const auto *v = typed<std::string>(key, n, "a string");
+    if (!v) return std::nullopt;
+    return v->get();
+}
+
+std::optional<std::string> table_reader::matching(std::string_view key, bool (*valid)(std::string_view),
+                                                  std::string_view rule, need n) {
+    auto s = string(key, n);
+    if (s && !valid(*s)) {
+        error(key, "expected " + std::string(rule) + ", got " + in_quotes(*s));
         return std::nullopt;
     }
-    if (!v->is_string()) {
-        wrong_type(key, "a string");
-        return std::nullopt;
-    }
-    return v->as_string()->get();
+    return s;
 }
 
 std::optional<std::string> table_reader::nonempty_string(std::string_view key, need n) {
-    const toml::node *v = find(key);
-    if (!v) {
-        if (n == need::required) missing(key, "a non-empty string");
-        return std::nullopt;
-    }
-    if (!v->is_string()) {
-        wrong_type(key, "a non-empty string");
-        return std::nullopt;
-    }
-    if (v->as_string()->get().empty()) {
+    const auto *v = typed<std::string>(key, n, "a non-empty string");
+    if (!v) return std::nullopt;
+    if (v->get().empty()) {
         error(key, "expected a non-empty string, got \"\"");
         return std::nullopt;
     }
-    return v->as_string()->get();
+    return v->get();
 }
 
 std::optional<std::int64_t> table_reader::integer(std::string_view key, std::int64_t min, std::int64_t max, need n) {
     const std::string expected = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
-    const toml::node *v = find(key);
-    if (!v) {
-        if (n == need::required) missing(key, expected);
-        return std::nullopt;
-    }
-    if (!v->is_integer()) {
-        wrong_type(key, expected);
-        return std::nullopt;
-    }
-    const std::int64_t i = v->as_integer()->get();
+    const auto *v = typed<std::int64_t>(key, n, expected);
+    if (!v) return std::nullopt;
+    const std::int64_t i = v->get();
     if (i < min || i > max) {
         error(key, "expected " + expected + ", got " + std::to_string(i));
         return std::nullopt;
@@ -151,16 +152,9 @@ std::optional<std::int64_t> table_reader::integer(std::string_view key, std::int
 }
 
 std::optional<bool> table_reader::boolean(std::string_view key, need n) {
-    const toml::node *v = find(key);
-    if (!v) {
-        if (n == need::required) missing(key, "a boolean (true or false)");
-        return std::nullopt;
-    }
-    if (!v->is_boolean()) {
-        wrong_type(key, "a boolean (true or false)");
-        return std::nullopt;
-    }
-    return v->as_boolean()->get();
+    const auto *v = typed<bool>(key, n, "a boolean (true or false)");
+    if (!v) return std::nullopt;
+    return v->get();
 }
 
 std::optional<std::string> table_reader::choice(std::string_view key, std::initializer_list<std::string_view> allowed,
@@ -170,16 +164,9 @@ std::optional<std::string> table_reader::choice(std::string_view key, std::initi
         if (it != allowed.begin()) expected += ", ";
         expected += in_quotes(*it);
     }
-    const toml::node *v = find(key);
-    if (!v) {
-        if (n == need::required) missing(key, expected);
-        return std::nullopt;
-    }
-    if (!v->is_string()) {
-        wrong_type(key, expected);
-        return std::nullopt;
-    }
-    const std::string &s = v->as_string()->get();
+    const auto *v = typed<std::string>(key, n, expected);
+    if (!v) return std::nullopt;
+    const std::string &s = v->get();
     if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) {
         error(key, "expected " + expected + ", got " + in_quotes(s));
         return std::nullopt;
@@ -188,16 +175,7 @@ std::optional<std::string> table_reader::choice(std::string_view key, std::initi
 }
 
 const toml::table *table_reader::subtable(std::string_view key, need n) {
-    const toml::node *v = find(key);
-    if (!v) {
-        if (n == need::required) missing(key, "a table");
-        return nullptr;
-    }
-    if (!v->is_table()) {
-        wrong_type(key, "a table");
-        return nullptr;
-    }
-    return v->as_table();
+    return typed<toml::table>(key, n, "a table");
 }
 
 }  // namespace firelink::site::detail

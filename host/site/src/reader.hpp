@@ -64,6 +64,9 @@ public:
     std::optional<std::string> nonempty_string(std::string_view key, need n);
     std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max, need n);
     std::optional<bool> boolean(std::string_view key, need n);
+    // A string that `valid` accepts; another is an error "expected <rule>, got <the string in quotes>".
+    std::optional<std::string> matching(std::string_view key, bool (*valid)(std::string_view), std::string_view rule,
+                                        need n);
     // A string that must be one of `allowed`.
     std::optional<std::string> choice(std::string_view key, std::initializer_list<std::string_view> allowed, need n);
     // A sub-table; a value of another type is reported.
@@ -76,6 +79,11 @@ public:
     source_position where(std::string_view key) const;
 
 private:
+    // The value at `key` as a T (std::string, std::int64_t, bool: its toml::value<T>; toml::table: the table), or
+    // null: a missing key is reported when required, a value of another type always, both as not `expected`.
+    template <class T>
+    auto typed(std::string_view key, need n, std::string_view expected);
+
     const toml::table &table_;
     std::string path_;
     diagnostics &diag_;

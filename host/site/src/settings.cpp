@@ -31,12 +31,7 @@ void read_gateway(const toml::table &root, load_context &cx, site_config &out) {
         return;
     }
     table_reader r(*t, "gateway", cx.diag, {"id", "name"});
-    if (auto id = r.string("id", need::required)) {
-        if (is_site_id(*id))
-            out.gateway_id = *id;
-        else
-            r.error("id", "expected " + std::string(site_id_rule) + ", got " + in_quotes(*id));
-    }
+    if (auto id = r.matching("id", is_site_id, site_id_rule, need::required)) out.gateway_id = *id;
     if (auto name = r.string("name", need::optional)) out.gateway_name = *name;
 }
 

@@ -41,6 +41,20 @@ void for_each_table(const toml::table &root, std::string_view key, diagnostics &
     }
 }
 
+// The bus or listener (`key`) a device names by the id at `key`, or nullptr: none named (a missing key is
+// reported by the read), or one that none of `defined` is, which is reported with the nearest defined id.
+template <class Config>
+const Config *referenced(table_reader &r, std::string_view key, const std::vector<Config> &defined) {
+    const auto id = r.string(key, need::required);
+    if (!id) return nullptr;
+    for (const auto &c : defined)
+        if (c.id == *id) return &c;
+    std::vector<std::string> ids;
+    for (const auto &c : defined) ids.push_back(c.id);
+    r.error(key, std::string(key) + " '" + *id + "' is not defined" + did_you_mean(*id, ids));
+    return nullptr;
+}
+
 // The first holder of a name (an id, a path, a unit on a bus, ...), for "... (first at file:line:column)".
 struct first_holder {
     std::string name;  // the bus, listener or device that holds it
@@ -172,24 +186,9 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
     d.path = path;
     d.config_where = d.where;
     if (auto id = unique_id(r, "device", device_ids_)) d.id = *id;
-    if (auto driver = r.string("driver", need::required)) {
-        if (is_driver_id(*driver))
-            d.driver = *driver;
-        else
-            r.error("driver", "expected " + std::string(driver_id_rule) + ", got " + in_quotes(*driver));
-    }
-    if (auto plugin = r.string("plugin", need::optional)) {
-        if (is_reverse_dns(*plugin))
-            d.plugin = *plugin;
-        else
-            r.error("plugin", "expected " + std::string(plugin_id_rule) + ", got " + in_quotes(*plugin));
-    }
-    if (auto device_class = r.string("class", need::required)) {
-        if (is_device_class(*device_class))
-            d.device_class = *device_class;
-        else
-            r.error("class", "expected " + std::string(device_class_rule) + ", got " + in_quotes(*device_class));
-    }
+    if (auto driver = r.matching("driver", is_driver_id, driver_id_rule, need::required)) d.driver = *driver;
+    if (auto plugin = r.matching("plugin", is_reverse_dns, plugin_id_rule, need::optional)) d.plugin = *plugin;
+    if (auto device_class = r.matching("class", is_device_class, device_class_rule, need::required)) d.device_class = *device_class;
     if (auto enabled = r.boolean("enabled", need::optional)) d.enabled = *enabled;
     if (auto s = r.integer("heartbeat_s", 0, 86400, need::optional)) d.heartbeat = seconds(*s);
     wire(r, d, d.wire);
@@ -286,13 +285,7 @@ void wiring_reader::wire(table_reader &device, const device_config &d, wire_conf
 }
 
 void wiring_reader::bus_wire(table_reader &r, const device_config &d, wire_config &out) {
-    const auto bus_id = r.string("bus", need::required);
-    const bus_config *bus = bus_id ? out_.find_bus(*bus_id) : nullptr;
-    if (bus_id && !bus) {
-        std::vector<std::string> ids;
-        for (const auto &b : out_.buses) ids.push_back(b.id);
-        r.error("bus", "bus '" + *bus_id + "' is not defined" + did_you_mean(*bus_id, ids));
-    }
+    const bus_config *bus = referenced(r, "bus", out_.buses);
     // A shared bus addresses its devices by unit; a point-to-point bus needs none.
     const bool unit_required = bus && bus->shared;
     if (unit_required && !r.has("unit")) {
@@ -319,13 +312,7 @@ void wiring_reader::bus_wire(table_reader &r, const device_config &d, wire_confi
 }
 
 void wiring_reader::listener_wire(table_reader &r, const device_config &d, wire_config &out) {
-    const auto listener_id = r.string("listener", need::required);
-    const listener_config *listener = listener_id ? out_.find_listener(*listener_id) : nullptr;
-    if (listener_id && !listener) {
-        std::vector<std::string> ids;
-        for (const auto &l : out_.listeners) ids.push_back(l.id);
-        r.error("listener", "listener '" + *listener_id + "' is not defined" + did_you_mean(*listener_id, ids));
-    }
+    const listener_config *listener = referenced(r, "listener", out_.listeners);
 
     const bool has_peer = r.has("peer"), has_identity = r.has("identity");
     if (has_peer == has_identity) {
