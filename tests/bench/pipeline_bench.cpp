@@ -302,9 +302,10 @@ int run_isolation(boost::asio::io_context &io, const options &o, const std::stri
                                 {"alarm_every", msgpack::type::variant(o.alarm_every)},
                                 {"pace_ns", msgpack::type::variant(pace_ns)}});
         spec.site = {{"site", "bench-site"}, {"building", "A"}, {"floor", "3"}};
-        std::string why;
-        if (runtime.create(plugin, spec, why) != FL_OK || runtime.start("bench-1") != FL_OK) {
-            error("%s: cannot create/start the bench device: %s", isolation.c_str(), why.c_str());
+        auto ready = runtime.create(plugin, spec);
+        if (ready) ready = runtime.start("bench-1");
+        if (!ready) {
+            error("%s: cannot create/start the bench device: %s", isolation.c_str(), ready.why().c_str());
             return 1;
         }
 
@@ -315,12 +316,14 @@ int run_isolation(boost::asio::io_context &io, const options &o, const std::stri
             for (std::uint64_t i = 0; i < n; ++i) {
                 const auto cmd = make_command("c" + std::to_string(++commands), name);
                 const auto expected = sink->results.load(std::memory_order_acquire) + 1;
-                std::string cwhy;
-                fl_status st;
-                while ((st = runtime.command("bench-1", cmd, cwhy)) == FL_BUSY) std::this_thread::yield();
-                if (st != FL_OK) {
+                auto sent = runtime.command("bench-1", cmd);
+                while (sent == FL_BUSY) {
+                    std::this_thread::yield();
+                    sent = runtime.command("bench-1", cmd);
+                }
+                if (!sent) {
                     error("%s %s burst %" PRIu64 ": command returned %d (%s)", isolation.c_str(), mode.c_str(), i,
-                          st, cwhy.c_str());
+                          sent.status(), sent.why().c_str());
                     return false;
                 }
                 for (auto r = sink->results.load(std::memory_order_acquire); r < expected;
