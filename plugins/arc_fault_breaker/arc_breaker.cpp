@@ -20,12 +20,6 @@ namespace {
 using namespace firelink;
 using namespace firelink::modbus_driver;
 
-std::string fmt1(double v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.1f", v);
-    return b;
-}
-
 class arc_breaker_device : public modbus_device {
 public:
     arc_breaker_device(host_handle h, const config &cfg)
@@ -101,7 +95,7 @@ protected:
         if (auto rc = s.number(pt("residual_current"))) {
             auto dec = [&](double limit) {
                 return [&, limit](event &ev) {
-                    ev.value("residual_current", *rc, "mA").message("residual current " + fmt1(*rc) + " mA, threshold " + fmt1(limit) + " mA");
+                    ev.value("residual_current", *rc, "mA").message("residual current " + one_decimal(*rc) + " mA, threshold " + one_decimal(limit) + " mA");
                 };
             };
             const double rc_hysteresis = residual_current_hysteresis_ma_;
@@ -118,7 +112,7 @@ protected:
             if (!t) continue;
             auto dec = [&](double limit) {
                 return [&, limit](event &ev) {
-                    ev.value(name, *t, "degC").message("line " + std::to_string(i + 1) + " at " + fmt1(*t) + " degC, threshold " + fmt1(limit) + " degC");
+                    ev.value(name, *t, "degC").message("line " + std::to_string(i + 1) + " at " + one_decimal(*t) + " degC, threshold " + one_decimal(limit) + " degC");
                 };
             };
             const double t_hysteresis = temperature_hysteresis_c_;
@@ -165,19 +159,16 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.arc-breaker",
-                                       .name = "Modbus arc-fault breaker / electrical-fire monitor",
-                                       .vendor = "firelink",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "Reference driver of arc_fault_breaker (Modbus RTU/TCP)."}),
+FIRELINK_PLUGIN(firelink::modbus_driver::reference_plugin("org.firelink.drivers.arc-breaker",
+                                                          "Modbus arc-fault breaker / electrical-fire monitor",
+                                                          "Reference driver of arc_fault_breaker (Modbus RTU/TCP)."),
                 (firelink::driver<arc_breaker_device>{.id = "modbus-arc-breaker",
                                                       .name = "Arc-fault breaker (Modbus)",
                                                       .device_class = FL_CLASS_ARC_FAULT_BREAKER,
                                                       .description = "Arc fault, residual current, temperature and voltage "
                                                                      "alarms; trip/close/reset/self_test confirmed by read-back.",
-                                                      .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                      .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                      .wires = firelink::modbus_driver::modbus_wires,
+                                                      .needs = firelink::modbus_driver::modbus_needs,
                                                       // A self-test presses the breaker's test button, which trips it.
                                                       .commands = {{"trip", "Open the breaker; confirmed when it reads open",
                                                                     FL_COMMAND_ACTUATES},

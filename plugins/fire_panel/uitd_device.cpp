@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <deque>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -47,30 +48,31 @@ struct bit_rule {
     bool one_shot = false;  // a pulse, not a condition: no event_id, no restore
 };
 
-const std::vector<bit_rule> system_rules = {
-    {1, "fire_alarm", event_kind::alarm},
-    {2, "fault", event_kind::fault},
-    {3, "disabled", event_kind::status, severity::warning},
-    {4, "supervisory", event_kind::alarm, severity::major},
-    {5, "started", event_kind::status},
-    {6, "feedback", event_kind::status},
-    {7, "delay", event_kind::status, severity::warning},
+// Bits 1..7 mean the same in a system's status word (type 1) and a component's (type 2); bit 8 and up differ.
+std::vector<bit_rule> status_word_rules(std::initializer_list<bit_rule> from_bit_8) {
+    std::vector<bit_rule> rules = {
+        {1, "fire_alarm", event_kind::alarm},
+        {2, "fault", event_kind::fault},
+        {3, "disabled", event_kind::status, severity::warning},
+        {4, "supervisory", event_kind::alarm, severity::major},
+        {5, "started", event_kind::status},
+        {6, "feedback", event_kind::status},
+        {7, "delay", event_kind::status, severity::warning},
+    };
+    rules.insert(rules.end(), from_bit_8);
+    return rules;
+}
+
+const std::vector<bit_rule> system_rules = status_word_rules({
     {8, "main_power_fault", event_kind::fault},
     {9, "backup_power_fault", event_kind::fault},
     {10, "bus_fault", event_kind::fault},
     {13, "reset", event_kind::status, std::nullopt, true},
-};
+});
 
-const std::vector<bit_rule> component_rules = {
-    {1, "fire_alarm", event_kind::alarm},
-    {2, "fault", event_kind::fault},
-    {3, "disabled", event_kind::status, severity::warning},
-    {4, "supervisory", event_kind::alarm, severity::major},
-    {5, "started", event_kind::status},
-    {6, "feedback", event_kind::status},
-    {7, "delay", event_kind::status, severity::warning},
+const std::vector<bit_rule> component_rules = status_word_rules({
     {8, "power_fault", event_kind::fault},
-};
+});
 
 const std::vector<bit_rule> uitd_rules = {
     {1, "fire_alarm", event_kind::alarm},

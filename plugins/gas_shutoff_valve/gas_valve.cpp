@@ -19,12 +19,6 @@ namespace {
 using namespace firelink;
 using namespace firelink::modbus_driver;
 
-std::string fmt1(double v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.1f", v);
-    return b;
-}
-
 class gas_valve_device : public modbus_device {
 public:
     gas_valve_device(host_handle h, const config &cfg)
@@ -39,9 +33,9 @@ public:
           sensor_expired_(event_kind::fault, "sensor_expired", "expired", settings().debounce),
           valve_fault_(event_kind::fault, "valve_fault", "valve", settings().debounce) {
         if (level2_ <= level1_)
-            throw config_error("config key 'level2_lel': " + fmt1(level2_) + " must be above level1_lel (" + fmt1(level1_) + ")");
+            throw config_error("config key 'level2_lel': " + one_decimal(level2_) + " must be above level1_lel (" + one_decimal(level1_) + ")");
         if (hysteresis_ >= level1_)
-            throw config_error("config key 'hysteresis_lel': must be below level1_lel (" + fmt1(level1_) + ")");
+            throw config_error("config key 'hysteresis_lel': must be below level1_lel (" + one_decimal(level1_) + ")");
     }
 
     fl_status on_command(const command &cmd) override {
@@ -82,7 +76,7 @@ protected:
             auto decorate = [&](double limit) {
                 return [&, limit](event &ev) {
                     ev.value("gas_concentration", *gas, "%LEL")
-                        .message("gas at " + fmt1(*gas) + " %LEL, threshold " + fmt1(limit) + " %LEL");
+                        .message("gas at " + one_decimal(*gas) + " %LEL, threshold " + one_decimal(limit) + " %LEL");
                 };
             };
             report(level_1_, level_1_.above(*gas, level1_, hysteresis_), [&](event &ev) {
@@ -119,19 +113,16 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.gas-valve",
-                                       .name = "Modbus gas detector with shutoff valve",
-                                       .vendor = "firelink",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "Reference driver of gas_shutoff_valve (Modbus RTU/TCP)."}),
+FIRELINK_PLUGIN(firelink::modbus_driver::reference_plugin("org.firelink.drivers.gas-valve",
+                                                          "Modbus gas detector with shutoff valve",
+                                                          "Reference driver of gas_shutoff_valve (Modbus RTU/TCP)."),
                 (firelink::driver<gas_valve_device>{.id = "modbus-gas-valve",
                                                     .name = "Gas detector with shutoff valve (Modbus)",
                                                     .device_class = FL_CLASS_GAS_SHUTOFF_VALVE,
                                                     .description = "%LEL level-1/level-2 alarms, sensor and valve faults, "
                                                                    "close_valve/open_valve/self_test confirmed by read-back.",
-                                                    .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                    .wires = firelink::modbus_driver::modbus_wires,
+                                                    .needs = firelink::modbus_driver::modbus_needs,
                                                     // A detector's self-test may drive the valve: it is treated as moving it.
                                                     .commands = {{"close_valve", "Close the shutoff valve; confirmed when it "
                                                                                  "reads closed",

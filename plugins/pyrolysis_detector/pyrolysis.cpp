@@ -79,19 +79,16 @@ private:
 
 }  // namespace
 
-FIRELINK_PLUGIN((firelink::plugin_info{.id = "org.firelink.drivers.pyrolysis",
-                                       .name = "Modbus pyrolysis-particle detector",
-                                       .vendor = "firelink",
-                                       .version = "1.0.0",
-                                       .license = "Apache-2.0",
-                                       .description = "Reference driver of pyrolysis_detector (Modbus RTU/TCP)."}),
+FIRELINK_PLUGIN(firelink::modbus_driver::reference_plugin("org.firelink.drivers.pyrolysis",
+                                                          "Modbus pyrolysis-particle detector",
+                                                          "Reference driver of pyrolysis_detector (Modbus RTU/TCP)."),
                 (firelink::driver<pyrolysis_device>{.id = "modbus-pyrolysis",
                                                     .name = "Pyrolysis-particle detector (Modbus)",
                                                     .device_class = FL_CLASS_PYROLYSIS_DETECTOR,
                                                     .description = "Pre-alarm, latching alarm, sensor wire faults; "
                                                                    "reset/self_test confirmed by read-back.",
-                                                    .wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT,
-                                                    .needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER},
+                                                    .wires = firelink::modbus_driver::modbus_wires,
+                                                    .needs = firelink::modbus_driver::modbus_needs,
                                                     // Reset clears a latched alarm: it changes what the site is told.
                                                     .commands = {{"reset", "Clear the latched alarm; confirmed when the latch "
                                                                            "reads clear",

@@ -6,11 +6,10 @@
 namespace firelink::sim::modbus {
 namespace {
 
-class arc_breaker_model : public unit_model {
+class arc_breaker_model : public reference_model {
 public:
-    arc_breaker_model() : unit_model(arc_fault_breaker::reference_map()) {
+    arc_breaker_model() : reference_model(arc_fault_breaker::reference_map(), "breaker_command") {
         set_named("breaker_state", "closed");
-        set_named("self_test_state", "idle");
         set("voltage", 230);
         set("current", 12.5);
         set("temperature_1", 35);
@@ -18,18 +17,18 @@ public:
         set("residual_current", 8);
     }
 
-    std::vector<std::string> help() const override {
+protected:
+    std::vector<std::string> model_help() const override {
         return {"arc-fault             an arc fault: latch set, count + 1, the breaker trips",
                 "residual MA           residual current in mA",
                 "temp LINE DEGC        temperature of line 1 or 2",
                 "voltage V             line voltage",
                 "current A             line current",
                 "stuck [on|off]        the breaker does not move when commanded",
-                "breaker-fault [on|off] the breaker reports a fault",
-                "self-test-fail [on|off] the next self-tests fail"};
+                "breaker-fault [on|off] the breaker reports a fault"};
     }
 
-    std::string action(const std::vector<std::string> &w) override {
+    std::string model_action(const std::vector<std::string> &w) override {
         std::string err;
         bool on = true;
         if (w[0] == "arc-fault") {
@@ -43,7 +42,6 @@ public:
         if (w[0] == "voltage" && w.size() == 2) return run({"set", "voltage", w[1]});
         if (w[0] == "current" && w.size() == 2) return run({"set", "current", w[1]});
         if (w[0] == "stuck") return parse_on_off(w, 1, on, err) ? (stuck_ = on, "") : err;
-        if (w[0] == "self-test-fail") return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
         if (w[0] == "breaker-fault") {
             if (!parse_on_off(w, 1, on, err)) return err;
             set_bit("status", "breaker_fault", on);
@@ -53,32 +51,16 @@ public:
         return "unknown action '" + w[0] + "' (firelink-sim arc-breaker --help lists them)";
     }
 
-    void after_write(const mb::request &req) override {
-        if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
-            const auto cmd = get_raw("breaker_command");
-            set_raw("breaker_command", 0);
-            const auto &v = p("breaker_command");
-            if (cmd == *v.value_of("reset")) set_bit("status", "arc_fault", false);
-            if (stuck_ || named("breaker_state") == "fault") return;
-            if (cmd == *v.value_of("trip")) set_named("breaker_state", "open");
-            // A breaker does not close onto a latched arc fault.
-            if (cmd == *v.value_of("close") && !bit("status", "arc_fault")) set_named("breaker_state", "closed");
-        }
-        if (coil("self_test")) {
-            set_coil("self_test", false);
-            set_named("self_test_state", "running");
-            self_test_ms_ = 200;
-        }
-    }
-
-    void tick(double ms) override {
-        tick_ramps(ms);
-        if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
+    void on_command(std::int64_t cmd) override {
+        if (is_command(cmd, "reset")) set_bit("status", "arc_fault", false);
+        if (stuck_ || named("breaker_state") == "fault") return;
+        if (is_command(cmd, "trip")) set_named("breaker_state", "open");
+        // A breaker does not close onto a latched arc fault.
+        if (is_command(cmd, "close") && !bit("status", "arc_fault")) set_named("breaker_state", "closed");
     }
 
 private:
-    bool stuck_ = false, self_test_fails_ = false;
-    double self_test_ms_ = 0;
+    bool stuck_ = false;
 };
 
 const model_registration reg{"arc-breaker", "Modbus arc-fault breaker (FL-AFB200)",

@@ -6,14 +6,14 @@
 namespace firelink::sim::modbus {
 namespace {
 
-class gas_valve_model : public unit_model {
+class gas_valve_model : public reference_model {
 public:
-    gas_valve_model() : unit_model(gas_shutoff_valve::reference_map()) {
+    gas_valve_model() : reference_model(gas_shutoff_valve::reference_map(), "valve_command") {
         set_named("valve_position", "open");
-        set_named("self_test_state", "idle");
     }
 
-    std::vector<std::string> help() const override {
+protected:
+    std::vector<std::string> model_help() const override {
         return {"gas LEL               set the concentration in %LEL (e.g. gas 30)",
                 "ramp-gas LEL MS       ramp the concentration to LEL over MS ms",
                 "sensor-fault [on|off] break the sensor wire (status bit sensor_fault, reading 0)",
@@ -21,11 +21,10 @@ public:
                 "stuck [on|off]        the valve does not move when commanded (refuses a close)",
                 "valve-fault [on|off]  the valve reports a fault",
                 "valve open|closed     move the valve by hand",
-                "self-test-fail [on|off] the next self-tests fail",
                 "travel-ms MS          valve travel time (default 300)"};
     }
 
-    std::string action(const std::vector<std::string> &w) override {
+    std::string model_action(const std::vector<std::string> &w) override {
         std::string err;
         bool on = true;
         if (w[0] == "gas" && w.size() == 2) return run({"set", "gas_concentration", w[1]});
@@ -38,7 +37,6 @@ public:
         }
         if (w[0] == "expired") return parse_on_off(w, 1, on, err) ? (set_bit("sensor_status", "sensor_expired", on), "") : err;
         if (w[0] == "stuck") return parse_on_off(w, 1, on, err) ? (stuck_ = on, "") : err;
-        if (w[0] == "self-test-fail") return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
         if (w[0] == "valve-fault") {
             if (!parse_on_off(w, 1, on, err)) return err;
             fault_ = on;
@@ -57,28 +55,17 @@ public:
         return "unknown action '" + w[0] + "' (firelink-sim gas-valve --help lists them)";
     }
 
-    void after_write(const mb::request &req) override {
-        if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
-            const auto cmd = get_raw("valve_command");
-            set_raw("valve_command", 0);  // a command register reads back 0 once taken
-            if (fault_ || stuck_) return;  // a stuck valve takes the command and does not move
-            if (cmd == *p("valve_command").value_of("close")) move_to("closed");
-            else if (cmd == *p("valve_command").value_of("open")) move_to("open");
-        }
-        if (coil("self_test")) {
-            set_coil("self_test", false);
-            set_named("self_test_state", "running");
-            self_test_ms_ = 200;
-        }
+    void on_command(std::int64_t cmd) override {
+        if (fault_ || stuck_) return;  // a stuck valve takes the command and does not move
+        if (is_command(cmd, "close")) move_to("closed");
+        else if (is_command(cmd, "open")) move_to("open");
     }
 
-    void tick(double ms) override {
-        tick_ramps(ms);
+    void on_tick(double ms) override {
         if (!target_.empty() && (moving_ms_ -= ms) <= 0) {
             set_named("valve_position", target_);
             target_.clear();
         }
-        if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
     }
 
 private:
@@ -89,9 +76,9 @@ private:
         moving_ms_ = travel_ms_;
     }
 
-    bool stuck_ = false, fault_ = false, self_test_fails_ = false;
+    bool stuck_ = false, fault_ = false;
     std::string target_;
-    double moving_ms_ = 0, travel_ms_ = 300, self_test_ms_ = 0;
+    double moving_ms_ = 0, travel_ms_ = 300;
 };
 
 const model_registration reg{"gas-valve", "Modbus gas detector + shutoff valve (FL-GV100)",

@@ -7,58 +7,40 @@
 namespace firelink::sim::modbus {
 namespace {
 
-class pyrolysis_model : public unit_model {
+class pyrolysis_model : public reference_model {
 public:
-    pyrolysis_model() : unit_model(pyrolysis_detector::reference_map()) {
-        set_named("self_test_state", "idle");
+    pyrolysis_model() : reference_model(pyrolysis_detector::reference_map(), "control_command") {
         set("particle_level", 20);
     }
 
-    std::vector<std::string> help() const override {
+protected:
+    std::vector<std::string> model_help() const override {
         return {"level N               particle concentration level (0..1000)",
                 "ramp-level N MS       ramp the level to N over MS ms",
                 "wire-break [on|off]   break the sensor wire",
-                "wire-short [on|off]   short the sensor wire",
-                "self-test-fail [on|off] the next self-tests fail"};
+                "wire-short [on|off]   short the sensor wire"};
     }
 
-    std::string action(const std::vector<std::string> &w) override {
+    std::string model_action(const std::vector<std::string> &w) override {
         std::string err;
         bool on = true;
         if (w[0] == "level" && w.size() == 2) return run({"set", "particle_level", w[1]});
         if (w[0] == "ramp-level" && w.size() == 3) return run({"ramp", "particle_level", w[1], w[2]});
         if (w[0] == "wire-break") return parse_on_off(w, 1, on, err) ? (set_bit("status", "wire_break", on), "") : err;
         if (w[0] == "wire-short") return parse_on_off(w, 1, on, err) ? (set_bit("status", "wire_short", on), "") : err;
-        if (w[0] == "self-test-fail") return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
         return "unknown action '" + w[0] + "' (firelink-sim pyrolysis --help lists them)";
     }
 
-    void after_write(const mb::request &req) override {
-        if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
-            const auto cmd = get_raw("control_command");
-            set_raw("control_command", 0);
-            if (cmd == *p("control_command").value_of("reset") && get("particle_level") < 600)
-                set_bit("status", "alarm_latched", false);
-        }
-        if (coil("self_test")) {
-            set_coil("self_test", false);
-            set_named("self_test_state", "running");
-            self_test_ms_ = 200;
-        }
+    void on_command(std::int64_t cmd) override {
+        if (is_command(cmd, "reset") && get("particle_level") < 600) set_bit("status", "alarm_latched", false);
     }
 
-    void tick(double ms) override {
-        tick_ramps(ms);
+    void on_tick(double) override {
         const double level = get("particle_level");
         const bool wire_ok = !bit("status", "wire_break") && !bit("status", "wire_short");
         set_bit("status", "pre_alarm", wire_ok && level >= 300);
         if (wire_ok && level >= 600) set_bit("status", "alarm_latched", true);
-        if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
     }
-
-private:
-    bool self_test_fails_ = false;
-    double self_test_ms_ = 0;
 };
 
 const model_registration reg{"pyrolysis", "Modbus pyrolysis-particle detector (FL-PD300)",

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -197,6 +198,49 @@ std::string unit_model::run(const std::vector<std::string> &w) {
         return "";
     }
     return action(w);
+}
+
+// ---- the reference models ------------------------------------------------------------------------------------------
+
+reference_model::reference_model(md::register_map map, std::string command_register)
+    : unit_model(std::move(map)), command_register_(std::move(command_register)) {
+    set_named("self_test_state", "idle");
+}
+
+void reference_model::after_write(const mb::request &req) {
+    if (req.function == mb::fc::write_single_register || req.function == mb::fc::write_multiple_registers) {
+        const auto value = get_raw(command_register_);
+        set_raw(command_register_, 0);
+        on_command(value);
+    }
+    if (coil("self_test")) {
+        set_coil("self_test", false);
+        set_named("self_test_state", "running");
+        self_test_ms_ = 200;
+    }
+}
+
+void reference_model::tick(double ms) {
+    tick_ramps(ms);
+    on_tick(ms);
+    if (self_test_ms_ > 0 && (self_test_ms_ -= ms) <= 0) set_named("self_test_state", self_test_fails_ ? "failed" : "passed");
+}
+
+std::string reference_model::action(const std::vector<std::string> &w) {
+    if (w[0] != "self-test-fail") return model_action(w);
+    std::string err;
+    bool on = true;
+    return parse_on_off(w, 1, on, err) ? (self_test_fails_ = on, "") : err;
+}
+
+std::vector<std::string> reference_model::help() const {
+    auto lines = model_help();
+    lines.push_back("self-test-fail [on|off] the next self-tests fail");
+    return lines;
+}
+
+bool reference_model::is_command(std::int64_t value, const std::string &name) const {
+    return value == *p(command_register_).value_of(name);
 }
 
 // ---- the server ----------------------------------------------------------------------------------------------------

@@ -75,6 +75,36 @@ private:
     std::optional<std::uint8_t> forced_exception_;
 };
 
+// What the reference models (<firelink/modbus/maps/*.hpp>) do alike: their one command register reads back 0 once
+// taken, and a self-test started by the coil "self_test" reads "running" in self_test_state for 200 ms, then "passed"
+// (or "failed" after the action "self-test-fail on"). A model adds what its commands do, its physics and its actions.
+class reference_model : public unit_model {
+public:
+    reference_model(md::register_map map, std::string command_register);
+
+    void after_write(const mb::request &req) final;
+    void tick(double elapsed_ms) final;
+    std::string action(const std::vector<std::string> &words) final;
+    std::vector<std::string> help() const final;
+
+protected:
+    // A register write took `value` into the command register (which reads 0 again already).
+    virtual void on_command(std::int64_t value) = 0;
+    // Time passes: after the ramps moved, before the self-test's clock.
+    virtual void on_tick(double /*elapsed_ms*/) {}
+    // The model's own actions and their help lines (action() and help() add self-test-fail).
+    virtual std::string model_action(const std::vector<std::string> &words) = 0;
+    virtual std::vector<std::string> model_help() const = 0;
+
+    // Whether `value`, written to the command register, is its command `name`.
+    bool is_command(std::int64_t value, const std::string &name) const;
+
+private:
+    std::string command_register_;
+    bool self_test_fails_ = false;
+    double self_test_ms_ = 0;
+};
+
 // on/off argument of an action.
 bool parse_on_off(const std::vector<std::string> &words, std::size_t at, bool &out, std::string &err);
 double parse_number(const std::string &s, std::string &err);

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -431,6 +432,25 @@ inline double threshold(const config &cfg, const char *key, double def, double l
         throw config_error(std::string("config key '") + key + "': " + std::to_string(v) + " is outside " +
                            std::to_string(lo) + ".." + std::to_string(hi));
     return v;
+}
+
+// A measured value or threshold in an event message: one decimal ("12.5").
+inline std::string one_decimal(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f", v);
+    return b;
+}
+
+// ---- what a Modbus plugin declares (FIRELINK_PLUGIN) ---------------------------------------------------------------
+
+// The wires a Modbus driver takes: Modbus RTU on a serial line or a shared RS-485 bus, or Modbus TCP to the device or
+// a gateway (`framing` picks the framing); and the host extensions the poll loop needs.
+inline constexpr std::uint32_t modbus_wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT;
+inline const std::vector<const char *> modbus_needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER};
+
+// The plugin_info of the reference drivers in this tree (plugins/*): one vendor, version and licence for all of them.
+inline plugin_info reference_plugin(const char *id, const char *name, const char *description) {
+    return {.id = id, .name = name, .vendor = "firelink", .version = "1.0.0", .license = "Apache-2.0", .description = description};
 }
 
 }  // namespace firelink::modbus_driver

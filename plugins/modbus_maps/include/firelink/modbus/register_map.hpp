@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <firelink/payload.hpp>
@@ -99,6 +100,33 @@ struct register_map {
         return nullptr;
     }
 };
+
+// ---- the reference models' maps ----------------------------------------------------------------------------------
+// Every reference model (<firelink/modbus/maps/*.hpp>) lays its points out alike: its input registers, then the
+// self-test's state, its one command register (holding 0) and the self-test's coil (coil 0). The driver switches the
+// coil "self_test" on and reads the outcome from the enumeration "self_test_state" (0 idle, 1 running, 2 passed,
+// 3 failed); both are optional in a site's map: without them a device has no self_test.
+
+// A reference model's schema: the rules of its input registers and of its command register, with the self-test's.
+inline map_schema reference_schema(map_schema inputs, point_rule command) {
+    inputs.push_back({"self_test_state", role::enumeration, false, {"passed", "failed"}, {"idle", "running"},
+                      "self_test is confirmed by it"});
+    inputs.push_back(std::move(command));
+    inputs.push_back({"self_test", role::command_coil, false, {}, {}, "self_test switches it on"});
+    return inputs;
+}
+
+// A reference model's map: its input registers, self_test_state at input register `self_test_state_address`, its
+// command register and the self_test coil.
+inline register_map reference_layout(std::vector<register_point> inputs, std::uint16_t self_test_state_address,
+                                     register_point command) {
+    register_map m{std::move(inputs)};
+    m.points.push_back({"self_test_state", table::input, self_test_state_address, value_type::u16, 1, "", false, {},
+                        {{"idle", 0}, {"running", 1}, {"passed", 2}, {"failed", 3}}});
+    m.points.push_back(std::move(command));
+    m.points.push_back({"self_test", table::coil, 0, value_type::boolean, 1, "", false, {}, {}});
+    return m;
+}
 
 // ---- parsing and checking ----------------------------------------------------------------------------------------
 

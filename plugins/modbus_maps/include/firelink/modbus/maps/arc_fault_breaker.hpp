@@ -22,44 +22,38 @@ namespace firelink::arc_fault_breaker {
 
 inline const modbus_driver::map_schema &schema() {
     using modbus_driver::role;
-    static const modbus_driver::map_schema s = {
-        {"status", role::status_bits, true, {"arc_fault"}, {"breaker_fault"}, "the arc-fault alarm is read from it"},
-        {"arc_fault_count", role::number, false, {}, {}, ""},
-        {"residual_current", role::number, true, {}, {}, "the residual current alarms"},
-        {"temperature_1", role::number, false, {}, {}, ""},
-        {"temperature_2", role::number, false, {}, {}, ""},
-        {"temperature_3", role::number, false, {}, {}, ""},
-        {"temperature_4", role::number, false, {}, {}, ""},
-        {"voltage", role::number, false, {}, {}, ""},
-        {"current", role::number, false, {}, {}, ""},
-        {"breaker_state", role::enumeration, true, {"open", "closed"}, {"fault"}, "trip and close are confirmed by it"},
-        {"self_test_state", role::enumeration, false, {"passed", "failed"}, {"idle", "running"}, "self_test is confirmed by it"},
-        {"breaker_command", role::command_register, true, {"trip", "close"}, {"reset"}, "trip, close and reset write it"},
-        {"self_test", role::command_coil, false, {}, {}, "self_test switches it on"},
-    };
+    static const modbus_driver::map_schema s = modbus_driver::reference_schema(
+        {
+            {"status", role::status_bits, true, {"arc_fault"}, {"breaker_fault"}, "the arc-fault alarm is read from it"},
+            {"arc_fault_count", role::number, false, {}, {}, ""},
+            {"residual_current", role::number, true, {}, {}, "the residual current alarms"},
+            {"temperature_1", role::number, false, {}, {}, ""},
+            {"temperature_2", role::number, false, {}, {}, ""},
+            {"temperature_3", role::number, false, {}, {}, ""},
+            {"temperature_4", role::number, false, {}, {}, ""},
+            {"voltage", role::number, false, {}, {}, ""},
+            {"current", role::number, false, {}, {}, ""},
+            {"breaker_state", role::enumeration, true, {"open", "closed"}, {"fault"}, "trip and close are confirmed by it"},
+        },
+        {"breaker_command", role::command_register, true, {"trip", "close"}, {"reset"}, "trip, close and reset write it"});
     return s;
 }
 
 inline modbus_driver::register_map reference_map() {
-    using modbus_driver::register_point;
     using modbus_driver::table;
     using modbus_driver::value_type;
-    modbus_driver::register_map m;
-    m.points.push_back(register_point{"status", table::input, 0, value_type::u16, 1, "", false, {{"arc_fault", 0}, {"breaker_fault", 1}}, {}});
-    m.points.push_back(register_point{"arc_fault_count", table::input, 1, value_type::u16, 1, "", false, {}, {}});
-    m.points.push_back(register_point{"residual_current", table::input, 2, value_type::u16, 1, "mA", false, {}, {}});
-    m.points.push_back(register_point{"temperature_1", table::input, 3, value_type::s16, 0.1, "degC", false, {}, {}});
-    m.points.push_back(register_point{"temperature_2", table::input, 4, value_type::s16, 0.1, "degC", false, {}, {}});
-    m.points.push_back(register_point{"voltage", table::input, 5, value_type::u16, 0.1, "V", false, {}, {}});
-    m.points.push_back(register_point{"current", table::input, 6, value_type::u32, 0.01, "A", false, {}, {}});
-    m.points.push_back(register_point{"breaker_state", table::input, 8, value_type::u16, 1, "", false, {},
-                                      {{"open", 0}, {"closed", 1}, {"fault", 2}}});
-    m.points.push_back(register_point{"self_test_state", table::input, 9, value_type::u16, 1, "", false, {},
-                                      {{"idle", 0}, {"running", 1}, {"passed", 2}, {"failed", 3}}});
-    m.points.push_back(register_point{"breaker_command", table::holding, 0, value_type::u16, 1, "", false, {},
-                                      {{"trip", 1}, {"close", 2}, {"reset", 3}}});
-    m.points.push_back(register_point{"self_test", table::coil, 0, value_type::boolean, 1, "", false, {}, {}});
-    return m;
+    return modbus_driver::reference_layout(
+        {
+            {"status", table::input, 0, value_type::u16, 1, "", false, {{"arc_fault", 0}, {"breaker_fault", 1}}, {}},
+            {"arc_fault_count", table::input, 1, value_type::u16, 1, "", false, {}, {}},
+            {"residual_current", table::input, 2, value_type::u16, 1, "mA", false, {}, {}},
+            {"temperature_1", table::input, 3, value_type::s16, 0.1, "degC", false, {}, {}},
+            {"temperature_2", table::input, 4, value_type::s16, 0.1, "degC", false, {}, {}},
+            {"voltage", table::input, 5, value_type::u16, 0.1, "V", false, {}, {}},
+            {"current", table::input, 6, value_type::u32, 0.01, "A", false, {}, {}},
+            {"breaker_state", table::input, 8, value_type::u16, 1, "", false, {}, {{"open", 0}, {"closed", 1}, {"fault", 2}}},
+        },
+        9, {"breaker_command", table::holding, 0, value_type::u16, 1, "", false, {}, {{"trip", 1}, {"close", 2}, {"reset", 3}}});
 }
 
 }  // namespace firelink::arc_fault_breaker

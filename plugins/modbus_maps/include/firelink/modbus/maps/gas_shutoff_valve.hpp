@@ -18,34 +18,28 @@ namespace firelink::gas_shutoff_valve {
 
 inline const modbus_driver::map_schema &schema() {
     using modbus_driver::role;
-    static const modbus_driver::map_schema s = {
-        {"gas_concentration", role::number, true, {}, {}, "the gas level alarms are raised from it"},
-        {"sensor_status", role::status_bits, true, {"sensor_fault"}, {"sensor_expired"}, "the sensor fault"},
-        {"valve_position", role::enumeration, true, {"open", "closed"}, {"moving", "fault"},
-         "close_valve is confirmed by reading it back"},
-        {"self_test_state", role::enumeration, false, {"passed", "failed"}, {"idle", "running"},
-         "self_test is confirmed by reading it back"},
-        {"valve_command", role::command_register, true, {"close", "open"}, {}, "close_valve and open_valve write it"},
-        {"self_test", role::command_coil, false, {}, {}, "self_test switches it on"},
-    };
+    static const modbus_driver::map_schema s = modbus_driver::reference_schema(
+        {
+            {"gas_concentration", role::number, true, {}, {}, "the gas level alarms are raised from it"},
+            {"sensor_status", role::status_bits, true, {"sensor_fault"}, {"sensor_expired"}, "the sensor fault"},
+            {"valve_position", role::enumeration, true, {"open", "closed"}, {"moving", "fault"},
+             "close_valve is confirmed by reading it back"},
+        },
+        {"valve_command", role::command_register, true, {"close", "open"}, {}, "close_valve and open_valve write it"});
     return s;
 }
 
 inline modbus_driver::register_map reference_map() {
-    using modbus_driver::register_point;
     using modbus_driver::table;
     using modbus_driver::value_type;
-    modbus_driver::register_map m;
-    m.points.push_back(register_point{"gas_concentration", table::input, 0, value_type::u16, 0.1, "%LEL", false, {}, {}});
-    m.points.push_back(register_point{"sensor_status", table::input, 1, value_type::u16, 1, "", false,
-                             {{"sensor_fault", 0}, {"sensor_expired", 1}}, {}});
-    m.points.push_back(register_point{"valve_position", table::input, 2, value_type::u16, 1, "", false, {},
-                             {{"moving", 0}, {"open", 1}, {"closed", 2}, {"fault", 3}}});
-    m.points.push_back(register_point{"self_test_state", table::input, 3, value_type::u16, 1, "", false, {},
-                             {{"idle", 0}, {"running", 1}, {"passed", 2}, {"failed", 3}}});
-    m.points.push_back(register_point{"valve_command", table::holding, 0, value_type::u16, 1, "", false, {}, {{"close", 1}, {"open", 2}}});
-    m.points.push_back(register_point{"self_test", table::coil, 0, value_type::boolean, 1, "", false, {}, {}});
-    return m;
+    return modbus_driver::reference_layout(
+        {
+            {"gas_concentration", table::input, 0, value_type::u16, 0.1, "%LEL", false, {}, {}},
+            {"sensor_status", table::input, 1, value_type::u16, 1, "", false, {{"sensor_fault", 0}, {"sensor_expired", 1}}, {}},
+            {"valve_position", table::input, 2, value_type::u16, 1, "", false, {},
+             {{"moving", 0}, {"open", 1}, {"closed", 2}, {"fault", 3}}},
+        },
+        3, {"valve_command", table::holding, 0, value_type::u16, 1, "", false, {}, {{"close", 1}, {"open", 2}}});
 }
 
 }  // namespace firelink::gas_shutoff_valve

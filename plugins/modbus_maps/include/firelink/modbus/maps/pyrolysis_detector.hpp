@@ -16,30 +16,26 @@ namespace firelink::pyrolysis_detector {
 
 inline const modbus_driver::map_schema &schema() {
     using modbus_driver::role;
-    static const modbus_driver::map_schema s = {
-        {"particle_level", role::number, true, {}, {}, "the pre-alarm and alarm are raised from it"},
-        {"status", role::status_bits, true, {"wire_break"}, {"wire_short", "alarm_latched", "pre_alarm"},
-         "the sensor wire faults"},
-        {"self_test_state", role::enumeration, false, {"passed", "failed"}, {"idle", "running"}, "self_test is confirmed by it"},
-        {"control_command", role::command_register, true, {"reset"}, {}, "reset writes it"},
-        {"self_test", role::command_coil, false, {}, {}, "self_test switches it on"},
-    };
+    static const modbus_driver::map_schema s = modbus_driver::reference_schema(
+        {
+            {"particle_level", role::number, true, {}, {}, "the pre-alarm and alarm are raised from it"},
+            {"status", role::status_bits, true, {"wire_break"}, {"wire_short", "alarm_latched", "pre_alarm"},
+             "the sensor wire faults"},
+        },
+        {"control_command", role::command_register, true, {"reset"}, {}, "reset writes it"});
     return s;
 }
 
 inline modbus_driver::register_map reference_map() {
-    using modbus_driver::register_point;
     using modbus_driver::table;
     using modbus_driver::value_type;
-    modbus_driver::register_map m;
-    m.points.push_back(register_point{"particle_level", table::input, 0, value_type::u16, 1, "", false, {}, {}});
-    m.points.push_back(register_point{"status", table::input, 1, value_type::u16, 1, "", false,
-                                      {{"alarm_latched", 0}, {"pre_alarm", 1}, {"wire_break", 2}, {"wire_short", 3}}, {}});
-    m.points.push_back(register_point{"self_test_state", table::input, 2, value_type::u16, 1, "", false, {},
-                                      {{"idle", 0}, {"running", 1}, {"passed", 2}, {"failed", 3}}});
-    m.points.push_back(register_point{"control_command", table::holding, 0, value_type::u16, 1, "", false, {}, {{"reset", 1}}});
-    m.points.push_back(register_point{"self_test", table::coil, 0, value_type::boolean, 1, "", false, {}, {}});
-    return m;
+    return modbus_driver::reference_layout(
+        {
+            {"particle_level", table::input, 0, value_type::u16, 1, "", false, {}, {}},
+            {"status", table::input, 1, value_type::u16, 1, "", false,
+             {{"alarm_latched", 0}, {"pre_alarm", 1}, {"wire_break", 2}, {"wire_short", 3}}, {}},
+        },
+        2, {"control_command", table::holding, 0, value_type::u16, 1, "", false, {}, {{"reset", 1}}});
 }
 
 }  // namespace firelink::pyrolysis_detector
