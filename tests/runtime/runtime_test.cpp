@@ -21,6 +21,7 @@
 
 #include "fixture_paths.h"
 #include "event_collector.hpp"
+#include "eventually.hpp"
 #include "log_capture.hpp"
 
 namespace core = firelink::core;
@@ -29,6 +30,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using collector = firelink_test::event_collector;
+using firelink_test::eventually;
 
 std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::variant> &kv) {
     msgpack::sbuffer buf;
@@ -632,16 +634,6 @@ std::vector<core::accepted_event> host_events(collector &events, const std::stri
     for (auto &e : events.of(device))
         if (e.from_host && e.code == code) out.push_back(e);
     return out;
-}
-
-// Hang guard only: true as soon as f() is.
-template <class F>
-bool eventually(F f) {
-    for (auto end = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < end;) {
-        if (f()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return false;
 }
 
 }  // namespace
