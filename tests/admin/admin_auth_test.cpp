@@ -48,6 +48,17 @@ struct opts {
     operator admin_options() const { return o; }
 };
 
+// The error with which an admin server refuses to start with `options`, or "" when it starts.
+std::string start_error(const admin_options &options) {
+    net::io_context ioc;
+    try {
+        admin_server server(ioc, options, {});
+        return "";
+    } catch (const std::runtime_error &e) {
+        return e.what();
+    }
+}
+
 class AdminAuth : public ::testing::Test {
 protected:
     AdminAuth() {
@@ -331,20 +342,11 @@ TEST_F(AdminAuth, APeerOffLoopbackReadsNothingWithoutAToken) {
 TEST(AdminServerConfig, ABadTokenFileStopsTheServerAtStartNamingItsLine) {
     temp_dir dir;
     const auto file = write_file(dir.path() / "tokens", "admin root t-1\noperate bob\n");
-    net::io_context ioc;
-    try {
-        admin_server server(ioc, opts().tokens(file), {});
-        ADD_FAILURE() << "started with a bad token file";
-    } catch (const std::runtime_error &e) {
-        EXPECT_NE(std::string(e.what()).find(file.string() + ":2: expected"), std::string::npos) << e.what();
-    }
+    auto e = start_error(opts().tokens(file));
+    EXPECT_NE(e.find(file.string() + ":2: expected"), std::string::npos) << "the error: " << e;
     const auto open = write_file(dir.path() / "open-tokens", "admin root t-1\n", 0644);
-    try {
-        admin_server server(ioc, opts().tokens(open), {});
-        ADD_FAILURE() << "started with a token file others may read";
-    } catch (const std::runtime_error &e) {
-        EXPECT_NE(std::string(e.what()).find("chmod 600"), std::string::npos) << e.what();
-    }
+    e = start_error(opts().tokens(open));
+    EXPECT_NE(e.find("chmod 600"), std::string::npos) << "the error: " << e;
 }
 
 // ---- TLS ----
@@ -487,14 +489,8 @@ TEST_F(AdminAuth, AListedClientCertificateIsItsPrincipalWithoutAToken) {
 TEST(AdminServerConfig, CertLinesNeedAClientCa) {
     temp_dir dir;
     const auto file = write_file(dir.path() / "tokens", "cert operate alice alice\n");
-    net::io_context ioc;
-    try {
-        admin_server server(ioc, opts().tokens(file), {});
-        ADD_FAILURE() << "started with cert lines and no client_ca";
-    } catch (const std::runtime_error &e) {
-        EXPECT_NE(std::string(e.what()).find("has 'cert' lines, but without [admin] client_ca"), std::string::npos)
-            << e.what();
-    }
+    const auto e = start_error(opts().tokens(file));
+    EXPECT_NE(e.find("has 'cert' lines, but without [admin] client_ca"), std::string::npos) << "the error: " << e;
 }
 
 TEST_F(AdminAuth, ATlsClientThatSaysNothingIsCutOffAtTheDeadline) {
@@ -508,15 +504,7 @@ TEST_F(AdminAuth, ATlsClientThatSaysNothingIsCutOffAtTheDeadline) {
 
 TEST(AdminServerConfig, TlsFilesThatDoNotLoadOrMatchAreNamed) {
     pki keys;
-    net::io_context ioc;
-    const auto error_of = [&](firelink::admin::tls_options tls) -> std::string {
-        try {
-            admin_server server(ioc, opts().tls(tls), {});
-            return "";
-        } catch (const std::runtime_error &e) {
-            return e.what();
-        }
-    };
+    const auto error_of = [](firelink::admin::tls_options tls) { return start_error(opts().tls(std::move(tls))); };
     EXPECT_EQ(error_of({keys.server_cert, keys.server_key, {}}), "");
     auto e = error_of({keys.dir.path() / "absent.pem", keys.server_key, {}});
     EXPECT_NE(e.find("certificate chain (PEM) '" + (keys.dir.path() / "absent.pem").string()), std::string::npos) << e;

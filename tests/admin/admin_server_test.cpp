@@ -83,6 +83,16 @@ protected:
         return ran_out_future_.wait_for(limit) == std::future_status::ready;
     }
 
+    // Sends `request` as it is on a connection of its own: the server answers it with `status`, then closes.
+    void expect_answer_then_close(const std::string &request, int status) {
+        raw_client c(server_->port());
+        c.send(request);
+        const auto res = c.read_response(10s);
+        ASSERT_TRUE(res) << c.error().message();
+        EXPECT_EQ(res->result_int(), status);
+        EXPECT_TRUE(c.closed_within(10s));
+    }
+
     std::string url(const std::string &path) const {
         return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
     }
@@ -331,22 +341,13 @@ TEST_F(AdminServer, AMissingHandlerIs501) {
 
 TEST_F(AdminServer, AMalformedRequestIs400) {
     start();
-    raw_client c(server_->port());
-    c.send("GET /metrics HTTP/9\r\n\r\n");
-    const auto res = c.read_response(10s);
-    ASSERT_TRUE(res) << c.error().message();
-    EXPECT_EQ(res->result_int(), 400);
-    EXPECT_TRUE(c.closed_within(10s));
+    expect_answer_then_close("GET /metrics HTTP/9\r\n\r\n", 400);
 }
 
 TEST_F(AdminServer, AnOversizedHeaderIs431) {
     start();
-    raw_client c(server_->port());
-    c.send("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'h') + "\r\n\r\n");
-    const auto res = c.read_response(10s);
-    ASSERT_TRUE(res) << c.error().message();
-    EXPECT_EQ(res->result_int(), 431);
-    EXPECT_TRUE(c.closed_within(10s));
+    expect_answer_then_close("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'h') + "\r\n\r\n",
+                             431);
 }
 
 TEST_F(AdminServer, KeepAliveServesSeveralRequestsOnOneConnection) {

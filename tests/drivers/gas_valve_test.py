@@ -130,15 +130,19 @@ class GasValveTcp(unittest.TestCase):
         self.assertEqual((status, answer["reason"]), (409, "interlocked"), answer)
         self.assertEqual(driver_events(s, "gas-1", "status", "valve_opened"), [])
 
-    def test_sensor_fault_and_restore(self):
+    def fault_then_restore(self, sim_switch, code):
+        """The simulator's `sim_switch` on raises the driver's fault `code`, once; off, its restore."""
         s = self.site(tcp_device("gas-1", self.sim.port))
         self.started(s)
-        self.sim.do("sensor-fault on")
-        f = s.wait_driver_event("sensor_fault", lambda e: e["code"] == "sensor_fault")
+        self.sim.do(f"{sim_switch} on")
+        f = s.wait_driver_event(code, lambda e: e["code"] == code)
         self.assertEqual(f["kind"], "fault")
-        self.sim.do("sensor-fault off")
+        self.sim.do(f"{sim_switch} off")
         s.wait_driver_event("its restore", lambda e: e.get("ends") == f["event_id"])
-        self.assertEqual(len(driver_events(s, "gas-1", "fault", "sensor_fault")), 1)
+        self.assertEqual(len(driver_events(s, "gas-1", "fault", code)), 1)
+
+    def test_sensor_fault_and_restore(self):
+        self.fault_then_restore("sensor-fault", "sensor_fault")
 
     def test_self_test_passes_and_fails_by_what_the_device_reports(self):
         s = self.site(tcp_device("gas-1", self.sim.port))
@@ -152,14 +156,7 @@ class GasValveTcp(unittest.TestCase):
         self.assertIn("self-test failed", res["message"])
 
     def test_garbage_answers_raise_a_communication_fault_then_restore(self):
-        s = self.site(tcp_device("gas-1", self.sim.port))
-        self.started(s)
-        self.sim.do("garbage on")
-        f = s.wait_driver_event("communication_fault", lambda e: e["code"] == "communication_fault")
-        self.assertEqual(f["kind"], "fault")
-        self.sim.do("garbage off")
-        s.wait_driver_event("its restore", lambda e: e.get("ends") == f["event_id"])
-        self.assertEqual(len(driver_events(s, "gas-1", "fault", "communication_fault")), 1)
+        self.fault_then_restore("garbage", "communication_fault")
 
     def test_silence_is_left_to_the_host_liveness(self):
         s = self.site(tcp_device("gas-1", self.sim.port, heartbeat=1))

@@ -46,14 +46,32 @@ site = {{ site = "Sunshine Home", sector = "elderly_care" }}
 '''
 
 
+def wire_panel(device_id, wire):
+    """A [[device]] of the wire fixture's panel driver on `wire` (the TOML inline table's inside)."""
+    return f'''
+[[device]]
+id = "{device_id}"
+driver = "panel"
+plugin = "org.firelink.test.wire"
+class = "fire_panel"
+wire = {{ {wire} }}
+'''
+
+
 class RunSite(unittest.TestCase):
     def site(self, body, dirs=None):
         return site(self, body, dirs or [EXAMPLES])
 
+    def run_hello(self, period_ms, seconds, expect_events):
+        """`firelink-host run` of the two hello devices (one event each `period_ms`) for `seconds`, expecting
+        `expect_events` events: the site and the finished process."""
+        s = self.site(HELLO.format(period=period_ms))
+        proc = subprocess.run([HOST, "run", "--config", s.config, "--for", str(seconds),
+                               "--expect-events", str(expect_events)], capture_output=True, text=True, timeout=60)
+        return s, proc
+
     def test_runs_for_a_while_and_every_event_is_enriched(self):
-        s = self.site(HELLO.format(period=20))
-        proc = subprocess.run([HOST, "run", "--config", s.config, "--for", "1.5", "--expect-events", "3"],
-                              capture_output=True, text=True, timeout=60)
+        s, proc = self.run_hello(20, 1.5, 3)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("expectations: met", proc.stderr)
         events = s.events()
@@ -73,9 +91,7 @@ class RunSite(unittest.TestCase):
         self.assertTrue(any(e["event"]["kind"] == "alarm" for e in by_device["hello-c-1"]))
 
     def test_expectations_that_do_not_hold_fail_the_run(self):
-        s = self.site(HELLO.format(period=60000))
-        proc = subprocess.run([HOST, "run", "--config", s.config, "--for", "0.5", "--expect-events", "1"],
-                              capture_output=True, text=True, timeout=60)
+        _, proc = self.run_hello(60000, 0.5, 1)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("expectations: NOT met", proc.stderr)
 
@@ -156,14 +172,7 @@ id = "com1"
 kind = "serial"
 path = "{path}"
 baud = 9600
-
-[[device]]
-id = "panel-serial"
-driver = "panel"
-plugin = "org.firelink.test.wire"
-class = "fire_panel"
-wire = {{ bus = "com1" }}
-''', [FIXTURES]).start()
+''' + wire_panel("panel-serial", 'bus = "com1"'), [FIXTURES]).start()
         s.wait_event("the link opening", lambda e: e["event"]["code"] == "x.test.link_open")
         os.write(master, b"ping")
         s.wait_event("the bytes", lambda e: e["event"]["code"] == "bytes")
@@ -182,43 +191,20 @@ wire = {{ bus = "com1" }}
         self.addCleanup(server.close)
         listen_port = free_port()
         centre_port = free_port()
-        s = self.site(f'''
+        listeners = f'''
 [[listener]]
 id = "uitd"
 listen = "127.0.0.1:{listen_port}"
 
-[[device]]
-id = "panel-tcp"
-driver = "panel"
-plugin = "org.firelink.test.wire"
-class = "fire_panel"
-wire = {{ tcp = "127.0.0.1:{server.getsockname()[1]}" }}
-
-[[device]]
-id = "panel-in"
-driver = "panel"
-plugin = "org.firelink.test.wire"
-class = "fire_panel"
-wire = {{ listener = "uitd", peer = "127.0.0.1" }}
-
 [[listener]]
 id = "centre"
 listen = "127.0.0.1:{centre_port}"
-
-[[device]]
-id = "uitd-a"
-driver = "panel"
-plugin = "org.firelink.test.wire"
-class = "fire_panel"
-wire = {{ listener = "centre", identity = "A" }}
-
-[[device]]
-id = "uitd-b"
-driver = "panel"
-plugin = "org.firelink.test.wire"
-class = "fire_panel"
-wire = {{ listener = "centre", identity = "B" }}
-''', [FIXTURES]).start()
+'''
+        devices = (wire_panel("panel-tcp", f'tcp = "127.0.0.1:{server.getsockname()[1]}"')
+                   + wire_panel("panel-in", 'listener = "uitd", peer = "127.0.0.1"')
+                   + wire_panel("uitd-a", 'listener = "centre", identity = "A"')
+                   + wire_panel("uitd-b", 'listener = "centre", identity = "B"'))
+        s = self.site(listeners + devices, [FIXTURES]).start()
         server.settimeout(DEADLINE)
         conn, _ = server.accept()
         self.addCleanup(conn.close)

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <eventually.hpp>
 #include <log_capture.hpp>
 
 #include <firelink/payload.hpp>
@@ -21,6 +22,7 @@
 namespace fs = std::filesystem;
 namespace core = firelink::core;
 namespace pipeline = firelink::pipeline;
+using firelink_test::eventually;
 using namespace std::chrono_literals;
 
 namespace {
@@ -38,16 +40,6 @@ core::accepted_event telemetry(std::size_t pad) {
     ev.received_wall = std::chrono::system_clock::now();
     ev.received_monotonic = std::chrono::steady_clock::now();
     return ev;
-}
-
-// Waits (60 s at most: a bound on a hang, not a timing claim) until `done` holds.
-template <class F>
-bool eventually(F done) {
-    for (auto until = std::chrono::steady_clock::now() + 60s; std::chrono::steady_clock::now() < until;) {
-        if (done()) return true;
-        std::this_thread::sleep_for(1ms);
-    }
-    return done();
 }
 
 }  // namespace

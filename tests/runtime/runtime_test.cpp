@@ -21,6 +21,7 @@
 
 #include "fixture_paths.h"
 #include "event_collector.hpp"
+#include "eventually.hpp"
 #include "log_capture.hpp"
 
 namespace core = firelink::core;
@@ -29,6 +30,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using collector = firelink_test::event_collector;
+using firelink_test::eventually;
 
 std::vector<std::uint8_t> config_map(const std::map<std::string, msgpack::type::variant> &kv) {
     msgpack::sbuffer buf;
@@ -59,13 +61,39 @@ protected:
         return std::move(std::get<std::unique_ptr<core::plugin>>(r));
     }
 
+    // Loads `file`, creates the device `spec` on its driver and starts it.
+    ::testing::AssertionResult start_device(const char *file, const core::device_spec &spec) {
+        auto p = load(file);
+        if (!p) return ::testing::AssertionFailure() << file << " did not load";
+        std::string why;
+        if (const auto st = runtime->create(p, spec, why); st != FL_OK)
+            return ::testing::AssertionFailure() << "create " << spec.device_id << ": " << st << " " << why;
+        if (const auto st = runtime->start(spec.device_id); st != FL_OK)
+            return ::testing::AssertionFailure() << "start " << spec.device_id << ": " << st;
+        return ::testing::AssertionSuccess();
+    }
+
+    // The same for the device `id`, without config, of the driver "panel" that each test fixture plugin has.
+    ::testing::AssertionResult start_panel(const char *file, const std::string &id) {
+        core::device_spec spec;
+        spec.device_id = id;
+        spec.driver_id = "panel";
+        return start_device(file, spec);
+    }
+
+    // A runtime that delivers to `events`, warns of a callback slower than 20 ms and faults one past `watchdog_fault`.
+    std::unique_ptr<core::device_runtime> make_runtime(std::chrono::milliseconds watchdog_fault) {
+        return std::make_unique<core::device_runtime>(
+            io, [this](core::accepted_event &&e) { events(std::move(e)); },
+            core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = watchdog_fault, .observer = {}, .admits = {}});
+    }
+
     boost::asio::io_context io;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work{io.get_executor()};
     std::vector<std::thread> threads;
     core::plugin_loader loader;
     collector events;
-    std::unique_ptr<core::device_runtime> runtime = std::make_unique<core::device_runtime>(
-        io, [this](core::accepted_event &&e) { events(std::move(e)); }, core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 2000ms, .observer = {}, .admits = {}});
+    std::unique_ptr<core::device_runtime> runtime = make_runtime(2000ms);
 };
 
 }  // namespace
@@ -197,11 +225,7 @@ TEST_F(Runtime, RefusesADriverThatNeedsAnExtensionTheHostLacks) {
 }
 
 TEST_F(Runtime, RefusesInvalidEventsAtTheBoundaryCountsThemAndKeepsGoing) {
-    auto p = load(FIXTURE_BAD_EVENTS);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "panel", "dev-bad-events", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("dev-bad-events"), FL_OK);
+    ASSERT_TRUE(start_panel(FIXTURE_BAD_EVENTS, "dev-bad-events"));
     const auto c = runtime->counters("dev-bad-events");
     EXPECT_EQ(c.refused, 6u);
     EXPECT_EQ(c.accepted, 1u);
@@ -210,17 +234,10 @@ TEST_F(Runtime, RefusesInvalidEventsAtTheBoundaryCountsThemAndKeepsGoing) {
 }
 
 TEST_F(Runtime, WatchdogReportsACallbackThatBlocks) {
-    auto p = load(FIXTURE_SLOW_START);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "panel", "dev-slow", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("dev-slow"), FL_OK);
+    ASSERT_TRUE(start_panel(FIXTURE_SLOW_START, "dev-slow"));
     EXPECT_EQ(runtime->counters("dev-slow").slow_callbacks, 1u);
 
-    auto good = load(FIXTURE_GOOD);
-    ASSERT_TRUE(good);
-    ASSERT_EQ(runtime->create(good, "panel", "dev-fast", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("dev-fast"), FL_OK);
+    ASSERT_TRUE(start_panel(FIXTURE_GOOD, "dev-fast"));
     EXPECT_EQ(runtime->counters("dev-fast").slow_callbacks, 0u);
 }
 
@@ -396,15 +413,13 @@ protected:
             return false;
         });
     }
+    // Creates the device `spec` on the wire fixture's driver and starts it.
+    ::testing::AssertionResult start_wired(const core::device_spec &spec) { return start_device(FIXTURE_WIRE, spec); }
     std::shared_ptr<fake_wire_peer> peer = std::make_shared<fake_wire_peer>();
 };
 
 TEST_F(RuntimeWithWire, BytesReachTheDriverAndItsWritesReachTheWire) {
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, wired("panel-1"), why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-1"), FL_OK);
+    ASSERT_TRUE(start_wired(wired("panel-1")));
     ASSERT_TRUE(wait_code("panel-1", "x.test.link_open")) << "the driver opened its wire and saw FL_LINK_OPEN";
     peer->inject("hello");
     ASSERT_TRUE(wait_code("panel-1", "bytes"));
@@ -427,11 +442,7 @@ TEST_F(RuntimeWithWire, BytesReachTheDriverAndItsWritesReachTheWire) {
 }
 
 TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, wired("panel-2", 60ms), why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-2"), FL_OK);
+    ASSERT_TRUE(start_wired(wired("panel-2", 60ms)));
     std::size_t offline_at = 0;
     ASSERT_TRUE(wait_code("panel-2", "offline", &offline_at));
     EXPECT_EQ(runtime->status("panel-2")->state, firelink::core::device_state::offline);
@@ -463,14 +474,8 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
 }
 
 TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
-    runtime = std::make_unique<core::device_runtime>(
-        io, [this](core::accepted_event &&e) { events(std::move(e)); },
-        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}, .admits = {}});
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, wired("panel-3"), why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-3"), FL_OK);
+    runtime = make_runtime(100ms);
+    ASSERT_TRUE(start_wired(wired("panel-3")));
     std::string reason;
     EXPECT_EQ(runtime->command("panel-3", command_bytes("c-1", "hang"), reason), FL_OK);  // returns after 400 ms
     ASSERT_TRUE(wait_code("panel-3", "driver_hung"));
@@ -483,14 +488,8 @@ TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
 
 TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFreedUnderItsDriver) {
     // fault bound 100 ms: the host waits 2 x 100 ms + 1 s for a device's strand, then twice that for a begun call.
-    runtime = std::make_unique<core::device_runtime>(
-        io, [this](core::accepted_event &&e) { events(std::move(e)); },
-        core::runtime_options{.gateway_id = "gw-test", .watchdog_warn = 20ms, .watchdog_fault = 100ms, .observer = {}, .admits = {}});
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, wired("panel-5"), why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-5"), FL_OK);
+    runtime = make_runtime(100ms);
+    ASSERT_TRUE(start_wired(wired("panel-5")));
 
     std::string hang_why;
     fl_status hang_status = FL_OK;
@@ -564,11 +563,7 @@ constexpr auto quiet = 100ms;
 TEST_F(Runtime, CommitNotificationTellsTheWatermarkOfDurableEventsInOrder) {
     EXPECT_TRUE(core::device_runtime::provides(FL_EXT_COMMIT));
     log_capture logs;
-    auto p = load(FIXTURE_COMMIT);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "panel", "c-1", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("c-1"), FL_OK);  // emits "started": event 1
+    ASSERT_TRUE(start_panel(FIXTURE_COMMIT, "c-1"));  // emits "started": event 1
     ASSERT_EQ(runtime->command("c-1", command_bytes("k-1", "emit3")), FL_OK);  // events 2, 3, 4
     EXPECT_TRUE(logs.wait("emitted 4")) << "emitted() counts the events emit answered FL_OK";
     ASSERT_EQ(runtime->command("c-1", command_bytes("k-2", "nope")), FL_UNSUPPORTED);  // a host-made command_result
@@ -610,11 +605,7 @@ TEST_F(Runtime, CommitNotificationTellsTheWatermarkOfDurableEventsInOrder) {
 }
 
 TEST_F(Runtime, ADeviceWithoutTheCommitExtensionIsToldNothing) {
-    auto p = load(FIXTURE_GOOD);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "panel", "g-1", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("g-1"), FL_OK);
+    ASSERT_TRUE(start_panel(FIXTURE_GOOD, "g-1"));
     ASSERT_TRUE(events.wait_for("g-1", 1));
     EXPECT_FALSE(events.of("g-1")[0].on_durable) << "no watermark is kept for a device that cannot be told";
     EXPECT_FALSE(runtime->status("g-1")->takes_commits);
@@ -632,16 +623,6 @@ std::vector<core::accepted_event> host_events(collector &events, const std::stri
     for (auto &e : events.of(device))
         if (e.from_host && e.code == code) out.push_back(e);
     return out;
-}
-
-// Hang guard only: true as soon as f() is.
-template <class F>
-bool eventually(F f) {
-    for (auto end = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < end;) {
-        if (f()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return false;
 }
 
 }  // namespace
@@ -760,14 +741,10 @@ TEST_F(Runtime, ConfigRejectedIsRaisedOnceAndEndedByALaterInstance) {
 }
 
 TEST_F(RuntimeWithWire, AWireThatNeverOpensIsDeviceDownWithinTheBudgetUntilItOpens) {
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
     peer->refuse_open = true;
     auto spec = wired("panel-9", 150ms);
     spec.wire_name = "tcp 127.0.0.1:9";
-    std::string why;
-    ASSERT_EQ(runtime->create(p, spec, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-9"), FL_OK);
+    ASSERT_TRUE(start_wired(spec));
     std::size_t at = 0;
     ASSERT_TRUE(wait_code("panel-9", "device_down", &at));
     {
@@ -789,11 +766,7 @@ TEST_F(RuntimeWithWire, AWireThatNeverOpensIsDeviceDownWithinTheBudgetUntilItOpe
 }
 
 TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
-    auto p = load(FIXTURE_WIRE);
-    ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, wired("panel-8", 100ms), why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("panel-8"), FL_OK);
+    ASSERT_TRUE(start_wired(wired("panel-8", 100ms)));
     ASSERT_TRUE(wait_code("panel-8", "x.test.link_open"));
     std::this_thread::sleep_for(300ms);  // past the budget: a check that would fire has fired
     EXPECT_TRUE(host_events(events, "panel-8", "device_down").empty());
@@ -802,11 +775,8 @@ TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
 // FL-HOST-37: a name the driver did not declare is refused by the host, with a result, and never reaches the driver;
 // a declared one does (this fixture's driver knows none, so its own answer is FL_UNSUPPORTED: a different reason).
 TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
-    auto p = load(FIXTURE_COMMANDS);
-    ASSERT_TRUE(p);
+    ASSERT_TRUE(start_panel(FIXTURE_COMMANDS, "dev-decl"));
     std::string why;
-    ASSERT_EQ(runtime->create(p, "panel", "dev-decl", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("dev-decl"), FL_OK);
     EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping"), why), FL_UNSUPPORTED);
     EXPECT_EQ(why, "driver 'panel' does not declare a command 'ping'");
     EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip"), why), FL_UNSUPPORTED);
@@ -819,10 +789,7 @@ TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
               std::string::npos) << results;
 
     // A driver that declares none has every name handed over, as before 1.1.
-    auto good = load(FIXTURE_GOOD);
-    ASSERT_TRUE(good);
-    ASSERT_EQ(runtime->create(good, "panel", "dev-undecl", {}, why), FL_OK) << why;
-    ASSERT_EQ(runtime->start("dev-undecl"), FL_OK);
+    ASSERT_TRUE(start_panel(FIXTURE_GOOD, "dev-undecl"));
     EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping"), why), FL_UNSUPPORTED);
     EXPECT_EQ(why, "the driver does not know this command");
 }

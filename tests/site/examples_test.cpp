@@ -6,10 +6,8 @@
 #include <set>
 
 using namespace site_test;
-using namespace std::chrono_literals;
 using firelink::site::device_config;
 using firelink::site::site_config;
-using ::testing::ElementsAre;
 
 namespace {
 

@@ -1,10 +1,10 @@
 // How plugins run: [plugins] isolation, [plugins.isolation_of], [runner], and isolation_config::in_process().
 #include "site_test_support.hpp"
 
+#include <sstream>
+
 using namespace site_test;
-using namespace std::chrono_literals;
 using firelink::site::isolation_config;
-using ::testing::ElementsAre;
 
 namespace {
 
@@ -15,6 +15,48 @@ const std::string plugins = "[plugins]\ndirs = [\"plugins\"]\n";
 std::string with_plugins(const std::string &extra) { return plugins + extra + gateway; }
 
 const std::string modes = "expected one of \"process\", \"in_process\"";
+
+// The value of every [runner] key a test sets, in the table's order.
+struct runner_values {
+    std::string path;
+    std::string user;
+    std::int64_t memory_mb;
+    std::int64_t open_files;
+    std::chrono::milliseconds hang;
+    int restart_limit;
+    std::chrono::seconds restart_window;
+    std::chrono::milliseconds backoff_initial;
+    std::chrono::milliseconds backoff_max;
+};
+
+// A [runner] table that sets each key to its value in `v`.
+std::string runner_table(const runner_values &v) {
+    std::ostringstream t;
+    t << "[runner]\n"
+      << "path = \"" << v.path << "\"\n"
+      << "user = \"" << v.user << "\"\n"
+      << "memory_mb = " << v.memory_mb << "\n"
+      << "open_files = " << v.open_files << "\n"
+      << "hang_ms = " << v.hang.count() << "\n"
+      << "restart_limit = " << v.restart_limit << "\n"
+      << "restart_window_s = " << v.restart_window.count() << "\n"
+      << "backoff_initial_ms = " << v.backoff_initial.count() << "\n"
+      << "backoff_max_ms = " << v.backoff_max.count() << "\n";
+    return t.str();
+}
+
+// The config read every key of `v`; its runner path is `path` (the written one made absolute).
+void expect_runner(const isolation_config &i, const runner_values &v, const std::string &path) {
+    EXPECT_EQ(i.runner, path);
+    EXPECT_EQ(i.user, v.user);
+    EXPECT_EQ(i.memory_mb, v.memory_mb);
+    EXPECT_EQ(i.open_files, v.open_files);
+    EXPECT_EQ(i.hang_timeout, v.hang);
+    EXPECT_EQ(i.restart_limit, v.restart_limit);
+    EXPECT_EQ(i.restart_window, v.restart_window);
+    EXPECT_EQ(i.backoff_initial, v.backoff_initial);
+    EXPECT_EQ(i.backoff_max, v.backoff_max);
+}
 
 }  // namespace
 
@@ -133,54 +175,17 @@ TEST(Isolation, IsolationOfKeysArePluginIds) {
 // ---- [runner] ------------------------------------------------------------------------------------------------
 
 TEST(Runner, EveryKeyRead) {
-    const auto c = loads(R"([runner]
-path = "bin/firelink-runner"
-user = "firelink_drv-1"
-memory_mb = 0
-open_files = 16
-hang_ms = 100
-restart_limit = 1000
-restart_window_s = 86400
-backoff_initial_ms = 10
-backoff_max_ms = 3600000
-)" + base,
-                         "/etc/firelink/site.toml");
-    const auto &i = c.isolation;
-    EXPECT_EQ(i.runner, "/etc/firelink/bin/firelink-runner");
-    EXPECT_EQ(i.user, "firelink_drv-1");
-    EXPECT_EQ(i.memory_mb, 0);
-    EXPECT_EQ(i.open_files, 16);
-    EXPECT_EQ(i.hang_timeout, 100ms);
-    EXPECT_EQ(i.restart_limit, 1000);
-    EXPECT_EQ(i.restart_window, 86400s);
-    EXPECT_EQ(i.backoff_initial, 10ms);
-    EXPECT_EQ(i.backoff_max, 3600000ms);
+    const runner_values v{"bin/firelink-runner", "firelink_drv-1", 0, 16, 100ms, 1000, 86400s, 10ms, 3600000ms};
+    const auto c = loads(runner_table(v) + base, "/etc/firelink/site.toml");
+    expect_runner(c.isolation, v, "/etc/firelink/bin/firelink-runner");
     // The [plugins] side keeps its defaults.
-    EXPECT_EQ(i.default_mode, "process");
+    EXPECT_EQ(c.isolation.default_mode, "process");
 }
 
 TEST(Runner, OtherEndsOfTheRanges) {
-    const auto c = snippet_loads(R"([runner]
-path = "/usr/libexec/firelink/firelink-runner"
-user = "_fl"
-memory_mb = 1048576
-open_files = 1048576
-hang_ms = 600000
-restart_limit = 1
-restart_window_s = 1
-backoff_initial_ms = 60000
-backoff_max_ms = 60000
-)");
-    const auto &i = c.isolation;
-    EXPECT_EQ(i.runner, "/usr/libexec/firelink/firelink-runner");
-    EXPECT_EQ(i.user, "_fl");
-    EXPECT_EQ(i.memory_mb, 1048576);
-    EXPECT_EQ(i.open_files, 1048576);
-    EXPECT_EQ(i.hang_timeout, 600000ms);
-    EXPECT_EQ(i.restart_limit, 1);
-    EXPECT_EQ(i.restart_window, 1s);
-    EXPECT_EQ(i.backoff_initial, 60000ms);
-    EXPECT_EQ(i.backoff_max, 60000ms);
+    const runner_values v{"/usr/libexec/firelink/firelink-runner", "_fl", 1048576, 1048576, 600000ms, 1, 1s, 60000ms,
+                          60000ms};
+    expect_runner(snippet_loads(runner_table(v)).isolation, v, v.path);
     EXPECT_EQ(snippet_loads("[runner]\nmemory_mb = 16\n").isolation.memory_mb, 16);
     // An empty [runner] table is all defaults.
     EXPECT_EQ(snippet_loads("[runner]\n").isolation.user, "nobody");

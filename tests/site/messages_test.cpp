@@ -7,7 +7,6 @@
 using namespace site_test;
 using firelink::site::did_you_mean;
 using firelink::site::edit_distance;
-using ::testing::ElementsAre;
 
 // ---- did you mean ----------------------------------------------------------------------------------------------
 

@@ -5,10 +5,8 @@
 #include <fstream>
 
 using namespace site_test;
-using namespace std::chrono_literals;
 using firelink::site::config_error;
 using firelink::site::load_site_config;
-using ::testing::ElementsAre;
 
 namespace {
 

@@ -6,10 +6,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
 namespace site_test {
+
+// What every site test writes with: durations (500ms) and error lists (ElementsAre).
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
 
 // The smallest valid site: appended after a snippet, so that the snippet's own lines are numbered from 1.
 inline const std::string base = R"(

@@ -2,9 +2,7 @@
 #include "site_test_support.hpp"
 
 using namespace site_test;
-using namespace std::chrono_literals;
 using firelink::site::wire_config;
-using ::testing::ElementsAre;
 
 namespace {
 

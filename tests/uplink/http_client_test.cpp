@@ -65,15 +65,20 @@ private:
     std::thread thread_;
 };
 
+// What a client with options `o` (its base_url made `p`'s) gets for posting one batch, an empty msgpack array.
+firelink::uplink::http_response post_batch(const hostile_platform &p, firelink::uplink::http_options o = {}) {
+    o.base_url = p.url();
+    firelink::uplink::http_client client(o);
+    return client.post("/v1/events", std::vector<std::uint8_t>{0x90});
+}
+
 }  // namespace
 
 TEST(HttpClient, AnEndlessChunkedBodyIsCutAtTheCap) {
     hostile_platform p("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", true);
     firelink::uplink::http_options o;
-    o.base_url = p.url();
     o.max_response_bytes = 1 << 20;
-    firelink::uplink::http_client client(o);
-    const auto r = client.post("/v1/events", std::vector<std::uint8_t>{0x90});
+    const auto r = post_batch(p, o);
     EXPECT_TRUE(r.too_large);
     EXPECT_EQ(r.error, "response body over 1048576 bytes");
     EXPECT_LE(r.body.size(), 1u << 20);
@@ -81,10 +86,7 @@ TEST(HttpClient, AnEndlessChunkedBodyIsCutAtTheCap) {
 
 TEST(HttpClient, AContentLengthOverTheCapFailsBeforeTheBody) {
     hostile_platform p("HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\n", false);
-    firelink::uplink::http_options o;
-    o.base_url = p.url();
-    firelink::uplink::http_client client(o);
-    const auto r = client.post("/v1/events", std::vector<std::uint8_t>{0x90});
+    const auto r = post_batch(p);
     EXPECT_TRUE(r.too_large);
     EXPECT_NE(r.error.find("response body over"), std::string::npos) << r.error;
     EXPECT_TRUE(r.body.empty());
@@ -95,10 +97,7 @@ TEST(HttpClient, EndlessHeadersEndTheRequest) {
     for (int i = 0; i < 4000; ++i) head += "X-Filler-" + std::to_string(i) + ": " + std::string(40, 'h') + "\r\n";
     head += "\r\n";
     hostile_platform p(head, false);
-    firelink::uplink::http_options o;
-    o.base_url = p.url();
-    firelink::uplink::http_client client(o);
-    const auto r = client.post("/v1/events", std::vector<std::uint8_t>{0x90});
+    const auto r = post_batch(p);
     EXPECT_TRUE(r.too_large);
     EXPECT_NE(r.error.find("response headers over"), std::string::npos) << r.error;
 }

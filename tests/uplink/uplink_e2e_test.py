@@ -486,7 +486,38 @@ def msgpack_str_of_bytes(raw):
     return head + raw
 
 
-class HostilePlatform:
+class PlatformHandler(http_server.BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler of a test platform."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, out, kind=None):
+        self.send_response(status)
+        if kind:
+            self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+class Platform:
+    """A test platform: `handler` answers on a loopback port of its own, in a thread, until stop()."""
+
+    def serve(self, handler, wrap=lambda sock: sock):
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.socket = wrap(self.server.socket)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostilePlatform(Platform):
     """A platform whose words are not UTF-8: batches of the event lane are acknowledged with every record rejected
     for a reason in bytes that are not UTF-8 and a Chinese text; batches of the other lanes are answered 500 with a
     body of a stray byte and Chinese text longer than the 200 bytes the host keeps; command polls 503, not UTF-8."""
@@ -499,23 +530,11 @@ class HostilePlatform:
         outer = self
         self.rejected = 0
 
-        class Handler(http_server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status, out, kind="text/plain"):
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
+        class Handler(PlatformHandler):
             def do_POST(self):
                 body = mp.unpackb(self.rfile.read(int(self.headers["Content-Length"])))
                 if body["lane"] != "event":
-                    return self.answer(500, HostilePlatform.BODY)
+                    return self.answer(500, HostilePlatform.BODY, "text/plain")
                 seqs = [e["seq"] for e in body["events"]]
                 out = mp.packb({"acked_through": {"event": seqs[-1]},
                                 "rejects": [{"seq": q, "status": 422, "reason": "@@R@@"} for q in seqs]})
@@ -525,16 +544,9 @@ class HostilePlatform:
 
             def do_GET(self):
                 time.sleep(0.2)
-                self.answer(503, HostilePlatform.BODY)
+                self.answer(503, HostilePlatform.BODY, "text/plain")
 
-        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 class HostileText(Base):
@@ -576,7 +588,7 @@ class HostileText(Base):
                 host.start()
 
 
-class TlsPlatform:
+class TlsPlatform(Platform):
     """A minimal HTTPS platform (Python's ssl), requiring a client certificate, acknowledging every batch."""
 
     def __init__(self, key, crt, client_ca):
@@ -584,44 +596,24 @@ class TlsPlatform:
         self.client_subjects = []
         outer = self
 
-        class Handler(http_server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(PlatformHandler):
             def do_POST(self):
                 body = mp.unpackb(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.batches.append((self.headers.get("Authorization"), body))
                 outer.client_subjects.append(self.connection.getpeercert()["subject"])
                 out = mp.packb({"acked_through": {body["lane"]: body["events"][-1]["seq"]}, "rejects": []})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/msgpack")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.answer(200, out, "application/msgpack")
 
             def do_GET(self):
                 out = mp.packb({"commands": [], "cursor": 0})
                 time.sleep(0.2)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.answer(200, out)
 
-        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(client_ca)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler, lambda sock: ctx.wrap_socket(sock, server_side=True))
 
 
 class Tls(Base):
