@@ -58,9 +58,8 @@ struct device_feed {
         ev.received_wall = std::chrono::system_clock::now();
         ev.received_monotonic = std::chrono::steady_clock::now();
         ev.payload = e.pack();
-        std::string why;
-        const auto summary = core::check_event(ev.payload.data(), ev.payload.size(), why);
-        ASSERT_TRUE(summary) << why;
+        const auto summary = core::check_event(ev.payload.data(), ev.payload.size());
+        ASSERT_TRUE(summary) << summary;
         ev.condition = list.apply(device, ev.kind, ev.code, summary->event_id, summary->ends, ev.payload, 1000);
         std::uint32_t pairs = 0;
         auto body = encode_record(ev, pairs);

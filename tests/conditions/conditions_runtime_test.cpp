@@ -80,15 +80,13 @@ protected:
     }
 
     void make(const std::string &device) {
-        std::string why;
-        ASSERT_EQ(runtime->create(plugin, "push", device, {}, why), FL_OK) << why;
+        ASSERT_EQ(runtime->create(plugin, "push", device, {}), FL_OK);
         ASSERT_EQ(runtime->start(device), FL_OK);
     }
     // Runs a command and returns its command_result's message.
     std::string run(const std::string &device, const std::string &name, const std::string &zone = {}) {
         const auto id = "c" + std::to_string(++commands);
-        std::string why;
-        EXPECT_EQ(runtime->command(device, command(id, name, zone), why), FL_OK) << why;
+        EXPECT_EQ(runtime->command(device, command(id, name, zone)), FL_OK);
         auto r = events.wait(device, [&](const auto &e) {
             return e.kind == "command_result" && text_of(e.payload, "command_id") == id;
         });
@@ -244,7 +242,6 @@ TEST_F(Conditions, LoadedConditionsAreWhatANewDeviceSees) {
 TEST_F(Conditions, WithoutTheListARestoreOfAnEarlierInstanceIsUnmatched) {
     // The control: the same sequence with a driver that ignores the extension fails to end the alarm, so the test
     // above can fail.
-    std::string why;
     const auto cfg = [] {
         msgpack::sbuffer sb;
         msgpack::packer<msgpack::sbuffer> pk(sb);
@@ -254,11 +251,11 @@ TEST_F(Conditions, WithoutTheListARestoreOfAnEarlierInstanceIsUnmatched) {
         return std::vector<std::uint8_t>(reinterpret_cast<const std::uint8_t *>(sb.data()),
                                          reinterpret_cast<const std::uint8_t *>(sb.data()) + sb.size());
     }();
-    ASSERT_EQ(runtime->create(plugin, "push", "p1", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(plugin, "push", "p1", cfg), FL_OK);
     ASSERT_EQ(runtime->start("p1"), FL_OK);
     run("p1", "alarm", "a");
     runtime->destroy("p1");
-    ASSERT_EQ(runtime->create(plugin, "push", "p1", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(plugin, "push", "p1", cfg), FL_OK);
     ASSERT_EQ(runtime->start("p1"), FL_OK);
     run("p1", "restore", "a");
     EXPECT_FALSE(last("p1", "restore"));
@@ -291,8 +288,7 @@ TEST_F(Conditions, HostMadeConditionsAreNotListed) {
     auto r = loader.load(FIXTURE_SLOW_START);
     ASSERT_TRUE(std::holds_alternative<std::unique_ptr<core::plugin>>(r));
     std::shared_ptr<core::plugin> slow = std::move(std::get<std::unique_ptr<core::plugin>>(r));
-    std::string why;
-    ASSERT_EQ(runtime->create(slow, "panel", "slow-1", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(slow, "panel", "slow-1", {}), FL_OK);
     runtime->start("slow-1");
     auto hung = events.wait("slow-1", [](const auto &e) { return e.code == "driver_hung"; });
     ASSERT_TRUE(hung) << "the watchdog made no driver_hung fault";

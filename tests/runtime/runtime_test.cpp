@@ -65,11 +65,10 @@ protected:
     ::testing::AssertionResult start_device(const char *file, const core::device_spec &spec) {
         auto p = load(file);
         if (!p) return ::testing::AssertionFailure() << file << " did not load";
-        std::string why;
-        if (const auto st = runtime->create(p, spec, why); st != FL_OK)
-            return ::testing::AssertionFailure() << "create " << spec.device_id << ": " << st << " " << why;
-        if (const auto st = runtime->start(spec.device_id); st != FL_OK)
-            return ::testing::AssertionFailure() << "start " << spec.device_id << ": " << st;
+        if (const auto created = runtime->create(p, spec); !created)
+            return ::testing::AssertionFailure() << "create " << spec.device_id << ": " << created;
+        if (const auto started = runtime->start(spec.device_id); !started)
+            return ::testing::AssertionFailure() << "start " << spec.device_id << ": " << started;
         return ::testing::AssertionSuccess();
     }
 
@@ -103,10 +102,9 @@ class ExamplePlugins : public Runtime, public ::testing::WithParamInterface<cons
 TEST_P(ExamplePlugins, EmitValidGapFreeEventsOnHostTimersUntilStopped) {
     auto p = load(GetParam());
     ASSERT_TRUE(p);
-    std::string why;
     const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{2})},
                                  {"alarm_every", msgpack::type::variant(std::uint64_t{3})}});
-    ASSERT_EQ(runtime->create(p, "hello", "dev-1", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-1", cfg), FL_OK);
     ASSERT_EQ(runtime->start("dev-1"), FL_OK);
     ASSERT_TRUE(events.wait_for("dev-1", 12)) << "only " << events.count("dev-1") << " events";
     ASSERT_EQ(runtime->stop("dev-1"), FL_OK);
@@ -117,9 +115,8 @@ TEST_P(ExamplePlugins, EmitValidGapFreeEventsOnHostTimersUntilStopped) {
     for (std::size_t i = 0; i < evs.size(); ++i) {
         EXPECT_EQ(evs[i].sequence, i + 1) << "per-device sequence must be gap-free";
         EXPECT_EQ(evs[i].plugin_id, p->info().id);
-        std::string reason;
-        auto summary = core::check_event(evs[i].payload.data(), evs[i].payload.size(), reason);
-        ASSERT_TRUE(summary) << reason;
+        auto summary = core::check_event(evs[i].payload.data(), evs[i].payload.size());
+        ASSERT_TRUE(summary) << summary;
         kinds[summary->kind]++;
         const auto json = core::msgpack_to_json(evs[i].payload.data(), evs[i].payload.size());
         if (summary->kind == "alarm") {
@@ -150,32 +147,30 @@ TEST_P(ExamplePlugins, EmitValidGapFreeEventsOnHostTimersUntilStopped) {
 TEST_P(ExamplePlugins, RefuseAConfigOfTheWrongType) {
     auto p = load(GetParam());
     ASSERT_TRUE(p);
-    std::string why;
     const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::string("fast"))}});
-    EXPECT_EQ(runtime->create(p, "hello", "dev-bad", cfg, why), FL_INVALID_ARGUMENT);
-    EXPECT_NE(why.find("create_device(hello) returned -4"), std::string::npos) << why;
+    const auto created = runtime->create(p, "hello", "dev-bad", cfg);
+    EXPECT_EQ(created, FL_INVALID_ARGUMENT);
+    EXPECT_NE(created.why().find("create_device(hello) returned -4"), std::string::npos) << created;
     EXPECT_TRUE(runtime->device_ids().empty());
 }
 
 TEST_P(ExamplePlugins, RefuseAConfigThatIsNotAMap) {
     auto p = load(GetParam());
     ASSERT_TRUE(p);
-    std::string why;
     const std::vector<std::uint8_t> not_a_map = {0x93, 0x01, 0x02, 0x03};
-    EXPECT_EQ(runtime->create(p, "hello", "dev-bad", not_a_map, why), FL_INVALID_ARGUMENT) << why;
+    EXPECT_EQ(runtime->create(p, "hello", "dev-bad", not_a_map), FL_INVALID_ARGUMENT);
 }
 
 TEST_P(ExamplePlugins, LifecycleCallsInTheWrongStateAreMisuse) {
     auto p = load(GetParam());
     ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-2", {}), FL_OK);
     EXPECT_EQ(runtime->stop("dev-2"), FL_MISUSE);
     EXPECT_EQ(runtime->command("dev-2", {0x80}), FL_INVALID_ARGUMENT) << "a command without id and name";
     ASSERT_EQ(runtime->start("dev-2"), FL_OK);
     EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE);
-    EXPECT_EQ(runtime->create(p, "hello", "dev-2", {}, why), FL_MISUSE) << "device ids are unique";
-    EXPECT_EQ(runtime->create(p, "no-such-driver", "dev-3", {}, why), FL_NOT_FOUND);
+    EXPECT_EQ(runtime->create(p, "hello", "dev-2", {}), FL_MISUSE) << "device ids are unique";
+    EXPECT_EQ(runtime->create(p, "no-such-driver", "dev-3", {}), FL_NOT_FOUND);
     runtime->destroy("dev-2");  // destroy while started: stops first
     EXPECT_EQ(runtime->start("dev-2"), FL_NOT_FOUND);
 }
@@ -185,8 +180,7 @@ INSTANTIATE_TEST_SUITE_P(HelloCAndCpp, ExamplePlugins, ::testing::Values(EXAMPLE
 TEST_F(Runtime, HelloCppAnswersACommandWithACommandResult) {
     auto p = load(EXAMPLE_HELLO_CPP);
     ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "hello", "dev-cmd", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{60000})}}), why), FL_OK);
+    ASSERT_EQ(runtime->create(p, "hello", "dev-cmd", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{60000})}})), FL_OK);
     ASSERT_EQ(runtime->start("dev-cmd"), FL_OK);
 
     msgpack::sbuffer buf;
@@ -219,9 +213,9 @@ TEST_F(Runtime, HelloCppAnswersACommandWithACommandResult) {
 TEST_F(Runtime, RefusesADriverThatNeedsAnExtensionTheHostLacks) {
     auto p = load(FIXTURE_NEEDS_TRANSPORT);
     ASSERT_TRUE(p);
-    std::string why;
-    EXPECT_EQ(runtime->create(p, "panel", "dev-t", {}, why), FL_UNSUPPORTED);
-    EXPECT_NE(why.find("needs extension firelink.transport/1"), std::string::npos) << why;
+    const auto created = runtime->create(p, "panel", "dev-t", {});
+    EXPECT_EQ(created, FL_UNSUPPORTED);
+    EXPECT_NE(created.why().find("needs extension firelink.transport/1"), std::string::npos) << created;
 }
 
 TEST_F(Runtime, RefusesInvalidEventsAtTheBoundaryCountsThemAndKeepsGoing) {
@@ -246,8 +240,8 @@ TEST_F(Runtime, WatchdogReportsACallbackThatBlocks) {
 namespace {
 std::vector<std::uint8_t> pack_map(const std::map<std::string, msgpack::type::variant> &kv) { return config_map(kv); }
 std::string check(const std::vector<std::uint8_t> &bytes) {
-    std::string why;
-    return core::check_event(bytes.data(), bytes.size(), why) ? "valid" : why;
+    const auto checked = core::check_event(bytes.data(), bytes.size());
+    return checked ? "valid" : checked.why();
 }
 using V = msgpack::type::variant;
 }  // namespace
@@ -297,8 +291,7 @@ TEST(EventCheck, RandomBytesNeverCrash) {
         std::vector<std::uint8_t> bytes(rng() % 64);
         for (auto &b : bytes) b = static_cast<std::uint8_t>(rng());
         if (!bytes.empty() && i % 2) bytes[0] = 0x80 | (bytes[0] & 0x0f);  // often a map header
-        std::string why;
-        (void)core::check_event(bytes.data(), bytes.size(), why);
+        (void)core::check_event(bytes.data(), bytes.size());
         (void)core::msgpack_to_json(bytes.data(), bytes.size());
     }
 }
@@ -456,9 +449,8 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
         EXPECT_NE(json.find("\"severity\":\"major\""), std::string::npos) << json;
     }
     // A command to an offline device fails fast, with a result the platform sees.
-    std::string reason;
-    EXPECT_EQ(runtime->command("panel-2", command_bytes("c-off", "ping"), reason), FL_CLOSED);
-    EXPECT_EQ(reason, "the device is offline");
+    EXPECT_EQ(runtime->command("panel-2", command_bytes("c-off", "ping")),
+              (core::failure{FL_CLOSED, "the device is offline"}));
 
     peer->inject("x");
     ASSERT_TRUE(wait_code("panel-2", "bytes"));
@@ -476,13 +468,12 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
 TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
     runtime = make_runtime(100ms);
     ASSERT_TRUE(start_wired(wired("panel-3")));
-    std::string reason;
-    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-1", "hang"), reason), FL_OK);  // returns after 400 ms
+    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-1", "hang")), FL_OK);  // returns after 400 ms
     ASSERT_TRUE(wait_code("panel-3", "driver_hung"));
     EXPECT_EQ(runtime->status("panel-3")->state, firelink::core::device_state::faulted);
     EXPECT_GE(runtime->status("panel-3")->slow_callbacks, 1u);
-    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-2", "ping"), reason), FL_CLOSED);
-    EXPECT_EQ(reason, "the device is faulted");
+    EXPECT_EQ(runtime->command("panel-3", command_bytes("c-2", "ping")),
+              (core::failure{FL_CLOSED, "the device is faulted"}));
     ASSERT_TRUE(wait_code("panel-3", "command_failed"));
 }
 
@@ -491,9 +482,8 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
     runtime = make_runtime(100ms);
     ASSERT_TRUE(start_wired(wired("panel-5")));
 
-    std::string hang_why;
-    fl_status hang_status = FL_OK;
-    std::thread hanging([&] { hang_status = runtime->command("panel-5", command_bytes("c-long", "hang_long"), hang_why); });
+    core::result<> hung;
+    std::thread hanging([&] { hung = runtime->command("panel-5", command_bytes("c-long", "hang_long")); });
     ASSERT_TRUE(wait_code("panel-5", "driver_hung"));  // the call is running and holds the strand
 
     // destroy cannot run behind the hung call: the host gives up on it, and keeps the device's memory (and its
@@ -501,8 +491,7 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
     runtime->destroy("panel-5");
     EXPECT_FALSE(runtime->has_device("panel-5"));
     hanging.join();
-    EXPECT_EQ(hang_status, FL_TIMEOUT);
-    EXPECT_EQ(hang_why, "the driver took the command but has not returned; its result will follow");
+    EXPECT_EQ(hung, (core::failure{FL_TIMEOUT, "the driver took the command but has not returned; its result will follow"}));
     // The call returns at 3 s; the dropped destroy must never run after it (it would free what the driver holds).
     std::this_thread::sleep_for(1s);
     const auto evs = events.of("panel-5");
@@ -513,15 +502,14 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
 TEST_F(RuntimeWithWire, CommandsGetAResultFromTheHostWhenTheDriverCannotTakeThem) {
     auto p = load(FIXTURE_WIRE);
     ASSERT_TRUE(p);
-    std::string why, reason;
-    ASSERT_EQ(runtime->create(p, wired("panel-4"), why), FL_OK) << why;
-    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-3", "ping"), reason), FL_CLOSED);
-    EXPECT_EQ(reason, "the device is not started");
+    ASSERT_EQ(runtime->create(p, wired("panel-4")), FL_OK);
+    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-3", "ping")),
+              (core::failure{FL_CLOSED, "the device is not started"}));
     ASSERT_EQ(runtime->start("panel-4"), FL_OK);
-    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-4", "ping"), reason), FL_UNSUPPORTED);
-    EXPECT_EQ(reason, "the driver does not know this command");
-    EXPECT_EQ(runtime->command("panel-4", {0x93, 1, 2, 3}, reason), FL_INVALID_ARGUMENT);
-    EXPECT_EQ(runtime->command("no-such-device", command_bytes("c-5", "ping"), reason), FL_NOT_FOUND);
+    EXPECT_EQ(runtime->command("panel-4", command_bytes("c-4", "ping")),
+              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
+    EXPECT_EQ(runtime->command("panel-4", {0x93, 1, 2, 3}), FL_INVALID_ARGUMENT);
+    EXPECT_EQ(runtime->command("no-such-device", command_bytes("c-5", "ping")), FL_NOT_FOUND);
 
     const auto evs = events.of("panel-4");
     std::vector<std::string> results;
@@ -630,8 +618,7 @@ std::vector<core::accepted_event> host_events(collector &events, const std::stri
 TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
     auto p = load(EXAMPLE_HELLO_CPP);
     ASSERT_TRUE(p);
-    std::string why;
-    ASSERT_EQ(runtime->create(p, "hello", "dev-1", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{2})}}), why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-1", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{2})}})), FL_OK);
     ASSERT_EQ(runtime->start("dev-1"), FL_OK);
     ASSERT_TRUE(events.wait_for("dev-1", 3));
 
@@ -640,10 +627,11 @@ TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
     spec.device_id = "dev-1";
     spec.driver_id = "hello";
     spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}});
-    EXPECT_EQ(runtime->try_create(p, spec, why), FL_INVALID_ARGUMENT);
-    EXPECT_EQ(why, "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1");
+    const core::failure refused{FL_INVALID_ARGUMENT,
+                                "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1"};
+    EXPECT_EQ(runtime->try_create(p, spec), refused);
     spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}});
-    EXPECT_EQ(runtime->try_create(p, spec, why), FL_OK) << why;
+    EXPECT_EQ(runtime->try_create(p, spec), FL_OK);
 
     // Nothing registered, nothing emitted, the running instance untouched: its sequence runs on without a break.
     EXPECT_EQ(runtime->device_ids(), std::vector<std::string>{"dev-1"});
@@ -657,9 +645,8 @@ TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
     EXPECT_EQ(runtime->status("dev-1")->state, firelink::core::device_state::started);
 
     // create() says the same in its refusal.
-    EXPECT_EQ(runtime->create(p, "hello", "dev-x", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}}), why),
-              FL_INVALID_ARGUMENT);
-    EXPECT_EQ(why, "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1");
+    EXPECT_EQ(runtime->create(p, "hello", "dev-x", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}})),
+              refused);
 }
 
 TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
@@ -688,15 +675,14 @@ TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
     runtime->set_down(spec, "second reason");
     ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 2u);
     EXPECT_NE(json_of(host_events(events, "dev-2", "device_down")[1]).find(R"("event_id":"device-down")"), std::string::npos);
-    std::string why;
-    EXPECT_EQ(runtime->command("dev-2", command_bytes("c-1", "ping"), why), FL_CLOSED);
-    EXPECT_EQ(why, "the device is down: second reason");
+    EXPECT_EQ(runtime->command("dev-2", command_bytes("c-1", "ping")),
+              (core::failure{FL_CLOSED, "the device is down: second reason"}));
     EXPECT_EQ(host_events(events, "dev-2", "command_failed").size(), 1u);
     EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE) << "a place holder has nothing to start";
 
     // An instance takes its place; once it runs, the fault ends.
-    ASSERT_EQ(runtime->create(p, "hello", "dev-2", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}}), why),
-              FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-2", config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}})),
+              FL_OK);
     EXPECT_EQ(runtime->status("dev-2")->state, firelink::core::device_state::down) << "created is not running";
     ASSERT_EQ(runtime->start("dev-2"), FL_OK);
     ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 3u);
@@ -712,9 +698,8 @@ TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
 TEST_F(Runtime, ConfigRejectedIsRaisedOnceAndEndedByALaterInstance) {
     auto p = load(EXAMPLE_HELLO_CPP);
     ASSERT_TRUE(p);
-    std::string why;
     const auto cfg = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}});
-    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg), FL_OK);
     ASSERT_EQ(runtime->start("dev-3"), FL_OK);
     EXPECT_FALSE(runtime->raise_fault("no-such", core::host_fault::config_rejected, "m"));
     EXPECT_TRUE(runtime->raise_fault("dev-3", core::host_fault::config_rejected, "poll_ms refused"));
@@ -728,7 +713,7 @@ TEST_F(Runtime, ConfigRejectedIsRaisedOnceAndEndedByALaterInstance) {
 
     // A new instance of the same id (a later reload) still knows it is open, and ends it.
     runtime->destroy("dev-3");
-    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg, why), FL_OK) << why;
+    ASSERT_EQ(runtime->create(p, "hello", "dev-3", cfg), FL_OK);
     ASSERT_EQ(runtime->start("dev-3"), FL_OK);
     EXPECT_EQ(runtime->open_faults(core::host_fault::config_rejected).size(), 1u);
     EXPECT_TRUE(runtime->end_fault("dev-3", core::host_fault::config_rejected, "the device runs on its new definition"));
@@ -776,11 +761,11 @@ TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
 // a declared one does (this fixture's driver knows none, so its own answer is FL_UNSUPPORTED: a different reason).
 TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
     ASSERT_TRUE(start_panel(FIXTURE_COMMANDS, "dev-decl"));
-    std::string why;
-    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping"), why), FL_UNSUPPORTED);
-    EXPECT_EQ(why, "driver 'panel' does not declare a command 'ping'");
-    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip"), why), FL_UNSUPPORTED);
-    EXPECT_EQ(why, "the driver does not know this command") << "a declared name reaches the driver";
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping")),
+              (core::failure{FL_UNSUPPORTED, "driver 'panel' does not declare a command 'ping'"}));
+    EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip")),
+              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}))
+        << "a declared name reaches the driver";
     ASSERT_TRUE(events.wait_for("dev-decl", 3));  // started, then the two results
     std::string results;
     for (const auto &ev : events.of("dev-decl"))
@@ -790,6 +775,6 @@ TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
 
     // A driver that declares none has every name handed over, as before 1.1.
     ASSERT_TRUE(start_panel(FIXTURE_GOOD, "dev-undecl"));
-    EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping"), why), FL_UNSUPPORTED);
-    EXPECT_EQ(why, "the driver does not know this command");
+    EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping")),
+              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
 }

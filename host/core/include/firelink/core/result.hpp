@@ -77,11 +77,23 @@ bool operator==(const result<T> &r, fl_status s) {
     return r.status() == s;
 }
 
-// For test output: "FL_OK", or "status -4: the reason".
+inline bool operator==(const failure &a, const failure &b) { return a.status == b.status && a.why == b.why; }
+
+// A failure with exactly this status and reason: EXPECT_EQ(rt.start(id), (failure{FL_MISUSE, "..."})).
+template <class T>
+bool operator==(const result<T> &r, const failure &f) {
+    return !r.ok() && r.error() == f;
+}
+
+// For logs and test output: "FL_OK", or "status -4: the reason".
+inline std::ostream &operator<<(std::ostream &os, const failure &f) {
+    return os << "status " << f.status << ": " << f.why;
+}
+
 template <class T>
 std::ostream &operator<<(std::ostream &os, const result<T> &r) {
     if (r.ok()) return os << "FL_OK";
-    return os << "status " << r.status() << ": " << r.why();
+    return os << r.error();
 }
 
 }  // namespace firelink::core
