@@ -25,6 +25,7 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "accepted_event.hpp"
 #include "temp_dir.hpp"
 #include "test_queue.hpp"
 
@@ -47,17 +48,7 @@ struct device_feed {
     std::uint64_t seq = 0;
 
     void emit(durable_queue &q, const firelink::event &e) {
-        core::accepted_event ev;
-        ev.gateway_id = "gw-test";
-        ev.plugin_id = "test";
-        ev.device_id = device;
-        ev.device_class = "vendor:org.test";
-        ev.kind = firelink::to_string(e.kind());
-        ev.code = e.code();
-        ev.sequence = ++seq;
-        ev.received_wall = std::chrono::system_clock::now();
-        ev.received_monotonic = std::chrono::steady_clock::now();
-        ev.payload = e.pack();
+        auto ev = firelink_test::accepted(e, "vendor:org.test", device, ++seq);
         const auto summary = core::check_event(ev.payload.data(), ev.payload.size());
         ASSERT_TRUE(summary) << summary;
         ev.condition = list.apply(device, ev.kind, ev.code, summary->event_id, summary->ends, ev.payload, 1000);

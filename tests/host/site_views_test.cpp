@@ -11,6 +11,7 @@
 #include <firelink/payload.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include <accepted_event.hpp>
 #include <test_queue.hpp>
 
 #include "run_report.hpp"
@@ -28,20 +29,9 @@ const std::string not_utf8 = "platform said \xff\xfe";
 const std::string cut_chinese = std::string("燃气阀门").substr(0, 7);  // 2 characters and a third's first byte
 
 std::vector<std::uint8_t> record(std::uint32_t &pairs) {
-    core::accepted_event ev;
-    ev.gateway_id = "gw-test";
-    ev.plugin_id = "test";
-    ev.device_id = "dev-1";
-    ev.device_class = "gas_shutoff_valve";
-    ev.kind = "status";
-    ev.code = "state";
-    ev.sequence = 1;
-    ev.received_wall = std::chrono::system_clock::now();
-    ev.received_monotonic = std::chrono::steady_clock::now();
     firelink::event e{firelink::event_kind::status, "state"};
     e.message(not_utf8);
-    ev.payload = e.pack();
-    return up::encode_record(ev, pairs);
+    return up::encode_record(firelink_test::accepted(e), pairs);
 }
 
 // Valid UTF-8 JSON, as a monitor's parser wants it.

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <accepted_event.hpp>
 #include <eventually.hpp>
 #include <log_capture.hpp>
 
@@ -28,18 +29,9 @@ using namespace std::chrono_literals;
 namespace {
 
 core::accepted_event telemetry(std::size_t pad) {
-    core::accepted_event ev;
-    ev.gateway_id = "gw";
-    ev.device_id = "dev-1";
-    ev.device_class = "vendor:test";
-    ev.kind = "telemetry";
-    ev.code = "line";
     firelink::event e{firelink::event_kind::telemetry, "line"};
     e.message(std::string(pad, 'x'));
-    ev.payload = e.pack();
-    ev.received_wall = std::chrono::system_clock::now();
-    ev.received_monotonic = std::chrono::steady_clock::now();
-    return ev;
+    return firelink_test::accepted(e, "vendor:test");
 }
 
 }  // namespace

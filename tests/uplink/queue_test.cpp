@@ -21,6 +21,7 @@
 #include <firelink/uplink/durable_queue.hpp>
 #include <firelink/uplink/record.hpp>
 
+#include "accepted_event.hpp"
 #include "temp_dir.hpp"
 #include "test_queue.hpp"
 
@@ -35,23 +36,12 @@ using firelink_test::temp_dir;
 // A record's pairs as the sink makes them, for an event of this kind with a marker in its message.
 std::vector<std::uint8_t> body_of(const std::string &kind, const std::string &marker, std::uint32_t &pairs,
                                   std::size_t pad = 0) {
-    firelink::core::accepted_event ev;
-    ev.gateway_id = "gw-test";
-    ev.plugin_id = "test";
-    ev.device_id = "dev-1";
-    ev.device_class = "gas_shutoff_valve";
-    ev.kind = kind;
-    ev.code = kind == "telemetry" ? "reading" : "gas_level_1";
-    ev.sequence = 1;
-    ev.received_wall = std::chrono::system_clock::now();
-    ev.received_monotonic = std::chrono::steady_clock::now();
     firelink::event e{kind == "alarm" ? firelink::event_kind::alarm
                       : kind == "telemetry" ? firelink::event_kind::telemetry
                                             : firelink::event_kind::status,
-                      ev.code};
+                      kind == "telemetry" ? "reading" : "gas_level_1"};
     e.message(marker + std::string(pad, 'x'));
-    ev.payload = e.pack();
-    return encode_record(ev, pairs);
+    return encode_record(firelink_test::accepted(e), pairs);
 }
 
 bool push(durable_queue &q, lane l, const std::string &marker, std::size_t pad = 0) {
