@@ -2,11 +2,11 @@
 // request's headers before the body is read (server.cpp), so a stranger never makes it buffer or parse anything.
 #pragma once
 
-#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
+
+#include <firelink/http_access/tokens.hpp>
 
 namespace firelink::receiver {
 
@@ -41,23 +41,18 @@ public:
     access_list() = default;
 
     bool open() const { return open_; }
-    bool empty() const { return entries_.empty(); }
-    std::size_t size() const { return entries_.size(); }
+    bool empty() const { return tokens_.empty(); }
+    std::size_t size() const { return tokens_.size(); }
 
     // The grant of a presented token, or nullopt. Compares the token's SHA-256 with every entry in constant time
     // (no early exit), so neither the answer's timing nor the file's order tells how close a guess was.
-    std::optional<grant> find(std::string_view token) const;
+    std::optional<grant> find(std::string_view token) const { return tokens_.find(token); }
     // What an `Authorization` header value grants: `Bearer TOKEN`, or `Basic base64(ANY:TOKEN)` (so a browser's own
     // login prompt opens the page, whose scripts then send the same header).
     std::optional<grant> authorize(std::string_view header) const;
 
 private:
-    using digest = std::array<unsigned char, 32>;
-    struct entry {
-        grant g;
-        digest hash;
-    };
-    std::vector<entry> entries_;
+    http_access::token_table<grant> tokens_;
     bool open_ = false;
 };
 

@@ -22,6 +22,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <firelink/http_access/beast_names.hpp>
+#include <firelink/http_access/escapes.hpp>
+#include <firelink/http_access/listener.hpp>
 #include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
@@ -33,15 +36,9 @@
 
 namespace firelink::receiver {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
+using namespace http_access::beast_names;
 
 namespace {
-
-using request = http::request<http::string_body>;
-using response = http::response<http::string_body>;
 
 constexpr std::string_view json_type = "application/json";
 constexpr std::string_view msgpack_type = "application/msgpack";
@@ -111,25 +108,6 @@ nlohmann::json parse_json(std::string_view body, std::size_t max_depth) {
 
 // ---- query strings ----
 
-std::optional<std::string> form_decode(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] == '+') {
-            out += ' ';
-        } else if (in[i] != '%') {
-            out += in[i];
-        } else {
-            unsigned value = 0;
-            if (in.size() - i < 3) return std::nullopt;
-            auto [end, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3, value, 16);
-            if (ec != std::errc{} || end != in.data() + i + 3) return std::nullopt;
-            out += static_cast<char>(value);
-            i += 2;
-        }
-    }
-    return out;
-}
-
 class query_params {
 public:
     explicit query_params(std::string_view target) {
@@ -142,8 +120,9 @@ public:
             rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
             if (part.empty()) continue;
             const auto eq = part.find('=');
-            const auto key = form_decode(part.substr(0, eq));
-            const auto value = form_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
+            const auto key = http_access::form_decode(part.substr(0, eq));
+            const auto value =
+                http_access::form_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
             if (!key || !value) throw bad_request("the query string has a malformed %-escape");
             values_[*key] = *value;
         }
@@ -170,7 +149,7 @@ private:
 
 // ---- one connection ----
 
-class session : public std::enable_shared_from_this<session> {
+class session : public http_access::connection, public std::enable_shared_from_this<session> {
 public:
     session(tcp::socket &&socket, std::shared_ptr<server_state> state)
         : stream_(std::move(socket)), state_(std::move(state)) {}
@@ -180,7 +159,7 @@ public:
     net::any_io_executor executor() { return stream_.get_executor(); }
 
     // From any thread: closes the connection on its strand, cancelling what it waits for.
-    void close() {
+    void close() override {
         net::post(stream_.get_executor(), [self = shared_from_this()] {
             self->cancel_pending();
             beast::error_code ec;
@@ -696,54 +675,9 @@ void session::on_read(beast::error_code ec, std::size_t) {
 
 // ---- the listener ----
 
-struct server::impl : std::enable_shared_from_this<impl> {
-    impl(net::io_context &ioc, std::shared_ptr<server_state> st)
-        : ioc(ioc), acceptor(net::make_strand(ioc)), retry(acceptor.get_executor()), state(std::move(st)) {}
-
-    void do_accept() {
-        if (state->stopped) return;
-        acceptor.async_accept(net::make_strand(ioc), beast::bind_front_handler(&impl::on_accept, shared_from_this()));
-    }
-
-    void on_accept(beast::error_code ec, tcp::socket socket) {
-        if (state->stopped || ec == net::error::operation_aborted) return;
-        if (ec) {
-            spdlog::warn("accept failed: {}", ec.message());  // out of descriptors, most likely: do not spin
-            retry.expires_after(std::chrono::milliseconds(100));
-            return retry.async_wait([self = shared_from_this()](beast::error_code e) {
-                if (!e) self->do_accept();
-            });
-        }
-        std::erase_if(sessions, [](const std::weak_ptr<session> &w) { return w.expired(); });
-        // Each connection holds a descriptor and buffers; past the cap a flood is closed here, unread, and the
-        // connections already open (the gateways' polls among them) go on.
-        if (sessions.size() >= state->options.max_connections) {
-            spdlog::warn("{} connections open: closing a new one from {}", sessions.size(),
-                         socket.remote_endpoint(ec).address().to_string());
-            socket.close(ec);
-            return do_accept();
-        }
-        auto s = std::make_shared<session>(std::move(socket), state);
-        sessions.push_back(s);
-        s->run();
-        do_accept();
-    }
-
-    void close_all() {
-        beast::error_code ec;
-        acceptor.close(ec);
-        retry.cancel();
-        for (auto &w : sessions)
-            if (auto s = w.lock()) s->close();
-        sessions.clear();
-    }
-
-    net::io_context &ioc;
-    tcp::acceptor acceptor;
-    net::steady_timer retry;
+struct server::impl {
     std::shared_ptr<server_state> state;
-    std::vector<std::weak_ptr<session>> sessions;  // on the acceptor's strand only
-    tcp::endpoint bound;
+    std::shared_ptr<http_access::listener> listener;
 };
 
 server::server(net::io_context &ioc, store &db, server_options options) {
@@ -755,21 +689,22 @@ server::server(net::io_context &ioc, store &db, server_options options) {
     bulk_ = std::make_unique<net::thread_pool>(1);
     auto state = std::make_shared<server_state>(db, std::move(options), bulk_->get_executor());
     state->board.load(db.max_cursors());
-    impl_ = std::make_shared<impl>(ioc, std::move(state));
-    auto &a = impl_->acceptor;
-    const auto check = [&](const char *what) {
-        if (ec) throw std::system_error(std::error_code(ec), where + ": " + what);
+    http_access::listener_options accepting;
+    accepting.max_connections = state->options.max_connections;
+    accepting.serve = [state](tcp::socket &&socket) {
+        auto s = std::make_shared<session>(std::move(socket), state);
+        s->run();
+        return s;
     };
-    a.open(at.protocol(), ec);
-    check("cannot open a socket");
-    a.set_option(net::socket_base::reuse_address(true), ec);
-    check("cannot set SO_REUSEADDR");
-    a.bind(at, ec);
-    check("cannot bind");
-    a.listen(net::socket_base::max_listen_connections, ec);
-    check("cannot listen");
-    impl_->bound = a.local_endpoint(ec);
-    check("cannot read the bound address");
+    // Past the cap a flood is closed unread, and the connections already open (the gateways' polls among them) go
+    // on.
+    accepting.on_full = [](const tcp::socket &socket, std::size_t open) {
+        beast::error_code unknown;
+        spdlog::warn("{} connections open: closing a new one from {}", open,
+                     socket.remote_endpoint(unknown).address().to_string());
+    };
+    auto listener = std::make_shared<http_access::listener>(ioc, at, where, std::move(accepting));
+    impl_ = std::make_shared<impl>(impl{std::move(state), std::move(listener)});
 }
 
 // Runs after the I/O threads have returned: waits for the batches still being parsed (they find the store stopped
@@ -779,15 +714,13 @@ server::~server() {
     bulk_->join();
 }
 
-void server::start() {
-    net::dispatch(impl_->acceptor.get_executor(), [self = impl_] { self->do_accept(); });
-}
+void server::start() { impl_->listener->start(); }
 
 void server::stop() {
     if (impl_->state->stopped.exchange(true)) return;
-    net::post(impl_->acceptor.get_executor(), [self = impl_] { self->close_all(); });
+    impl_->listener->stop();
 }
 
-tcp::endpoint server::endpoint() const { return impl_->bound; }
+tcp::endpoint server::endpoint() const { return impl_->listener->endpoint(); }
 
 }  // namespace firelink::receiver

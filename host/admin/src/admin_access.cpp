@@ -1,8 +1,8 @@
-// The admin token file, in the shape of the reference receiver's (examples/receiver/src/access.cpp): SHA-256 through
-// OpenSSL's EVP, CRYPTO_memcmp over every entry, plain tokens hashed as they are read.
+// The admin token file. Its tokens are kept as the reference receiver's are (firelink::http_access::token_table:
+// SHA-256 digests, compared in constant time over every entry, plain tokens hashed as they are read).
 #include "firelink/admin/admin_access.hpp"
 
-#include <cctype>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -13,67 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 namespace firelink::admin {
 
 namespace {
 
-constexpr std::string_view hashed_prefix = "sha256:";
 constexpr std::string_view line_shape = "'<read|operate|admin> <principal-name> <token|sha256:HEX64>'";
-
-std::array<unsigned char, 32> sha256(std::string_view text) {
-    std::array<unsigned char, 32> out{};
-    unsigned int n = 0;
-    if (EVP_Digest(text.data(), text.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 || n != out.size())
-        throw std::runtime_error("SHA-256 failed");
-    return out;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-std::optional<std::array<unsigned char, 32>> parse_hex_digest(std::string_view hex) {
-    std::array<unsigned char, 32> out{};
-    if (hex.size() != 2 * out.size()) return std::nullopt;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        const int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        out[i] = static_cast<unsigned char>(hi * 16 + lo);
-    }
-    return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view in) {
-    static constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    while (!in.empty() && in.back() == '=') in.remove_suffix(1);
-    std::string out;
-    unsigned bits = 0, value = 0;
-    for (const char c : in) {
-        const auto pos = alphabet.find(c);
-        if (pos == std::string_view::npos) return std::nullopt;
-        value = (value << 6) | static_cast<unsigned>(pos);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((value >> bits) & 0xff);
-        }
-    }
-    return out;
-}
-
-bool starts_with_nocase(std::string_view text, std::string_view prefix) {
-    if (text.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i)  // the scheme is case-insensitive (RFC 9110)
-        if (std::tolower(static_cast<unsigned char>(text[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
-            return false;
-    return true;
-}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -167,28 +111,17 @@ access_list access_list::load(const std::filesystem::path &file) {
             throw std::runtime_error(where + "expected " + std::string(line_shape) + ", got " +
                                      std::to_string(words.size()) + " word(s)");
         const std::string &role_word = words[0], &name = words[1], &secret = words[2];
-        entry e;
+        grant g;
         const auto r = parse_role(role_word);
         if (!r) throw std::runtime_error(where + "unknown role '" + role_word + "' (expected read, operate or admin)");
-        e.g.role = *r;
+        g.role = *r;
         if (!is_principal_name(name))
             throw std::runtime_error(where + "the principal name '" + name + "' is not " +
                                      std::string(principal_name_rule) + " (it goes into the audit log)");
-        e.g.name = name;
-        if (secret.compare(0, hashed_prefix.size(), hashed_prefix) == 0) {
-            const auto digest = parse_hex_digest(std::string_view(secret).substr(hashed_prefix.size()));
-            if (!digest)
-                throw std::runtime_error(where + "'sha256:' must be followed by 64 hex digits (sha256sum's output)");
-            e.hash = *digest;
-        } else {
-            // Kept only as its hash, like a hashed line: the process never holds a plain token past this point.
-            e.hash = sha256(secret);
-        }
-        for (const auto &other : list.entries_)
-            if (CRYPTO_memcmp(other.hash.data(), e.hash.data(), e.hash.size()) == 0)
-                throw std::runtime_error(where + "the same token is listed twice: a token has one grant");
-        list.check_one_per_role(e.g, where);
-        list.entries_.push_back(std::move(e));
+        g.name = name;
+        const auto hash = list.tokens_.new_digest(secret, where);
+        list.check_one_per_role(g, where);
+        list.tokens_.add(std::move(g), hash);
     }
     if (list.empty())
         throw std::runtime_error("the token file '" + file.string() + "' grants nothing (expected lines " +
@@ -198,14 +131,11 @@ access_list access_list::load(const std::filesystem::path &file) {
 
 void access_list::check_one_per_role(const grant &g, const std::string &where) const {
     const auto same = [&](const grant &other) { return other.name == g.name && other.role == g.role; };
-    for (const auto &e : entries_)
-        if (same(e.g))
-            throw std::runtime_error(where + "'" + g.name + "' already has a " + role_name(g.role) +
-                                     " grant: a name holds one grant per role");
-    for (const auto &c : certs_)
-        if (same(c.g))
-            throw std::runtime_error(where + "'" + g.name + "' already has a " + role_name(g.role) +
-                                     " grant: a name holds one grant per role");
+    const bool taken_by_cert =
+        std::any_of(certs_.begin(), certs_.end(), [&](const cert_entry &c) { return same(c.g); });
+    if (tokens_.any_grant(same) || taken_by_cert)
+        throw std::runtime_error(where + "'" + g.name + "' already has a " + role_name(g.role) +
+                                 " grant: a name holds one grant per role");
 }
 
 void access_list::add_cert(const std::vector<std::string> &words, const std::string &where) {
@@ -233,30 +163,6 @@ std::optional<grant> access_list::find_cert(std::string_view subject_cn) const {
     if (subject_cn.empty()) return std::nullopt;
     for (const auto &c : certs_)
         if (c.subject_cn == subject_cn) return c.g;  // a CN is not a secret: no need for constant time
-    return std::nullopt;
-}
-
-std::optional<grant> access_list::find(std::string_view token) const {
-    if (token.empty()) return std::nullopt;
-    const auto hash = sha256(token);
-    const entry *match = nullptr;
-    for (const auto &e : entries_)
-        if (CRYPTO_memcmp(e.hash.data(), hash.data(), hash.size()) == 0) match = &e;
-    if (!match) return std::nullopt;
-    return match->g;
-}
-
-std::optional<grant> access_list::authorize(std::string_view header) const {
-    constexpr std::string_view bearer = "Bearer ", basic = "Basic ";
-    header = trim(header);
-    if (starts_with_nocase(header, bearer)) return find(trim(header.substr(bearer.size())));
-    if (starts_with_nocase(header, basic)) {
-        const auto decoded = base64_decode(trim(header.substr(basic.size())));
-        if (!decoded) return std::nullopt;
-        const auto colon = decoded->find(':');
-        if (colon == std::string::npos) return std::nullopt;
-        return find(std::string_view(*decoded).substr(colon + 1));
-    }
     return std::nullopt;
 }
 

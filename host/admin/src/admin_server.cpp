@@ -26,20 +26,17 @@
 #include <openssl/x509.h>
 #include <nlohmann/json.hpp>
 
+#include <firelink/http_access/beast_names.hpp>
+#include <firelink/http_access/escapes.hpp>
+#include <firelink/http_access/listener.hpp>
 #include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
 namespace firelink::admin {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
+using namespace http_access::beast_names;
 
 namespace {
-
-using request = http::request<http::string_body>;
-using response = http::response<http::string_body>;
 
 constexpr std::string_view json_type = "application/json";
 constexpr std::string_view metrics_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -103,25 +100,6 @@ response not_allowed(const request &req, std::string_view allow) {
     return res;
 }
 
-// "%2F" and friends; nothing when an escape is malformed. '+' stays '+': this is a path, not a form.
-std::optional<std::string> percent_decode(std::string_view in) {
-    std::string out;
-    out.reserve(in.size());
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] != '%') {
-            out += in[i];
-            continue;
-        }
-        unsigned value = 0;
-        if (in.size() - i < 3) return std::nullopt;
-        auto [end, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3, value, 16);
-        if (ec != std::errc{} || end != in.data() + i + 3) return std::nullopt;
-        out += static_cast<char>(value);
-        i += 2;
-    }
-    return out;
-}
-
 // Calls a handler; what it throws becomes a 500 and a log line, never a dead server.
 template <typename Call>
 response guarded(const request &req, const Call &call) {
@@ -165,7 +143,7 @@ response health_endpoint(const request &req, const std::function<health_answer()
 
 // The device id of /api/devices/{id}/{action}, checked; or the error to answer.
 std::variant<std::string, response> device_in_path(const request &req, std::string_view raw) {
-    const auto id = percent_decode(raw);
+    const auto id = http_access::percent_decode(raw);
     if (!id) return error(req, 400, "the device id in the path has a malformed %-escape");
     if (id->empty()) return error(req, 400, "the device id in the path is empty");
     for (unsigned char c : *id)
@@ -353,15 +331,8 @@ std::string verified_cn(SSL *ssl) {
 
 // ---- one connection, over plain TCP or TLS ----
 
-class session_base {
-public:
-    virtual ~session_base() = default;
-    // From any thread: closes the connection on its strand, cancelling whatever it waits for.
-    virtual void close() = 0;
-};
-
 template <typename Stream>
-class session : public session_base, public std::enable_shared_from_this<session<Stream>> {
+class session : public http_access::connection, public std::enable_shared_from_this<session<Stream>> {
     static constexpr bool tls = !std::is_same_v<Stream, beast::tcp_stream>;
 
 public:
@@ -591,32 +562,40 @@ tcp::endpoint resolve(net::io_context &ioc, const admin_options &o, const std::s
     return results.begin()->endpoint();
 }
 
+// Connections closed beyond max_connections, logged once a window with the count, so a flood costs a line every few
+// seconds, not one per connection. On the acceptor's strand only.
+class connection_flood_log {
+public:
+    explicit connection_flood_log(std::size_t max_connections) : max_connections_(max_connections) {}
+
+    void note() {
+        ++refused_;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_log_ < std::chrono::seconds(10)) return;
+        spdlog::warn("admin: {} connection(s) are open, the most allowed: closed {} new one(s) since the last report",
+                     max_connections_, refused_ - refused_logged_);
+        refused_logged_ = refused_;
+        last_log_ = now;
+    }
+
+private:
+    std::size_t max_connections_;
+    std::uint64_t refused_ = 0, refused_logged_ = 0;
+    std::chrono::steady_clock::time_point last_log_{};
+};
+
 }  // namespace
 
-// ---- the listener: accepts connections and remembers them so stop() can close them ----
+// ---- the listener: firelink::http_access's accept loop, a session (plain or TLS) per connection ----
 
-class admin_server::listener : public std::enable_shared_from_this<listener> {
+class admin_server::listener {
 public:
-    listener(net::io_context &ioc, std::shared_ptr<server_state> state)
-        : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_(acceptor_.get_executor()), state_(std::move(state)) {}
+    listener(net::io_context &ioc, const tcp::endpoint &at, const std::string &where,
+             std::shared_ptr<server_state> state)
+        : state_(std::move(state)),
+          accepting_(std::make_shared<http_access::listener>(ioc, at, where, accepting(state_))) {}
 
-    tcp::endpoint listen(const tcp::endpoint &at, const std::string &where) {
-        beast::error_code ec;
-        const auto check = [&](const char *what) {
-            if (ec) throw std::system_error(std::error_code(ec), where + ": " + what);
-        };
-        acceptor_.open(at.protocol(), ec);
-        check("cannot open a socket");
-        acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-        check("cannot set SO_REUSEADDR");
-        acceptor_.bind(at, ec);
-        check("cannot bind");
-        acceptor_.listen(net::socket_base::max_listen_connections, ec);
-        check("cannot listen");
-        const auto bound = acceptor_.local_endpoint(ec);
-        check("cannot read the bound address");
-        return bound;
-    }
+    const tcp::endpoint &endpoint() const { return accepting_->endpoint(); }
 
     bool tls() const { return state_->tls.has_value(); }
     std::string access_summary() const {
@@ -628,84 +607,38 @@ public:
         return out;
     }
 
-    void start() {
-        if (started_.exchange(true)) return;  // one accept loop, however often start() is called
-        net::dispatch(acceptor_.get_executor(), beast::bind_front_handler(&listener::do_accept, shared_from_this()));
-    }
+    void start() { accepting_->start(); }
 
     void stop() {
         state_->stopped = true;
-        net::post(acceptor_.get_executor(), [self = shared_from_this()] { self->close_all(); });
+        accepting_->stop();
     }
 
 private:
-    void do_accept() {
-        if (state_->stopped) return;
-        acceptor_.async_accept(net::make_strand(ioc_),
-                               beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+    static http_access::listener_options accepting(const std::shared_ptr<server_state> &state) {
+        http_access::listener_options o;
+        o.max_connections = state->options.max_connections;
+        o.log_prefix = "admin: ";
+        o.serve = [state](tcp::socket &&socket) -> std::shared_ptr<http_access::connection> {
+            if (state->tls) return started<beast::ssl_stream<beast::tcp_stream>>(std::move(socket), state);
+            return started<beast::tcp_stream>(std::move(socket), state);
+        };
+        o.on_full = [flood = connection_flood_log(o.max_connections)](const tcp::socket &, std::size_t) mutable {
+            flood.note();
+        };
+        return o;
     }
 
-    void on_accept(beast::error_code ec, tcp::socket socket) {
-        if (state_->stopped || ec == net::error::operation_aborted) return;
-        if (ec) {
-            // Out of file descriptors, most likely: wait a little rather than spin on a failing accept.
-            spdlog::warn("admin: accept failed: {}", ec.message());
-            retry_.expires_after(std::chrono::milliseconds(100));
-            return retry_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
-                if (!wait_ec) self->do_accept();
-            });
-        }
-        std::erase_if(sessions_, [](const std::weak_ptr<session_base> &w) { return w.expired(); });
-        if (sessions_.size() >= state_->options.max_connections) {
-            refuse(socket);
-            return do_accept();
-        }
-        if (state_->tls) {
-            auto s = std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), state_);
-            sessions_.push_back(s);
-            s->run();
-        } else {
-            auto s = std::make_shared<session<beast::tcp_stream>>(std::move(socket), state_);
-            sessions_.push_back(s);
-            s->run();
-        }
-        do_accept();
+    template <typename Stream>
+    static std::shared_ptr<http_access::connection> started(tcp::socket &&socket,
+                                                            const std::shared_ptr<server_state> &state) {
+        auto s = std::make_shared<session<Stream>>(std::move(socket), state);
+        s->run();
+        return s;
     }
 
-    // Closes a connection beyond max_connections at once. Logged once a window with the count, so a flood costs a
-    // line every few seconds, not one per connection.
-    void refuse(tcp::socket &socket) {
-        ++refused_;
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_refusal_log_ >= std::chrono::seconds(10)) {
-            spdlog::warn("admin: {} connection(s) are open, the most allowed: closed {} new one(s) since the last "
-                         "report",
-                         state_->options.max_connections, refused_ - refused_logged_);
-            refused_logged_ = refused_;
-            last_refusal_log_ = now;
-        }
-        beast::error_code ignored;
-        socket.shutdown(tcp::socket::shutdown_both, ignored);
-        socket.close(ignored);
-    }
-
-    void close_all() {
-        beast::error_code ec;
-        acceptor_.close(ec);
-        retry_.cancel();
-        for (auto &w : sessions_)
-            if (auto s = w.lock()) s->close();
-        sessions_.clear();
-    }
-
-    net::io_context &ioc_;
-    tcp::acceptor acceptor_;
-    net::steady_timer retry_;
     std::shared_ptr<server_state> state_;
-    std::vector<std::weak_ptr<session_base>> sessions_;  // touched on the acceptor's strand only
-    std::uint64_t refused_ = 0, refused_logged_ = 0;  // beyond max_connections; as is what follows, on the strand
-    std::chrono::steady_clock::time_point last_refusal_log_{};
-    std::atomic<bool> started_{false};
+    std::shared_ptr<http_access::listener> accepting_;
 };
 
 admin_server::admin_server(net::io_context &ioc, admin_options options, admin_handlers handlers) {
@@ -722,8 +655,8 @@ admin_server::admin_server(net::io_context &ioc, admin_options options, admin_ha
     if (!state->options.tls.cert.empty()) state->tls.emplace(make_tls_context(state->options.tls));
     else if (!state->options.tls.key.empty() || !state->options.tls.client_ca.empty())
         throw std::runtime_error("admin TLS: tls_key or client_ca is set but tls_cert is not");
-    listener_ = std::make_shared<listener>(ioc, std::move(state));
-    endpoint_ = listener_->listen(at, where);
+    listener_ = std::make_shared<listener>(ioc, at, where, std::move(state));
+    endpoint_ = listener_->endpoint();
 }
 
 admin_server::~admin_server() { stop(); }

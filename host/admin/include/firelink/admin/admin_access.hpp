@@ -16,13 +16,14 @@
 // The file must not be readable or writable by group or others (as ssh refuses a private key that is).
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <firelink/http_access/tokens.hpp>
 
 namespace firelink::admin {
 
@@ -49,16 +50,16 @@ public:
     // No token file: grants nothing.
     access_list() = default;
 
-    bool empty() const noexcept { return entries_.empty() && certs_.empty(); }
-    std::size_t size() const noexcept { return entries_.size() + certs_.size(); }
+    bool empty() const noexcept { return tokens_.empty() && certs_.empty(); }
+    std::size_t size() const noexcept { return tokens_.size() + certs_.size(); }
     const std::filesystem::path &file() const noexcept { return file_; }
 
     // The grant of a presented token, or nullopt. Compares the token's SHA-256 with every entry in constant time
     // (no early exit), so neither the answer's timing nor the file's order tells how close a guess was.
-    std::optional<grant> find(std::string_view token) const;
+    std::optional<grant> find(std::string_view token) const { return tokens_.find(token); }
     // What an `Authorization` header value grants: `Bearer TOKEN`, or `Basic base64(ANY:TOKEN)` (what curl -u and a
     // browser's login prompt send). Nothing for another scheme or a malformed value.
-    std::optional<grant> authorize(std::string_view header) const;
+    std::optional<grant> authorize(std::string_view header) const { return tokens_.authorize(header); }
 
     // The grant of a verified client certificate's subject CN ("cert" lines), or nullopt.
     std::optional<grant> find_cert(std::string_view subject_cn) const;
@@ -68,16 +69,11 @@ private:
     void check_one_per_role(const grant &g, const std::string &where) const;
     void add_cert(const std::vector<std::string> &words, const std::string &where);
 
-    using digest = std::array<unsigned char, 32>;
-    struct entry {
-        grant g;
-        digest hash;
-    };
     struct cert_entry {
         grant g;
         std::string subject_cn;
     };
-    std::vector<entry> entries_;
+    http_access::token_table<grant> tokens_;
     std::vector<cert_entry> certs_;
     std::filesystem::path file_;
 };
