@@ -25,11 +25,11 @@ void print_errors(const std::vector<site::config_error> &errors) {
 
 int check_config(const std::filesystem::path &config) {
     auto loaded = site::load_site_config(config);
-    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
-        print_errors(*errors);
+    if (!loaded) {
+        print_errors(loaded.error());
         return 1;
     }
-    const auto &cfg = std::get<site::site_config>(loaded);
+    const auto &cfg = loaded.value();
     plugin_catalog plugins;
     plugins.configure(cfg);  // a plugin that crashes while loading is refused here as it would be at run time
     plugins.scan(cfg.plugin_dirs);

@@ -191,8 +191,7 @@ admin::status_json command_gate::select(const admin::principal &who, const std::
                                         const std::string &body) {
     if (auto no = unaudited(device)) return *no;
     if (!runtime_ || !runtime_->has_device(device)) return {404, text::dump_json<json>({{"error", "no device '" + device + "'"}})};
-    auto parsed = admin::command_from_json(body, "select");
-    if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
+    if (auto parsed = admin::command_from_json(body, "select"); !parsed) return bad_request(parsed.why());
     const auto doc = json::parse(body);  // command_from_json has checked it
     const std::string name = doc["name"];
     const json args = doc.value("args", json::object());
@@ -228,8 +227,8 @@ admin::status_json command_gate::operate(const admin::principal &who, const std:
     const std::string command_body = doc.is_object() ? text::dump_json<json>(doc) : body;
     const auto generated = "cmd-" + std::to_string(::getpid()) + "-" + std::to_string(next_command_++);
     auto parsed = admin::command_from_json(command_body, generated);
-    if (auto *err = std::get_if<std::string>(&parsed)) return bad_request(*err);
-    const auto &bytes = std::get<std::vector<std::uint8_t>>(parsed);
+    if (!parsed) return bad_request(parsed.why());
+    const auto &bytes = *parsed;
     if (!runtime_ || !runtime_->has_device(device)) return {404, text::dump_json<json>({{"error", "no device '" + device + "'"}})};
     if (auto no = unaudited(device)) return *no;
     const std::string name = doc["name"];

@@ -16,7 +16,7 @@ std::optional<site::config_error> trial(core::device_runtime &runtime, const plu
     return try_device(runtime, *p, cfg, d);
 }
 
-core::result<> device_set::start(const site::site_config &cfg, const site::device_config &d) {
+firelink::result<> device_set::start(const site::site_config &cfg, const site::device_config &d) {
     auto plugin = catalog_.resolve(d);
     if (!plugin) return plugin.error();
     auto spec = spec_of(cfg, d);
@@ -82,7 +82,7 @@ void device_set::apply(reload_plan &plan, const site::site_config &previous, rel
         const auto *old = changed.count(d.id) ? previous.find_device(d.id) : nullptr;
         std::string why = started.why();
         const bool same_wire = old && same_shared_wire(previous, next, *old);
-        const auto back_on_old = same_wire ? start(previous, *old) : core::result<>::fail(FL_IO, "its wire changed");
+        const auto back_on_old = same_wire ? start(previous, *old) : firelink::result<>::fail(FL_IO, "its wire changed");
         if (back_on_old) {
             const std::string refused = "device '" + d.id + "': its new definition did not start: " + why;
             out.kept.push_back({d.id, site::config_error{d.where, "", refused}});

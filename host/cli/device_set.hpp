@@ -8,7 +8,7 @@
 
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
-#include <firelink/core/result.hpp>
+#include <firelink/result.hpp>
 #include <firelink/uplink/durable_queue.hpp>
 
 #include "plugin_catalog.hpp"
@@ -39,7 +39,7 @@ public:
     const running_devices &running() const { return running_; }
 
 private:
-    core::result<> start(const site::site_config &cfg, const site::device_config &d);
+    firelink::result<> start(const site::site_config &cfg, const site::device_config &d);
     void mark_down(const site::device_config &d, const std::string &why);
     void forget(const std::string &device_id);
     void identify_on_listeners(const site::site_config &cfg);

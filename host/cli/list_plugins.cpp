@@ -87,9 +87,8 @@ void print_signature(const std::filesystem::path &file, const std::vector<signin
     const auto text = signing::read_small_file(sig_file, signing::max_signature_bytes);
     if (!text) return (void)std::printf("  signature: none (no .minisig beside it)\n");
     auto parsed = signing::parse_signature(*text);
-    if (auto *why = std::get_if<std::string>(&parsed))
-        return (void)std::printf("  signature: unreadable: %s\n", why->c_str());
-    const auto &s = std::get<signing::signature>(parsed);
+    if (!parsed) return (void)std::printf("  signature: unreadable: %s\n", parsed.why().c_str());
+    const auto &s = *parsed;
     std::printf("  signature: claims key ID %s | trusted comment: %s (not checked: give --trusted-key)\n",
                 signing::to_hex(s.id).c_str(), s.trusted_comment.c_str());
 }
@@ -107,11 +106,11 @@ int list_plugins(const std::vector<std::string> &paths, const std::vector<std::s
     std::vector<signing::public_key> trusted;
     for (const auto &k : trusted_keys) {
         auto parsed = signing::read_public_key(k);
-        if (auto *why = std::get_if<std::string>(&parsed)) {
-            std::fprintf(stderr, "%s: %s\n", k.c_str(), why->c_str());
+        if (!parsed) {
+            std::fprintf(stderr, "%s: %s\n", k.c_str(), parsed.why().c_str());
             return 2;
         }
-        trusted.push_back(std::get<signing::public_key>(parsed));
+        trusted.push_back(*parsed);
     }
     core::plugin_loader loader;
     std::size_t loaded = 0, refused = 0;
@@ -125,12 +124,12 @@ int list_plugins(const std::vector<std::string> &paths, const std::vector<std::s
         }
         for (const auto &file : files) {
             auto result = loader.load(file);
-            if (auto *err = std::get_if<core::load_error>(&result)) {
-                std::printf("refused %s: %s\n", file.c_str(), err->what().c_str());
+            if (!result) {
+                std::printf("refused %s: %s\n", file.c_str(), result.error().what().c_str());
                 ++refused;
                 continue;
             }
-            auto &p = std::get<std::unique_ptr<core::plugin>>(result);
+            auto &p = *result;
             fl_host host{};
             host.struct_size = sizeof host;
             host.abi_version = p->info().agreed_abi_version;

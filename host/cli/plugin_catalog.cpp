@@ -26,12 +26,12 @@ void plugin_catalog::scan(const std::vector<std::filesystem::path> &dirs) {
         for (const auto &file : core::plugin_loader::candidates(dir)) {
             if (!seen_.insert(file).second) continue;
             auto result = load(file);
-            if (auto *err = std::get_if<core::load_error>(&result)) {
-                refusals_.push_back(file.string() + ": " + err->what());
-                spdlog::error("plugin {} refused: {}", file.string(), err->what());
+            if (!result) {
+                refusals_.push_back(file.string() + ": " + result.error().what());
+                spdlog::error("plugin {} refused: {}", file.string(), result.error().what());
                 continue;
             }
-            auto p = std::shared_ptr<core::plugin>(std::move(std::get<std::unique_ptr<core::plugin>>(result)));
+            auto p = std::shared_ptr<core::plugin>(std::move(result).value());
             spdlog::info("plugin {} {} loaded from {} ({})", p->info().id, p->info().version, file.string(),
                          p->remote() ? "in its own process" : "in the host process");
             plugins_.push_back(std::move(p));
@@ -59,10 +59,10 @@ void plugin_catalog::configure(const site::site_config &cfg, std::function<bool(
 
 // The file is opened once; its signature is checked on what this descriptor reads, and the plugin is loaded through
 // it (here as /proc/self/fd/N, in a runner as the descriptor handed over), so that the file checked is the file
-// mapped even if another is renamed into its place meanwhile. The refusal under "require"; nullopt otherwise ("warn"
+// mapped even if another is renamed into its place meanwhile. The refusal under "require"; success otherwise ("warn"
 // logs and loads; "off" checks nothing and leaves fd at -1).
-std::optional<core::load_error> plugin_catalog::check_signature(const std::filesystem::path &file, int &fd) {
-    if (signing_.policy == "off") return std::nullopt;
+firelink::result<void, core::load_error> plugin_catalog::check_signature(const std::filesystem::path &file, int &fd) {
+    if (signing_.policy == "off") return {};
     fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return core::load_error{file, core::refusal::not_found, std::strerror(errno)};
     auto v = signing::verify_fd(fd, file.string() + ".minisig", signing_.keys());
@@ -75,7 +75,7 @@ std::optional<core::load_error> plugin_catalog::check_signature(const std::files
     const std::string why = v.why;
     signatures_[file] = std::move(v);
     if (refuse) return core::load_error{file, core::refusal::signature_refused, why};
-    return std::nullopt;
+    return {};
 }
 
 // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved when
@@ -90,7 +90,7 @@ core::load_result plugin_catalog::load(const std::filesystem::path &file) {
             if (fd >= 0 && !kept) ::close(fd);
         }
     } close_fd{fd, kept};
-    if (auto refused = check_signature(file, fd)) return *refused;
+    if (auto signed_ok = check_signature(file, fd); !signed_ok) return std::move(signed_ok).error();
     auto load_in = [&](bool in_process) -> core::load_result {
         if (in_process && fd >= 0) {
             if (!kept) mapped_fds_.push_back(fd);
@@ -99,8 +99,8 @@ core::load_result plugin_catalog::load(const std::filesystem::path &file) {
         }
         if (in_process) return loader_.load(file);
         auto r = isolation::load_out_of_process(file, runner_options_, fd);
-        if (auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r)) {
-            const auto &id = (*p)->info().id;
+        if (r) {
+            const auto &id = (*r)->info().id;
             for (const auto &other : plugins_)
                 if (other->info().id == id)
                     return core::load_error{file, core::refusal::duplicate_plugin_id,
@@ -110,16 +110,15 @@ core::load_result plugin_catalog::load(const std::filesystem::path &file) {
     };
     const bool default_in = !isolation_ || isolation_->default_mode == "in_process";
     auto r = load_in(default_in);
-    auto *p = std::get_if<std::unique_ptr<core::plugin>>(&r);
-    if (!p || !isolation_ || isolation_->in_process((*p)->info().id) == default_in) return r;
-    const std::string id = (*p)->info().id;
-    p->reset();
+    if (!r || !isolation_ || isolation_->in_process((*r)->info().id) == default_in) return r;
+    const std::string id = (*r)->info().id;
+    r->reset();
     if (default_in) loader_.forget(id);
     return load_in(!default_in);
 }
 
-core::result<std::shared_ptr<core::plugin>> plugin_catalog::resolve(const site::device_config &d) const {
-    using resolved = core::result<std::shared_ptr<core::plugin>>;
+firelink::result<std::shared_ptr<core::plugin>> plugin_catalog::resolve(const site::device_config &d) const {
+    using resolved = firelink::result<std::shared_ptr<core::plugin>>;
     std::vector<std::shared_ptr<core::plugin>> found;
     for (const auto &p : plugins_)
         if ((d.plugin.empty() || p->info().id == d.plugin) && p->info().find_driver(d.driver)) found.push_back(p);

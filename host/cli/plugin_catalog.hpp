@@ -13,7 +13,7 @@
 #include <vector>
 
 #include <firelink/core/plugin_loader.hpp>
-#include <firelink/core/result.hpp>
+#include <firelink/result.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/signing/minisign.hpp>
 #include <firelink/site/site_config.hpp>
@@ -38,7 +38,7 @@ public:
     void scan(const std::vector<std::filesystem::path> &dirs);
 
     // The plugin and driver a device names, or FL_NOT_FOUND and why there is none (with the closest names there are).
-    core::result<std::shared_ptr<core::plugin>> resolve(const site::device_config &d) const;
+    firelink::result<std::shared_ptr<core::plugin>> resolve(const site::device_config &d) const;
 
     const std::vector<std::shared_ptr<core::plugin>> &plugins() const { return plugins_; }
     // Lets go of every plugin loaded: a plugin's runner (and its supervising thread, which asks `admits`) stops
@@ -49,7 +49,7 @@ public:
     const std::map<std::filesystem::path, signing::verdict> &signatures() const { return signatures_; }
 
 private:
-    std::optional<core::load_error> check_signature(const std::filesystem::path &file, int &fd);
+    firelink::result<void, core::load_error> check_signature(const std::filesystem::path &file, int &fd);
     core::load_result load(const std::filesystem::path &file);
     std::string not_found(const site::device_config &d) const;
 

@@ -105,16 +105,16 @@ void site_host::scan(const site::site_config &cfg) {
 std::pair<unsigned, std::string> site_host::reload() {
     auto loaded = site::load_site_config(cfg_.file);
     nlohmann::json body;
-    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
+    if (!loaded) {
         std::vector<std::string> lines;
-        for (const auto &e : *errors) {
+        for (const auto &e : loaded.error()) {
             lines.push_back(e.str());
             spdlog::error("reload refused: {}", e.str());
         }
         body = {{"reloaded", false}, {"errors", lines}};
         return {400, text::dump_json(body)};
     }
-    auto next = std::get<site::site_config>(std::move(loaded));
+    auto next = std::move(loaded).value();
     std::vector<std::string> notes;
     if (next.gateway_id != running_.gateway_id || next.admin_listen != running_.admin_listen ||
         next.sink_kind != running_.sink_kind || next.sink_path != running_.sink_path ||
@@ -388,11 +388,11 @@ int site_host::run() {
 
 int run_site(const run_options &options) {
     auto loaded = site::load_site_config(options.config);
-    if (auto *errors = std::get_if<std::vector<site::config_error>>(&loaded)) {
-        print_errors(*errors);
+    if (!loaded) {
+        print_errors(loaded.error());
         return 1;
     }
-    site_host host(std::get<site::site_config>(std::move(loaded)), options);
+    site_host host(std::move(loaded).value(), options);
     return host.run();
 }
 

@@ -13,9 +13,9 @@ transport::serial_settings serial_of(const site::serial_config &s) {
 
 }  // namespace
 
-core::result<core::link_factory> site_wiring::factory(const site::site_config &cfg, const site::device_config &d) {
+firelink::result<core::link_factory> site_wiring::factory(const site::site_config &cfg, const site::device_config &d) {
     using kind = site::wire_config::kind;
-    using made = core::result<core::link_factory>;
+    using made = firelink::result<core::link_factory>;
     const auto &w = d.wire;
     const transport::backoff retry{};
     switch (w.type) {

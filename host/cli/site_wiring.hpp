@@ -9,7 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <firelink/core/device_runtime.hpp>
-#include <firelink/core/result.hpp>
+#include <firelink/result.hpp>
 #include <firelink/site/site_config.hpp>
 #include <firelink/transport/link.hpp>
 
@@ -21,7 +21,7 @@ public:
 
     // How the device's link is made (an empty factory when it has no wire), or why its wire cannot be made (an
     // undefined bus or listener, a port that cannot be listened on).
-    core::result<core::link_factory> factory(const site::site_config &cfg, const site::device_config &d);
+    firelink::result<core::link_factory> factory(const site::site_config &cfg, const site::device_config &d);
 
     // Forgets the buses and listeners the site no longer has (each closes once its last device is gone).
     void prune(const site::site_config &cfg);

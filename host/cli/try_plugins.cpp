@@ -69,13 +69,13 @@ int try_plugins(const try_options &opt) {
     for (const auto &path : opt.paths)
         for (const auto &file : core::plugin_loader::candidates(path)) {
             auto result = loader.load(file);
-            if (auto *err = std::get_if<core::load_error>(&result)) {
-                std::fprintf(stderr, "refused %s: %s\n", file.c_str(), err->what().c_str());
+            if (!result) {
+                std::fprintf(stderr, "refused %s: %s\n", file.c_str(), result.error().what().c_str());
                 failures.push_back("refused " + file.string());
                 ++refused;
                 continue;
             }
-            plugins.push_back(std::move(std::get<std::unique_ptr<core::plugin>>(result)));
+            plugins.push_back(std::move(result).value());
         }
 
     asio::io_context io;

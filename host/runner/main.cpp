@@ -699,13 +699,13 @@ int main(int argc, char **argv) {
     }
     firelink::core::plugin_loader loader;
     auto loaded = loader.load("/proc/self/fd/" + std::to_string(plugin_fd));
-    if (auto *err = std::get_if<firelink::core::load_error>(&loaded)) {
-        refuse(*r.out, firelink::core::to_string(err->reason), err->detail);
+    if (!loaded) {
+        refuse(*r.out, firelink::core::to_string(loaded.error().reason), loaded.error().detail);
         r.out.reset();
         return 3;
     }
     ::close(plugin_fd);  // the library stays mapped
-    r.plugin = std::move(std::get<std::unique_ptr<firelink::core::plugin>>(loaded));
+    r.plugin = std::move(loaded).value();
     r.plugin_host.struct_size = sizeof(fl_host);
     r.plugin_host.abi_version = r.plugin->info().agreed_abi_version;
     r.plugin_host.host_name = "firelink-host";

@@ -13,17 +13,17 @@ namespace {
 
 std::vector<std::uint8_t> ok(const std::string &body, const std::string &id = "gen-1") {
     auto result = command_from_json(body, id);
-    if (auto *why = std::get_if<std::string>(&result)) ADD_FAILURE() << "refused " << body << ": " << *why;
-    return std::get<std::vector<std::uint8_t>>(result);
+    if (!result) ADD_FAILURE() << "refused " << body << ": " << result.why();
+    return result ? *result : std::vector<std::uint8_t>{};
 }
 
 std::string refused(const std::string &body) {
     auto result = command_from_json(body, "gen-1");
-    if (!std::holds_alternative<std::string>(result)) {
+    if (result) {
         ADD_FAILURE() << "accepted " << body;
         return {};
     }
-    return std::get<std::string>(result);
+    return result.why();
 }
 
 const msgpack::object &at(const msgpack::object &map, const std::string &key) {

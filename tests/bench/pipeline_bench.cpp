@@ -240,21 +240,18 @@ int run_isolation(boost::asio::io_context &io, const options &o, const std::stri
     const std::uint64_t bursts_flood = (o.events + burst - 1) / burst;
     const std::uint64_t bursts_paced = std::max<std::uint64_t>(1, (o.paced_events + burst - 1) / burst);
 
-    core::load_result loaded;
-    if (isolation == "in_process") {
-        core::plugin_loader loader;
-        loaded = loader.load(o.plugin_path);
-    } else {
+    auto loaded = [&]() -> core::load_result {
+        if (isolation == "in_process") return core::plugin_loader{}.load(o.plugin_path);
         iso::supervisor_options so;
         so.runner = o.runner_path;
         so.call_timeout = std::chrono::milliseconds(o.call_timeout_ms);
-        loaded = iso::load_out_of_process(o.plugin_path, so);
-    }
-    if (auto *e = std::get_if<core::load_error>(&loaded)) {
-        error("%s: cannot load %s: %s", isolation.c_str(), o.plugin_path.c_str(), e->what().c_str());
+        return iso::load_out_of_process(o.plugin_path, so);
+    }();
+    if (!loaded) {
+        error("%s: cannot load %s: %s", isolation.c_str(), o.plugin_path.c_str(), loaded.error().what().c_str());
         return 1;
     }
-    std::shared_ptr<core::plugin> plugin = std::move(std::get<std::unique_ptr<core::plugin>>(loaded));
+    std::shared_ptr<core::plugin> plugin = std::move(loaded).value();
 
     long runner_pid = -1;
     if (isolation == "process") {

@@ -69,8 +69,8 @@ protected:
     void SetUp() override {
         for (int i = 0; i < 2; ++i) threads.emplace_back([this] { io.run(); });
         auto r = loader.load(PUSH_PLUGIN);
-        if (auto *e = std::get_if<core::load_error>(&r)) FAIL() << e->what();
-        plugin = std::move(std::get<std::unique_ptr<core::plugin>>(r));
+        if (!r) FAIL() << r.error().what();
+        plugin = std::move(r).value();
     }
     void TearDown() override {
         runtime.reset();
@@ -286,8 +286,8 @@ TEST_F(Conditions, TheListIsBoundedAndCountsWhatItDrops) {
 // The host's own faults (here the watchdog's driver_hung, a fault with an event_id) are the runtime's business.
 TEST_F(Conditions, HostMadeConditionsAreNotListed) {
     auto r = loader.load(FIXTURE_SLOW_START);
-    ASSERT_TRUE(std::holds_alternative<std::unique_ptr<core::plugin>>(r));
-    std::shared_ptr<core::plugin> slow = std::move(std::get<std::unique_ptr<core::plugin>>(r));
+    ASSERT_TRUE(r) << r.error().what();
+    std::shared_ptr<core::plugin> slow = std::move(r).value();
     ASSERT_EQ(runtime->create(slow, "panel", "slow-1", {}), FL_OK);
     runtime->start("slow-1");
     auto hung = events.wait("slow-1", [](const auto &e) { return e.code == "driver_hung"; });

@@ -14,11 +14,11 @@ namespace {
 
 site::site_config parse(const std::string &devices) {
     auto r = site::parse_site_config("[gateway]\nid = \"gw\"\n[plugins]\ndirs = [\"p\"]\n" + devices, "/site.toml");
-    if (auto *e = std::get_if<std::vector<site::config_error>>(&r)) {
-        ADD_FAILURE() << (e->empty() ? "?" : e->front().str());
+    if (!r) {
+        ADD_FAILURE() << (r.error().empty() ? "?" : r.error().front().str());
         return {};
     }
-    return std::get<site::site_config>(std::move(r));
+    return std::move(r).value();
 }
 
 std::string device(const std::string &id, const std::string &config, const std::string &wire = "") {

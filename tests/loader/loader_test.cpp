@@ -21,19 +21,19 @@ using firelink::core::refusal;
 namespace {
 
 std::unique_ptr<plugin> expect_loaded(load_result r) {
-    if (auto *e = std::get_if<load_error>(&r)) {
-        ADD_FAILURE() << "refused: " << e->what();
+    if (!r) {
+        ADD_FAILURE() << "refused: " << r.error().what();
         return nullptr;
     }
-    return std::move(std::get<std::unique_ptr<plugin>>(r));
+    return std::move(r).value();
 }
 
 load_error expect_refused(load_result r, refusal expected) {
-    if (std::holds_alternative<std::unique_ptr<plugin>>(r)) {
+    if (r) {
         ADD_FAILURE() << "loaded, expected refusal " << firelink::core::to_string(expected);
         return {};
     }
-    auto e = std::get<load_error>(r);
+    auto e = r.error();
     EXPECT_EQ(e.reason, expected) << e.what();
     EXPECT_FALSE(e.detail.empty());
     return e;

@@ -54,11 +54,11 @@ protected:
 
     std::shared_ptr<core::plugin> load(const char *file) {
         auto r = loader.load(file);
-        if (auto *e = std::get_if<core::load_error>(&r)) {
-            ADD_FAILURE() << e->what();
+        if (!r) {
+            ADD_FAILURE() << r.error().what();
             return nullptr;
         }
-        return std::move(std::get<std::unique_ptr<core::plugin>>(r));
+        return std::move(r).value();
     }
 
     // Loads `file`, creates the device `spec` on its driver and starts it.
@@ -450,7 +450,7 @@ TEST_F(RuntimeWithWire, SilenceBecomesOfflineAndTrafficTheMatchingRestore) {
     }
     // A command to an offline device fails fast, with a result the platform sees.
     EXPECT_EQ(runtime->command("panel-2", command_bytes("c-off", "ping")),
-              (core::failure{FL_CLOSED, "the device is offline"}));
+              (firelink::failure{FL_CLOSED, "the device is offline"}));
 
     peer->inject("x");
     ASSERT_TRUE(wait_code("panel-2", "bytes"));
@@ -473,7 +473,7 @@ TEST_F(RuntimeWithWire, TheHardWatchdogFaultsADeviceWhoseCallDoesNotReturn) {
     EXPECT_EQ(runtime->status("panel-3")->state, firelink::core::device_state::faulted);
     EXPECT_GE(runtime->status("panel-3")->slow_callbacks, 1u);
     EXPECT_EQ(runtime->command("panel-3", command_bytes("c-2", "ping")),
-              (core::failure{FL_CLOSED, "the device is faulted"}));
+              (firelink::failure{FL_CLOSED, "the device is faulted"}));
     ASSERT_TRUE(wait_code("panel-3", "command_failed"));
 }
 
@@ -482,7 +482,7 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
     runtime = make_runtime(100ms);
     ASSERT_TRUE(start_wired(wired("panel-5")));
 
-    core::result<> hung;
+    firelink::result<> hung;
     std::thread hanging([&] { hung = runtime->command("panel-5", command_bytes("c-long", "hang_long")); });
     ASSERT_TRUE(wait_code("panel-5", "driver_hung"));  // the call is running and holds the strand
 
@@ -491,7 +491,7 @@ TEST_F(RuntimeWithWire, ACallTheStrandNeverTookIsDroppedAndAHungDeviceIsNeverFre
     runtime->destroy("panel-5");
     EXPECT_FALSE(runtime->has_device("panel-5"));
     hanging.join();
-    EXPECT_EQ(hung, (core::failure{FL_TIMEOUT, "the driver took the command but has not returned; its result will follow"}));
+    EXPECT_EQ(hung, (firelink::failure{FL_TIMEOUT, "the driver took the command but has not returned; its result will follow"}));
     // The call returns at 3 s; the dropped destroy must never run after it (it would free what the driver holds).
     std::this_thread::sleep_for(1s);
     const auto evs = events.of("panel-5");
@@ -504,10 +504,10 @@ TEST_F(RuntimeWithWire, CommandsGetAResultFromTheHostWhenTheDriverCannotTakeThem
     ASSERT_TRUE(p);
     ASSERT_EQ(runtime->create(p, wired("panel-4")), FL_OK);
     EXPECT_EQ(runtime->command("panel-4", command_bytes("c-3", "ping")),
-              (core::failure{FL_CLOSED, "the device is not started"}));
+              (firelink::failure{FL_CLOSED, "the device is not started"}));
     ASSERT_EQ(runtime->start("panel-4"), FL_OK);
     EXPECT_EQ(runtime->command("panel-4", command_bytes("c-4", "ping")),
-              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
+              (firelink::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
     EXPECT_EQ(runtime->command("panel-4", {0x93, 1, 2, 3}), FL_INVALID_ARGUMENT);
     EXPECT_EQ(runtime->command("no-such-device", command_bytes("c-5", "ping")), FL_NOT_FOUND);
 
@@ -627,7 +627,7 @@ TEST_F(Runtime, TryCreateLetsTheDriverJudgeItsConfigAndTouchesNothingElse) {
     spec.device_id = "dev-1";
     spec.driver_id = "hello";
     spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{0})}});
-    const core::failure refused{FL_INVALID_ARGUMENT,
+    const firelink::failure refused{FL_INVALID_ARGUMENT,
                                 "create_device(hello) returned -4: create: config key 'period_ms': must be at least 1"};
     EXPECT_EQ(runtime->try_create(p, spec), refused);
     spec.config = config_map({{"period_ms", msgpack::type::variant(std::uint64_t{5})}});
@@ -676,7 +676,7 @@ TEST_F(Runtime, ADeviceThatCannotBeCreatedIsDownWithItsReasonUntilItRuns) {
     ASSERT_EQ(host_events(events, "dev-2", "device_down").size(), 2u);
     EXPECT_NE(json_of(host_events(events, "dev-2", "device_down")[1]).find(R"("event_id":"device-down")"), std::string::npos);
     EXPECT_EQ(runtime->command("dev-2", command_bytes("c-1", "ping")),
-              (core::failure{FL_CLOSED, "the device is down: second reason"}));
+              (firelink::failure{FL_CLOSED, "the device is down: second reason"}));
     EXPECT_EQ(host_events(events, "dev-2", "command_failed").size(), 1u);
     EXPECT_EQ(runtime->start("dev-2"), FL_MISUSE) << "a place holder has nothing to start";
 
@@ -762,9 +762,9 @@ TEST_F(RuntimeWithWire, AWireThatOpensInTimeRaisesNothing) {
 TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
     ASSERT_TRUE(start_panel(FIXTURE_COMMANDS, "dev-decl"));
     EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-1", "ping")),
-              (core::failure{FL_UNSUPPORTED, "driver 'panel' does not declare a command 'ping'"}));
+              (firelink::failure{FL_UNSUPPORTED, "driver 'panel' does not declare a command 'ping'"}));
     EXPECT_EQ(runtime->command("dev-decl", command_bytes("c-2", "trip")),
-              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}))
+              (firelink::failure{FL_UNSUPPORTED, "the driver does not know this command"}))
         << "a declared name reaches the driver";
     ASSERT_TRUE(events.wait_for("dev-decl", 3));  // started, then the two results
     std::string results;
@@ -776,5 +776,5 @@ TEST_F(Runtime, RefusesACommandTheDriverDidNotDeclareBeforeTheDriver) {
     // A driver that declares none has every name handed over, as before 1.1.
     ASSERT_TRUE(start_panel(FIXTURE_GOOD, "dev-undecl"));
     EXPECT_EQ(runtime->command("dev-undecl", command_bytes("c-3", "ping")),
-              (core::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
+              (firelink::failure{FL_UNSUPPORTED, "the driver does not know this command"}));
 }

@@ -39,13 +39,13 @@ std::string flip_b64(const std::string &line, std::size_t at) {
 
 sg::verdict check(const std::string &data, const std::string &sig_text, const std::vector<sg::public_key> &keys) {
     auto parsed = sg::parse_signature(sig_text);
-    if (auto *why = std::get_if<std::string>(&parsed)) {
+    if (!parsed) {
         sg::verdict v;
         v.result = sg::verdict::outcome::bad_signature;
-        v.why = *why;
+        v.why = parsed.why();
         return v;
     }
-    return sg::verify(data, std::get<sg::signature>(parsed), keys);
+    return sg::verify(data, *parsed, keys);
 }
 
 class signing : public ::testing::TestWithParam<bool> {
@@ -127,13 +127,13 @@ TEST(signing_format, PublicKeyRoundTrips) {
     const auto k = sg::generate_key();
     const auto text = sg::public_key_text(k.pub());
     auto parsed = sg::parse_public_key(text);
-    ASSERT_TRUE(std::holds_alternative<sg::public_key>(parsed)) << std::get<std::string>(parsed);
-    EXPECT_EQ(std::get<sg::public_key>(parsed).id, k.id);
-    EXPECT_EQ(std::get<sg::public_key>(parsed).key, k.pub().key);
+    ASSERT_TRUE(parsed) << parsed;
+    EXPECT_EQ(parsed->id, k.id);
+    EXPECT_EQ(parsed->key, k.pub().key);
     auto secret = sg::parse_secret_key(sg::secret_key_text(k));
-    ASSERT_TRUE(std::holds_alternative<sg::secret_key>(secret)) << std::get<std::string>(secret);
-    EXPECT_EQ(std::get<sg::secret_key>(secret).id, k.id);
-    EXPECT_EQ(std::get<sg::secret_key>(secret).seed, k.seed);
+    ASSERT_TRUE(secret) << secret;
+    EXPECT_EQ(secret->id, k.id);
+    EXPECT_EQ(secret->seed, k.seed);
 }
 
 // The public key in minisign's README: the id is printed as minisign prints it in the key's comment.
@@ -141,8 +141,8 @@ TEST(signing_format, ReadsMinisignPublicKey) {
     const std::string text = "untrusted comment: minisign public key E7620F1842B4E81F\n"
                              "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\n";
     auto parsed = sg::parse_public_key(text);
-    ASSERT_TRUE(std::holds_alternative<sg::public_key>(parsed)) << std::get<std::string>(parsed);
-    EXPECT_EQ(sg::to_hex(std::get<sg::public_key>(parsed).id), "E7620F1842B4E81F");
+    ASSERT_TRUE(parsed) << parsed;
+    EXPECT_EQ(sg::to_hex(parsed->id), "E7620F1842B4E81F");
 }
 
 TEST(signing_format, MalformedInputIsRejectedWithoutCrashing) {
@@ -165,7 +165,7 @@ TEST(signing_format, MalformedInputIsRejectedWithoutCrashing) {
         good[0] + "\n" + std::string(1 << 16, 'A') + "\n" + good[2] + "\n" + good[3] + "\n",
     };
     for (const auto &s : bad_sigs)
-        EXPECT_TRUE(std::holds_alternative<std::string>(sg::parse_signature(s))) << s.substr(0, 200);
+        EXPECT_FALSE(sg::parse_signature(s)) << s.substr(0, 200);
     const std::string key_line = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
     const std::vector<std::string> bad_keys = {
         "",
@@ -178,7 +178,7 @@ TEST(signing_format, MalformedInputIsRejectedWithoutCrashing) {
         "untrusted comment: k\nRUQ" + key_line.substr(3) + "\n",                   // algorithm "ED" is not a key's
     };
     for (const auto &s : bad_keys)
-        EXPECT_TRUE(std::holds_alternative<std::string>(sg::parse_public_key(s))) << s.substr(0, 200);
+        EXPECT_FALSE(sg::parse_public_key(s)) << s.substr(0, 200);
 }
 
 TEST(signing_format, Base64IsStrict) {

@@ -15,13 +15,13 @@ const std::filesystem::path sites_dir = FIRELINK_EXAMPLE_SITES_DIR;
 
 site_config load_example(const std::string &name) {
     const auto r = firelink::site::load_site_config(sites_dir / name);
-    if (const auto *errors = std::get_if<std::vector<firelink::site::config_error>>(&r)) {
+    if (!r) {
         std::string all;
-        for (const auto &e : *errors) all += e.str() + "\n";
+        for (const auto &e : r.error()) all += e.str() + "\n";
         ADD_FAILURE() << name << " has errors:\n" << all;
         return {};
     }
-    return std::get<site_config>(r);
+    return r.value();
 }
 
 }  // namespace

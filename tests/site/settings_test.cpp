@@ -34,20 +34,18 @@ TEST(File, SyntaxErrorIsOneErrorWithTomlPosition) {
 
 TEST(File, MissingFileIsOneErrorNamingIt) {
     const auto r = load_site_config("/nonexistent/firelink/site.toml");
-    const auto *errors = std::get_if<std::vector<config_error>>(&r);
-    ASSERT_TRUE(errors);
-    ASSERT_EQ(errors->size(), 1u);
-    EXPECT_EQ(errors->front().str(),
+    ASSERT_FALSE(r);
+    ASSERT_EQ(r.error().size(), 1u);
+    EXPECT_EQ(r.error().front().str(),
               "/nonexistent/firelink/site.toml: cannot read the site file: No such file or directory");
 }
 
 TEST(File, DirectoryIsOneErrorNamingIt) {
     const std::string dir = ::testing::TempDir();
     const auto r = load_site_config(dir);
-    const auto *errors = std::get_if<std::vector<config_error>>(&r);
-    ASSERT_TRUE(errors);
-    ASSERT_EQ(errors->size(), 1u);
-    EXPECT_EQ(errors->front().str(), dir + ": cannot read the site file: it is a directory");
+    ASSERT_FALSE(r);
+    ASSERT_EQ(r.error().size(), 1u);
+    EXPECT_EQ(r.error().front().str(), dir + ": cannot read the site file: it is a directory");
 }
 
 TEST(File, UnknownTopLevelKey) {
@@ -179,8 +177,8 @@ TEST(Plugins, LoadSiteConfigResolvesAgainstTheFilesFolder) {
     const auto file = dir / "site.toml";
     std::ofstream(file) << gateway << plugins << "[sink]\nkind = \"jsonl\"\npath = \"out/events.jsonl\"\n";
     const auto r = load_site_config(file);
-    ASSERT_TRUE(std::holds_alternative<firelink::site::site_config>(r));
-    const auto &c = std::get<firelink::site::site_config>(r);
+    ASSERT_TRUE(r);
+    const auto &c = r.value();
     EXPECT_THAT(c.plugin_dirs, ElementsAre((dir / "plugins").lexically_normal()));
     EXPECT_EQ(c.sink_path, (dir / "out/events.jsonl").lexically_normal());
     std::filesystem::remove_all(dir);

@@ -28,8 +28,8 @@ dirs = ["plugins"]
 inline std::vector<std::string> errors_of(const std::string &text, const std::string &file = "site.toml") {
     std::vector<std::string> out;
     const auto r = firelink::site::parse_site_config(text, file);
-    if (const auto *errors = std::get_if<std::vector<firelink::site::config_error>>(&r))
-        for (const auto &e : *errors) out.push_back(e.str());
+    if (!r)
+        for (const auto &e : r.error()) out.push_back(e.str());
     return out;
 }
 
@@ -46,13 +46,13 @@ inline std::string snippet_error(const std::string &snippet) {
 // A snippet that must load; returns the config (an empty one after a reported failure).
 inline firelink::site::site_config loads(const std::string &text, const std::string &file = "site.toml") {
     auto r = firelink::site::parse_site_config(text, file);
-    if (auto *errors = std::get_if<std::vector<firelink::site::config_error>>(&r)) {
+    if (!r) {
         std::string all;
-        for (const auto &e : *errors) all += e.str() + "\n";
+        for (const auto &e : r.error()) all += e.str() + "\n";
         ADD_FAILURE() << "expected no errors, got:\n" << all;
         return {};
     }
-    return std::get<firelink::site::site_config>(std::move(r));
+    return std::move(r).value();
 }
 
 inline firelink::site::site_config snippet_loads(const std::string &snippet) { return loads(snippet + base); }

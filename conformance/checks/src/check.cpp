@@ -111,12 +111,12 @@ plugin_facts plugin_facts::parse(std::string_view text) {
 void probe(const run_options &options, plugin_facts &facts, findings &f) {
     core::plugin_loader loader;
     auto result = loader.load(options.plugin);
-    if (auto *err = std::get_if<core::load_error>(&result)) {
-        facts.refusal = std::string(core::to_string(err->reason));
-        f.fail("refused by the loader: " + err->what());
+    if (!result) {
+        facts.refusal = std::string(core::to_string(result.error().reason));
+        f.fail("refused by the loader: " + result.error().what());
         return;
     }
-    const auto &info = std::get<std::unique_ptr<core::plugin>>(result)->info();
+    const auto &info = (*result)->info();
     facts.loaded = true;
     facts.id = info.id;
     facts.name = info.name;

@@ -14,11 +14,11 @@ namespace firelink::conform {
 std::unique_ptr<core::plugin> load_plugin(const run_options &o, findings &f) {
     core::plugin_loader loader;
     auto result = loader.load(o.plugin);
-    if (auto *err = std::get_if<core::load_error>(&result)) {
-        f.fail("refused by the loader: " + err->what());
+    if (!result) {
+        f.fail("refused by the loader: " + result.error().what());
         return nullptr;
     }
-    return std::move(std::get<std::unique_ptr<core::plugin>>(result));
+    return std::move(result).value();
 }
 
 const fl_plugin_entry *open_raw(const run_options &o, findings &f) {
@@ -356,9 +356,8 @@ void reload_cycles(const run_options &o, findings &f) {
     std::string id;
     for (int i = 0; i < 20; ++i) {
         auto result = loader.load(o.plugin);
-        if (auto *err = std::get_if<core::load_error>(&result))
-            return f.fail("load " + std::to_string(i + 1) + " refused: " + err->what());
-        auto &p = std::get<std::unique_ptr<core::plugin>>(result);
+        if (!result) return f.fail("load " + std::to_string(i + 1) + " refused: " + result.error().what());
+        auto &p = *result;
         if (i && p->info().id != id) f.fail("the plugin id changed on reload");
         id = p->info().id;
         plugin_host host;
@@ -378,7 +377,7 @@ void scan_time(const run_options &o, findings &f) {
         const auto t0 = clock::now();
         auto result = loader.load(o.plugin);
         const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0);
-        if (auto *err = std::get_if<core::load_error>(&result)) return f.fail("refused: " + err->what());
+        if (!result) return f.fail("refused: " + result.error().what());
         best = std::min(best, took);
     }
     if (best > o.scan_budget)

@@ -370,7 +370,7 @@ public:
                 l->set_unit(u);
                 return l;
             };
-            core::result<> created = core::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
+            firelink::result<> created = firelink::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
             for (const auto &config : scenario_configs(o, drv.id)) {
                 spec.config = config;
                 if ((created = runtime_->create(plugin, spec))) break;

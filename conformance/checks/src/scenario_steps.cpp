@@ -135,7 +135,7 @@ bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plug
     spec.driver_id = drv.id;
     spec.make_link = std::move(make_link);
     spec.heartbeat = heartbeat;
-    core::result<> created = core::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
+    firelink::result<> created = firelink::result<>::fail(FL_INVALID_ARGUMENT, "no config to try");
     for (const auto &config : configs) {
         spec.config = config;
         if ((created = runtime_->create(plugin, spec))) break;

@@ -47,8 +47,9 @@ bool pack_value(packer &pk, const json &v, int depth) {
 
 }  // namespace
 
-std::variant<std::vector<std::uint8_t>, std::string> command_from_json(const std::string &body,
-                                                                        const std::string &generated_id) {
+firelink::result<std::vector<std::uint8_t>> command_from_json(const std::string &body,
+                                                              const std::string &generated_id) {
+    const auto refuse = [](std::string why) { return failure{FL_INVALID_ARGUMENT, std::move(why)}; };
     json doc;
     try {
         doc = json::parse(body);
@@ -56,31 +57,31 @@ std::variant<std::vector<std::uint8_t>, std::string> command_from_json(const std
         std::string why = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
         if (auto end = why.find("] "); why.rfind("[json.exception", 0) == 0 && end != std::string::npos)
             why.erase(0, end + 2);
-        return "the body is not JSON: " + why;
+        return refuse("the body is not JSON: " + why);
     }
-    if (!doc.is_object()) return std::string("the body must be a JSON object {\"name\": ..., \"args\": {...}}");
+    if (!doc.is_object()) return refuse("the body must be a JSON object {\"name\": ..., \"args\": {...}}");
     for (const auto &[key, value] : doc.items()) {
         (void)value;
         if (key != "id" && key != "name" && key != "args")
-            return "unknown key '" + key + "' (expected \"id\", \"name\", \"args\")";
+            return refuse("unknown key '" + key + "' (expected \"id\", \"name\", \"args\")");
     }
 
     auto name = doc.find("name");
     if (name == doc.end() || !name->is_string() || name->get_ref<const std::string &>().empty())
-        return std::string("\"name\" must be a non-empty string");
+        return refuse("\"name\" must be a non-empty string");
 
     std::string id = generated_id;
     if (auto given = doc.find("id"); given != doc.end()) {
-        if (!given->is_string()) return std::string("\"id\" must be a string");
+        if (!given->is_string()) return refuse("\"id\" must be a string");
         id = given->get<std::string>();
         if (id.empty() || id.size() > max_command_id)
-            return "\"id\" must be 1-" + std::to_string(max_command_id) + " bytes long";
+            return refuse("\"id\" must be 1-" + std::to_string(max_command_id) + " bytes long");
     }
 
     const json empty = json::object();
     const json *args = &empty;
     if (auto given = doc.find("args"); given != doc.end()) {
-        if (!given->is_object()) return std::string("\"args\" must be an object");
+        if (!given->is_object()) return refuse("\"args\" must be an object");
         args = &*given;
     }
 
@@ -93,7 +94,7 @@ std::variant<std::vector<std::uint8_t>, std::string> command_from_json(const std
     pk.pack(name->get_ref<const std::string &>());
     pk.pack("args");
     if (!pack_value(pk, *args, 1))
-        return "\"args\" nests deeper than " + std::to_string(max_depth) + " levels";
+        return refuse("\"args\" nests deeper than " + std::to_string(max_depth) + " levels");
     return std::vector<std::uint8_t>(buf.data(), buf.data() + buf.size());
 }
 

@@ -18,6 +18,9 @@ namespace firelink::signing {
 
 namespace {
 
+// What a text that is not the key or signature it should be gets: FL_INVALID_ARGUMENT and why.
+failure not_a(std::string why) { return failure{FL_INVALID_ARGUMENT, std::move(why)}; }
+
 constexpr std::string_view untrusted_prefix = "untrusted comment: ";
 constexpr std::string_view trusted_prefix = "trusted comment: ";
 constexpr std::string_view key_id_tag = "firelink-key-id: ";
@@ -145,40 +148,40 @@ std::string base64_encode(const std::uint8_t *data, std::size_t size) {
     return out;
 }
 
-std::variant<public_key, std::string> parse_public_key(std::string_view text) {
+firelink::result<public_key> parse_public_key(std::string_view text) {
     const auto lines = lines_of(text);
     if (lines.size() < 2 || lines[0].substr(0, untrusted_prefix.size()) != untrusted_prefix)
-        return std::string("not a minisign public key (expected an \"untrusted comment:\" line, then the key)");
+        return not_a("not a minisign public key (expected an \"untrusted comment:\" line, then the key)");
     const auto raw = base64_decode(lines[1], 42);
-    if (!raw || raw->size() != 42) return std::string("the key line is not base64 of 42 bytes");
-    if ((*raw)[0] != 'E' || (*raw)[1] != 'd') return std::string("not an Ed25519 key (algorithm is not \"Ed\")");
+    if (!raw || raw->size() != 42) return not_a("the key line is not base64 of 42 bytes");
+    if ((*raw)[0] != 'E' || (*raw)[1] != 'd') return not_a("not an Ed25519 key (algorithm is not \"Ed\")");
     public_key k;
     std::memcpy(k.id.data(), raw->data() + 2, k.id.size());
     std::memcpy(k.key.data(), raw->data() + 10, k.key.size());
     return k;
 }
 
-std::variant<signature, std::string> parse_signature(std::string_view text) {
+firelink::result<signature> parse_signature(std::string_view text) {
     const auto lines = lines_of(text);
-    if (lines.size() < 4) return std::string("truncated signature file (expected 4 lines)");
+    if (lines.size() < 4) return not_a("truncated signature file (expected 4 lines)");
     if (lines[0].substr(0, untrusted_prefix.size()) != untrusted_prefix)
-        return std::string("not a minisign signature (the first line is not an \"untrusted comment:\")");
+        return not_a("not a minisign signature (the first line is not an \"untrusted comment:\")");
     const auto raw = base64_decode(lines[1], 74);
-    if (!raw || raw->size() != 74) return std::string("the signature line is not base64 of 74 bytes");
+    if (!raw || raw->size() != 74) return not_a("the signature line is not base64 of 74 bytes");
     signature s;
     if ((*raw)[0] == 'E' && (*raw)[1] == 'd')
         s.prehashed = false;
     else if ((*raw)[0] == 'E' && (*raw)[1] == 'D')
         s.prehashed = true;
     else
-        return std::string("unknown signature algorithm (neither \"Ed\" nor \"ED\")");
+        return not_a("unknown signature algorithm (neither \"Ed\" nor \"ED\")");
     std::memcpy(s.id.data(), raw->data() + 2, s.id.size());
     std::memcpy(s.sig.data(), raw->data() + 10, s.sig.size());
     if (lines[2].substr(0, trusted_prefix.size()) != trusted_prefix)
-        return std::string("the third line is not a \"trusted comment:\"");
+        return not_a("the third line is not a \"trusted comment:\"");
     s.trusted_comment = std::string(lines[2].substr(trusted_prefix.size()));
     const auto global = base64_decode(lines[3], 64);
-    if (!global || global->size() != 64) return std::string("the global signature line is not base64 of 64 bytes");
+    if (!global || global->size() != 64) return not_a("the global signature line is not base64 of 64 bytes");
     std::memcpy(s.global_sig.data(), global->data(), s.global_sig.size());
     return s;
 }
@@ -197,11 +200,11 @@ std::optional<std::string> read_small_file(const std::filesystem::path &file, st
     return out;
 }
 
-std::variant<public_key, std::string> read_public_key(const std::filesystem::path &file) {
+firelink::result<public_key> read_public_key(const std::filesystem::path &file) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(file, ec)) return std::string("no such file");
+    if (!std::filesystem::is_regular_file(file, ec)) return not_a("no such file");
     const auto text = read_small_file(file, max_key_bytes);
-    if (!text) return "unreadable, or longer than " + std::to_string(max_key_bytes) + " bytes";
+    if (!text) return not_a("unreadable, or longer than " + std::to_string(max_key_bytes) + " bytes");
     return parse_public_key(*text);
 }
 
@@ -257,9 +260,9 @@ verdict verify_fd(int fd, const std::filesystem::path &signature_file, const std
         return v;
     }
     auto parsed = parse_signature(*text);
-    if (auto *why = std::get_if<std::string>(&parsed)) {
+    if (!parsed) {
         v.result = verdict::outcome::bad_signature;
-        v.why = signature_file.filename().string() + ": " + *why;
+        v.why = signature_file.filename().string() + ": " + parsed.why();
         return v;
     }
     struct stat st {};
@@ -289,7 +292,7 @@ verdict verify_fd(int fd, const std::filesystem::path &signature_file, const std
         data.append(buf, static_cast<std::size_t>(n));
         at += n;
     }
-    return verify(data, std::get<signature>(parsed), trusted);
+    return verify(data, *parsed, trusted);
 }
 
 public_key secret_key::pub() const {
@@ -320,18 +323,18 @@ std::string secret_key_text(const secret_key &k) {
     return std::string(key_id_tag) + to_hex(k.id) + "\n" + std::string(pem, static_cast<std::size_t>(len));
 }
 
-std::variant<secret_key, std::string> parse_secret_key(std::string_view text) {
+firelink::result<secret_key> parse_secret_key(std::string_view text) {
     const auto lines = lines_of(text);
     if (lines.empty() || lines[0].substr(0, key_id_tag.size()) != key_id_tag ||
         lines[0].size() != key_id_tag.size() + 16)
-        return std::string("not a firelink-sign secret key (expected a \"firelink-key-id:\" line, then a PEM key)");
+        return not_a("not a firelink-sign secret key (expected a \"firelink-key-id:\" line, then a PEM key)");
     secret_key k;
     const auto hex = lines[0].substr(key_id_tag.size());
     for (std::size_t i = 0; i < 8; ++i) {
         unsigned v = 0;
         for (char c : hex.substr(14 - 2 * i, 2)) {
             const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-            if (d < 0) return std::string("the key id is not 16 upper-case hex digits");
+            if (d < 0) return not_a("the key id is not 16 upper-case hex digits");
             v = v * 16 + static_cast<unsigned>(d);
         }
         k.id[i] = static_cast<std::uint8_t>(v);
@@ -342,7 +345,7 @@ std::variant<secret_key, std::string> parse_secret_key(std::string_view text) {
     std::size_t len = k.seed.size();
     if (!sk || EVP_PKEY_get_id(sk.get()) != EVP_PKEY_ED25519 ||
         EVP_PKEY_get_raw_private_key(sk.get(), k.seed.data(), &len) != 1 || len != k.seed.size())
-        return std::string("the PEM block is not an unencrypted Ed25519 private key");
+        return not_a("the PEM block is not an unencrypted Ed25519 private key");
     return k;
 }
 

@@ -84,23 +84,21 @@ int main(int argc, char **argv) {
             const auto text = sg::read_small_file(sec_path, sg::max_key_bytes);
             if (!text) return std::fprintf(stderr, "%s: unreadable\n", sec_path.c_str()), 1;
             auto key = sg::parse_secret_key(*text);
-            if (auto *why = std::get_if<std::string>(&key))
-                return std::fprintf(stderr, "%s: %s\n", sec_path.c_str(), why->c_str()), 1;
+            if (!key) return std::fprintf(stderr, "%s: %s\n", sec_path.c_str(), key.why().c_str()), 1;
             for (const auto &f : files) {
                 const auto data = sg::read_small_file(f, sg::max_plugin_bytes);
                 if (!data) return std::fprintf(stderr, "%s: unreadable, or larger than the cap\n", f.c_str()), 1;
-                const auto sig = sg::sign(*data, std::get<sg::secret_key>(key),
+                const auto sig = sg::sign(*data, *key,
                                           comment.empty() ? default_comment(f) : comment, !legacy);
                 if (!write_file(f + ".minisig", sig, 0644, true)) return 1;
                 std::printf("%s.minisig: signed by key ID %s\n", f.c_str(),
-                            sg::to_hex(std::get<sg::secret_key>(key).id).c_str());
+                            sg::to_hex(key->id).c_str());
             }
             return 0;
         }
         if (*verify) {
             auto key = sg::read_public_key(pub_path);
-            if (auto *why = std::get_if<std::string>(&key))
-                return std::fprintf(stderr, "%s: %s\n", pub_path.c_str(), why->c_str()), 1;
+            if (!key) return std::fprintf(stderr, "%s: %s\n", pub_path.c_str(), key.why().c_str()), 1;
             int failed = 0;
             for (const auto &f : files) {
                 const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
@@ -109,7 +107,7 @@ int main(int argc, char **argv) {
                     ++failed;
                     continue;
                 }
-                const auto v = sg::verify_fd(fd, f + ".minisig", {std::get<sg::public_key>(key)});
+                const auto v = sg::verify_fd(fd, f + ".minisig", {*key});
                 ::close(fd);
                 if (v.ok())
                     std::printf("%s: signed by key ID %s, trusted comment: %s\n", f.c_str(), sg::to_hex(*v.id).c_str(),

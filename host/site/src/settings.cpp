@@ -103,11 +103,11 @@ void read_trusted_keys(table_reader &r, load_context &cx, site_config &out) {
         }
         const auto file = cx.resolve(e.as_string()->get());
         auto parsed = signing::read_public_key(file);
-        if (auto *why = std::get_if<std::string>(&parsed)) {
-            cx.diag.error(e.source(), key, file.string() + ": " + *why);
+        if (!parsed) {
+            cx.diag.error(e.source(), key, file.string() + ": " + parsed.why());
             continue;
         }
-        const auto &k = std::get<signing::public_key>(parsed);
+        const auto &k = *parsed;
         for (const auto &t : out.signing.trusted)
             if (t.key.id == k.id && t.key.key != k.key)
                 cx.diag.error(e.source(), key, file.string() + ": key ID " + signing::to_hex(k.id) +

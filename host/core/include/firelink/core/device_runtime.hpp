@@ -28,7 +28,7 @@
 
 #include "firelink/core/conditions.hpp"
 #include "firelink/core/plugin_loader.hpp"
-#include "firelink/core/result.hpp"
+#include <firelink/result.hpp>
 
 namespace firelink::core {
 

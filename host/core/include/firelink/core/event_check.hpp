@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "firelink/core/result.hpp"
+#include <firelink/result.hpp>
 
 namespace firelink::core {
 

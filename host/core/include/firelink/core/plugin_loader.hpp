@@ -13,6 +13,8 @@
 
 #include <firelink/firelink.h>
 
+#include <firelink/result.hpp>
+
 namespace firelink::core {
 
 // Why a file was refused. The names are the reason keys printed by `firelink-host plugins` and documented in
@@ -148,7 +150,7 @@ private:
     bool initialized_ = false;
 };
 
-using load_result = std::variant<std::unique_ptr<plugin>, load_error>;
+using load_result = result<std::unique_ptr<plugin>, load_error>;
 
 // Loads plugins and remembers their ids, so a second file with an id already loaded is refused.
 class plugin_loader {

@@ -13,8 +13,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
+
+#include <firelink/result.hpp>
 
 namespace firelink::signing {
 
@@ -37,9 +38,9 @@ struct signature {
 };
 
 // Each is the value, or why the text is not one (never throws; lengths are checked before anything is copied).
-std::variant<public_key, std::string> parse_public_key(std::string_view text);
-std::variant<signature, std::string> parse_signature(std::string_view text);
-std::variant<public_key, std::string> read_public_key(const std::filesystem::path &file);
+firelink::result<public_key> parse_public_key(std::string_view text);
+firelink::result<signature> parse_signature(std::string_view text);
+firelink::result<public_key> read_public_key(const std::filesystem::path &file);
 
 // Strict base64 (RFC 4648, padded); nullopt for anything else, or when longer than max_bytes once decoded.
 std::optional<std::vector<std::uint8_t>> base64_decode(std::string_view text, std::size_t max_bytes);
@@ -81,7 +82,7 @@ secret_key generate_key();
 // The key's id and seed in an unencrypted PKCS#8 PEM (what `openssl genpkey -algorithm ed25519` writes), the id in
 // a "firelink-key-id: <hex>" line before it, so that openssl tools can read the key too.
 std::string secret_key_text(const secret_key &k);
-std::variant<secret_key, std::string> parse_secret_key(std::string_view text);
+firelink::result<secret_key> parse_secret_key(std::string_view text);
 std::string public_key_text(const public_key &k);  // a minisign .pub file
 // A minisign .minisig file for data; "ED" (prehashed) unless legacy is asked for.
 std::string sign(std::string_view data, const secret_key &k, std::string_view trusted_comment, bool prehash = true);

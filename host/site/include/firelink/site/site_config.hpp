@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include <firelink/result.hpp>
 #include <firelink/signing/minisign.hpp>
 
 namespace firelink::site {
@@ -254,7 +255,8 @@ struct device_definition {
 
 device_definition definition_of(const site_config &cfg, const device_config &d);
 
-using load_result = std::variant<site_config, std::vector<config_error>>;
+// A site, or every problem found in its file (each with file, line and key).
+using load_result = firelink::result<site_config, std::vector<config_error>>;
 
 // Reads and validates a site file. Every problem found is returned; a site_config only when there is none.
 load_result load_site_config(const std::filesystem::path &file);

@@ -1,8 +1,10 @@
 // The host's one error style. fl_status stays at the ABI; inside the host a call that can fail returns result<T>
 // (result<> when it has no value): the value, or a failure that carries the ABI status and one clear reason for an
 // operator ("create_device(modbus-gas-valve) returned -4: config key 'poll_ms': 5 is outside 10..3600000").
-// A result compares equal to an fl_status (FL_OK when it holds a value), so `if (rt.start(id) != FL_OK)` reads as the
-// ABI does, and a test's EXPECT_EQ(r, FL_OK) prints the reason when it fails.
+// Where a caller needs more than a reason, the error is a type of its own, result<T, E>: the loader's load_error
+// (which refusal, for the certifier's report), the site reader's list of config_errors (every file:line:key at once).
+// A result<T> compares equal to an fl_status (FL_OK when it holds a value), so `if (rt.start(id) != FL_OK)` reads as
+// the ABI does, and a test's EXPECT_EQ(r, FL_OK) prints the reason when it fails.
 #pragma once
 
 #include <firelink/abi.h>
@@ -13,29 +15,42 @@
 #include <type_traits>
 #include <utility>
 
-namespace firelink::core {
+namespace firelink {
 
 struct failure {
     fl_status status = FL_ERROR;  // never FL_OK
     std::string why;
 };
 
-template <class T = void>
+template <class T = void, class E = failure>
 class result {
 public:
-    // Anything a T can be made from is a success (as std::expected takes it); a failure is a failure.
+    // Anything a T can be made from is a success (as std::expected takes it); an E is a failure.
     template <class U = T>
         requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, result> &&
-                 !std::is_same_v<std::remove_cvref_t<U>, failure>)
+                 !std::is_same_v<std::remove_cvref_t<U>, E>)
     result(U &&value) : value_(std::forward<U>(value)) {}  // NOLINT: implicit by design
-    result(failure f) : failure_(std::move(f)) {}         // NOLINT: implicit by design
-    static result fail(fl_status status, std::string why) { return failure{status, std::move(why)}; }
+    result(E e) : error_(std::move(e)) {}                // NOLINT: implicit by design
+    static result fail(fl_status status, std::string why)
+        requires std::is_same_v<E, failure>
+    {
+        return failure{status, std::move(why)};
+    }
 
     bool ok() const { return value_.has_value(); }
     explicit operator bool() const { return ok(); }
-    fl_status status() const { return ok() ? FL_OK : failure_.status; }
-    const std::string &why() const { return failure_.why; }  // empty on success
-    const failure &error() const { return failure_; }
+    const E &error() const & { return error_; }
+    E &&error() && { return std::move(error_); }
+    fl_status status() const
+        requires std::is_same_v<E, failure>
+    {
+        return ok() ? FL_OK : error_.status;
+    }
+    const std::string &why() const  // empty on success
+        requires std::is_same_v<E, failure>
+    {
+        return error_.why;
+    }
 
     T &value() & { return *value_; }
     const T &value() const & { return *value_; }
@@ -47,28 +62,43 @@ public:
 
 private:
     std::optional<T> value_;
-    failure failure_;
+    E error_{};
 };
 
-template <>
-class result<void> {
+template <class E>
+class result<void, E> {
 public:
-    result() = default;                                    // success
-    result(failure f) : failure_(std::move(f)), ok_(false) {}  // NOLINT: a failure is a failure
-    static result fail(fl_status status, std::string why) { return failure{status, std::move(why)}; }
+    result() = default;                                  // success
+    result(E e) : error_(std::move(e)), ok_(false) {}    // NOLINT: implicit by design
+    static result fail(fl_status status, std::string why)
+        requires std::is_same_v<E, failure>
+    {
+        return failure{status, std::move(why)};
+    }
     // The ABI's answer as a result: FL_OK, or the status with its reason.
-    static result of(fl_status status, std::string why = {}) {
+    static result of(fl_status status, std::string why = {})
+        requires std::is_same_v<E, failure>
+    {
         return status == FL_OK ? result{} : result{failure{status, std::move(why)}};
     }
 
     bool ok() const { return ok_; }
     explicit operator bool() const { return ok_; }
-    fl_status status() const { return ok_ ? FL_OK : failure_.status; }
-    const std::string &why() const { return failure_.why; }
-    const failure &error() const { return failure_; }
+    const E &error() const & { return error_; }
+    E &&error() && { return std::move(error_); }
+    fl_status status() const
+        requires std::is_same_v<E, failure>
+    {
+        return ok_ ? FL_OK : error_.status;
+    }
+    const std::string &why() const
+        requires std::is_same_v<E, failure>
+    {
+        return error_.why;
+    }
 
 private:
-    failure failure_;
+    E error_{};
     bool ok_ = true;
 };
 
@@ -96,4 +126,4 @@ std::ostream &operator<<(std::ostream &os, const result<T> &r) {
     return os << r.error();
 }
 
-}  // namespace firelink::core
+}  // namespace firelink
