@@ -43,14 +43,9 @@ struct fake_host {
             auto &self = *static_cast<fake_host *>(h->host_data);
             ++self.list_calls;
             for (auto &e : self.open) {
-                fl_condition c{};
-                c.struct_size = self.condition_size;
-                c.event_id = e.event_id.c_str();
-                c.kind = e.kind.c_str();
-                c.code = e.code.c_str();
-                c.event = e.event.data();
-                c.event_size = e.event.size();
-                c.raised_wall_ms = e.wall_ms;
+                const fl_condition c{.struct_size = self.condition_size, .event_id = e.event_id.c_str(),
+                                     .kind = e.kind.c_str(), .code = e.code.c_str(), .event = e.event.data(),
+                                     .event_size = e.event.size(), .raised_wall_ms = e.wall_ms};
                 visit(context, &c);
                 // The pointers die with the visit: the accessor must have copied them.
                 std::fill(e.event.begin(), e.event.end(), 0);

@@ -639,14 +639,9 @@ std::size_t conditions_list(const fl_host *h, void (*visit)(void *, const fl_con
     if (!s || !visit || s->state == life::stopped) return 0;
     const auto open = s->conditions->snapshot();
     for (const auto &c : open) {
-        fl_condition fc{};
-        fc.struct_size = sizeof(fl_condition);
-        fc.event_id = c.event_id.c_str();
-        fc.kind = c.kind.c_str();
-        fc.code = c.code.c_str();
-        fc.event = c.event.data();
-        fc.event_size = c.event.size();
-        fc.raised_wall_ms = c.raised_wall_ms;
+        const fl_condition fc{.struct_size = sizeof(fl_condition), .event_id = c.event_id.c_str(),
+                              .kind = c.kind.c_str(), .code = c.code.c_str(), .event = c.event.data(),
+                              .event_size = c.event.size(), .raised_wall_ms = c.raised_wall_ms};
         visit(context, &fc);
     }
     return open.size();
@@ -673,6 +668,15 @@ void plugin_log(const fl_host *h, std::int32_t level, const char *message) {
 }
 
 const void *plugin_get_extension(const fl_host *, const char *) { return nullptr; }
+
+// The fl_host of a plugin (device_id NULL) or of one of its devices: the same host at the ABI version the plugin
+// agreed, with the level's own data and callbacks.
+fl_host make_host(std::uint32_t abi_version, void *host_data, const char *device_id, decltype(fl_host::emit) emit,
+                  decltype(fl_host::log) log, decltype(fl_host::get_extension) get_extension) {
+    return fl_host{.struct_size = sizeof(fl_host), .abi_version = abi_version, .host_data = host_data,
+                   .host_name = host_name, .host_version = host_version, .device_id = device_id, .emit = emit,
+                   .log = log, .get_extension = get_extension};
+}
 
 device_state state_name(const device_slot &s) {
     if (s.down()) return device_state::down;
@@ -913,15 +917,7 @@ result<> device_runtime::attach(const std::shared_ptr<plugin> &shared) {
     auto ps = std::make_unique<plugin_slot>();
     ps->p = shared;
     auto &p = *shared;
-    ps->host.struct_size = sizeof(fl_host);
-    ps->host.abi_version = p.info().agreed_abi_version;
-    ps->host.host_data = ps.get();
-    ps->host.host_name = host_name;
-    ps->host.host_version = host_version;
-    ps->host.device_id = nullptr;
-    ps->host.emit = plugin_emit;
-    ps->host.log = plugin_log;
-    ps->host.get_extension = plugin_get_extension;
+    ps->host = make_host(p.info().agreed_abi_version, ps.get(), nullptr, plugin_emit, plugin_log, plugin_get_extension);
     if (!p.initialized()) {
         const fl_status st = p.init(&ps->host);
         if (st != FL_OK) return result<>::fail(st, "init_failed: init returned " + std::to_string(st));
@@ -977,15 +973,8 @@ result<std::shared_ptr<device_slot>> device_runtime::instantiate(const std::shar
     slot->site = std::make_shared<const std::map<std::string, std::string>>(spec.site);
     slot->heartbeat = spec.heartbeat;
     slot->wire_name = spec.wire_name;
-    slot->host.struct_size = sizeof(fl_host);
-    slot->host.abi_version = p.info().agreed_abi_version;
-    slot->host.host_data = slot.get();
-    slot->host.host_name = host_name;
-    slot->host.host_version = host_version;
-    slot->host.device_id = slot->device_id.c_str();
-    slot->host.emit = device_emit;
-    slot->host.log = device_log;
-    slot->host.get_extension = device_get_extension;
+    slot->host = make_host(p.info().agreed_abi_version, slot.get(), slot->device_id.c_str(), device_emit, device_log,
+                           device_get_extension);
     if (spec.make_link) {
         try {
             slot->link = spec.make_link(slot->strand, slot->link_events());

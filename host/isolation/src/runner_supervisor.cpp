@@ -630,16 +630,11 @@ fl_status runner_supervisor::create_device(const char *driver_id, const fl_host 
         d->wire_kind = t->kind(host);
         d->unit = t->unit ? t->unit(host) : -1;
     }
-    d->dev.struct_size = sizeof(fl_device);
-    d->dev.driver_data = d.get();
-    d->dev.start = proxy_start;
-    d->dev.stop = proxy_stop;
-    d->dev.destroy = proxy_destroy;
-    d->dev.command = proxy_command;
-    d->dev.get_extension = proxy_get_extension;
-    d->tx.struct_size = sizeof(fl_device_transport);
-    d->tx.on_data = proxy_on_data;
-    d->tx.on_state = proxy_on_state;
+    d->dev = fl_device{.struct_size = sizeof(fl_device), .driver_data = d.get(), .start = proxy_start,
+                       .stop = proxy_stop, .destroy = proxy_destroy, .command = proxy_command,
+                       .get_extension = proxy_get_extension};
+    d->tx = fl_device_transport{
+        .struct_size = sizeof(fl_device_transport), .on_data = proxy_on_data, .on_state = proxy_on_state};
 
     std::shared_lock calls(calls_mutex_);
     {

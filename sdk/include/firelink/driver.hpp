@@ -533,13 +533,9 @@ inline fl_status entry_create_device(const char *driver_id, const fl_host *host,
     });
     if (st != FL_OK) return st;
     box->enable_commits();
-    box->abi.struct_size = sizeof(fl_device);
-    box->abi.driver_data = box.get();
-    box->abi.start = device_start;
-    box->abi.stop = device_stop;
-    box->abi.destroy = device_destroy;
-    box->abi.command = device_command;
-    box->abi.get_extension = device_get_extension;
+    box->abi = fl_device{.struct_size = sizeof(fl_device), .driver_data = box.get(), .start = device_start,
+                         .stop = device_stop, .destroy = device_destroy, .command = device_command,
+                         .get_extension = device_get_extension};
     *out = &box.release()->abi;
     return FL_OK;
 }
@@ -588,16 +584,11 @@ struct registrar {
         auto &r = registry::get();
         (add(r, std::move(drivers)), ...);
         for (const auto &d : r.drivers) r.driver_pointers.push_back(&d.descriptor);
-        r.descriptor.struct_size = sizeof(fl_plugin_descriptor);
-        r.descriptor.driver_count = static_cast<std::uint32_t>(r.driver_pointers.size());
-        r.descriptor.id = info.id;
-        r.descriptor.name = info.name;
-        r.descriptor.vendor = info.vendor;
-        r.descriptor.version = info.version;
-        r.descriptor.license = info.license;
-        r.descriptor.url = info.url;
-        r.descriptor.description = info.description;
-        r.descriptor.drivers = r.driver_pointers.data();
+        r.descriptor = fl_plugin_descriptor{.struct_size = sizeof(fl_plugin_descriptor),
+                                            .driver_count = static_cast<std::uint32_t>(r.driver_pointers.size()),
+                                            .id = info.id, .name = info.name, .vendor = info.vendor,
+                                            .version = info.version, .license = info.license, .url = info.url,
+                                            .description = info.description, .drivers = r.driver_pointers.data()};
     }
 
 private:
@@ -609,14 +600,11 @@ private:
         auto &rec = r.drivers.emplace_back();
         rec.needs = std::move(d.needs);
         rec.needs.push_back(nullptr);
-        rec.descriptor.struct_size = sizeof(fl_driver_descriptor);
-        rec.descriptor.wires = d.wires;
-        rec.descriptor.id = d.id;
-        rec.descriptor.name = d.name;
-        rec.descriptor.device_class = d.device_class;
-        rec.descriptor.description = d.description;
-        rec.descriptor.required_extensions = rec.needs.data();
-        rec.descriptor.flags = d.flags;
+        // commands: set below only when the driver lists its commands or declares it has none (NULL: declares none).
+        rec.descriptor = fl_driver_descriptor{.struct_size = sizeof(fl_driver_descriptor), .wires = d.wires, .id = d.id,
+                                              .name = d.name, .device_class = d.device_class,
+                                              .description = d.description, .required_extensions = rec.needs.data(),
+                                              .flags = d.flags, .commands = nullptr};
         if (!d.commands.empty() || d.no_commands) {
             for (const auto &c : d.commands)
                 rec.commands.push_back(fl_command_descriptor{sizeof(fl_command_descriptor), c.name, c.description,
