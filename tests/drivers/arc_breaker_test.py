@@ -6,7 +6,7 @@ Usage (ctest passes these): arc_breaker_test.py FIRELINK_HOST FIRELINK_SIM PLUGI
 """
 import unittest
 
-from firelink_e2e import Sim, Site, driver_events, new_workdir, serial_sim, take_arguments, value_of, wait_for
+from firelink_e2e import Site, driver_events, serial_sim, take_arguments, tcp_sim, value_of, wait_for
 
 HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
@@ -15,9 +15,7 @@ CONFIG = 'poll_ms = 50, debounce = 2, telemetry_ms = 0, reply_timeout_ms = 300, 
 
 class ArcBreaker(unittest.TestCase):
     def setUp(self):
-        self.dir = new_workdir(self)
-        self.sim = Sim(SIM, "arc-breaker", "--listen", "127.0.0.1:0")
-        self.addCleanup(self.sim.close)
+        self.dir, self.sim = tcp_sim(self, SIM, "arc-breaker")
         self.s = Site(HOST, PLUGINS, f'''[[device]]
 id = "brk-1"
 driver = "modbus-arc-breaker"
@@ -26,8 +24,7 @@ wire = {{ tcp = "127.0.0.1:{self.sim.port}", unit = 1 }}
 config = {{ {CONFIG} }}
 ''', self.dir)
         self.addCleanup(self.s.close)
-        self.s.start()
-        wait_for(lambda: self.s.devices()["brk-1"]["wire"]["bytes_in"] > 0, "the first reply")
+        self.s.start().wait_first_reply("brk-1")
 
     def result(self, cid):
         return self.s.wait_driver_event(cid, lambda e: e.get("command_id") == cid)

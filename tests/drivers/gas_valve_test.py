@@ -6,7 +6,7 @@ Usage (ctest passes these): gas_valve_test.py FIRELINK_HOST FIRELINK_SIM PLUGIN_
 """
 import unittest
 
-from firelink_e2e import Sim, Site, driver_events, new_workdir, serial_sim, take_arguments, value_of, wait_for
+from firelink_e2e import Site, driver_events, serial_sim, take_arguments, tcp_sim, value_of, wait_for
 
 HOST, SIM, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR")
 
@@ -21,9 +21,7 @@ def tcp_device(dev_id, port, extra="", heartbeat=None):
 
 class GasValveTcp(unittest.TestCase):
     def setUp(self):
-        self.dir = new_workdir(self)
-        self.sim = Sim(SIM, "gas-valve", "--listen", "127.0.0.1:0")
-        self.addCleanup(self.sim.close)
+        self.dir, self.sim = tcp_sim(self, SIM, "gas-valve")
 
     def site(self, body):
         s = Site(HOST, PLUGINS, body, self.dir)
@@ -31,8 +29,7 @@ class GasValveTcp(unittest.TestCase):
         return s.start()
 
     def started(self, s, dev="gas-1"):
-        # The first complete poll: the valve's state is known (a status change can only follow it).
-        wait_for(lambda: s.devices()[dev].get("wire", {}).get("bytes_in", 0) > 0, "the first reply")
+        s.wait_first_reply(dev)
 
     def test_levels_alarm_once_each_with_values_and_restore_once_each(self):
         s = self.site(tcp_device("gas-1", self.sim.port))

@@ -17,7 +17,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from firelink_e2e import Receiver, Sim, Site, driver_events, new_workdir, take_arguments, wait_for
+from firelink_e2e import Receiver, Site, driver_events, take_arguments, tcp_sim, wait_for
 
 HOST, SIM, PLUGINS, RECEIVER = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR", "FIRELINK_RECEIVER")
 
@@ -32,16 +32,12 @@ def valve(port, control="", config=FAST):
 
 class ControlTest(unittest.TestCase):
     def setUp(self):
-        self.dir = new_workdir(self)
-        self.sim = Sim(SIM, "gas-valve", "--listen", "127.0.0.1:0")
-        self.addCleanup(self.sim.close)
+        self.dir, self.sim = tcp_sim(self, SIM, "gas-valve")
 
     def site(self, control="", config=FAST):
         s = Site(HOST, PLUGINS, valve(self.sim.port, control, config), self.dir)
         self.addCleanup(s.close)
-        s.start()
-        wait_for(lambda: s.devices()["gas-1"].get("wire", {}).get("bytes_in", 0) > 0, "the first reply")
-        return s
+        return s.start().wait_first_reply("gas-1")
 
     def audit(self, s, after=0):
         status, body = s.get(f"/api/audit?after={after}&limit=1000")
@@ -160,8 +156,7 @@ class ControlTest(unittest.TestCase):
         tokens = {"li": secrets.token_hex(16), "wang": secrets.token_hex(16), "ro": secrets.token_hex(16)}
         with open(os.path.join(self.dir, "admin-tokens"), "a") as f:
             f.write(f"operate li {tokens['li']}\noperate wang {tokens['wang']}\nread ro {tokens['ro']}\n")
-        s.start()
-        wait_for(lambda: s.devices()["gas-1"].get("wire", {}).get("bytes_in", 0) > 0, "the first reply")
+        s.start().wait_first_reply("gas-1")
 
         def call(token, path, body=None, method="POST"):
             headers = {"Authorization": "Bearer " + token} if token else {}

@@ -6,7 +6,7 @@ standard library only). ctest puts tests/e2e on PYTHONPATH (tests/e2e/e2e.cmake,
     admin             the admin token and requests that carry it
     site              Site: firelink-host run on a generated site file; its sink's events
     devices           Sim, Uitd (firelink-sim), LineDevice (a push-only TCP device), PtyPair (socat),
-                      serial_sim (a simulator on a pty pair)
+                      serial_sim (a simulator on a pty pair), tcp_sim (one listening on loopback)
     platform_receiver Receiver: firelink-receiver, with or without tokens, its SQLite rows
     http              request_json: JSON over HTTP (the receiver's API)
     gb26875           FrameReader and the frames of a fake monitoring centre
@@ -18,7 +18,7 @@ from .admin import ADMIN_TOKEN, admin_headers, admin_request, admin_token_file
 from .arguments import take_arguments
 from .http import request_json
 from .diagnostics import print_logs_if_failed, test_failed
-from .devices import LineDevice, PtyPair, Sim, Uitd, serial_sim
+from .devices import LineDevice, PtyPair, Sim, Uitd, serial_sim, tcp_sim
 from .memory import peak_rss_kb
 from .platform_receiver import Receiver
 from .site import Site, driver_events, new_workdir, value_of
@@ -26,4 +26,4 @@ from .wait import DEADLINE, free_port, wait_for
 
 __all__ = ["ADMIN_TOKEN", "DEADLINE", "LineDevice", "PtyPair", "Receiver", "Sim", "Site", "Uitd", "admin_headers",
            "admin_request", "admin_token_file", "driver_events", "free_port", "new_workdir", "peak_rss_kb", "print_logs_if_failed",
-           "request_json", "serial_sim", "take_arguments", "test_failed", "value_of", "wait_for"]
+           "request_json", "serial_sim", "take_arguments", "tcp_sim", "test_failed", "value_of", "wait_for"]

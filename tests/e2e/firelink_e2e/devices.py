@@ -164,6 +164,15 @@ class PtyPair:
             self.proc.wait()
 
 
+def tcp_sim(test, sim, model, *args):
+    """For `test`: a folder of its own and `firelink-sim <model> --listen 127.0.0.1:0` with `args`, closed when the
+    test ends. Returns (folder, sim): the device's wire is { tcp = "127.0.0.1:<sim.port>" }."""
+    folder = new_workdir(test)
+    device = Sim(sim, model, "--listen", "127.0.0.1:0", *args)
+    test.addCleanup(device.close)
+    return folder, device
+
+
 def serial_sim(test, sim, model, *args):
     """For `test`: a folder of its own, a socat pty pair in it, and `firelink-sim <model> --serial <device end>` with
     `args` (--units ...), all closed when the test ends. Returns (folder, pty, sim): the host's bus opens

@@ -140,6 +140,11 @@ class Site:
             recs = [json.loads(line) for line in f if line.endswith("\n")]
         return [r for r in recs if device is None or r["device"] == device]
 
+    def wait_first_reply(self, device):
+        """The device's first complete poll: its state is known (a status change can only follow it)."""
+        wait_for(lambda: self.devices()[device].get("wire", {}).get("bytes_in", 0) > 0, f"{device}'s first reply")
+        return self
+
     def wait_event(self, what, predicate, timeout=DEADLINE):
         def found():
             return next((r for r in self.events() if predicate(r)), None)
