@@ -11,7 +11,6 @@
 #include <type_traits>
 #include <stdexcept>
 #include <system_error>
-#include <variant>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
@@ -29,6 +28,7 @@
 #include <firelink/http_access/beast_names.hpp>
 #include <firelink/http_access/escapes.hpp>
 #include <firelink/http_access/listener.hpp>
+#include <firelink/result.hpp>
 #include <firelink/text.hpp>
 #include <spdlog/spdlog.h>
 
@@ -142,7 +142,7 @@ response health_endpoint(const request &req, const std::function<health_answer()
 }
 
 // The device id of /api/devices/{id}/{action}, checked; or the error to answer.
-std::variant<std::string, response> device_in_path(const request &req, std::string_view raw) {
+firelink::result<std::string, response> device_in_path(const request &req, std::string_view raw) {
     const auto id = http_access::percent_decode(raw);
     if (!id) return error(req, 400, "the device id in the path has a malformed %-escape");
     if (id->empty()) return error(req, 400, "the device id in the path is empty");
@@ -222,8 +222,8 @@ response route(const request &req, const admin_handlers &h, const principal &who
             const auto action = rest.substr(slash + 1);
             if (action == "commands" || action == "select" || action == "mode") {
                 auto id = device_in_path(req, rest.substr(0, slash));
-                if (auto *bad = std::get_if<response>(&id)) return std::move(*bad);
-                const auto &device = std::get<std::string>(id);
+                if (!id) return std::move(id).error();
+                const auto &device = *id;
                 if (action == "select") {
                     if (req.method() == http::verb::post) return call_status(req, h.select, who, device, req.body());
                     if (req.method() == http::verb::delete_) return call_status(req, h.cancel, who, device);
@@ -270,8 +270,8 @@ std::string how_to(const server_state &s, role needed) {
 }
 
 // `cert_cn`: the subject CN of the client's certificate, verified against [admin] client_ca; "" without one.
-std::variant<principal, refusal> authenticate(const server_state &s, const request &req, const tcp::endpoint &peer,
-                                              const std::string &cert_cn) {
+firelink::result<principal, refusal> authenticate(const server_state &s, const request &req,
+                                                  const tcp::endpoint &peer, const std::string &cert_cn) {
     std::string_view target(req.target().data(), req.target().size());
     const role needed = route_role(std::string_view(req.method_string().data(), req.method_string().size()), target);
     const auto unauthorized = [&](std::size_t reason, std::string message) {
@@ -395,13 +395,14 @@ private:
         const auto &req = parser_->get();
         // Before the body: a stranger never makes the server read, buffer or parse what it sends.
         auto outcome = authenticate(*state_, req, peer_, cert_cn_);
-        if (auto *refused = std::get_if<refusal>(&outcome)) {
-            state_->note_refusal(refused->reason, std::string(req.method_string()) + " " + std::string(req.target()) +
-                                                      " from " + peer_text(peer_));
-            refused->res.keep_alive(false);  // the body, if any, is left unread: drained and dropped by do_close
-            return do_write(std::move(refused->res));
+        if (!outcome) {
+            auto refused = std::move(outcome).error();
+            state_->note_refusal(refused.reason, std::string(req.method_string()) + " " + std::string(req.target()) +
+                                                     " from " + peer_text(peer_));
+            refused.res.keep_alive(false);  // the body, if any, is left unread: drained and dropped by do_close
+            return do_write(std::move(refused.res));
         }
-        who_ = std::move(std::get<principal>(outcome));
+        who_ = std::move(outcome).value();
         const auto limit = state_->options.body_limit;
         if (const auto length = parser_->content_length(); length && *length > limit) {
             auto res = error(req, 413, "the body is larger than " + std::to_string(limit) + " bytes");
