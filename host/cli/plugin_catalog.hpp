@@ -37,7 +37,8 @@ public:
     // Loads every plugin file under dirs that was not loaded before; each refusal is logged and kept ("file: why").
     void scan(const std::vector<std::filesystem::path> &dirs);
 
-    // The plugin and driver a device names, or FL_NOT_FOUND and why there is none (with the closest names there are).
+    // The plugin and driver a device names; or FL_NOT_FOUND and why there is none (with the closest names there are),
+    // or FL_MISUSE when the name is ambiguous or the class is not the driver's.
     firelink::result<std::shared_ptr<core::plugin>> resolve(const site::device_config &d) const;
 
     const std::vector<std::shared_ptr<core::plugin>> &plugins() const { return plugins_; }

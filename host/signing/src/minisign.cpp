@@ -202,9 +202,9 @@ std::optional<std::string> read_small_file(const std::filesystem::path &file, st
 
 firelink::result<public_key> read_public_key(const std::filesystem::path &file) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(file, ec)) return not_a("no such file");
+    if (!std::filesystem::is_regular_file(file, ec)) return failure{FL_NOT_FOUND, "no such file"};
     const auto text = read_small_file(file, max_key_bytes);
-    if (!text) return not_a("unreadable, or longer than " + std::to_string(max_key_bytes) + " bytes");
+    if (!text) return failure{FL_IO, "unreadable, or longer than " + std::to_string(max_key_bytes) + " bytes"};
     return parse_public_key(*text);
 }
 

@@ -18,19 +18,30 @@
 namespace firelink {
 
 struct failure {
-    fl_status status = FL_ERROR;  // never FL_OK
+    fl_status status = FL_ERROR;  // never FL_OK: a result made from a failure with FL_OK holds FL_ERROR
     std::string why;
 };
+
+namespace detail {
+// A failure is never a success in disguise: `!r` and `r == FL_OK` must not both hold.
+template <class E>
+E never_ok(E e) {
+    if constexpr (std::is_same_v<E, failure>)
+        if (e.status == FL_OK) e.status = FL_ERROR;
+    return e;
+}
+}  // namespace detail
 
 template <class T = void, class E = failure>
 class result {
 public:
-    // Anything a T can be made from is a success (as std::expected takes it); an E is a failure.
+    // Anything a T can be made from is a success, implicitly only where T converts from it (as std::expected
+    // takes it: returning FL_INVALID_ARGUMENT from a result<std::vector<...>> does not compile); an E is a failure.
     template <class U = T>
         requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, result> &&
                  !std::is_same_v<std::remove_cvref_t<U>, E>)
-    result(U &&value) : value_(std::forward<U>(value)) {}  // NOLINT: implicit by design
-    result(E e) : error_(std::move(e)) {}                // NOLINT: implicit by design
+    explicit(!std::is_convertible_v<U &&, T>) result(U &&value) : value_(std::forward<U>(value)) {}
+    result(E e) : error_(detail::never_ok(std::move(e))) {}  // NOLINT: implicit by design
     static result fail(fl_status status, std::string why)
         requires std::is_same_v<E, failure>
     {
@@ -69,7 +80,7 @@ template <class E>
 class result<void, E> {
 public:
     result() = default;                                  // success
-    result(E e) : error_(std::move(e)), ok_(false) {}    // NOLINT: implicit by design
+    result(E e) : error_(detail::never_ok(std::move(e))), ok_(false) {}  // NOLINT: implicit by design
     static result fail(fl_status status, std::string why)
         requires std::is_same_v<E, failure>
     {
