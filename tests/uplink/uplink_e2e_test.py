@@ -206,11 +206,14 @@ class Outage(Base):
         host.stop()
         host.start()
         rx = self.receiver(port=port).start()
-        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 400, "the backlog at the receiver")
+        # The device restarted with the host and re-reports from n=1 (FL-PLUGIN-29): the queue is still and its last
+        # seqs final only once both runs' 400 events are at the receiver (a drained queue alone may see the second
+        # run still emitting).
+        wait_for(lambda: len(load_numbers(rx, "load-1")) >= 800, "the backlog and the second run at the receiver")
         wait_for(host.drained, "the host's queue to drain")
         epoch, last = host.lane_last_seqs()
         assert_exactly_once(self, rx, epoch, last)
-        # The device restarted with the host and re-reported from n=1 (FL-PLUGIN-29): both runs are there, once each.
+        # Both runs are there, once each.
         self.assertEqual(sorted(set(load_numbers(rx, "load-1"))), list(range(1, 401)))
 
 
