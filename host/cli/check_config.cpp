@@ -13,6 +13,7 @@
 #include <firelink/ext/transport.h>
 #include <firelink/site/suggest.hpp>
 
+#include "linkage_commands.hpp"
 #include "plugin_catalog.hpp"
 #include "reconfigure.hpp"
 
@@ -69,19 +70,24 @@ int check_config(const std::filesystem::path &config) {
     // A name the platform may run that no driver here declares is a typo: it would silently allow nothing.
     if (all_declare)
         for (const auto &name : cfg.control.platform_may)
-            if (!declared.count(name)) {
+            if (!declared.count(name) && name != platform_linkage_confirm && name != platform_linkage_reset) {
                 std::vector<std::string> names(declared.begin(), declared.end());
                 problems.push_back(cfg.file.string() + ": control.platform_may: '" + name +
                                    "' is a command no driver of this site declares" + site::did_you_mean(name, names));
             }
+    for (const auto &p : linkage_command_problems(cfg, [&](const site::device_config &d) -> const core::driver_info * {
+             auto resolved = plugins.resolve(d);
+             return resolved ? (*resolved)->info().find_driver(d.driver) : nullptr;
+         }))
+        problems.push_back(p.message);
     for (const auto &p : problems) std::fprintf(stderr, "%s\n", p.c_str());
     if (!problems.empty()) {
         std::fprintf(stderr, "%zu error(s)\n", problems.size());
         return 1;
     }
-    std::printf("%s: OK: gateway %s, %zu plugin(s), %zu bus(es), %zu listener(s), %zu device(s)", config.c_str(),
-                cfg.gateway_id.c_str(), plugins.plugins().size(), cfg.buses.size(), cfg.listeners.size(),
-                cfg.devices.size());
+    std::printf("%s: OK: gateway %s, %zu plugin(s), %zu bus(es), %zu listener(s), %zu device(s), %zu linkage rule(s)",
+                config.c_str(), cfg.gateway_id.c_str(), plugins.plugins().size(), cfg.buses.size(), cfg.listeners.size(),
+                cfg.devices.size(), cfg.linkage.size());
     for (const auto &[cls, n] : by_class) std::printf(", %d %s", n, cls.c_str());
     std::printf("\n");
     return 0;

@@ -298,6 +298,38 @@ std::string command_gate::audit_json(std::string_view query) const {
     return text::dump_json<json>({{"records", std::move(records)}, {"head", std::move(head)}, {"kept", audit_->size()}});
 }
 
+linkage::command_answer command_gate::linkage_command(const linkage::command_request &c) {
+    using outcome = linkage::command_answer::outcome;
+    const control::actor who{"linkage:" + c.rule, "linkage", "linkage"};
+    if (!audit_) return {outcome::refused, "audit_failed", "there is no audit chain (" + audit_error_ + ")"};
+    if (!runtime_ || !runtime_->has_device(c.device))
+        return {outcome::refused, "no_device", "this gateway runs no device '" + c.device + "'"};
+    auto parsed = admin::command_from_json(
+        text::dump_json<json>({{"id", c.command_id}, {"name", c.command}, {"args", c.args}}), c.command_id);
+    if (!parsed) return {outcome::refused, "bad_command", parsed.why()};
+    const auto answer = [&](const control::decision &d) {
+        refuse(who, c.device, c.command, d);
+        const bool passing = d.why == control::reason::selected_by_other || d.why == control::reason::already_active;
+        return linkage::command_answer{passing ? outcome::busy : outcome::refused, control::to_string(d.why), d.detail};
+    };
+    const auto sel = plane_.select(who, c.device, c.command, c.args, facts(c.device, c.command));
+    if (!sel.granted()) return answer(sel);
+    const auto op = plane_.operate(who, c.device, c.command, c.args, c.command_id, sel.select_id,
+                                   facts(c.device, c.command));
+    if (!op.granted()) return answer(op);
+    const auto sent = runtime_->command(c.device, *parsed);
+    if (sent || sent == FL_TIMEOUT) return {outcome::sent, "", sent ? "accepted" : "pending"};
+    plane_.not_sent(c.device, c.command_id);
+    // Not started, not open yet, busy: the device may take it in a moment. Anything else it never will.
+    const bool passing = sent == FL_BUSY || sent == FL_CLOSED;
+    return {passing ? outcome::busy : outcome::refused, passing ? "not_ready" : "not_sent", sent.why()};
+}
+
+bool command_gate::note(const control::actor &who, nlohmann::json record) {
+    if (!audit_) return false;
+    return plane_.note(who, std::move(record)).granted();
+}
+
 std::string command_gate::platform(const std::string &id, const std::string &device,
                                    const std::vector<std::uint8_t> &command) {
     if (!runtime_ || !runtime_->has_device(device)) return "this gateway has no device '" + device + "'";

@@ -20,6 +20,7 @@
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/text.hpp>
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/linkage/linkage_engine.hpp>
 
 namespace firelink::cli {
 
@@ -61,6 +62,13 @@ public:
     // The platform's downlink: empty when the command went to the device; else why not (for the platform's
     // command_result). `command` is the msgpack {"id","name","args"} the device would take.
     std::string platform(const std::string &id, const std::string &device, const std::vector<std::uint8_t> &command);
+
+    // Local linkage: its command through the same select and operate as an operator's, as principal
+    // `linkage:<rule>` (role and source "linkage"), then handed to the runtime. A refusal because someone else
+    // holds the device, or because the device cannot take a command yet, is `busy` (the engine tries again).
+    linkage::command_answer linkage_command(const linkage::command_request &c);
+    // A linkage step (fired, confirmed, reset, mode) in the audit chain; false when it could not be recorded.
+    bool note(const control::actor &who, nlohmann::json record);
 
     bool audited() const { return audit_ != nullptr; }
     // Refusals since start, by reason code (for /metrics), and the chain's size and head.

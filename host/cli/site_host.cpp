@@ -13,9 +13,12 @@
 #include <firelink/admin/admin_server.hpp>
 #include <firelink/admin/host_metrics.hpp>
 #include <firelink/core/device_runtime.hpp>
+#include <firelink/core/event_check.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
+#include <firelink/linkage/linkage_engine.hpp>
 #include <firelink/text.hpp>
 #include <firelink/pipeline/sinks.hpp>
+#include <firelink/uplink/record.hpp>
 #include <firelink/uplink/uplink.hpp>
 
 #include "command_gate.hpp"
@@ -24,6 +27,7 @@
 #include "descriptor_budget.hpp"
 #include "device_set.hpp"
 #include "health.hpp"
+#include "linkage_commands.hpp"
 #include "loop_watchdog.hpp"
 #include "plugin_catalog.hpp"
 #include "reconfigure.hpp"
@@ -56,7 +60,11 @@ private:
     bool start_sinks();
     bool start_uplink();
     void start_control();
+    void start_linkage();
     void start_runtime();
+    void emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind);
+    admin::status_json linkage_call(const linkage::principal &who, const std::string &rule, const std::string &action,
+                                    const std::string &body);
     std::unique_ptr<admin::admin_server> start_admin();
     void scan(const site::site_config &cfg);
     std::pair<unsigned, std::string> reload();
@@ -77,6 +85,9 @@ private:
     std::unique_ptr<uplink::durable_queue> queue_;  // with [uplink]: the durable queue...
     std::unique_ptr<command_gate> gate_;            // every command passes here (select, operate, audit)
     std::unique_ptr<uplink::uplink> uplink_;        // ...and its senders and command poll
+    std::unique_ptr<linkage::linkage_engine> linkage_;  // the site's [[linkage]] rules, if it has any
+    std::string linkage_error_;                         // why they do not run, when they cannot
+    std::atomic<std::uint64_t> gateway_seq_{0};         // the gateway's own events without an uplink
     std::unique_ptr<core::device_runtime> runtime_;
     plugin_catalog catalog_;                                     // control thread only
     std::vector<std::shared_ptr<core::plugin>> loaded_plugins_;  // what it has loaded, for the admin thread (cfg_mutex_)
@@ -214,6 +225,25 @@ bool site_host::start_uplink() {
 // runtime reports what the device cannot take as a command_result of that device; what the control plane refuses,
 // or a device this gateway does not run, is the uplink's to report.
 std::string site_host::run_platform_command(const uplink::downlink_command &c) {
+    if (c.device == running_.gateway_id && (c.name == platform_linkage_confirm || c.name == platform_linkage_reset)) {
+        // A rule of this gateway, confirmed or reset from the platform: only as [control] platform_may allows.
+        std::string why;
+        if (!std::count(cfg_.control.platform_may.begin(), cfg_.control.platform_may.end(), c.name)) {
+            why = "refused (not_authorized): the site does not let the platform run '" + c.name +
+                  "' (list it in [control] platform_may to allow it)";
+        } else {
+            const auto doc = nlohmann::json::parse(core::msgpack_to_json(c.command.data(), c.command.size()), nullptr,
+                                                   false);
+            const auto args = doc.is_object() ? doc.value("args", nlohmann::json::object()) : nlohmann::json::object();
+            const std::string rule = args.is_object() ? args.value("rule", "") : "";
+            auto [status, body] = linkage_call({"platform", "platform", "platform"}, rule,
+                                               c.name == platform_linkage_confirm ? "confirm" : "reset", "{}");
+            if (status != 200) why = body;
+        }
+        metrics_.command(why.empty() ? "accepted" : "refused");
+        if (!why.empty()) spdlog::warn("platform command {} '{}' for the gateway: {}", c.id, c.name, why);
+        return why;
+    }
     auto why = gate_->platform(c.id, c.device, c.command);
     metrics_.command(why.empty() ? "accepted" : "refused");
     if (!why.empty()) spdlog::warn("platform command {} '{}' for device {}: {}", c.id, c.name, c.device, why);
@@ -239,6 +269,53 @@ void site_host::start_control() {
                                std::move(driver_of));
 }
 
+void site_host::emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind) {
+    if (queue_) return queue_->push_gateway_event(std::move(payload), kind);  // to the platform, and the local record
+    if (record_) record_->accept(uplink::gateway_event(cfg_.gateway_id, ++gateway_seq_, kind, std::move(payload)), {});
+}
+
+void site_host::start_linkage() {
+    if (cfg_.linkage.empty()) return;
+    linkage::engine_options o;
+    o.rules = cfg_.linkage;
+    o.devices = cfg_.devices;
+    o.state_path = audit_path_of(cfg_);
+    linkage::engine_hooks hooks;
+    hooks.command = [this](const linkage::command_request &c) { return gate_->linkage_command(c); };
+    hooks.emit = [this](std::vector<std::uint8_t> payload, const std::string &kind) {
+        emit_gateway_event(std::move(payload), kind);
+    };
+    hooks.audit = [this](nlohmann::json record) {
+        const control::actor who{record.value("principal", ""), record.value("role", ""), record.value("source", "")};
+        return gate_->note(who, std::move(record));
+    };
+    try {
+        linkage_ = std::make_unique<linkage::linkage_engine>(std::move(o), std::move(hooks));
+        spdlog::info("linkage: {} rule(s), state in {}", cfg_.linkage.size(), audit_path_of(cfg_).string());
+    } catch (const std::exception &e) {
+        linkage_error_ = e.what();
+        spdlog::critical("linkage: {}; no rule runs", linkage_error_);
+    }
+}
+
+admin::status_json site_host::linkage_call(const linkage::principal &who, const std::string &rule,
+                                           const std::string &action, const std::string &body) {
+    if (!linkage_)
+        return {404, text::dump_json<nlohmann::json>(
+                         {{"error", linkage_error_.empty() ? "this site has no [[linkage]] rules" : linkage_error_}})};
+    const auto doc = nlohmann::json::parse(body.empty() ? "{}" : body, nullptr, false);
+    if (!doc.is_object()) return {400, R"({"error":"the body must be a JSON object"})"};
+    const auto text_of = [&](const char *key) {
+        const auto it = doc.find(key);
+        return it != doc.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    std::pair<unsigned, nlohmann::json> answer;
+    if (action == "confirm") answer = linkage_->confirm(who, rule);
+    else if (action == "reset") answer = linkage_->reset(who, rule, text_of("why"));
+    else answer = linkage_->set_mode(who, rule, text_of("mode"), text_of("why"));
+    return {answer.first, text::dump_json(answer.second)};
+}
+
 void site_host::start_runtime() {
     auto options = runtime_options_of(cfg_);
     options.observer = observer_for(metrics_);
@@ -254,6 +331,7 @@ void site_host::start_runtime() {
                 counts_[ev.device_id]++;
             }
             gate_->observe(ev);
+            if (linkage_) linkage_->observe(ev);  // before the pipeline: linkage never waits for the uplink
             pipeline_.accept(ev);
         },
         options);
@@ -277,6 +355,16 @@ std::unique_ptr<admin::admin_server> site_host::start_admin() {
                        : std::string(R"({"configured":false})");
     };
     gate_->route(h, [this](unsigned status) { metrics_.command(admin::command_result_of(status)); });
+    h.linkage_json = [this] {
+        if (!linkage_) return text::dump_json<nlohmann::json>({{"rules", nlohmann::json::array()},
+                                                               {"error", linkage_error_.empty() ? nullptr
+                                                                                                : nlohmann::json(linkage_error_)}});
+        return text::dump_json(linkage_->to_json());
+    };
+    h.linkage = [this](const admin::principal &who, const std::string &rule, const std::string &action,
+                       const std::string &body) {
+        return linkage_call({who.name, admin::role_name(who.role), "admin"}, rule, action, body);
+    };
     h.reload = [this](const admin::principal &) {
         return control_.call<admin::status_json>([this] { return reload(); }, 60s,
                                                  {503, R"({"error":"the host is stopping"})"},
@@ -303,6 +391,7 @@ int site_host::run() {
     if (!start_sinks()) return 1;
     if (cfg_.uplink.configured && !start_uplink()) return 1;
     start_control();
+    start_linkage();
     start_runtime();
 
     loop_threads devices_loop(io_, std::max(2u, std::thread::hardware_concurrency()));
@@ -318,6 +407,17 @@ int site_host::run() {
 
     if (queue_) restore_conditions(*queue_, *runtime_, cfg_);
     scan(cfg_);
+    if (linkage_) {
+        // A rule whose command a driver does not declare would fail at the worst moment: it does not run at all.
+        const auto problems = linkage_command_problems(cfg_, [this](const site::device_config &d) {
+            auto p = catalog_.resolve(d);
+            return p ? (*p)->info().find_driver(d.driver) : nullptr;
+        });
+        for (const auto &p : problems) {
+            spdlog::error("linkage '{}' does not run: {}", p.rule, p.message);
+            linkage_->refuse(p.rule, p.message);
+        }
+    }
     auto plan = plan_reload(cfg_, cfg_, devices_.running(), {});  // nothing runs yet: nothing to try
     reload_outcome started;
     devices_.apply(plan, cfg_, started);
@@ -325,6 +425,12 @@ int site_host::run() {
     ready_ = true;
     spdlog::info("site {} (gateway {}): {} device(s) running, {} not started", cfg_.file.string(), cfg_.gateway_id,
                  devices_.running().size(), problems.size());
+    if (linkage_) {
+        std::vector<core::open_condition> open;
+        for (const auto &id : runtime_->device_ids())
+            for (auto &c : runtime_->open_conditions(id)) open.push_back(std::move(c));
+        linkage_->start(open);
+    }
     // Up: every device was tried and the admin endpoint listens. systemd's Type=notify waits for this.
     watchdog_.ready(health_summary(health_now()));
 
@@ -354,6 +460,7 @@ int site_host::run() {
     // The admin endpoint first: its views read the runtime, the queue and the uplink, which go below.
     admin->stop();
     admin_loop.stop();
+    if (linkage_) linkage_->stop();  // no command goes to a device that is stopping
     // Then the devices, then what they emitted is flushed, then the rest.
     control_.ignore_signals();
     wires_.stop_accepting();

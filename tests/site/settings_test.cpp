@@ -51,10 +51,10 @@ TEST(File, DirectoryIsOneErrorNamingIt) {
 TEST(File, UnknownTopLevelKey) {
     EXPECT_EQ(snippet_error("[mqtt]\nhost = \"x\"\n"),
               "site.toml:1:2: mqtt: unknown key (expected one of: gateway, plugins, admin, control, sink, watchdog, liveness, "
-              "uplink, runner, bus, listener, device)");
+              "uplink, runner, bus, listener, device, linkage)");
     EXPECT_EQ(snippet_error("title = \"x\"\n"),
               "site.toml:1:1: title: unknown key (expected one of: gateway, plugins, admin, control, sink, watchdog, liveness, "
-              "uplink, runner, bus, listener, device)");
+              "uplink, runner, bus, listener, device, linkage)");
 }
 
 TEST(File, SectionOfTheWrongType) {

@@ -15,7 +15,7 @@ std::string device(const std::string &id, const std::string &extra = "", const s
     return "[[device]]\nid = \"" + id + "\"\ndriver = \"panel\"\nclass = \"" + cls + "\"\n" + extra;
 }
 
-const std::string device_keys = "id, driver, plugin, class, enabled, heartbeat_s, wire, site, config";
+const std::string device_keys = "id, driver, plugin, class, enabled, heartbeat_s, wire, site, tags, config";
 
 }  // namespace
 

@@ -141,13 +141,15 @@ response health_endpoint(const request &req, const std::function<health_answer()
     });
 }
 
-// The device id of /api/devices/{id}/{action}, checked; or the error to answer.
-firelink::result<std::string, response> device_in_path(const request &req, std::string_view raw) {
+// The id of /api/devices/{id}/{action} or /api/linkage/{id}/{action} (`what`: "device id", "rule id"), checked; or
+// the error to answer.
+firelink::result<std::string, response> id_in_path(const request &req, std::string_view raw, std::string_view what) {
     const auto id = http_access::percent_decode(raw);
-    if (!id) return error(req, 400, "the device id in the path has a malformed %-escape");
-    if (id->empty()) return error(req, 400, "the device id in the path is empty");
+    const std::string the = "the " + std::string(what) + " in the path ";
+    if (!id) return error(req, 400, the + "has a malformed %-escape");
+    if (id->empty()) return error(req, 400, the + "is empty");
     for (unsigned char c : *id)
-        if (c == '/' || c < 0x20 || c == 0x7f) return error(req, 400, "the device id in the path holds '/' or a control character");
+        if (c == '/' || c < 0x20 || c == 0x7f) return error(req, 400, the + "holds '/' or a control character");
     return *id;
 }
 
@@ -164,6 +166,12 @@ role route_role(std::string_view, std::string_view path) {
     if (path == "/api/reload") return role::admin;
     constexpr std::string_view test_prefix = "/api/test/";
     if (path.substr(0, test_prefix.size()) == test_prefix) return role::admin;
+    constexpr std::string_view linkage_prefix = "/api/linkage/";
+    if (path.substr(0, linkage_prefix.size()) == linkage_prefix) {
+        const auto action = path.substr(path.rfind('/') + 1);
+        if (action == "confirm" || action == "reset") return role::operate;
+        if (action == "mode") return role::admin;
+    }
     constexpr std::string_view prefix = "/api/devices/";
     if (path.substr(0, prefix.size()) == prefix) {
         // As route() splits it: {id}/{action}. Anything else under /api/devices/ is a 404, which reading may see.
@@ -206,6 +214,21 @@ response route(const request &req, const admin_handlers &h, const principal &who
         if (req.method() != http::verb::post) return not_allowed(req, "POST");
         return call_status(req, h.reload, who);
     }
+    if (path == "/api/linkage") return text_endpoint(req, h.linkage_json, json_type);
+    constexpr std::string_view linkage_prefix = "/api/linkage/";
+    if (path.substr(0, linkage_prefix.size()) == linkage_prefix) {
+        const auto rest = path.substr(linkage_prefix.size());
+        const auto slash = rest.find('/');
+        if (slash != std::string_view::npos && rest.find('/', slash + 1) == std::string_view::npos) {
+            const std::string action(rest.substr(slash + 1));
+            if (action == "confirm" || action == "reset" || action == "mode") {
+                auto id = id_in_path(req, rest.substr(0, slash), "rule id");
+                if (!id) return std::move(id).error();
+                if (req.method() != http::verb::post) return not_allowed(req, "POST");
+                return call_status(req, h.linkage, who, *id, action, req.body());
+            }
+        }
+    }
 
     constexpr std::string_view test_prefix = "/api/test/";
     if (h.test_hook && path.substr(0, test_prefix.size()) == test_prefix) {
@@ -221,7 +244,7 @@ response route(const request &req, const admin_handlers &h, const principal &who
         if (slash != std::string_view::npos && rest.find('/', slash + 1) == std::string_view::npos) {
             const auto action = rest.substr(slash + 1);
             if (action == "commands" || action == "select" || action == "mode") {
-                auto id = device_in_path(req, rest.substr(0, slash));
+                auto id = id_in_path(req, rest.substr(0, slash), "device id");
                 if (!id) return std::move(id).error();
                 const auto &device = *id;
                 if (action == "select") {

@@ -282,6 +282,24 @@ void control_plane::result(const std::string &device, const std::string &command
     announce();
 }
 
+decision control_plane::note(const actor &who, nlohmann::json record) {
+    decision d;
+    {
+        std::lock_guard lock(mutex_);
+        record["principal"] = who.name;
+        record["role"] = who.role;
+        record["source"] = who.source;
+        if (!audit_) {
+            d.why = reason::audit_failed;
+            d.detail = "there is no audit chain";
+        } else {
+            d = record_locked(std::move(d), std::move(record));
+        }
+    }
+    announce();
+    return d;
+}
+
 decision control_plane::set_mode(const actor &who, const std::string &device, const std::string &mode,
                                  const std::string &why) {
     decision d;

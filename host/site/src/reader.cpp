@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 
 namespace firelink::site::detail {
 
@@ -176,6 +177,54 @@ std::optional<std::string> table_reader::choice(std::string_view key, std::initi
 
 const toml::table *table_reader::subtable(std::string_view key, need n) {
     return typed<toml::table>(key, n, "a table");
+}
+
+std::optional<std::vector<std::string>> table_reader::strings(std::string_view key, need n) {
+    const toml::node *v = find(key);
+    if (!v) {
+        if (n == need::required) missing(key, "an array of strings");
+        return std::nullopt;
+    }
+    const auto *a = v->as_array();
+    if (!a) {
+        wrong_type(key, "an array of strings");
+        return std::nullopt;
+    }
+    std::vector<std::string> out;
+    bool ok = true;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+        const toml::node &e = (*a)[i];
+        if (const auto *s = e.as_string(); s && !s->get().empty()) {
+            out.push_back(s->get());
+        } else {
+            diag_.error(e.source(), path(key) + "[" + std::to_string(i) + "]",
+                        "expected a non-empty string, got " + (e.is_string() ? std::string("\"\"") : type_phrase(e)));
+            ok = false;
+        }
+    }
+    if (!ok) return std::nullopt;
+    return out;
+}
+
+// Calls `each` for every table of the top-level array of tables `key` ([[key]]), with its dotted name "key[i]".
+void for_each_table(const toml::table &root, std::string_view key, diagnostics &diag,
+                    const std::function<void(const toml::table &, const std::string &)> &each,
+                    std::string_view parent) {
+    const std::string name = key_path(parent, key);
+    const toml::node *n = root.get(key);
+    if (!n) return;
+    if (!n->is_array()) {
+        diag.error(n->source(), name, "expected an array of tables ([[" + name + "]]), got " + type_phrase(*n));
+        return;
+    }
+    const toml::array &a = *n->as_array();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const std::string path = name + "[" + std::to_string(i) + "]";
+        if (a[i].is_table())
+            each(*a[i].as_table(), path);
+        else
+            diag.error(a[i].source(), path, "expected a table, got " + type_phrase(a[i]));
+    }
 }
 
 }  // namespace firelink::site::detail

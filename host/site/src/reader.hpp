@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -64,6 +65,8 @@ public:
     std::optional<std::string> nonempty_string(std::string_view key, need n);
     std::optional<std::int64_t> integer(std::string_view key, std::int64_t min, std::int64_t max, need n);
     std::optional<bool> boolean(std::string_view key, need n);
+    // An array of non-empty strings; each bad element is reported at itself.
+    std::optional<std::vector<std::string>> strings(std::string_view key, need n);
     // A string that `valid` accepts; another is an error "expected <rule>, got <the string in quotes>".
     std::optional<std::string> matching(std::string_view key, bool (*valid)(std::string_view), std::string_view rule,
                                         need n);
@@ -88,5 +91,11 @@ private:
     std::string path_;
     diagnostics &diag_;
 };
+
+// Calls `each` for every table of the top-level array of tables `key` ([[key]]) of `root`, with its dotted name
+// "key[i]" (prefixed by `parent.` when given: [[linkage.action]] is "linkage[0].action[1]").
+void for_each_table(const toml::table &root, std::string_view key, diagnostics &diag,
+                    const std::function<void(const toml::table &, const std::string &)> &each,
+                    std::string_view parent = {});
 
 }  // namespace firelink::site::detail

@@ -20,4 +20,7 @@ void read_settings(const toml::table &root, load_context &cx, site_config &out);
 // [[bus]], [[listener]], [[device]], and the references between them.
 void read_wiring(const toml::table &root, load_context &cx, site_config &out);
 
+// [[linkage]], against the devices read before it.
+void read_linkage(const toml::table &root, load_context &cx, site_config &out);
+
 }  // namespace firelink::site::detail

@@ -127,9 +127,10 @@ load_result parse_site_config(const std::string &toml_text, const fs::path &file
     detail::table_reader top(
         root, "", cx.diag,
         {"gateway", "plugins", "admin", "control", "sink", "watchdog", "liveness", "uplink", "runner", "bus",
-         "listener", "device"});
+         "listener", "device", "linkage"});
     detail::read_settings(root, cx, out);
     detail::read_wiring(root, cx, out);
+    detail::read_linkage(root, cx, out);
     if (!cx.diag.empty()) return cx.diag.take();
     return out;
 }

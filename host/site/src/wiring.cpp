@@ -21,26 +21,6 @@ using namespace std::chrono;
 
 constexpr std::array<unsigned, 8> baud_rates = {1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200};
 
-// Calls `each` for every table of the top-level array of tables `key` ([[key]]), with its dotted name "key[i]".
-void for_each_table(const toml::table &root, std::string_view key, diagnostics &diag,
-                    const std::function<void(const toml::table &, const std::string &)> &each) {
-    const toml::node *n = root.get(key);
-    if (!n) return;
-    if (!n->is_array()) {
-        diag.error(n->source(), std::string(key),
-                   "expected an array of tables ([[" + std::string(key) + "]]), got " + type_phrase(*n));
-        return;
-    }
-    const toml::array &a = *n->as_array();
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const std::string path = std::string(key) + "[" + std::to_string(i) + "]";
-        if (a[i].is_table())
-            each(*a[i].as_table(), path);
-        else
-            diag.error(a[i].source(), path, "expected a table, got " + type_phrase(a[i]));
-    }
-}
-
 // The bus or listener (`key`) a device names by the id at `key`, or nullptr: none named (a missing key is
 // reported by the read), or one that none of `defined` is, which is reported with the nearest defined id.
 template <class Config>
@@ -180,7 +160,7 @@ void wiring_reader::listener(const toml::table &t, const std::string &path) {
 
 void wiring_reader::device(const toml::table &t, const std::string &path) {
     table_reader r(t, path, cx_.diag,
-                   {"id", "driver", "plugin", "class", "enabled", "heartbeat_s", "wire", "site", "config"});
+                   {"id", "driver", "plugin", "class", "enabled", "heartbeat_s", "wire", "site", "tags", "config"});
     device_config d;
     d.where = cx_.diag.where(t.source());
     d.path = path;
@@ -193,6 +173,7 @@ void wiring_reader::device(const toml::table &t, const std::string &path) {
     if (auto s = r.integer("heartbeat_s", 0, 86400, need::optional)) d.heartbeat = seconds(*s);
     wire(r, d, d.wire);
     site_metadata_of(r, d.meta);
+    if (auto tags = r.strings("tags", need::optional)) d.tags = std::move(*tags);
     if (r.has("config")) {
         if (const toml::table *config = r.subtable("config", need::optional)) {
             d.driver_config = to_msgpack(*config);

@@ -97,6 +97,11 @@ struct admin_handlers {
     std::function<status_json(const principal &who, const std::string &device_id, const std::string &json_body)>
         mode;                                                                           // POST .../mode
     std::function<status_json(const principal &who)> reload;  // POST /api/reload
+    std::function<std::string()> linkage_json;                 // GET /api/linkage
+    // POST /api/linkage/{rule}/{action}, action "confirm", "reset" or "mode" (docs/linkage.md).
+    std::function<status_json(const principal &who, const std::string &rule, const std::string &action,
+                              const std::string &json_body)>
+        linkage;
     // POST /api/test/{name}: hooks for tests that need to reach inside a running host (e.g. wedge its event loop).
     // Left empty in production, where the route answers 404 like any unknown path.
     std::function<status_json(const std::string &name, const std::string &json_body)> test_hook;
@@ -137,9 +142,11 @@ struct admin_options {
 };
 
 // The role a route needs (the table at the top of this file):
-//   read     GET /metrics, /healthz, /api/devices, /api/uplink, /api/control, /api/audit, and any unknown path (404)
-//   operate  POST and DELETE /api/devices/{id}/select, POST /api/devices/{id}/commands
-//   admin    POST /api/devices/{id}/mode, POST /api/reload, POST /api/test/*
+//   read     GET /metrics, /healthz, /api/devices, /api/uplink, /api/control, /api/audit, /api/linkage, and any
+//            unknown path (404)
+//   operate  POST and DELETE /api/devices/{id}/select, POST /api/devices/{id}/commands,
+//            POST /api/linkage/{id}/confirm and /reset
+//   admin    POST /api/devices/{id}/mode, POST /api/linkage/{id}/mode, POST /api/reload, POST /api/test/*
 // `path` may carry its query string. The path decides, whatever the method: a wrong method on an operate route is
 // a 405 to an operator only, so the route table is not told to strangers.
 role route_role(std::string_view method, std::string_view path);

@@ -103,6 +103,11 @@ public:
     void result(const std::string &device, const std::string &command_id, bool ok, const std::string &message,
                 const nlohmann::json &after);
 
+    // A step of another component that needs the chain (local linkage: a rule fired, an operator confirmed or reset
+    // it): `record` gets who asked and is appended and sent upstream like the plane's own. Not granted
+    // (audit_failed) when it could not be recorded.
+    decision note(const actor &who, nlohmann::json record);
+
     // Device modes: "remote" (default) or "local". Persisted in the audit chain's file.
     decision set_mode(const actor &who, const std::string &device, const std::string &mode, const std::string &why);
     std::string mode(const std::string &device) const;

@@ -15,27 +15,11 @@
 #include <vector>
 
 #include <firelink/result.hpp>
+#include <firelink/site/linkage_config.hpp>
+#include <firelink/site/source_position.hpp>
 #include <firelink/signing/minisign.hpp>
 
 namespace firelink::site {
-
-// Where a value came from, for error messages.
-struct source_position {
-    std::string file;
-    int line = 0;
-    int column = 0;
-
-    std::string str() const;  // "file:line:column" ("file" alone when there is no line)
-};
-
-struct config_error {
-    source_position where;
-    std::string key;      // dotted path: "device[2].wire.unit", "bus[0].baud", "gateway.id"
-    std::string message;  // what was expected / what is wrong
-    // "file:line:column: key: message". A TOML syntax error has no key ("file:line:column: message"); a file that
-    // cannot be read has neither position nor key ("file: message").
-    std::string str() const;
-};
 
 struct serial_config {
     std::string path;
@@ -119,6 +103,7 @@ struct device_config {
     // Liveness budget: silence longer than this is `offline`. Unset: the class default; zero: liveness off.
     std::optional<std::chrono::milliseconds> heartbeat;
     site_metadata meta;
+    std::vector<std::string> tags;  // free labels ("non_fire_power") a linkage selector picks devices by
     source_position where;
     // Where a message about the driver's config points: the device's path ("device[2]"), its [config] table (the
     // device's own table when it has none) and the value of each top-level key of that table.
@@ -230,6 +215,7 @@ struct site_config {
     std::vector<bus_config> buses;
     std::vector<listener_config> listeners;
     std::vector<device_config> devices;
+    std::vector<linkage_rule> linkage;  // [[linkage]] (docs/linkage.md)
 
     const bus_config *find_bus(const std::string &id) const;
     const listener_config *find_listener(const std::string &id) const;
