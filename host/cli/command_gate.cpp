@@ -105,12 +105,16 @@ std::vector<std::uint8_t> audit_event(const control::audit_entry &e) {
         return it != r.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
     firelink::event ev{firelink::event_kind::status, "audit"};
-    ev.message(std::string(firelink::text::utf8_prefix(text("step") + " '" + text("command") + "' on " + text("device") + " by " +
-                                                  text("principal") + " (" + text("source") + ")" +
-                                                  (text("reason").empty() ? "" : ": " + text("reason")),
-                                              1024)));
+    // "operate 'close_valve' on gas-1 by ops (admin)", "linkage_fire of rule 'kitchen' by linkage:kitchen (linkage)"
+    std::string what = text("step");
+    if (!text("command").empty()) what += " '" + text("command") + "'";
+    if (!text("device").empty()) what += " on " + text("device");
+    if (!text("rule").empty()) what += " of rule '" + text("rule") + "'";
+    ev.message(std::string(firelink::text::utf8_prefix(what + " by " + text("principal") + " (" + text("source") + ")" +
+                                                           (text("reason").empty() ? "" : ": " + text("reason")),
+                                                       1024)));
     ev.value("audit_seq", e.seq).value("audit_hash", e.hash).value("step", text("step"));
-    for (const char *key : {"principal", "role", "source", "device", "command", "command_id", "select_id", "reason"})
+    for (const char *key : {"principal", "role", "source", "device", "command", "command_id", "select_id", "reason", "rule"})
         if (auto v = text(key); !v.empty()) ev.value(key, std::string(firelink::text::utf8_prefix(v, 256)));
     if (auto g = r.find("granted"); g != r.end() && g->is_boolean()) ev.value("granted", g->get<bool>());
     if (auto ok = r.find("ok"); ok != r.end() && ok->is_boolean()) ev.value("ok", ok->get<bool>());

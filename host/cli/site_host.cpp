@@ -131,6 +131,15 @@ std::pair<unsigned, std::string> site_host::reload() {
         next.sink_kind != running_.sink_kind || next.sink_path != running_.sink_path ||
         next.watchdog_warn != running_.watchdog_warn || next.watchdog_fault != running_.watchdog_fault)
         notes.push_back("gateway, admin, sink and watchdog settings take effect at the next restart");
+    const auto tags_of = [](const site::site_config &c) {
+        std::map<std::string, std::vector<std::string>> out;
+        for (const auto &d : c.devices) out[d.id] = d.tags;
+        return out;
+    };
+    // A rule's runs and the conditions they acted on belong to the rules as started: a changed rule, or a changed
+    // device tag a selector reads, waits for a restart rather than change a run in the middle.
+    if (next.linkage != running_.linkage || tags_of(next) != tags_of(running_))
+        notes.push_back("[[linkage]] rules and device tags take effect at the next restart");
     scan(next);
     // Every changed device's new definition is tried with its driver before anything is destroyed.
     auto plan = plan_reload(cfg_, next, devices_.running(), [this](const auto &c, const auto &d) {

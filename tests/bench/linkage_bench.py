@@ -38,8 +38,10 @@ import heapq
 import json
 import os
 import platform
+import random
 import select
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -61,6 +63,12 @@ p.add_argument("--units", type=int, default=8, help="devices on the RS-485 bus, 
 p.add_argument("--target-unit", type=int, default=0, help="the target valve's unit (default: the middle gas valve)")
 p.add_argument("--no-pace", action="store_true", help="rs485: no wire-time relay, the ptys' own speed")
 p.add_argument("--timeout-s", type=float, default=15.0, help="a linkage not confirmed within this is lost")
+p.add_argument("--phase-ms", type=float, default=200.0,
+                help="before each alarm, wait a random 0..this ms, so that the alarm comes at any point of the poll "
+                     "cycle, as a real leak does (default 200: more than a poll round of the RS-485 bus)")
+p.add_argument("--window-s", type=int, default=1,
+               help="the rule's trigger window_s (default 1; the host's default, 120, makes the rule fire again on an "
+                    "old, restored alarm once its run has left the 20 runs the engine remembers: see the docs)")
 args = p.parse_args()
 for _name in ("host", "sim", "plugins", "e2e"):  # the site file's relative paths resolve against its own folder
     setattr(args, _name, os.path.abspath(getattr(args, _name)))
@@ -224,7 +232,7 @@ def fast(extra=""):
 
 def rule(target):
     return (f'[[linkage]]\nid = "{RULE}"\nname = "benchmark: gas level 2 closes the valve"\n\n'
-            f'[linkage.trigger]\nany = [{{ device = "{target}", code = "gas_level_2" }}]\n\n'
+            f'[linkage.trigger]\nany = [{{ device = "{target}", code = "gas_level_2" }}]\nwindow_s = {args.window_s}\n\n'
             f'[[linkage.action]]\ndevice = "{target}"\ncommand = "close_valve"\nargs = {{ reason = "linkage bench" }}\n'
             f'timeout_s = 10\n\n')
 
@@ -400,16 +408,19 @@ def to_idle(setup, rec, alarm):
 def one(setup, rec, expected_run):
     """One linkage; returns a dict of its figures (ms)."""
     site, sim, target = setup.site, setup.sim, setup.target
+    time.sleep(random.uniform(0, args.phase_ms / 1000))
+    rec.poll()
     start = len(rec.records)
     t0 = time.monotonic_ns()
     w0 = time.time_ns()
     sim.do(setup.prefix + "gas 60")
 
     def done(r):
-        return r["device"] == GATEWAY and r["event"]["code"] in ("linkage_confirmed", "linkage_failed")
+        return (r["device"] == GATEWAY and r["event"]["code"] in ("linkage_confirmed", "linkage_failed") and
+                r["received"]["monotonic_ns"] >= t0 and (expected_run is None or value_of(r["event"], "run") == expected_run))
     r = rec.wait("linkage_confirmed", done, start, timeout=args.timeout_s)
     if r is None:
-        raise Failed(f"lost: no linkage_confirmed within {args.timeout_s} s")
+        raise Failed(f"lost: no linkage_confirmed (run {expected_run}) within {args.timeout_s} s")
     e = r["event"]
     if e["code"] != "linkage_confirmed":
         raise Failed(f"linkage_failed: {value_of(e, 'reason')}: {e.get('message')}")
@@ -426,6 +437,11 @@ def one(setup, rec, expected_run):
     if l2 is None or result is None:
         raise Failed("the confirmation came without the gas_level_2 alarm or the valve's command_result in the record")
     alarms = [a["event"]["event_id"] for a in (l1, l2) if a is not None]
+    # The run must have been fired by this round's alarm, not by an older one.
+    current = linkage_runs(site)["run"] or {}
+    fired_by = [t.get("event_id") for t in current.get("trigger", [])]
+    if current.get("run") != run or fired_by != [l2["event"]["event_id"]]:
+        raise Failed(f"run {run} was fired by {fired_by}, not by this round's {l2['event']['event_id']}")
     mono = r["received"]["monotonic_ns"]
     out = {
         "host": float(value_of(e, "latency_ms")),
@@ -472,15 +488,20 @@ def run_setup(cls, base):
             except Failed as e:
                 failures.append(f"linkage {i + 1}: {e}")
                 print(f"# {cls.name}: linkage {i + 1} FAILED: {e}", file=sys.stderr)
-                run = None
                 try:  # bring it back to idle for the next one, if it can be
-                    rec.poll()
-                    linkage = linkage_runs(site)
-                    if linkage["run"] is not None:
-                        site.post(f"/api/linkage/{RULE}/reset", {"why": "linkage bench: after a failure"})
                     setup.sim.do(setup.prefix + "gas 0")
                     setup.sim.do(setup.prefix + "valve open")
                     time.sleep(1.0)
+                    for _ in range(3):
+                        linkage = linkage_runs(site)
+                        if linkage["run"] is None:
+                            break
+                        site.post(f"/api/linkage/{RULE}/reset", {"why": "linkage bench: after a failure"})
+                        time.sleep(0.5)
+                    linkage = linkage_runs(site)
+                    last = [x["run"] for x in ([linkage["run"]] if linkage["run"] else []) + linkage["last_runs"]]
+                    run = max(last) if last else None
+                    rec.poll()
                 except Exception as again:  # noqa: BLE001
                     failures.append(f"linkage {i + 1}: could not recover: {again}")
                     break
@@ -542,7 +563,7 @@ def main():
             print(f"# {s}: the work folder is kept: {extra['work']}", file=sys.stderr)
     print(f"# linkage_bench cpu={cpu_model()!r} cpus={os.cpu_count()} kernel={platform.release()} "
           f"date={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} python={platform.python_version()}")
-    print(f"# host={args.host} poll_ms={args.poll_ms} debounce=1 telemetry_ms=0 travel_ms=0 "
+    print(f"# host={args.host} poll_ms={args.poll_ms} debounce=1 telemetry_ms=0 travel_ms=0 window_s={args.window_s} phase_ms=0..{args.phase_ms:g} "
           f"warmup={args.warmup} linkages={args.linkages} load_before={uptime_before} load_after={loadavg()}")
     for s in chosen:
         figures, extra = results[s]
@@ -578,4 +599,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # SIGTERM (ctest's timeout, a kill) unwinds like Ctrl-C: the host, the simulator and socat are stopped on the way.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     sys.exit(main())

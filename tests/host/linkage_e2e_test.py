@@ -70,6 +70,7 @@ class LinkageTest(unittest.TestCase):
         with open(os.path.join(self.dir, "uplink-token"), "w") as f:
             f.write("t0ken\n")
         s = Site(HOST, PLUGINS, control + uplink + body, self.dir)
+        s.body = control + uplink + body  # for a test that rewrites it and reloads
         self.addCleanup(s.close)
         return s
 
@@ -253,6 +254,32 @@ delay_ms = 4000
         self.assertEqual(len(operates), 1)
         time.sleep(0.5)
         self.assertEqual(len([r for r in self.audit(s) if r["step"] == "operate"]), 1)
+
+    def test_check_config_and_run_refuse_a_rule_whose_command_no_driver_declares(self):
+        gas, = self.sims(1)
+        good = valve("gas-1", gas.port) + KITCHEN.format(extra="")
+        s = self.site(good)
+        ok = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        self.assertIn("1 linkage rule(s)", ok.stdout)
+        s = self.site(good.replace('command = "close_valve"', 'command = "close_vlave"'))
+        bad = subprocess.run([HOST, "check-config", s.config], capture_output=True, text=True, timeout=60)
+        self.assertEqual(bad.returncode, 1, bad.stdout + bad.stderr)
+        self.assertIn("linkage[0].action[0].command: device 'gas-1' (driver 'modbus-gas-valve') declares no command "
+                      "'close_vlave' (it has: close_valve, open_valve, self_test)", bad.stderr)
+        s.start().wait_first_reply("gas-1")
+        rule = self.linkage(s, "kitchen-gas")
+        self.assertEqual(rule["state"], "refused")
+        self.assertIn("close_vlave", rule["why"])
+        gas.do("gas 60")
+        s.wait_driver_event("gas_level_2", lambda e: e["code"] == "gas_level_2", "gas-1")
+        time.sleep(0.3)
+        self.assertEqual(linkage_events(s), [])
+        # A reload says that rules change at a restart only.
+        s.write(s.body.replace('"close_vlave"', '"close_valve"'))
+        status, answer = s.post("/api/reload")
+        self.assertIn(status, (200, 207), answer)
+        self.assertIn("[[linkage]] rules and device tags take effect at the next restart", json.dumps(answer))
 
 
 if __name__ == "__main__":

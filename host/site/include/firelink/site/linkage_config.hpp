@@ -23,12 +23,14 @@ struct device_selector {
     bool matches(const device_config &d) const;
     // "class gas_shutoff_valve, building A" for people; "any device" when nothing is given.
     std::string describe() const;
+    bool operator==(const device_selector &) const = default;
 };
 
 // One signal a trigger takes: a device's condition of this kind (and code, when given).
 struct trigger_condition : device_selector {
     std::string kind = "alarm";  // alarm, pre_alarm or fault
     std::string code;            // empty: any code of that kind
+    bool operator==(const trigger_condition &) const = default;
 };
 
 struct linkage_trigger {
@@ -38,6 +40,7 @@ struct linkage_trigger {
     bool independent_conditions = false;  // independence by device (false) or by each condition of a device (true)
     std::chrono::milliseconds window{120'000};
     std::chrono::milliseconds min_duration{0};
+    bool operator==(const linkage_trigger &) const = default;
 };
 
 struct linkage_action {
@@ -49,6 +52,11 @@ struct linkage_action {
     std::chrono::milliseconds timeout{10'000};
     std::string path;  // "linkage[0].action[1]", for messages
     source_position where;
+    // What it does, not where the file says it (a line added above it changes nothing).
+    bool operator==(const linkage_action &o) const {
+        return device == o.device && select == o.select && command == o.command && args == o.args &&
+               delay == o.delay && timeout == o.timeout;
+    }
 };
 
 struct linkage_rule {
@@ -61,6 +69,10 @@ struct linkage_rule {
     std::vector<linkage_action> actions;
     std::string path;  // "linkage[0]"
     source_position where;
+    bool operator==(const linkage_rule &o) const {
+        return id == o.id && name == o.name && mode == o.mode && latching == o.latching && parallel == o.parallel &&
+               confirm_within == o.confirm_within && trigger == o.trigger && actions == o.actions;
+    }
 };
 
 }  // namespace firelink::site
