@@ -327,6 +327,7 @@ command = "close_valve"
     EXPECT_TRUE(rec_.commands().empty()) << "it restored before it had held for 1 s";
     const auto t0 = std::chrono::steady_clock::now();
     e->observe(raised("gas-1", "gas1"));
+    EXPECT_TRUE(eventually([&] { return state(*e) == "arming" || !rec_.commands().empty(); }));
     ASSERT_TRUE(commands_are(1));
     EXPECT_GE(std::chrono::steady_clock::now() - t0, 1s);
 }

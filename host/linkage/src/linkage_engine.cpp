@@ -548,7 +548,7 @@ void linkage_engine::fire(rule_state &r, evaluation e, clock::time_point now) {
         emit("alarm", "linkage_request", r, &*r.current, nullptr,
              "linkage '" + r.rule.id + "' asks to act on " + trigger + ": confirm within " +
                  std::to_string(r.rule.confirm_within.count() / 1000) + " s",
-             "major", {{"confirm_within_s", std::to_string(r.rule.confirm_within.count() / 1000)}});
+             "major", {{"confirm_within_s", r.rule.confirm_within.count() / 1000}});
         return;
     }
     r.current = std::move(x);
@@ -582,7 +582,7 @@ void linkage_engine::begin_actions(rule_state &r, clock::time_point now) {
     emit("status", "linkage_started", r, &x, nullptr,
          "linkage '" + r.rule.id + "' started by " + describe(x.trigger) + ": " + std::to_string(x.actions.size()) +
              " action(s)",
-         {}, {{"actions", std::to_string(x.actions.size())}});
+         {}, {{"actions", x.actions.size()}});
 }
 
 void linkage_engine::schedule_stage(rule_state &r, std::size_t stage, clock::time_point from) {
@@ -797,7 +797,7 @@ std::optional<clock::time_point> linkage_engine::next_wake() const {
 
 void linkage_engine::emit(const std::string &kind, const std::string &code, const rule_state &r, const run *x,
                           const action_run *a, std::string message, const std::string &severity,
-                          const std::map<std::string, std::string> &more) {
+                          const std::map<std::string, json> &more) {
     if (!hooks_.emit) return;
     firelink::event ev{kind == "alarm" ? event_kind::alarm : event_kind::status, code};
     if (severity == "critical") ev.level(firelink::severity::critical);
@@ -816,7 +816,10 @@ void linkage_engine::emit(const std::string &kind, const std::string &code, cons
         ev.value("command_id", a->command_id);
         if (a->latency_ms >= 0) ev.value("latency_ms", a->latency_ms, "ms");
     }
-    for (const auto &[k, v] : more) ev.value(k, v);
+    for (const auto &[k, v] : more) {
+        if (v.is_number_integer()) ev.value(k, v.get<std::int64_t>());
+        else ev.value(k, v.is_string() ? v.get<std::string>() : v.dump());
+    }
     hooks_.emit(ev.pack(), kind);
 }
 
@@ -899,6 +902,7 @@ json linkage_engine::to_json() const {
         std::string state = "idle";
         if (!r.refused.empty()) state = "refused";
         else if (r.current) state = r.current->state;
+        else if (const auto e = evaluate(r, clock::now()); e.fresh && e.ripe_at) state = "arming";
         json actions = json::array();
         for (const auto &a : r.rule.actions)
             actions.push_back({{"device", a.device.empty() ? json(nullptr) : json(a.device)},

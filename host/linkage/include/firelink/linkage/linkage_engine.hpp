@@ -182,7 +182,7 @@ private:
     // Out.
     void emit(const std::string &kind, const std::string &code, const rule_state &r, const run *x,
               const action_run *a, std::string message, const std::string &severity = {},
-              const std::map<std::string, std::string> &more = {});
+              const std::map<std::string, json> &more = {});
     bool audit(const std::string &step, const rule_state &r, const run *x, const principal &who, json more = {});
 
     // State file.
