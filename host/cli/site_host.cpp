@@ -187,6 +187,7 @@ std::string site_host::metrics_text() {
     admin::scraped_series more;
     add_runner_series(more, runners);
     add_control_series(more, gate_->refusals(), gate_->audit_records());
+    if (linkage_) add_linkage_series(more, linkage_->event_counts());
     if (uplink_) add_uplink_series(more, queue_->stats(), uplink_->report());
     return metrics_.serialize(more.families());
 }

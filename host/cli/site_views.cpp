@@ -161,6 +161,14 @@ void add_control_series(admin::scraped_series &out, const std::map<std::string, 
         .value(static_cast<double>(audit_records));
 }
 
+void add_linkage_series(admin::scraped_series &out,
+                        const std::map<std::string, std::map<std::string, std::uint64_t>> &events) {
+    out.family("firelink_linkage_events_total", prometheus::MetricType::Counter,
+               "Events the linkage rules made since start, by rule and code (linkage_started, linkage_failed, ...).");
+    for (const auto &[rule, codes] : events)
+        for (const auto &[code, n] : codes) out.value(static_cast<double>(n), {{"rule", rule}, {"code", code}});
+}
+
 void add_uplink_series(admin::scraped_series &out, const uplink::queue_stats &q, const uplink::uplink_report &r) {
     using prometheus::MetricType;
     auto lanes = [&](const char *name, MetricType type, const char *help, auto value) {

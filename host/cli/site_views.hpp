@@ -45,6 +45,9 @@ void add_runner_series(admin::scraped_series &out, const std::vector<isolation::
 // firelink_control_refused_total{reason} and firelink_audit_records.
 void add_control_series(admin::scraped_series &out, const std::map<std::string, std::uint64_t> &refusals,
                         std::uint64_t audit_records);
+// firelink_linkage_events_total{rule, code}: what each linkage rule reported (started, confirmed, failed, ...).
+void add_linkage_series(admin::scraped_series &out,
+                        const std::map<std::string, std::map<std::string, std::uint64_t>> &events);
 // firelink_uplink_*: the queue's lanes, the senders, the reserve and the commands received.
 void add_uplink_series(admin::scraped_series &out, const uplink::queue_stats &q, const uplink::uplink_report &r);
 

@@ -5,18 +5,24 @@ read-back (docs/performance.md, "Local linkage (issue 17)").
 firelink-host run (the modbus-gas-valve plugin in its runner, the default) with one [[linkage]] rule: gas_level_2 of
 the target valve -> close_valve on the same valve. Each linkage:
 
-    the rule idle, the valve open, the gas alarms restored
+    the rule idle, the valve open, the gas alarms restored; a random wait of 0..--phase-ms (the leak comes at any
+    point of the poll cycle)
     t0 = CLOCK_MONOTONIC just before the simulator is told `gas 60`
     ... the driver polls the level, raises gas_level_2, the rule fires, selects and operates the valve, the driver
     writes the close and polls the valve until it reads closed, the gateway emits linkage_confirmed ...
+    the run checked: the next run number, fired by this round's gas_level_2 (its event_id, from /api/linkage)
     POST /api/linkage/<rule>/reset, `gas 0`, `valve open`, wait for the restores and valve_opened: idle again
 
 Two measures for each linkage, both printed as n, p50, p90, p99, max (ms):
     host   the event's own `latency_ms`: the trigger signal accepted by the host -> the read-back
     wire   the record's received.monotonic_ns (the host's steady_clock, which is CLOCK_MONOTONIC, the clock of t0)
            minus t0: the simulator's action -> the confirmation accepted, the detection poll included
-and, to show where the time goes, the detection (t0 -> gas_level_2 accepted) and the read-back (gas_level_2 accepted
--> the valve's command_result accepted).
+and, to show where the time goes, the detection (t0 -> gas_level_2 accepted), the command and read-back
+(gas_level_2 accepted -> the valve's command_result accepted: the same span as host), and the rest (the
+command_result -> the linkage_confirmed record, which the uplink queue commits before the local record gets it).
+
+The rule's window_s is 1 (--window-s): with the host's default of 120 the engine fires the rule again on an old,
+restored alarm once more than 20 runs (the runs it remembers) ended within the window; --window-s 120 shows it.
 
 Setups (--setups, both by default, one after the other in the same run):
     tcp    one `firelink-sim gas-valve` on loopback, Modbus TCP

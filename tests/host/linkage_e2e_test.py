@@ -104,6 +104,8 @@ class LinkageTest(unittest.TestCase):
         # The audit chain: the rule fired, then the select, operate and result as principal linkage:kitchen-gas.
         steps = [(r["step"], r["principal"]) for r in self.audit(s) if r.get("principal") == "linkage:kitchen-gas"]
         self.assertEqual([st for st, _ in steps], ["linkage_fire", "select", "operate", "result"])
+        status, metrics = s.get("/metrics")
+        self.assertIn('firelink_linkage_events_total{rule="kitchen-gas",code="linkage_confirmed"} 1', metrics)
         # The platform has seen nothing; once it is up, the queued confirmation reaches it.
         receiver = Receiver(RECEIVER, self.dir, port=self.uplink_port, tokens=f"gateway {GATEWAY} t0ken\n").start()
         self.addCleanup(receiver.stop)

@@ -798,6 +798,7 @@ std::optional<clock::time_point> linkage_engine::next_wake() const {
 void linkage_engine::emit(const std::string &kind, const std::string &code, const rule_state &r, const run *x,
                           const action_run *a, std::string message, const std::string &severity,
                           const std::map<std::string, json> &more) {
+    ++counts_[r.rule.id][code];
     if (!hooks_.emit) return;
     firelink::event ev{kind == "alarm" ? event_kind::alarm : event_kind::status, code};
     if (severity == "critical") ev.level(firelink::severity::critical);
@@ -891,6 +892,11 @@ std::pair<unsigned, json> linkage_engine::set_mode(const principal &who, const s
         spdlog::error("linkage '{}': the mode is not kept across a restart: {}", rule, e.what());
     }
     return {200, {{"rule", rule}, {"mode", mode}, {"configured_mode", r.rule.mode}}};
+}
+
+std::map<std::string, std::map<std::string, std::uint64_t>> linkage_engine::event_counts() const {
+    std::lock_guard lock(mutex_);
+    return counts_;
 }
 
 json linkage_engine::to_json() const {

@@ -108,6 +108,8 @@ public:
                                        const std::string &why);
 
     json to_json() const;  // GET /api/linkage
+    // The events each rule has made since start, by code (for /metrics: firelink_linkage_events_total).
+    std::map<std::string, std::map<std::string, std::uint64_t>> event_counts() const;
     bool has_rules() const { return !rules_.empty(); }
 
 private:
@@ -203,6 +205,7 @@ private:
     std::map<std::string, rule_state> rules_;
     std::vector<signal> signals_;  // open conditions and recent signals of the listened devices
     std::map<std::string, std::pair<std::string, std::size_t>> by_command_;  // command_id -> (rule, action index)
+    std::map<std::string, std::map<std::string, std::uint64_t>> counts_;     // rule -> event code -> made
 
     std::mutex inbox_mutex_;
     std::condition_variable inbox_cv_, room_cv_;
