@@ -9,6 +9,8 @@
 #include <mutex>
 #include <thread>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <firelink/core/event_check.hpp>
 #include <firelink/payload.hpp>
 
@@ -512,6 +514,21 @@ TEST_F(EngineTest, ACommandSentBeforeADeathIsInterruptedNotResent) {
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(rec_.commands().size(), 1u);
     EXPECT_EQ(e->to_json()["rules"][0]["run"]["actions"][0]["state"], "interrupted");
+}
+
+TEST_F(EngineTest, ADamagedStoredRunIsSkippedAndTheRuleStillRuns) {
+    {
+        auto e = engine(kitchen);
+        e->observe(raised("gas-1", "gas2"));
+        ASSERT_TRUE(commands_are(1));
+    }
+    {
+        SQLite::Database db((dir_.path() / "state.db").string(), SQLite::OPEN_READWRITE);
+        db.exec("UPDATE linkage_run SET body = '{\"run\": \"one\", \"actions\": 7}'");
+    }
+    auto e = engine(kitchen);
+    e->observe(raised("gas-1", "gas2b"));
+    EXPECT_TRUE(commands_are(2));
 }
 
 TEST_F(EngineTest, AConditionOpenAtStartThatNoRunActedOnFires) {

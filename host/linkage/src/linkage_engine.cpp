@@ -101,9 +101,17 @@ void linkage_engine::load_store() {
                 gone.insert(rule);
                 continue;
             }
+            // A row that does not read (a damaged file, a hand edit) is skipped and said: the rule still runs.
             const auto body = json::parse(runs.getColumn(1).getString(), nullptr, false);
-            if (!body.is_object()) continue;
-            auto x = run_from(body, now, now_wall);
+            run x;
+            try {
+                if (!body.is_object()) throw std::runtime_error("not a JSON object");
+                x = run_from(body, now, now_wall);
+            } catch (const std::exception &e) {
+                spdlog::error("linkage '{}': a stored run in {} does not read ({}); it is skipped", rule,
+                              options_.state_path.string(), e.what());
+                continue;
+            }
             auto &r = it->second;
             r.next_run = std::max(r.next_run, x.id + 1);
             if (x.final()) {
