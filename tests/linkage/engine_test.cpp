@@ -516,6 +516,29 @@ TEST_F(EngineTest, ACommandSentBeforeADeathIsInterruptedNotResent) {
     EXPECT_EQ(e->to_json()["rules"][0]["run"]["actions"][0]["state"], "interrupted");
 }
 
+TEST_F(EngineTest, AnAlarmActedOnNeverFiresAgainHoweverManyRunsFollow) {
+    // Fewer runs kept than runs made: what a run acted on is remembered apart from the runs' history.
+    const auto cfg = site_of(kitchen);
+    firelink::linkage::engine_options o{cfg.linkage, cfg.devices, dir_.path() / "s.db"};
+    o.runs_kept = 2;
+    linkage_engine e(o, rec_.hooks());
+    e.start({});
+    for (int i = 1; i <= 5; ++i) {
+        const auto id = "gas2-" + std::to_string(i);
+        e.observe(raised("gas-1", id));
+        ASSERT_TRUE(commands_are(static_cast<std::size_t>(i)));
+        const auto all = e.to_json();
+        EXPECT_EQ(all["rules"][0]["run"]["trigger"][0]["event_id"], id) << "run " << i << " fired by an old alarm";
+        e.observe(result("gas-1", rec_.commands().back().command_id, true));
+        e.observe(restored("gas-1", id));  // restored, but still within the rule's 120 s window
+        ASSERT_TRUE(eventually([&] { return state(e) == "active"; }));
+        ASSERT_EQ(e.reset({"ops", "operate", "admin"}, "r", "").first, 200u);
+    }
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(rec_.commands().size(), 5u);
+    EXPECT_EQ(state(e), "idle");
+}
+
 TEST_F(EngineTest, ADamagedStoredRunIsSkippedAndTheRuleStillRuns) {
     {
         auto e = engine(kitchen);

@@ -148,6 +148,8 @@ void linkage_engine::load_store() {
         throw std::runtime_error("linkage state " + options_.state_path.string() + ": " + e.what());
     }
     for (auto &[id, r] : rules_) {
+        for (const auto &x : r.history) r.consumed.insert(r.consumed.end(), x.trigger.begin(), x.trigger.end());
+        if (r.current) r.consumed.insert(r.consumed.end(), r.current->trigger.begin(), r.current->trigger.end());
         while (r.history.size() > options_.runs_kept) r.history.pop_front();
         if (r.current)
             for (std::size_t i = 0; i < r.current->actions.size(); ++i)
@@ -435,6 +437,11 @@ void linkage_engine::handle(const core::accepted_event &ev, clock::time_point no
         auto oldest = std::find_if(signals_.begin(), signals_.end(), [](const signal &s) { return !s.open; });
         signals_.erase(oldest == signals_.end() ? signals_.begin() : oldest);
     }
+    // What a run acted on matters while the signal can still count: no longer, so the list stays as short.
+    for (auto &[id, r] : rules_)
+        std::erase_if(r.consumed, [&](const signal &c) {
+            return std::none_of(signals_.begin(), signals_.end(), [&](const signal &s) { return s.same(c); });
+        });
 }
 
 // ---- rules ----
@@ -448,11 +455,7 @@ bool linkage_engine::condition_matches(const site::trigger_condition &c, const s
 }
 
 bool linkage_engine::consumed(const rule_state &r, const signal &s) const {
-    const auto in = [&](const run &x) {
-        return std::any_of(x.trigger.begin(), x.trigger.end(), [&](const signal &t) { return t.same(s); });
-    };
-    if (r.current && in(*r.current)) return true;
-    return std::any_of(r.history.begin(), r.history.end(), in);
+    return std::any_of(r.consumed.begin(), r.consumed.end(), [&](const signal &t) { return t.same(s); });
 }
 
 linkage_engine::evaluation linkage_engine::evaluate(const rule_state &r, clock::time_point now) const {
@@ -527,6 +530,8 @@ void linkage_engine::fire(rule_state &r, evaluation e, clock::time_point now) {
     x.id = r.next_run++;
     x.mode = r.mode;
     x.trigger = std::move(e.used);
+    for (const auto &s : x.trigger)
+        if (!consumed(r, s)) r.consumed.push_back(s);
     const auto newest = std::max_element(x.trigger.begin(), x.trigger.end(),
                                          [](const signal &a, const signal &b) { return a.raised < b.raised; });
     x.trigger_at = newest->raised;

@@ -220,7 +220,11 @@ void durable_queue::checkpoint_loop() {
 }
 
 void durable_queue::open_database() {
-    db_ = std::make_unique<SQLite::Database>(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    // The file is shared: the audit chain and the linkage engine write their own tables in it. Without a busy
+    // timeout a commit that meets one of their (short) transactions fails at once and waits for the writer's retry
+    // (up to 500 ms): every event behind it, alarms too, arrives that much later.
+    db_ = std::make_unique<SQLite::Database>(options_.path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                             5000);
     page_size_ = static_cast<std::uint64_t>(db_->execAndGet("PRAGMA page_size").getInt64());
     db_->exec("PRAGMA journal_mode=WAL");
     db_->exec("PRAGMA synchronous=FULL");

@@ -149,6 +149,8 @@ private:
         std::vector<json> args;     // each action's arguments
         std::optional<run> current;
         std::deque<run> history;    // finished runs, newest last
+        // The signals its runs acted on, while they are remembered at all (signals_): never a trigger again.
+        std::vector<signal> consumed;
         std::uint64_t next_run = 1;
     };
     // The engine's thread.
