@@ -727,6 +727,11 @@ void linkage_engine::finish(rule_state &r, const std::string &state, const std::
              {}, {{"by", by}, {"principal", who}});
     }
     save(r, x);
+    // A result for an ended run changes nothing (on_result looks at the current run only): forget its ids.
+    const auto prefix = "lnk-" + r.rule.id + "-" + std::to_string(x.id) + "-";
+    std::erase_if(by_command_, [&](const auto &entry) {
+        return entry.second.first == r.rule.id && entry.first.rfind(prefix, 0) == 0;
+    });
     r.history.push_back(std::move(x));
     while (r.history.size() > options_.runs_kept) r.history.pop_front();
 }
