@@ -16,6 +16,7 @@
 #include <firelink/core/event_check.hpp>
 #include <firelink/isolation/runner_supervisor.hpp>
 #include <firelink/linkage/linkage_engine.hpp>
+#include <firelink/payload.hpp>
 #include <firelink/text.hpp>
 #include <firelink/pipeline/sinks.hpp>
 #include <firelink/uplink/record.hpp>
@@ -249,6 +250,9 @@ std::string site_host::run_platform_command(const uplink::downlink_command &c) {
             auto [status, body] = linkage_call({"platform", "platform", "platform"}, rule,
                                                c.name == platform_linkage_confirm ? "confirm" : "reset", "{}");
             if (status != 200) why = body;
+            else  // no device answers for the gateway: the gateway does, with the run it confirmed or reset
+                emit_gateway_event(firelink::event::command_result(c.id, true, c.name + " '" + rule + "': " + body).pack(),
+                                   "command_result");
         }
         metrics_.command(why.empty() ? "accepted" : "refused");
         if (!why.empty()) spdlog::warn("platform command {} '{}' for the gateway: {}", c.id, c.name, why);

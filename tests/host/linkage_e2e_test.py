@@ -12,7 +12,8 @@ import subprocess
 import time
 import unittest
 
-from firelink_e2e import Receiver, Site, driver_events, free_port, new_workdir, take_arguments, tcp_sim, value_of, wait_for
+from firelink_e2e import (Receiver, Site, driver_events, free_port, request_json, take_arguments, tcp_sim, value_of,
+                          wait_for)
 
 HOST, SIM, PLUGINS, RECEIVER = take_arguments("FIRELINK_HOST", "FIRELINK_SIM", "PLUGIN_DIR", "FIRELINK_RECEIVER")
 
@@ -170,6 +171,47 @@ command = "close_valve"
         confirm = [r for r in self.audit(s) if r["step"] == "linkage_confirm"]
         self.assertEqual(len(confirm), 1)
         self.assertEqual(confirm[0]["source"], "admin")
+
+    def test_the_platform_confirms_a_request_only_as_platform_may_allows(self):
+        gas, = self.sims(1)
+        port = free_port()
+        receiver = Receiver(RECEIVER, self.dir, port=port,
+                            tokens=f"gateway {GATEWAY} t0ken\noperator * op-secret\n").start()
+        self.addCleanup(receiver.stop)
+
+        def platform_command(name):
+            status, answer = request_json("POST", receiver.url("/api/commands"),
+                                          {"gateway": GATEWAY, "device": GATEWAY, "name": name,
+                                           "args": {"rule": "kitchen-gas"}}, "op-secret")
+            self.assertEqual(status, 200, answer)
+
+            def result():
+                status, rows = request_json("GET", receiver.url(f"/api/commands?gateway={GATEWAY}&limit=10"),
+                                            token="op-secret")
+                row = next(r for r in rows if r["id"] == answer["id"])
+                return row if row["status"] in ("succeeded", "failed") else None
+            return wait_for(result, f"the result of {name} at the platform", 30)
+
+        rule = KITCHEN.format(extra='mode = "manual"\nconfirm_within_s = 60')
+        s = self.site(valve("gas-1", gas.port) + rule, control="[control]\n", uplink_port=port)
+        s.start().wait_first_reply("gas-1")
+        gas.do("gas 60")
+        wait_linkage(s, "linkage_request")
+        # Not listed in platform_may: refused, and nothing moves.
+        refused = platform_command("linkage_confirm")
+        self.assertEqual(refused["status"], "failed", refused)
+        self.assertIn("not_authorized", refused["result"]["message"])
+        self.assertEqual(self.linkage(s, "kitchen-gas")["state"], "requested")
+        self.assertEqual(s.stop(), 0, s.output())
+        # Listed: the platform's confirmation runs the request (which survived the restart).
+        s = self.site(valve("gas-1", gas.port) + rule, uplink_port=port)
+        s.start().wait_first_reply("gas-1")
+        self.assertEqual(self.linkage(s, "kitchen-gas")["state"], "requested")
+        confirmed = platform_command("linkage_confirm")
+        self.assertEqual(confirmed["status"], "succeeded", confirmed)
+        wait_linkage(s, "linkage_confirmed")
+        steps = [r for r in self.audit(s) if r["step"] == "linkage_confirm"]
+        self.assertEqual([(r["principal"], r["source"]) for r in steps], [("platform", "platform")])
 
     def test_an_unconfirmed_request_expires_and_is_reported(self):
         gas, = self.sims(1)
