@@ -1,5 +1,7 @@
 #include "firelink/signing/minisign.hpp"
 
+#include "ed25519.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -25,17 +27,11 @@ constexpr std::string_view untrusted_prefix = "untrusted comment: ";
 constexpr std::string_view trusted_prefix = "trusted comment: ";
 constexpr std::string_view key_id_tag = "firelink-key-id: ";
 
-struct pkey_free {
-    void operator()(EVP_PKEY *p) const { EVP_PKEY_free(p); }
-};
-struct md_ctx_free {
-    void operator()(EVP_MD_CTX *c) const { EVP_MD_CTX_free(c); }
-};
-struct bio_free {
-    void operator()(BIO *b) const { BIO_free(b); }
-};
-using pkey_ptr = std::unique_ptr<EVP_PKEY, pkey_free>;
-using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, md_ctx_free>;
+using detail::bio_free;
+using detail::ed25519_sign;
+using detail::ed25519_verify;
+using detail::md_ctx_ptr;
+using detail::pkey_ptr;
 
 // The file's lines, without their "\n" or "\r\n"; minisign writes one line per field.
 std::vector<std::string_view> lines_of(std::string_view text) {
@@ -58,26 +54,6 @@ int b64_value(char c) {
     if (c == '+') return 62;
     if (c == '/') return 63;
     return -1;
-}
-
-bool ed25519_verify(const std::array<std::uint8_t, 32> &key, const std::uint8_t *sig, const std::uint8_t *data,
-                    std::size_t size) {
-    pkey_ptr pk(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
-    md_ctx_ptr ctx(EVP_MD_CTX_new());
-    if (!pk || !ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pk.get()) != 1) return false;
-    return EVP_DigestVerify(ctx.get(), sig, 64, data, size) == 1;
-}
-
-std::array<std::uint8_t, 64> ed25519_sign(const std::array<std::uint8_t, 32> &seed, const std::uint8_t *data,
-                                          std::size_t size) {
-    std::array<std::uint8_t, 64> sig{};
-    pkey_ptr sk(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
-    md_ctx_ptr ctx(EVP_MD_CTX_new());
-    std::size_t len = sig.size();
-    if (!sk || !ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, sk.get()) != 1 ||
-        EVP_DigestSign(ctx.get(), sig.data(), &len, data, size) != 1 || len != sig.size())
-        throw std::runtime_error("Ed25519 signing failed in OpenSSL");
-    return sig;
 }
 
 // BLAKE2b-512 of data, as minisign prehashes ("ED"); nullopt if this OpenSSL lacks it.
@@ -339,13 +315,9 @@ firelink::result<secret_key> parse_secret_key(std::string_view text) {
         }
         k.id[i] = static_cast<std::uint8_t>(v);
     }
-    const auto pem = text.substr(text.find('\n') + 1);
-    std::unique_ptr<BIO, bio_free> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-    pkey_ptr sk(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
-    std::size_t len = k.seed.size();
-    if (!sk || EVP_PKEY_get_id(sk.get()) != EVP_PKEY_ED25519 ||
-        EVP_PKEY_get_raw_private_key(sk.get(), k.seed.data(), &len) != 1 || len != k.seed.size())
-        return not_a("the PEM block is not an unencrypted Ed25519 private key");
+    const auto seed = detail::pem_private_seed(text.substr(text.find('\n') + 1));
+    if (!seed) return not_a("the PEM block is not an unencrypted Ed25519 private key");
+    k.seed = *seed;
     return k;
 }
 
@@ -380,5 +352,51 @@ std::string sign(std::string_view data, const secret_key &k, std::string_view tr
            base64_encode(raw.data(), raw.size()) + "\n" + std::string(trusted_prefix) + s.trusted_comment + "\n" +
            base64_encode(s.global_sig.data(), s.global_sig.size()) + "\n";
 }
+
+namespace detail {
+
+bool ed25519_verify(const std::array<std::uint8_t, 32> &key, const std::uint8_t *sig, const std::uint8_t *data,
+                    std::size_t size) {
+    pkey_ptr pk(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
+    md_ctx_ptr ctx(EVP_MD_CTX_new());
+    if (!pk || !ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pk.get()) != 1) return false;
+    return EVP_DigestVerify(ctx.get(), sig, 64, data, size) == 1;
+}
+
+std::array<std::uint8_t, 64> ed25519_sign(const std::array<std::uint8_t, 32> &seed, const std::uint8_t *data,
+                                          std::size_t size) {
+    std::array<std::uint8_t, 64> sig{};
+    pkey_ptr sk(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+    md_ctx_ptr ctx(EVP_MD_CTX_new());
+    std::size_t len = sig.size();
+    if (!sk || !ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, sk.get()) != 1 ||
+        EVP_DigestSign(ctx.get(), sig.data(), &len, data, size) != 1 || len != sig.size())
+        throw std::runtime_error("Ed25519 signing failed in OpenSSL");
+    return sig;
+}
+
+std::optional<std::array<std::uint8_t, 32>> pem_private_seed(std::string_view pem) {
+    bio_ptr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    pkey_ptr sk(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    std::array<std::uint8_t, 32> seed{};
+    std::size_t len = seed.size();
+    if (!sk || EVP_PKEY_get_id(sk.get()) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_private_key(sk.get(), seed.data(), &len) != 1 || len != seed.size())
+        return std::nullopt;
+    return seed;
+}
+
+std::optional<std::array<std::uint8_t, 32>> pem_public_key(std::string_view pem) {
+    bio_ptr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    pkey_ptr pk(bio ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    std::array<std::uint8_t, 32> key{};
+    std::size_t len = key.size();
+    if (!pk || EVP_PKEY_get_id(pk.get()) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(pk.get(), key.data(), &len) != 1 || len != key.size())
+        return std::nullopt;
+    return key;
+}
+
+}  // namespace detail
 
 }  // namespace firelink::signing
