@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -11,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "certificate.hpp"
 #include "isolate.hpp"
 #include "report.hpp"
 
@@ -60,12 +62,22 @@ const char *colour(status s, bool tty) {
     }
 }
 
+// Whether `path` can be written (it exists and is writable, or its folder is), so that a bad output path is a usage
+// error before a run of minutes, not a surprise after it.
+bool writable(const std::string &path) {
+    const fs::path p = fs::absolute(path);
+    if (fs::exists(p)) return !fs::is_directory(p) && ::access(p.c_str(), W_OK) == 0;
+    const auto dir = p.parent_path();
+    return fs::is_directory(dir) && ::access(dir.c_str(), W_OK) == 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
+    if (argc > 1 && std::string_view(argv[1]) == "verify") return verify_main(argc - 1, argv + 1);
     CLI::App app{"firelink-conform: checks a firelink driver plugin against the numbered requirements of docs/abi.md"};
     std::string plugin, level_name = "standard", json_out, junit_out, only, skip, sim, device, device_actions,
-        record_dir;
+        record_dir, certificate_out, signing_key;
     std::vector<std::string> config_args, traces;
     double duration_s = 600;
     std::uint64_t seed = 0;
@@ -77,6 +89,10 @@ int main(int argc, char **argv) {
         ->check(CLI::IsMember({"basic", "standard", "strict", "soak"}));
     app.add_option("--json", json_out, "write the report as JSON to FILE");
     app.add_option("--junit", junit_out, "write the report as JUnit XML to FILE");
+    app.add_option("--certificate", certificate_out,
+                   "when the plugin passes, write a signed certificate to FILE (needs --signing-key; "
+                   "`firelink-conform verify` checks it)");
+    app.add_option("--signing-key", signing_key, "the certifier's Ed25519 secret key (openssl genpkey -algorithm ed25519)");
     auto *seed_opt = app.add_option("--seed", seed, "seed for every random choice (default: a new one, printed)");
     app.add_option("--only", only, "run only the checks whose id matches this regular expression");
     app.add_option("--skip", skip, "do not run the checks whose id matches this regular expression");
@@ -115,6 +131,29 @@ int main(int argc, char **argv) {
     if (!fs::exists(plugin)) {
         std::cerr << "firelink-conform: " << plugin << ": no such file\n";
         return 2;
+    }
+
+    for (const auto &[flag, path] : {std::pair{"--json", json_out}, {"--junit", junit_out}, {"--certificate", certificate_out}})
+        if (!path.empty() && !writable(path)) {
+            std::cerr << "firelink-conform: " << flag << " " << path << ": cannot be written\n";
+            return 2;
+        }
+    std::optional<firelink::signing::ed25519_secret> certifier;
+    if (certificate_out.empty() != signing_key.empty()) {
+        std::cerr << "firelink-conform: --certificate and --signing-key go together\n";
+        return 2;
+    }
+    if (!certificate_out.empty()) {
+        if (!only.empty() || !skip.empty()) {
+            std::cerr << "firelink-conform: a certificate covers a whole level: run it without --only and --skip\n";
+            return 2;
+        }
+        auto key = firelink::signing::read_ed25519_secret(signing_key);
+        if (!key) {
+            std::cerr << "firelink-conform: --signing-key " << key.why() << "\n";
+            return 2;
+        }
+        certifier = *key;
     }
 
     run_options opt;
@@ -276,8 +315,22 @@ int main(int argc, char **argv) {
         return static_cast<bool>(out);
     };
     bool written = true;
-    if (!json_out.empty()) written &= write(json_out, to_json(rec));
+    const auto report = to_json(rec);
+    if (!json_out.empty()) written &= write(json_out, report);
     if (!junit_out.empty()) written &= write(junit_out, to_junit(rec));
+    if (certifier) {
+        if (rec.any_failure()) {
+            std::cout << "no certificate: the plugin did not pass\n";
+        } else {
+            std::string command_line;
+            for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + shell_quote(argv[i]);
+            const auto statement = certificate_statement(rec, report, command_line);
+            written &= write(certificate_out, firelink::signing::dsse_sign(firelink::signing::in_toto_payload_type,
+                                                                         statement, *certifier));
+            std::cout << "certificate: " << certificate_out << " (level " << level_name << ", signed by "
+                      << certifier->pub().id() << ")\n";
+        }
+    }
     if (!written) return 2;
     return rec.any_failure() ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <firelink/signing/certificate.hpp>
 #include <firelink/site/suggest.hpp>
 
 namespace firelink::cli {
@@ -78,6 +79,29 @@ firelink::result<void, core::load_error> plugin_catalog::check_signature(const s
     return {};
 }
 
+firelink::result<void, core::load_error> plugin_catalog::check_certificate(const std::filesystem::path &file, int &fd) {
+    if (signing_.certificates != "require") return {};
+    if (fd < 0) fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return core::load_error{file, core::refusal::not_found, std::strerror(errno)};
+    const auto refused = [&](const std::string &why) {
+        spdlog::error("plugin {}: not loaded: {}", file.string(), why);
+        return core::load_error{file, core::refusal::certificate_refused, why};
+    };
+    // The hash of exactly the bytes that will be loaded (the descriptor, not the path, which may be replaced).
+    const auto sha = signing::sha256_of_fd(fd, signing::max_plugin_bytes);
+    if (!sha) return refused(sha.why());
+    const auto cert_file = file.string() + ".cert.json";
+    const auto envelope = signing::read_small_file(cert_file, signing::max_envelope_bytes);
+    if (!envelope)
+        return refused("no conformance certificate " + cert_file + " ([plugins] certificates = \"require\"; "
+                       "a certifier makes one with firelink-conform --certificate)");
+    auto facts = signing::check_certificate(*envelope, signing_.certifiers, *sha, signing_.certificate_level);
+    if (!facts) return refused(cert_file + ": " + facts.why());
+    spdlog::info("plugin {}: certified at level {} by {} (firelink-conform {}, {})", file.string(), facts->level,
+                 facts->key_id, facts->suite_version, facts->ended);
+    return {};
+}
+
 // A plugin's id is known only once something has loaded it: it is loaded where the default says, and moved when
 // [plugins.isolation_of] says otherwise for that id.
 core::load_result plugin_catalog::load(const std::filesystem::path &file) {
@@ -91,6 +115,7 @@ core::load_result plugin_catalog::load(const std::filesystem::path &file) {
         }
     } close_fd{fd, kept};
     if (auto signed_ok = check_signature(file, fd); !signed_ok) return std::move(signed_ok).error();
+    if (auto certified = check_certificate(file, fd); !certified) return std::move(certified).error();
     auto load_in = [&](bool in_process) -> core::load_result {
         if (in_process && fd >= 0) {
             if (!kept) mapped_fds_.push_back(fd);

@@ -51,6 +51,9 @@ public:
 
 private:
     firelink::result<void, core::load_error> check_signature(const std::filesystem::path &file, int &fd);
+    // [plugins] certificates = "require": the file's bytes (read through fd, opened here when the signature check
+    // left it closed) must be the subject of a valid certificate, <file>.cert.json, of the level the site asks for.
+    firelink::result<void, core::load_error> check_certificate(const std::filesystem::path &file, int &fd);
     core::load_result load(const std::filesystem::path &file);
     std::string not_found(const site::device_config &d) const;
 

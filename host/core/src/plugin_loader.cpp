@@ -33,6 +33,7 @@ std::string_view to_string(refusal r) noexcept {
     case refusal::duplicate_plugin_id: return "duplicate_plugin_id";
     case refusal::init_failed: return "init_failed";
     case refusal::signature_refused: return "signature_refused";
+    case refusal::certificate_refused: return "certificate_refused";
     }
     return "unknown";
 }

@@ -64,7 +64,7 @@ core::refusal refusal_named(std::string_view name) {
     for (auto r : {refusal::not_found, refusal::not_a_shared_library, refusal::load_failed, refusal::no_entry_symbol,
                    refusal::entry_too_small, refusal::incompatible_major, refusal::negotiation_refused,
                    refusal::negotiation_invalid, refusal::invalid_descriptor, refusal::duplicate_plugin_id,
-                   refusal::init_failed, refusal::signature_refused})
+                   refusal::init_failed, refusal::signature_refused, refusal::certificate_refused})
         if (core::to_string(r) == name) return r;
     return refusal::load_failed;
 }

@@ -116,6 +116,34 @@ void read_trusted_keys(table_reader &r, load_context &cx, site_config &out) {
     }
 }
 
+// [plugins] certificates, certifier_keys, certificate_level: which conformance certificates make a plugin loadable.
+void read_certifiers(table_reader &r, load_context &cx, site_config &out) {
+    if (auto v = r.choice("certificates", {"require", "off"}, need::optional)) out.signing.certificates = *v;
+    if (auto v = r.choice("certificate_level", {"basic", "standard", "strict", "soak"}, need::optional))
+        out.signing.certificate_level = *v;
+    const toml::node *keys = r.find("certifier_keys");
+    const bool required = out.signing.certificates == "require";
+    constexpr std::string_view expected = "an array of certifiers' Ed25519 public key files (PEM or minisign .pub)";
+    if (!keys) {
+        if (required) r.missing("certifier_keys", "with certificates = \"require\", " + std::string(expected));
+        return;
+    }
+    if (!keys->is_array() || keys->as_array()->empty()) return r.wrong_type("certifier_keys", expected);
+    const toml::array &a = *keys->as_array();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const toml::node &e = a[i];
+        const std::string key = "plugins.certifier_keys[" + std::to_string(i) + "]";
+        if (!e.is_string() || e.as_string()->get().empty()) {
+            cx.diag.error(e.source(), key, "expected a public key file path (a non-empty string), got " +
+                                               (e.is_string() ? std::string("\"\"") : type_phrase(e)));
+            continue;
+        }
+        auto k = signing::read_ed25519_public(cx.resolve(e.as_string()->get()));
+        if (!k) cx.diag.error(e.source(), key, k.why());
+        else out.signing.certifiers.push_back(*k);
+    }
+}
+
 void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
     constexpr std::string_view expected = "an array of directory paths";
     const toml::table *t = section(root, "plugins", cx.diag);
@@ -124,11 +152,14 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
             cx.diag.error(root.source(), "plugins.dirs", "missing (expected " + std::string(expected) + ")");
         return;
     }
-    table_reader r(*t, "plugins", cx.diag, {"dirs", "isolation", "isolation_of", "signatures", "trusted_keys"});
+    table_reader r(*t, "plugins", cx.diag,
+                   {"dirs", "isolation", "isolation_of", "signatures", "trusted_keys", "certificates", "certifier_keys",
+                    "certificate_level"});
     if (const auto mode = r.choice("isolation", isolation_modes, need::optional)) out.isolation.default_mode = *mode;
     if (const auto policy = r.choice("signatures", {"require", "warn", "off"}, need::optional))
         out.signing.policy = *policy;
     read_trusted_keys(r, cx, out);
+    read_certifiers(r, cx, out);
     if (const toml::table *of = r.subtable("isolation_of", need::optional)) read_isolation_of(*of, cx, out);
     const toml::node *dirs = r.find("dirs");
     if (!dirs) return r.missing("dirs", expected);

@@ -32,6 +32,7 @@ enum class refusal {
     duplicate_plugin_id,
     init_failed,
     signature_refused,  // [plugins] signatures = "require" and no trusted signature (the host checks, before loading)
+    certificate_refused,  // [plugins] certificates = "require" and no valid certificate (checked before loading)
 };
 
 std::string_view to_string(refusal r) noexcept;

@@ -17,6 +17,7 @@
 #include <firelink/result.hpp>
 #include <firelink/site/linkage_config.hpp>
 #include <firelink/site/source_position.hpp>
+#include <firelink/signing/dsse.hpp>
 #include <firelink/signing/minisign.hpp>
 
 namespace firelink::site {
@@ -187,6 +188,12 @@ struct signing_config {
     };
     std::vector<trusted_key> trusted;
     std::vector<signing::public_key> keys() const;
+    // [plugins] certificates, certifier_keys, certificate_level (docs/deployment.md, "Certified plugins"): with
+    // "require", a plugin loads only with a valid conformance certificate (<file>.cert.json) of at least that level,
+    // signed by one of the certifiers' keys.
+    std::string certificates = "off";  // "require" or "off"
+    std::vector<signing::ed25519_public> certifiers;
+    std::string certificate_level = "standard";
 };
 
 struct site_config {
