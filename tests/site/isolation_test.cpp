@@ -135,7 +135,7 @@ TEST(Isolation, PluginsRules) {
                 ElementsAre("site.toml:3:16: plugins.isolation_of: expected a table, got a string"));
     EXPECT_THAT(errors_of(with_plugins("mode = \"process\"\n")),
                 ElementsAre("site.toml:3:1: plugins.mode: unknown key (expected one of: dirs, isolation, "
-                            "isolation_of, signatures, trusted_keys)"));
+                            "isolation_of, signatures, trusted_keys, certificates, certifier_keys, certificate_level)"));
     // The isolation keys are read even when dirs is wrong.
     EXPECT_THAT(errors_of("[plugins]\ndirs = []\nisolation = \"none\"\n" + gateway),
                 ElementsAre("site.toml:2:8: plugins.dirs: expected at least one directory, got an empty array",
