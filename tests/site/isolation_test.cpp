@@ -319,3 +319,16 @@ spare = 1
                             "open_files, hang_ms, restart_limit, restart_window_s, backoff_initial_ms, "
                             "backoff_max_ms, ring_kb, data_credit_kb)"));
 }
+
+TEST(Isolation, CertifiedPluginsNeedCertifierKeysThatRead) {
+    using ::testing::HasSubstr;
+    const auto defaults = loads(with_plugins(""));
+    EXPECT_EQ(defaults.signing.certificates, "off");
+    EXPECT_EQ(defaults.signing.certificate_level, "standard");
+    EXPECT_THAT(errors_of(with_plugins("certificates = \"require\"\n")),
+                ElementsAre(HasSubstr("plugins.certifier_keys: missing (expected with certificates = \"require\"")));
+    EXPECT_THAT(errors_of(with_plugins("certificates = \"require\"\ncertifier_keys = [\"no-such.pub\"]\n")),
+                ElementsAre(HasSubstr("plugins.certifier_keys[0]: ")));
+    EXPECT_THAT(errors_of(with_plugins("certificate_level = \"gold\"\n")),
+                ElementsAre(HasSubstr("plugins.certificate_level: expected one of")));
+}
