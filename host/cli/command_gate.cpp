@@ -316,6 +316,10 @@ linkage::command_answer command_gate::linkage_command(const linkage::command_req
         const bool passing = d.why == control::reason::selected_by_other || d.why == control::reason::already_active;
         return linkage::command_answer{passing ? outcome::busy : outcome::refused, control::to_string(d.why), d.detail};
     };
+    // A device that does not run now (not started yet after a restart, offline, faulted, down) takes nothing: try
+    // again while the action has time, without a step in the chain for each try.
+    if (const auto st = runtime_->status(c.device); st && st->state != core::device_state::started)
+        return {outcome::busy, "not_ready", "the device is " + std::string(core::to_string(st->state))};
     const auto sel = plane_.select(who, c.device, c.command, c.args, facts(c.device, c.command));
     if (!sel.granted()) return answer(sel);
     const auto op = plane_.operate(who, c.device, c.command, c.args, c.command_id, sel.select_id,
@@ -324,9 +328,14 @@ linkage::command_answer command_gate::linkage_command(const linkage::command_req
     const auto sent = runtime_->command(c.device, *parsed);
     if (sent || sent == FL_TIMEOUT) return {outcome::sent, "", sent ? "accepted" : "pending"};
     plane_.not_sent(c.device, c.command_id);
-    // Not started, not open yet, busy: the device may take it in a moment. Anything else it never will.
-    const bool passing = sent == FL_BUSY || sent == FL_CLOSED;
-    return {passing ? outcome::busy : outcome::refused, passing ? "not_ready" : "not_sent", sent.why()};
+    // Busy: never begun, the device may take it in a moment. Closed once the device ran (not_ready() said it did):
+    // the driver stopped during the call, and whether the device did it is unknown, so it is not tried again.
+    if (sent == FL_BUSY) return {outcome::busy, "not_ready", sent.why()};
+    return {outcome::refused, sent == FL_CLOSED ? "outcome_unknown" : "not_sent", sent.why()};
+}
+
+void command_gate::linkage_release(const std::string &device, const std::string &command_id) {
+    plane_.not_sent(device, command_id);
 }
 
 bool command_gate::note(const control::actor &who, nlohmann::json record) {

@@ -65,8 +65,11 @@ public:
 
     // Local linkage: its command through the same select and operate as an operator's, as principal
     // `linkage:<rule>` (role and source "linkage"), then handed to the runtime. A refusal because someone else
-    // holds the device, or because the device cannot take a command yet, is `busy` (the engine tries again).
+    // holds the device, or because the device does not run yet or is busy, is `busy` (the engine tries again); a
+    // command the driver began and did not finish (its process died) is `refused` as `outcome_unknown`.
     linkage::command_answer linkage_command(const linkage::command_request &c);
+    // The engine gave up on a command's read-back: the device is no longer held by it.
+    void linkage_release(const std::string &device, const std::string &command_id);
     // A linkage step (fired, confirmed, reset, mode) in the audit chain; false when it could not be recorded.
     bool note(const control::actor &who, nlohmann::json record);
 

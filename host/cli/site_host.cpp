@@ -296,6 +296,7 @@ void site_host::start_linkage() {
     o.state_path = audit_path_of(cfg_);
     linkage::engine_hooks hooks;
     hooks.command = [this](const linkage::command_request &c) { return gate_->linkage_command(c); };
+    hooks.release = [this](const std::string &device, const std::string &id) { gate_->linkage_release(device, id); };
     hooks.emit = [this](std::vector<std::uint8_t> payload, const std::string &kind) {
         emit_gateway_event(std::move(payload), kind);
     };
@@ -432,6 +433,19 @@ int site_host::run() {
             linkage_->refuse(p.rule, p.message);
         }
     }
+    if (linkage_) {
+        // Before the devices start, so that no event of theirs comes before the rules hear: the conditions open now
+        // are the ones the queue kept. An action left by the previous host waits (not_ready) for its device.
+        std::vector<core::open_condition> open;
+        for (const auto &d : cfg_.devices)
+            for (auto &c : runtime_->open_conditions(d.id)) open.push_back(std::move(c));
+        try {
+            linkage_->start(open);
+        } catch (const std::exception &e) {
+            spdlog::critical("linkage: cannot start: {}; no rule runs", e.what());
+            linkage_error_ = e.what();
+        }
+    }
     auto plan = plan_reload(cfg_, cfg_, devices_.running(), {});  // nothing runs yet: nothing to try
     reload_outcome started;
     devices_.apply(plan, cfg_, started);
@@ -439,12 +453,6 @@ int site_host::run() {
     ready_ = true;
     spdlog::info("site {} (gateway {}): {} device(s) running, {} not started", cfg_.file.string(), cfg_.gateway_id,
                  devices_.running().size(), problems.size());
-    if (linkage_) {
-        std::vector<core::open_condition> open;
-        for (const auto &id : runtime_->device_ids())
-            for (auto &c : runtime_->open_conditions(id)) open.push_back(std::move(c));
-        linkage_->start(open);
-    }
     // Up: every device was tried and the admin endpoint listens. systemd's Type=notify waits for this.
     watchdog_.ready(health_summary(health_now()));
 

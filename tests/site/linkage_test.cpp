@@ -122,6 +122,11 @@ TEST(Linkage, SelectorsThatPickNothingAreRefused) {
                 HasSubstr("an empty selector would pick every device"));
     EXPECT_THAT(snippet_error(rule("", "any = [{ kind = \"fault\" }]\n", close_gas1)),
                 HasSubstr("a condition needs a device, a code or site metadata"));
+    // An empty tag list is no selector at all: it would pick every device (or every fault of the site).
+    EXPECT_THAT(snippet_errors(rule("", gas1_level2, "[[linkage.action]]\nselect = { tags = [] }\ncommand = \"x\"\n")),
+                ::testing::Contains(HasSubstr("an empty list picks by no tag")));
+    EXPECT_THAT(snippet_errors(rule("", "any = [{ kind = \"fault\", tags = [] }]\n", close_gas1)),
+                ::testing::Contains(HasSubstr("a condition needs a device, a code or site metadata")));
 }
 
 TEST(Linkage, AnAllThatCannotCountIsRefused) {

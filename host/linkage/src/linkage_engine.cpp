@@ -1,6 +1,8 @@
 #include "firelink/linkage/linkage_engine.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <stdexcept>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -32,6 +34,23 @@ bool is_signal_kind(const std::string &kind) { return kind == "alarm" || kind ==
 
 std::string actor_name(const std::string &rule) { return "linkage:" + rule; }
 
+// What a rule's actions are, as a short stable text: a run begun under other actions is not resumed by these.
+std::string fingerprint(const site::linkage_rule &rule) {
+    std::string text = rule.parallel ? "parallel" : "sequence";
+    for (const auto &a : rule.actions) {
+        text += "\x1e" + a.device + "\x1f" + a.select.describe() + "\x1f" + a.command + "\x1f" +
+                std::to_string(a.delay.count()) + "\x1f" + std::to_string(a.timeout.count()) + "\x1f";
+        text.append(a.args.begin(), a.args.end());
+    }
+    std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+    for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    char out[17];
+    std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+    return out;
+}
+
+bool may_operate(const principal &who) { return who.source == "platform" || who.role == "operate" || who.role == "admin"; }
+
 }  // namespace
 
 const std::map<std::string, std::string> &event_kinds() {
@@ -42,7 +61,8 @@ const std::map<std::string, std::string> &event_kinds() {
 }
 
 bool linkage_engine::action_run::final() const {
-    return state == "confirmed" || state == "failed" || state == "interrupted" || state == "cancelled";
+    return state == "confirmed" || state == "failed" || state == "interrupted" || state == "cancelled" ||
+           state == "unconfirmed";
 }
 
 linkage_engine::linkage_engine(engine_options options, engine_hooks hooks)
@@ -53,6 +73,7 @@ linkage_engine::linkage_engine(engine_options options, engine_hooks hooks)
         r.mode = rule.mode;
         for (const auto &a : rule.actions)
             r.args.push_back(json::parse(core::msgpack_to_json(a.args.data(), a.args.size()), nullptr, false));
+        r.print = fingerprint(rule);
         for (const auto &d : options_.devices)
             if (d.enabled)
                 for (const auto &c : rule.trigger.conditions)
@@ -75,14 +96,35 @@ void linkage_engine::refuse(const std::string &rule, const std::string &why) {
 
 void linkage_engine::open_store() {
     try {
+        // A short wait for the lock: the file is shared with the queue and the audit chain, and a run's state must
+        // not hold a valve's close for long (save() goes on without it, and says so).
         db_ = std::make_unique<SQLite::Database>(options_.state_path.string(),
-                                                 SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 10'000);
+                                                 SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 1'000);
         db_->exec("PRAGMA journal_mode=WAL");
         db_->exec("PRAGMA synchronous=FULL");  // a run's state is on disk before its command goes out
         db_->exec("CREATE TABLE IF NOT EXISTS linkage_run(rule TEXT NOT NULL, run INTEGER NOT NULL, "
                   "final INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY(rule, run))");
         db_->exec("CREATE TABLE IF NOT EXISTS linkage_mode(rule TEXT PRIMARY KEY, mode TEXT NOT NULL, "
                   "configured TEXT NOT NULL)");
+        // The signals runs acted on, while they can still count: what keeps an old alarm from firing a rule again,
+        // however many runs the history keeps.
+        db_->exec("CREATE TABLE IF NOT EXISTS linkage_consumed(rule TEXT NOT NULL, device TEXT NOT NULL, "
+                  "event_id TEXT NOT NULL, code TEXT NOT NULL, raised_wall_ms INTEGER NOT NULL, "
+                  "PRIMARY KEY(rule, device, event_id, code, raised_wall_ms))");
+        db_->exec("CREATE TABLE IF NOT EXISTS linkage_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        if (auto e = db_->execAndGet("SELECT coalesce((SELECT value FROM linkage_meta WHERE key = 'epoch'), '')")
+                         .getString();
+            !e.empty()) {
+            epoch_ = e;
+        } else {
+            std::random_device rd;
+            char buf[9];
+            std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(rd()));
+            epoch_ = buf;
+            SQLite::Statement put(*db_, "INSERT INTO linkage_meta(key, value) VALUES('epoch', ?)");
+            put.bind(1, epoch_);
+            put.exec();
+        }
     } catch (const std::exception &e) {
         throw std::runtime_error("linkage state " + options_.state_path.string() + ": " + e.what());
     }
@@ -130,6 +172,12 @@ void linkage_engine::load_store() {
             del.bind(1, rule);
             del.exec();
         }
+        SQLite::Statement used(*db_, "SELECT rule, device, event_id, code, raised_wall_ms FROM linkage_consumed");
+        while (used.executeStep())
+            if (auto it = rules_.find(used.getColumn(0).getString()); it != rules_.end())
+                it->second.consumed.push_back(signal{used.getColumn(1).getString(), used.getColumn(2).getString(), "",
+                                                     used.getColumn(3).getString(), used.getColumn(4).getInt64(), now,
+                                                     false});
         SQLite::Statement modes(*db_, "SELECT rule, mode, configured FROM linkage_mode");
         std::vector<std::string> stale;
         while (modes.executeStep()) {
@@ -157,8 +205,8 @@ void linkage_engine::load_store() {
     }
 }
 
-void linkage_engine::save(const rule_state &r, const run &x) {
-    if (!db_) return;
+bool linkage_engine::save(const rule_state &r, const run &x) {
+    if (!db_) return true;
     try {
         SQLite::Transaction tx(*db_);
         SQLite::Statement put(*db_, "INSERT OR REPLACE INTO linkage_run(rule, run, final, body) VALUES(?, ?, ?, ?)");
@@ -174,10 +222,13 @@ void linkage_engine::save(const rule_state &r, const run &x) {
             prune.exec();
         }
         tx.commit();
+        return true;
     } catch (const std::exception &e) {
-        // The action goes on: a closed valve matters more than its record. The audit chain still has each step.
-        spdlog::critical("linkage '{}': cannot record run {} in {}: {}", r.rule.id, x.id,
+        // The action goes on: a closed valve matters more than its record. The audit chain still has each step;
+        // a restart before the next record that holds may repeat what this one would have said was sent.
+        spdlog::critical("linkage '{}': cannot record run {} in {}: {}; the run goes on without it", r.rule.id, x.id,
                          options_.state_path.string(), e.what());
+        return false;
     }
 }
 
@@ -209,7 +260,8 @@ json linkage_engine::run_json(const run &x) {
     for (std::size_t i = 0; i < x.actions.size(); ++i) {
         const auto &a = x.actions[i];
         json j{{"index", i},        {"stage", a.stage},   {"device", a.device},   {"command", a.command},
-               {"command_id", a.command_id}, {"state", a.state}, {"reason", a.reason}, {"message", a.message},
+               {"command_id", a.command_id}, {"base_id", a.base_id}, {"attempt", a.attempt},
+               {"state", a.state}, {"reason", a.reason}, {"message", a.message},
                {"scheduled", a.scheduled}, {"due_wall_ms", a.due_wall_ms}, {"sent_wall_ms", a.sent_wall_ms},
                {"result_wall_ms", a.result_wall_ms}};
         j["latency_ms"] = a.latency_ms >= 0 ? json(a.latency_ms) : json(nullptr);
@@ -225,6 +277,7 @@ json linkage_engine::run_json(const run &x) {
             {"ended_wall_ms", x.ended_wall_ms},
             {"ended_by", x.ended_by},
             {"ended_principal", x.ended_principal},
+            {"rule_print", x.rule_print},
             {"actions", std::move(actions)}};
 }
 
@@ -239,6 +292,7 @@ linkage_engine::run linkage_engine::run_from(const json &j, clock::time_point no
     x.ended_wall_ms = j.value("ended_wall_ms", std::int64_t{0});
     x.ended_by = j.value("ended_by", "");
     x.ended_principal = j.value("ended_principal", "");
+    x.rule_print = j.value("rule_print", "");
     x.trigger_at = steady_of(x.trigger_wall_ms, now, now_wall);
     x.request_deadline = steady_of(x.request_deadline_wall_ms, now, now_wall);
     for (const auto &s : j.value("trigger", json::array())) {
@@ -258,6 +312,8 @@ linkage_engine::run linkage_engine::run_from(const json &j, clock::time_point no
         ar.device = a.value("device", "");
         ar.command = a.value("command", "");
         ar.command_id = a.value("command_id", "");
+        ar.base_id = a.value("base_id", ar.command_id);
+        ar.attempt = a.value("attempt", 1u);
         ar.state = a.value("state", "pending");
         ar.reason = a.value("reason", "");
         ar.message = a.value("message", "");
@@ -288,28 +344,40 @@ void linkage_engine::start(const std::vector<core::open_condition> &open_now) {
         }
         // Runs the previous host left: an action handed over without its read-back is not sent again.
         for (auto &[id, r] : rules_) {
-            if (!r.current || r.current->state != "running") continue;
+            if (!r.current || r.current->final()) continue;
             auto &x = *r.current;
             for (std::size_t i = 0; i < x.actions.size(); ++i) {
                 auto &a = x.actions[i];
                 if (a.state == "sent") {
                     fail(r, a, i, "interrupted",
-                         "the host stopped after handing '" + a.command + "' to " + a.device +
-                             " and before its read-back; it is not sent again: check the device (the audit chain "
-                             "holds the operate)");
+                         "the host stopped after it began to hand '" + a.command + "' to " + a.device +
+                             " and before its read-back; it may have been sent and is not sent again: check the "
+                             "device (the audit chain shows how far it got)");
                     a.state = "interrupted";
                 } else if (a.state == "retrying") {
                     a.state = "pending";  // refused so far, so nothing moved: it may be sent
                     a.due = now;
                 }
-                if (!a.final()) a.deadline = std::max(a.due, now) + r.rule.actions.at(a.stage).timeout;
             }
+            // A rule changed or refused since: its old run is not carried on with other actions.
+            if (!r.refused.empty() || x.rule_print != r.print) {
+                spdlog::warn("linkage '{}': run {} left by the previous host ends: {}", id, x.id,
+                             r.refused.empty() ? "the rule's actions changed" : "the rule does not run: " + r.refused);
+                finish(r, "ended", r.refused.empty() ? "rule_changed" : "rule_refused", "");
+                continue;
+            }
+            for (auto &a : x.actions)
+                if (!a.final()) a.deadline = std::max(a.due, now) + r.rule.actions.at(a.stage).timeout;
             save(r, x);
             spdlog::warn("linkage '{}': run {} goes on after the restart", id, x.id);
         }
     }
-    stopping_ = false;
+    {
+        std::lock_guard lock(inbox_mutex_);
+        stopping_ = false;
+    }
     thread_ = std::thread([this] { loop(); });
+    running_ = true;
 }
 
 void linkage_engine::stop() {
@@ -320,6 +388,14 @@ void linkage_engine::stop() {
     inbox_cv_.notify_all();
     room_cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    // The hand-overs in flight end with the runtime's bound on a call; their answers are not wanted any more.
+    std::list<sender> left;
+    {
+        std::lock_guard lock(inbox_mutex_);
+        left.swap(senders_);
+    }
+    for (auto &s : left)
+        if (s.thread.joinable()) s.thread.join();
 }
 
 // ---- events in ----
@@ -330,7 +406,7 @@ bool linkage_engine::listens(const core::accepted_event &ev) const {
 }
 
 void linkage_engine::observe(const core::accepted_event &ev) {
-    if (rules_.empty() || !listens(ev)) return;
+    if (!running_ || rules_.empty() || !listens(ev)) return;
     core::accepted_event copy;
     copy.device_id = ev.device_id;
     copy.device_class = ev.device_class;
@@ -346,6 +422,7 @@ void linkage_engine::observe(const core::accepted_event &ev) {
     // hands over may come back at once as a host-made result).
     if (std::this_thread::get_id() != thread_id_)
         room_cv_.wait(lock, [&] { return inbox_.size() < options_.inbox_limit || stopping_; });
+    if (stopping_) return;  // the host is stopping: no rule acts any more
     inbox_.push_back(std::move(copy));
     lock.unlock();
     inbox_cv_.notify_one();
@@ -361,14 +438,15 @@ void linkage_engine::loop() {
         step(clock::now());
     }
     for (;;) {
-        std::deque<core::accepted_event> batch;
+        std::optional<clock::time_point> wake;
+        {
+            std::lock_guard state(mutex_);  // first, alone: mutex_ is never taken under inbox_mutex_
+            wake = next_wake();
+        }
+        decltype(inbox_) batch;
+        std::list<sender> finished;
         {
             std::unique_lock lock(inbox_mutex_);
-            std::optional<clock::time_point> wake;
-            {
-                std::lock_guard state(mutex_);
-                wake = next_wake();
-            }
             const auto ready = [&] { return stopping_ || wake_ || !inbox_.empty(); };
             if (wake)
                 inbox_cv_.wait_until(lock, *wake, ready);
@@ -377,11 +455,18 @@ void linkage_engine::loop() {
             if (stopping_) return;
             batch.swap(inbox_);
             wake_ = false;
+            for (auto it = senders_.begin(); it != senders_.end();)
+                if (it->done->load()) finished.splice(finished.end(), senders_, it++);
+                else ++it;
         }
         room_cv_.notify_all();
+        for (auto &f : finished) f.thread.join();
         std::lock_guard lock(mutex_);
         const auto now = clock::now();
-        for (const auto &ev : batch) handle(ev, now);
+        for (const auto &item : batch) {
+            if (const auto *ev = std::get_if<core::accepted_event>(&item)) handle(*ev, now);
+            else if (const auto *h = std::get_if<hand_over>(&item)) answered(h->rule, h->index, h->command_id, h->answer);
+        }
         step(clock::now());
     }
 }
@@ -392,16 +477,19 @@ void linkage_engine::handle(const core::accepted_event &ev, clock::time_point no
         if (!e.is_object()) return;
         const std::string id = e.value("command_id", "");
         if (!by_command_.count(id)) return;
-        const bool ok = e.value("ok", false);
-        // The host's own refusal (the device not started, offline, busy) is a passing one while time is left.
-        on_result(id, ev.device_id, ok, e.value("message", ""), ev.from_host && !ok ? clock::time_point::min()
-                                                                                    : ev.received_monotonic);
+        on_result(id, ev.device_id, e.value("ok", false), e.value("message", ""), ev.received_monotonic,
+                  ev.from_host);
         return;
     }
+    const auto signals_before = signals_.size();
+    bool changed = false;  // a signal came or closed: only then is there anything to forget
     if (ev.condition) {
         for (const auto &closed : ev.condition->closed)
             for (auto &s : signals_)
-                if (s.open && s.device == ev.device_id && s.event_id == closed) s.open = false;
+                if (s.open && s.device == ev.device_id && s.event_id == closed) {
+                    s.open = false;
+                    changed = true;
+                }
         if (const auto &o = ev.condition->opened; o && is_signal_kind(o->kind)) {
             auto held = std::find_if(signals_.begin(), signals_.end(), [&](const signal &s) {
                 return s.open && s.device == ev.device_id && s.event_id == o->event_id;
@@ -412,13 +500,22 @@ void linkage_engine::handle(const core::accepted_event &ev, clock::time_point no
                 if (held != signals_.end()) held->open = false;  // replaced by another condition with its id
                 signals_.push_back(signal{ev.device_id, o->event_id, o->kind, o->code, o->raised_wall_ms,
                                           ev.received_monotonic, true});
+                changed = true;
             }
         }
     } else if (is_signal_kind(ev.kind)) {
         // An alarm without an event_id is a moment, not a condition: it counts for the rules' windows.
         signals_.push_back(signal{ev.device_id, "", ev.kind, ev.code, wall_of(ev.received_wall),
                                   ev.received_monotonic, false});
+        changed = true;
     }
+    // A signal that comes while a run is on is that run's too: a reset does not make it fire the rule again.
+    for (auto s = signals_.begin() + static_cast<std::ptrdiff_t>(signals_before); s != signals_.end(); ++s)
+        for (auto &[id, r] : rules_)
+            if (r.current && !r.current->final() &&
+                std::any_of(r.rule.trigger.conditions.begin(), r.rule.trigger.conditions.end(),
+                            [&](const site::trigger_condition &c) { return condition_matches(c, *s); }))
+                consume(r, *s);
     if (ev.code == "reset" && ev.kind != "restore") {
         // The device was reset (a fire panel's 复位): the runs it triggered end.
         for (auto &[id, r] : rules_) {
@@ -428,20 +525,59 @@ void linkage_engine::handle(const core::accepted_event &ev, clock::time_point no
                 finish(r, "ended", "device_reset", ev.device_id);
         }
     }
+    if (!changed) return;
     // Forget what no window can count any more; a bounded memory of signals, never of the events themselves.
     std::chrono::milliseconds longest{0};
     for (const auto &[id, r] : rules_) longest = std::max(longest, r.rule.trigger.window);
     std::erase_if(signals_, [&](const signal &s) { return !s.open && now - s.raised > longest; });
+    // Past the cap the oldest closed ones go; an open one never does (the devices' condition lists bound those).
     constexpr std::size_t signals_kept = 8192;
     while (signals_.size() > signals_kept) {
         auto oldest = std::find_if(signals_.begin(), signals_.end(), [](const signal &s) { return !s.open; });
-        signals_.erase(oldest == signals_.end() ? signals_.begin() : oldest);
+        if (oldest == signals_.end()) break;
+        signals_.erase(oldest);
     }
     // What a run acted on matters while the signal can still count: no longer, so the list stays as short.
-    for (auto &[id, r] : rules_)
-        std::erase_if(r.consumed, [&](const signal &c) {
-            return std::none_of(signals_.begin(), signals_.end(), [&](const signal &s) { return s.same(c); });
+    for (auto &[id, r] : rules_) {
+        auto gone = std::stable_partition(r.consumed.begin(), r.consumed.end(), [&](const signal &c) {
+            return std::any_of(signals_.begin(), signals_.end(), [&](const signal &s) { return s.same(c); });
         });
+        if (gone == r.consumed.end()) continue;
+        try {
+            SQLite::Statement del(*db_, "DELETE FROM linkage_consumed WHERE rule = ? AND device = ? AND event_id = ? "
+                                        "AND code = ? AND raised_wall_ms = ?");
+            for (auto c = gone; c != r.consumed.end(); ++c) {
+                del.bind(1, id);
+                del.bind(2, c->device);
+                del.bind(3, c->event_id);
+                del.bind(4, c->code);
+                del.bind(5, static_cast<std::int64_t>(c->raised_wall_ms));
+                del.exec();
+                del.reset();
+            }
+        } catch (const std::exception &e) {
+            spdlog::error("linkage '{}': cannot forget signals in {}: {}", id, options_.state_path.string(), e.what());
+        }
+        r.consumed.erase(gone, r.consumed.end());
+    }
+}
+
+void linkage_engine::consume(rule_state &r, const signal &s) {
+    if (consumed(r, s)) return;
+    r.consumed.push_back(s);
+    try {
+        SQLite::Statement put(*db_, "INSERT OR IGNORE INTO linkage_consumed(rule, device, event_id, code, "
+                                    "raised_wall_ms) VALUES(?, ?, ?, ?, ?)");
+        put.bind(1, r.rule.id);
+        put.bind(2, s.device);
+        put.bind(3, s.event_id);
+        put.bind(4, s.code);
+        put.bind(5, static_cast<std::int64_t>(s.raised_wall_ms));
+        put.exec();
+    } catch (const std::exception &e) {
+        spdlog::critical("linkage '{}': cannot record a signal it acted on in {}: {}", r.rule.id,
+                         options_.state_path.string(), e.what());
+    }
 }
 
 // ---- rules ----
@@ -529,9 +665,13 @@ void linkage_engine::fire(rule_state &r, evaluation e, clock::time_point now) {
     run x;
     x.id = r.next_run++;
     x.mode = r.mode;
+    x.rule_print = r.print;
     x.trigger = std::move(e.used);
-    for (const auto &s : x.trigger)
-        if (!consumed(r, s)) r.consumed.push_back(s);
+    // Every signal the rule hears now is this run's, not only the ones that fired it.
+    for (const auto &s : signals_)
+        if (std::any_of(r.rule.trigger.conditions.begin(), r.rule.trigger.conditions.end(),
+                        [&](const site::trigger_condition &c) { return condition_matches(c, s); }))
+            consume(r, s);
     const auto newest = std::max_element(x.trigger.begin(), x.trigger.end(),
                                          [](const signal &a, const signal &b) { return a.raised < b.raised; });
     x.trigger_at = newest->raised;
@@ -580,7 +720,9 @@ void linkage_engine::begin_actions(rule_state &r, clock::time_point now) {
             ar.stage = stage;
             ar.device = device;
             ar.command = a.command;
-            ar.command_id = "lnk-" + r.rule.id + "-" + std::to_string(x.id) + "-" + std::to_string(x.actions.size());
+            ar.base_id = "lnk-" + epoch_ + "-" + r.rule.id + "-" + std::to_string(x.id) + "-" +
+                         std::to_string(x.actions.size());
+            ar.command_id = ar.base_id;
             by_command_[ar.command_id] = {r.rule.id, x.actions.size()};
             x.actions.push_back(std::move(ar));
         }
@@ -611,25 +753,49 @@ void linkage_engine::schedule_stage(rule_state &r, std::size_t stage, clock::tim
     }
 }
 
-void linkage_engine::send(rule_state &r, action_run &a, std::size_t index, clock::time_point now) {
+void linkage_engine::send(rule_state &r, action_run &a, std::size_t index, clock::time_point) {
     // On disk first: a host killed after this line never sends it again (start() reports it interrupted).
     a.state = "sent";
+    a.answered = false;
     a.sent_wall_ms = wall_ms();
     save(r, *r.current);
-    command_answer answer;
-    try {
-        answer = hooks_.command(command_request{r.rule.id, a.device, a.command, a.command_id,
-                                                r.args.at(a.stage)});
-    } catch (const std::exception &e) {
-        answer = {command_answer::outcome::refused, "error", e.what()};
-    }
+    // Handed over on a thread of its own: a device that takes long to answer holds neither the engine nor the
+    // other devices of the run. The answer comes back through the inbox, to answered().
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    command_request request{r.rule.id, a.device, a.command, a.command_id, r.args.at(a.stage)};
+    auto hand = [this, request = std::move(request), index, done] {
+        command_answer answer;
+        try {
+            answer = hooks_.command(request);
+        } catch (const std::exception &e) {
+            answer = {command_answer::outcome::refused, "error", e.what()};
+        }
+        {
+            std::lock_guard lock(inbox_mutex_);
+            if (!stopping_) inbox_.push_back(hand_over{request.rule, index, request.command_id, std::move(answer)});
+        }
+        inbox_cv_.notify_one();
+        done->store(true);
+    };
+    std::lock_guard lock(inbox_mutex_);
+    senders_.push_back(sender{std::thread(std::move(hand)), std::move(done)});
+}
+
+void linkage_engine::answered(const std::string &rule, std::size_t index, const std::string &command_id,
+                              const command_answer &answer) {
+    auto it = rules_.find(rule);
+    if (it == rules_.end() || !it->second.current || index >= it->second.current->actions.size()) return;
+    auto &r = it->second;
+    auto &a = r.current->actions[index];
+    if (a.command_id != command_id || a.state != "sent") return;  // its read-back came first, or it timed out
+    a.answered = true;
     switch (answer.what) {
     case command_answer::outcome::sent: break;
     case command_answer::outcome::busy:
         a.state = "retrying";
         a.reason = answer.reason;
         a.message = answer.detail;
-        a.retry_at = now + options_.retry_interval;
+        a.retry_at = clock::now() + options_.retry_interval;
         save(r, *r.current);
         break;
     case command_answer::outcome::refused: fail(r, a, index, answer.reason, answer.detail); break;
@@ -650,24 +816,15 @@ void linkage_engine::fail(rule_state &r, action_run &a, std::size_t, std::string
 }
 
 void linkage_engine::on_result(const std::string &command_id, const std::string &device, bool ok,
-                               const std::string &message, clock::time_point at) {
+                               const std::string &message, clock::time_point at, bool from_host) {
     const auto [rule, index] = by_command_.at(command_id);
     auto &r = rules_.at(rule);
     if (!r.current || index >= r.current->actions.size()) return;  // its run has ended
     auto &a = r.current->actions[index];
     if (a.command_id != command_id || a.device != device || a.state != "sent") return;
-    const auto now = clock::now();
-    if (at == clock::time_point::min()) {  // the host refused it before the driver saw it
-        if (now + options_.retry_interval < a.deadline) {
-            a.state = "retrying";
-            a.reason = "not_ready";
-            a.message = message;
-            a.retry_at = now + options_.retry_interval;
-            save(r, *r.current);
-            return;
-        }
-        return fail(r, a, index, "command_failed", message);
-    }
+    // The host's refusal comes with the hand-over's own answer, which says whether to try again (answered()):
+    // until that answer, the host's failed result is not the last word.
+    if (from_host && !ok && !a.answered) return;
     if (!ok) return fail(r, a, index, "command_failed", message);
     a.state = "confirmed";
     a.message = message;
@@ -713,11 +870,13 @@ void linkage_engine::finish(rule_state &r, const std::string &state, const std::
     x.ended_principal = who;
     x.ended_wall_ms = wall_ms();
     std::size_t cancelled = 0;
-    for (auto &a : x.actions)
+    for (auto &a : x.actions) {
         if (a.state == "pending" || a.state == "retrying") {
             a.state = "cancelled";
             ++cancelled;
         }
+        if (a.state == "sent") a.state = "unconfirmed";  // handed over; its read-back no longer belongs to a run
+    }
     if (state == "ended") {
         const principal engine{actor_name(r.rule.id), "linkage", "linkage"};
         if (by != "reset") audit("linkage_end", r, &x, engine, {{"by", by}, {"by_device", who}});
@@ -728,10 +887,8 @@ void linkage_engine::finish(rule_state &r, const std::string &state, const std::
     }
     save(r, x);
     // A result for an ended run changes nothing (on_result looks at the current run only): forget its ids.
-    const auto prefix = "lnk-" + r.rule.id + "-" + std::to_string(x.id) + "-";
-    std::erase_if(by_command_, [&](const auto &entry) {
-        return entry.second.first == r.rule.id && entry.first.rfind(prefix, 0) == 0;
-    });
+    for (const auto &a : x.actions)
+        for (unsigned k = 1; k <= a.attempt; ++k) by_command_.erase(k == 1 ? a.base_id : a.base_id + ".r" + std::to_string(k));
     r.history.push_back(std::move(x));
     while (r.history.size() > options_.runs_kept) r.history.pop_front();
 }
@@ -754,6 +911,7 @@ void linkage_engine::step(clock::time_point now) {
                 auto &a = x.actions[i];
                 if (!a.scheduled || a.final()) continue;
                 if ((a.state == "sent" || a.state == "retrying") && now >= a.deadline) {
+                    if (a.state == "sent" && hooks_.release) hooks_.release(a.device, a.command_id);
                     fail(r, a, i, "timeout",
                          a.state == "retrying"
                              ? "not taken within " + std::to_string(r.rule.actions[a.stage].timeout.count() / 1000) +
@@ -765,11 +923,7 @@ void linkage_engine::step(clock::time_point now) {
                 if ((a.state == "pending" && now >= a.due) || (a.state == "retrying" && now >= a.retry_at)) {
                     if (a.state == "retrying") {
                         // Another attempt, another id: a late answer to the last one must not be taken for this.
-                        const auto base = a.command_id.substr(0, a.command_id.find(".r"));
-                        const auto attempt = a.command_id.size() > base.size()
-                                                 ? std::stoul(a.command_id.substr(base.size() + 2)) + 1
-                                                 : 2;
-                        a.command_id = base + ".r" + std::to_string(attempt);
+                        a.command_id = a.base_id + ".r" + std::to_string(++a.attempt);
                         by_command_[a.command_id] = {id, i};
                     }
                     send(r, a, i, now);
@@ -864,9 +1018,13 @@ std::pair<unsigned, json> linkage_engine::confirm(const principal &who, const st
     auto it = rules_.find(rule);
     if (it == rules_.end()) return {404, {{"error", "no linkage rule '" + rule + "'"}}};
     auto &r = it->second;
+    if (!may_operate(who)) return {403, {{"error", "confirming a linkage needs the operate role"}}};
     if (!r.current || r.current->state != "requested")
         return {409, {{"error", "linkage '" + rule + "' has no request waiting for a confirmation"},
                       {"state", r.current ? r.current->state : std::string("idle")}}};
+    if (!r.refused.empty() || r.mode == "inhibit")
+        return {409, {{"error", "linkage '" + rule + "' " +
+                                    (r.refused.empty() ? std::string("is inhibited") : "does not run: " + r.refused)}}};
     if (!audit("linkage_confirm", r, &*r.current, who))
         return {503, {{"error", "the confirmation could not be recorded in the audit chain: nothing is moved"}}};
     spdlog::warn("linkage '{}': run {} confirmed by {} ({})", rule, r.current->id, who.name, who.source);
@@ -884,6 +1042,7 @@ std::pair<unsigned, json> linkage_engine::reset(const principal &who, const std:
     auto it = rules_.find(rule);
     if (it == rules_.end()) return {404, {{"error", "no linkage rule '" + rule + "'"}}};
     auto &r = it->second;
+    if (!may_operate(who)) return {403, {{"error", "resetting a linkage needs the operate role"}}};
     if (!r.current) return {409, {{"error", "linkage '" + rule + "' has no run to reset"}, {"state", "idle"}}};
     if (!audit("linkage_reset", r, &*r.current, who, {{"why", why}}))
         return {503, {{"error", "the reset could not be recorded in the audit chain: the run goes on"}}};
@@ -899,11 +1058,15 @@ std::pair<unsigned, json> linkage_engine::set_mode(const principal &who, const s
     if (it == rules_.end()) return {404, {{"error", "no linkage rule '" + rule + "'"}}};
     if (mode != "auto" && mode != "manual" && mode != "inhibit")
         return {400, {{"error", "a linkage mode is 'auto', 'manual' or 'inhibit'"}}};
+    if (who.role != "admin" || who.source == "platform")
+        return {403, {{"error", "changing a linkage's mode needs the admin role on the admin port"}}};
     auto &r = it->second;
     if (!audit("linkage_mode", r, nullptr, who, {{"mode", mode}, {"before", r.mode}, {"why", why}}))
         return {503, {{"error", "the change could not be recorded in the audit chain: the mode stays " + r.mode}}};
     spdlog::warn("linkage '{}': mode {} -> {} by {}{}", rule, r.mode, mode, who.name, why.empty() ? "" : ": " + why);
     r.mode = mode;
+    // Inhibited: a request still waiting is withdrawn (nothing has moved); a run already acting goes on.
+    if (mode == "inhibit" && r.current && r.current->state == "requested") finish(r, "ended", "inhibit", who.name);
     try {
         save_mode(r);
     } catch (const std::exception &e) {

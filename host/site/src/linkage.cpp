@@ -85,7 +85,10 @@ void linkage_reader::selector(table_reader &r, device_selector &s) {
             r.error("sector", "expected one of " + known + ", got " + in_quotes(*v));
         }
     }
-    if (auto v = r.strings("tags", need::optional)) s.tags = std::move(*v);
+    if (auto v = r.strings("tags", need::optional)) {
+        if (v->empty()) r.error("tags", "an empty list picks by no tag: give at least one, or leave tags out");
+        s.tags = std::move(*v);
+    }
 }
 
 std::vector<const device_config *> linkage_reader::picked(const device_selector &s) const {
@@ -180,7 +183,7 @@ void linkage_reader::trigger(table_reader &rule, linkage_rule &out) {
         selector(c, cond);
         if (auto v = c.choice("kind", {"alarm", "pre_alarm", "fault"}, need::optional)) cond.kind = *v;
         if (auto v = c.nonempty_string("code", need::optional)) cond.code = *v;
-        if (c.table().empty() || (c.table().size() == 1 && c.has("kind"))) {
+        if (static_cast<const site::device_selector &>(cond) == site::device_selector{} && cond.code.empty()) {
             cx_.diag.error(e.source(), path, "a condition needs a device, a code or site metadata to pick its signals");
             continue;
         }
@@ -213,7 +216,7 @@ void linkage_reader::action(const toml::table &t, const std::string &path, linka
     } else if (const toml::table *s = r.subtable("select", need::required)) {
         table_reader sr(*s, r.path("select"), cx_.diag, {"class", "site", "building", "floor", "sector", "tags"});
         selector(sr, a.select);
-        if (s->empty())
+        if (a.select == site::device_selector{})
             cx_.diag.error(s->source(), sr.path(), "an empty selector would pick every device of the site: say which");
         else if (picked(a.select).empty())
             cx_.diag.error(s->source(), sr.path(),

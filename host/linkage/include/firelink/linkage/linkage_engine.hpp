@@ -9,8 +9,9 @@
 // not fire the rule again.
 //
 // Threads: observe() from any thread (the runtime's); the operator calls (confirm, reset, set_mode, to_json) from any
-// thread. The engine's own thread evaluates the rules and hands over every command; the emit and audit hooks are
-// also called from the operator calls.
+// thread. The engine's own thread evaluates the rules; each command is handed over on a thread of its own (a slow or
+// hung device never holds the others, or the engine), whose answer comes back through the inbox. The emit and audit
+// hooks are also called from the operator calls. Locks: mutex_ before inbox_mutex_, never the other way.
 #pragma once
 
 #include <chrono>
@@ -26,6 +27,9 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <variant>
+#include <list>
+#include <atomic>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -66,6 +70,8 @@ struct engine_hooks {
     // An audit record of a linkage step ({"step", "principal", "role", "source", "rule", ...}); false when it could
     // not be recorded (then the step is not taken where an operator asked for it).
     std::function<bool(json record)> audit;
+    // The engine gave up waiting for a command's read-back: the device is free for operators again. May be empty.
+    std::function<void(const std::string &device, const std::string &command_id)> release;
 };
 
 struct engine_options {
@@ -125,7 +131,11 @@ private:
     struct action_run {
         std::size_t stage = 0;  // the rule's action index
         std::string device, command, command_id;
-        std::string state = "pending";  // pending, retrying, sent, confirmed, failed, interrupted, cancelled
+        std::string base_id;    // lnk-<epoch>-<rule>-<run>-<n>; command_id adds ".r<attempt>" from the 2nd attempt
+        unsigned attempt = 1;
+        bool answered = false;  // this attempt's hand-over has answered (not kept: an attempt ends with the host)
+        // pending, retrying, sent, confirmed, failed, interrupted, cancelled, unconfirmed (its run ended first)
+        std::string state = "pending";
         std::string reason, message;
         std::int64_t due_wall_ms = 0, sent_wall_ms = 0, result_wall_ms = 0, latency_ms = -1;
         clock::time_point due, deadline, retry_at;
@@ -140,6 +150,7 @@ private:
         clock::time_point trigger_at, request_deadline;
         std::vector<action_run> actions;
         std::string ended_by, ended_principal, mode;
+        std::string rule_print;  // the rule's actions when it began: a run of another rule is not resumed
         bool final() const { return state == "ended" || state == "expired" || state == "inhibited"; }
     };
     struct rule_state {
@@ -147,6 +158,7 @@ private:
         std::string mode;           // as it runs: the file's, or an operator's change
         std::string refused;        // why it cannot run
         std::vector<json> args;     // each action's arguments
+        std::string print;          // a fingerprint of its actions (run::rule_print)
         std::optional<run> current;
         std::deque<run> history;    // finished runs, newest last
         // The signals its runs acted on, while they are remembered at all (signals_): never a trigger again.
@@ -177,10 +189,12 @@ private:
     void schedule_stage(rule_state &r, std::size_t stage, clock::time_point from);
     void advance(rule_state &r, clock::time_point now);
     void send(rule_state &r, action_run &a, std::size_t index, clock::time_point now);
+    void answered(const std::string &rule, std::size_t index, const std::string &command_id, const command_answer &a);
+    void consume(rule_state &r, const signal &s);
     void fail(rule_state &r, action_run &a, std::size_t index, std::string reason, std::string message);
     void finish(rule_state &r, const std::string &state, const std::string &by, const std::string &who);
     void on_result(const std::string &command_id, const std::string &device, bool ok, const std::string &message,
-                   clock::time_point at);
+                   clock::time_point at, bool from_host);
     std::vector<std::string> targets(const site::linkage_action &a) const;
 
     // Out.
@@ -192,7 +206,7 @@ private:
     // State file.
     void open_store();
     void load_store();
-    void save(const rule_state &r, const run &x);
+    bool save(const rule_state &r, const run &x);  // false when the file refused it (logged)
     void save_mode(const rule_state &r);
     static json run_json(const run &x);
     run run_from(const json &j, clock::time_point now_steady, std::int64_t now_wall) const;
@@ -211,8 +225,21 @@ private:
 
     std::mutex inbox_mutex_;
     std::condition_variable inbox_cv_, room_cv_;
-    std::deque<core::accepted_event> inbox_;
+    struct hand_over {  // a command's hand-over answered, on its sender thread
+        std::string rule;
+        std::size_t index = 0;
+        std::string command_id;
+        command_answer answer;
+    };
+    std::deque<std::variant<core::accepted_event, hand_over>> inbox_;
+    struct sender {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> done;
+    };
+    std::list<sender> senders_;  // each hand-over in flight; the finished ones joined by the engine's thread
+    std::string epoch_;                 // of the state file: command ids never repeat across a new one
     bool wake_ = false, stopping_ = false;
+    std::atomic<bool> running_{false};  // start() began the thread: until then (or if it failed) nothing is queued
     std::thread thread_;
     std::thread::id thread_id_;
 };
