@@ -1,7 +1,9 @@
 // firelink-conform: the certifier's conformance suite for a binary driver plugin (docs/certifiers-guide.md).
+#include <gnu/libc-version.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <fstream>
@@ -114,7 +116,12 @@ int main(int argc, char **argv) {
     app.add_option("--callback-bound", callback_ms, "milliseconds a call into the plugin may take (default 100)");
     app.add_flag("--list", list, "list the checks with their levels and requirements, and exit");
     app.add_flag("--verbose", verbose, "show what the plugin prints on stdout and stderr");
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        // --help is 0; any usage error is 2, whatever CLI11's own code for it.
+        return app.exit(e) == 0 ? 0 : 2;
+    }
 
     if (list) {
         for (const auto &c : all_checks()) {
@@ -162,7 +169,13 @@ int main(int argc, char **argv) {
     if (!*seed_opt) seed = std::random_device{}() % 1000000;
     opt.seed = seed;
     opt.callback_bound = std::chrono::milliseconds(callback_ms);
-    if (!sim.empty()) opt.sim = fs::absolute(sim);
+    if (!sim.empty()) {
+        opt.sim = fs::absolute(sim);
+        if (!fs::is_regular_file(opt.sim) || ::access(opt.sim.c_str(), X_OK) != 0) {
+            std::cerr << "firelink-conform: --sim " << sim << ": not an executable file\n";
+            return 2;
+        }
+    }
     for (const auto &t : traces) {
         if (!fs::exists(t)) {
             std::cerr << "firelink-conform: --trace " << t << ": no such file\n";
@@ -212,12 +225,40 @@ int main(int argc, char **argv) {
     rec.only = only;
     rec.skip = skip;
     rec.host_machine = machine();
+    rec.glibc = gnu_get_libc_version();
+    rec.suite_sha256 = sha256_file("/proc/self/exe");
+    for (int i = 0; i < argc; ++i) rec.command_line += (i ? " " : "") + shell_quote(argv[i]);
+    for (const auto &arg : config_args) {
+        const auto eq = arg.find('=');
+        rec.configs.push_back({arg.substr(0, eq), arg.substr(eq + 1), sha256_file(arg.substr(eq + 1))});
+    }
+    // What loosens the run against the suite's defaults is said first, so that no one takes it for a default run.
+    if (callback_ms != 100)
+        rec.leniency.push_back("--callback-bound " + std::to_string(callback_ms) + " (default 100): calls into the "
+                               "plugin are " + (callback_ms > 100 ? "allowed longer" : "held shorter") + " than FL-PLUGIN-24 asks");
+    if (timeout_s != 30) {
+        std::ostringstream t;
+        t << timeout_s;
+        rec.leniency.push_back("--timeout " + t.str() + " (default 30): a check may run that long before it counts as hung");
+    }
+    if (!only.empty()) rec.leniency.push_back("--only " + only + ": only the checks it matches run");
+    if (!skip.empty()) rec.leniency.push_back("--skip " + skip + ": the checks it matches do not run");
     if (!device.empty()) rec.device_source = "device " + device;
     else if (!opt.traces.empty()) {
         rec.device_source.clear();
         for (const auto &t : opt.traces)
             rec.device_source += (rec.device_source.empty() ? "trace " : ", trace ") + t.filename().string() +
                                  " (sha256 " + sha256_file(t.string()) + ")";
+    }
+    if (rec.device_source != "simulator")
+        rec.leniency.push_back("the class scenarios' device source is " + rec.device_source + ", not the simulator");
+    {
+        std::error_code ec;
+        const auto used_sim = !opt.sim.empty() ? opt.sim : fs::read_symlink("/proc/self/exe", ec).parent_path() / "firelink-sim";
+        if (rec.device_source == "simulator" && fs::exists(used_sim)) {
+            rec.sim_path = used_sim.string();
+            rec.sim_sha256 = sha256_file(rec.sim_path);
+        }
     }
     rec.started = std::chrono::system_clock::now();
 
@@ -240,6 +281,7 @@ int main(int argc, char **argv) {
     const bool tty = isatty(1);
     std::cout << "firelink-conform " << suite_version << ": " << rec.plugin_file << " (sha256 " << rec.plugin_sha256
               << ")\nlevel " << level_name << ", seed " << seed << "\n";
+    for (const auto &l : rec.leniency) std::cout << "LENIENT: " << l << "\n";
 
     // The load check first, always: every other check needs the plugin loaded.
     const auto probe_result = run_isolated(
@@ -254,6 +296,18 @@ int main(int argc, char **argv) {
         std::cout << "plugin " << rec.facts.id << " " << rec.facts.version << " (" << rec.facts.name << ", "
                   << rec.facts.vendor << "), " << rec.facts.drivers.size() << " driver(s)\n";
     std::cout << "\n";
+    // A config for a driver the plugin does not have would test nothing: a usage error, before any check runs.
+    if (rec.facts.loaded)
+        for (const auto &c : rec.configs) {
+            const bool known = std::any_of(rec.facts.drivers.begin(), rec.facts.drivers.end(), [&](const std::string &d) {
+                return d.substr(0, d.find(' ')) == c.driver;
+            });
+            if (!known) {
+                std::cerr << "firelink-conform: --config " << c.driver << "=" << c.file << ": the plugin has no driver '"
+                          << c.driver << "'\n";
+                return 2;
+            }
+        }
 
     std::vector<const check *> selected;
     for (const auto &c : all_checks()) {
@@ -303,6 +357,23 @@ int main(int argc, char **argv) {
 
     std::map<status, int> counts;
     for (const auto &c : rec.checks) ++counts[c.result];
+    // What did not run, and why, in one place: a pass with many skips must read as one.
+    std::map<std::string, std::vector<std::string>> skipped;
+    for (const auto &c : rec.checks)
+        if (c.result == status::skipped) skipped[c.message].push_back(c.id);
+    if (!skipped.empty()) std::cout << "\nskipped:\n";
+    for (const auto &[why, ids] : skipped)
+        std::cout << "  " << ids.size() << " check(s): " << why << (ids.size() <= 3 ? " (" : "")
+                  << (ids.size() <= 3 ? [&] {
+                         std::string l;
+                         for (const auto &id : ids) l += (l.empty() ? "" : ", ") + id;
+                         return l + ")";
+                     }()
+                                      : std::string())
+                  << "\n";
+    std::size_t unchecked = 0;
+    for (const auto &v : requirement_verdicts(rec)) unchecked += v.verdict == "not checked";
+    if (unchecked) std::cout << "requirements not checked by this run: " << unchecked << " (see the JSON report)\n";
     std::cout << "\n" << (rec.any_failure() ? "FAIL" : "PASS") << ": " << counts[status::passed] << " passed, "
               << counts[status::failed] << " failed, " << counts[status::crashed] << " crashed, "
               << counts[status::timeout] << " timeout, " << counts[status::warning] << " warning, "

@@ -7,7 +7,13 @@
 #include <fstream>
 #include <map>
 
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
 #include <firelink/text.hpp>
+
+#include "abi_requirements.h"
 
 #include "firelink/core/event_check.hpp"
 
@@ -44,8 +50,6 @@ std::string sha256_file(const std::string &path) {
 
 namespace {
 
-std::string js(std::string_view s) { return firelink::text::json_string(s); }
-
 std::string version_text(std::uint32_t v) {
     return std::to_string(v >> 22) + "." + std::to_string((v >> 12) & 0x3ff) + "." + std::to_string(v & 0xfff);
 }
@@ -76,45 +80,81 @@ std::string seconds(std::chrono::milliseconds d) {
 }  // namespace
 
 std::string to_json(const run_record &r) {
+    using json = nlohmann::json;
     std::map<std::string, int> counts;
     for (const auto &c : r.checks) ++counts[std::string(to_string(c.result))];
-    std::string o = "{\n";
-    o += "  \"suite\": {\"name\": \"firelink-conform\", \"version\": " + js(suite_version) + "},\n";
-    o += "  \"plugin\": {\"file\": " + js(r.plugin_file) + ", \"path\": " + js(r.plugin_path) +
-         ", \"sha256\": " + js(r.plugin_sha256) + ", \"loaded\": " + (r.facts.loaded ? "true" : "false");
-    if (!r.facts.loaded) o += ", \"refusal\": " + js(r.facts.refusal);
-    o += ", \"id\": " + js(r.facts.id) + ", \"name\": " + js(r.facts.name) + ", \"vendor\": " + js(r.facts.vendor) +
-         ", \"version\": " + js(r.facts.version) + ", \"abi_version\": " + js(version_text(r.facts.built_abi)) +
-         ", \"agreed_abi_version\": " + js(version_text(r.facts.agreed_abi)) + ", \"drivers\": [";
-    for (std::size_t i = 0; i < r.facts.drivers.size(); ++i) {
-        const auto &d = r.facts.drivers[i];
+    json drivers = json::array();
+    for (const auto &d : r.facts.drivers) {
         const auto sp = d.find(' ');
-        o += std::string(i ? ", " : "") + "{\"id\": " + js(d.substr(0, sp)) + ", \"device_class\": " +
-             js(sp == std::string::npos ? "" : d.substr(sp + 1)) + "}";
+        drivers.push_back({{"id", d.substr(0, sp)}, {"device_class", sp == std::string::npos ? "" : d.substr(sp + 1)}});
     }
-    o += "]},\n";
-    o += "  \"run\": {\"level\": " + js(to_string(r.run_level)) + ", \"seed\": " + std::to_string(r.seed) +
-         ", \"only\": " + js(r.only) + ", \"skip\": " + js(r.skip) + ", \"host\": " + js(r.host_machine) + ", \"device_source\": " + js(r.device_source) +
-         ", \"started\": " + js(iso8601(r.started)) + ", \"ended\": " + js(iso8601(r.ended)) + "},\n";
-    o += "  \"summary\": {";
-    bool first = true;
-    for (status s : {status::passed, status::failed, status::crashed, status::timeout, status::skipped, status::warning}) {
-        o += std::string(first ? "" : ", ") + js(to_string(s)) + ": " + std::to_string(counts[std::string(to_string(s))]);
-        first = false;
+    json plugin{{"file", r.plugin_file},        {"path", r.plugin_path},
+                {"sha256", r.plugin_sha256},    {"loaded", r.facts.loaded},
+                {"id", r.facts.id},             {"name", r.facts.name},
+                {"vendor", r.facts.vendor},     {"version", r.facts.version},
+                {"license", r.facts.license},   {"abi_version", version_text(r.facts.built_abi)},
+                {"agreed_abi_version", version_text(r.facts.agreed_abi)}, {"drivers", std::move(drivers)}};
+    if (!r.facts.loaded) plugin["refusal"] = r.facts.refusal;
+    json configs = json::array();
+    for (const auto &c : r.configs) configs.push_back({{"driver", c.driver}, {"file", c.file}, {"sha256", c.sha256}});
+    json run{{"level", to_string(r.run_level)}, {"seed", r.seed},
+             {"only", r.only}, {"skip", r.skip},
+             {"host", r.host_machine}, {"glibc", r.glibc},
+             {"device_source", r.device_source}, {"command_line", r.command_line},
+             {"configs", std::move(configs)}, {"leniency", r.leniency},
+             {"started", iso8601(r.started)}, {"ended", iso8601(r.ended)}};
+    if (!r.sim_path.empty()) run["simulator"] = {{"path", r.sim_path}, {"sha256", r.sim_sha256}};
+    json summary = json::object();
+    for (status st : {status::passed, status::failed, status::crashed, status::timeout, status::skipped,
+                      status::warning})
+        summary[std::string(to_string(st))] = counts[std::string(to_string(st))];
+    summary["verdict"] = r.any_failure() ? "fail" : "pass";
+    // What was not run, by reason: at the top, so that a pass with many skips is read as what it is.
+    std::map<std::string, std::vector<std::string>> by_reason;
+    for (const auto &c : r.checks)
+        if (c.result == status::skipped) by_reason[c.message].push_back(c.id);
+    json skipped = json::array();
+    for (auto &[reason, ids] : by_reason) skipped.push_back({{"reason", reason}, {"checks", std::move(ids)}});
+    json checks = json::array();
+    for (const auto &c : r.checks) {
+        json j{{"id", c.id},
+               {"status", to_string(c.result)},
+               {"duration_ms", c.duration.count()},
+               {"requirements", c.requirements},
+               {"message", c.message}};
+        if (!c.reproduce.empty()) j["reproduce"] = c.reproduce;
+        checks.push_back(std::move(j));
     }
-    o += std::string(", \"verdict\": ") + (r.any_failure() ? "\"fail\"" : "\"pass\"") + "},\n";
-    o += "  \"checks\": [\n";
-    for (std::size_t i = 0; i < r.checks.size(); ++i) {
-        const auto &c = r.checks[i];
-        o += "    {\"id\": " + js(c.id) + ", \"status\": " + js(to_string(c.result)) +
-             ", \"duration_ms\": " + std::to_string(c.duration.count()) + ", \"requirements\": [";
-        for (std::size_t k = 0; k < c.requirements.size(); ++k) o += std::string(k ? ", " : "") + js(c.requirements[k]);
-        o += "], \"message\": " + js(c.message);
-        if (!c.reproduce.empty()) o += ", \"reproduce\": " + js(c.reproduce);
-        o += std::string("}") + (i + 1 < r.checks.size() ? "," : "") + "\n";
+    json requirements = json::array();
+    for (const auto &v : requirement_verdicts(r))
+        requirements.push_back({{"id", v.id}, {"verdict", v.verdict}, {"checks", v.checks}});
+    const json report{{"suite", {{"name", "firelink-conform"}, {"version", suite_version}, {"sha256", r.suite_sha256}}},
+                      {"plugin", std::move(plugin)},
+                      {"run", std::move(run)},
+                      {"summary", std::move(summary)},
+                      {"skipped", std::move(skipped)},
+                      {"requirements", std::move(requirements)},
+                      {"checks", std::move(checks)}};
+    return text::dump_json(report) + "\n";
+}
+
+std::vector<requirement_verdict> requirement_verdicts(const run_record &r) {
+    std::vector<requirement_verdict> out;
+    for (const auto id : abi_requirements) {
+        requirement_verdict v{std::string(id), "not checked", {}};
+        bool any_run = false, failed = false, warned = false;
+        for (const auto &c : r.checks) {
+            if (std::find(c.requirements.begin(), c.requirements.end(), id) == c.requirements.end()) continue;
+            v.checks.push_back(c.id);
+            if (c.result == status::skipped) continue;
+            any_run = true;
+            failed = failed || c.result == status::failed || c.result == status::crashed || c.result == status::timeout;
+            warned = warned || c.result == status::warning;
+        }
+        if (any_run) v.verdict = failed ? "failed" : warned ? "warning" : "passed";
+        out.push_back(std::move(v));
     }
-    o += "  ]\n}\n";
-    return o;
+    return out;
 }
 
 std::string to_junit(const run_record &r) {
@@ -123,7 +163,7 @@ std::string to_junit(const run_record &r) {
     for (const auto &c : r.checks) {
         failures += c.result == status::failed;
         errors += c.result == status::crashed || c.result == status::timeout;
-        skipped += c.result == status::skipped;
+        skipped += c.result == status::skipped || c.result == status::warning;
         total += c.duration;
     }
     const std::string suite = r.facts.id.empty() ? r.plugin_file : r.facts.id;
@@ -145,6 +185,7 @@ std::string to_junit(const run_record &r) {
     prop("suite.version", std::string(suite_version));
     prop("level", std::string(to_string(r.run_level)));
     prop("seed", std::to_string(r.seed));
+    for (const auto &l : r.leniency) prop("leniency", l);
     o += "    </properties>\n";
     for (const auto &c : r.checks) {
         std::string reqs;
@@ -161,7 +202,8 @@ std::string to_junit(const run_record &r) {
                  body + "</error>\n";
             break;
         case status::skipped: o += "      <skipped message=\"" + xml(c.message) + "\"/>\n"; break;
-        case status::warning: o += "      <system-out>warning: " + xml(c.message) + "</system-out>\n"; break;
+        // JUnit has no warning: a skipped test with the word in front shows it as not green on a dashboard.
+        case status::warning: o += "      <skipped message=\"warning: " + xml(c.message) + "\"/>\n"; break;
         case status::passed: break;
         }
         o += "    </testcase>\n";

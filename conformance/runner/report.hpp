@@ -25,6 +25,17 @@ struct run_record {
     std::uint64_t seed = 0;
     std::string only, skip;
     std::string host_machine;  // uname: sysname nodename release machine
+    std::string glibc;         // the C library the suite runs on
+    std::string command_line;  // as given, each argument quoted for a shell
+    std::string suite_sha256;  // of this firelink-conform
+    std::string sim_path, sim_sha256;  // the simulator the class scenarios use, when they use one
+    struct config_file {
+        std::string driver, file, sha256;
+    };
+    std::vector<config_file> configs;  // --config DRIVER=FILE
+    // What this run loosened against the suite's defaults (--callback-bound, --timeout, --only, --skip, a trace or a
+    // live device as the device source): shown first, in the console and in the report.
+    std::vector<std::string> leniency;
     // The polled class scenarios' device source: "simulator", "trace FILE (sha256 …)", "device URI".
     std::string device_source = "simulator";
     std::chrono::system_clock::time_point started, ended;
@@ -32,6 +43,14 @@ struct run_record {
 
     bool any_failure() const;  // failed, crashed or timeout
 };
+
+// Each FL-PLUGIN requirement of docs/abi.md with the checks that cite it and their verdict: "failed", "warning",
+// "passed", or "not checked" (no check cites it, or every one that does was skipped).
+struct requirement_verdict {
+    std::string id, verdict;
+    std::vector<std::string> checks;
+};
+std::vector<requirement_verdict> requirement_verdicts(const run_record &r);
 
 std::string to_json(const run_record &r);
 std::string to_junit(const run_record &r);

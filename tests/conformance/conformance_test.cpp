@@ -17,6 +17,8 @@
 #include <fstream>
 #include <map>
 #include <regex>
+
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
@@ -32,6 +34,7 @@ namespace {
 struct run {
     int exit_code = -1;
     std::string console, json, junit;
+    nlohmann::json report;                        // json, parsed (null when there is none)
     std::map<std::string, std::string> status;   // check id -> status
     std::map<std::string, std::string> message;  // check id -> message
 };
@@ -74,16 +77,12 @@ run conform(const std::string &plugin, const std::string &args) {
     r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     r.json = slurp(json);
     r.junit = slurp(junit);
-    static const std::regex line(R"re(\{"id": "([^"]+)", "status": "([a-z]+)".*"message": "((?:[^"\\]|\\.)*)")re");
-    std::istringstream in(r.json);
-    std::string l;
-    while (std::getline(in, l)) {
-        std::smatch m;
-        if (std::regex_search(l, m, line)) {
-            r.status[m[1]] = m[2];
-            r.message[m[1]] = m[3];
+    r.report = nlohmann::json::parse(r.json, nullptr, false);
+    if (r.report.is_object())
+        for (const auto &c : r.report.value("checks", nlohmann::json::array())) {
+            r.status[c.value("id", "")] = c.value("status", "");
+            r.message[c.value("id", "")] = c.value("message", "");
         }
-    }
     fs::remove_all(dir);
     return r;
 }
@@ -191,7 +190,7 @@ TEST(broken_plugin_extra, a_plugin_that_does_not_load_skips_every_other_check) {
             EXPECT_EQ(st, "skipped") << id;
         }
     }
-    EXPECT_NE(r.json.find("\"refusal\": \"incompatible_major\""), std::string::npos) << r.json;
+    EXPECT_EQ(r.report["plugin"]["refusal"], "incompatible_major") << r.json;
 }
 
 // Declaring no commands is not a pass: the host must treat every command as actuating. A warning naming the rule.
@@ -222,12 +221,36 @@ TEST(broken_plugin_extra, the_good_variant_passes_strict) {
 
 TEST(report, json_and_junit_carry_what_a_certificate_needs) {
     run r = conform(BROKEN_LEAK, "--seed 7 --skip '^device\\.'");
-    EXPECT_TRUE(std::regex_search(r.json, std::regex(R"("sha256": "[0-9a-f]{64}")"))) << r.json;
-    for (const char *key : {"\"file\": \"leak.so\"", "\"id\": \"org.firelink.conformance.leak\"", "\"version\": \"1.0.0\"",
-                            "\"abi_version\": \"1.1.0\"", "\"suite\": {\"name\": \"firelink-conform\"", "\"level\": \"standard\"",
-                            "\"seed\": 7", "\"host\": \"Linux", "\"started\": \"20", "\"ended\": \"20",
-                            "\"requirements\": [\"FL-PLUGIN-22\"]", "\"verdict\": \"fail\""})
-        EXPECT_NE(r.json.find(key), std::string::npos) << key << "\n" << r.json;
+    const auto &j = r.report;
+    ASSERT_TRUE(j.is_object()) << r.json;
+    EXPECT_TRUE(std::regex_match(j["plugin"].value("sha256", ""), std::regex("[0-9a-f]{64}"))) << r.json;
+    EXPECT_EQ(j["plugin"]["file"], "leak.so");
+    EXPECT_EQ(j["plugin"]["id"], "org.firelink.conformance.leak");
+    EXPECT_EQ(j["plugin"]["version"], "1.0.0");
+    EXPECT_EQ(j["plugin"]["abi_version"], "1.1.0");
+    EXPECT_EQ(j["plugin"]["license"], "Apache-2.0");
+    EXPECT_EQ(j["suite"]["name"], "firelink-conform");
+    EXPECT_TRUE(std::regex_match(j["suite"].value("sha256", ""), std::regex("[0-9a-f]{64}")));
+    EXPECT_EQ(j["run"]["level"], "standard");
+    EXPECT_EQ(j["run"]["seed"], 7);
+    EXPECT_EQ(j["run"]["host"].get<std::string>().rfind("Linux", 0), 0u);
+    EXPECT_FALSE(j["run"].value("glibc", "").empty());
+    EXPECT_NE(j["run"].value("command_line", "").find("--skip"), std::string::npos);
+    EXPECT_EQ(j["run"]["started"].get<std::string>().rfind("20", 0), 0u);
+    EXPECT_EQ(j["run"]["ended"].get<std::string>().rfind("20", 0), 0u);
+    EXPECT_EQ(j["summary"]["verdict"], "fail");
+    // --skip loosens the run: said in the report, and first in the console.
+    ASSERT_EQ(j["run"]["leniency"].size(), 1u) << r.json;
+    EXPECT_NE(r.console.find("LENIENT: --skip"), std::string::npos) << r.console;
+    // A verdict per requirement: the leak fails FL-PLUGIN-22, and one no check cites is "not checked".
+    std::map<std::string, std::string> verdicts;
+    for (const auto &q : j["requirements"]) verdicts[q["id"]] = q["verdict"];
+    EXPECT_EQ(verdicts["FL-PLUGIN-22"], "failed");
+    EXPECT_EQ(verdicts["FL-PLUGIN-10"], "not checked");
+    EXPECT_EQ(verdicts["FL-PLUGIN-1"], "passed");
+    EXPECT_FALSE(j["skipped"].empty());
+    for (const auto &c : j["checks"])
+        if (c["id"] == "library.init_cycles") EXPECT_EQ(c["requirements"], nlohmann::json::array({"FL-PLUGIN-22"}));
     for (const auto &[id, st] : r.status) EXPECT_EQ(id.rfind("device.", 0), std::string::npos) << "--skip ignored: " << id;
     EXPECT_NE(r.junit.find("<testcase classname=\"org.firelink.conformance.leak\" name=\"library.init_cycles\""),
               std::string::npos) << r.junit;
@@ -391,14 +414,14 @@ TEST(class_scenarios, the_panel_restart_fails_when_the_uitd_does_not_call_in_aga
     expect_failed(r, "scenario.fire_panel.restart", {"no alarm fire_alarm within 5000 ms", "FL-PLUGIN-29"});
 }
 
-TEST(class_scenarios, are_skipped_without_a_device_source) {
+// A device source that is not there is an error before the run, never a run whose scenarios all skip.
+TEST(class_scenarios, a_missing_simulator_is_a_usage_error) {
     const fs::path file = built_plugin("modbus-pyrolysis");
     ASSERT_TRUE(fs::exists(file)) << file;
     run r = conform(file.string(), "--seed 42 --only '^scenario\\.' --sim /nonexistent/firelink-sim");
-    EXPECT_EQ(r.exit_code, 0) << r.console;
-    for (const auto &[id, st] : r.status) EXPECT_EQ(st, "skipped") << id;
-    EXPECT_NE(r.message["scenario.pyrolysis_detector.alarm"].find("no device source"), std::string::npos)
-        << r.message["scenario.pyrolysis_detector.alarm"];
+    EXPECT_EQ(r.exit_code, 2) << r.console;
+    EXPECT_NE(r.console.find("--sim /nonexistent/firelink-sim: not an executable file"), std::string::npos) << r.console;
+    EXPECT_TRUE(r.status.empty()) << r.console;
 }
 
 // ---- device sources: recorded traces and live devices -------------------------------------------------------------

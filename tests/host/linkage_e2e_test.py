@@ -286,8 +286,11 @@ delay_ms = 4000
         gas.do("travel-ms 3000")  # the valve takes 3 s: the host dies before its read-back
         s = self.site(valve("gas-1", gas.port) + KITCHEN.format(extra="")).start().wait_first_reply("gas-1")
         gas.do("gas 60")
+        # Handed over: the run says sent and the chain holds the operate (a kill between the two is the same case,
+        # with no operate to show for it).
         wait_for(lambda: any(a["state"] == "sent" for a in (self.linkage(s, "kitchen-gas")["run"] or {})
                              .get("actions", [])) or None, "the close handed over")
+        wait_for(lambda: [r for r in self.audit(s) if r["step"] == "operate"] or None, "the operate in the chain")
         s.kill9()
         s.start()
         failed = wait_linkage(s, "linkage_failed")

@@ -81,7 +81,8 @@ std::string findings::message() const {
 std::string plugin_facts::serialize() const {
     std::ostringstream o;
     o << "loaded\t" << (loaded ? 1 : 0) << "\nrefusal\t" << refusal << "\nid\t" << id << "\nname\t" << name
-      << "\nvendor\t" << vendor << "\nversion\t" << version << "\nbuilt_abi\t" << built_abi << "\nagreed_abi\t"
+      << "\nvendor\t" << vendor << "\nversion\t" << version << "\nlicense\t" << license << "\nbuilt_abi\t"
+      << built_abi << "\nagreed_abi\t"
       << agreed_abi << "\n";
     for (const auto &d : drivers) o << "driver\t" << d << "\n";
     return o.str();
@@ -101,6 +102,7 @@ plugin_facts plugin_facts::parse(std::string_view text) {
         else if (key == "name") f.name = value;
         else if (key == "vendor") f.vendor = value;
         else if (key == "version") f.version = value;
+        else if (key == "license") f.license = value;
         else if (key == "built_abi") f.built_abi = static_cast<std::uint32_t>(std::stoul(value));
         else if (key == "agreed_abi") f.agreed_abi = static_cast<std::uint32_t>(std::stoul(value));
         else if (key == "driver") f.drivers.push_back(value);
@@ -122,6 +124,7 @@ void probe(const run_options &options, plugin_facts &facts, findings &f) {
     facts.name = info.name;
     facts.vendor = info.vendor;
     facts.version = info.version;
+    facts.license = info.license;
     facts.built_abi = info.built_abi_version;
     facts.agreed_abi = info.agreed_abi_version;
     for (const auto &d : info.drivers) facts.drivers.push_back(d.id + " " + d.device_class);

@@ -53,13 +53,6 @@ bool may_operate(const principal &who) { return who.source == "platform" || who.
 
 }  // namespace
 
-const std::map<std::string, std::string> &event_kinds() {
-    static const std::map<std::string, std::string> kinds = {
-        {"linkage_started", "status"}, {"linkage_confirmed", "status"}, {"linkage_failed", "alarm"},
-        {"linkage_request", "alarm"},  {"linkage_ended", "status"},     {"linkage_inhibited", "status"}};
-    return kinds;
-}
-
 bool linkage_engine::action_run::final() const {
     return state == "confirmed" || state == "failed" || state == "interrupted" || state == "cancelled" ||
            state == "unconfirmed";

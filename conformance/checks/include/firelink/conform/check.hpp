@@ -74,7 +74,7 @@ const std::vector<check> &all_checks();
 struct plugin_facts {
     bool loaded = false;
     std::string refusal;  // the loader's key when not loaded
-    std::string id, name, vendor, version;
+    std::string id, name, vendor, version, license;
     std::uint32_t built_abi = 0, agreed_abi = 0;
     std::vector<std::string> drivers;  // "id class"
     std::string serialize() const;

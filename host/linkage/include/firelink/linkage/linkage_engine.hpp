@@ -244,7 +244,4 @@ private:
     std::thread::id thread_id_;
 };
 
-// The events the engine makes, for the docs and the tests: kind of each code.
-const std::map<std::string, std::string> &event_kinds();
-
 }  // namespace firelink::linkage
