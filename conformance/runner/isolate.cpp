@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -73,7 +74,8 @@ isolated_result run_isolated(const std::function<void(findings &, std::string &)
         std::string msg = f.message();
         for (auto &c : msg)
             if (c == '\n') c = ' ';
-        write_all(fds[1], std::string(to_string(f.verdict())) + "\n" + msg + "\n" + payload);
+        write_all(fds[1], std::string(to_string(f.verdict())) + " " + std::to_string(f.driver_events()) + "\n" + msg + "\n" +
+                             payload);
         ::close(fds[1]);
         ::_exit(0);  // no static destructors: the plugin may still hold threads
     }
@@ -134,13 +136,18 @@ reaped:
                                        : "the plugin crashed: " + signal_name(WTERMSIG(wstatus));
         return r;
     }
-    const std::string word = out.substr(0, nl);
+    // "<status> <driver events seen>"
+    const std::string first = out.substr(0, nl);
+    const std::string word = first.substr(0, first.find(' '));
+    if (const auto sp = first.find(' '); sp != std::string::npos)
+        r.driver_events = std::strtoull(first.c_str() + sp + 1, nullptr, 10);
     const auto nl2 = out.find('\n', nl + 1);
     r.message = out.substr(nl + 1, nl2 == std::string::npos ? std::string::npos : nl2 - nl - 1);
     if (nl2 != std::string::npos) r.payload = out.substr(nl2 + 1);
     r.result = word == "failed"    ? status::failed
                : word == "warning" ? status::warning
                : word == "skipped" ? status::skipped
+               : word == "not_exercised" ? status::not_exercised
                                    : status::passed;
     return r;
 }

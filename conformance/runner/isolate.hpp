@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -14,6 +15,7 @@ struct isolated_result {
     status result = status::passed;
     std::string message;  // the child's message, or what happened to it
     std::string payload;  // extra text the child wrote after its message
+    std::uint64_t driver_events = 0;  // events the plugin's drivers emitted during the work (findings::saw_events)
     std::chrono::milliseconds duration{0};
 };
 

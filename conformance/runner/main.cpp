@@ -59,6 +59,7 @@ const char *colour(status s, bool tty) {
     switch (s) {
     case status::passed: return "\033[32m";
     case status::warning:
+    case status::not_exercised:
     case status::skipped: return "\033[33m";
     default: return "\033[31m";
     }
@@ -79,7 +80,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && std::string_view(argv[1]) == "verify") return verify_main(argc - 1, argv + 1);
     CLI::App app{"firelink-conform: checks a firelink driver plugin against the numbered requirements of docs/abi.md"};
     std::string plugin, level_name = "standard", json_out, junit_out, only, skip, sim, device, device_actions,
-        record_dir, certificate_out, signing_key;
+        record_dir, certificate_out, signing_key, scripts_dir;
     std::vector<std::string> config_args, traces;
     double duration_s = 600;
     std::uint64_t seed = 0;
@@ -111,6 +112,9 @@ int main(int argc, char **argv) {
                    "FILE: write each scenario action to FILE (a FIFO the rig reads) instead of asking on the terminal");
     app.add_option("--record-traces", record_dir,
                    "DIR: record each simulator scenario's wire bytes as DIR/<check>.trace");
+    app.add_option("--scripts", scripts_dir,
+                   "DIR: the plugin's device scripts (*.toml, docs/device-scripts.md); default PLUGIN.scripts/ beside "
+                   "the plugin");
     app.add_option("--duration", duration_s, "seconds each soak check runs (level soak; default 600)");
     app.add_option("--timeout", timeout_s, "seconds a check may run before it counts as hung (default 30)");
     app.add_option("--callback-bound", callback_ms, "milliseconds a call into the plugin may take (default 100)");
@@ -183,6 +187,20 @@ int main(int argc, char **argv) {
         }
         opt.traces.push_back(fs::absolute(t));
     }
+    // The device scripts: a script that is not valid is a usage error, found before any check runs.
+    {
+        const fs::path dir = !scripts_dir.empty() ? fs::path(scripts_dir) : default_scripts_dir(fs::absolute(plugin));
+        std::error_code ec;
+        if (!scripts_dir.empty() && !fs::is_directory(dir, ec)) {
+            std::cerr << "firelink-conform: --scripts " << scripts_dir << ": not a folder\n";
+            return 2;
+        }
+        std::string why;
+        if (fs::is_directory(dir, ec) && !load_scripts(fs::absolute(dir), opt.scripts, why)) {
+            std::cerr << "firelink-conform: device script " << why << "\n";
+            return 2;
+        }
+    }
     opt.device_uri = device;
     if (!device_actions.empty()) opt.device_actions = fs::absolute(device_actions);
     if (!record_dir.empty()) {
@@ -232,6 +250,8 @@ int main(int argc, char **argv) {
         const auto eq = arg.find('=');
         rec.configs.push_back({arg.substr(0, eq), arg.substr(eq + 1), sha256_file(arg.substr(eq + 1))});
     }
+    for (const auto &sc : opt.scripts)
+        rec.scripts.push_back({sc.file.string(), sha256_file(sc.file.string()), sc.driver, sc.name});
     // What loosens the run against the suite's defaults is said first, so that no one takes it for a default run.
     if (callback_ms != 100)
         rec.leniency.push_back("--callback-bound " + std::to_string(callback_ms) + " (default 100): calls into the "
@@ -268,6 +288,7 @@ int main(int argc, char **argv) {
     for (const auto &arg : config_args) repro_tail += " --config " + shell_quote(arg);
     if (!sim.empty()) repro_tail += " --sim " + shell_quote(sim);
     for (const auto &t : traces) repro_tail += " --trace " + shell_quote(t);
+    if (!scripts_dir.empty()) repro_tail += " --scripts " + shell_quote(scripts_dir);
     if (!device.empty()) repro_tail += " --device " + shell_quote(device);
     if (!device_actions.empty()) repro_tail += " --device-actions " + shell_quote(device_actions);
     if (opt.run_level == level::soak) repro_tail += " --duration " + std::to_string(opt.soak_duration.count());
@@ -318,6 +339,7 @@ int main(int argc, char **argv) {
     std::size_t width = 0;
     for (const auto *c : selected) width = std::max(width, c->id.size());
 
+    std::uint64_t driver_events = 0;  // summed over the checks run, for suite.events
     for (std::size_t i = 0; i < selected.size(); ++i) {
         const check &c = *selected[i];
         check_record cr;
@@ -330,6 +352,16 @@ int main(int argc, char **argv) {
             cr.result = probe_result.result;
             cr.message = probe_result.message;
             cr.duration = probe_result.duration;
+        } else if (c.id == "suite.events" && c.min_level <= opt.run_level && rec.facts.loaded) {
+            if (driver_events > 0) {
+                cr.result = status::passed;
+                cr.message = std::to_string(driver_events) + " event(s) emitted by the drivers during the suite";
+            } else {
+                cr.result = status::failed;
+                cr.message = "no driver emitted any event during the whole suite: nothing of its protocol was judged. "
+                             "Ship device scripts with the plugin (docs/device-scripts.md) or give the class "
+                             "scenarios a device source";
+            }
         } else if (c.min_level > opt.run_level) {
             cr.result = status::skipped;
             cr.message = "runs at level " + std::string(to_string(c.min_level));
@@ -343,6 +375,7 @@ int main(int argc, char **argv) {
             cr.result = r.result;
             cr.message = r.message;
             cr.duration = r.duration;
+            driver_events += r.driver_events;
         }
         if (cr.result == status::failed || cr.result == status::crashed || cr.result == status::timeout)
             cr.reproduce = "firelink-conform " + shell_quote(plugin) + " --only " + shell_quote(exact_regex(c.id)) +
@@ -371,13 +404,19 @@ int main(int argc, char **argv) {
                      }()
                                       : std::string())
                   << "\n";
+    bool first_unexercised = true;
+    for (const auto &c : rec.checks)
+        if (c.result == status::not_exercised) {
+            if (std::exchange(first_unexercised, false)) std::cout << "\nnot exercised (ran, judged nothing; not a pass):\n";
+            std::cout << "  " << c.id << ": " << c.message << "\n";
+        }
     std::size_t unchecked = 0;
     for (const auto &v : requirement_verdicts(rec)) unchecked += v.verdict == "not checked";
     if (unchecked) std::cout << "requirements not checked by this run: " << unchecked << " (see the JSON report)\n";
     std::cout << "\n" << (rec.any_failure() ? "FAIL" : "PASS") << ": " << counts[status::passed] << " passed, "
               << counts[status::failed] << " failed, " << counts[status::crashed] << " crashed, "
               << counts[status::timeout] << " timeout, " << counts[status::warning] << " warning, "
-              << counts[status::skipped] << " skipped\n";
+              << counts[status::not_exercised] << " not exercised, " << counts[status::skipped] << " skipped\n";
 
     auto write = [](const std::string &path, const std::string &text) {
         std::ofstream out(path, std::ios::binary | std::ios::trunc);

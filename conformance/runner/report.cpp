@@ -97,16 +97,19 @@ std::string to_json(const run_record &r) {
     if (!r.facts.loaded) plugin["refusal"] = r.facts.refusal;
     json configs = json::array();
     for (const auto &c : r.configs) configs.push_back({{"driver", c.driver}, {"file", c.file}, {"sha256", c.sha256}});
+    json scripts = json::array();
+    for (const auto &c : r.scripts)
+        scripts.push_back({{"file", c.file}, {"sha256", c.sha256}, {"driver", c.driver}, {"name", c.name}});
     json run{{"level", to_string(r.run_level)}, {"seed", r.seed},
              {"only", r.only}, {"skip", r.skip},
              {"host", r.host_machine}, {"glibc", r.glibc},
              {"device_source", r.device_source}, {"command_line", r.command_line},
-             {"configs", std::move(configs)}, {"leniency", r.leniency},
+             {"configs", std::move(configs)}, {"scripts", std::move(scripts)}, {"leniency", r.leniency},
              {"started", iso8601(r.started)}, {"ended", iso8601(r.ended)}};
     if (!r.sim_path.empty()) run["simulator"] = {{"path", r.sim_path}, {"sha256", r.sim_sha256}};
     json summary = json::object();
     for (status st : {status::passed, status::failed, status::crashed, status::timeout, status::skipped,
-                      status::warning})
+                      status::warning, status::not_exercised})
         summary[std::string(to_string(st))] = counts[std::string(to_string(st))];
     summary["verdict"] = r.any_failure() ? "fail" : "pass";
     // What was not run, by reason: at the top, so that a pass with many skips is read as what it is.
@@ -115,6 +118,10 @@ std::string to_json(const run_record &r) {
         if (c.result == status::skipped) by_reason[c.message].push_back(c.id);
     json skipped = json::array();
     for (auto &[reason, ids] : by_reason) skipped.push_back({{"reason", reason}, {"checks", std::move(ids)}});
+    // What ran and judged nothing: never counted as a pass.
+    json unexercised = json::array();
+    for (const auto &c : r.checks)
+        if (c.result == status::not_exercised) unexercised.push_back({{"check", c.id}, {"why", c.message}});
     json checks = json::array();
     for (const auto &c : r.checks) {
         json j{{"id", c.id},
@@ -133,6 +140,7 @@ std::string to_json(const run_record &r) {
                       {"run", std::move(run)},
                       {"summary", std::move(summary)},
                       {"skipped", std::move(skipped)},
+                      {"not_exercised", std::move(unexercised)},
                       {"requirements", std::move(requirements)},
                       {"checks", std::move(checks)}};
     return text::dump_json(report) + "\n";
@@ -146,7 +154,7 @@ std::vector<requirement_verdict> requirement_verdicts(const run_record &r) {
         for (const auto &c : r.checks) {
             if (std::find(c.requirements.begin(), c.requirements.end(), id) == c.requirements.end()) continue;
             v.checks.push_back(c.id);
-            if (c.result == status::skipped) continue;
+            if (c.result == status::skipped || c.result == status::not_exercised) continue;
             any_run = true;
             failed = failed || c.result == status::failed || c.result == status::crashed || c.result == status::timeout;
             warned = warned || c.result == status::warning;
@@ -163,7 +171,7 @@ std::string to_junit(const run_record &r) {
     for (const auto &c : r.checks) {
         failures += c.result == status::failed;
         errors += c.result == status::crashed || c.result == status::timeout;
-        skipped += c.result == status::skipped || c.result == status::warning;
+        skipped += c.result == status::skipped || c.result == status::warning || c.result == status::not_exercised;
         total += c.duration;
     }
     const std::string suite = r.facts.id.empty() ? r.plugin_file : r.facts.id;
@@ -204,6 +212,7 @@ std::string to_junit(const run_record &r) {
         case status::skipped: o += "      <skipped message=\"" + xml(c.message) + "\"/>\n"; break;
         // JUnit has no warning: a skipped test with the word in front shows it as not green on a dashboard.
         case status::warning: o += "      <skipped message=\"warning: " + xml(c.message) + "\"/>\n"; break;
+        case status::not_exercised: o += "      <skipped message=\"not exercised: " + xml(c.message) + "\"/>\n"; break;
         case status::passed: break;
         }
         o += "    </testcase>\n";

@@ -33,6 +33,10 @@ struct run_record {
         std::string driver, file, sha256;
     };
     std::vector<config_file> configs;  // --config DRIVER=FILE
+    struct script_file {
+        std::string file, sha256, driver, name;
+    };
+    std::vector<script_file> scripts;  // the device scripts played (--scripts, or PLUGIN.scripts/)
     // What this run loosened against the suite's defaults (--callback-bound, --timeout, --only, --skip, a trace or a
     // live device as the device source): shown first, in the console and in the report.
     std::vector<std::string> leniency;

@@ -16,6 +16,7 @@ std::string_view to_string(status s) noexcept {
     case status::timeout: return "timeout";
     case status::skipped: return "skipped";
     case status::warning: return "warning";
+    case status::not_exercised: return "not_exercised";
     }
     return "?";
 }
@@ -49,6 +50,9 @@ void findings::warn(std::string what) {
         warnings_.push_back(std::move(what));
 }
 void findings::skip(std::string why) { skipped_ = std::move(why); }
+void findings::not_exercised(std::string why) {
+    if (unexercised_.empty()) unexercised_ = std::move(why);
+}
 void findings::note(std::string what) {
     if (notes_.size() < 32) notes_.push_back(std::move(what));
 }
@@ -56,6 +60,7 @@ void findings::note(std::string what) {
 status findings::verdict() const noexcept {
     if (!failures_.empty()) return status::failed;
     if (!warnings_.empty()) return status::warning;
+    if (!unexercised_.empty()) return status::not_exercised;
     if (!skipped_.empty()) return status::skipped;
     return status::passed;
 }
@@ -63,6 +68,7 @@ status findings::verdict() const noexcept {
 std::string findings::message() const {
     const auto &list = !failures_.empty() ? failures_ : warnings_;
     if (list.empty()) {
+        if (!unexercised_.empty()) return unexercised_;
         if (!skipped_.empty()) return skipped_;
         std::string out;
         for (const auto &n : notes_) out += (out.empty() ? "" : "; ") + n;
@@ -147,7 +153,12 @@ const std::vector<check> &all_checks() {
         add_command_checks(v);
         add_host_fault_checks(v);
         add_scenario_checks(v);
+        add_script_checks(v);
         add_soak_checks(v);
+        // Judged by the runner from what every check before it saw (findings::saw_events), not run on its own.
+        v.push_back({"suite.events", {"FL-PLUGIN-27"}, level::standard,
+                     "the drivers emitted events during the suite: a run that saw none has certified nothing",
+                     nullptr});
         return v;
     }();
     return checks;

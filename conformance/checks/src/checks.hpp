@@ -1,6 +1,7 @@
 // Internal: the groups of checks, and what they share.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -16,6 +17,7 @@ void add_library_checks(std::vector<check> &out);
 void add_device_checks(std::vector<check> &out);
 void add_scenario_checks(std::vector<check> &out);  // scenario_checks.cpp: the class scenarios
 void add_command_checks(std::vector<check> &out);   // command_checks.cpp: declared commands (FL-PLUGIN-36)
+void add_script_checks(std::vector<check> &out);    // script_checks.cpp: the vendor's device scripts, played and mutated
 
 // The plugin loaded by the host's loader; NULL (and a failure recorded) when it does not load.
 std::unique_ptr<core::plugin> load_plugin(const run_options &o, findings &f);
@@ -50,6 +52,8 @@ struct session {
 
 // A command map {"id", "name", "args": {}}; with `by_operator`, args {"operator": "firelink-conform"}.
 std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name, bool by_operator = false);
+std::vector<std::uint8_t> command_bytes(const std::string &id, const std::string &name,
+                                        const std::map<std::string, std::string> &args);
 void report_host(const std::string &drv, device_host &h, findings &f);
 // Feeds `bytes` in random chunks (a third of them a single byte), with the link state flapping now and then.
 void feed_chunked(instance &in, const std::vector<std::uint8_t> &bytes, std::mt19937_64 &rng, bool flap);

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "checks.hpp"
@@ -56,6 +57,26 @@ private:
     piped_child child_;
     std::uint16_t port_ = 0;
     std::string buf_;
+};
+
+// Two ptys whose masters a thread joins, as `socat pty pty` does: a null-modem cable. The simulator opens one end,
+// the host's serial link or bus the other. The suite keeps each end open itself, raw, so no line discipline echoes
+// what passes before they are opened.
+class pty_pair {
+public:
+    pty_pair() = default;
+    pty_pair(const pty_pair &) = delete;
+    pty_pair &operator=(const pty_pair &) = delete;
+    ~pty_pair();
+    bool open(std::string &why);
+    const std::string &device_end() const { return path_[0]; }
+    const std::string &host_end() const { return path_[1]; }
+
+private:
+    void relay();
+    int master_[2] = {-1, -1}, slave_[2] = {-1, -1}, wake_[2] = {-1, -1};
+    std::string path_[2];
+    std::thread thread_;
 };
 
 class device_source {

@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -185,6 +187,61 @@ bool piped_child::spawn(const std::vector<std::string> &argv, std::string &why) 
 void piped_child::write_line(const std::string &line) {
     const std::string text = line + "\n";
     [[maybe_unused]] const auto n = ::write(in_, text.data(), text.size());
+}
+
+// ---- a null-modem pair of ptys ------------------------------------------------------------------------------------
+pty_pair::~pty_pair() {
+    if (thread_.joinable()) {
+        [[maybe_unused]] const auto n = ::write(wake_[1], "x", 1);
+        thread_.join();
+    }
+    for (int fd : {master_[0], master_[1], slave_[0], slave_[1], wake_[0], wake_[1]})
+        if (fd >= 0) ::close(fd);
+}
+
+bool pty_pair::open(std::string &why) {
+    for (int i = 0; i < 2; ++i) {
+        master_[i] = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        char name[128];
+        if (master_[i] < 0 || ::grantpt(master_[i]) != 0 || ::unlockpt(master_[i]) != 0 ||
+            ::ptsname_r(master_[i], name, sizeof name) != 0) {
+            why = std::string("cannot open a pty: ") + std::strerror(errno);
+            return false;
+        }
+        path_[i] = name;
+        slave_[i] = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        termios t{};
+        if (slave_[i] < 0 || ::tcgetattr(slave_[i], &t) != 0) {
+            why = "cannot open " + path_[i] + ": " + std::strerror(errno);
+            return false;
+        }
+        ::cfmakeraw(&t);
+        ::tcsetattr(slave_[i], TCSANOW, &t);
+    }
+    if (::pipe2(wake_, O_CLOEXEC) != 0) {
+        why = std::string("pipe: ") + std::strerror(errno);
+        return false;
+    }
+    thread_ = std::thread([this] { relay(); });
+    return true;
+}
+
+void pty_pair::relay() {
+    for (;;) {
+        pollfd p[3] = {{wake_[0], POLLIN, 0}, {master_[0], POLLIN, 0}, {master_[1], POLLIN, 0}};
+        if (::poll(p, 3, 1000) < 0 && errno != EINTR) return;
+        if (p[0].revents) return;
+        for (int i = 0; i < 2; ++i) {
+            if (!(p[1 + i].revents & POLLIN)) continue;
+            std::uint8_t b[512];
+            const auto n = ::read(master_[i], b, sizeof b);
+            for (ssize_t at = 0; n > 0 && at < n;) {
+                const auto w = ::write(master_[1 - i], b + at, static_cast<std::size_t>(n - at));
+                if (w <= 0) break;
+                at += w;
+            }
+        }
+    }
 }
 
 // ---- the simulator -----------------------------------------------------------------------------------------------
@@ -413,8 +470,16 @@ private:
 
 class sim_source : public device_source {
 public:
+    // Over TCP when the driver speaks it, else (a serial-only driver) over a pty pair: the simulator speaks Modbus
+    // RTU on one end, the host's serial link opens the other.
     bool start(const run_options &o, const core::driver_info &drv, const std::string &kind, const std::string &check,
                std::string &why) {
+        if (!(drv.wires & FL_WIRE_TCP_CLIENT)) {
+            if (!o.record_dir.empty()) return why = "--record-traces records TCP: driver '" + drv.id +
+                                                    "' declares only serial wires", false;
+            line_ = std::make_unique<pty_pair>();
+            return line_->open(why) && sim_.start(sim_path(o), kind, {"--serial", line_->device_end()}, why);
+        }
         if (!sim_.start(sim_path(o), kind, why)) return false;
         if (o.record_dir.empty()) return true;
         file_ = o.record_dir / (check + ".trace");
@@ -425,7 +490,17 @@ public:
                              check.substr(dot + 1) + "\n# framing modbus-tcp\n");
         return proxy_->listen(why);
     }
-    core::link_factory link() override { return tcp_link("127.0.0.1", proxy_ ? proxy_->port() : sim_.port(), 1); }
+    core::link_factory link() override {
+        if (line_)
+            return [path = line_->host_end()](transport::executor ex, transport::link_events ev) {
+                transport::serial_settings s;
+                s.path = path;
+                auto l = transport::make_serial_link(std::move(ex), s, transport::backoff{100ms, 1000ms}, std::move(ev));
+                l->set_unit(1);
+                return l;
+            };
+        return tcp_link("127.0.0.1", proxy_ ? proxy_->port() : sim_.port(), 1);
+    }
     void act(const std::string &action) override {
         if (proxy_) proxy_->mark(action);
         sim_.act(action);
@@ -443,6 +518,7 @@ public:
     }
 
 private:
+    std::unique_ptr<pty_pair> line_;  // outlives the simulator that opened its end
     simulator sim_;
     std::unique_ptr<recording_proxy> proxy_;
     std::filesystem::path file_;
@@ -655,13 +731,14 @@ std::unique_ptr<device_source> make_polled_source(const run_options &o, const co
         }
         return f.skip("no --trace for scenario '" + scenario + "' (the traces given hold: " + given + ")"), nullptr;
     }
-    if (!(drv.wires & FL_WIRE_TCP_CLIENT))
-        return f.skip("driver '" + drv.id + "' declares no tcp_client wire for the simulator; run its scenarios "
-                      "over serial with --device serial://..."), nullptr;
+    if (!(drv.wires & (FL_WIRE_TCP_CLIENT | FL_WIRE_SERIAL | FL_WIRE_RS485_BUS)))
+        return f.skip("driver '" + drv.id + "' declares neither a tcp_client nor a serial wire: its device cannot "
+                      "be polled"), nullptr;
+    // A class scenario never passes for want of a device: no simulator is an error, not a skip.
     const auto sim = sim_path(o);
     if (sim.empty() || ::access(sim.c_str(), X_OK) != 0)
-        return f.skip("no device source for " + drv.device_class + ": no simulator at '" + sim.string() +
-                      "' (give --sim PATH_TO_firelink-sim)"), nullptr;
+        return f.fail("no device source for " + drv.device_class + ": no simulator at '" + sim.string() +
+                      "' (give --sim PATH_TO_firelink-sim, --trace or --device)"), nullptr;
     auto src = std::make_unique<sim_source>();
     if (!src->start(o, drv, sim_kind, check_id, why)) return f.fail("the device source did not start: " + why), nullptr;
     return src;

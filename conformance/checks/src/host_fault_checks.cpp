@@ -226,7 +226,8 @@ void busy(const run_options &o, findings &f) {
                    "emitted again");
     }
     if (!exercised && !f.failed())
-        f.note("no driver emitted anything but telemetry during the workload: FL_BUSY handling not exercised");
+        f.not_exercised("no driver emitted anything but telemetry during the workload, so no FL_BUSY was answered; "
+                        "busy handling is judged by the device scripts' busy mutation (script.busy)");
 }
 
 // ---- extension.identify (FL-PLUGIN-34) ---------------------------------------------------------------------------

@@ -157,7 +157,7 @@ void with_panel(const run_options &o, findings &f, const std::function<void(step
         return f.skip("driver '" + drv->id + "' declares no tcp_accepted wire: its panel cannot connect in");
     const auto sim = sim_path(o);
     if (sim.empty() || ::access(sim.c_str(), X_OK) != 0)
-        return f.skip("no device source for fire_panel: no simulator at '" + sim.string() +
+        return f.fail("no device source for fire_panel: no simulator at '" + sim.string() +
                       "' (give --sim PATH_TO_firelink-sim)");
     const core::driver_info info = *drv;
     panel_device d(o, plugin, info, f, heartbeat, reconnect);

@@ -45,6 +45,7 @@ std::filesystem::path sim_path(const run_options &o);
 // ---- what the device emitted ------------------------------------------------------------------------------------
 struct seen {
     std::string kind, code, event_id, ends, command_id, json;
+    std::vector<std::uint8_t> payload;  // the event's msgpack
     std::optional<bool> ok;
     bool from_host = false;
     steady::time_point at;
@@ -94,13 +95,18 @@ public:
     recorder &events() { return rec_; }
     virtual void act(const std::string &action) = 0;
     // While busy, every emit of the driver is answered FL_BUSY, as a host whose queue is full answers it.
-    void set_busy(bool on) { busy_ = on; }
+    void set_busy(bool on) { busy_ = on ? busy_all : 0; }
+    // While on, every emit but an alarm's is answered FL_BUSY: a host whose other lanes are full (an alarm never
+    // waits behind them, so a driver must not hold its alarms behind a refused fault).
+    void set_busy_but_alarms(bool on) { busy_ = on ? busy_but_alarms : 0; }
     // Stops and starts the device again, as a host restart of the driver's device does.
     bool restart();
     // The device as the host's runtime sees it (whether it takes commit notifications, ...).
     std::optional<core::device_status> status() const;
     // Sends a command; its id, or empty (and a failure) when the driver refused it outright.
     std::string command(const std::string &name);
+    // ... with these string arguments (a device script's `args`), as given.
+    std::string command(const std::string &name, const std::map<std::string, std::string> &args);
     // Runs as a command is sent (a trace moves to its section).
     virtual void commanded(const std::string & /*name*/) {}
     // Whether commands carry args {"operator": "firelink-conform"}, as the admin API adds; else args {}.
@@ -128,7 +134,8 @@ private:
     std::vector<std::thread> threads_;
     std::unique_ptr<core::device_runtime> runtime_;
     bool ready_ = false, shut_ = false;
-    std::atomic<bool> busy_{false};
+    static constexpr int busy_all = 1, busy_but_alarms = 2;
+    std::atomic<int> busy_{0};
     int commands_ = 0;
 };
 

@@ -38,6 +38,7 @@ void recorder::accept(core::accepted_event &&ev) {
     fl_mp_value v;
     if (fl_mp_find(ev.payload.data(), ev.payload.size(), "ok", &v) && v.type == FL_MP_BOOL) s.ok = v.b != 0;
     s.json = core::msgpack_to_json(ev.payload.data(), ev.payload.size());
+    s.payload = ev.payload;
     std::lock_guard lock(mutex_);
     if (const auto summary = core::check_event(ev.payload.data(), ev.payload.size()); !summary)
         problems_.push_back("invalid event " + s.json + ": " + summary.why() + " (FL-PLUGIN-27)");
@@ -116,6 +117,9 @@ void scenario_device::shutdown() {
     io_.stop();
     for (auto &t : threads_) t.join();
     for (const auto &p : rec_.problems()) f_.fail("driver '" + driver_ + "': " + p);
+    std::uint64_t from_driver = 0;
+    for (const auto &s : rec_.since(0)) from_driver += !s.from_host;
+    f_.saw_events(from_driver);
 }
 
 bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plugin, const core::driver_info &drv,
@@ -127,7 +131,10 @@ bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plug
     opts.gateway_id = "firelink-conform";
     opts.observer.refused = [this](const std::string &) { rec_.refused(); };
     // A host under backpressure answers emit with FL_BUSY (FL-PLUGIN-28): set_busy() turns it on.
-    opts.admits = [this](std::string_view) { return !busy_.load(); };
+    opts.admits = [this](std::string_view kind) {
+        const int b = busy_.load();
+        return b == 0 || (b == busy_but_alarms && kind == "alarm");
+    };
     runtime_ = std::make_unique<core::device_runtime>(
         io_, [this](core::accepted_event &&ev) { rec_.accept(std::move(ev)); }, opts);
     core::device_spec spec;
@@ -167,9 +174,14 @@ bool scenario_device::restart() { return runtime_->stop(id) == FL_OK && runtime_
 std::optional<core::device_status> scenario_device::status() const { return runtime_->status(id); }
 
 std::string scenario_device::command(const std::string &name) {
+    return command(name, operator_argument() ? std::map<std::string, std::string>{{"operator", "firelink-conform"}}
+                                             : std::map<std::string, std::string>{});
+}
+
+std::string scenario_device::command(const std::string &name, const std::map<std::string, std::string> &args) {
     const std::string cid = "conform-" + std::to_string(++commands_);
     commanded(name);
-    const auto sent = runtime_->command(id, command_bytes(cid, name, operator_argument()));
+    const auto sent = runtime_->command(id, command_bytes(cid, name, args));
     if (!sent && sent != FL_TIMEOUT) {
         f_.fail("driver '" + driver_ + "': command " + name + " returned " + status_name(sent.status()) + " (" +
                 sent.why() + ") (FL-PLUGIN-30)");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <firelink/version.h>
+#include "firelink/conform/script.hpp"
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -18,7 +19,9 @@ namespace firelink::conform {
 // The suite's own version, written into every report.
 inline constexpr std::string_view suite_version = FIRELINK_VERSION_STRING;
 
-enum class status { passed, failed, crashed, timeout, skipped, warning };
+// not_exercised: the check ran and found nothing wrong, but the plugin never did what it judges (no alarm before a
+// command, no FL_BUSY answered): not a pass, and said so.
+enum class status { passed, failed, crashed, timeout, skipped, warning, not_exercised };
 std::string_view to_string(status s) noexcept;
 
 // Each check belongs to the lowest level that runs it; a run at a level runs that level's checks and the ones below.
@@ -41,6 +44,7 @@ struct run_options {
     std::filesystem::path device_actions;       // --device-actions: where a live device's actions are written
     std::filesystem::path record_dir;           // --record-traces: each simulator scenario's bytes, as a trace
     std::chrono::seconds soak_duration{600};    // --duration: how long each soak check runs
+    std::vector<device_script> scripts;          // --scripts DIR, else PLUGIN.scripts/ beside the plugin
 };
 
 // What a check found. Failures outrank warnings; the message keeps the first few of each.
@@ -49,14 +53,20 @@ public:
     void fail(std::string what);
     void warn(std::string what);
     void skip(std::string why);  // the check does not apply (no driver with a wire, ...)
+    void not_exercised(std::string why);  // it ran, but what it judges never happened (why)
     void note(std::string what); // what a passing check measured (latencies); the message when nothing else is
+    // Events the plugin's drivers emitted during the check (not the host's own): the runner sums them, and a
+    // `standard` run in which no driver emitted anything fails (suite.events).
+    void saw_events(std::uint64_t n) noexcept { events_ += n; }
+    std::uint64_t driver_events() const noexcept { return events_; }
     bool failed() const noexcept { return !failures_.empty(); }
     status verdict() const noexcept;
     std::string message() const;
 
 private:
     std::vector<std::string> failures_, warnings_, notes_;
-    std::string skipped_;
+    std::string skipped_, unexercised_;
+    std::uint64_t events_ = 0;
 };
 
 struct check {
