@@ -445,7 +445,11 @@ inline std::string one_decimal(double v) {
 
 // The wires a Modbus driver takes: Modbus RTU on a serial line or a shared RS-485 bus, or Modbus TCP to the device or
 // a gateway (`framing` picks the framing); and the host extensions the poll loop needs.
+#ifdef MODBUS_SERIAL_ONLY  // conformance/broken: a driver that declares serial wires only
+inline constexpr std::uint32_t modbus_wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS;
+#else
 inline constexpr std::uint32_t modbus_wires = FL_WIRE_SERIAL | FL_WIRE_RS485_BUS | FL_WIRE_TCP_CLIENT;
+#endif
 inline const std::vector<const char *> modbus_needs = {FL_EXT_TRANSPORT, FL_EXT_TIMER};
 
 // The plugin_info of the reference drivers in this tree (plugins/*): one vendor, version and licence for all of them.
