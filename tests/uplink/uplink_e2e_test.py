@@ -20,7 +20,7 @@ import time
 import unittest
 
 import firelink_e2e
-from firelink_e2e import free_port, print_logs_if_failed, request_json, take_arguments
+from firelink_e2e import HeldPort, free_port, print_logs_if_failed, request_json, take_arguments
 from firelink_e2e import msgpack_codec as mp
 
 HOST, RECEIVER, PLUGINS = take_arguments("FIRELINK_HOST", "FIRELINK_RECEIVER", "LOAD_PLUGIN_DIR")
@@ -192,7 +192,8 @@ class Delivery(Base):
 
 class Outage(Base):
     def test_a_long_outage_queues_everything_and_delivers_it_when_the_platform_returns(self):
-        port = free_port()
+        down = HeldPort()
+        port = down.port
         host = self.host(port, {"load-1": {"limit": 400, "per_tick": 20}}).start()
         wait_for(lambda: (host.uplink() or {}).get("lanes", {}).get("telemetry", {}).get("depth", 0) > 0,
                  "events queued while the platform is down")
@@ -205,7 +206,7 @@ class Outage(Base):
         # The host restarts during the outage: nothing committed is lost.
         host.stop()
         host.start()
-        rx = self.receiver(port=port).start()
+        rx = self.receiver(port=down.release()).start()
         # The device restarted with the host and re-reports from n=1 (FL-PLUGIN-29): the queue is still and its last
         # seqs final only once both runs' 400 events are at the receiver (a drained queue alone may see the second
         # run still emitting).
@@ -299,7 +300,8 @@ class Quarantine(Base):
 
 class Backpressure(Base):
     def test_a_full_event_lane_defers_drivers_and_raises_a_local_alarm_then_recovers(self):
-        port = free_port()
+        down = HeldPort()
+        port = down.port
         # Every event is a status (event lane); 1 MiB cap; each ~1.2 KiB: about 850 fit.
         host = self.host(port, {"load-1": {"limit": 1500, "per_tick": 50, "alarm_every": 0, "status_every": 1,
                                            "pad": 1000}},
@@ -309,7 +311,7 @@ class Backpressure(Base):
         devices = host.get_json("/api/devices")[1]
         self.assertGreater(devices[0]["events_deferred"], 0)
         self.assertEqual(host.uplink()["lanes"]["alarm"]["depth"], 1)  # the local alarm
-        rx = self.receiver(port=port).start()
+        rx = self.receiver(port=down.release()).start()
         wait_for(lambda: len(load_numbers(rx, "load-1")) >= 1500, "all 1500 (retried by the driver) at the receiver")
         self.assertEqual(sorted(load_numbers(rx, "load-1")), list(range(1, 1501)))
         gw = rx.rows("device='gw-e2e'")

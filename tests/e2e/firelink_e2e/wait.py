@@ -25,3 +25,21 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class HeldPort:
+    """A loopback port that refuses connections (bound, not listening) until release(): while a test keeps its platform
+    down, no other test's socket can take the port, and the host's retried connects cannot land on it as their own
+    ephemeral port (a loopback self-connect), either of which would leave the platform unable to bind it later."""
+
+    def __init__(self):
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+
+    def release(self):
+        """Just before something binds the port: a socket that never listened leaves no TIME_WAIT behind."""
+        if self._sock:
+            self._sock.close()
+            self._sock = None
+        return self.port
