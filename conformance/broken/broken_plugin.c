@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -84,6 +86,9 @@ typedef struct probe_device {
 #ifdef BROKEN_EMITS_AFTER_STOP
     pthread_t thread;
     volatile int thread_run;
+#endif
+#ifdef BROKEN_OWN_SOCKET
+    int own_socket; /* a socket of its own, beside the host's transport */
 #endif
 } probe_device;
 
@@ -287,6 +292,9 @@ static fl_status probe_start(const fl_device *d) {
     dev->state = PROBE_STARTED;
     dev->in_frame = 0;
     dev->frame_len = 0;
+#ifdef BROKEN_OWN_SOCKET
+    dev->own_socket = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0); /* talks past the host, undeclared */
+#endif
 #ifdef BROKEN_EMITS_AFTER_STOP
     if (!dev->thread_run) {
         dev->thread_run = 1;
@@ -301,6 +309,10 @@ static fl_status probe_stop(const fl_device *d) {
     if (!dev) return FL_MISUSE;
     PROBE_REQUIRE(dev->state == PROBE_STARTED);
     dev->state = PROBE_STOPPED;
+#ifdef BROKEN_OWN_SOCKET
+    if (dev->own_socket >= 0) close(dev->own_socket); /* closed again: no leak, only the undeclared I/O */
+    dev->own_socket = -1;
+#endif
     return FL_OK;
 }
 

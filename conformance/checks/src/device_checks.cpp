@@ -1,5 +1,6 @@
 // Instance-level checks: each driver of the plugin is created with its config (--config, else the empty map) and
 // driven through the C ABI by the suite's own host (test_host.hpp).
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -536,6 +537,49 @@ void leaks(const run_options &o, findings &f) {
     }
 }
 
+// ---- device.own_io -----------------------------------------------------------------------------------------------
+// FL-PLUGIN-16: without FL_DRIVER_OWN_IO every byte goes through the host's transport and every wait through its
+// timers, so a started instance holds no descriptor and no thread of its own. Counted in this check's own process
+// while the instance runs (device.leaks counts what is left after destroy; this is what is held during the run).
+void own_io(const run_options &o, findings &f) {
+    session s(o, f);
+    if (!s) return;
+    auto rng = rng_for(o, "device.own_io");
+    bool judged = false;
+    for (const auto *drv : s.drivers) {
+        if (drv->flags & FL_DRIVER_OWN_IO) continue;
+        instance in(s.entry(), *drv, "own-io-1");
+        const std::size_t fds = open_fds(), threads = thread_count();
+        if (in.create(config_for(o, drv->id)) != FL_OK) continue;
+        if (in.start() != FL_OK) continue;
+        judged = true;
+        in.deliver_open();
+        for (int i = 0; i < 3; ++i) {
+            in.tick();
+            if (in.transport()) {
+                auto b = random_bytes(rng, 64);
+                in.on_data(b.data(), b.size());
+            }
+        }
+        const std::size_t fds2 = open_fds(), threads2 = thread_count();
+        in.stop();
+        if (fds2 > fds)
+            f.fail("driver '" + drv->id + "': a started instance holds " + std::to_string(fds2 - fds) +
+                   " file descriptor(s) of its own without declaring FL_DRIVER_OWN_IO: its I/O must go through the "
+                   "host's transport (FL-PLUGIN-16)");
+        if (threads2 > threads)
+            f.fail("driver '" + drv->id + "': a started instance runs " + std::to_string(threads2 - threads) +
+                   " thread(s) of its own without declaring FL_DRIVER_OWN_IO: it must wait on the host's timers "
+                   "(FL-PLUGIN-16)");
+    }
+    if (!judged && !f.failed()) {
+        if (std::all_of(s.drivers.begin(), s.drivers.end(), [](auto *d) { return d->flags & FL_DRIVER_OWN_IO; }))
+            f.skip("every driver declares FL_DRIVER_OWN_IO: its own I/O is declared, not checkable");
+        else
+            f.not_exercised("no driver without FL_DRIVER_OWN_IO created and started with its config");
+    }
+}
+
 }  // namespace
 
 void add_device_checks(std::vector<check> &v) {
@@ -564,6 +608,9 @@ void add_device_checks(std::vector<check> &v) {
                  "random bytes in random chunks, with the link flapping, never crash or hang", garbage_input});
     v.push_back({"device.leaks", {"FL-PLUGIN-20", "FL-PLUGIN-21"}, level::standard,
                  "200 create/start/stop/destroy cycles leak no memory, file descriptor or thread", leaks});
+    v.push_back({"device.own_io", {"FL-PLUGIN-16"}, level::standard,
+                 "a started instance of a driver without FL_DRIVER_OWN_IO holds no file descriptor or thread of its "
+                 "own", own_io});
 }
 
 }  // namespace firelink::conform
