@@ -158,7 +158,7 @@ private:
         if (!fire && !fault && !clear && !fixed) return reply("NAK");
         const std::string key = det + (fire || clear ? "-fire" : "-fault");
         const std::string code = fire || clear ? "fire_alarm" : "detector_fault";
-        const bool active = active_.count(key) != 0;
+        [[maybe_unused]] const bool active = active_.count(key) != 0;
 #ifdef BROKEN_DUP_EMIT
         if (false) {  // broken: every frame is an event, whatever was reported already
 #else
@@ -171,13 +171,11 @@ private:
                              : fault ? firelink::event{firelink::event_kind::fault, code}.id(key)
                                      : firelink::event{firelink::event_kind::restore, code}.ends(key);
         ev.message("detector " + det + (state ? " (state after a reconnect)" : ""));
+        // Full: refused before anything is recorded of it, so that the line sent again is a change again.
+        if (pending_.size() >= max_pending) return reply("NAK");  // the concentrator sends it again later
         if (fire || fault) active_.insert(key);
         else active_.erase(key);
         remember(seq);
-        if (pending_.size() >= max_pending) {
-            forget(seq);
-            return reply("NAK");  // the concentrator sends it again later
-        }
         pending_.push_back({std::move(ev), seq, key, fire});
         retry_pending();
     }
@@ -225,7 +223,6 @@ private:
             order_.pop_front();
         }
     }
-    void forget(const std::string &seq) { seen_.erase(seq); }
 
     std::chrono::milliseconds command_timeout_;
     std::string buf_;

@@ -84,6 +84,10 @@ protected:
                 ev.level(severity::major);
             });
             report(level_2_, level_2_.above(*gas, level2_, hysteresis_), decorate(level2_));
+        } else {
+            // The alarms keep their state, and an active one is still reported again after a start (FL-PLUGIN-29).
+            report(level_1_, condition::change::none, [](event &ev) { ev.level(severity::major); });
+            report(level_2_, condition::change::none);
         }
         const std::string valve = s.name_of(pt("valve_position")).value_or("unread");
         valve_ = valve;

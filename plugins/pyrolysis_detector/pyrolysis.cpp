@@ -59,7 +59,14 @@ protected:
         report(wire_break_, wire_break_.flag(brk), [](event &ev) { ev.message("sensor wire broken"); });
         report(wire_short_, wire_short_.flag(shrt), [](event &ev) { ev.message("sensor wire shorted"); });
         const auto level = s.number(pt("particle_level"));
-        if (!level || brk || shrt) return;  // a faulted sensor's level means nothing: the conditions keep their state
+        const bool latched = s.bit(st, "alarm_latched").value_or(false);
+        if (!level || brk || shrt) {
+            // A faulted sensor's level means nothing: the conditions keep their state, and what is active is still
+            // reported again after a start (FL-PLUGIN-29). The device's own latch is not a reading: it still counts.
+            report(pre_, condition::change::none);
+            report(alarm_, latched ? alarm_.update(true, false) : condition::change::none);
+            return;
+        }
         auto dec = [&](double limit) {
             return [&, limit](event &ev) {
                 ev.value("particle_level", *level).message("particle level " + std::to_string(static_cast<long>(*level)) +
@@ -68,7 +75,6 @@ protected:
         };
         report(pre_, pre_.above(*level, pre_level_, hysteresis_), dec(pre_level_));
         // Latching: raised by the level or the device's own latch; never cleared here (only by a confirmed reset).
-        const bool latched = s.bit(st, "alarm_latched").value_or(false);
         report(alarm_, alarm_.update(*level >= alarm_level_ || latched, false), dec(alarm_level_));
     }
 

@@ -298,6 +298,19 @@ TEST_P(reference_plugin, passes_standard) {
     // Every reference driver declares its commands, the class's moving ones as actuating.
     EXPECT_EQ(r.status["commands.declared"], "passed") << r.message["commands.declared"];
     EXPECT_EQ(r.status["commands.undeclared_refused"], "passed") << r.message["commands.undeclared_refused"];
+    // The reference drivers of a wire ship device scripts (plugins/*/scripts), played and mutated; their coverage
+    // is listed. A mutation that does not apply to the device's protocol is not_exercised, never a pass.
+    if (std::string(GetParam()).rfind("hello", 0) != 0) {
+        EXPECT_EQ(r.status["script.play"], "passed") << r.message["script.play"];
+        EXPECT_NE(r.message["script.present"].find("1 script(s); events "), std::string::npos) << r.message["script.present"];
+        for (const auto &[id, st] : r.status) {
+            if (id.rfind("script.", 0) == 0) {
+                EXPECT_TRUE(st == "passed" || st == "not_exercised") << id << ": " << r.message[id];
+            }
+        }
+        for (const char *always : {"script.split", "script.reconnect", "script.busy", "script.restart", "script.silence"})
+            EXPECT_EQ(r.status[always], "passed") << always << ": " << r.message[always];
+    }
     // A Modbus reference plugin runs its class's scenarios against firelink-sim, and passes every one.
     static const std::map<std::string, std::string> classes = {{"modbus-arc-breaker", "arc_fault_breaker"},
                                                                {"modbus-gas-valve", "gas_shutoff_valve"},
@@ -558,6 +571,32 @@ INSTANTIATE_TEST_SUITE_P(
                          "was not reported again after a restart"}),
     [](const auto &info) { return std::string(info.param.name); });
 
+// A device that answers must answer every request the driver makes: the gas valve's script with the read it answers
+// changed (five registers where the driver reads four) fails, naming the request no answer matched; and a command
+// whose write the driver never makes fails, naming the write.
+TEST(device_scripts, a_device_that_answers_fails_on_a_request_the_script_does_not_answer) {
+    const fs::path plugin = built_plugin("modbus-gas-valve");
+    std::ifstream in(fs::path(plugin).replace_extension(".scripts") / "alarm.toml");
+    ASSERT_TRUE(in) << "the gas valve's scripts are not beside " << plugin;
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string good = text.str();
+    {
+        const scratch dir("unanswered");
+        std::ofstream(dir.dir / "alarm.toml") << std::regex_replace(good, std::regex("01 04 0000 0004"), "01 04 0000 0005");
+        run r = conform(plugin.string(), "--seed 42 --only '^script\\.play$' --scripts '" + dir.dir.string() + "'");
+        EXPECT_EQ(r.exit_code, 1) << r.console;
+        expect_failed(r, "script.play", {"which no answer of the script matches"});
+    }
+    {
+        const scratch dir("unwritten");
+        std::ofstream(dir.dir / "alarm.toml") << std::regex_replace(good, std::regex("01 06 0000 0001"), "01 06 0000 0002");
+        run r = conform(plugin.string(), "--seed 42 --only '^script\\.play$' --scripts '" + dir.dir.string() + "'");
+        EXPECT_EQ(r.exit_code, 1) << r.console;
+        expect_failed(r, "script.play", {"the driver never wrote"});
+    }
+}
+
 // A vendor-class driver with a wire and no script fails standard, saying what to add.
 TEST(device_scripts, a_vendor_driver_without_scripts_fails_standard) {
     const scratch empty("no-scripts");
@@ -569,14 +608,22 @@ TEST(device_scripts, a_vendor_driver_without_scripts_fails_standard) {
 
 // A script with a misspelt key is a usage error before the run, naming file, line and key.
 TEST(device_scripts, a_script_that_is_not_valid_is_a_usage_error) {
-    const scratch dir("bad-script");
-    std::ofstream(dir.dir / "alarm.toml") << "script = 1\ndriver = \"concentrator\"\nname = \"alarm\"\n"
-                                             "[device]\nwire = \"tcp_accepted\"\n\n[[step]]\nsend = \"EVT\\n\"\n"
-                                             "anwser = \"ACK\\n\"\n";
-    run r = conform(PLUGIN_LINE_CONCENTRATOR, "--seed 42 --scripts '" + dir.dir.string() + "'");
-    EXPECT_EQ(r.exit_code, 2) << r.console;
-    EXPECT_NE(r.console.find("alarm.toml:9: key 'anwser' is not a key of a [[step]]"), std::string::npos) << r.console;
-    EXPECT_TRUE(r.status.empty()) << r.console;
+    const std::string head = "script = 1\ndriver = \"concentrator\"\nname = \"alarm\"\n"
+                             "[device]\nwire = \"tcp_accepted\"\n\n[[step]]\n";
+    const std::pair<std::string, std::string> bad[] = {
+        {"send = \"EVT\\n\"\nanwser = \"ACK\\n\"\n", "alarm.toml:9: key 'anwser' is not a key of a [[step]]"},
+        {"send = \"EVT\\n\"\nevent = { kind = \"telemetry\", code = \"x\" }\n",
+         "key 'kind': 'telemetry' is not an event kind a step can expect"},
+        {"command = \"silence\"\nargs = \"0007\"\nresult = true\n", "key 'args': must be a table"},
+    };
+    for (const auto &[step, message] : bad) {
+        const scratch dir("bad-script");
+        std::ofstream(dir.dir / "alarm.toml") << head << step;
+        run r = conform(PLUGIN_LINE_CONCENTRATOR, "--seed 42 --scripts '" + dir.dir.string() + "'");
+        EXPECT_EQ(r.exit_code, 2) << r.console;
+        EXPECT_NE(r.console.find(message), std::string::npos) << r.console;
+        EXPECT_TRUE(r.status.empty()) << r.console;
+    }
 }
 
 // ---- device sources: recorded traces and live devices -------------------------------------------------------------

@@ -305,7 +305,8 @@ void identify_real(const run_options &o, findings &f) {
     if (!drv) return f.skip("the plugin has no fire_panel driver with a tcp_accepted wire");
     const auto sim = sim_path(o);
     if (sim.empty() || ::access(sim.c_str(), X_OK) != 0)
-        return f.skip("no device source for fire_panel: no simulator at '" + sim.string() + "'");
+        return f.fail("no device source for fire_panel: no simulator at '" + sim.string() +
+                      "' (give --sim PATH_TO_firelink-sim)");
     plugin_host host;
     if (plugin->init(host.abi()) != FL_OK) return f.fail("init failed");
     const auto *ident = identify_of(*plugin);

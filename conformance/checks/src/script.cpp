@@ -3,6 +3,7 @@
 #include "firelink/conform/script.hpp"
 
 #include <algorithm>
+#include <firelink/payload.h>
 #include <set>
 
 #include <toml++/toml.h>
@@ -67,16 +68,20 @@ bool event_of(const std::filesystem::path &file, const toml::table &t, script_ev
     if (!text(file, t, "kind", e.kind, why, true) || !text(file, t, "code", e.code, why, true) ||
         !text(file, t, "as", e.as, why) || !text(file, t, "ends", e.ends, why))
         return false;
-    static const std::set<std::string> kinds = {"alarm", "pre_alarm", "fault", "restore", "status", "telemetry",
-                                                "command_result"};
+    // Telemetry and command results are not conditions a step can wait for: telemetry comes as the driver samples,
+    // and a command's result is the command step's 'result'.
+    static const std::set<std::string> kinds = {"alarm", "pre_alarm", "fault", "restore", "status"};
     if (!kinds.count(e.kind)) {
-        why = where(file, t) + ": key 'kind': '" + e.kind + "' is not an event kind (docs/events.md)";
+        why = where(file, t) + ": key 'kind': '" + e.kind + "' is not an event kind a step can expect (alarm, "
+              "pre_alarm, fault, restore, status; a command's result is the step's 'result')";
         return false;
     }
     if (e.kind == "restore" && e.ends.empty()) {
         why = where(file, t) + ": a restore names what it ends: key 'ends' (the 'as' of the raising event)";
         return false;
     }
+    if (const auto *f = t.get("fields"); f && !f->is_table())
+        return why = where(file, *f) + ": key 'fields': must be a table (fields = { name = \"value\" })", false;
     if (const auto *fields = t.get_as<toml::table>("fields"))
         for (const auto &[k, v] : *fields) {
             if (v.is_string()) e.fields[std::string(k.str())] = **v.as_string();
@@ -88,7 +93,59 @@ bool event_of(const std::filesystem::path &file, const toml::table &t, script_ev
     return true;
 }
 
+// [device] config as the driver gets a site's [device.config]: a msgpack map. Scalars, arrays and tables; a date or
+// a time has no meaning to a driver's config here and is refused.
+bool pack(const std::filesystem::path &file, const toml::node &n, fl_mp_writer &w, std::string &why) {
+    if (const auto *t = n.as_table()) {
+        fl_mp_map(&w, static_cast<std::uint32_t>(t->size()));
+        for (const auto &[k, v] : *t) {
+            fl_mp_str_n(&w, k.str().data(), k.str().size());
+            if (!pack(file, v, w, why)) return false;
+        }
+    } else if (const auto *a = n.as_array()) {
+        fl_mp_array(&w, static_cast<std::uint32_t>(a->size()));
+        for (const auto &v : *a)
+            if (!pack(file, v, w, why)) return false;
+    } else if (n.is_string()) {
+        const auto &str = **n.as_string();
+        fl_mp_str_n(&w, str.data(), str.size());
+    } else if (n.is_integer()) {
+        fl_mp_int(&w, **n.as_integer());
+    } else if (n.is_floating_point()) {
+        fl_mp_double(&w, **n.as_floating_point());
+    } else if (n.is_boolean()) {
+        fl_mp_bool(&w, **n.as_boolean());
+    } else {
+        return why = where(file, n) + ": key 'config': a date or time is not a config value here", false;
+    }
+    return true;
+}
+
+// answers = [ { when = "...", reply = "..." }, ... ]
+bool answers_of(const std::filesystem::path &file, const toml::node &n, std::vector<script_answer> &out,
+                std::string &why) {
+    const auto *list = n.as_array();
+    if (!list) return why = where(file, n) + ": key 'answers': an array of { when = \"...\", reply = \"...\" }", false;
+    for (const auto &a : *list) {
+        const auto *t = a.as_table();
+        if (!t) return why = where(file, a) + ": key 'answers': each is a table { when, reply }", false;
+        script_answer x;
+        x.line = static_cast<int>(a.source().begin.line);
+        if (!only_keys(file, *t, {"when", "reply"}, "an answer", why) || !text(file, *t, "when", x.when, why, true) ||
+            !text(file, *t, "reply", x.reply, why, true))
+            return false;
+        out.push_back(std::move(x));
+    }
+    return true;
+}
+
 }  // namespace
+
+bool device_script::responder() const noexcept {
+    const bool answers_requests =
+        !answers.empty() || std::any_of(steps.begin(), steps.end(), [](const script_step &s) { return s.sets_answers; });
+    return answers_requests && std::none_of(steps.begin(), steps.end(), [](const script_step &s) { return !s.send.empty(); });
+}
 
 bool load_script(const std::filesystem::path &file, device_script &s, std::string &why) {
     toml::table doc;
@@ -114,7 +171,7 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
     if (!dev) return why = file.string() + ": table [device] is missing", false;
     if (!only_keys(file, *dev,
                    {"wire", "identity", "hello", "hello_answer", "garbage", "heartbeat", "heartbeat_ms",
-                    "resend_same", "pipelined"},
+                    "resend_same", "pipelined", "answers", "config"},
                    "[device]", why) ||
         !text(file, *dev, "wire", s.wire, why, true) || !text(file, *dev, "identity", s.identity, why) ||
         !text(file, *dev, "hello", s.hello, why) || !text(file, *dev, "hello_answer", s.hello_answer, why) ||
@@ -125,8 +182,17 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
     if (s.wire != "tcp_accepted" && s.wire != "tcp_client" && s.wire != "serial")
         return why = where(file, *dev) + ": key 'wire': '" + s.wire + "' is not tcp_accepted, tcp_client or serial",
                false;
-    if (s.heartbeat.empty() != (s.heartbeat_ms == 0))
-        return why = where(file, *dev) + ": keys 'heartbeat' and 'heartbeat_ms' go together", false;
+    if (const auto *a = dev->get("answers"); a && !answers_of(file, *a, s.answers, why)) return false;
+    if (const auto *c = dev->get("config")) {
+        if (!c->is_table()) return why = where(file, *c) + ": key 'config': must be a table (the driver's config)", false;
+        std::vector<std::uint8_t> buf(64 * 1024);
+        fl_mp_writer w;
+        fl_mp_writer_init(&w, buf.data(), buf.size());
+        if (!pack(file, *c, w, why)) return false;
+        if (!fl_mp_ok(&w)) return why = where(file, *c) + ": key 'config': over 64 KiB", false;
+        buf.resize(w.len);
+        s.config = std::move(buf);
+    }
     const auto *steps = doc.get_as<toml::array>("step");
     if (!steps || steps->empty()) return why = file.string() + ": no [[step]]: a script plays at least one", false;
     std::set<std::string> names;
@@ -137,7 +203,7 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
         st.line = static_cast<int>(node.source().begin.line);
         if (!only_keys(file, *t,
                        {"send", "answer", "after_commit", "state", "event", "command", "args", "writes", "reply",
-                        "result"},
+                        "result", "answers"},
                        "a [[step]]", why) ||
             !text(file, *t, "send", st.send, why) || !text(file, *t, "answer", st.answer, why) ||
             !boolean(file, *t, "after_commit", st.after_commit, why) || !text(file, *t, "state", st.state, why) ||
@@ -148,14 +214,24 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
             if (!r->is_boolean()) return why = where(file, *r) + ": key 'result': must be true or false", false;
             st.result = **r->as_boolean();
         }
+        if (const auto *a = t->get("args"); a && !a->is_table())
+            return why = where(file, *a) + ": key 'args': must be a table (args = { name = \"value\" })", false;
         if (const auto *args = t->get_as<toml::table>("args"))
             for (const auto &[k, v] : *args) {
                 if (!v.is_string()) return why = where(file, v) + ": key 'args." + std::string(k.str()) + "': must be a string", false;
                 st.args[std::string(k.str())] = **v.as_string();
             }
-        if (st.send.empty() == st.command.empty())
+        if (const auto *a = t->get("answers")) {
+            if (!answers_of(file, *a, st.answers, why)) return false;
+            st.sets_answers = true;
+        }
+        if (!st.send.empty() && !st.command.empty())
             return why = file.string() + ":" + std::to_string(st.line) + ": a step either sends a frame ('send') or "
                          "gives a command ('command')", false;
+        if (st.send.empty() && st.command.empty() && !st.sets_answers)
+            return why = file.string() + ":" + std::to_string(st.line) + ": a step sends a frame ('send'), gives a "
+                         "command ('command') or changes the device's answers ('answers')", false;
+
         if (!st.command.empty() && !st.result)
             return why = file.string() + ":" + std::to_string(st.line) + ": a command step says its result ('result')",
                    false;
@@ -186,6 +262,14 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
                          "condition (an alarm, pre_alarm or fault event)", false;
         s.steps.push_back(std::move(st));
     }
+    // A device that only answers has no heartbeat of its own: its answers are its traffic, and heartbeat_ms alone
+    // says how often the driver asks (script.silence's liveness budget).
+    if (s.responder() ? !s.heartbeat.empty() : s.heartbeat.empty() != (s.heartbeat_ms == 0))
+        return why = where(file, *dev) + (s.responder()
+                                              ? ": a device that only answers sends no 'heartbeat' of its own; "
+                                                "'heartbeat_ms' alone says how often the driver asks"
+                                              : ": keys 'heartbeat' and 'heartbeat_ms' go together"),
+               false;
     return true;
 }
 

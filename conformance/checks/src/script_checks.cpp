@@ -40,7 +40,8 @@ enum class mutation { play, split, coalesced, garbage, duplicate, reconnect, bus
 // ---- templates and patterns -------------------------------------------------------------------------------------
 using vars = std::map<std::string, std::string>;
 
-bool hex_bytes(const std::string &hex, std::string &out) {
+bool hex_bytes(std::string hex, std::string &out) {
+    std::erase(hex, ' ');  // "0000 0006 01 04" reads as the protocol's fields
     if (hex.size() % 2) return false;
     for (std::size_t i = 0; i < hex.size(); i += 2) {
         if (!std::isxdigit(static_cast<unsigned char>(hex[i])) || !std::isxdigit(static_cast<unsigned char>(hex[i + 1])))
@@ -68,10 +69,32 @@ bool expand(const std::string &tpl, const vars &v, std::string &out, std::string
         const std::string name = tpl.substr(i + 1, close - i - 1);
         if (name.rfind("x:", 0) == 0) {
             if (!hex_bytes(name.substr(2), out)) return why = "'{" + name + "}' is not hex bytes", false;
+        } else if (name == "crc16") {
+            // Modbus RTU's CRC-16 (polynomial 0xA001, from 0xFFFF) of the bytes before it, low byte first.
+            std::uint16_t crc = 0xFFFF;
+            for (unsigned char c : out) {
+                crc ^= c;
+                for (int b = 0; b < 8; ++b) crc = (crc & 1) ? static_cast<std::uint16_t>((crc >> 1) ^ 0xA001) : crc >> 1;
+            }
+            out += static_cast<char>(crc & 0xFF);
+            out += static_cast<char>(crc >> 8);
+        } else if (name.rfind("sum8:", 0) == 0) {
+            // The sum modulo 256 of the bytes from offset K to here (GB/T 26875.3's check byte is {sum8:2}).
+            std::size_t from = 0;
+            try {
+                from = std::stoul(name.substr(5));
+            } catch (const std::exception &) {
+                return why = "'{" + name + "}': the offset is not a number", false;
+            }
+            if (from > out.size()) return why = "'{" + name + "}': the frame has only " + std::to_string(out.size()) + " bytes before it", false;
+            unsigned sum = 0;
+            for (std::size_t k = from; k < out.size(); ++k) sum += static_cast<unsigned char>(out[k]);
+            out += static_cast<char>(sum & 0xFF);
         } else if (const auto it = v.find(name); it != v.end()) {
             out += it->second;
         } else {
-            return why = "'{" + name + "}' names nothing known here (seq, last, x:HEX, or a value captured earlier)",
+            return why = "'{" + name + "}' names nothing known here (seq, last, id, x:HEX, crc16, sum8:K, or a value "
+                         "captured earlier)",
                    false;
         }
         i = close;
@@ -103,8 +126,24 @@ bool compile(const std::string &pat, const vars &v, std::regex &re, std::vector<
         const auto close = pat.find('}', i);
         if (close == std::string::npos) return why = "an unclosed '{' in '" + pat + "'", false;
         const std::string name = pat.substr(i + 1, close - i - 1);
+        // {any:N} and {=NAME:N}: exactly N bytes, whatever they are (a binary protocol's fields).
+        const auto colon = name.find(':');
+        std::size_t width = 0;
+        if (colon != std::string::npos && (name.rfind("any:", 0) == 0 || name[0] == '=')) {
+            try {
+                width = std::stoul(name.substr(colon + 1));
+            } catch (const std::exception &) {
+                return why = "'{" + name + "}': the width is not a number of bytes", false;
+            }
+            if (width == 0 || width > 4096) return why = "'{" + name + "}': a width of 1 to 4096 bytes", false;
+        }
         if (name == "any") {
             rx += "[^\\r\\n]*?";
+        } else if (width && name[0] != '=') {
+            rx += "[\\s\\S]{" + std::to_string(width) + "}";
+        } else if (width) {
+            names.push_back(name.substr(1, colon - 1));
+            rx += "([\\s\\S]{" + std::to_string(width) + "})";
         } else if (!name.empty() && name[0] == '=') {
             names.push_back(name.substr(1));
             rx += "([^\\s]+?)";
@@ -173,10 +212,14 @@ public:
     }
     // Waits for `re` in what the driver wrote: at the start when `strict` (anything before it is reported in
     // `unexpected`), else anywhere. What the match ends at is consumed. The captures go to `got`.
+    // `answer`: for a device that speaks first and also answers requests ([device] answers), called with what the
+    // driver wrote before each look: it takes the requests at its start and writes their answers.
+    using answerer = std::function<void(std::string &rx)>;
     bool expect(const std::regex &re, const std::vector<std::string> &names, steady::time_point deadline, bool strict,
-                vars &got, std::string &unexpected) {
+                vars &got, std::string &unexpected, const answerer &answer = {}) {
         std::unique_lock lock(mutex_);
         for (;;) {
+            if (answer) answer(rx_);
             std::smatch m;
             if (std::regex_search(rx_, m, re)) {
                 if (strict && m.position(0) != 0) {
@@ -198,6 +241,29 @@ public:
                 return false;
             }
         }
+    }
+    // A device that answers: the first of `res` that matches at the very start of what the driver wrote, consumed
+    // (its captures into `got`); -1 when none did by `deadline`, and `pending` holds what waits unanswered.
+    int match_front(const std::vector<std::regex> &res, const std::vector<std::vector<std::string>> &names, vars &got,
+                    steady::time_point deadline, std::string &pending) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            for (std::size_t k = 0; k < res.size(); ++k) {
+                std::smatch m;
+                if (!std::regex_search(rx_, m, res[k], std::regex_constants::match_continuous)) continue;
+                for (std::size_t i = 0; i < names[k].size() && i + 1 < m.size(); ++i) got[names[k][i]] = m[i + 1].str();
+                rx_.erase(0, static_cast<std::size_t>(m.length(0)));
+                return static_cast<int>(k);
+            }
+            if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+                pending = rx_;
+                return -1;
+            }
+        }
+    }
+    void drop(std::size_t n) {
+        std::lock_guard lock(mutex_);
+        rx_.erase(0, std::min(n, rx_.size()));
     }
     std::string take() {
         std::lock_guard lock(mutex_);
@@ -329,7 +395,7 @@ public:
                 return transport::make_serial_link(std::move(ex), st, transport::backoff{50ms, 200ms}, std::move(ev));
             };
         }
-        std::vector<std::vector<std::uint8_t>> configs = {{}};
+        std::vector<std::vector<std::uint8_t>> configs = {s.config};
         if (o.configs.count(drv.id)) configs = {o.configs.at(drv.id)};
         if (!create_and_start(plugin, drv, configs, make_link, liveness)) return;
         if (connect()) set_ready();
@@ -420,10 +486,17 @@ std::string field_text(const std::vector<std::uint8_t> &payload, const std::stri
 
 bool counts_as_event(const seen &s) { return !s.from_host && s.kind != "telemetry"; }
 
+// script.busy on a device that answers: how long the host refuses every event after a step changed the state.
+constexpr std::chrono::milliseconds busy_hold{1500};
+
+bool raises(const std::string &kind) { return kind == "alarm" || kind == "pre_alarm" || kind == "fault"; }
+
 struct player {
     player(script_device &dev, const device_script &script, findings &fi, mutation mu) : d(dev), s(script), f(fi), m(mu) {
         v["id"] = s.identity;
+        answers_now = s.answers;
     }
+    ~player() { stop_answering(); }
     script_device &d;
     const device_script &s;
     findings &f;
@@ -467,12 +540,146 @@ struct player {
         v["seq"] = std::to_string(seq);
         v["last"] = std::to_string(seq - 1);
         if (!compile(pattern, v, re, names, why)) return fail(at(line) + ": " + why), false;
-        if (d.end().expect(re, names, steady::now() + budget, strict() && !lenient, v, unexpected)) return true;
+        if (d.end().expect(re, names, steady::now() + budget, strict() && !lenient, v, unexpected, answerer()))
+            return true;
         fail(at(line) + ": " + what + ": expected '" + printable(pattern) + "', " +
              (unexpected.empty() ? "got nothing within " + std::to_string(ms(budget)) + " ms"
                                  : "got '" + printable(unexpected) + "'"));
         return false;
     }
+    // ---- a device that answers (docs/device-scripts.md, "Devices that answer") ----------------------------------
+    // A thread answers each of the driver's requests with the answers in force; a step changes them (its device's
+    // state), a command's `writes` is answered first and then its step's answers take over. The player holds
+    // `wire` while it cuts or remakes the connection, so that no answer is written into a closing one.
+    std::mutex wire;
+    std::vector<script_answer> answers_now;
+    const script_step *command_waiting = nullptr;  // its `writes` not answered yet
+    bool command_answered = false;
+    std::atomic<bool> quiet{false};  // script.silence: the device stops answering (what the driver writes is read)
+    std::atomic<bool> answering{false};
+    std::vector<std::string> unanswered, answer_errors;
+    std::thread responder;
+
+    // A device that speaks first and answers requests too: while the player waits for the driver's bytes, each
+    // request at their start that an answer matches is taken and answered (under the reader's lock: no thread).
+    device_end::answerer answerer() {
+        if (s.responder() || answers_now.empty()) return {};
+        return [this](std::string &rx) {
+            for (bool again = true; again && !rx.empty();) {
+                again = false;
+                for (const auto &a : answers_now) {
+                    std::regex re;
+                    std::vector<std::string> names;
+                    std::string why;
+                    if (!compile(a.when, v, re, names, why)) {
+                        answer_errors.push_back(at(a.line) + ": " + why);
+                        continue;
+                    }
+                    std::smatch hit;
+                    if (!std::regex_search(rx, hit, re, std::regex_constants::match_continuous)) continue;
+                    vars got = v;
+                    for (std::size_t i = 0; i < names.size() && i + 1 < hit.size(); ++i) got[names[i]] = hit[i + 1].str();
+                    rx.erase(0, static_cast<std::size_t>(hit.length(0)));
+                    std::string b;
+                    if (!expand(a.reply, got, b, why)) answer_errors.push_back(at(a.line) + ": " + why);
+                    else d.end().write(b, m == mutation::split);
+                    again = true;
+                    break;
+                }
+            }
+        };
+    }
+    void start_answering() {
+        if (!s.responder() || answering) return;
+        answers_now = s.answers;
+        answering = true;
+        responder = std::thread([this] { answer_loop(); });
+    }
+    void stop_answering() {
+        answering = false;
+        if (responder.joinable()) responder.join();
+    }
+    void set_answers(const std::vector<script_answer> &a) {
+        std::lock_guard lock(wire);
+        answers_now = a;
+    }
+    void answer_loop() {
+        auto stale_since = steady::now();  // since when what waits at the front has matched no answer
+        while (answering) {
+            std::unique_lock lock(wire);
+            std::vector<const script_answer *> list;
+            script_answer cmd;
+            if (command_waiting && !command_answered) {
+                cmd = {command_waiting->line, command_waiting->writes, command_waiting->reply};
+                list.push_back(&cmd);
+            }
+            for (const auto &a : answers_now) list.push_back(&a);
+            std::vector<std::regex> res(list.size());
+            std::vector<std::vector<std::string>> names(list.size());
+            std::string why;
+            for (std::size_t k = 0; k < list.size(); ++k)
+                if (!compile(list[k]->when, v, res[k], names[k], why)) {
+                    answer_errors.push_back(at(list[k]->line) + ": " + why);
+                    return;
+                }
+            vars got = v;
+            std::string pending;
+            const int k = d.end().match_front(res, names, got, steady::now() + 50ms, pending);
+            if (k < 0) {
+                // Bytes that no answer matched for half a second are a request the script does not answer (however
+                // often the driver asks again meanwhile): reported, and dropped so that later requests are answered.
+                if (pending.empty()) {
+                    stale_since = steady::now();
+                } else if (steady::now() - stale_since > 500ms) {
+                    if (unanswered.size() < 3) unanswered.push_back(printable(pending));
+                    d.end().drop(pending.size());
+                    stale_since = steady::now();
+                }
+                continue;
+            }
+            stale_since = steady::now();
+            std::string b;
+            if (!expand(list[k]->reply, got, b, why)) {
+                answer_errors.push_back(at(list[k]->line) + ": " + why);
+                return;
+            }
+            if (!quiet) {
+                if (m == mutation::garbage && !s.garbage.empty()) d.end().write(s.garbage, false);
+                d.end().write(b, m == mutation::split);  // a cut connection: the driver asks again
+            }
+            if (list[k] == &cmd) {
+                command_answered = true;
+                if (command_waiting->sets_answers) answers_now = command_waiting->answers;
+                command_waiting = nullptr;
+            }
+        }
+    }
+    // A step of a device that answers: its state changes; its events must follow.
+    bool answer_step(const script_step &st) {
+        const auto from = d.events().mark();
+        if (m == mutation::busy) {
+            // The host refuses everything while the device's state changes (and so pauses its wire, FL-HOST
+            // backpressure); once it takes events again, each of the step's must come, once (FL-PLUGIN-28).
+            d.set_busy(true);
+            set_answers(st.answers);
+            std::this_thread::sleep_for(busy_hold);
+            d.set_busy(false);
+        } else {
+            set_answers(st.answers);
+        }
+        if (!events_of(st, from)) return false;
+        if (m == mutation::reconnect && d.can_cut() && !st.events.empty()) {
+            std::lock_guard lock(wire);
+            if (!d.cut_and_reconnect()) return ok = false;
+            d.end().take();  // half a request of the old connection
+            if (!hello()) return false;
+        }
+        if (m == mutation::restart && std::any_of(st.events.begin(), st.events.end(),
+                                                  [](const script_event &e) { return raises(e.kind) && !e.as.empty(); }))
+            return restart_here(st);
+        return true;
+    }
+
     // The hello on a new connection. A device that connects in may reach the listener before the host's device
     // took its place there (the listener then closes it, as it closes a stranger): it connects again, as a real one
     // does, within the budget.
@@ -493,7 +700,7 @@ struct player {
                     std::string why, unexpected;
                     v["seq"] = std::to_string(seq);
                     if (!compile(s.hello_answer, v, re, names, why)) return fail("[device] hello_answer: " + why), false;
-                    if (d.end().expect(re, names, deadline, false, v, unexpected)) return true;
+                    if (d.end().expect(re, names, deadline, false, v, unexpected, answerer())) return true;
                     if (!d.end().eof()) break;
                 }
             }
@@ -532,7 +739,7 @@ struct player {
     void bind(const script_event &want, const seen &got, const std::string &state) {
         if (!want.as.empty()) {
             named[want.as] = got.event_id;
-            if (!state.empty()) active[want.as] = state;
+            if (!state.empty() || (s.responder() && raises(want.kind))) active[want.as] = state;
         }
         if (want.kind == "restore") active.erase(want.ends);
     }
@@ -540,9 +747,9 @@ struct player {
     bool events_of(const script_step &st, std::size_t from) {
         for (const auto &e : st.events) {
             ++declared;
-            if (m == mutation::busy && e.kind != "alarm") {
+            if (m == mutation::busy && !s.responder() && e.kind != "alarm") {
                 deferred.push_back({&e, st.line});
-                if (!e.as.empty() && !st.state.empty()) active[e.as] = st.state;
+                if (!e.as.empty() && (!st.state.empty() || (s.responder() && raises(e.kind)))) active[e.as] = st.state;
                 continue;
             }
             const auto got = wait_event(e, from, event_budget);
@@ -551,7 +758,7 @@ struct player {
                 for (const auto &x : d.events().since(from))
                     if (counts_as_event(x)) seen_list += (seen_list.empty() ? "" : ", ") + x.kind + " " + x.code;
                 return fail(at(st.line) + ": no " + describe(e) + " within " + std::to_string(ms(event_budget)) +
-                            " ms" + (m == mutation::busy ? " while the host refused every other lane (FL_BUSY): an "
+                            " ms" + (m == mutation::busy && !s.responder() ? " while the host refused every other lane (FL_BUSY): an "
                                                            "alarm held behind a refused event (FL-PLUGIN-28)"
                                                          : "") +
                             " (saw: " + (seen_list.empty() ? "none" : seen_list) + ")"),
@@ -563,6 +770,7 @@ struct player {
     }
 
     bool send_step(const script_step &st) {
+        if (st.sets_answers) answers_now = st.answers;  // the device's state, for the requests it answers
         seq = ++counter;
         std::string b;
         if (!frame(st.send, st.line, b)) return false;
@@ -579,7 +787,7 @@ struct player {
             v["seq"] = std::to_string(seq);
             vars scratch = v;
             if (!compile(st.answer, v, re, names, why)) return fail(at(st.line) + ": " + why), false;
-            const bool answered = d.end().expect(re, names, steady::now() + settle, false, scratch, early);
+            const bool answered = d.end().expect(re, names, steady::now() + settle, false, scratch, early, answerer());
             d.events().hold(false);
             if (answered)
                 return fail(at(st.line) + ": the driver answered '" + printable(st.answer) + "' before the host "
@@ -615,9 +823,17 @@ struct player {
     // state (FL-PLUGIN-29).
     bool restart_here(const script_step &st) {
         const auto from = d.events().mark();
-        if (!d.restart()) return fail(at(st.line) + ": stop and start again failed"), false;
-        if (!d.reconnect_after_restart() || !hello()) return false;
+        {
+            std::unique_lock lock(wire, std::defer_lock);
+            if (s.responder()) lock.lock();
+            if (!d.restart()) return fail(at(st.line) + ": stop and start again failed"), false;
+            if (!d.reconnect_after_restart()) return false;
+            if (s.responder()) d.end().take();
+            if (s.responder() && !hello()) return false;  // v is the answering thread's too
+        }
+        if (!s.responder() && !hello()) return false;
         for (const auto &[as, state] : active) {
+            if (state.empty()) continue;  // a device that answers: its answers are its state
             seq = ++counter;
             std::string b;
             if (!frame(state, st.line, b) || !write(b)) return false;
@@ -646,8 +862,18 @@ struct player {
 
     bool command_step(const script_step &st) {
         const auto from = d.events().mark();
+        if (s.responder()) {
+            std::lock_guard lock(wire);
+            if (st.writes.empty()) {
+                if (st.sets_answers) answers_now = st.answers;
+            } else {
+                command_waiting = &st;
+                command_answered = false;
+            }
+        }
         const std::string cid = d.command(st.command, st.args);
         if (cid.empty()) return ok = false;
+        if (s.responder()) return command_result(st, from, cid);
         if (!st.writes.empty() && !expect(st.writes, st.line, "what the driver writes for command " + st.command,
                                           m != mutation::play, command_budget))
             return false;
@@ -656,6 +882,9 @@ struct player {
             std::string b;
             if (!frame(st.reply, st.line, b) || !write(b)) return false;
         }
+        return command_result(st, from, cid);
+    }
+    bool command_result(const script_step &st, std::size_t from, const std::string &cid) {
         const auto deadline = steady::now() + command_budget;
         std::optional<seen> result;
         while (!result && steady::now() < deadline) {
@@ -667,6 +896,13 @@ struct player {
             return fail(at(st.line) + ": no command_result for " + st.command + " within " +
                         std::to_string(ms(command_budget)) + " ms (FL-PLUGIN-30)"),
                    false;
+        if (s.responder() && !st.writes.empty()) {
+            std::lock_guard lock(wire);
+            if (!command_answered)
+                return fail(at(st.line) + ": the driver never wrote '" + printable(st.writes) + "' for command " +
+                            st.command),
+                       false;
+        }
         if (!result->ok || *result->ok != *st.result)
             return fail(at(st.line) + ": " + st.command + " answered " + result->json + " where the script says ok=" +
                         (*st.result ? "true" : "false") + " (FL-PLUGIN-30)"),
@@ -676,10 +912,31 @@ struct player {
 
     // Plays every step; then, after letting the device settle, exactly the declared events (no duplicate, none
     // undeclared) must have come.
+    // What the answering went through, said once on every way out of run(): an unanswered request is often why a
+    // step's events never came.
+    bool answers_reported = false;
+    void report_answers() {
+        if (answers_reported) return;
+        answers_reported = true;
+        stop_answering();
+        for (const auto &e : answer_errors) fail(e);
+        // A cut connection may leave half a request behind; otherwise every request must have had its answer.
+        if (m != mutation::reconnect && m != mutation::restart && !unanswered.empty()) {
+            std::string list;
+            for (const auto &u : unanswered) list += (list.empty() ? "'" : ", '") + u + "'";
+            fail("the driver wrote " + list + ", which no answer of the script matches: a device that answers "
+                 "('answers') must answer every request the driver makes");
+        }
+    }
     void run() {
+        struct on_exit {
+            player &p;
+            ~on_exit() { p.report_answers(); }
+        } reporting{*this};
         start_mark = d.events().mark();
-        if (m == mutation::busy) d.set_busy_but_alarms(true);
+        if (m == mutation::busy && !s.responder()) d.set_busy_but_alarms(true);
         if (!hello()) return;
+        start_answering();  // after the hello: the answering thread reads v, which the hello writes
         const auto &steps = s.steps;
         for (std::size_t i = 0; ok && i < steps.size(); ++i) {
             if (m == mutation::coalesced && s.pipelined && !steps[i].send.empty()) {
@@ -709,7 +966,8 @@ struct player {
                 i = j - 1;
                 continue;
             }
-            if (!steps[i].send.empty() ? !send_step(steps[i]) : !command_step(steps[i])) return;
+            const auto &st = steps[i];
+            if (!st.send.empty() ? !send_step(st) : !st.command.empty() ? !command_step(st) : !answer_step(st)) return;
         }
         if (m == mutation::busy) {
             d.set_busy(false);
@@ -722,12 +980,22 @@ struct player {
             }
         }
         std::this_thread::sleep_for(settle);
-        if (restarted) return;  // a re-report is a new event; the count is the plain run's to judge
+        report_answers();
+        if (!ok || restarted) return;  // a re-report is a new event; the count is the plain run's to judge
         std::size_t got = 0;
         std::string extra;
         const auto all = d.events().since(start_mark);
+        // After a reconnect a driver may report again what is still active, with the same event_id (FL-PLUGIN-29:
+        // it cannot know whether its answer arrived): a re-report, not a second event.
+        std::set<std::string> raised_ids;
+        for (const auto i : used)
+            if (i >= start_mark && i - start_mark < all.size() && raises(all[i - start_mark].kind))
+                raised_ids.insert(all[i - start_mark].event_id);
         for (std::size_t i = 0; i < all.size(); ++i)
-            if (counts_as_event(all[i]) && all[i].kind != "command_result") {
+            if (m == mutation::reconnect && !used.count(start_mark + i) && raises(all[i].kind) &&
+                raised_ids.count(all[i].event_id))
+                continue;
+            else if (counts_as_event(all[i]) && all[i].kind != "command_result") {
                 ++got;
                 if (!used.count(start_mark + i) && extra.size() < 300) extra += (extra.empty() ? "" : "; ") + all[i].json;
             }
@@ -742,13 +1010,25 @@ struct player {
 std::string not_applicable(const device_script &s, mutation m) {
     switch (m) {
     case mutation::garbage: return s.garbage.empty() ? "declares no [device] garbage" : "";
-    case mutation::duplicate: return s.resend_same ? "" : "does not say its frames carry their id ([device] resend_same)";
+    case mutation::duplicate:
+        if (s.responder()) return "is a device that answers: it sends no frame of its own to send again";
+        return s.resend_same ? "" : "does not say its frames carry their id ([device] resend_same)";
     case mutation::reconnect: return s.wire == "serial" ? "runs over serial: no connection to cut" : "";
     case mutation::restart:
+        if (s.responder())
+            return std::any_of(s.steps.begin(), s.steps.end(),
+                               [](const script_step &st) {
+                                   return std::any_of(st.events.begin(), st.events.end(), [](const script_event &e) {
+                                       return raises(e.kind) && !e.as.empty();
+                                   });
+                               })
+                       ? ""
+                       : "raises no named condition (an alarm, pre_alarm or fault with 'as')";
         return std::any_of(s.steps.begin(), s.steps.end(), [](const script_step &st) { return !st.state.empty(); })
                    ? ""
                    : "declares no 'state' (what the device sends on a reconnect while a condition is active)";
     case mutation::commit:
+        if (s.responder()) return "is a device that answers: no answer of the driver waits for a commit";
         return std::any_of(s.steps.begin(), s.steps.end(), [](const script_step &st) { return st.after_commit; })
                    ? ""
                    : "has no answer given 'after_commit'";
@@ -809,7 +1089,7 @@ void silence(const run_options &o, findings &f) {
     if (!plugin) return;
     std::set<std::string> done;
     for (const auto &s : o.scripts) {
-        if (s.heartbeat.empty() || done.count(s.driver)) continue;
+        if ((s.responder() ? s.heartbeat_ms == 0 : s.heartbeat.empty()) || done.count(s.driver)) continue;
         const core::driver_info *drv = nullptr;
         for (const auto &dd : plugin->info().drivers)
             if (dd.id == s.driver && (dd.wires & wire_bit(s.wire))) drv = &dd;
@@ -822,16 +1102,24 @@ void silence(const run_options &o, findings &f) {
         player p{d, s, f, mutation::play};
         if (!p.hello()) continue;
         const auto from = d.events().mark();
-        for (auto until = steady::now() + 2 * liveness; steady::now() < until;) {
-            std::string b;
-            p.seq = ++p.counter;
-            if (!p.frame(s.heartbeat, 0, b) || !d.end().write(b, false)) break;
-            std::this_thread::sleep_for(period);
+        if (s.responder()) {
+            // Its answers are its traffic: answering for twice the budget, then reading and answering nothing.
+            p.start_answering();
+            std::this_thread::sleep_for(2 * liveness);
+        } else {
+            for (auto until = steady::now() + 2 * liveness; steady::now() < until;) {
+                std::string b;
+                p.seq = ++p.counter;
+                if (!p.frame(s.heartbeat, 0, b) || !d.end().write(b, false)) break;
+                std::this_thread::sleep_for(period);
+            }
         }
         for (const auto &e : d.events().since(from))
             if (e.from_host && e.kind == "offline")
-                f.fail("driver '" + s.driver + "': the host reported the device offline while it sent a heartbeat "
-                       "every " + std::to_string(period.count()) + " ms: every byte must reach the host through the wire");
+                f.fail("driver '" + s.driver + "': the host reported the device offline while it " +
+                       (s.responder() ? std::string("answered every request") : "sent a heartbeat every " + std::to_string(period.count()) + " ms") +
+                       ": every byte must reach the host through the wire");
+        p.quiet = true;
         const auto t0 = steady::now();
         const auto offline = d.events().wait(
             from, [](const seen &e) { return e.from_host && e.kind == "offline"; }, t0 + liveness + event_budget);
@@ -841,7 +1129,9 @@ void silence(const run_options &o, findings &f) {
                    "does the driver emit on its own while its device is silent? (FL-PLUGIN-27)");
         else f.note("'" + s.name + "': offline " + std::to_string(ms(offline->at - t0)) + " ms into the silence");
     }
-    if (done.empty() && !f.failed()) f.not_exercised("no script declares a heartbeat ([device] heartbeat, heartbeat_ms)");
+    if (done.empty() && !f.failed())
+        f.not_exercised("no script declares a heartbeat ([device] heartbeat and heartbeat_ms; for a device that only "
+                        "answers, heartbeat_ms)");
 }
 
 // script.present: which drivers have scripts, and what they cover. A driver of a vendor class has no class scenario
@@ -909,7 +1199,7 @@ void add_script_checks(std::vector<check> &v) {
          mutation::garbage},
         {"script.duplicate", {"FL-PLUGIN-27"}, "each frame sent again (its answer lost): answered, no second event",
          mutation::duplicate},
-        {"script.reconnect", {"FL-PLUGIN-31"}, "the connection cut after each frame and made again: nothing lost or doubled",
+        {"script.reconnect", {"FL-PLUGIN-29", "FL-PLUGIN-33"}, "the connection cut after each frame and made again: nothing lost or doubled",
          mutation::reconnect},
         {"script.busy", {"FL-PLUGIN-28"},
          "the host refuses all but alarms (FL_BUSY): alarms still come at once, the refused come once taken",

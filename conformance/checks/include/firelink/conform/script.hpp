@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <map>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,14 @@ namespace firelink::conform {
 struct script_event {
     std::string kind, code, as, ends;
     std::map<std::string, std::string> fields;
+};
+
+// A device that speaks when asked (a Modbus server, a polled meter): each request of the driver that matches `when`
+// (a pattern, at the start of what the driver wrote) is answered with `reply` (a template; the request's captures
+// may be used in it).
+struct script_answer {
+    int line = 0;
+    std::string when, reply;
 };
 
 struct script_step {
@@ -31,6 +40,10 @@ struct script_step {
     std::map<std::string, std::string> args;
     std::string writes, reply;
     std::optional<bool> result;
+    // A device that answers: from this step on (for a command, once the driver's write was answered) it answers
+    // with these, its state changed (an alarm's register set, a valve that reads closed).
+    bool sets_answers = false;
+    std::vector<script_answer> answers;
     std::vector<script_event> events;
 };
 
@@ -46,6 +59,12 @@ struct device_script {
     int heartbeat_ms = 0;
     bool resend_same = false;  // a frame sent again carries the same id: the driver must not emit it twice
     bool pipelined = true;     // the device may send its next frame before the answer to the last
+    // The driver's config while the script plays (msgpack of [device] config), unless the run has a --config for
+    // the driver; empty: the driver's defaults.
+    std::vector<std::uint8_t> config;
+    // Non-empty: the device speaks when asked, answering the driver's requests with these until a step changes them.
+    std::vector<script_answer> answers;
+    bool responder() const noexcept;
     std::vector<script_step> steps;
 };
 

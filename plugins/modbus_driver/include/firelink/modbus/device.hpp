@@ -392,12 +392,28 @@ private:
         command_.reset();
     }
 
+    // The kept events, each sort in its order: a refused telemetry sample or fault never holds back an alarm
+    // behind it (FL-PLUGIN-28). A restore waits while an alarm is held, since it may end that alarm, and what comes
+    // after a held restore waits with it.
     void flush() {
-        while (!outbox_.empty()) {
-            const fl_status st = host().emit(outbox_.front());
-            if (st == FL_BUSY) break;
+        bool telemetry_held = false, alarms_held = false, others_held = false;
+        for (auto it = outbox_.begin(); it != outbox_.end();) {
+            const auto k = it->kind();
+            const bool alarm = k == event_kind::alarm || k == event_kind::pre_alarm;
+            bool &held = k == event_kind::telemetry ? telemetry_held : alarm ? alarms_held : others_held;
+            if (held || (k == event_kind::restore && alarms_held)) {
+                if (k == event_kind::restore) others_held = true;
+                ++it;
+                continue;
+            }
+            const fl_status st = host().emit(*it);
+            if (st == FL_BUSY) {
+                held = true;
+                ++it;
+                continue;
+            }
             if (st != FL_OK) host().error("the host refused an event (status " + std::to_string(st) + ")");
-            outbox_.pop_front();
+            it = outbox_.erase(it);
         }
     }
 
