@@ -10,6 +10,7 @@
 #include <iostream>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -338,6 +339,37 @@ int main(int argc, char **argv) {
     }
     std::size_t width = 0;
     for (const auto *c : selected) width = std::max(width, c->id.size());
+
+    // What this run cannot judge, known before it starts, said first: a pass with many skips reads as what it is.
+    // (Every skip, with what the checks decide themselves, is grouped by reason again above the verdict.)
+    if (rec.facts.loaded) {
+        std::set<std::string> classes;  // of the plugin's drivers
+        for (const auto &d : rec.facts.drivers)
+            if (const auto sp = d.find(' '); sp != std::string::npos) classes.insert(d.substr(sp + 1));
+        std::size_t above = 0, absent = 0;
+        std::set<std::string> absent_classes;
+        for (const auto *c : selected) {
+            if (c->min_level > opt.run_level) {
+                ++above;
+            } else if (c->id.rfind("scenario.", 0) == 0) {
+                const auto cls = c->id.substr(9, c->id.find('.', 9) - 9);
+                if (cls != "other" && !classes.count(cls)) {
+                    ++absent;
+                    absent_classes.insert(cls);
+                }
+            }
+        }
+        if (above || absent) {
+            std::cout << "not judged by this run: " << above + absent << " of " << selected.size() << " checks\n";
+            if (above) std::cout << "  " << above << " check(s) above level " << level_name << "\n";
+            if (absent) {
+                std::cout << "  " << absent << " check(s): class scenarios of";
+                for (const auto &k : absent_classes) std::cout << " " << k;
+                std::cout << " (the plugin has no driver of the class)\n";
+            }
+            std::cout << "\n";
+        }
+    }
 
     std::uint64_t driver_events = 0;  // summed over the checks run, for suite.events
     for (std::size_t i = 0; i < selected.size(); ++i) {

@@ -99,6 +99,8 @@ public:
     // While on, every emit but an alarm's is answered FL_BUSY: a host whose other lanes are full (an alarm never
     // waits behind them, so a driver must not hold its alarms behind a refused fault).
     void set_busy_but_alarms(bool on) { busy_ = on ? busy_but_alarms : 0; }
+    // How many emits the host has answered FL_BUSY so far.
+    std::uint64_t refusals() const noexcept { return refusals_.load(); }
     // Stops and starts the device again, as a host restart of the driver's device does.
     bool restart();
     // The device as the host's runtime sees it (whether it takes commit notifications, ...).
@@ -136,6 +138,7 @@ private:
     bool ready_ = false, shut_ = false;
     static constexpr int busy_all = 1, busy_but_alarms = 2;
     std::atomic<int> busy_{0};
+    std::atomic<std::uint64_t> refusals_{0};
     int commands_ = 0;
 };
 

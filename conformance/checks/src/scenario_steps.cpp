@@ -1,6 +1,7 @@
 // The class scenarios' shared parts (scenario.hpp): the recorder that judges events, the device in the host's own
 // runtime, and the steps scenarios are written in.
 #include "scenario.hpp"
+#include "firelink/core/lanes.hpp"
 
 #include <firelink/payload.h>
 
@@ -131,9 +132,12 @@ bool scenario_device::create_and_start(const std::shared_ptr<core::plugin> &plug
     opts.gateway_id = "firelink-conform";
     opts.observer.refused = [this](const std::string &) { rec_.refused(); };
     // A host under backpressure answers emit with FL_BUSY (FL-PLUGIN-28): set_busy() turns it on.
+    // "All but alarms" as the host's queue means it: the alarm lane (alarms and pre-alarms) still takes.
     opts.admits = [this](std::string_view kind) {
         const int b = busy_.load();
-        return b == 0 || (b == busy_but_alarms && kind == "alarm");
+        const bool taken = b == 0 || (b == busy_but_alarms && core::lane_of(kind) == core::lane::alarm);
+        if (!taken) ++refusals_;
+        return taken;
     };
     runtime_ = std::make_unique<core::device_runtime>(
         io_, [this](core::accepted_event &&ev) { rec_.accept(std::move(ev)); }, opts);

@@ -262,6 +262,11 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
                          "condition (an alarm, pre_alarm or fault event)", false;
         s.steps.push_back(std::move(st));
     }
+    if (s.responder())
+        for (const auto &st : s.steps)
+            if (!st.state.empty())
+                return why = file.string() + ":" + std::to_string(st.line) + ": a device that only answers sends no "
+                             "'state': its answers are its state", false;
     // A device that only answers has no heartbeat of its own: its answers are its traffic, and heartbeat_ms alone
     // says how often the driver asks (script.silence's liveness budget).
     if (s.responder() ? !s.heartbeat.empty() : s.heartbeat.empty() != (s.heartbeat_ms == 0))

@@ -27,6 +27,7 @@
 #include <firelink/transport/link.hpp>
 
 #include "device_source.hpp"
+#include "firelink/core/lanes.hpp"
 #include "scenario.hpp"
 
 namespace firelink::conform {
@@ -147,6 +148,9 @@ bool compile(const std::string &pat, const vars &v, std::regex &re, std::vector<
         } else if (!name.empty() && name[0] == '=') {
             names.push_back(name.substr(1));
             rx += "([^\\s]+?)";
+        } else if (name == "crc16" || name.rfind("sum8:", 0) == 0) {
+            return why = "'{" + name + "}' is computed in a template; in a pattern, match a check value with {any:N}",
+                   false;
         } else {
             std::string bytes;
             if (!expand("{" + name + "}", v, bytes, why)) return false;
@@ -557,6 +561,8 @@ struct player {
     bool command_answered = false;
     std::atomic<bool> quiet{false};  // script.silence: the device stops answering (what the driver writes is read)
     std::atomic<bool> answering{false};
+    std::uint64_t busy_refused = 0;  // script.busy on a device that answers: emits the host refused in the holds
+    unsigned generation = 0;         // connections made: an answer read on one is never written on the next
     std::vector<std::string> unanswered, answer_errors;
     std::thread responder;
 
@@ -572,7 +578,9 @@ struct player {
                     std::vector<std::string> names;
                     std::string why;
                     if (!compile(a.when, v, re, names, why)) {
-                        answer_errors.push_back(at(a.line) + ": " + why);
+                        const auto e = at(a.line) + ": " + why;
+                        if (std::find(answer_errors.begin(), answer_errors.end(), e) == answer_errors.end())
+                            answer_errors.push_back(e);
                         continue;
                     }
                     std::smatch hit;
@@ -606,23 +614,31 @@ struct player {
     void answer_loop() {
         auto stale_since = steady::now();  // since when what waits at the front has matched no answer
         while (answering) {
-            std::unique_lock lock(wire);
-            std::vector<const script_answer *> list;
-            script_answer cmd;
-            if (command_waiting && !command_answered) {
-                cmd = {command_waiting->line, command_waiting->writes, command_waiting->reply};
-                list.push_back(&cmd);
+            // What to answer with, copied under the lock; the wait for a request is made without it, so that the
+            // player is never kept from the wire while nothing comes.
+            std::vector<script_answer> list;
+            bool with_command = false;
+            vars base;
+            unsigned gen;
+            {
+                std::lock_guard lock(wire);
+                if (command_waiting && !command_answered) {
+                    list.push_back({command_waiting->line, command_waiting->writes, command_waiting->reply});
+                    with_command = true;
+                }
+                list.insert(list.end(), answers_now.begin(), answers_now.end());
+                base = v;
+                gen = generation;
             }
-            for (const auto &a : answers_now) list.push_back(&a);
             std::vector<std::regex> res(list.size());
             std::vector<std::vector<std::string>> names(list.size());
             std::string why;
             for (std::size_t k = 0; k < list.size(); ++k)
-                if (!compile(list[k]->when, v, res[k], names[k], why)) {
-                    answer_errors.push_back(at(list[k]->line) + ": " + why);
+                if (!compile(list[k].when, base, res[k], names[k], why)) {
+                    answer_errors.push_back(at(list[k].line) + ": " + why);
                     return;
                 }
-            vars got = v;
+            vars got = base;
             std::string pending;
             const int k = d.end().match_front(res, names, got, steady::now() + 50ms, pending);
             if (k < 0) {
@@ -639,15 +655,17 @@ struct player {
             }
             stale_since = steady::now();
             std::string b;
-            if (!expand(list[k]->reply, got, b, why)) {
-                answer_errors.push_back(at(list[k]->line) + ": " + why);
+            if (!expand(list[static_cast<std::size_t>(k)].reply, got, b, why)) {
+                answer_errors.push_back(at(list[static_cast<std::size_t>(k)].line) + ": " + why);
                 return;
             }
+            std::lock_guard lock(wire);
+            if (gen != generation) continue;  // the connection was cut meanwhile: the request went with it
             if (!quiet) {
                 if (m == mutation::garbage && !s.garbage.empty()) d.end().write(s.garbage, false);
                 d.end().write(b, m == mutation::split);  // a cut connection: the driver asks again
             }
-            if (list[k] == &cmd) {
+            if (with_command && k == 0 && command_waiting) {
                 command_answered = true;
                 if (command_waiting->sets_answers) answers_now = command_waiting->answers;
                 command_waiting = nullptr;
@@ -660,16 +678,19 @@ struct player {
         if (m == mutation::busy) {
             // The host refuses everything while the device's state changes (and so pauses its wire, FL-HOST
             // backpressure); once it takes events again, each of the step's must come, once (FL-PLUGIN-28).
+            const auto before = d.refusals();
             d.set_busy(true);
             set_answers(st.answers);
             std::this_thread::sleep_for(busy_hold);
             d.set_busy(false);
+            busy_refused += d.refusals() - before;
         } else {
             set_answers(st.answers);
         }
         if (!events_of(st, from)) return false;
         if (m == mutation::reconnect && d.can_cut() && !st.events.empty()) {
             std::lock_guard lock(wire);
+            ++generation;
             if (!d.cut_and_reconnect()) return ok = false;
             d.end().take();  // half a request of the old connection
             if (!hello()) return false;
@@ -747,7 +768,7 @@ struct player {
     bool events_of(const script_step &st, std::size_t from) {
         for (const auto &e : st.events) {
             ++declared;
-            if (m == mutation::busy && !s.responder() && e.kind != "alarm") {
+            if (m == mutation::busy && !s.responder() && core::lane_of(e.kind) != core::lane::alarm) {
                 deferred.push_back({&e, st.line});
                 if (!e.as.empty() && (!st.state.empty() || (s.responder() && raises(e.kind)))) active[e.as] = st.state;
                 continue;
@@ -804,7 +825,8 @@ struct player {
             if (s.resend_same && !write(b)) return false;
         }
         if (m == mutation::busy && !st.answer.empty() &&
-            std::any_of(st.events.begin(), st.events.end(), [](const script_event &e) { return e.kind != "alarm"; }))
+            std::any_of(st.events.begin(), st.events.end(),
+                        [](const script_event &e) { return core::lane_of(e.kind) != core::lane::alarm; }))
             return true;  // refused: not answered while the host refuses it; the final check sees it taken
         if (!st.answer.empty() && !expect(st.answer, st.line, "the answer to '" + printable(b) + "'",
                                           m == mutation::reconnect && s.resend_same))
@@ -825,7 +847,10 @@ struct player {
         const auto from = d.events().mark();
         {
             std::unique_lock lock(wire, std::defer_lock);
-            if (s.responder()) lock.lock();
+            if (s.responder()) {
+                lock.lock();
+                ++generation;
+            }
             if (!d.restart()) return fail(at(st.line) + ": stop and start again failed"), false;
             if (!d.reconnect_after_restart()) return false;
             if (s.responder()) d.end().take();
@@ -1075,6 +1100,12 @@ void run_scripts(const run_options &o, findings &f, mutation m) {
         if (!d) continue;
         player p{d, s, f, m};
         p.run();
+        if (p.ok && m == mutation::busy && s.responder() && p.busy_refused == 0) {
+            // Nothing was refused: the driver emitted nothing while the host held (a slow poll): judged nothing.
+            why_not += (why_not.empty() ? "" : "; ") + ("'" + s.name + "': the driver emitted nothing during the " +
+                                                         std::to_string(busy_hold.count()) + " ms holds (poll faster: [device] config)");
+            continue;
+        }
         ++played;
         if (p.ok) f.note("'" + s.name + "' (" + std::to_string(p.declared) + " events)");
     }

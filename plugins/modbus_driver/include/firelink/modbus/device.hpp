@@ -14,6 +14,7 @@
 //     `communication_fault` (bytes arrive, so the host would never see it), and the next good cycle restores it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -209,9 +210,23 @@ protected:
     const counters &counts() const noexcept { return counts_; }
 
     // Queues an event for the host, in order; one the host is too busy for is retried on the next tick.
+    // At most one FL_BUSY per call: the new event is tried alone, and only when nothing of its sort waits before it
+    // (nor, for a restore, an alarm it may end); the rest is retried from the timer (flush).
     void emit(event ev) {
+        const auto k = ev.kind();
+        const auto sort = [](event_kind x) { return x == event_kind::telemetry ? 0 : x == event_kind::alarm || x == event_kind::pre_alarm ? 1 : 2; };
+        const bool waits = std::any_of(outbox_.begin(), outbox_.end(), [&](const event &q) {
+            return sort(q.kind()) == sort(k) || (k == event_kind::restore && sort(q.kind()) == 1);
+        });
+        if (!waits) {
+            const fl_status st = host().emit(ev);
+            if (st == FL_OK) return;
+            if (st != FL_BUSY) {
+                host().error("the host refused an event (status " + std::to_string(st) + ")");
+                return;
+            }
+        }
         outbox_.push_back(std::move(ev));
-        flush();
     }
 
     // Emits the raise or the restore of a condition that changed; `decorate` adds values and a message to a raise.
