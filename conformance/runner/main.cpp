@@ -351,12 +351,9 @@ int main(int argc, char **argv) {
         for (const auto *c : selected) {
             if (c->min_level > opt.run_level) {
                 ++above;
-            } else if (c->id.rfind("scenario.", 0) == 0) {
-                const auto cls = c->id.substr(9, c->id.find('.', 9) - 9);
-                if (cls != "other" && !classes.count(cls)) {
-                    ++absent;
-                    absent_classes.insert(cls);
-                }
+            } else if (!c->device_class.empty() && !classes.count(c->device_class)) {
+                ++absent;
+                absent_classes.insert(c->device_class);
             }
         }
         if (above || absent) {

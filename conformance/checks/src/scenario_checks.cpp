@@ -406,6 +406,7 @@ void shared_bus(const run_options &o, findings &f, const class_scenarios &cls) {
 
 void add_scenario_checks(std::vector<check> &v) {
     for (const auto &cls : classes()) {
+        const std::size_t first = v.size();
         const std::string p = "scenario." + cls.device_class + ".";
         auto run = [&cls, p](const std::string &name, std::function<void(step_context &, const class_scenarios &)> body) {
             return [&cls, body, id = p + name](const run_options &o, findings &f) {
@@ -448,8 +449,11 @@ void add_scenario_checks(std::vector<check> &v) {
                      "two devices on one RS-485 bus to a two-unit simulator: each unit's alarm arrives, no device "
                      "holds the bus until its reply timeout",
                      [&cls](const run_options &o, findings &f) { shared_bus(o, f, cls); }});
+        for (std::size_t i = first; i < v.size(); ++i) v[i].device_class = cls.device_class;
     }
+    const std::size_t panel = v.size();
     add_panel_checks(v);
+    for (std::size_t i = panel; i < v.size(); ++i) v[i].device_class = "fire_panel";
     v.push_back({"scenario.other", {}, level::standard,
                  "drivers of classes with no standard scenarios (vendor classes) are listed as skipped",
                  [](const run_options &o, findings &f) {

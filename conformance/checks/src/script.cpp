@@ -3,7 +3,7 @@
 #include "firelink/conform/script.hpp"
 
 #include <algorithm>
-#include <firelink/payload.h>
+#include "firelink/site/driver_config.hpp"
 #include <set>
 
 #include <toml++/toml.h>
@@ -93,33 +93,8 @@ bool event_of(const std::filesystem::path &file, const toml::table &t, script_ev
     return true;
 }
 
-// [device] config as the driver gets a site's [device.config]: a msgpack map. Scalars, arrays and tables; a date or
-// a time has no meaning to a driver's config here and is refused.
-bool pack(const std::filesystem::path &file, const toml::node &n, fl_mp_writer &w, std::string &why) {
-    if (const auto *t = n.as_table()) {
-        fl_mp_map(&w, static_cast<std::uint32_t>(t->size()));
-        for (const auto &[k, v] : *t) {
-            fl_mp_str_n(&w, k.str().data(), k.str().size());
-            if (!pack(file, v, w, why)) return false;
-        }
-    } else if (const auto *a = n.as_array()) {
-        fl_mp_array(&w, static_cast<std::uint32_t>(a->size()));
-        for (const auto &v : *a)
-            if (!pack(file, v, w, why)) return false;
-    } else if (n.is_string()) {
-        const auto &str = **n.as_string();
-        fl_mp_str_n(&w, str.data(), str.size());
-    } else if (n.is_integer()) {
-        fl_mp_int(&w, **n.as_integer());
-    } else if (n.is_floating_point()) {
-        fl_mp_double(&w, **n.as_floating_point());
-    } else if (n.is_boolean()) {
-        fl_mp_bool(&w, **n.as_boolean());
-    } else {
-        return why = where(file, n) + ": key 'config': a date or time is not a config value here", false;
-    }
-    return true;
-}
+// A script's driver config is bounded like everything the suite reads from a vendor.
+constexpr std::size_t max_config_bytes = 64 * 1024;
 
 // answers = [ { when = "...", reply = "..." }, ... ]
 bool answers_of(const std::filesystem::path &file, const toml::node &n, std::vector<script_answer> &out,
@@ -184,14 +159,13 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
                false;
     if (const auto *a = dev->get("answers"); a && !answers_of(file, *a, s.answers, why)) return false;
     if (const auto *c = dev->get("config")) {
-        if (!c->is_table()) return why = where(file, *c) + ": key 'config': must be a table (the driver's config)", false;
-        std::vector<std::uint8_t> buf(64 * 1024);
-        fl_mp_writer w;
-        fl_mp_writer_init(&w, buf.data(), buf.size());
-        if (!pack(file, *c, w, why)) return false;
-        if (!fl_mp_ok(&w)) return why = where(file, *c) + ": key 'config': over 64 KiB", false;
-        buf.resize(w.len);
-        s.config = std::move(buf);
+        // The driver gets it as from a site's [device.config]: the same conversion.
+        const auto *table = c->as_table();
+        if (!table) return why = where(file, *c) + ": key 'config': must be a table (the driver's config)", false;
+        s.config = site::to_msgpack(*table);
+        if (s.config.size() > max_config_bytes)
+            return why = where(file, *c) + ": key 'config': over " + std::to_string(max_config_bytes / 1024) + " KiB",
+                   false;
     }
     const auto *steps = doc.get_as<toml::array>("step");
     if (!steps || steps->empty()) return why = file.string() + ": no [[step]]: a script plays at least one", false;
@@ -231,7 +205,6 @@ bool load_script(const std::filesystem::path &file, device_script &s, std::strin
         if (st.send.empty() && st.command.empty() && !st.sets_answers)
             return why = file.string() + ":" + std::to_string(st.line) + ": a step sends a frame ('send'), gives a "
                          "command ('command') or changes the device's answers ('answers')", false;
-
         if (!st.command.empty() && !st.result)
             return why = file.string() + ":" + std::to_string(st.line) + ": a command step says its result ('result')",
                    false;

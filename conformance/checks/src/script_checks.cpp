@@ -24,6 +24,7 @@
 #include <firelink/ext/identify.h>
 #include <firelink/payload.h>
 #include <firelink/plugin.h>
+#include <firelink/proto/modbus.hpp>
 #include <firelink/transport/link.hpp>
 
 #include "device_source.hpp"
@@ -71,12 +72,9 @@ bool expand(const std::string &tpl, const vars &v, std::string &out, std::string
         if (name.rfind("x:", 0) == 0) {
             if (!hex_bytes(name.substr(2), out)) return why = "'{" + name + "}' is not hex bytes", false;
         } else if (name == "crc16") {
-            // Modbus RTU's CRC-16 (polynomial 0xA001, from 0xFFFF) of the bytes before it, low byte first.
-            std::uint16_t crc = 0xFFFF;
-            for (unsigned char c : out) {
-                crc ^= c;
-                for (int b = 0; b < 8; ++b) crc = (crc & 1) ? static_cast<std::uint16_t>((crc >> 1) ^ 0xA001) : crc >> 1;
-            }
+            // Modbus RTU's CRC-16 of the bytes before it (the SDK's codec computes it), low byte first.
+            const std::uint16_t crc = proto::modbus::crc16(
+                {reinterpret_cast<const std::uint8_t *>(out.data()), out.size()});
             out += static_cast<char>(crc & 0xFF);
             out += static_cast<char>(crc >> 8);
         } else if (name.rfind("sum8:", 0) == 0) {
@@ -185,6 +183,7 @@ std::string printable(const std::string &b) {
 // What the driver writes is read by a thread into `rx_`; the player waits on it for the patterns it expects.
 class device_end {
 public:
+    static constexpr std::size_t max_unread = 16 * 1024;  // far above any frame a script's device expects
     ~device_end() { close(); }
     void adopt(int fd) {
         close();
@@ -278,6 +277,17 @@ public:
 private:
     void read_loop() {
         while (!stop_) {
+            // Bounded: what the driver wrote and nothing consumed stops the reading (the driver then meets the
+            // wire's backpressure), and keeps the patterns' matching within the stack std::regex needs.
+            bool full;
+            {
+                std::lock_guard lock(mutex_);
+                full = rx_.size() >= max_unread;
+            }
+            if (full) {
+                std::this_thread::sleep_for(20ms);
+                continue;
+            }
             pollfd p{fd_, POLLIN, 0};
             if (::poll(&p, 1, 50) <= 0) continue;
             char b[4096];

@@ -1,11 +1,11 @@
-#include "driver_config.hpp"
+#include "firelink/site/driver_config.hpp"
 
 #include <msgpack.hpp>
 
 #include <sstream>
 #include <string>
 
-namespace firelink::site::detail {
+namespace firelink::site {
 
 namespace {
 
@@ -63,4 +63,4 @@ std::vector<std::uint8_t> to_msgpack(const toml::table &table) {
     return std::vector<std::uint8_t>(data, data + buffer.size());
 }
 
-}  // namespace firelink::site::detail
+}  // namespace firelink::site

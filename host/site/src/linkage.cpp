@@ -2,7 +2,7 @@
 // could never fire or never move anything is an error here, not a surprise during a fire: every device it names must
 // exist, every selector must pick at least one device, and an `all` rule must be able to see `count` sources.
 // Whether the drivers declare the commands is checked where the plugins are loaded (firelink-host check-config, run).
-#include "driver_config.hpp"
+#include "firelink/site/driver_config.hpp"
 #include "names.hpp"
 #include "sections.hpp"
 

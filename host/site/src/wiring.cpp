@@ -1,7 +1,7 @@
 // [[bus]], [[listener]], [[device]]: each read on its own, then checked against the others (ids unique, references
 // defined, one device per point-to-point bus, one device per unit on a shared bus and per peer/identity on a listener).
 #include "address.hpp"
-#include "driver_config.hpp"
+#include "firelink/site/driver_config.hpp"
 #include "names.hpp"
 #include "sections.hpp"
 

@@ -75,6 +75,9 @@ struct check {
     level min_level = level::standard;
     std::string summary;                    // one line for --list and the guide
     std::function<void(const run_options &, findings &)> run;
+    // A class scenario: the class whose driver it needs (the runner says up front which of them a plugin without a
+    // driver of the class cannot have judged). Empty: any plugin.
+    std::string device_class = {};
 };
 
 // Every check, in the order the runner runs them.

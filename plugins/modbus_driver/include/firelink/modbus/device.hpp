@@ -209,16 +209,12 @@ protected:
     const register_point *pt(std::string_view name) const { return map_.find(name); }
     const counters &counts() const noexcept { return counts_; }
 
-    // Queues an event for the host, in order; one the host is too busy for is retried on the next tick.
-    // At most one FL_BUSY per call: the new event is tried alone, and only when nothing of its sort waits before it
-    // (nor, for a restore, an alarm it may end); the rest is retried from the timer (flush).
+    // Queues an event for the host, in order; one the host is too busy for is retried on the next tick. At most one
+    // FL_BUSY per call: the new event is tried alone, and only when nothing of its sort waits before it (nor, for a
+    // restore, an alarm it may end). The queue keeps one telemetry sample at most (none is taken while one waits), and
+    // a host that refuses pauses the device's wire until it takes again, so no poll cycle adds to it meanwhile.
     void emit(event ev) {
-        const auto k = ev.kind();
-        const auto sort = [](event_kind x) { return x == event_kind::telemetry ? 0 : x == event_kind::alarm || x == event_kind::pre_alarm ? 1 : 2; };
-        const bool waits = std::any_of(outbox_.begin(), outbox_.end(), [&](const event &q) {
-            return sort(q.kind()) == sort(k) || (k == event_kind::restore && sort(q.kind()) == 1);
-        });
-        if (!waits) {
+        if (!held_back(ev.kind(), outbox_.begin(), outbox_.end())) {
             const fl_status st = host().emit(ev);
             if (st == FL_OK) return;
             if (st != FL_BUSY) {
@@ -384,7 +380,10 @@ private:
             }
         }
         const auto now = clock::now();
-        if (s_.telemetry.count() > 0 && (!last_telemetry_ || now - *last_telemetry_ >= s_.telemetry)) {
+        // No new sample while one waits for the host: the kept one is sent first, and the queue holds one at most.
+        const bool sample_kept = std::any_of(outbox_.begin(), outbox_.end(),
+                                             [](const event &q) { return q.kind() == event_kind::telemetry; });
+        if (s_.telemetry.count() > 0 && !sample_kept && (!last_telemetry_ || now - *last_telemetry_ >= s_.telemetry)) {
             last_telemetry_ = now;
             emit(telemetry(snap_));
         }
@@ -407,23 +406,29 @@ private:
         command_.reset();
     }
 
+    // The host's lanes as far as ordering goes: telemetry, alarms (and pre-alarms), the rest.
+    static int sort_of(event_kind k) noexcept {
+        return k == event_kind::telemetry ? 0 : k == event_kind::alarm || k == event_kind::pre_alarm ? 1 : 2;
+    }
+    // Whether an event of kind `k` must wait behind the kept events [first, last): one of its sort is kept before it,
+    // or it is a restore and an alarm it may end is kept.
+    template <class It>
+    static bool held_back(event_kind k, It first, It last) {
+        return std::any_of(first, last, [k](const event &q) {
+            return sort_of(q.kind()) == sort_of(k) || (k == event_kind::restore && sort_of(q.kind()) == 1);
+        });
+    }
+
     // The kept events, each sort in its order: a refused telemetry sample or fault never holds back an alarm
-    // behind it (FL-PLUGIN-28). A restore waits while an alarm is held, since it may end that alarm, and what comes
-    // after a held restore waits with it.
+    // behind it (FL-PLUGIN-28), and a restore never overtakes the alarm it may end.
     void flush() {
-        bool telemetry_held = false, alarms_held = false, others_held = false;
         for (auto it = outbox_.begin(); it != outbox_.end();) {
-            const auto k = it->kind();
-            const bool alarm = k == event_kind::alarm || k == event_kind::pre_alarm;
-            bool &held = k == event_kind::telemetry ? telemetry_held : alarm ? alarms_held : others_held;
-            if (held || (k == event_kind::restore && alarms_held)) {
-                if (k == event_kind::restore) others_held = true;
+            if (held_back(it->kind(), outbox_.begin(), it)) {
                 ++it;
                 continue;
             }
             const fl_status st = host().emit(*it);
             if (st == FL_BUSY) {
-                held = true;
                 ++it;
                 continue;
             }
