@@ -63,7 +63,12 @@ private:
     std::vector<std::string> refusals_;
     std::optional<site::isolation_config> isolation_;  // where plugins run; unset: in this process
     isolation::supervisor_options runner_options_;
-    site::signing_config signing_{.policy = "off", .trusted = {}};  // nothing is checked until configured
+    site::signing_config signing_ = unchecked();  // nothing is checked until configured
+    static site::signing_config unchecked() {
+        site::signing_config s;
+        s.policy = "off";
+        return s;
+    }
     std::map<std::filesystem::path, signing::verdict> signatures_;
     // The descriptors plugins were loaded through in this process, open as long as the catalog: dlopen knows a
     // library by the name it was opened as, so a /proc/self/fd/N reused by the next file would give back the last.

@@ -119,6 +119,7 @@ public:
                 [this](std::vector<std::uint8_t> payload, const std::string &kind) {
                     auto e = json::parse(firelink::core::msgpack_to_json(payload.data(), payload.size()));
                     e["lane_kind"] = kind;
+                    if (on_event) on_event(e);
                     std::lock_guard lock(mutex_);
                     events_.push_back(std::move(e));
                 },
@@ -126,7 +127,8 @@ public:
                     std::lock_guard lock(mutex_);
                     audit_.push_back(std::move(record));
                     return true;
-                }};
+                },
+                {}};  // release: nothing to let go of
     }
     std::vector<sent> commands() const {
         std::lock_guard lock(mutex_);
@@ -153,6 +155,7 @@ public:
         std::lock_guard lock(mutex_);
         busy_left_ = times;
     }
+    std::function<void(const json &)> on_event;  // called as each event is handed over; set before the engine runs
 
 private:
     mutable std::mutex mutex_;
@@ -531,6 +534,47 @@ TEST_F(EngineTest, ACommandSentBeforeADeathIsInterruptedNotResent) {
     std::this_thread::sleep_for(100ms);
     EXPECT_EQ(rec_.commands().size(), 1u);
     EXPECT_EQ(e->to_json()["rules"][0]["run"]["actions"][0]["state"], "interrupted");
+}
+
+TEST_F(EngineTest, AResultIsOnDiskBeforeItsEventAndAKillBetweenReportsItAgain) {
+    const auto db_path = dir_.path() / "state.db";
+    const auto stored_action = [&] {
+        SQLite::Database db(db_path.string(), SQLite::OPEN_READONLY);
+        return json::parse(db.execAndGet("SELECT body FROM linkage_run").getString())["actions"][0];
+    };
+    json at_emit;
+    rec_.on_event = [&](const json &e) {
+        if (e["code"] == "linkage_confirmed") at_emit = stored_action();
+    };
+    const auto alarm = raised("gas-1", "gas2");
+    {
+        auto e = engine(kitchen);
+        e->observe(alarm);
+        ASSERT_TRUE(commands_are(1));
+        e->observe(result("gas-1", rec_.commands()[0].command_id, true));
+        ASSERT_TRUE(eventually([&] { return rec_.events("linkage_confirmed").size() == 1; }));
+        // Had the host died as the event was handed over, its restart would read "confirmed", never "sent".
+        EXPECT_EQ(at_emit["state"], "confirmed");
+        EXPECT_EQ(at_emit["unreported"], true);
+    }
+    EXPECT_EQ(stored_action()["unreported"], false);
+    rec_.on_event = nullptr;
+    {  // the host killed after the result was recorded and before its event reached the uplink
+        SQLite::Database db(db_path.string(), SQLite::OPEN_READWRITE);
+        auto body = json::parse(db.execAndGet("SELECT body FROM linkage_run").getString());
+        body["actions"][0]["unreported"] = true;
+        SQLite::Statement put(db, "UPDATE linkage_run SET body = ?");
+        put.bind(1, body.dump());
+        put.exec();
+    }
+    auto e = engine(kitchen, {*alarm.condition->opened});
+    ASSERT_TRUE(eventually([&] { return rec_.events("linkage_confirmed").size() == 2; }));
+    const auto again = rec_.events("linkage_confirmed")[1];
+    EXPECT_EQ(value(again, "command_id"), rec_.commands()[0].command_id);  // the same action, said again
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(rec_.commands().size(), 1u);  // and nothing sent again
+    EXPECT_EQ(stored_action()["state"], "confirmed");
+    EXPECT_EQ(stored_action()["unreported"], false);
 }
 
 TEST_F(EngineTest, AnAlarmActedOnNeverFiresAgainHoweverManyRunsFollow) {

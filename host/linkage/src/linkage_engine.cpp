@@ -256,7 +256,7 @@ json linkage_engine::run_json(const run &x) {
                {"command_id", a.command_id}, {"base_id", a.base_id}, {"attempt", a.attempt},
                {"state", a.state}, {"reason", a.reason}, {"message", a.message},
                {"scheduled", a.scheduled}, {"due_wall_ms", a.due_wall_ms}, {"sent_wall_ms", a.sent_wall_ms},
-               {"result_wall_ms", a.result_wall_ms}};
+               {"result_wall_ms", a.result_wall_ms}, {"unreported", a.unreported}};
         j["latency_ms"] = a.latency_ms >= 0 ? json(a.latency_ms) : json(nullptr);
         actions.push_back(std::move(j));
     }
@@ -314,6 +314,7 @@ linkage_engine::run linkage_engine::run_from(const json &j, clock::time_point no
         ar.due_wall_ms = a.value("due_wall_ms", std::int64_t{0});
         ar.sent_wall_ms = a.value("sent_wall_ms", std::int64_t{0});
         ar.result_wall_ms = a.value("result_wall_ms", std::int64_t{0});
+        ar.unreported = a.value("unreported", false);
         ar.latency_ms = a.contains("latency_ms") && a["latency_ms"].is_number() ? a["latency_ms"].get<std::int64_t>()
                                                                                : -1;
         ar.due = steady_of(ar.due_wall_ms, now, now_wall);
@@ -341,12 +342,14 @@ void linkage_engine::start(const std::vector<core::open_condition> &open_now) {
             auto &x = *r.current;
             for (std::size_t i = 0; i < x.actions.size(); ++i) {
                 auto &a = x.actions[i];
-                if (a.state == "sent") {
-                    fail(r, a, i, "interrupted",
+                if (a.unreported) {
+                    report(r, a);  // decided, and killed before its event reached the uplink
+                } else if (a.state == "sent") {
+                    fail(r, a, "interrupted",
                          "the host stopped after it began to hand '" + a.command + "' to " + a.device +
                              " and before its read-back; it may have been sent and is not sent again: check the "
-                             "device (the audit chain shows how far it got)");
-                    a.state = "interrupted";
+                             "device (the audit chain shows how far it got)",
+                         "interrupted");
                 } else if (a.state == "retrying") {
                     a.state = "pending";  // refused so far, so nothing moved: it may be sent
                     a.due = now;
@@ -791,20 +794,37 @@ void linkage_engine::answered(const std::string &rule, std::size_t index, const 
         a.retry_at = clock::now() + options_.retry_interval;
         save(r, *r.current);
         break;
-    case command_answer::outcome::refused: fail(r, a, index, answer.reason, answer.detail); break;
+    case command_answer::outcome::refused: fail(r, a, answer.reason, answer.detail); break;
     }
 }
 
-void linkage_engine::fail(rule_state &r, action_run &a, std::size_t, std::string reason, std::string message) {
-    a.state = "failed";
+void linkage_engine::fail(rule_state &r, action_run &a, std::string reason, std::string message,
+                          const std::string &state) {
+    a.state = state;
     a.reason = std::move(reason);
     a.message = std::move(message);
     a.result_wall_ms = wall_ms();
     spdlog::error("linkage '{}': run {}: '{}' on {} failed ({}): {}", r.rule.id, r.current->id, a.command, a.device,
                   a.reason, a.message);
-    emit("alarm", "linkage_failed", r, &*r.current, &a,
-         "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " failed (" + a.reason + "): " + a.message,
-         "critical", {{"reason", a.reason}});
+    report(r, a);
+}
+
+// An action's result is on disk before its event is handed to the uplink, and marked reported after: a host killed
+// between the two reports it again when it starts (the same run and command_id: at least once, never contradicted by
+// a restart that reads an older state).
+void linkage_engine::report(rule_state &r, action_run &a) {
+    a.unreported = true;
+    save(r, *r.current);
+    if (a.state == "confirmed")
+        emit("status", "linkage_confirmed", r, &*r.current, &a,
+             "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " confirmed by read-back: " +
+                 a.message);
+    else
+        emit("alarm", "linkage_failed", r, &*r.current, &a,
+             "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " failed (" + a.reason +
+                 "): " + a.message,
+             "critical", {{"reason", a.reason}});
+    a.unreported = false;
     save(r, *r.current);
 }
 
@@ -818,16 +838,14 @@ void linkage_engine::on_result(const std::string &command_id, const std::string 
     // The host's refusal comes with the hand-over's own answer, which says whether to try again (answered()):
     // until that answer, the host's failed result is not the last word.
     if (from_host && !ok && !a.answered) return;
-    if (!ok) return fail(r, a, index, "command_failed", message);
+    if (!ok) return fail(r, a, "command_failed", message);
     a.state = "confirmed";
     a.message = message;
     a.result_wall_ms = wall_ms();
     a.latency_ms = std::chrono::duration_cast<std::chrono::milliseconds>(at - r.current->trigger_at).count();
     spdlog::info("linkage '{}': run {}: '{}' on {} confirmed in {} ms: {}", r.rule.id, r.current->id, a.command,
                  a.device, a.latency_ms, message);
-    emit("status", "linkage_confirmed", r, &*r.current, &a,
-         "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " confirmed by read-back: " + message);
-    save(r, *r.current);
+    report(r, a);
 }
 
 void linkage_engine::advance(rule_state &r, clock::time_point now) {
@@ -905,7 +923,7 @@ void linkage_engine::step(clock::time_point now) {
                 if (!a.scheduled || a.final()) continue;
                 if ((a.state == "sent" || a.state == "retrying") && now >= a.deadline) {
                     if (a.state == "sent" && hooks_.release) hooks_.release(a.device, a.command_id);
-                    fail(r, a, i, "timeout",
+                    fail(r, a, "timeout",
                          a.state == "retrying"
                              ? "not taken within " + std::to_string(r.rule.actions[a.stage].timeout.count() / 1000) +
                                    " s: " + a.reason + ": " + a.message

@@ -140,6 +140,7 @@ private:
         std::int64_t due_wall_ms = 0, sent_wall_ms = 0, result_wall_ms = 0, latency_ms = -1;
         clock::time_point due, deadline, retry_at;
         bool scheduled = false;  // its stage has begun: due is set
+        bool unreported = false; // its result is recorded and its event not yet handed to the uplink (report())
         bool final() const;
     };
     struct run {
@@ -191,7 +192,9 @@ private:
     void send(rule_state &r, action_run &a, std::size_t index, clock::time_point now);
     void answered(const std::string &rule, std::size_t index, const std::string &command_id, const command_answer &a);
     void consume(rule_state &r, const signal &s);
-    void fail(rule_state &r, action_run &a, std::size_t index, std::string reason, std::string message);
+    void fail(rule_state &r, action_run &a, std::string reason, std::string message,
+              const std::string &state = "failed");
+    void report(rule_state &r, action_run &a);
     void finish(rule_state &r, const std::string &state, const std::string &by, const std::string &who);
     void on_result(const std::string &command_id, const std::string &device, bool ok, const std::string &message,
                    clock::time_point at, bool from_host);
