@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <firelink/layout/install_layout.hpp>
 #include <firelink/signing/certificate.hpp>
 #include <firelink/site/suggest.hpp>
 
@@ -16,7 +17,23 @@ plugin_catalog::~plugin_catalog() {
     for (int fd : mapped_fds_) ::close(fd);
 }
 
-void plugin_catalog::scan(const std::vector<std::filesystem::path> &dirs) {
+void plugin_catalog::scan(const std::vector<std::filesystem::path> &named) {
+    auto dirs = named;
+    if (dirs.empty()) {  // the site names no folder: the installed one (or a build tree's)
+        const auto candidates = layout::plugin_dir_candidates();
+        const auto found = layout::first_directory(candidates);
+        if (found.empty()) {
+            const auto why = "no [plugins] dirs in the site file, and no plugin folder at " +
+                             layout::list_paths(candidates) +
+                             ": install the firelink-host package (its plugins go to lib/firelink/plugins), or name "
+                             "the folders with [plugins] dirs";
+            refusals_.push_back(why);
+            spdlog::error("{}", why);
+            return;
+        }
+        spdlog::info("plugins: the installed folder {} (the site file names none)", found.string());
+        dirs.push_back(found);
+    }
     for (const auto &dir : dirs) {
         std::error_code ec;
         if (!std::filesystem::is_directory(dir, ec)) {

@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <firelink/layout/install_layout.hpp>
+
 namespace firelink::isolation {
 
 namespace fs = std::filesystem;
@@ -310,10 +312,20 @@ std::string lower_privileges(const runner_limits &limits) {
     return {};
 }
 
-fs::path default_runner_path() {
+fs::path default_runner_path() { return layout::first_executable(layout::runner_candidates()); }
+
+std::string missing_runner(const fs::path &configured) {
     std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    return (ec ? fs::path(".") : self.parent_path()) / "firelink-runner";
+    if (!configured.empty()) {
+        if (fs::is_regular_file(configured, ec) && ::access(configured.c_str(), X_OK) == 0) return {};
+        return "firelink-runner not found at " + configured.string() + " ([runner] path): " +
+               (fs::exists(configured, ec) ? "not an executable file" : "no such file") +
+               "; correct the path, or remove it to use the installed runner";
+    }
+    if (!default_runner_path().empty()) return {};
+    return "firelink-runner not found: looked at " + layout::list_paths(layout::runner_candidates()) +
+           "; install the firelink-host package (it puts the runner in lib/firelink beside the plugins), or name it "
+           "with [runner] path";
 }
 
 std::string describe_exit(int status) {

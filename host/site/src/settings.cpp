@@ -147,11 +147,7 @@ void read_certifiers(table_reader &r, load_context &cx, site_config &out) {
 void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
     constexpr std::string_view expected = "an array of directory paths";
     const toml::table *t = section(root, "plugins", cx.diag);
-    if (!t) {
-        if (!root.contains("plugins"))
-            cx.diag.error(root.source(), "plugins.dirs", "missing (expected " + std::string(expected) + ")");
-        return;
-    }
+    if (!t) return;  // no dirs: the installed plugin folder (firelink::layout; the host resolves it)
     table_reader r(*t, "plugins", cx.diag,
                    {"dirs", "isolation", "isolation_of", "signatures", "trusted_keys", "certificates", "certifier_keys",
                     "certificate_level"});
@@ -162,7 +158,7 @@ void read_plugins(const toml::table &root, load_context &cx, site_config &out) {
     read_certifiers(r, cx, out);
     if (const toml::table *of = r.subtable("isolation_of", need::optional)) read_isolation_of(*of, cx, out);
     const toml::node *dirs = r.find("dirs");
-    if (!dirs) return r.missing("dirs", expected);
+    if (!dirs) return;
     if (!dirs->is_array()) return r.wrong_type("dirs", expected);
     const toml::array &a = *dirs->as_array();
     if (a.empty()) return r.error("dirs", "expected at least one directory, got an empty array");

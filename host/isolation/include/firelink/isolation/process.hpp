@@ -70,8 +70,13 @@ runner_process spawn_runner(const std::filesystem::path &runner, const std::file
 // (the runner then refuses to load). The runner opens the plugin file before, and loads it through that descriptor.
 std::string lower_privileges(const runner_limits &limits);
 
-// The firelink-runner beside the running executable.
+// The firelink-runner found from the running executable (firelink::layout: beside it, then the installed
+// lib/firelink); empty when there is none.
 std::filesystem::path default_runner_path();
+
+// Why the runner cannot be started: `configured` ([runner] path) is not an executable file, or, with none
+// configured, no candidate is (each path looked at is named); empty when it can.
+std::string missing_runner(const std::filesystem::path &configured);
 
 // "killed by signal 11 (SIGSEGV)", "exited with status 3", from a waitpid status.
 std::string describe_exit(int wait_status);

@@ -200,7 +200,9 @@ struct site_config {
     std::filesystem::path file;  // absolute
     std::string gateway_id;
     std::string gateway_name;
-    std::vector<std::filesystem::path> plugin_dirs;  // made absolute, relative to the config file's folder
+    // Made absolute, relative to the config file's folder. Empty when the file names none: the host then loads the
+    // installed plugin folder (host/layout: <bin>/../lib/firelink/plugins, or a build tree's plugins/).
+    std::vector<std::filesystem::path> plugin_dirs;
     control_config control;
     std::string admin_listen = "127.0.0.1:9180";
     std::size_t admin_max_connections = 64;                   // [admin] max_connections (1..4096)
