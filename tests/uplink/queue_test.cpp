@@ -337,6 +337,37 @@ TEST(Queue, RefusesAnotherApplicationsDatabase) {
     EXPECT_EQ(db.execAndGet("SELECT owner FROM accounts").getString(), "someone");  // untouched
 }
 
+TEST(Queue, AQueueOfANewerFormatIsRefusedAndKeptAnOlderOneIsUpgraded) {
+    temp_dir d;
+    const auto file = (d.path() / "queue.db").string();
+    {
+        durable_queue q(queue_options_in(d));
+        ASSERT_TRUE(push(q, lane::alarm, "waiting"));
+        ASSERT_TRUE(q.flush());
+    }
+    const auto format = [&] { return SQLite::Database(file).execAndGet("PRAGMA user_version").getInt(); };
+    EXPECT_EQ(format(), 1);
+    SQLite::Database(file, SQLite::OPEN_READWRITE).exec("PRAGMA user_version=0");  // made before formats had numbers
+    {
+        durable_queue q(queue_options_in(d));
+        EXPECT_FALSE(q.opened().recovered);
+        EXPECT_EQ(q.stats().lanes[0].depth, 1u);  // its event is still there
+    }
+    EXPECT_EQ(format(), 1);
+    SQLite::Database(file, SQLite::OPEN_READWRITE).exec("PRAGMA user_version=2");  // a later host's
+    try {
+        durable_queue q(queue_options_in(d));
+        FAIL() << "opened a queue of a newer format";
+    } catch (const std::runtime_error &e) {
+        EXPECT_NE(std::string(e.what()).find("queue format 2, written by a newer firelink-host; this one reads formats "
+                                             "up to 1"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_EQ(format(), 2);  // untouched
+    EXPECT_FALSE(fs::exists(file + ".corrupt"));
+}
+
 TEST(Queue, TheCommandCursorIsDurable) {
     temp_dir d;
     {

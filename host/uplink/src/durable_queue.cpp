@@ -125,6 +125,17 @@ durable_queue::durable_queue(queue_options options) : options_(std::move(options
                 throw std::runtime_error(options_.path.string() +
                                          " is a SQLite database but not a firelink queue (application_id " +
                                          std::to_string(app) + "); refusing to touch it");
+            // The queue's format (PRAGMA user_version). An older one is brought up to this host's below (the schema
+            // statements are idempotent); a newer one, left by a later firelink-host that was rolled back, is not
+            // touched: this host cannot know what its records mean, and they hold undelivered events.
+            const int format = probe.execAndGet("PRAGMA user_version").getInt();
+            if (format > schema_version)
+                throw std::runtime_error(
+                    options_.path.string() + " is in queue format " + std::to_string(format) +
+                    ", written by a newer firelink-host; this one reads formats up to " +
+                    std::to_string(schema_version) +
+                    ". The file is kept as it is: run the newer firelink-host again until the queue is delivered "
+                    "(docs/deployment.md, \"Upgrades and rollback\"), or give this host another queue_path");
             // A large file this queue closed cleanly (checkpointed, flag set after) is not read whole again:
             // quick_check reads every page, about 20 s for a million records from a cold disk. After a crash, or for
             // a small file, it always runs.
@@ -242,6 +253,8 @@ void durable_queue::open_database() {
                        db_->tableExists("quarantine") && db_->tableExists("conditions") && has_first_record() &&
                        db_->execAndGet("SELECT count(*) FROM lane_state").getInt() == lane_count &&
                        db_->execAndGet("SELECT count(*) FROM meta WHERE key='epoch'").getInt() == 1;
+    if (ready && db_->execAndGet("PRAGMA user_version").getInt() < schema_version)
+        db_->exec("PRAGMA user_version=" + std::to_string(schema_version));  // a queue from before the format had a number
     if (!ready) {
         SQLite::Transaction tx(*db_);
         db_->exec("PRAGMA application_id=" + std::to_string(application_id));
