@@ -10,6 +10,7 @@
 #include <firelink/version.h>
 #include <firelink/core/device_runtime.hpp>
 #include <firelink/core/plugin_loader.hpp>
+#include <firelink/isolation/process.hpp>
 #include <firelink/signing/minisign.hpp>
 
 #include "commands.hpp"
@@ -153,6 +154,14 @@ int list_plugins(const std::vector<std::string> &paths, const std::vector<std::s
         }
     }
     std::printf("%zu plugin(s) loaded, %zu refused\n", loaded, refused);
+    // Loaded here in this process; a site runs each in firelink-runner (isolation "process", the default), so a
+    // missing runner is said here rather than found by the first check-config.
+    const auto why = isolation::missing_runner({});
+    if (!why.empty()) {
+        std::printf("error: %s\n", why.c_str());
+        return 1;
+    }
+    std::printf("runner: %s\n", isolation::default_runner_path().c_str());
     return refused == 0 ? 0 : 1;
 }
 
