@@ -32,7 +32,8 @@ int main(int argc, char **argv) {
 
     firelink::cli::try_options try_opt;
     auto *try_cmd = app.add_subcommand(
-        "try", "Load plugins, run one device per driver, print their events and a summary");
+        "try", "Load plugins, run one device per driver (or one on a wire: --connect, --listen, --serial), print their "
+               "events and a summary");
     try_cmd->add_option("PATH", try_opt.paths, "plugin files or directories of them")->required();
     try_cmd->add_option("--driver", try_opt.drivers, "run only these driver ids");
     try_cmd->add_option("--set", try_opt.settings, "driver config key=value, given to every device");
@@ -41,6 +42,45 @@ int main(int argc, char **argv) {
     try_cmd->add_option("--expect-events", try_opt.expect_events,
                         "fail unless every device emitted at least N events");
     try_cmd->add_flag("--quiet", try_opt.quiet, "do not print events");
+    // The wire of the one device, as a site file's wire forms give it (docs/deployment.md, "Wire forms").
+    auto &wire = try_opt.wire;
+    auto *connect = try_cmd->add_option("--connect", wire.connect,
+                                        "the device is a TCP server there; its driver connects to it")
+                        ->type_name("HOST:PORT");
+    auto *listen = try_cmd->add_option("--listen", wire.listen,
+                                       "listen there (HOST an IP address); the device connects in")
+                       ->type_name("HOST:PORT");
+    auto *serial = try_cmd->add_option("--serial", wire.serial, "the device is on this serial port (or pty)")
+                       ->type_name("DEV");
+    connect->excludes(listen)->excludes(serial);
+    listen->excludes(serial);
+    try_cmd->add_option("--unit", wire.unit, "with --connect or --serial: the device's unit (Modbus address)")
+        ->type_name("N")
+        ->check(CLI::NonNegativeNumber);
+    auto *peer = try_cmd->add_option("--peer", wire.peer,
+                                     "with --listen: the device is the connection from this address (with neither "
+                                     "--peer nor --identity: the first its driver identifies, else loopback's)")
+                     ->type_name("IP");
+    auto *identity = try_cmd->add_option("--identity", wire.identity,
+                                         "with --listen: the device is the connection its driver identifies as ID")
+                         ->type_name("ID");
+    peer->needs(listen)->excludes(identity);
+    identity->needs(listen);
+    try_cmd->add_option("--baud", wire.baud, "with --serial: line speed (default 9600)")
+        ->type_name("N")
+        ->check(CLI::PositiveNumber)
+        ->needs(serial);
+    try_cmd->add_option("--data-bits", wire.data_bits, "with --serial: 5 to 8 (default 8)")
+        ->type_name("N")
+        ->check(CLI::PositiveNumber)
+        ->needs(serial);
+    try_cmd->add_option("--parity", wire.parity, "with --serial: none, even or odd (default none)")
+        ->type_name("P")
+        ->needs(serial);
+    try_cmd->add_option("--stop-bits", wire.stop_bits, "with --serial: 1 or 2 (default 1)")
+        ->type_name("N")
+        ->check(CLI::PositiveNumber)
+        ->needs(serial);
 
     firelink::cli::run_options run_opt;
     std::string admin_listen;
