@@ -63,7 +63,8 @@ private:
     void start_control();
     void start_linkage();
     void start_runtime();
-    void emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind);
+    void emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind,
+                            std::function<void()> committed = {});
     admin::status_json linkage_call(const linkage::principal &who, const std::string &rule, const std::string &action,
                                     const std::string &body);
     std::unique_ptr<admin::admin_server> start_admin();
@@ -283,9 +284,15 @@ void site_host::start_control() {
                                std::move(driver_of));
 }
 
-void site_host::emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind) {
-    if (queue_) return queue_->push_gateway_event(std::move(payload), kind);  // to the platform, and the local record
+void site_host::emit_gateway_event(std::vector<std::uint8_t> payload, const std::string &kind,
+                                   std::function<void()> committed) {
+    if (queue_) {  // to the platform, and the local record
+        std::function<void(std::uint64_t)> on_commit;
+        if (committed) on_commit = [committed = std::move(committed)](std::uint64_t) { committed(); };
+        return queue_->push_gateway_event(std::move(payload), kind, std::move(on_commit));
+    }
     if (record_) record_->accept(uplink::gateway_event(cfg_.gateway_id, ++gateway_seq_, kind, std::move(payload)), {});
+    if (committed) committed();  // no queue: the local record is all there is
 }
 
 void site_host::start_linkage() {
@@ -297,8 +304,8 @@ void site_host::start_linkage() {
     linkage::engine_hooks hooks;
     hooks.command = [this](const linkage::command_request &c) { return gate_->linkage_command(c); };
     hooks.release = [this](const std::string &device, const std::string &id) { gate_->linkage_release(device, id); };
-    hooks.emit = [this](std::vector<std::uint8_t> payload, const std::string &kind) {
-        emit_gateway_event(std::move(payload), kind);
+    hooks.emit = [this](std::vector<std::uint8_t> payload, const std::string &kind, std::function<void()> committed) {
+        emit_gateway_event(std::move(payload), kind, std::move(committed));
     };
     hooks.audit = [this](nlohmann::json record) {
         const control::actor who{record.value("principal", ""), record.value("role", ""), record.value("source", "")};

@@ -60,6 +60,7 @@ bool linkage_engine::action_run::final() const {
 
 linkage_engine::linkage_engine(engine_options options, engine_hooks hooks)
     : options_(std::move(options)), hooks_(std::move(hooks)) {
+    report_box_->engine = this;
     for (const auto &rule : options_.rules) {
         rule_state r;
         r.rule = rule;
@@ -78,7 +79,13 @@ linkage_engine::linkage_engine(engine_options options, engine_hooks hooks)
     load_store();
 }
 
-linkage_engine::~linkage_engine() { stop(); }
+linkage_engine::~linkage_engine() {
+    {
+        std::lock_guard lock(report_box_->mutex);  // a commit after this reaches no one: start() reports it again
+        report_box_->engine = nullptr;
+    }
+    stop();
+}
 
 void linkage_engine::refuse(const std::string &rule, const std::string &why) {
     std::lock_guard lock(mutex_);
@@ -462,6 +469,7 @@ void linkage_engine::loop() {
         for (const auto &item : batch) {
             if (const auto *ev = std::get_if<core::accepted_event>(&item)) handle(*ev, now);
             else if (const auto *h = std::get_if<hand_over>(&item)) answered(h->rule, h->index, h->command_id, h->answer);
+            else if (const auto *n = std::get_if<reported>(&item)) mark_reported(*n);
         }
         step(clock::now());
     }
@@ -809,23 +817,42 @@ void linkage_engine::fail(rule_state &r, action_run &a, std::string reason, std:
     report(r, a);
 }
 
-// An action's result is on disk before its event is handed to the uplink, and marked reported after: a host killed
-// between the two reports it again when it starts (the same run and command_id: at least once, never contradicted by
-// a restart that reads an older state).
+// An action's result is on disk before its event is handed to the uplink, and marked reported only once the queue
+// has committed that event (mark_reported, from the queue's commit): a host killed in between reports it again when
+// it starts (the same run and command_id: at least once, never contradicted by a restart that reads an older state).
 void linkage_engine::report(rule_state &r, action_run &a) {
     a.unreported = true;
     save(r, *r.current);
+    auto committed = [box = report_box_, note = reported{r.rule.id, r.current->id, a.command_id}] {
+        std::lock_guard lock(box->mutex);
+        if (!box->engine) return;
+        {
+            std::lock_guard inbox(box->engine->inbox_mutex_);
+            if (box->engine->stopping_) return;
+            box->engine->inbox_.push_back(note);
+        }
+        box->engine->inbox_cv_.notify_one();
+    };
     if (a.state == "confirmed")
         emit("status", "linkage_confirmed", r, &*r.current, &a,
              "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " confirmed by read-back: " +
-                 a.message);
+                 a.message,
+             {}, {}, std::move(committed));
     else
         emit("alarm", "linkage_failed", r, &*r.current, &a,
              "linkage '" + r.rule.id + "': '" + a.command + "' on " + a.device + " failed (" + a.reason +
                  "): " + a.message,
-             "critical", {{"reason", a.reason}});
-    a.unreported = false;
-    save(r, *r.current);
+             "critical", {{"reason", a.reason}}, std::move(committed));
+}
+
+void linkage_engine::mark_reported(const reported &note) {
+    const auto it = rules_.find(note.rule);
+    if (it == rules_.end() || !it->second.current || it->second.current->id != note.run) return;  // ended since
+    for (auto &a : it->second.current->actions)
+        if (a.command_id == note.command_id && a.unreported) {
+            a.unreported = false;
+            save(it->second, *it->second.current);
+        }
 }
 
 void linkage_engine::on_result(const std::string &command_id, const std::string &device, bool ok,
@@ -980,9 +1007,12 @@ std::optional<clock::time_point> linkage_engine::next_wake() const {
 
 void linkage_engine::emit(const std::string &kind, const std::string &code, const rule_state &r, const run *x,
                           const action_run *a, std::string message, const std::string &severity,
-                          const std::map<std::string, json> &more) {
+                          const std::map<std::string, json> &more, std::function<void()> committed) {
     ++counts_[r.rule.id][code];
-    if (!hooks_.emit) return;
+    if (!hooks_.emit) {
+        if (committed) committed();  // nowhere to send it: nothing to wait for
+        return;
+    }
     firelink::event ev{kind == "alarm" ? event_kind::alarm : event_kind::status, code};
     if (severity == "critical") ev.level(firelink::severity::critical);
     if (severity == "major") ev.level(firelink::severity::major);
@@ -1004,7 +1034,7 @@ void linkage_engine::emit(const std::string &kind, const std::string &code, cons
         if (v.is_number_integer()) ev.value(k, v.get<std::int64_t>());
         else ev.value(k, v.is_string() ? v.get<std::string>() : v.dump());
     }
-    hooks_.emit(ev.pack(), kind);
+    hooks_.emit(ev.pack(), kind, std::move(committed));
 }
 
 bool linkage_engine::audit(const std::string &step, const rule_state &r, const run *x, const principal &who,

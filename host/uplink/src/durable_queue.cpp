@@ -392,8 +392,10 @@ void durable_queue::push_admitted(lane l, std::vector<std::uint8_t> body, std::u
     cv_.notify_one();
 }
 
-void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind) {
+void durable_queue::push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind,
+                                       std::function<void(std::uint64_t)> on_commit) {
     op o;
+    o.on_commit = std::move(on_commit);
     o.what = op::type::insert;
     o.l = lane_of(kind);
     o.kind = std::string(kind);

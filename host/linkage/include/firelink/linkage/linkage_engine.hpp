@@ -66,7 +66,10 @@ struct engine_hooks {
     // Select, operate and hand over (host/cli command_gate). Called on the engine's thread.
     std::function<command_answer(const command_request &)> command;
     // A gateway event out: msgpack payload and its kind (host: the queue's gateway events and the local record).
-    std::function<void(std::vector<std::uint8_t> payload, const std::string &kind)> emit;
+    // `committed`, when given, is called once the event is durable (the queue's commit; at once where nothing
+    // queues), on any thread: an action's result is marked reported only then (linkage_engine::report).
+    std::function<void(std::vector<std::uint8_t> payload, const std::string &kind, std::function<void()> committed)>
+        emit;
     // An audit record of a linkage step ({"step", "principal", "role", "source", "rule", ...}); false when it could
     // not be recorded (then the step is not taken where an operator asked for it).
     std::function<bool(json record)> audit;
@@ -203,7 +206,7 @@ private:
     // Out.
     void emit(const std::string &kind, const std::string &code, const rule_state &r, const run *x,
               const action_run *a, std::string message, const std::string &severity = {},
-              const std::map<std::string, json> &more = {});
+              const std::map<std::string, json> &more = {}, std::function<void()> committed = {});
     bool audit(const std::string &step, const rule_state &r, const run *x, const principal &who, json more = {});
 
     // State file.
@@ -234,7 +237,19 @@ private:
         std::string command_id;
         command_answer answer;
     };
-    std::deque<std::variant<core::accepted_event, hand_over>> inbox_;
+    struct reported {  // an action's result event committed by the queue, on the queue's writer thread
+        std::string rule;
+        std::uint64_t run = 0;
+        std::string command_id;
+    };
+    std::deque<std::variant<core::accepted_event, hand_over, reported>> inbox_;
+    // What a commit callback reaches: the engine while it lives (the queue may commit after the engine is gone).
+    struct report_box {
+        std::mutex mutex;
+        linkage_engine *engine = nullptr;
+    };
+    std::shared_ptr<report_box> report_box_ = std::make_shared<report_box>();
+    void mark_reported(const reported &r);
     struct sender {
         std::thread thread;
         std::shared_ptr<std::atomic<bool>> done;

@@ -177,8 +177,10 @@ public:
     void push_admitted(lane l, std::vector<std::uint8_t> body, std::uint32_t pairs,
                        std::function<void(std::uint64_t seq)> on_commit = {},
                        std::optional<core::condition_change> condition = std::nullopt);
-    // A gateway event (device = gateway id, class `gateway`), in the lane of its kind: always taken.
-    void push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind);
+    // A gateway event (device = gateway id, class `gateway`), in the lane of its kind: always taken. on_commit: called
+    // on the writer thread once it is committed, with its seq.
+    void push_gateway_event(std::vector<std::uint8_t> event_payload, std::string_view kind,
+                            std::function<void(std::uint64_t seq)> on_commit = {});
 
     // Called on the writer thread after every commit, with each lane's last committed seq.
     void on_commit(std::function<void(const std::array<std::uint64_t, lane_count> &last_seq)> listener);
