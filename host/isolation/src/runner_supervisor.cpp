@@ -155,8 +155,7 @@ public:
     runner_supervisor(std::filesystem::path file, supervisor_options options, int plugin_fd)
         : file_(std::move(file)), opt_(std::move(options)),
           plugin_fd_(plugin_fd >= 0 ? ::fcntl(plugin_fd, F_DUPFD_CLOEXEC, 0) : -1) {
-        missing_runner_ = missing_runner(opt_.runner);
-        if (opt_.runner.empty()) opt_.runner = default_runner_path();
+        configured_runner_ = opt_.runner;
         if (opt_.data_credit_kb > 0) data_credit_ = static_cast<std::uint64_t>(opt_.data_credit_kb) << 10;
         if (plugin_fd >= 0 && plugin_fd_ < 0) throw std::system_error(errno, std::generic_category(), "dup");
     }
@@ -219,7 +218,7 @@ private:
 
     std::filesystem::path file_;
     supervisor_options opt_;
-    std::string missing_runner_;  // why no runner can start (none found, or [runner] path wrong); empty: it can
+    std::filesystem::path configured_runner_;  // [runner] path; empty: the one firelink::layout finds
     int plugin_fd_;  // the file as the host checked it, for every runner started (restarts too); -1: by its path
     std::string plugin_id_;
     core::plugin_info info_;
@@ -305,11 +304,13 @@ std::shared_ptr<connection> runner_supervisor::spawn() {
 }
 
 hello runner_supervisor::start() {
-    if (!missing_runner_.empty()) {
+    // Looked for at each start, so a runner installed after the host began is found at the next load.
+    if (const auto why = missing_runner(configured_runner_); !why.empty()) {
         hello h;
-        h.detail = missing_runner_;
+        h.detail = why;
         return h;
     }
+    if (configured_runner_.empty()) opt_.runner = default_runner_path();
     std::shared_ptr<connection> c;
     try {
         c = spawn();

@@ -253,8 +253,16 @@ void durable_queue::open_database() {
                        db_->tableExists("quarantine") && db_->tableExists("conditions") && has_first_record() &&
                        db_->execAndGet("SELECT count(*) FROM lane_state").getInt() == lane_count &&
                        db_->execAndGet("SELECT count(*) FROM meta WHERE key='epoch'").getInt() == 1;
-    if (ready && db_->execAndGet("PRAGMA user_version").getInt() < schema_version)
-        db_->exec("PRAGMA user_version=" + std::to_string(schema_version));  // a queue from before the format had a number
+    if (ready && db_->execAndGet("PRAGMA user_version").getInt() < schema_version) {
+        // A queue from before the format had a number: the same format. Numbered when the disk allows; a full disk
+        // must not stop the start (it is numbered at a later start).
+        try {
+            db_->exec("PRAGMA user_version=" + std::to_string(schema_version));
+        } catch (const SQLite::Exception &e) {
+            spdlog::warn("uplink queue: cannot write its format number yet ({}); it opens as format {}", e.what(),
+                         schema_version);
+        }
+    }
     if (!ready) {
         SQLite::Transaction tx(*db_);
         db_->exec("PRAGMA application_id=" + std::to_string(application_id));
