@@ -51,7 +51,9 @@ std::string wires_as_options(std::uint32_t wires) {
     return out;
 }
 
-// A driver that declares no wire takes any; one that declares some takes those.
+// A driver that declares some wires takes those. One that declares none (0: no host wire, by the ABI) is given the
+// wire asked for all the same, as a site file's wire would be given to it: the host does not check a device's wire
+// against the declaration, and a driver that still asks for firelink.transport/1 then gets one.
 bool takes(const core::driver_info &d, std::uint32_t wire) { return d.wires == 0 || (d.wires & wire) != 0; }
 
 std::string refuses_wire(const std::string &option, const core::driver_info &d, const char *wire) {
