@@ -232,7 +232,10 @@ class FirePanelEndToEnd(unittest.TestCase):
                                        if e["kind"] == "alarm" and e["code"] == "fire_alarm"), None),
                          "the fire alarm reported again after the restart")
         self.assertEqual(again["event_id"], "fire_alarm@s1.1")
-        self.assertTrue([l for l in s.lines[lines_before:] if l.get("event") == "request" and l.get("type") == 61])
+        # The simulator's own line for the state request: read from its stdout on another thread, so it may come
+        # a moment after the host already reported what the answer said.
+        wait_for(lambda: [l for l in s.lines[lines_before:] if l.get("event") == "request" and l.get("type") == 61],
+                 "the new driver instance's state request (type 61) at the UITD")
         self.assertFalse([l for l in s.seen(event="sent", type=2) if l["serial"] == fire["serial"] and l["try"] > 1],
                          "the UITD resent its confirmed alarm: the test would not prove the driver read the state")
         s.kill()
